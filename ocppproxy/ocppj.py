@@ -1,0 +1,76 @@
+"""
+OCPP-J frames (the JSON-over-WebSocket RPC of OCPP 1.6, 2.0.1 and 2.1): parsing and the
+few fields routing needs. Pure: no I/O, no reactor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+CALL = 2
+CALLRESULT = 3
+CALLERROR = 4
+CALLRESULTERROR = 5  # OCPP 2.1
+SEND = 6  # OCPP 2.1, unconfirmed
+
+ANSWERS = frozenset((CALLRESULT, CALLERROR, CALLRESULTERROR))
+REQUESTS = frozenset((CALL, SEND))
+_LENGTHS = {CALL: 4, CALLRESULT: 3, CALLERROR: 5, CALLRESULTERROR: 5, SEND: 4}
+_NAMES = {
+    CALL: "CALL",
+    CALLRESULT: "CALLRESULT",
+    CALLERROR: "CALLERROR",
+    CALLRESULTERROR: "CALLRESULTERROR",
+    SEND: "SEND",
+}
+
+
+class FrameError(ValueError):
+    """A text that is not a valid OCPP-J frame; the message says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One OCPP-J message: its type, message id, action (requests only) and decoded body."""
+
+    kind: int
+    message_id: str
+    action: str | None
+    body: Any
+
+    @property
+    def kind_name(self) -> str:
+        """The message type's name as in the specification (CALL, CALLRESULT, ...)."""
+        return _NAMES[self.kind]
+
+
+def parse_frame(data: bytes | str) -> Frame:
+    """Parse one WebSocket text message; raises L{FrameError} naming the problem."""
+    try:
+        message = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise FrameError("not JSON") from None
+    if not isinstance(message, list) or not message:
+        raise FrameError("not a JSON array")
+    kind = message[0]
+    if isinstance(kind, bool) or kind not in _LENGTHS:
+        raise FrameError(f"unknown message type {kind!r}")
+    if len(message) != _LENGTHS[kind]:
+        raise FrameError(f"{_NAMES[kind]} must have {_LENGTHS[kind]} elements, has {len(message)}")
+    message_id = message[1]
+    if not isinstance(message_id, str) or not message_id:
+        raise FrameError("message id is not a non-empty string")
+    if kind in REQUESTS:
+        action = message[2]
+        if not isinstance(action, str) or not action:
+            raise FrameError("action is not a non-empty string")
+        return Frame(kind, message_id, action, message[3])
+    return Frame(kind, message_id, None, message[2])
+
+
+def shorten(data: bytes | str, limit: int = 120) -> str:
+    """A printable, bounded copy of a frame for log lines."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,259 @@
+"""
+The proxy service: listens for stations, keeps the registry of station sessions, and
+wires each station to its upstream links through the pure routing rules.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+
+from .config import Config
+from .logs import debug_enabled, proxy_logger
+from .ocppj import FrameError, parse_frame, shorten
+from .routing import STATION, StationRouter
+from .station import StationFactory, StationProtocol
+from .upstream import GOING_AWAY, UpstreamLink
+
+TRY_AGAIN_LATER = 1013
+REPLACED = 4000
+_PASSED_HEADERS = ("authorization",)
+
+
+def upstream_headers(request, peer_host: str) -> tuple[dict[str, str], str | None]:
+    """The handshake headers an upstream gets for a station: its credentials and address, and its user agent."""
+    headers = {}
+    for name in _PASSED_HEADERS:
+        value = request.headers.get(name)
+        if value:
+            headers[name.title()] = value
+    headers["X-Forwarded-For"] = peer_host
+    headers["X-Real-IP"] = peer_host
+    return headers, request.headers.get("user-agent")
+
+
+class StationSession:
+    """One station connection, its routing state and its links to the central systems."""
+
+    _log = proxy_logger()
+
+    def __init__(self, station_id: str, protocol: StationProtocol, clock, on_ended: Callable[["StationSession"], None]) -> None:
+        self.station_id = station_id
+        self.protocol = protocol
+        self._clock = clock
+        self._on_ended = on_ended
+        self.links: dict[str, UpstreamLink] = {}
+        self.router: StationRouter | None = None
+        self._closing = False
+        self._ended = False
+        self._stopped: Deferred[None] | None = None
+
+    def attach(self, links: dict[str, UpstreamLink]) -> None:
+        """Give the session its upstream links (primary first) and start them."""
+        self.links = links
+        self.router = StationRouter(links)
+        for link in links.values():
+            link.start()
+
+    # --- the station's side
+
+    def station_open(self) -> None:
+        self._log.info("station {station} connected from {peer}", station=self.station_id, peer=self.protocol.peer)
+
+    def from_station(self, payload: bytes, is_binary: bool) -> None:
+        """A frame from the station: relay it to the upstreams the rules name."""
+        if is_binary:
+            self._log.warn("station {station} sent a binary frame, ignored", station=self.station_id)
+            return
+        try:
+            frame = parse_frame(payload)
+        except FrameError as error:
+            self._log.warn(
+                "station {station} sent a bad frame ({reason}): {frame}",
+                station=self.station_id,
+                reason=str(error),
+                frame=shorten(payload),
+            )
+            return
+        route = self.router.from_station(frame, self._clock.seconds())
+        if debug_enabled():
+            self._log.debug(
+                "station {station} -> {targets}: {frame}",
+                station=self.station_id,
+                targets=",".join(route.targets) or "nowhere",
+                frame=shorten(payload),
+            )
+        if not route.targets:
+            self._log.warn(
+                "station {station}: {kind} {id} dropped: {reason}",
+                station=self.station_id,
+                kind=frame.kind_name,
+                id=frame.message_id,
+                reason=route.dropped_because,
+            )
+        for target in route.targets:
+            self.links[target].send(payload)
+
+    def station_closed(self, protocol: StationProtocol, code: int | None, reason: str | None) -> None:
+        """The station's connection is gone: close its upstream links."""
+        self._log.info(
+            "station {station} disconnected (code {code}, {reason})",
+            station=self.station_id,
+            code=code,
+            reason=reason or "no reason",
+        )
+        self._stop_links()
+
+    # --- the upstreams' side
+
+    def from_upstream(self, name: str, payload: bytes) -> None:
+        """A frame from a central system: to the station, or consumed."""
+        try:
+            frame = parse_frame(payload)
+        except FrameError as error:
+            self._log.warn(
+                "station {station}: {upstream} sent a bad frame ({reason}): {frame}",
+                station=self.station_id,
+                upstream=name,
+                reason=str(error),
+                frame=shorten(payload),
+            )
+            return
+        route = self.router.from_upstream(name, frame, self._clock.seconds())
+        if STATION in route.targets:
+            if not self._closing:
+                self.protocol.sendMessage(payload, False)
+        elif debug_enabled():
+            self._log.debug(
+                "station {station}: {kind} {id} from {upstream} consumed: {reason}",
+                station=self.station_id,
+                kind=frame.kind_name,
+                id=frame.message_id,
+                upstream=name,
+                reason=route.dropped_because,
+            )
+
+    def upstream_connected(self, name: str) -> None:
+        pass
+
+    def upstream_disconnected(self, name: str, reason: str) -> None:
+        """Rule: when no upstream is left connected, the station is asked to come back later."""
+        self._close_if_no_upstream()
+
+    def upstream_gave_up(self, name: str) -> None:
+        self._close_if_no_upstream()
+
+    def _close_if_no_upstream(self) -> None:
+        if not any(link.connected for link in self.links.values()):
+            self.close(TRY_AGAIN_LATER, "no central system connected, try again later")
+
+    # --- ending
+
+    def close(self, code: int, reason: str) -> Deferred[None]:
+        """Close the station with C{code} and its links; fires when all connections are gone."""
+        if not self._closing:
+            self._closing = True
+            self._log.info(
+                "station {station}: closing ({code} {reason})", station=self.station_id, code=code, reason=reason
+            )
+            self.protocol.sendCloseFrame(code, reason.encode("utf-8"), False)
+        return DeferredList([self.protocol.when_closed(), self._stop_links()]).addCallback(lambda _: None)
+
+    def _stop_links(self) -> Deferred[None]:
+        if self._stopped is None:
+            self._closing = True
+            self._stopped = DeferredList([link.stop() for link in self.links.values()]).addCallback(lambda _: None)
+            self._stopped.addCallback(lambda _: self._end())
+        stopped: Deferred[None] = Deferred()
+        self._stopped.addCallback(lambda result: (stopped.callback(None), result)[1])
+        return stopped
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._on_ended(self)
+
+
+class ProxyService(MultiService):
+    """
+    The daemon's core: accepts stations on the C{listen} endpoint and keeps one
+    L{StationSession} per station id. L{stopService} closes every station with 1001 and
+    fires when every station and upstream connection is closed.
+    """
+
+    _log = proxy_logger()
+
+    def __init__(self, config: Config, reactor, tls_for_url: Callable[[str], IOpenSSLClientConnectionCreator] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self._reactor = reactor
+        self._tls_for_url = tls_for_url
+        self.sessions: dict[str, StationSession] = {}
+        self._all_sessions: set[StationSession] = set()
+        self.factory = StationFactory(self, reactor)
+        self._port = None
+        self.listening: Deferred = Deferred()
+
+    def startService(self) -> None:
+        super().startService()
+        endpoint = serverFromString(self._reactor, self.config.listen)
+        listening = endpoint.listen(self.factory)
+        listening.addCallbacks(self._listening, self._listen_failed)
+
+    def _listening(self, port) -> None:
+        self._port = port
+        self._log.info("ocppproxy listening on {address}", address=port.getHost())
+        self.listening.callback(port)
+
+    def _listen_failed(self, failure) -> None:
+        self._log.critical(
+            "cannot listen on {listen}: {reason}", listen=self.config.listen, reason=failure.getErrorMessage()
+        )
+        self.listening.errback(failure)
+
+    def station_connecting(self, protocol: StationProtocol, station_id: str, request, subprotocol: str) -> StationSession:
+        """A station's handshake is acceptable: replace any older session and open its links."""
+        previous = self.sessions.get(station_id)
+        session = StationSession(station_id, protocol, self._reactor, self._session_ended)
+        self.sessions[station_id] = session
+        self._all_sessions.add(session)
+        if previous is not None:
+            self._log.info("station {station}: new connection replaces the previous one", station=station_id)
+            previous.close(REPLACED, "replaced by a new connection of the same station")
+        headers, useragent = upstream_headers(request, getattr(protocol.transport.getPeer(), "host", "unknown"))
+        links = {
+            name: UpstreamLink(
+                name,
+                url + station_id,
+                station_id,
+                session,
+                self._reactor,
+                self.config.reconnect,
+                self.config.buffer_max_messages,
+                [subprotocol],
+                headers,
+                useragent,
+                tls=self._tls_for_url(url) if (self._tls_for_url and url.startswith("wss:")) else None,
+            )
+            for name, url in self.config.upstream_urls().items()
+        }
+        session.attach(links)
+        return session
+
+    def _session_ended(self, session: StationSession) -> None:
+        self._all_sessions.discard(session)
+        if self.sessions.get(session.station_id) is session:
+            del self.sessions[session.station_id]
+
+    def stopService(self) -> Deferred[None]:
+        """Stop accepting, close every station with 1001; fires when all connections are closed."""
+        stopping = succeed(None) if self._port is None else self._port.stopListening()
+        closes = [session.close(GOING_AWAY, "proxy shutting down") for session in list(self._all_sessions)]
+        self._log.info("shutting down: closing {count} stations", count=len(closes))
+        done = DeferredList([stopping, *closes])
+        done.addCallback(lambda _: MultiService.stopService(self))
+        return done

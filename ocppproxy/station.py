@@ -1,0 +1,133 @@
+"""
+The station's edge: the Autobahn server protocol a charging station connects to, and
+the pure checks of its handshake (station id from the path, subprotocol choice).
+"""
+
+from __future__ import annotations
+
+import re
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.defer import Deferred, succeed
+
+from .logs import proxy_logger
+
+_STATION_ID = re.compile(r"[A-Za-z0-9*\-_=:+|@.]{1,48}")
+DEFAULT_SUBPROTOCOL = "ocpp1.6"
+
+
+class BadStationPath(ValueError):
+    """The request path does not name a valid station; the message says why."""
+
+
+def station_id_from_path(path: str) -> str:
+    """
+    The station id in a request path C{/<stationId>}: 1 to 48 characters of the OCPP
+    2.0.1 identity set, not only dots. Raises L{BadStationPath}.
+    """
+    if not path.startswith("/") or len(path) < 2:
+        raise BadStationPath("the path must be /<stationId>")
+    station_id = path[1:]
+    if "/" in station_id:
+        raise BadStationPath("the station id must not contain '/'")
+    if "%" in station_id:
+        raise BadStationPath("the station id must not be percent-encoded")
+    if len(station_id) > 48:
+        raise BadStationPath("the station id is longer than 48 characters")
+    if not _STATION_ID.fullmatch(station_id):
+        raise BadStationPath("the station id has characters outside A-Z a-z 0-9 * - _ = : + | @ .")
+    if station_id.strip(".") == "":
+        raise BadStationPath("the station id must not be only dots")
+    return station_id
+
+
+def choose_subprotocol(offered: list[str]) -> str | None:
+    """
+    The subprotocol to answer the station with: its first OCPP offer, ignoring empty
+    entries and stray spaces; None when it offered nothing usable.
+    """
+    for entry in offered:
+        candidate = entry.strip()
+        if candidate.lower().startswith("ocpp"):
+            return candidate
+    return None
+
+
+class StationProtocol(WebSocketServerProtocol):
+    """A charging station's WebSocket connection; its traffic goes to its session."""
+
+    _log = proxy_logger()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session = None
+        self.station_id: str | None = None
+        self._close_waiters: list[Deferred[None]] = []
+        self._closed = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.setTcpNoDelay(True)
+
+    def onConnect(self, request):
+        try:
+            station_id = station_id_from_path(request.path)
+        except BadStationPath as error:
+            self._log.warn(
+                "refused connection from {peer}: bad path {path!r}: {reason}",
+                peer=request.peer,
+                path=request.path[:100],
+                reason=str(error),
+            )
+            raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(error)) from None
+        offered = [entry for entry in request.protocols if entry.strip()]
+        chosen = choose_subprotocol(offered)
+        if offered and chosen is None:
+            self._log.warn(
+                "refused station {station} from {peer}: it offers no OCPP subprotocol ({offered})",
+                station=station_id,
+                peer=request.peer,
+                offered=", ".join(offered)[:100],
+            )
+            raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "no OCPP subprotocol offered")
+        self.station_id = station_id
+        self.session = self.factory.proxy.station_connecting(
+            self, station_id, request, chosen or DEFAULT_SUBPROTOCOL
+        )
+        return chosen
+
+    def onOpen(self) -> None:
+        self.session.station_open()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.session.from_station(payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self._closed = True
+        if self.session is not None:
+            self.session.station_closed(self, code, reason)
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def when_closed(self) -> Deferred[None]:
+        """A Deferred that fires once the connection is closed."""
+        if self._closed:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._close_waiters.append(waiter)
+        return waiter
+
+
+class StationFactory(WebSocketServerFactory):
+    """Server factory for charging stations; C{proxy} is the L{ProxyService} they report to."""
+
+    protocol = StationProtocol
+    noisy = False
+
+    def __init__(self, proxy, reactor) -> None:
+        super().__init__(reactor=reactor)
+        self.proxy = proxy
+        self.server = "ocppproxy"
+        self.setProtocolOptions(openHandshakeTimeout=10, closeHandshakeTimeout=5)

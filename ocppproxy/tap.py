@@ -1,0 +1,84 @@
+"""
+twistd glue: ``twistd -n ocppproxy -c config.yaml`` parses the options, validates the
+configuration and builds the service tree.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
+from twisted.python import usage
+from urllib.parse import urlsplit
+
+from .config import Config, ConfigError, load_config
+from .logs import proxy_logger, set_log_level
+from .proxy import ProxyService
+
+_log = proxy_logger()
+
+
+class Options(usage.Options):
+    """Command line of the ocppproxy plugin."""
+
+    optParameters = [
+        ["config", "c", "/etc/ocppproxy/ocppproxy.yaml", "Path to the YAML configuration file."],
+    ]
+
+    def postOptions(self) -> None:
+        # twistd prints its whole usage text for a UsageError; a config error deserves one line.
+        try:
+            self["parsed_config"] = load_config(self["config"])
+        except ConfigError as error:
+            sys.stderr.write(f"ocppproxy: configuration error in {self['config']}: {error}\n")
+            raise SystemExit(2) from None
+
+
+def client_tls_factory(config: Config):
+    """How wss:// upstreams verify certificates: the system trust store, or C{ca_file}."""
+    trust_root = None
+    if config.ca_file:
+        with open(config.ca_file, "rb") as stream:
+            trust_root = trustRootFromCertificates([Certificate.loadPEM(stream.read())])
+
+    def tls_for_url(url: str):
+        return optionsForClientTLS(urlsplit(url).hostname, trustRoot=trust_root)
+
+    return tls_for_url
+
+
+def install_shutdown_signals(reactor) -> None:
+    """
+    SIGTERM and SIGINT drain the stations and exit 0 (twistd's own handler would
+    re-raise the signal); SIGHUP is logged instead of killing the daemon.
+    """
+
+    def stop(signum, frame) -> None:
+        _log.info("received {signal}, shutting down", signal=signal.Signals(signum).name)
+        reactor.callFromThread(_stop_once, reactor)
+
+    def hangup(signum, frame) -> None:
+        reactor.callFromThread(_log.info, "received SIGHUP: configuration reload is not supported yet, ignored")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hangup)
+
+
+def _stop_once(reactor) -> None:
+    if reactor.running:
+        reactor.stop()
+
+
+def makeService(options: Options, reactor=None) -> IService:
+    """The service tree: a MultiService holding the proxy (and later the notifier)."""
+    if reactor is None:
+        from twisted.internet import reactor
+    config: Config = options["parsed_config"]
+    set_log_level(config.log_level)
+    top = MultiService()
+    ProxyService(config, reactor, client_tls_factory(config)).setServiceParent(top)
+    reactor.callWhenRunning(install_shutdown_signals, reactor)
+    return top

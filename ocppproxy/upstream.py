@@ -1,0 +1,331 @@
+"""
+One station's link to one central system: an Autobahn client protocol and factory kept
+connected by a L{ClientService}, with a bounded queue for frames sent while it is away.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Protocol
+from urllib.parse import urlsplit
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.application.internet import ClientService
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime, IStreamClientEndpoint
+from twisted.internet.ssl import optionsForClientTLS
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .config import ReconnectPolicy
+from .logs import debug_enabled, proxy_logger
+from .ocppj import shorten
+from .routing import FrameQueue
+
+GOING_AWAY = 1001
+
+
+def backoff_delay(policy: ReconnectPolicy, retry: int, jitter: float) -> float:
+    """
+    How long to wait before the C{retry}-th retry (1-based): C{initial_delay * factor **
+    (retry - 1)}, capped at C{max_delay}, less up to 20% jitter (C{jitter} in [0, 1)) so
+    that stations dropped together do not all come back together.
+    """
+    exponent = min(max(retry - 1, 0), 64)
+    base = min(policy.initial_delay * policy.factor**exponent, policy.max_delay)
+    return base * (1.0 - 0.2 * jitter)
+
+
+class LinkOwner(Protocol):
+    """What an L{UpstreamLink} reports to (the station session)."""
+
+    def from_upstream(self, name: str, payload: bytes) -> None: ...
+
+    def upstream_connected(self, name: str) -> None: ...
+
+    def upstream_disconnected(self, name: str, reason: str) -> None: ...
+
+    def upstream_gave_up(self, name: str) -> None: ...
+
+
+class UpstreamProtocol(WebSocketClientProtocol):
+    """The WebSocket connection to a central system; hands everything to its link."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lost_reason: Failure | None = None
+        self._close_waiters: list[Deferred[None]] = []
+        self.was_open = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # Autobahn never applies its tcpNoDelay option (see STYLE.md); without it a
+        # relayed frame can wait ~40 ms for Nagle and delayed ACKs.
+        self.transport.setTcpNoDelay(True)
+
+    def onOpen(self) -> None:
+        self.was_open = True
+        self.factory.link.opened(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.link.received(payload, isBinary)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._lost_reason = reason
+        super().connectionLost(reason)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        why = reason or (f"close code {code}" if code else "connection lost")
+        lost = self._lost_reason
+        # A TLS verification failure only shows in connectionLost's reason.
+        if lost is not None and not lost.check(ConnectionDone, ConnectionAborted):
+            detail = lost.getErrorMessage()
+            if detail and detail not in why:
+                why = f"{why}: {detail}"
+        self.factory.link.closed(self, why)
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def when_closed(self) -> Deferred[None]:
+        """A Deferred that fires once the connection is closed."""
+        waiter: Deferred[None] = Deferred()
+        self._close_waiters.append(waiter)
+        return waiter
+
+
+class UpstreamFactory(WebSocketClientFactory):
+    """Client factory for one station's connection to one central system."""
+
+    protocol = UpstreamProtocol
+    noisy = False
+
+    def __init__(self, link: UpstreamLink, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.link = link
+        self.setProtocolOptions(openHandshakeTimeout=10, closeHandshakeTimeout=5)
+
+
+def upstream_endpoint(reactor, url: str, tls: IOpenSSLClientConnectionCreator | None = None):
+    """The client endpoint for a ws:// or wss:// URL (wss verifies the server's certificate)."""
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    port = parts.port or (443 if secure else 80)
+    endpoint = HostnameEndpoint(reactor, parts.hostname, port, timeout=10)
+    if secure:
+        endpoint = wrapClientTLS(tls or optionsForClientTLS(parts.hostname), endpoint)
+    return endpoint
+
+
+@implementer(IStreamClientEndpoint)
+class _FailureReportingEndpoint:
+    """Wraps a client endpoint to tell the link why a connection attempt failed."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, on_failure: Callable[[str], None]) -> None:
+        self._endpoint = endpoint
+        self._on_failure = on_failure
+
+    def connect(self, factory):
+        def failed(failure: Failure) -> Failure:
+            self._on_failure(failure.getErrorMessage())
+            return failure
+
+        return self._endpoint.connect(factory).addErrback(failed)
+
+
+class UpstreamLink:
+    """
+    Keeps one station connected to one central system.
+
+    Frames given to L{send} while the connection is down are queued (bounded) and
+    flushed in order when the handshake is done. A refused handshake counts as a failed
+    attempt like a refused TCP connection; after C{max_attempts} failed attempts in a
+    row the link gives up for this station session and tells its owner.
+    """
+
+    _log = proxy_logger()
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        station_id: str,
+        owner: LinkOwner,
+        reactor,
+        policy: ReconnectPolicy,
+        queue_limit: int,
+        subprotocols: list[str],
+        headers: dict[str, str],
+        useragent: str | None,
+        tls: IOpenSSLClientConnectionCreator | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.station_id = station_id
+        self._owner = owner
+        self._clock: IReactorTime = reactor
+        self._policy = policy
+        self._jitter = jitter
+        self.queue: FrameQueue[bytes] = FrameQueue(queue_limit)
+        self.protocol: UpstreamProtocol | None = None
+        self.ever_connected = False
+        self.gave_up = False
+        self._stopping = False
+        self._retries = 0
+        self._failed_attempts = 0
+        self._disconnected_since_last_retry = False
+        self._last_failure = "no attempt yet"
+        factory = UpstreamFactory(
+            self, url=url, protocols=subprotocols, headers=headers, useragent=useragent, reactor=reactor
+        )
+        # No prepareConnection: ClientService cannot survive a connection lost while it
+        # prepares (automat NoTransition), so handshake failures are counted here instead.
+        self.service = ClientService(
+            _FailureReportingEndpoint(upstream_endpoint(reactor, url, tls), self._attempt_failed),
+            factory,
+            retryPolicy=self._retry_delay,
+            clock=reactor,
+        )
+
+    @property
+    def connected(self) -> bool:
+        """Whether frames sent now go straight out."""
+        return self.protocol is not None
+
+    def start(self) -> None:
+        """Start connecting."""
+        self.service.startService()
+
+    def _retry_delay(self, _attempt: int) -> float:
+        """ClientService's retryPolicy: called once per failed attempt or lost connection."""
+        self._retries += 1
+        if self._disconnected_since_last_retry:
+            self._disconnected_since_last_retry = False
+        else:
+            self._failed_attempts += 1
+            if self._failed_attempts >= self._policy.max_attempts:
+                self._clock.callLater(0, self._give_up)
+        return backoff_delay(self._policy, self._retries, self._jitter())
+
+    def _give_up(self) -> None:
+        if self._stopping or self.gave_up:
+            return
+        self.gave_up = True
+        self._log.error(
+            "station {station}: giving up on {upstream} ({url}) after {attempts} failed attempts, last: {reason}",
+            station=self.station_id,
+            upstream=self.name,
+            url=self.url,
+            attempts=self._failed_attempts,
+            reason=self._last_failure,
+        )
+        self.queue.clear()
+        self.service.stopService()
+        self._owner.upstream_gave_up(self.name)
+
+    def send(self, payload: bytes) -> None:
+        """Send a text frame now, or queue it until the link is connected."""
+        protocol = self.protocol
+        if protocol is not None:
+            protocol.sendMessage(payload, False)
+            return
+        if self.gave_up or self._stopping:
+            return
+        if self.queue.push(payload) and self.queue.dropped == 1:
+            self._log.warn(
+                "station {station}: queue for {upstream} is full ({limit} frames), dropping the oldest",
+                station=self.station_id,
+                upstream=self.name,
+                limit=len(self.queue),
+            )
+
+    def opened(self, protocol: UpstreamProtocol) -> None:
+        """The handshake succeeded: flush the queue in order, then relay directly."""
+        if self._stopping:
+            protocol.sendCloseFrame(GOING_AWAY, b"station disconnected from proxy", False)
+            return
+        self.ever_connected = True
+        self._retries = 0
+        self._failed_attempts = 0
+        dropped = self.queue.dropped
+        backlog = self.queue.drain()
+        self._log.info(
+            "station {station}: connected to {upstream} ({url}), {count} queued frames flushed",
+            station=self.station_id,
+            upstream=self.name,
+            url=self.url,
+            count=len(backlog),
+        )
+        if dropped:
+            self._log.warn(
+                "station {station}: {dropped} frames for {upstream} were dropped while it was away (queue full)",
+                station=self.station_id,
+                upstream=self.name,
+                dropped=dropped,
+            )
+        for payload in backlog:
+            protocol.sendMessage(payload, False)
+        self.protocol = protocol
+        self._owner.upstream_connected(self.name)
+
+    def received(self, payload: bytes, is_binary: bool) -> None:
+        """A frame from the central system."""
+        if is_binary:
+            self._log.warn(
+                "station {station}: {upstream} sent a binary frame, ignored",
+                station=self.station_id,
+                upstream=self.name,
+            )
+            return
+        if debug_enabled():
+            self._log.debug(
+                "station {station}: {upstream} -> {frame}",
+                station=self.station_id,
+                upstream=self.name,
+                frame=shorten(payload),
+            )
+        self._owner.from_upstream(self.name, payload)
+
+    def _attempt_failed(self, reason: str) -> None:
+        self._last_failure = reason
+        if not self._stopping:
+            self._log.warn(
+                "station {station}: connection to {upstream} ({url}) failed: {reason}",
+                station=self.station_id,
+                upstream=self.name,
+                url=self.url,
+                reason=reason,
+            )
+
+    def closed(self, protocol: UpstreamProtocol, reason: str) -> None:
+        """A connection ended, open or not."""
+        if not protocol.was_open:
+            self._attempt_failed(reason)
+            return
+        if protocol is not self.protocol:
+            return
+        self.protocol = None
+        self._disconnected_since_last_retry = True
+        self._log.info(
+            "station {station}: disconnected from {upstream} ({reason}), reconnecting",
+            station=self.station_id,
+            upstream=self.name,
+            reason=reason,
+        )
+        self._owner.upstream_disconnected(self.name, reason)
+
+    def stop(self) -> Deferred[None]:
+        """Close with 1001 (going away) and stop reconnecting; fires when the connection is gone."""
+        self._stopping = True
+        self.queue.clear()
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None:
+            closing = protocol.when_closed()
+            protocol.sendCloseFrame(GOING_AWAY, b"station disconnected from proxy", False)
+            return closing.addCallback(lambda _: self.service.stopService())
+        if not self.service.running:
+            return succeed(None)
+        return self.service.stopService()
