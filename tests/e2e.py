@@ -1,0 +1,65 @@
+"""Shared plumbing for end-to-end tests: the real proxy service on 127.0.0.1 and asyncio peers."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import SkipTest, TestCase
+
+from ocppproxy.config import config_from_mapping
+from ocppproxy.proxy import ProxyService
+from ocppproxy.tap import client_tls_factory
+
+
+def needs_asyncio_reactor() -> None:
+    if "asyncio" not in type(reactor).__module__:
+        raise SkipTest("end-to-end tests need trial --reactor=asyncio (make test uses it)")
+
+
+def async_test(method):
+    """Run an `async def` test method on the asyncio reactor's loop."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        return Deferred.fromFuture(asyncio.ensure_future(method(self, *args, **kwargs)))
+
+    return run
+
+
+class ProxyTestCase(TestCase):
+    """Starts a real ProxyService per test and captures its log lines."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        needs_asyncio_reactor()
+        self.log_lines: list[str] = []
+
+        def observe(event):
+            self.log_lines.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    async def start_proxy(self, **settings) -> str:
+        """Start the proxy with C{settings}; returns the ws:// base URL stations connect to."""
+        raw = {"listen": "tcp:port=0:interface=127.0.0.1", "reconnect": {"initial_delay": 0.2, "max_delay": 1.0}}
+        raw.update(settings)
+        config = config_from_mapping(raw)
+        self.proxy = ProxyService(config, reactor, client_tls_factory(config))
+        self.proxy.startService()
+        self.addCleanup(self._stop_proxy)
+        port = await Deferred.asFuture(self.proxy.listening, asyncio.get_event_loop())
+        return f"ws://127.0.0.1:{port.getHost().port}/"
+
+    def _stop_proxy(self) -> Deferred:
+        if self.proxy.running:
+            return self.proxy.stopService()
+        return None
+
+    def logged(self, text: str) -> list[str]:
+        return [line for line in self.log_lines if text in line]

@@ -1,0 +1,158 @@
+"""
+Real OCPP peers for end-to-end tests, written by nobody here: the `ocpp` library's v16
+central system and charge point over `websockets`, run on the asyncio reactor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import websockets
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16.enums import Action, AuthorizationStatus, AvailabilityStatus, RegistrationStatus
+
+WAIT = 10.0
+
+
+async def wait_until(condition: Callable[[], Any], changed: asyncio.Condition, timeout: float = WAIT) -> Any:
+    """Wait, at most C{timeout} seconds, until C{condition()} is true; return its value."""
+    async with changed:
+        return await asyncio.wait_for(changed.wait_for(condition), timeout)
+
+
+class RecordingMixin:
+    """Records every raw frame received and sent by an ocpp ChargePoint."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.received: list[list] = []
+        self.sent: list[list] = []
+        self.changed = asyncio.Condition()
+
+    async def _note(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def route_message(self, raw_msg):
+        self.received.append(json.loads(raw_msg))
+        await self._note()
+        return await super().route_message(raw_msg)
+
+    async def _send(self, message):
+        self.sent.append(json.loads(message))
+        await self._note()
+        return await super()._send(message)
+
+
+class CentralSystemSession(RecordingMixin, ChargePoint):
+    """The central system's side of one station connection."""
+
+    interval = 100
+
+    @on(Action.boot_notification)
+    def on_boot(self, charge_point_vendor, charge_point_model, **kwargs):
+        return call_result.BootNotification(
+            current_time=datetime.now(timezone.utc).isoformat(),
+            interval=self.interval,
+            status=RegistrationStatus.accepted,
+        )
+
+    @on(Action.heartbeat)
+    def on_heartbeat(self):
+        return call_result.Heartbeat(current_time=datetime.now(timezone.utc).isoformat())
+
+    @on(Action.status_notification)
+    def on_status(self, **kwargs):
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    def on_authorize(self, id_tag):
+        return call_result.Authorize(id_tag_info={"status": AuthorizationStatus.accepted})
+
+
+@dataclass
+class Connection:
+    """What a central system saw of one incoming connection."""
+
+    path: str
+    headers: dict[str, str]
+    subprotocol: str | None
+    session: CentralSystemSession
+    websocket: Any
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class CentralSystem:
+    """An OCPP 1.6 central system on 127.0.0.1; C{interval} tags its BootNotification answers."""
+
+    def __init__(self, interval: int, subprotocols=("ocpp1.6",), ssl_context: ssl.SSLContext | None = None) -> None:
+        self.interval = interval
+        self.subprotocols = list(subprotocols)
+        self.ssl_context = ssl_context
+        self.connections: list[Connection] = []
+        self.changed = asyncio.Condition()
+        self.server = None
+
+    async def start(self, port: int = 0) -> int:
+        self.server = await websockets.serve(
+            self._handle, "127.0.0.1", port, subprotocols=self.subprotocols, ssl=self.ssl_context
+        )
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, websocket) -> None:
+        path = websocket.request.path
+        session = CentralSystemSession(path.rsplit("/", 1)[-1], websocket)
+        session.interval = self.interval
+        connection = Connection(path, dict(websocket.request.headers), websocket.subprotocol, session, websocket)
+        self.connections.append(connection)
+        async with self.changed:
+            self.changed.notify_all()
+        try:
+            await session.start()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            connection.closed.set()
+            async with self.changed:
+                self.changed.notify_all()
+
+    async def wait_connections(self, count: int) -> list[Connection]:
+        await wait_until(lambda: len(self.connections) >= count, self.changed)
+        return self.connections
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await asyncio.wait_for(self.server.wait_closed(), WAIT)
+            self.server = None
+
+
+class Station(RecordingMixin, ChargePoint):
+    """An OCPP 1.6 charge point; answers a few central-system CALLs."""
+
+    @on(Action.change_availability)
+    def on_change_availability(self, connector_id, type):
+        return call_result.ChangeAvailability(status=AvailabilityStatus.accepted)
+
+
+async def connect_station(url: str, station_id: str, headers=None, subprotocols=("ocpp1.6",)):
+    """Connect an ocpp charge point to the proxy; returns (station, websocket, reader task)."""
+    websocket = await websockets.connect(
+        url + station_id, subprotocols=list(subprotocols), additional_headers=headers or {}, open_timeout=WAIT
+    )
+    station = Station(station_id, websocket, response_timeout=WAIT)
+    reader = asyncio.ensure_future(_read(station))
+    return station, websocket, reader
+
+
+async def _read(station: Station) -> None:
+    try:
+        await station.start()
+    except websockets.ConnectionClosed:
+        pass
