@@ -1,0 +1,100 @@
+"""
+The real daemon as operators run it: ``twistd -n ocppproxy -c <config>`` in a
+subprocess, stopped with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+
+from ocpp.v16 import call
+
+from .e2e import ProxyTestCase, async_test
+from .peers import WAIT, CentralSystem, connect_station
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+class DaemonTests(ProxyTestCase):
+    async def run_daemon(self, config_text: str):
+        path = os.path.abspath(self.mktemp() + ".yaml")
+        with open(path, "w") as out:
+            out.write(config_text)
+        # No PYTHONPATH: this runs the installed package and plugin, as operators do.
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        process = await asyncio.create_subprocess_exec(
+            TWISTD, "-n", "--pidfile=", "ocppproxy", "-c", path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )
+
+        def kill():
+            if process.returncode is None:
+                process.kill()
+
+        self.addCleanup(kill)
+        return process
+
+    async def read_until(self, stream, pattern: str) -> tuple[re.Match, list[str]]:
+        lines = []
+        async def scan():
+            while True:
+                line = await stream.readline()
+                if not line:
+                    raise AssertionError(f"stream ended before {pattern!r}: {lines}")
+                text = line.decode("utf-8", "replace")
+                lines.append(text)
+                found = re.search(pattern, text)
+                if found:
+                    return found
+
+        return await asyncio.wait_for(scan(), WAIT), lines
+
+    @async_test
+    async def test_sigterm_closes_stations_with_1001_and_exits_0(self):
+        """SIGTERM: the station gets close code 1001, the upstream connection is closed, twistd exits 0."""
+        central = CentralSystem(100)
+        port = await central.start()
+        self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
+        process = await self.run_daemon(
+            'listen: "tcp:port=0:interface=127.0.0.1"\n'
+            f'primary_url: "ws://127.0.0.1:{port}/ocpp/"\n'
+        )
+        found, _ = await self.read_until(process.stdout, r"listening on .*port=(\d+)")
+        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{found.group(1)}/", "CP_D")
+        answer = await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        self.assertEqual(answer.interval, 100)
+        (connection,) = await central.wait_connections(1)
+        process.send_signal(signal.SIGTERM)
+        status = await asyncio.wait_for(process.wait(), WAIT)
+        output = (await process.stdout.read()).decode()
+        self.assertEqual(status, 0, output)
+        await asyncio.wait_for(websocket.wait_closed(), WAIT)
+        self.assertEqual(websocket.close_code, 1001)
+        await asyncio.wait_for(connection.closed.wait(), WAIT)
+        self.assertEqual(connection.websocket.close_code, 1001)
+
+    @async_test
+    async def test_config_error_is_one_line_and_non_zero(self):
+        """A bad config key stops start-up with one line naming the key, and a non-zero status."""
+        process = await self.run_daemon('primary_url: "http://example.invalid/"\nlisten: "tcp:port=0"\n')
+        status = await asyncio.wait_for(process.wait(), WAIT)
+        stderr = (await process.stderr.read()).decode()
+        stdout = (await process.stdout.read()).decode()
+        self.assertNotEqual(status, 0)
+        self.assertEqual(stdout, "")
+        self.assertEqual(len(stderr.strip().splitlines()), 1, stderr)
+        self.assertIn("primary_url: must be a ws:// or wss:// URL", stderr)
+        self.assertNotIn("Traceback", stderr)
+
+    @async_test
+    async def test_unknown_key_is_named(self):
+        """An unknown key is named in the one-line error."""
+        process = await self.run_daemon('primary_url: "ws://127.0.0.1:1/"\nreconect: {}\n')
+        status = await asyncio.wait_for(process.wait(), WAIT)
+        stderr = (await process.stderr.read()).decode()
+        self.assertEqual(status, 2)
+        self.assertIn("reconect: unknown key", stderr)
