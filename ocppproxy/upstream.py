@@ -161,6 +161,7 @@ class UpstreamLink:
         useragent: str | None,
         tls: IOpenSSLClientConnectionCreator | None = None,
         jitter: Callable[[], float] = random.random,
+        endpoint: IStreamClientEndpoint | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -184,7 +185,7 @@ class UpstreamLink:
         # No prepareConnection: ClientService cannot survive a connection lost while it
         # prepares (automat NoTransition), so handshake failures are counted here instead.
         self.service = ClientService(
-            _FailureReportingEndpoint(upstream_endpoint(reactor, url, tls), self._attempt_failed),
+            _FailureReportingEndpoint(endpoint or upstream_endpoint(reactor, url, tls), self._attempt_failed),
             factory,
             retryPolicy=self._retry_delay,
             clock=reactor,

@@ -1,0 +1,96 @@
+"""UpstreamLink's reconnect policy and queue, driven by a Clock and a fake endpoint."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import fail
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy.config import ReconnectPolicy
+from ocppproxy.upstream import UpstreamLink
+
+
+class RefusingEndpoint:
+    """A client endpoint whose every connection attempt is refused; counts attempts."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def connect(self, factory):
+        self.attempts += 1
+        return fail(ConnectionRefusedError("127.0.0.1:1"))
+
+
+class Owner:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def from_upstream(self, name, payload):
+        self.events.append(("frame", name))
+
+    def upstream_connected(self, name):
+        self.events.append(("connected", name))
+
+    def upstream_disconnected(self, name, reason):
+        self.events.append(("disconnected", name))
+
+    def upstream_gave_up(self, name):
+        self.events.append(("gave_up", name))
+
+
+class ReconnectTests(SynchronousTestCase):
+    def make_link(self, max_attempts=4, queue_limit=3):
+        self.clock = Clock()
+        self.endpoint = RefusingEndpoint()
+        self.owner = Owner()
+        policy = ReconnectPolicy(initial_delay=5.0, factor=2.0, max_delay=12.0, max_attempts=max_attempts)
+        return UpstreamLink(
+            "secondary", "ws://127.0.0.1:1/ocpp/CP_1", "CP_1", self.owner, self.clock, policy, queue_limit,
+            ["ocpp1.6"], {}, None, jitter=lambda: 0.0, endpoint=self.endpoint,
+        )
+
+    def test_retries_back_off_exponentially_up_to_max_delay(self):
+        """Failed attempts are retried after initial_delay, then times factor, capped at max_delay."""
+        link = self.make_link(max_attempts=10)
+        link.start()
+        waits = []
+        for _ in range(4):
+            (pending,) = self.clock.getDelayedCalls()
+            waits.append(pending.getTime() - self.clock.seconds())
+            self.clock.advance(waits[-1])
+        self.assertEqual(waits, [5.0, 10.0, 12.0, 12.0])
+        self.assertEqual(self.endpoint.attempts, 5)
+
+    def test_gives_up_after_max_attempts(self):
+        """After max_attempts failed attempts in a row the link stops and tells its owner once."""
+        link = self.make_link(max_attempts=3)
+        link.start()
+        self.clock.advance(5.0)
+        self.clock.advance(10.0)
+        self.clock.advance(0)
+        self.assertEqual(self.endpoint.attempts, 3)
+        self.assertEqual(self.owner.events, [("gave_up", "secondary")])
+        self.assertTrue(link.gave_up)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(1000)
+        self.assertEqual(self.endpoint.attempts, 3)
+
+    def test_queue_keeps_newest_frames_while_away(self):
+        """Frames sent while the link is down are queued, bounded, the oldest dropped."""
+        link = self.make_link(queue_limit=3)
+        link.start()
+        for number in range(5):
+            link.send(b"[2,\"%d\",\"Heartbeat\",{}]" % number)
+        self.assertEqual(len(link.queue), 3)
+        self.assertEqual(link.queue.dropped, 2)
+        self.assertEqual(link.queue.drain()[0], b"[2,\"2\",\"Heartbeat\",{}]")
+
+    def test_stop_cancels_retries(self):
+        """Stopping the link cancels the pending retry and fires at once."""
+        link = self.make_link()
+        link.start()
+        stopped = link.stop()
+        self.assertIsNone(self.successResultOf(stopped))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.owner.events, [])
