@@ -66,6 +66,16 @@ class StationSession:
 
     def from_station(self, payload: bytes, is_binary: bool) -> None:
         """A frame from the station: relay it to the upstreams the rules name."""
+        try:
+            self._relay_from_station(payload, is_binary)
+        except Exception:
+            self._log.failure(
+                "station {station}: error relaying a frame from the station: {frame}",
+                station=self.station_id,
+                frame=shorten(payload),
+            )
+
+    def _relay_from_station(self, payload: bytes, is_binary: bool) -> None:
         if is_binary:
             self._log.warn("station {station} sent a binary frame, ignored", station=self.station_id)
             return
@@ -112,6 +122,17 @@ class StationSession:
 
     def from_upstream(self, name: str, payload: bytes) -> None:
         """A frame from a central system: to the station, or consumed."""
+        try:
+            self._relay_from_upstream(name, payload)
+        except Exception:
+            self._log.failure(
+                "station {station}: error relaying a frame from {upstream}: {frame}",
+                station=self.station_id,
+                upstream=name,
+                frame=shorten(payload),
+            )
+
+    def _relay_from_upstream(self, name: str, payload: bytes) -> None:
         try:
             frame = parse_frame(payload)
         except FrameError as error:

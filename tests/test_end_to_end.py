@@ -231,3 +231,34 @@ class ConnectionRuleTests(ProxyTestCase):
         await bad_ws.send('[2, "ok-1", "Heartbeat", {}]')
         reply = await asyncio.wait_for(bad_ws.recv(), WAIT)
         self.assertIn('"ok-1"', reply)
+
+
+class FaultIsolationTests(ProxyTestCase):
+    """An exception while handling one station's frame stays with that frame."""
+
+    @async_test
+    async def test_exception_in_routing_is_logged_and_daemon_keeps_serving(self):
+        """A routing error is logged with the station id; the next frames are relayed as usual."""
+        central = CentralSystem(100)
+        port = await central.start()
+        self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
+        base = await self.start_proxy(primary_url=f"ws://127.0.0.1:{port}/ocpp/")
+        station, websocket, _ = await connect_station(base, "CP_ERR")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        await station.call(call.Heartbeat())
+        session = self.proxy.sessions["CP_ERR"]
+        original = session.router.from_station
+        calls = []
+
+        def broken_once(frame, now):
+            if not calls:
+                calls.append(frame)
+                raise RuntimeError("routing bug")
+            return original(frame, now)
+
+        session.router.from_station = broken_once
+        await websocket.send('[2, "boom-1", "Heartbeat", {}]')
+        answer = await station.call(call.Heartbeat())
+        self.assertTrue(answer.current_time)
+        self.assertTrue(self.logged("station CP_ERR: error relaying a frame from the station"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
