@@ -217,6 +217,7 @@ class ProxyService(MultiService):
         self._all_sessions: set[StationSession] = set()
         self.factory = StationFactory(self, reactor)
         self._port = None
+        self._listen_error: str | None = None
         self.listening: Deferred = Deferred()
 
     def startService(self) -> None:
@@ -224,6 +225,9 @@ class ProxyService(MultiService):
         endpoint = serverFromString(self._reactor, self.config.listen)
         listening = endpoint.listen(self.factory)
         listening.addCallbacks(self._listening, self._listen_failed)
+        if self._listen_error is not None:
+            # Most endpoints listen synchronously: stop start-up with that one line.
+            raise SystemExit(1)
 
     def _listening(self, port) -> None:
         self._port = port
@@ -231,10 +235,12 @@ class ProxyService(MultiService):
         self.listening.callback(port)
 
     def _listen_failed(self, failure) -> None:
-        self._log.critical(
-            "cannot listen on {listen}: {reason}", listen=self.config.listen, reason=failure.getErrorMessage()
-        )
+        self._listen_error = failure.getErrorMessage()
+        self._log.critical("cannot listen on {listen}: {reason}", listen=self.config.listen, reason=self._listen_error)
         self.listening.errback(failure)
+        self.listening.addErrback(lambda _: None)
+        if self._reactor.running:
+            self._reactor.stop()
 
     def station_connecting(self, protocol: StationProtocol, station_id: str, request, subprotocol: str) -> StationSession:
         """A station's handshake is acceptable: replace any older session and open its links."""

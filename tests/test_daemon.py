@@ -98,3 +98,20 @@ class DaemonTests(ProxyTestCase):
         stderr = (await process.stderr.read()).decode()
         self.assertEqual(status, 2)
         self.assertIn("reconect: unknown key", stderr)
+
+    @async_test
+    async def test_listen_failure_stops_start_up(self):
+        """A listen address already in use stops start-up with a critical line and status 1."""
+        import socket
+
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        process = await self.run_daemon(f'listen: "tcp:port={port}:interface=127.0.0.1"\nprimary_url: "ws://127.0.0.1:1/"\n')
+        status = await asyncio.wait_for(process.wait(), WAIT)
+        stdout = (await process.stdout.read()).decode()
+        self.assertEqual(status, 1)
+        self.assertIn(f"cannot listen on tcp:port={port}:interface=127.0.0.1", stdout)
+        self.assertIn("Address already in use", stdout)
