@@ -14,6 +14,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 
 from .config import Config
 from .logs import debug_enabled, proxy_logger
+from .observer import NullObserver, ProxyObserver
 from .ocppj import FrameError, parse_frame, shorten
 from .routing import STATION, StationRouter
 from .station import StationFactory, StationProtocol
@@ -41,8 +42,16 @@ class StationSession:
 
     _log = proxy_logger()
 
-    def __init__(self, station_id: str, protocol: StationProtocol, clock, on_ended: Callable[["StationSession"], None]) -> None:
+    def __init__(
+        self,
+        station_id: str,
+        protocol: StationProtocol,
+        clock,
+        on_ended: Callable[["StationSession"], None],
+        observer: ProxyObserver,
+    ) -> None:
         self.station_id = station_id
+        self._observer = observer
         self.protocol = protocol
         self._clock = clock
         self._on_ended = on_ended
@@ -59,10 +68,18 @@ class StationSession:
         for link in links.values():
             link.start()
 
+    def _tell(self, event: str, *args) -> None:
+        """Pass an event to the observer; its failures are logged, never relayed."""
+        try:
+            getattr(self._observer, event)(*args)
+        except Exception:
+            self._log.failure("station {station}: observer failed on {event}", station=self.station_id, event=event)
+
     # --- the station's side
 
     def station_open(self) -> None:
         self._log.info("station {station} connected from {peer}", station=self.station_id, peer=self.protocol.peer)
+        self._tell("station_connected", self.station_id, self.protocol.peer)
 
     def from_station(self, payload: bytes, is_binary: bool) -> None:
         """A frame from the station: relay it to the upstreams the rules name."""
@@ -107,6 +124,7 @@ class StationSession:
             )
         for target in route.targets:
             self.links[target].send(payload)
+        self._tell("station_frame", self.station_id, frame)
 
     def station_closed(self, protocol: StationProtocol, code: int | None, reason: str | None) -> None:
         """The station's connection is gone: close its upstream links."""
@@ -116,6 +134,8 @@ class StationSession:
             code=code,
             reason=reason or "no reason",
         )
+        if protocol.was_opened:
+            self._tell("station_disconnected", self.station_id, code, reason)
         self._stop_links()
 
     # --- the upstreams' side
@@ -157,13 +177,18 @@ class StationSession:
                 upstream=name,
                 reason=route.dropped_because,
             )
+        self._tell("upstream_frame", self.station_id, name, frame)
 
     def upstream_connected(self, name: str) -> None:
-        pass
+        self._tell("upstream_connected", self.station_id, name, self.links[name].url)
 
     def upstream_disconnected(self, name: str, reason: str) -> None:
         """Rule: when no upstream is left connected, the station is asked to come back later."""
+        self._tell("upstream_disconnected", self.station_id, name, self.links[name].url, reason)
         self._close_if_no_upstream()
+
+    def upstream_attempt_failed(self, name: str, reason: str) -> None:
+        self._tell("upstream_attempt_failed", self.station_id, name, self.links[name].url, reason)
 
     def upstream_gave_up(self, name: str) -> None:
         self._close_if_no_upstream()
@@ -208,8 +233,15 @@ class ProxyService(MultiService):
 
     _log = proxy_logger()
 
-    def __init__(self, config: Config, reactor, tls_for_url: Callable[[str], IOpenSSLClientConnectionCreator] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reactor,
+        tls_for_url: Callable[[str], IOpenSSLClientConnectionCreator] | None = None,
+        observer: ProxyObserver | None = None,
+    ) -> None:
         super().__init__()
+        self.observer: ProxyObserver = observer or NullObserver()
         self.config = config
         self._reactor = reactor
         self._tls_for_url = tls_for_url
@@ -245,7 +277,7 @@ class ProxyService(MultiService):
     def station_connecting(self, protocol: StationProtocol, station_id: str, request, subprotocol: str) -> StationSession:
         """A station's handshake is acceptable: replace any older session and open its links."""
         previous = self.sessions.get(station_id)
-        session = StationSession(station_id, protocol, self._reactor, self._session_ended)
+        session = StationSession(station_id, protocol, self._reactor, self._session_ended, self.observer)
         self.sessions[station_id] = session
         self._all_sessions.add(session)
         if previous is not None:

@@ -65,6 +65,7 @@ class StationProtocol(WebSocketServerProtocol):
         self.station_id: str | None = None
         self._close_waiters: list[Deferred[None]] = []
         self._closed = False
+        self.was_opened = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -98,6 +99,7 @@ class StationProtocol(WebSocketServerProtocol):
         return chosen
 
     def onOpen(self) -> None:
+        self.was_opened = True
         self.session.station_open()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:

@@ -49,6 +49,8 @@ class LinkOwner(Protocol):
 
     def upstream_gave_up(self, name: str) -> None: ...
 
+    def upstream_attempt_failed(self, name: str, reason: str) -> None: ...
+
 
 class UpstreamProtocol(WebSocketClientProtocol):
     """The WebSocket connection to a central system; hands everything to its link."""
@@ -293,6 +295,7 @@ class UpstreamLink:
     def _attempt_failed(self, reason: str) -> None:
         self._last_failure = reason
         if not self._stopping:
+            self._owner.upstream_attempt_failed(self.name, reason)
             self._log.warn(
                 "station {station}: connection to {upstream} ({url}) failed: {reason}",
                 station=self.station_id,

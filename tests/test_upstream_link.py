@@ -35,6 +35,9 @@ class Owner:
     def upstream_disconnected(self, name, reason):
         self.events.append(("disconnected", name))
 
+    def upstream_attempt_failed(self, name, reason):
+        self.events.append(("attempt_failed", name))
+
     def upstream_gave_up(self, name):
         self.events.append(("gave_up", name))
 
@@ -70,7 +73,7 @@ class ReconnectTests(SynchronousTestCase):
         self.clock.advance(10.0)
         self.clock.advance(0)
         self.assertEqual(self.endpoint.attempts, 3)
-        self.assertEqual(self.owner.events, [("gave_up", "secondary")])
+        self.assertEqual(self.owner.events, [("attempt_failed", "secondary")] * 3 + [("gave_up", "secondary")])
         self.assertTrue(link.gave_up)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(1000)
@@ -93,4 +96,4 @@ class ReconnectTests(SynchronousTestCase):
         stopped = link.stop()
         self.assertIsNone(self.successResultOf(stopped))
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        self.assertEqual(self.owner.events, [])
+        self.assertEqual(self.owner.events, [("attempt_failed", "secondary")])

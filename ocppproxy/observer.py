@@ -1,0 +1,61 @@
+"""
+What the proxy tells the rest of the daemon (the notifier, later metrics): connection
+events and every parsed OCPP frame. Observers must return quickly and never raise
+into the relaying path.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .ocppj import Frame
+
+
+class ProxyObserver(Protocol):
+    """Receives station and upstream events from every L{StationSession}."""
+
+    def station_connected(self, station_id: str, peer: str) -> None:
+        """A station completed its handshake."""
+
+    def station_disconnected(self, station_id: str, code: int | None, reason: str | None) -> None:
+        """A station's connection ended (for whatever reason, including replacement)."""
+
+    def upstream_connected(self, station_id: str, upstream: str, url: str) -> None:
+        """A station's link to C{upstream} (primary or secondary) completed its handshake."""
+
+    def upstream_disconnected(self, station_id: str, upstream: str, url: str, reason: str) -> None:
+        """An open link dropped (once per real disconnection, not per failed retry)."""
+
+    def upstream_attempt_failed(self, station_id: str, upstream: str, url: str, reason: str) -> None:
+        """A connection attempt to C{upstream} failed (refused, TLS, handshake)."""
+
+    def station_frame(self, station_id: str, frame: Frame) -> None:
+        """A well-formed frame the station sent (relayed or not)."""
+
+    def upstream_frame(self, station_id: str, upstream: str, frame: Frame) -> None:
+        """A well-formed frame an upstream sent to the station (relayed or consumed)."""
+
+
+class NullObserver:
+    """Observes nothing: the default when no notifier is configured."""
+
+    def station_connected(self, station_id, peer):
+        pass
+
+    def station_disconnected(self, station_id, code, reason):
+        pass
+
+    def upstream_connected(self, station_id, upstream, url):
+        pass
+
+    def upstream_disconnected(self, station_id, upstream, url, reason):
+        pass
+
+    def upstream_attempt_failed(self, station_id, upstream, url, reason):
+        pass
+
+    def station_frame(self, station_id, frame):
+        pass
+
+    def upstream_frame(self, station_id, upstream, frame):
+        pass
