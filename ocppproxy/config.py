@@ -37,6 +37,57 @@ class ReconnectPolicy:
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """How to reach the SMTP server; C{tls} is starttls, ssl (implicit TLS) or none."""
+
+    host: str
+    port: int = 587
+    tls: str = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """The e-mail channel: sender, recipients and server."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    smtp: SmtpSettings
+
+
+@dataclass(frozen=True)
+class PushoverSettings:
+    """The Pushover channel; the token and user key are secrets (never logged, not in repr)."""
+
+    user_key: str = field(repr=False)
+    app_token: str = field(repr=False)
+    api_url: str = "https://api.pushover.net/1/messages.json"
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """
+    The notifier's settings. A channel that is present but misconfigured is None here
+    and listed in C{channel_problems} as (channel, reason) for one start-up warning.
+    """
+
+    events: frozenset[str] = frozenset()
+    log: bool = False
+    email: EmailSettings | None = None
+    pushover: PushoverSettings | None = None
+    channel_problems: tuple[tuple[str, str], ...] = ()
+    flap_window: float = 30.0
+    upstream_down_after: float = 120.0
+    queue_limit: int = 100
+    max_attempts: int = 5
+    retry_delay: float = 10.0
+    flush_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the daemon needs to start, validated."""
 
@@ -47,6 +98,8 @@ class Config:
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     buffer_max_messages: int = 1000
     ca_file: str | None = None
+    client_names: str | None = None
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""

@@ -1,0 +1,1 @@
+"""Alerts: OCPP and connection events turned into e-mail, Pushover and log messages."""
