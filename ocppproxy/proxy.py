@@ -303,6 +303,15 @@ class ProxyService(MultiService):
         session.attach(links)
         return session
 
+    def connected_links(self, upstream: str) -> int:
+        """How many stations have an open link to C{upstream} right now."""
+        count = 0
+        for session in self.sessions.values():
+            link = session.links.get(upstream)
+            if link is not None and link.connected:
+                count += 1
+        return count
+
     def _session_ended(self, session: StationSession) -> None:
         self._all_sessions.discard(session)
         if self.sessions.get(session.station_id) is session:
