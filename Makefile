@@ -1,0 +1,49 @@
+# ocppproxy: `make run` to run the daemon, `make test` to run the tests, `make demo`
+# for a demo with two central systems and one station. Everything lives in $(VENV).
+
+PYTHON ?= python3
+VENV ?= .venv
+CONFIG ?= etc/ocppproxy.yaml
+
+BIN := $(VENV)/bin
+# The package is installed, not linked (pip install ., never -e): the twistd plugin
+# is then found exactly as users find it. Any edit to these files reinstalls it.
+PACKAGE_FILES := setup.cfg pyproject.toml README.rst \
+	$(shell find ocppproxy twisted/plugins -name '*.py' 2>/dev/null)
+DEPENDENCY_FILES := $(BIN)/python setup.cfg pyproject.toml
+INSTALLED := $(VENV)/.installed
+
+.PHONY: venv run test plugin-check demo clean
+
+venv: $(INSTALLED)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# First time, or when the dependencies may have changed: install with everything the
+# tests need. Otherwise only the package itself is reinstalled, which is quicker.
+# setuptools builds in ./build and keeps files deleted from the source there: start clean.
+$(INSTALLED): $(BIN)/python $(PACKAGE_FILES)
+	rm -rf build
+	$(BIN)/pip install -q $(if $(filter $(DEPENDENCY_FILES),$?),'.[test]',--no-deps --force-reinstall .)
+	rm -rf build
+	touch $@
+
+run: $(INSTALLED)
+	$(BIN)/twistd -n --pidfile= ocppproxy -c $(CONFIG)
+
+# The installed twistd must list the plugin; without PYTHONPATH, as users run it.
+plugin-check: $(INSTALLED)
+	@env -u PYTHONPATH $(BIN)/twistd --help | grep -qE '^ +ocppproxy ' \
+		|| { echo "error: '$(BIN)/twistd --help' does not list the ocppproxy plugin" >&2; exit 1; }
+	@echo "twistd lists the ocppproxy plugin"
+
+test: plugin-check
+	$(BIN)/python tests/summary.py
+
+demo: $(INSTALLED)
+	$(BIN)/python demo/run_demo.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info _trial_temp* twisted/plugins/dropin.cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
