@@ -46,6 +46,7 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout: float = 30.0
+    ca_file: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,10 @@ from urllib.parse import urlsplit
 
 from .config import Config, ConfigError, load_config
 from .logs import proxy_logger, set_log_level
+from .notify.email import EmailChannel
+from .notify.names import StationNames, load_client_names
+from .notify.pushover import PushoverChannel
+from .notify.service import NotifierService
 from .proxy import ProxyService
 
 _log = proxy_logger()
@@ -31,17 +35,28 @@ class Options(usage.Options):
         # twistd prints its whole usage text for a UsageError; a config error deserves one line.
         try:
             self["parsed_config"] = load_config(self["config"])
+            self["tls_for_url"] = client_tls_factory(self["parsed_config"])
         except ConfigError as error:
             sys.stderr.write(f"ocppproxy: configuration error in {self['config']}: {error}\n")
             raise SystemExit(2) from None
+
+
+def trust_root_from_pem_file(path: str):
+    """A trust root with every certificate in a PEM file (a CA bundle may hold several)."""
+    with open(path, "rb") as stream:
+        pem = stream.read()
+    marker = b"-----BEGIN CERTIFICATE-----"
+    blocks = [marker + block for block in pem.split(marker)[1:]]
+    if not blocks:
+        raise ConfigError("ca_file", f"no PEM certificate in {path}")
+    return trustRootFromCertificates([Certificate.loadPEM(block) for block in blocks])
 
 
 def client_tls_factory(config: Config):
     """How wss:// upstreams verify certificates: the system trust store, or C{ca_file}."""
     trust_root = None
     if config.ca_file:
-        with open(config.ca_file, "rb") as stream:
-            trust_root = trustRootFromCertificates([Certificate.loadPEM(stream.read())])
+        trust_root = trust_root_from_pem_file(config.ca_file)
 
     def tls_for_url(url: str):
         return optionsForClientTLS(urlsplit(url).hostname, trustRoot=trust_root)
@@ -79,6 +94,35 @@ def makeService(options: Options, reactor=None) -> IService:
     config: Config = options["parsed_config"]
     set_log_level(config.log_level)
     top = MultiService()
-    ProxyService(config, reactor, client_tls_factory(config)).setServiceParent(top)
+    notifier = build_notifier(config, reactor)
+    proxy = ProxyService(config, reactor, options["tls_for_url"], observer=notifier)
+    notifier.links_connected = proxy.connected_links
+    notifier.setServiceParent(top)
+    proxy.setServiceParent(top)
     reactor.callWhenRunning(install_shutdown_signals, reactor)
     return top
+
+
+def build_notifier(config: Config, reactor) -> NotifierService:
+    """The notifier with the channels the configuration enables."""
+    import treq
+
+    names, problem = load_client_names(config.client_names)
+    if problem:
+        _log.warn("client names: {problem}; stations are named by their ids", problem=problem)
+    channels = {}
+    if config.notify.email is not None:
+        try:
+            channels["email"] = EmailChannel(config.notify.email, reactor, ca_file=config.notify.email.smtp.ca_file).send
+        except (ValueError, OSError) as error:
+            _log.warn("alerts: email channel disabled: {problem}", problem=str(error))
+    if config.notify.pushover is not None:
+        channels["pushover"] = PushoverChannel(config.notify.pushover, http=treq).send
+    return NotifierService(
+        config.notify,
+        StationNames(names),
+        reactor,
+        channels,
+        config.upstream_urls(),
+        links_connected=lambda upstream: 0,
+    )

@@ -75,6 +75,16 @@ class CentralSystemSession(RecordingMixin, ChargePoint):
     def on_authorize(self, id_tag):
         return call_result.Authorize(id_tag_info={"status": AuthorizationStatus.accepted})
 
+    @on(Action.start_transaction)
+    def on_start_transaction(self, connector_id, id_tag, meter_start, timestamp, **kwargs):
+        return call_result.StartTransaction(
+            transaction_id=self.interval + connector_id, id_tag_info={"status": AuthorizationStatus.accepted}
+        )
+
+    @on(Action.stop_transaction)
+    def on_stop_transaction(self, meter_stop, timestamp, transaction_id, **kwargs):
+        return call_result.StopTransaction()
+
 
 @dataclass
 class Connection:

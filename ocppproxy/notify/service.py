@@ -1,0 +1,267 @@
+"""
+The notifier: a Twisted service that observes the proxy, turns what it sees into
+alerts, and hands them to each channel's delivery queue. Nothing here waits on a
+channel, so relaying never slows down for an alert.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable, Mapping
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from ..config import NotifyConfig
+from ..logs import proxy_logger
+from ..ocppj import Frame
+from .alert import Alert, StationEvent
+from .delivery import DeliveryQueue
+from .events import StationTracker
+from .messages import format_alert
+from .names import StationNames
+
+
+class NotifierService(Service):
+    """
+    Observes the proxy (see L{ocppproxy.observer.ProxyObserver}) and sends alerts.
+
+    Flapping: a disconnection is reported only if the station (or upstream link) is
+    still gone C{flap_window} seconds later; a reconnection within that window raises
+    neither the disconnection nor the connection alert.
+    """
+
+    _log = proxy_logger()
+
+    def __init__(
+        self,
+        settings: NotifyConfig,
+        names: StationNames,
+        clock: IReactorTime,
+        channels: Mapping[str, Callable[[Alert], Deferred]],
+        upstream_urls: Mapping[str, str],
+        links_connected: Callable[[str], int],
+    ) -> None:
+        self.settings = settings
+        self.names = names
+        self._clock = clock
+        self._enabled = settings.events
+        self._upstream_urls = upstream_urls
+        self.links_connected = links_connected
+        self.queues = {
+            name: DeliveryQueue(name, send, clock, settings.queue_limit, settings.max_attempts, settings.retry_delay)
+            for name, send in channels.items()
+        }
+        self._trackers: dict[str, StationTracker] = {}
+        self._connections: dict[str, int] = {}
+        self._pending: dict[tuple, IDelayedCall] = {}
+        self._last_seen: dict[str, float] = {}
+        self._silence: dict[str, IDelayedCall] = {}
+        self._silent_reported: set[str] = set()
+        self._down_timers: dict[str, IDelayedCall] = {}
+        self._down_since: dict[str, float] = {}
+        self._down_reported: set[str] = set()
+        self._stopping = False
+
+    # --- service
+
+    def startService(self) -> None:
+        super().startService()
+        for channel, problem in self.settings.channel_problems:
+            self._log.warn("alerts: {channel} channel disabled: {problem}", channel=channel, problem=problem)
+        channels = sorted(self.queues) + (["log"] if self.settings.log else [])
+        if self._enabled and not channels:
+            self._log.warn("alerts: events are enabled but no channel is configured; no alert will be sent")
+        else:
+            self._log.info(
+                "alerts: channels {channels}; events {events}",
+                channels=", ".join(channels) or "none",
+                events=", ".join(sorted(self._enabled)) or "none",
+            )
+
+    def stopService(self) -> Deferred[None]:
+        """Stop raising alerts and flush what is queued, within C{flush_timeout}."""
+        self._stopping = True
+        super().stopService()
+        for call in [*self._pending.values(), *self._silence.values(), *self._down_timers.values()]:
+            if call.active():
+                call.cancel()
+        self._pending.clear()
+        self._silence.clear()
+        self._down_timers.clear()
+        flushes = [queue.flush(self.settings.flush_timeout) for queue in self.queues.values()]
+        if not flushes:
+            return succeed(None)
+        return DeferredList(flushes).addCallback(lambda _: None)
+
+    # --- raising alerts
+
+    def _emit(self, event: StationEvent) -> None:
+        if self._stopping or event.key not in self._enabled:
+            return
+        alert = format_alert(event, self.names, datetime.fromtimestamp(self._clock.seconds(), timezone.utc))
+        if self.settings.log:
+            self._log.warn("ALERT {subject}\n{text}", subject=alert.subject, text=alert.text, alert_key=alert.key)
+        for queue in self.queues.values():
+            queue.put(alert)
+
+    def _emit_later(self, slot: tuple, event: StationEvent) -> None:
+        """Report C{event} after the flap window unless L{_cancel_pending} comes first."""
+        if event.key not in self._enabled:
+            return
+        if self.settings.flap_window <= 0:
+            self._emit(event)
+            return
+        previous = self._pending.pop(slot, None)
+        if previous is not None and previous.active():
+            previous.cancel()
+
+        def fire() -> None:
+            self._pending.pop(slot, None)
+            self._emit(event)
+
+        self._pending[slot] = self._clock.callLater(self.settings.flap_window, fire)
+
+    def _cancel_pending(self, slot: tuple) -> bool:
+        """Cancel a pending disconnection alert; True if there was one (the peer flapped)."""
+        call = self._pending.pop(slot, None)
+        if call is not None and call.active():
+            call.cancel()
+            return True
+        return False
+
+    def _tracker(self, station_id: str) -> StationTracker:
+        tracker = self._trackers.get(station_id)
+        if tracker is None:
+            tracker = self._trackers[station_id] = StationTracker(station_id)
+        return tracker
+
+    # --- ProxyObserver: stations
+
+    def station_connected(self, station_id: str, peer: str) -> None:
+        count = self._connections.get(station_id, 0)
+        self._connections[station_id] = count + 1
+        self._last_seen[station_id] = self._clock.seconds()
+        if self._cancel_pending(("station", station_id)):
+            self._log.info("alerts: station {station} reconnected within the flap window", station=station_id)
+            return
+        self._watch_silence(station_id)
+        if count == 0:
+            self._emit(StationEvent("connected_to_proxy", station_id, {"peer": peer}))
+
+    def station_disconnected(self, station_id: str, code: int | None, reason: str | None) -> None:
+        count = self._connections.get(station_id, 1) - 1
+        if count > 0:
+            self._connections[station_id] = count  # replaced by a newer connection: still connected
+            return
+        self._connections.pop(station_id, None)
+        self._stop_silence_watch(station_id)
+        if not self._stopping:
+            self._emit_later(
+                ("station", station_id),
+                StationEvent("disconnected_from_proxy", station_id, {"code": code, "reason": reason}),
+            )
+
+    def station_frame(self, station_id: str, frame: Frame) -> None:
+        self._last_seen[station_id] = self._clock.seconds()
+        if station_id in self._silent_reported:
+            self._silent_reported.discard(station_id)
+        for event in self._tracker(station_id).station_frame(frame):
+            self._emit(event)
+
+    def upstream_frame(self, station_id: str, upstream: str, frame: Frame) -> None:
+        tracker = self._tracker(station_id)
+        before = tracker.heartbeat_interval
+        for event in tracker.upstream_frame(upstream, frame):
+            self._emit(event)
+        if tracker.heartbeat_interval != before:
+            self._watch_silence(station_id)
+
+    # --- ProxyObserver: upstreams
+
+    def upstream_connected(self, station_id: str, upstream: str, url: str) -> None:
+        self._upstream_up(upstream)
+        if self._cancel_pending(("upstream", station_id, upstream)):
+            return
+        self._emit(StationEvent("connected_to_upstream", station_id, {"upstream": upstream, "url": url}))
+
+    def upstream_disconnected(self, station_id: str, upstream: str, url: str, reason: str) -> None:
+        self._emit_later(
+            ("upstream", station_id, upstream),
+            StationEvent("disconnected_from_upstream", station_id, {"upstream": upstream, "url": url, "reason": reason}),
+        )
+        self._upstream_failing(upstream)
+
+    def upstream_attempt_failed(self, station_id: str, upstream: str, url: str, reason: str) -> None:
+        self._upstream_failing(upstream)
+
+    # --- station_silent
+
+    def _watch_silence(self, station_id: str) -> None:
+        interval = self._tracker(station_id).heartbeat_interval
+        if "station_silent" not in self._enabled or not interval or self._stopping:
+            return
+        if station_id not in self._connections:
+            return
+        self._stop_silence_watch(station_id)
+        self._silence[station_id] = self._clock.callLater(2 * interval, self._check_silence, station_id)
+
+    def _check_silence(self, station_id: str) -> None:
+        self._silence.pop(station_id, None)
+        interval = self._tracker(station_id).heartbeat_interval
+        if not interval or station_id not in self._connections:
+            return
+        silent_for = self._clock.seconds() - self._last_seen.get(station_id, 0.0)
+        limit = 2 * interval
+        if silent_for >= limit and station_id not in self._silent_reported:
+            self._silent_reported.add(station_id)
+            self._emit(
+                StationEvent(
+                    "station_silent", station_id, {"silent_for_s": round(silent_for), "heartbeat_interval": interval}
+                )
+            )
+        next_check = max(limit - silent_for, 0) or limit
+        self._silence[station_id] = self._clock.callLater(next_check, self._check_silence, station_id)
+
+    def _stop_silence_watch(self, station_id: str) -> None:
+        call = self._silence.pop(station_id, None)
+        if call is not None and call.active():
+            call.cancel()
+        self._silent_reported.discard(station_id)
+
+    # --- upstream_down: one alert per upstream URL, not per station
+
+    def _upstream_failing(self, upstream: str) -> None:
+        if "upstream_down" not in self._enabled or self._stopping:
+            return
+        if upstream in self._down_timers or upstream in self._down_reported:
+            return
+        self._down_since[upstream] = self._clock.seconds()
+        self._down_timers[upstream] = self._clock.callLater(
+            self.settings.upstream_down_after, self._check_upstream_down, upstream
+        )
+
+    def _check_upstream_down(self, upstream: str) -> None:
+        self._down_timers.pop(upstream, None)
+        if self.links_connected(upstream) > 0:
+            return
+        self._down_reported.add(upstream)
+        self._emit(
+            StationEvent(
+                "upstream_down",
+                "",
+                {
+                    "upstream": upstream,
+                    "url": self._upstream_urls.get(upstream, ""),
+                    "down_for_s": round(self._clock.seconds() - self._down_since.get(upstream, 0.0)),
+                    "stations": len(self._connections),
+                },
+            )
+        )
+
+    def _upstream_up(self, upstream: str) -> None:
+        self._down_reported.discard(upstream)
+        call = self._down_timers.pop(upstream, None)
+        if call is not None and call.active():
+            call.cancel()

@@ -1,0 +1,224 @@
+"""Tests for L{ocppproxy.notify.delivery}: order, bound, retries, giving up, flushing."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy.notify.alert import Alert, DeliveryError
+from ocppproxy.notify.delivery import MAX_RETRY_DELAY, DeliveryQueue
+
+
+def alert(number: int) -> Alert:
+    return Alert(key=f"key{number}", station_id=f"CP{number}", subject=f"subject {number}", text=f"text {number}")
+
+
+class FakeChannel:
+    """A channel whose deliveries the test finishes by hand, in the order they were asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Alert, Deferred[None]]] = []
+        self.cancelled: list[str] = []
+
+    def send(self, alert: Alert) -> Deferred[None]:
+        sending: Deferred[None] = Deferred(lambda _: self.cancelled.append(alert.key))
+        self.calls.append((alert, sending))
+        return sending
+
+    @property
+    def sent(self) -> list[str]:
+        return [alert.key for alert, _ in self.calls]
+
+    def succeed(self) -> None:
+        self.calls[-1][1].callback(None)
+
+    def fail(self, message: str = "try later", transient: bool = True) -> None:
+        self.calls[-1][1].errback(DeliveryError(message, transient))
+
+
+class DeliveryQueueTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.channel = FakeChannel()
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def queue(self, limit: int = 10, max_attempts: int = 3, retry_delay: float = 10.0, send=None) -> DeliveryQueue:
+        return DeliveryQueue("email", send or self.channel.send, self.clock, limit, max_attempts, retry_delay)
+
+    def logged(self, level: LogLevel) -> list[str]:
+        return [formatEvent(event) for event in self.events if event.get("log_level") == level]
+
+    def next_delay(self) -> float:
+        (call,) = self.clock.getDelayedCalls()
+        return call.getTime() - self.clock.seconds()
+
+    def test_one_at_a_time_in_order(self) -> None:
+        """Alerts are delivered in the order they were put, the next one only after the previous."""
+        queue = self.queue()
+        for number in (1, 2, 3):
+            queue.put(alert(number))
+        self.assertEqual(self.channel.sent, ["key1"])
+        self.channel.succeed()
+        self.assertEqual(self.channel.sent, ["key1", "key2"])
+        self.channel.succeed()
+        self.channel.succeed()
+        self.assertEqual(self.channel.sent, ["key1", "key2", "key3"])
+        self.assertEqual((queue.sent, queue.failed, queue.dropped, queue.pending), (3, 0, 0, 0))
+
+    def test_synchronous_channel_does_not_recurse(self) -> None:
+        """A channel that answers at once drains a long queue without deep recursion."""
+        first: Deferred[None] = Deferred()
+        answers = iter([first])
+        queue = self.queue(limit=5000, send=lambda alert: next(answers, succeed(None)))
+        for number in range(5000):
+            queue.put(alert(number))
+        first.callback(None)
+        self.assertEqual((queue.sent, queue.pending), (5000, 0))
+
+    def test_full_queue_drops_the_oldest_waiting(self) -> None:
+        """Beyond C{limit} waiting alerts the oldest waiting one is dropped, counted and logged."""
+        queue = self.queue(limit=2)
+        for number in (1, 2, 3, 4):
+            queue.put(alert(number))
+        self.assertEqual(queue.dropped, 1)
+        (warning,) = self.logged(LogLevel.warn)
+        self.assertIn("key2", warning)
+        self.assertIn("1 dropped", warning)
+        for _ in range(3):
+            self.channel.succeed()
+        self.assertEqual(self.channel.sent, ["key1", "key3", "key4"])
+
+    def test_transient_failure_retried_with_backoff(self) -> None:
+        """A transient failure is retried after retry_delay, then twice as long each time."""
+        queue = self.queue(max_attempts=4, retry_delay=10.0)
+        queue.put(alert(1))
+        queue.put(alert(2))
+        for delay in (10.0, 20.0, 40.0):
+            self.channel.fail()
+            self.assertEqual(self.next_delay(), delay)
+            self.clock.advance(delay - 0.5)
+            self.assertEqual(self.channel.sent[-1], "key1")
+            calls = len(self.channel.calls)
+            self.clock.advance(0.5)
+            self.assertEqual(len(self.channel.calls), calls + 1)
+        self.channel.succeed()
+        self.assertEqual(self.channel.sent, ["key1"] * 4 + ["key2"])
+        self.assertEqual((queue.sent, queue.failed), (1, 0))
+
+    def test_backoff_is_capped(self) -> None:
+        """No retry waits longer than MAX_RETRY_DELAY."""
+        queue = self.queue(max_attempts=5, retry_delay=200.0)
+        queue.put(alert(1))
+        self.channel.fail()
+        self.assertEqual(self.next_delay(), 200.0)
+        self.clock.advance(200.0)
+        self.channel.fail()
+        self.assertEqual(self.next_delay(), MAX_RETRY_DELAY)
+
+    def test_given_up_after_max_attempts(self) -> None:
+        """After max_attempts transient failures the alert is given up with one error line."""
+        queue = self.queue(max_attempts=3, retry_delay=1.0)
+        queue.put(alert(1))
+        queue.put(alert(2))
+        for _ in range(2):
+            self.channel.fail("connection refused")
+            self.clock.advance(MAX_RETRY_DELAY)
+        self.channel.fail("connection refused")
+        self.assertEqual(
+            self.logged(LogLevel.error),
+            ["alerts: alert key1 for CP1 given up on email after 3 attempts: connection refused"],
+        )
+        self.assertEqual((queue.failed, queue.sent), (1, 0))
+        self.assertEqual(self.channel.sent[-1], "key2")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_permanent_failure_not_retried(self) -> None:
+        """A permanent failure gives the alert up at once, at error level."""
+        queue = self.queue()
+        queue.put(alert(1))
+        queue.put(alert(2))
+        self.channel.fail("535 Authentication failed", transient=False)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.channel.sent, ["key1", "key2"])
+        self.assertEqual(
+            self.logged(LogLevel.error),
+            ["alerts: alert key1 for CP1 given up on email after 1 attempt: 535 Authentication failed"],
+        )
+        self.assertEqual(queue.failed, 1)
+
+    def test_other_exception_is_transient(self) -> None:
+        """Any other exception, even raised by send itself, counts as a transient failure."""
+        attempts = []
+
+        def send(alert: Alert) -> Deferred[None]:
+            attempts.append(alert)
+            if len(attempts) == 1:
+                raise ValueError("bug in a channel")
+            return succeed(None)
+
+        queue = self.queue(send=send)
+        queue.put(alert(1))
+        self.assertIn("ValueError: bug in a channel", self.logged(LogLevel.warn)[0])
+        self.clock.advance(10.0)
+        self.assertEqual((len(attempts), queue.sent), (2, 1))
+
+    def test_flush_of_empty_queue_fires_at_once(self) -> None:
+        """Flushing an idle queue fires at once and leaves no timer."""
+        flushed = self.queue().flush(5.0)
+        self.assertIsNone(self.successResultOf(flushed))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_flush_waits_for_in_flight_and_queued(self) -> None:
+        """Flush fires once the delivery in flight and the queued alerts are done."""
+        queue = self.queue()
+        queue.put(alert(1))
+        queue.put(alert(2))
+        flushed = queue.flush(5.0)
+        self.channel.succeed()
+        self.assertNoResult(flushed)
+        self.channel.succeed()
+        self.successResultOf(flushed)
+        self.assertEqual(queue.sent, 2)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_flush_timeout_abandons_and_cancels(self) -> None:
+        """After the timeout, flush fires, logs what was abandoned and cancels the delivery in flight."""
+        queue = self.queue()
+        queue.put(alert(1))
+        queue.put(alert(2))
+        flushed = queue.flush(5.0)
+        self.clock.advance(4.9)
+        self.assertNoResult(flushed)
+        self.clock.advance(0.1)
+        self.successResultOf(flushed)
+        self.assertEqual(self.channel.cancelled, ["key1"])
+        self.assertEqual(queue.abandoned, 2)
+        self.assertIn("2 alerts abandoned on email", self.logged(LogLevel.error)[0])
+        self.assertEqual(self.channel.sent, ["key1"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_flush_attempts_pending_retry_at_once(self) -> None:
+        """A retry waiting for its timer is attempted at once by flush; failing again, it is given up."""
+        queue = self.queue(max_attempts=5)
+        queue.put(alert(1))
+        self.channel.fail()
+        flushed = queue.flush(5.0)
+        self.assertEqual(self.channel.sent, ["key1", "key1"])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.channel.fail("still down")
+        self.successResultOf(flushed)
+        self.assertEqual(queue.failed, 1)
+        self.assertIn("after 2 attempts: still down", self.logged(LogLevel.error)[0])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_nothing_sent_after_flush(self) -> None:
+        """Once flushed, the queue drops new alerts instead of sending them."""
+        queue = self.queue()
+        self.successResultOf(queue.flush(5.0))
+        queue.put(alert(1))
+        self.assertEqual((self.channel.sent, queue.dropped), ([], 1))
+        self.successResultOf(queue.flush(5.0))

@@ -1,0 +1,170 @@
+"""The notifier service's decisions, driven by a Clock: what fires, when, and what is held back."""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy.config import NotifyConfig
+from ocppproxy.notify.names import StationNames
+from ocppproxy.notify.service import NotifierService
+from ocppproxy.ocppj import parse_frame
+
+PRIMARY_URL = "ws://csms.example/ocpp/"
+
+
+def frame(*parts):
+    return parse_frame(json.dumps(list(parts)))
+
+
+class NotifierTests(SynchronousTestCase):
+    def make(self, *events, flap_window=30.0, connected_links=0, log=False):
+        self.clock = Clock()
+        self.alerts = []
+        settings = NotifyConfig(
+            events=frozenset(events), log=log, flap_window=flap_window, upstream_down_after=120.0, retry_delay=1.0
+        )
+
+        def channel(alert):
+            self.alerts.append(alert)
+            return succeed(None)
+
+        self.notifier = NotifierService(
+            settings,
+            StationNames({"CP_1": "Depot Nord"}),
+            self.clock,
+            {"test": channel},
+            {"primary": PRIMARY_URL},
+            links_connected=lambda upstream: connected_links,
+        )
+        self.notifier.startService()
+        return self.notifier
+
+    def keys(self):
+        return [alert.key for alert in self.alerts]
+
+    def test_disabled_events_send_nothing(self):
+        """An event whose key is not enabled raises no alert."""
+        notifier = self.make("con_status_faulted")
+        notifier.station_connected("CP_1", "tcp4:10.0.0.1:5000")
+        self.assertEqual(self.alerts, [])
+
+    def test_connection_alert_names_the_station(self):
+        """connected_to_proxy fires once, with the station's human name in the subject."""
+        notifier = self.make("connected_to_proxy")
+        notifier.station_connected("CP_1", "tcp4:10.0.0.1:5000")
+        self.assertEqual(self.keys(), ["connected_to_proxy"])
+        self.assertIn("Depot Nord", self.alerts[0].subject)
+
+    def test_disconnection_reported_after_flap_window(self):
+        """A disconnection is reported once the station has stayed away for the flap window."""
+        notifier = self.make("disconnected_from_proxy")
+        notifier.station_connected("CP_1", "peer")
+        notifier.station_disconnected("CP_1", 1006, "lost")
+        self.clock.advance(29)
+        self.assertEqual(self.alerts, [])
+        self.clock.advance(1)
+        self.assertEqual(self.keys(), ["disconnected_from_proxy"])
+
+    def test_flapping_station_raises_nothing(self):
+        """A station that reconnects within the flap window raises neither alert."""
+        notifier = self.make("connected_to_proxy", "disconnected_from_proxy")
+        notifier.station_connected("CP_1", "peer")
+        self.assertEqual(self.keys(), ["connected_to_proxy"])
+        for _ in range(5):
+            notifier.station_disconnected("CP_1", 1006, "lost")
+            self.clock.advance(3)
+            notifier.station_connected("CP_1", "peer")
+        self.clock.advance(100)
+        self.assertEqual(self.keys(), ["connected_to_proxy"])
+
+    def test_replaced_connection_is_not_a_disconnection(self):
+        """When a new connection replaces the old one, the old one's end raises no alert."""
+        notifier = self.make("connected_to_proxy", "disconnected_from_proxy")
+        notifier.station_connected("CP_1", "peer")
+        notifier.station_connected("CP_1", "peer")
+        notifier.station_disconnected("CP_1", 4000, "replaced")
+        self.clock.advance(100)
+        self.assertEqual(self.keys(), ["connected_to_proxy"])
+
+    def test_status_change_alert(self):
+        """A StatusNotification Faulted raises con_status_faulted naming the station and connector."""
+        notifier = self.make("con_status_faulted")
+        notifier.station_connected("CP_1", "peer")
+        notifier.station_frame(
+            "CP_1",
+            frame(2, "1", "StatusNotification", {"connectorId": 2, "errorCode": "GroundFailure", "status": "Faulted"}),
+        )
+        self.assertEqual(self.keys(), ["con_status_faulted"])
+        self.assertIn("Depot Nord", self.alerts[0].subject)
+        self.assertIn("GroundFailure", self.alerts[0].text)
+
+    def test_station_silent_after_twice_the_heartbeat_interval(self):
+        """No frame for twice the heartbeat interval the primary gave raises station_silent, once."""
+        notifier = self.make("station_silent")
+        notifier.station_connected("CP_1", "peer")
+        notifier.station_frame("CP_1", frame(2, "b1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}))
+        notifier.upstream_frame("CP_1", "primary", frame(3, "b1", {"currentTime": "2026-01-01T00:00:00Z", "interval": 60, "status": "Accepted"}))
+        self.clock.advance(100)
+        notifier.station_frame("CP_1", frame(2, "h1", "Heartbeat", {}))
+        self.clock.advance(119)
+        self.assertEqual(self.alerts, [])
+        self.clock.advance(1)
+        self.assertEqual(self.keys(), ["station_silent"])
+        self.clock.advance(1000)
+        self.assertEqual(self.keys(), ["station_silent"])
+
+    def test_failed_attempts_are_not_disconnections(self):
+        """disconnected_from_upstream fires once per real disconnection, never per failed retry."""
+        notifier = self.make("disconnected_from_upstream", flap_window=0)
+        notifier.upstream_disconnected("CP_1", "primary", PRIMARY_URL + "CP_1", "lost")
+        for _ in range(10):
+            notifier.upstream_attempt_failed("CP_1", "primary", PRIMARY_URL + "CP_1", "refused")
+        self.assertEqual(self.keys(), ["disconnected_from_upstream"])
+        self.assertIn("primary", self.alerts[0].subject + self.alerts[0].text)
+
+    def test_upstream_down_is_one_alert_per_upstream(self):
+        """Many stations failing to reach the primary raise one upstream_down alert, not one per station."""
+        notifier = self.make("upstream_down")
+        for number in range(20):
+            notifier.station_connected(f"CP_{number}", "peer")
+            notifier.upstream_attempt_failed(f"CP_{number}", "primary", PRIMARY_URL + f"CP_{number}", "refused")
+        self.clock.advance(120)
+        for number in range(20):
+            notifier.upstream_attempt_failed(f"CP_{number}", "primary", PRIMARY_URL + f"CP_{number}", "refused")
+        self.clock.advance(500)
+        self.assertEqual(self.keys(), ["upstream_down"])
+
+    def test_upstream_not_down_while_some_links_are_up(self):
+        """If some stations are still connected to the upstream at the deadline, it is not reported down."""
+        notifier = self.make("upstream_down", connected_links=3)
+        notifier.upstream_attempt_failed("CP_1", "primary", PRIMARY_URL + "CP_1", "HTTP 404")
+        self.clock.advance(500)
+        self.assertEqual(self.alerts, [])
+
+    def test_stop_sends_no_shutdown_alerts_and_leaves_no_timer(self):
+        """Stopping the notifier raises no alert for stations closed by the shutdown and cancels every timer."""
+        notifier = self.make("disconnected_from_proxy", "station_silent", "upstream_down")
+        notifier.station_connected("CP_1", "peer")
+        notifier.upstream_attempt_failed("CP_1", "primary", PRIMARY_URL + "CP_1", "refused")
+        stopped = notifier.stopService()
+        notifier.station_disconnected("CP_1", 1001, "shutdown")
+        self.successResultOf(stopped)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.alerts, [])
+
+    def test_log_channel_writes_the_alert(self):
+        """With notify.log the alert is written to the daemon's log at warning level."""
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        notifier = self.make("connected_to_proxy", log=True)
+        notifier.station_connected("CP_1", "peer")
+        alerts = [event for event in seen if event.get("alert_key") == "connected_to_proxy"]
+        self.assertEqual(len(alerts), 1)
+        self.assertEqual(alerts[0]["log_level"], LogLevel.warn)
