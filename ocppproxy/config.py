@@ -1,18 +1,27 @@
 """
-The daemon's configuration: a YAML file turned into one frozen, validated L{Config}.
+The daemon's configuration: a YAML file (or the Node tool's C{config.json}, see
+L{ocppproxy.nodecompat}) turned into one frozen, validated L{Config}.
 
 Every problem is reported as a L{ConfigError} whose text names the key and the reason,
-so that start-up can stop with one clear line.
+so that start-up can stop with one clear line. The one exception is an alert channel
+that is present but misconfigured: it is switched off and its problem recorded in
+L{NotifyConfig.channel_problems}, and the daemon still starts.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from email.utils import getaddresses
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
+from .notify.keys import EVENT_KEYS
 
 LOG_LEVELS = ("error", "warn", "info", "debug")
 
@@ -86,6 +95,7 @@ class NotifyConfig:
     max_attempts: int = 5
     retry_delay: float = 10.0
     flush_timeout: float = 5.0
+    summary_window: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,7 @@ class Config:
     ca_file: str | None = None
     client_names: str | None = None
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    failover: bool = False
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""
@@ -151,20 +162,29 @@ def _mapping(key: str, value: Any, allowed: tuple[str, ...]) -> Mapping[str, Any
     for name in value:
         if name not in allowed:
             prefix = f"{key}." if key else ""
-            raise ConfigError(
-                f"{prefix}{name}", f"unknown key (expected one of: {', '.join(allowed)})"
-            )
+            raise ConfigError(f"{prefix}{name}", f"unknown key (expected one of: {', '.join(allowed)})")
     return value
 
 
-_TOP_KEYS = ("listen", "primary_url", "secondary_url", "log_level", "reconnect", "buffer", "ca_file")
+TOP_KEYS = (
+    "listen",
+    "primary_url",
+    "secondary_url",
+    "log_level",
+    "reconnect",
+    "buffer",
+    "ca_file",
+    "client_names",
+    "notify",
+    "failover",
+)
 
 
 def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
     """Validate a parsed YAML document; relative paths are taken from C{base_dir}."""
     if raw is None:
         raw = {}
-    top = _mapping("", raw, _TOP_KEYS)
+    top = _mapping("", raw, TOP_KEYS)
     if "primary_url" not in top:
         raise ConfigError("primary_url", "is mandatory")
     kwargs: dict[str, Any] = {"primary_url": _websocket_url("primary_url", top["primary_url"])}
@@ -186,6 +206,14 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
     buffer = _mapping("buffer", top.get("buffer"), ("max_messages",))
     if "max_messages" in buffer:
         kwargs["buffer_max_messages"] = _number("buffer.max_messages", buffer["max_messages"], 1, True)
+    if top.get("client_names") is not None:
+        # A missing names file is not fatal: the notifier warns and uses the raw ids.
+        kwargs["client_names"] = os.path.abspath(os.path.join(base_dir, _string("client_names", top["client_names"])))
+    kwargs["notify"] = _notify(top.get("notify"), base_dir)
+    if "failover" in top:
+        if not isinstance(top["failover"], bool):
+            raise ConfigError("failover", f"must be true or false, got {_describe(top['failover'])}")
+        kwargs["failover"] = top["failover"]
     return Config(**kwargs)
 
 
@@ -203,15 +231,262 @@ def _reconnect(value: Any) -> ReconnectPolicy:
     return policy
 
 
+_NOTIFY_KEYS = (
+    "events",
+    "log",
+    "email",
+    "pushover",
+    "flap_window",
+    "upstream_down_after",
+    "queue_limit",
+    "max_attempts",
+    "retry_delay",
+    "flush_timeout",
+    "summary_window",
+)
+_EMAIL_KEYS = ("from", "to", "smtp")
+_SMTP_KEYS = ("host", "port", "tls", "username", "password", "timeout", "ca_file")
+_PUSHOVER_KEYS = ("user_key", "app_token", "api_url", "priority")
+TLS_MODES = ("starttls", "ssl", "none")
+SMTP_DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+PUSHOVER_API_URL = PushoverSettings.api_url
+
+
+# Nothing under notify quotes a value in its error or problem text: any value there may
+# be a password, a token or a user key put in the wrong place, and channel problems
+# reach the log. Texts name the key and the kind of value instead.
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+_NOTIFY_NUMBERS = (
+    # key, minimum, whole number, minimum excluded
+    ("flap_window", 0, False, False),
+    ("upstream_down_after", 0, False, True),
+    ("queue_limit", 1, True, False),
+    ("max_attempts", 1, True, False),
+    ("retry_delay", 0, False, False),
+    ("flush_timeout", 0, False, False),
+    ("summary_window", 0, False, False),
+)
+
+
+def _notify(value: Any, base_dir: str) -> NotifyConfig:
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigError("notify", f"must be a mapping, got {_kind(value)}")
+    section = _mapping("notify", value, _NOTIFY_KEYS)
+    kwargs: dict[str, Any] = {"events": _events(section.get("events"))}
+    if section.get("log") is not None:
+        kwargs["log"] = _flag("notify.log", section["log"])
+    for key, minimum, integer, excluded in _NOTIFY_NUMBERS:
+        if section.get(key) is not None:
+            kwargs[key] = _setting(f"notify.{key}", section[key], minimum, integer, excluded)
+    problems = []
+    for channel, parse in (("email", _email), ("pushover", _pushover)):
+        if section.get(channel) is None:
+            continue
+        try:
+            kwargs[channel] = parse(section[channel], base_dir)
+        except ConfigError as problem:
+            problems.append((channel, str(problem)))
+    kwargs["channel_problems"] = tuple(problems)
+    return NotifyConfig(**kwargs)
+
+
+def _setting(key: str, value: Any, minimum: float, integer: bool, excluded: bool) -> Any:
+    kinds = (int,) if integer else (int, float)
+    kind = "a whole number" if integer else "a number of seconds"
+    bound = f"above {minimum}" if excluded else f"from {minimum} up"
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise ConfigError(key, f"must be {kind} {bound}, got {_kind(value)}")
+    if value < minimum or (excluded and value == minimum):
+        raise ConfigError(key, f"must be {kind} {bound}")
+    return value if integer else float(value)
+
+
+def _events(value: Any) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, Mapping):
+        raise ConfigError("notify.events", f"must be a mapping of event keys to true or false, got {_kind(value)}")
+    enabled = set()
+    for key, on in value.items():
+        if key not in EVENT_KEYS:
+            raise ConfigError(f"notify.events.{key}", _unknown_event(str(key)))
+        if _flag(f"notify.events.{key}", on):
+            enabled.add(key)
+    return frozenset(enabled)
+
+
+def _unknown_event(key: str) -> str:
+    close = difflib.get_close_matches(key, EVENT_KEYS, n=1)
+    if close:
+        return f"unknown event (did you mean {close[0]}?)"
+    return f"unknown event (expected one of: {', '.join(EVENT_KEYS)})"
+
+
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false, got {_kind(value)}")
+    return value
+
+
+# Alert channels: a problem here switches the channel off instead of stopping start-up.
+
+
+def _section(key: str, value: Any, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be a mapping, got {_kind(value)}")
+    for name in value:
+        if name not in allowed:
+            raise ConfigError(f"{key}.{name}", f"unknown key (expected one of: {', '.join(allowed)})")
+    return value
+
+
+def _required(key: str, section: Mapping[str, Any], name: str) -> Any:
+    if section.get(name) is None:
+        raise ConfigError(f"{key}.{name}", "is mandatory")
+    return section[name]
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, f"must be a non-empty string, got {_kind(value)}")
+    return value
+
+
+def _whole(key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(key, f"must be a whole number from {low} to {high}, got {_kind(value)}")
+    if not low <= value <= high:
+        raise ConfigError(key, f"must be from {low} to {high}")
+    return value
+
+
+def _address(key: str, value: Any) -> str:
+    text = _text(key, value)
+    addresses = [address for _, address in getaddresses([text])]
+    if not addresses or any("@" not in address for address in addresses):
+        raise ConfigError(key, "is not an e-mail address (user@domain or Name <user@domain>)")
+    return text
+
+
+def _email(value: Any, base_dir: str) -> EmailSettings:
+    section = _section("notify.email", value, _EMAIL_KEYS)
+    sender = _address("notify.email.from", _required("notify.email", section, "from"))
+    to = _required("notify.email", section, "to")
+    if isinstance(to, str):
+        to = [to]
+    if not isinstance(to, (list, tuple)) or not to:
+        raise ConfigError("notify.email.to", f"must be an address or a list of addresses, got {_kind(to)}")
+    recipients = tuple(_address(f"notify.email.to[{index}]", address) for index, address in enumerate(to))
+    return EmailSettings(sender, recipients, _smtp(_required("notify.email", section, "smtp"), base_dir))
+
+
+def _smtp(value: Any, base_dir: str) -> SmtpSettings:
+    key = "notify.email.smtp"
+    section = _section(key, value, _SMTP_KEYS)
+    host = _text(f"{key}.host", _required(key, section, "host"))
+    tls = section.get("tls", "starttls")
+    if tls not in TLS_MODES:
+        raise ConfigError(f"{key}.tls", f"must be one of {', '.join(TLS_MODES)}")
+    port = SMTP_DEFAULT_PORTS[tls]
+    if section.get("port") is not None:
+        port = _whole(f"{key}.port", section["port"], 1, 65535)
+    credentials = {}
+    for name in ("username", "password"):
+        if section.get(name) is not None:
+            credentials[name] = _text(f"{key}.{name}", section[name])
+    if len(credentials) == 1:
+        missing = "password" if "username" in credentials else "username"
+        raise ConfigError(f"{key}.{missing}", f"is mandatory when {key}.{next(iter(credentials))} is set")
+    timeout = SmtpSettings.timeout
+    if section.get("timeout") is not None:
+        timeout = section["timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError(f"{key}.timeout", f"must be a number of seconds above 0, got {_kind(timeout)}")
+    ca_file = None
+    if section.get("ca_file") is not None:
+        ca_file = os.path.abspath(os.path.join(base_dir, _text(f"{key}.ca_file", section["ca_file"])))
+        if not os.path.isfile(ca_file):
+            raise ConfigError(f"{key}.ca_file", f"no such file: {ca_file}")
+    return SmtpSettings(host=host, port=port, tls=tls, timeout=float(timeout), ca_file=ca_file, **credentials)
+
+
+def _pushover(value: Any, base_dir: str) -> PushoverSettings:
+    key = "notify.pushover"
+    section = _section(key, value, _PUSHOVER_KEYS)
+    user_key = _text(f"{key}.user_key", _required(key, section, "user_key"))
+    app_token = _text(f"{key}.app_token", _required(key, section, "app_token"))
+    api_url = PUSHOVER_API_URL
+    if section.get("api_url") is not None:
+        api_url = _text(f"{key}.api_url", section["api_url"])
+        parts = urlsplit(api_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{key}.api_url", "must be an http:// or https:// URL")
+    if api_url == PUSHOVER_API_URL:
+        # Pushover's own keys are 30 letters and digits; catching a placeholder here
+        # beats a refusal at every alert. Relays (another api_url) may differ.
+        for name, secret in (("user_key", user_key), ("app_token", app_token)):
+            if len(secret) != 30 or not (secret.isascii() and secret.isalnum()):
+                raise ConfigError(f"{key}.{name}", "is not a Pushover key (30 letters and digits)")
+    priority = PushoverSettings.priority
+    if section.get("priority") is not None:
+        priority = _whole(f"{key}.priority", section["priority"], -2, 2)
+    return PushoverSettings(user_key=user_key, app_token=app_token, api_url=api_url, priority=priority)
+
+
 def load_config(path: str) -> Config:
-    """Read and validate the YAML file at C{path}; raises L{ConfigError}."""
+    """
+    Read and validate the configuration file at C{path}; raises L{ConfigError}.
+
+    A C{.json} file is read as JSON, anything else as YAML. The Node tool's
+    C{config.json} (see L{ocppproxy.nodecompat.is_node_config}) is translated first.
+    """
+    from . import nodecompat
+
+    raw = _read_json(path) if path.lower().endswith(".json") else _read_yaml(path)
+    base_dir = os.path.dirname(os.path.abspath(path))
+    if nodecompat.is_node_config(raw, path):
+        return nodecompat.config_from_node(raw, base_dir)
+    return config_from_mapping(raw, base_dir)
+
+
+def _read_yaml(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as stream:
-            raw = yaml.safe_load(stream)
+            return yaml.safe_load(stream)
     except OSError as error:
         raise ConfigError("", f"cannot read config file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError("", f"{path} is not valid YAML{where}") from None
-    return config_from_mapping(raw, os.path.dirname(os.path.abspath(path)))
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8-sig") as stream:
+            return json.load(stream)
+    except OSError as error:
+        raise ConfigError("", f"cannot read config file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"{path} is not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError("", f"{path} is not valid JSON at line {error.lineno}, column {error.colno}") from None
