@@ -35,6 +35,12 @@ class ProxyObserver(Protocol):
     def upstream_frame(self, station_id: str, upstream: str, frame: Frame) -> None:
         """A well-formed frame an upstream sent to the station (relayed or consumed)."""
 
+    def failover_started(self, station_id: str) -> None:
+        """With failover on: the primary is away, the secondary now answers the station."""
+
+    def failover_ended(self, station_id: str, duration: float) -> None:
+        """Failover is over (the primary is back, or the station left) after C{duration} seconds."""
+
 
 class NullObserver:
     """Observes nothing: the default when no notifier is configured."""
@@ -58,4 +64,10 @@ class NullObserver:
         pass
 
     def upstream_frame(self, station_id, upstream, frame):
+        pass
+
+    def failover_started(self, station_id):
+        pass
+
+    def failover_ended(self, station_id, duration):
         pass

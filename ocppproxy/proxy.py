@@ -16,7 +16,7 @@ from .config import Config
 from .logs import debug_enabled, proxy_logger
 from .observer import NullObserver, ProxyObserver
 from .ocppj import FrameError, parse_frame, shorten
-from .routing import STATION, StationRouter
+from .routing import PRIMARY, SECONDARY, STATION, StationRouter
 from .station import StationFactory, StationProtocol
 from .upstream import GOING_AWAY, UpstreamLink
 
@@ -58,13 +58,15 @@ class StationSession:
         self.links: dict[str, UpstreamLink] = {}
         self.router: StationRouter | None = None
         self._closing = False
+        self._primary_failed = False
+        self._failover_since: float | None = None
         self._ended = False
         self._stopped: Deferred[None] | None = None
 
-    def attach(self, links: dict[str, UpstreamLink]) -> None:
+    def attach(self, links: dict[str, UpstreamLink], failover: bool = False) -> None:
         """Give the session its upstream links (primary first) and start them."""
         self.links = links
-        self.router = StationRouter(links)
+        self.router = StationRouter(links, failover=failover and SECONDARY in links)
         for link in links.values():
             link.start()
 
@@ -164,7 +166,7 @@ class StationSession:
                 frame=shorten(payload),
             )
             return
-        route = self.router.from_upstream(name, frame, self._clock.seconds())
+        route = self.router.from_upstream(name, frame, self._clock.seconds(), payload)
         if STATION in route.targets:
             if not self._closing:
                 self.protocol.sendMessage(payload, False)
@@ -180,18 +182,58 @@ class StationSession:
         self._tell("upstream_frame", self.station_id, name, frame)
 
     def upstream_connected(self, name: str) -> None:
+        if name == PRIMARY:
+            self._primary_failed = False
+            if self.router.failover is not None:
+                self.router.failover.primary_connected = True
         self._tell("upstream_connected", self.station_id, name, self.links[name].url)
+        self._update_failover()
 
     def upstream_disconnected(self, name: str, reason: str) -> None:
         """Rule: when no upstream is left connected, the station is asked to come back later."""
+        if name == PRIMARY:
+            self._primary_lost()
         self._tell("upstream_disconnected", self.station_id, name, self.links[name].url, reason)
+        self._update_failover()
         self._close_if_no_upstream()
 
     def upstream_attempt_failed(self, name: str, reason: str) -> None:
+        if name == PRIMARY:
+            self._primary_failed = True
+            self._update_failover()
         self._tell("upstream_attempt_failed", self.station_id, name, self.links[name].url, reason)
 
     def upstream_gave_up(self, name: str) -> None:
         self._close_if_no_upstream()
+
+    # --- failover
+
+    def _primary_lost(self) -> None:
+        self._primary_failed = True
+        if self.router.failover is None:
+            return
+        for answer in self.router.failover.primary_lost(self._clock.seconds()):
+            if not self._closing:
+                self.protocol.sendMessage(answer, False)
+
+    def _update_failover(self) -> None:
+        """Failover is on while the primary has failed and the secondary is connected."""
+        if self.router.failover is None:
+            return
+        secondary = self.links[SECONDARY]
+        active = self._primary_failed and secondary.connected and not self._closing
+        now = self._clock.seconds()
+        if active and self._failover_since is None:
+            self._failover_since = now
+            self._log.warn("station {station}: primary away, the secondary answers (failover)", station=self.station_id)
+            self._tell("failover_started", self.station_id)
+        elif not active and self._failover_since is not None:
+            duration = now - self._failover_since
+            self._failover_since = None
+            self._log.info(
+                "station {station}: failover ended after {duration:.0f} s", station=self.station_id, duration=duration
+            )
+            self._tell("failover_ended", self.station_id, duration)
 
     def _close_if_no_upstream(self) -> None:
         if not any(link.connected for link in self.links.values()):
@@ -212,6 +254,7 @@ class StationSession:
     def _stop_links(self) -> Deferred[None]:
         if self._stopped is None:
             self._closing = True
+            self._update_failover()
             self._stopped = DeferredList([link.stop() for link in self.links.values()]).addCallback(lambda _: None)
             self._stopped.addCallback(lambda _: self._end())
         stopped: Deferred[None] = Deferred()
@@ -300,7 +343,7 @@ class ProxyService(MultiService):
             )
             for name, url in self.config.upstream_urls().items()
         }
-        session.attach(links)
+        session.attach(links, failover=self.config.failover)
         return session
 
     def connected_links(self, upstream: str) -> int:

@@ -67,18 +67,107 @@ class PendingCalls:
             calls.popitem(last=False)
 
 
+class _StationCall:
+    """A station CALL waiting for its answer, in failover mode."""
+
+    __slots__ = ("deadline", "answered", "held")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.answered = False
+        self.held: bytes | None = None
+
+
+class FailoverAnswers:
+    """
+    Which upstream answers the station's CALLs when failover is on.
+
+    While the primary is connected its answers go to the station and the secondary's
+    are held back until the primary answers (then dropped) or the primary link drops
+    (then relayed). While the primary is away the secondary's answers go to the
+    station at once, and the primary's answers to CALLs already answered are dropped
+    when it is back. The station never receives two answers to one CALL.
+    """
+
+    def __init__(self, timeout: float, limit: int) -> None:
+        self._timeout = timeout
+        self._limit = limit
+        self._calls: OrderedDict[str, _StationCall] = OrderedDict()
+        self.primary_connected = False
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def station_call(self, message_id: str, now: float) -> None:
+        """The station sent a CALL: both upstreams may answer it."""
+        self._expire(now)
+        self._calls.pop(message_id, None)
+        self._calls[message_id] = _StationCall(now + self._timeout)
+        while len(self._calls) > self._limit:
+            self._calls.popitem(last=False)
+
+    def primary_answer(self, message_id: str, now: float) -> Route:
+        self._expire(now)
+        call = self._calls.pop(message_id, None)
+        if call is None:
+            return Route((), "primary answer to no pending station CALL")
+        if call.answered:
+            return Route((), "primary answer to a CALL the secondary already answered")
+        return Route((STATION,))
+
+    def secondary_answer(self, message_id: str, payload: bytes, now: float) -> Route:
+        self._expire(now)
+        call = self._calls.get(message_id)
+        if call is None or call.answered:
+            return Route((), "secondary answer not needed")
+        if self.primary_connected:
+            call.held = payload
+            return Route((), "secondary answer held until the primary answers")
+        call.answered = True
+        call.held = None
+        return Route((STATION,))
+
+    def primary_lost(self, now: float) -> list[bytes]:
+        """The primary link dropped: the held secondary answers go to the station now, in order."""
+        self.primary_connected = False
+        self._expire(now)
+        released = []
+        for call in self._calls.values():
+            if call.held is not None and not call.answered:
+                released.append(call.held)
+                call.held = None
+                call.answered = True
+        return released
+
+    def _expire(self, now: float) -> None:
+        calls = self._calls
+        while calls:
+            call = next(iter(calls.values()))
+            if call.deadline > now:
+                break
+            calls.popitem(last=False)
+
+
 class StationRouter:
     """
     The relaying rules for one station in front of a primary and optional secondary.
 
-    Station CALLs go to every upstream; only the primary's answers reach the station;
-    an upstream's CALL reaches the station and the station's answer returns to that
-    upstream only.
+    Station CALLs go to every upstream; only the primary's answers reach the station
+    (with C{failover}, the secondary's too while the primary is away: see
+    L{FailoverAnswers}); an upstream's CALL reaches the station and the station's answer
+    returns to that upstream only.
     """
 
-    def __init__(self, upstreams: Iterable[str], pending_timeout: float = 40.0, pending_limit: int = 1000) -> None:
+    def __init__(
+        self,
+        upstreams: Iterable[str],
+        pending_timeout: float = 40.0,
+        pending_limit: int = 1000,
+        failover: bool = False,
+    ) -> None:
         self.upstreams = tuple(upstreams)
         self.pending = PendingCalls(pending_timeout, pending_limit)
+        self.failover = FailoverAnswers(pending_timeout, pending_limit) if failover else None
 
     def from_station(self, frame: Frame, now: float) -> Route:
         """Where a frame sent by the station goes."""
@@ -87,14 +176,20 @@ class StationRouter:
             if upstream is None:
                 return Route((), "answer to no pending upstream CALL")
             return Route((upstream,))
+        if self.failover is not None and frame.kind == CALL:
+            self.failover.station_call(frame.message_id, now)
         return Route(self.upstreams)
 
-    def from_upstream(self, upstream: str, frame: Frame, now: float) -> Route:
-        """Where a frame sent by C{upstream} goes."""
+    def from_upstream(self, upstream: str, frame: Frame, now: float, payload: bytes = b"") -> Route:
+        """Where a frame sent by C{upstream} goes (C{payload} is its text, kept by failover)."""
         if frame.kind == CALL:
             self.pending.add(frame.message_id, upstream, now)
             return Route((STATION,))
         if frame.kind in ANSWERS:
+            if self.failover is not None:
+                if upstream == PRIMARY:
+                    return self.failover.primary_answer(frame.message_id, now)
+                return self.failover.secondary_answer(frame.message_id, payload, now)
             if upstream == PRIMARY:
                 return Route((STATION,))
             return Route((), f"answer from {upstream}: only the primary answers the station")

@@ -101,8 +101,15 @@ class Connection:
 class CentralSystem:
     """An OCPP 1.6 central system on 127.0.0.1; C{interval} tags its BootNotification answers."""
 
-    def __init__(self, interval: int, subprotocols=("ocpp1.6",), ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        interval: int,
+        subprotocols=("ocpp1.6",),
+        ssl_context: ssl.SSLContext | None = None,
+        session_class: type[CentralSystemSession] = CentralSystemSession,
+    ) -> None:
         self.interval = interval
+        self.session_class = session_class
         self.subprotocols = list(subprotocols)
         self.ssl_context = ssl_context
         self.connections: list[Connection] = []
@@ -117,7 +124,7 @@ class CentralSystem:
 
     async def _handle(self, websocket) -> None:
         path = websocket.request.path
-        session = CentralSystemSession(path.rsplit("/", 1)[-1], websocket)
+        session = self.session_class(path.rsplit("/", 1)[-1], websocket)
         session.interval = self.interval
         connection = Connection(path, dict(websocket.request.headers), websocket.subprotocol, session, websocket)
         self.connections.append(connection)

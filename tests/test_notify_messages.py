@@ -39,6 +39,8 @@ EXAMPLES = {
     "station_silent": {"silent_for_s": 620, "heartbeat_interval": 300},
     "upstream_down": {"upstream": "primary", "url": "ws://cs.example.com/ocpp", "down_for_s": 300, "stations": 12},
     "status_error": {"connector": 1, "status": "Faulted", "error_code": "GroundFailure", "vendor_error_code": "E42"},
+    "failover_started": {},
+    "failover_ended": {"duration_s": 95},
 }
 
 

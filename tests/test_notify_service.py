@@ -168,3 +168,24 @@ class NotifierTests(SynchronousTestCase):
         alerts = [event for event in seen if event.get("alert_key") == "connected_to_proxy"]
         self.assertEqual(len(alerts), 1)
         self.assertEqual(alerts[0]["log_level"], LogLevel.warn)
+
+    def test_one_station_failover_alerts_name_it(self):
+        """A single station failing over raises failover_started naming it, and failover_ended with the duration."""
+        notifier = self.make("failover_started", "failover_ended")
+        notifier.failover_started("CP_1")
+        self.clock.advance(10)
+        notifier.failover_ended("CP_1", 95.0)
+        self.clock.advance(10)
+        self.assertEqual(self.keys(), ["failover_started", "failover_ended"])
+        self.assertIn("Depot Nord", self.alerts[0].subject)
+        self.assertIn("after 95 s", self.alerts[1].subject)
+
+    def test_many_stations_failing_over_get_one_summary(self):
+        """When many stations fail over at once (the primary is down), one summary alert is sent."""
+        notifier = self.make("failover_started")
+        for number in range(50):
+            notifier.failover_started(f"CP_{number}")
+        self.clock.advance(10)
+        self.assertEqual(self.keys(), ["failover_started"])
+        self.assertIn("50 stations", self.alerts[0].subject)
+        self.assertIn("CP_0", self.alerts[0].text)

@@ -25,5 +25,13 @@ CONNECTOR_STATUS_KEYS = (
 )
 TRANSACTION_KEYS = ("con_start_transaction", "con_stop_transaction")
 BEYOND_NODE_KEYS = ("station_boot", "station_silent", "upstream_down", "status_error")
+FAILOVER_KEYS = ("failover_started", "failover_ended")
 
-EVENT_KEYS = CONNECTION_KEYS + CHARGE_POINT_STATUS_KEYS + CONNECTOR_STATUS_KEYS + TRANSACTION_KEYS + BEYOND_NODE_KEYS
+EVENT_KEYS = (
+    CONNECTION_KEYS
+    + CHARGE_POINT_STATUS_KEYS
+    + CONNECTOR_STATUS_KEYS
+    + TRANSACTION_KEYS
+    + BEYOND_NODE_KEYS
+    + FAILOVER_KEYS
+)

@@ -131,6 +131,19 @@ def _upstream_down(details: Mapping[str, Any]) -> str:
     return f"{_upstream(details)}{url} unreachable for {_about(details.get('down_for_s'))}{count}"
 
 
+def _failover(started: bool) -> Callable[[Mapping[str, Any]], str]:
+    def words(details: Mapping[str, Any]) -> str:
+        stations = details.get("stations")
+        what = "failover: the secondary answers, the primary is away" if started else "failover ended"
+        if stations:
+            what = f"{what} ({stations} stations)"
+        if not started and details.get("duration_s") is not None:
+            what += f" after {_about(details['duration_s'])}"
+        return what
+
+    return words
+
+
 _WORDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "connected_to_proxy": lambda details: "connected to proxy",
     "disconnected_from_proxy": lambda details: "disconnected from proxy",
@@ -155,6 +168,8 @@ _WORDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "station_silent": _silent,
     "upstream_down": _upstream_down,
     "status_error": _status_error,
+    "failover_started": _failover(True),
+    "failover_ended": _failover(False),
 }
 
 
@@ -254,6 +269,7 @@ _DETAIL_LINES: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("silent_for_s", "Silent for", _hms),
     ("heartbeat_interval", "Heartbeat interval", _seconds),
     ("down_for_s", "Unreachable for", _hms),
-    ("stations", "Stations connected to the proxy", _clean),
+    ("stations", "Stations", _clean),
+    ("station_ids", "Station ids", _clean),
     ("station_timestamp", "Station time", _clean),
 )

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Callable, Mapping
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from ..config import NotifyConfig
@@ -42,6 +42,7 @@ class NotifierService(Service):
         channels: Mapping[str, Callable[[Alert], Deferred]],
         upstream_urls: Mapping[str, str],
         links_connected: Callable[[str], int],
+        closers: list[Callable[[], object]] = (),
     ) -> None:
         self.settings = settings
         self.names = names
@@ -49,6 +50,7 @@ class NotifierService(Service):
         self._enabled = settings.events
         self._upstream_urls = upstream_urls
         self.links_connected = links_connected
+        self._closers = list(closers)
         self.queues = {
             name: DeliveryQueue(name, send, clock, settings.queue_limit, settings.max_attempts, settings.retry_delay)
             for name, send in channels.items()
@@ -62,6 +64,8 @@ class NotifierService(Service):
         self._down_timers: dict[str, IDelayedCall] = {}
         self._down_since: dict[str, float] = {}
         self._down_reported: set[str] = set()
+        self._failover_batches: dict[str, dict[str, float | None]] = {}
+        self._failover_timers: dict[str, IDelayedCall] = {}
         self._stopping = False
 
     # --- service
@@ -84,16 +88,18 @@ class NotifierService(Service):
         """Stop raising alerts and flush what is queued, within C{flush_timeout}."""
         self._stopping = True
         super().stopService()
-        for call in [*self._pending.values(), *self._silence.values(), *self._down_timers.values()]:
+        timers = [*self._pending.values(), *self._silence.values(), *self._down_timers.values()]
+        for call in [*timers, *self._failover_timers.values()]:
             if call.active():
                 call.cancel()
         self._pending.clear()
         self._silence.clear()
         self._down_timers.clear()
+        self._failover_timers.clear()
         flushes = [queue.flush(self.settings.flush_timeout) for queue in self.queues.values()]
-        if not flushes:
-            return succeed(None)
-        return DeferredList(flushes).addCallback(lambda _: None)
+        flushed = DeferredList(flushes) if flushes else succeed(None)
+        flushed.addCallback(lambda _: DeferredList([maybeDeferred(close) for close in self._closers]))
+        return flushed.addCallback(lambda _: None)
 
     # --- raising alerts
 
@@ -265,3 +271,32 @@ class NotifierService(Service):
         call = self._down_timers.pop(upstream, None)
         if call is not None and call.active():
             call.cancel()
+
+    # --- failover: one summary when many stations fail over together
+
+    def failover_started(self, station_id: str) -> None:
+        self._batch_failover("failover_started", station_id, None)
+
+    def failover_ended(self, station_id: str, duration: float) -> None:
+        self._batch_failover("failover_ended", station_id, duration)
+
+    def _batch_failover(self, key: str, station_id: str, duration: float | None) -> None:
+        if key not in self._enabled or self._stopping:
+            return
+        self._failover_batches.setdefault(key, {})[station_id] = duration
+        if key not in self._failover_timers:
+            self._failover_timers[key] = self._clock.callLater(
+                self.settings.summary_window, self._send_failover_batch, key
+            )
+
+    def _send_failover_batch(self, key: str) -> None:
+        self._failover_timers.pop(key, None)
+        batch = self._failover_batches.pop(key, {})
+        if len(batch) == 1:
+            ((station_id, duration),) = batch.items()
+            details = {} if duration is None else {"duration_s": round(duration)}
+            self._emit(StationEvent(key, station_id, details))
+        elif batch:
+            ids = sorted(batch)
+            shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+            self._emit(StationEvent(key, "", {"stations": len(ids), "station_ids": shown}))
