@@ -11,6 +11,8 @@ import sys
 from twisted.application.service import IService, MultiService
 from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 from twisted.python import usage
+from twisted.web.client import Agent, HTTPConnectionPool
+from treq.client import HTTPClient
 from urllib.parse import urlsplit
 
 from .config import Config, ConfigError, load_config
@@ -105,8 +107,6 @@ def makeService(options: Options, reactor=None) -> IService:
 
 def build_notifier(config: Config, reactor) -> NotifierService:
     """The notifier with the channels the configuration enables."""
-    import treq
-
     names, problem = load_client_names(config.client_names)
     if problem:
         _log.warn("client names: {problem}; stations are named by their ids", problem=problem)
@@ -116,8 +116,12 @@ def build_notifier(config: Config, reactor) -> NotifierService:
             channels["email"] = EmailChannel(config.notify.email, reactor, ca_file=config.notify.email.smtp.ca_file).send
         except (ValueError, OSError) as error:
             _log.warn("alerts: email channel disabled: {problem}", problem=str(error))
+    closers = []
     if config.notify.pushover is not None:
-        channels["pushover"] = PushoverChannel(config.notify.pushover, http=treq).send
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        closers.append(pool.closeCachedConnections)
+        http = HTTPClient(Agent(reactor, pool=pool))
+        channels["pushover"] = PushoverChannel(config.notify.pushover, http=http).send
     return NotifierService(
         config.notify,
         StationNames(names),
@@ -125,4 +129,5 @@ def build_notifier(config: Config, reactor) -> NotifierService:
         channels,
         config.upstream_urls(),
         links_connected=lambda upstream: 0,
+        closers=closers,
     )
