@@ -115,3 +115,65 @@ class DaemonTests(ProxyTestCase):
         self.assertEqual(status, 1)
         self.assertIn(f"cannot listen on tcp:port={port}:interface=127.0.0.1", stdout)
         self.assertIn("Address already in use", stdout)
+
+
+class NodeConfigTests(ProxyTestCase):
+    """Users of the Node tool point -c at their config.json and keep clientIdToHuman.json beside it."""
+
+    @async_test
+    async def test_node_config_json_runs_with_names_and_email(self):
+        """The Node example config (local addresses put in) relays, and mails a fault naming the station."""
+        import json
+        import socket
+
+        from twisted.internet import reactor
+
+        from .smtpserver import SmtpTestServer
+
+        central = CentralSystem(100)
+        central_port = await central.start()
+        self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
+        smtp = SmtpTestServer(users={"alerts@example.com": "smtp-password"})
+        smtp_port = smtp.listen(reactor)
+        self.addCleanup(smtp.stop)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            proxy_port = probe.getsockname()[1]
+        example = os.path.join(os.path.dirname(__file__), "..", "etc", "node-config.example.json")
+        with open(example) as stream:
+            node = json.load(stream)
+        node["primaryUrl"] = f"ws://127.0.0.1:{central_port}/ocpp/"
+        del node["secondaryUrl"]
+        node["proxy"] = {"host": "127.0.0.1", "port": proxy_port}
+        node["notify"]["email"]["transporter"].update(host="127.0.0.1", port=smtp_port, ignoreTLS=True)
+        del node["notify"]["pushover"]  # its API is not on 127.0.0.1
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        with open(os.path.join(directory, "clientIdToHuman.json"), "w") as out:
+            json.dump({"CP_N": "Parking Gare, borne 2"}, out)
+        path = os.path.join(directory, "config.json")
+        with open(path, "w") as out:
+            json.dump(node, out)
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        process = await asyncio.create_subprocess_exec(
+            TWISTD, "-n", "--pidfile=", "ocppproxy", "-c", path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )
+        self.addCleanup(lambda: process.returncode is None and process.kill())
+        await DaemonTests.read_until(self, process.stdout, r"listening on")
+        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{proxy_port}/", "CP_N")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        await websocket.send('[2,"f1","StatusNotification",{"connectorId":1,"errorCode":"GroundFailure","status":"Faulted"}]')
+        loop = asyncio.get_event_loop()
+        deadline = loop.time() + WAIT
+        while len(smtp.received) < 2 and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        subjects = [mail.data for mail in smtp.received]
+        self.assertEqual(len(subjects), 2, subjects)
+        self.assertTrue(all(b"Parking Gare, borne 2" in data for data in subjects))
+        self.assertEqual({mail.recipient for mail in smtp.received}, {"ops@example.com", "oncall@example.com"})
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+        output = (await process.stdout.read()).decode()
+        self.assertNotIn("smtp-password", output)
