@@ -189,3 +189,25 @@ class NotifierTests(SynchronousTestCase):
         self.assertEqual(self.keys(), ["failover_started"])
         self.assertIn("50 stations", self.alerts[0].subject)
         self.assertIn("CP_0", self.alerts[0].text)
+
+    def test_misconfigured_channel_warned_once_at_start(self):
+        """A channel disabled by its configuration is named in one warning at start-up."""
+        from twisted.logger import globalLogPublisher
+
+        seen = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        notifier = NotifierService(
+            NotifyConfig(events=frozenset({"connected_to_proxy"}), channel_problems=(("email", "notify.email.to: is mandatory"),)),
+            StationNames({}),
+            Clock(),
+            {},
+            {},
+            links_connected=lambda upstream: 0,
+        )
+        notifier.startService()
+        notifier.station_connected("CP_1", "peer")
+        warnings = [event for event in seen if "disabled" in event.get("log_format", "")]
+        self.assertEqual(len(warnings), 1)
+        self.assertEqual(warnings[0]["channel"], "email")
+        self.assertIn("notify.email.to", warnings[0]["problem"])
