@@ -29,11 +29,11 @@ class ProxyObserver(Protocol):
     def upstream_attempt_failed(self, station_id: str, upstream: str, url: str, reason: str) -> None:
         """A connection attempt to C{upstream} failed (refused, TLS, handshake)."""
 
-    def station_frame(self, station_id: str, frame: Frame) -> None:
-        """A well-formed frame the station sent (relayed or not)."""
+    def station_frame(self, station_id: str, frame: Frame, payload: bytes = b"") -> None:
+        """A well-formed frame the station sent (relayed or not); C{payload} is its text as received."""
 
-    def upstream_frame(self, station_id: str, upstream: str, frame: Frame) -> None:
-        """A well-formed frame an upstream sent to the station (relayed or consumed)."""
+    def upstream_frame(self, station_id: str, upstream: str, frame: Frame, payload: bytes = b"") -> None:
+        """A well-formed frame an upstream sent to the station (relayed or consumed); C{payload} as received."""
 
     def failover_started(self, station_id: str) -> None:
         """With failover on: the primary is away, the secondary now answers the station."""
@@ -60,10 +60,10 @@ class NullObserver:
     def upstream_attempt_failed(self, station_id, upstream, url, reason):
         pass
 
-    def station_frame(self, station_id, frame):
+    def station_frame(self, station_id, frame, payload=b""):
         pass
 
-    def upstream_frame(self, station_id, upstream, frame):
+    def upstream_frame(self, station_id, upstream, frame, payload=b""):
         pass
 
     def failover_started(self, station_id):
@@ -71,3 +71,22 @@ class NullObserver:
 
     def failover_ended(self, station_id, duration):
         pass
+
+
+class Observers:
+    """Passes every event to several observers in turn (notifier, metrics, traffic log)."""
+
+    def __init__(self, *observers: ProxyObserver) -> None:
+        self.observers = list(observers)
+
+    def __getattr__(self, event: str):
+        if event.startswith("_"):
+            raise AttributeError(event)
+        methods = [getattr(observer, event) for observer in self.observers]
+
+        def fan_out(*args) -> None:
+            for method in methods:
+                method(*args)
+
+        setattr(self, event, fan_out)
+        return fan_out

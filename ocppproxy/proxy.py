@@ -57,6 +57,8 @@ class StationSession:
         self._on_ended = on_ended
         self.links: dict[str, UpstreamLink] = {}
         self.router: StationRouter | None = None
+        self.subprotocol: str | None = None
+        self.connected_since: float | None = None
         self._closing = False
         self._primary_failed = False
         self._failover_since: float | None = None
@@ -80,6 +82,7 @@ class StationSession:
     # --- the station's side
 
     def station_open(self) -> None:
+        self.connected_since = self._clock.seconds()
         self._log.info("station {station} connected from {peer}", station=self.station_id, peer=self.protocol.peer)
         self._tell("station_connected", self.station_id, self.protocol.peer)
 
@@ -126,7 +129,7 @@ class StationSession:
             )
         for target in route.targets:
             self.links[target].send(payload)
-        self._tell("station_frame", self.station_id, frame)
+        self._tell("station_frame", self.station_id, frame, payload)
 
     def station_closed(self, protocol: StationProtocol, code: int | None, reason: str | None) -> None:
         """The station's connection is gone: close its upstream links."""
@@ -179,7 +182,7 @@ class StationSession:
                 upstream=name,
                 reason=route.dropped_because,
             )
-        self._tell("upstream_frame", self.station_id, name, frame)
+        self._tell("upstream_frame", self.station_id, name, frame, payload)
 
     def upstream_connected(self, name: str) -> None:
         if name == PRIMARY:
@@ -343,6 +346,7 @@ class ProxyService(MultiService):
             )
             for name, url in self.config.upstream_urls().items()
         }
+        session.subprotocol = subprotocol
         session.attach(links, failover=self.config.failover)
         return session
 

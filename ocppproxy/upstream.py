@@ -198,6 +198,11 @@ class UpstreamLink:
         """Whether frames sent now go straight out."""
         return self.protocol is not None
 
+    @property
+    def failed_attempts(self) -> int:
+        """Failed connection attempts since the link was last connected."""
+        return self._failed_attempts
+
     def start(self) -> None:
         """Start connecting."""
         self.service.startService()

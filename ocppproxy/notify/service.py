@@ -169,14 +169,14 @@ class NotifierService(Service):
                 StationEvent("disconnected_from_proxy", station_id, {"code": code, "reason": reason}),
             )
 
-    def station_frame(self, station_id: str, frame: Frame) -> None:
+    def station_frame(self, station_id: str, frame: Frame, payload: bytes = b"") -> None:
         self._last_seen[station_id] = self._clock.seconds()
         if station_id in self._silent_reported:
             self._silent_reported.discard(station_id)
         for event in self._tracker(station_id).station_frame(frame):
             self._emit(event)
 
-    def upstream_frame(self, station_id: str, upstream: str, frame: Frame) -> None:
+    def upstream_frame(self, station_id: str, upstream: str, frame: Frame, payload: bytes = b"") -> None:
         tracker = self._tracker(station_id)
         before = tracker.heartbeat_interval
         for event in tracker.upstream_frame(upstream, frame):
