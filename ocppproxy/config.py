@@ -112,6 +112,8 @@ class Config:
     client_names: str | None = None
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     failover: bool = False
+    default_subprotocol: str = "ocpp1.6"
+    handshake_timeout: float = 10.0
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""
@@ -177,6 +179,8 @@ TOP_KEYS = (
     "client_names",
     "notify",
     "failover",
+    "default_subprotocol",
+    "handshake_timeout",
 )
 
 
@@ -210,6 +214,10 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
         # A missing names file is not fatal: the notifier warns and uses the raw ids.
         kwargs["client_names"] = os.path.abspath(os.path.join(base_dir, _string("client_names", top["client_names"])))
     kwargs["notify"] = _notify(top.get("notify"), base_dir)
+    if "default_subprotocol" in top:
+        kwargs["default_subprotocol"] = _string("default_subprotocol", top["default_subprotocol"]).strip()
+    if "handshake_timeout" in top:
+        kwargs["handshake_timeout"] = _number("handshake_timeout", top["handshake_timeout"], 0.1)
     if "failover" in top:
         if not isinstance(top["failover"], bool):
             raise ConfigError("failover", f"must be true or false, got {_describe(top['failover'])}")

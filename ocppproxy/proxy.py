@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from autobahn.websocket.types import ConnectionDeny
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import serverFromString
@@ -65,12 +66,56 @@ class StationSession:
         self._ended = False
         self._stopped: Deferred[None] | None = None
 
-    def attach(self, links: dict[str, UpstreamLink], failover: bool = False) -> None:
-        """Give the session its upstream links (primary first) and start them."""
+    def attach(self, links: dict[str, UpstreamLink], offers: list[str], handshake_timeout: float, failover: bool = False) -> None:
+        """Give the session its upstream links (primary first); the primary starts connecting."""
         self.links = links
+        self._offers = offers
+        self._handshake_timeout = handshake_timeout
         self.router = StationRouter(links, failover=failover and SECONDARY in links)
-        for link in links.values():
-            link.start()
+        links[PRIMARY].start()
+
+    def negotiate(self, station_offered: bool) -> Deferred:
+        """
+        Wait (at most C{handshake_timeout}) for the primary's handshake; fires with the
+        subprotocol to answer the station with (None if it offered none), or fails with
+        L{ConnectionDeny} carrying the primary's HTTP status when the primary refused.
+        """
+        primary = self.links[PRIMARY]
+        outcome: Deferred = Deferred()
+        timer = self._clock.callLater(self._handshake_timeout, lambda: outcome.called or outcome.callback(None))
+        primary.first_outcome.addCallback(lambda result: outcome.called or outcome.callback(result))
+
+        def decide(result):
+            if timer.active():
+                timer.cancel()
+            chosen = self._offers[0]
+            if result is not None and result.refused_status is not None:
+                self._log.warn(
+                    "station {station}: refused, as the primary refused it: HTTP {status} {reason}",
+                    station=self.station_id,
+                    status=result.refused_status,
+                    reason=result.reason,
+                )
+                raise ConnectionDeny(result.refused_status, result.reason)
+            if result is not None and result.subprotocol:
+                chosen = result.subprotocol
+            elif result is None:
+                self._log.warn(
+                    "station {station}: primary has not answered within {timeout} s; accepting with {subprotocol}",
+                    station=self.station_id,
+                    timeout=self._handshake_timeout,
+                    subprotocol=chosen,
+                )
+            self.subprotocol = chosen
+            for link in self.links.values():
+                link.set_subprotocols([chosen])
+            if not self._closing:
+                for name, link in self.links.items():
+                    if name != PRIMARY:
+                        link.start()
+            return chosen if station_offered else None
+
+        return outcome.addCallback(decide)
 
     def _tell(self, event: str, *args) -> None:
         """Pass an event to the observer; its failures are logged, never relayed."""
@@ -320,8 +365,9 @@ class ProxyService(MultiService):
         if self._reactor.running:
             self._reactor.stop()
 
-    def station_connecting(self, protocol: StationProtocol, station_id: str, request, subprotocol: str) -> StationSession:
-        """A station's handshake is acceptable: replace any older session and open its links."""
+    def station_connecting(self, protocol: StationProtocol, station_id: str, request, offers: list[str]) -> StationSession:
+        """A station's handshake is acceptable: replace any older session and open its primary link."""
+        offers = offers or [self.config.default_subprotocol]
         previous = self.sessions.get(station_id)
         session = StationSession(station_id, protocol, self._reactor, self._session_ended, self.observer)
         self.sessions[station_id] = session
@@ -339,15 +385,14 @@ class ProxyService(MultiService):
                 self._reactor,
                 self.config.reconnect,
                 self.config.buffer_max_messages,
-                [subprotocol],
+                list(offers),
                 headers,
                 useragent,
                 tls=self._tls_for_url(url) if (self._tls_for_url and url.startswith("wss:")) else None,
             )
             for name, url in self.config.upstream_urls().items()
         }
-        session.subprotocol = subprotocol
-        session.attach(links, failover=self.config.failover)
+        session.attach(links, offers, self.config.handshake_timeout, failover=self.config.failover)
         return session
 
     def connected_links(self, upstream: str) -> int:

@@ -44,14 +44,16 @@ def station_id_from_path(path: str) -> str:
 
 def choose_subprotocol(offered: list[str]) -> str | None:
     """
-    The subprotocol to answer the station with: its first OCPP offer, ignoring empty
-    entries and stray spaces; None when it offered nothing usable.
+    The station's first OCPP offer, ignoring empty entries and stray spaces; None when
+    it offered nothing usable.
     """
-    for entry in offered:
-        candidate = entry.strip()
-        if candidate.lower().startswith("ocpp"):
-            return candidate
-    return None
+    offers = ocpp_offers(offered)
+    return offers[0] if offers else None
+
+
+def ocpp_offers(offered: list[str]) -> list[str]:
+    """The OCPP subprotocols a station offers, in its order, without empty entries or spaces."""
+    return [entry.strip() for entry in offered if entry.strip().lower().startswith("ocpp")]
 
 
 class StationProtocol(WebSocketServerProtocol):
@@ -83,8 +85,8 @@ class StationProtocol(WebSocketServerProtocol):
             )
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(error)) from None
         offered = [entry for entry in request.protocols if entry.strip()]
-        chosen = choose_subprotocol(offered)
-        if offered and chosen is None:
+        offers = ocpp_offers(offered)
+        if offered and not offers:
             self._log.warn(
                 "refused station {station} from {peer}: it offers no OCPP subprotocol ({offered})",
                 station=station_id,
@@ -93,10 +95,11 @@ class StationProtocol(WebSocketServerProtocol):
             )
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "no OCPP subprotocol offered")
         self.station_id = station_id
-        self.session = self.factory.proxy.station_connecting(
-            self, station_id, request, chosen or DEFAULT_SUBPROTOCOL
-        )
-        return chosen
+        self.session = self.factory.proxy.station_connecting(self, station_id, request, offers)
+        # Autobahn lets onConnect return a Deferred: the station's handshake waits for
+        # the primary's, so the station is answered with the subprotocol the primary chose
+        # (or refused with the primary's HTTP status).
+        return self.session.negotiate(station_offered=bool(offers))
 
     def onOpen(self) -> None:
         self.was_opened = True

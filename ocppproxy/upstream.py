@@ -6,6 +6,8 @@ connected by a L{ClientService}, with a bounded queue for frames sent while it i
 from __future__ import annotations
 
 import random
+import re
+from dataclasses import dataclass
 from typing import Callable, Protocol
 from urllib.parse import urlsplit
 
@@ -38,6 +40,18 @@ def backoff_delay(policy: ReconnectPolicy, retry: int, jitter: float) -> float:
     return base * (1.0 - 0.2 * jitter)
 
 
+@dataclass(frozen=True)
+class HandshakeOutcome:
+    """How a link's first connection attempt ended: the subprotocol chosen, or the refusal."""
+
+    subprotocol: str | None = None
+    refused_status: int | None = None
+    reason: str = ""
+
+
+_REFUSED = re.compile(r"upgrade failed \[(\d{3})\]")
+
+
 class LinkOwner(Protocol):
     """What an L{UpstreamLink} reports to (the station session)."""
 
@@ -60,6 +74,7 @@ class UpstreamProtocol(WebSocketClientProtocol):
         self._lost_reason: Failure | None = None
         self._close_waiters: list[Deferred[None]] = []
         self.was_open = False
+        self.refused_status: int | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -70,6 +85,12 @@ class UpstreamProtocol(WebSocketClientProtocol):
     def onOpen(self) -> None:
         self.was_open = True
         self.factory.link.opened(self)
+
+    def failHandshake(self, reason: str) -> None:
+        found = _REFUSED.search(reason)
+        if found:
+            self.refused_status = int(found.group(1))
+        super().failHandshake(reason)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.factory.link.received(payload, isBinary)
@@ -181,7 +202,8 @@ class UpstreamLink:
         self._failed_attempts = 0
         self._disconnected_since_last_retry = False
         self._last_failure = "no attempt yet"
-        factory = UpstreamFactory(
+        self.first_outcome: Deferred[HandshakeOutcome] = Deferred()
+        self._factory = factory = UpstreamFactory(
             self, url=url, protocols=subprotocols, headers=headers, useragent=useragent, reactor=reactor
         )
         # No prepareConnection: ClientService cannot survive a connection lost while it
@@ -205,7 +227,16 @@ class UpstreamLink:
 
     def start(self) -> None:
         """Start connecting."""
-        self.service.startService()
+        if not self.service.running and not self._stopping:
+            self.service.startService()
+
+    def set_subprotocols(self, subprotocols: list[str]) -> None:
+        """The subprotocols offered from the next connection attempt on."""
+        self._factory.protocols = list(subprotocols)
+
+    def _first(self, outcome: HandshakeOutcome) -> None:
+        if not self.first_outcome.called:
+            self.first_outcome.callback(outcome)
 
     def _retry_delay(self, _attempt: int) -> float:
         """ClientService's retryPolicy: called once per failed attempt or lost connection."""
@@ -256,6 +287,7 @@ class UpstreamLink:
             protocol.sendCloseFrame(GOING_AWAY, b"station disconnected from proxy", False)
             return
         self.ever_connected = True
+        self._first(HandshakeOutcome(subprotocol=protocol.websocket_protocol_in_use))
         self._retries = 0
         self._failed_attempts = 0
         dropped = self.queue.dropped
@@ -297,8 +329,9 @@ class UpstreamLink:
             )
         self._owner.from_upstream(self.name, payload)
 
-    def _attempt_failed(self, reason: str) -> None:
+    def _attempt_failed(self, reason: str, refused_status: int | None = None) -> None:
         self._last_failure = reason
+        self._first(HandshakeOutcome(refused_status=refused_status, reason=reason))
         if not self._stopping:
             self._owner.upstream_attempt_failed(self.name, reason)
             self._log.warn(
@@ -312,7 +345,7 @@ class UpstreamLink:
     def closed(self, protocol: UpstreamProtocol, reason: str) -> None:
         """A connection ended, open or not."""
         if not protocol.was_open:
-            self._attempt_failed(reason)
+            self._attempt_failed(reason, protocol.refused_status)
             return
         if protocol is not self.protocol:
             return

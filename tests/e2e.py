@@ -61,5 +61,14 @@ class ProxyTestCase(TestCase):
             return self.proxy.stopService()
         return None
 
+    async def until(self, condition, timeout: float = 10.0) -> None:
+        """Wait at most C{timeout} seconds for C{condition()} to hold, checking every 10 ms."""
+        loop = asyncio.get_event_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            if loop.time() > deadline:
+                raise AssertionError("condition not met in time")
+            await asyncio.sleep(0.01)
+
     def logged(self, text: str) -> list[str]:
         return [line for line in self.log_lines if text in line]

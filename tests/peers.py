@@ -106,10 +106,13 @@ class CentralSystem:
         interval: int,
         subprotocols=("ocpp1.6",),
         ssl_context: ssl.SSLContext | None = None,
-        session_class: type[CentralSystemSession] = CentralSystemSession,
+        session_class: type = CentralSystemSession,
+        refuse_status: int | None = None,
     ) -> None:
         self.interval = interval
         self.session_class = session_class
+        self.refuse_status = refuse_status
+        self.refused: list[str] = []
         self.subprotocols = list(subprotocols)
         self.ssl_context = ssl_context
         self.connections: list[Connection] = []
@@ -118,14 +121,24 @@ class CentralSystem:
 
     async def start(self, port: int = 0) -> int:
         self.server = await websockets.serve(
-            self._handle, "127.0.0.1", port, subprotocols=self.subprotocols, ssl=self.ssl_context
+            self._handle,
+            "127.0.0.1",
+            port,
+            subprotocols=self.subprotocols,
+            ssl=self.ssl_context,
+            process_request=self._refuse if self.refuse_status else None,
         )
         return self.server.sockets[0].getsockname()[1]
+
+    def _refuse(self, connection, request):
+        self.refused.append(request.path)
+        return connection.respond(self.refuse_status, "refused by the test central system\n")
 
     async def _handle(self, websocket) -> None:
         path = websocket.request.path
         session = self.session_class(path.rsplit("/", 1)[-1], websocket)
-        session.interval = self.interval
+        if hasattr(session, "interval"):
+            session.interval = self.interval
         connection = Connection(path, dict(websocket.request.headers), websocket.subprotocol, session, websocket)
         self.connections.append(connection)
         async with self.changed:
