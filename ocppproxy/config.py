@@ -114,6 +114,10 @@ class Config:
     failover: bool = False
     default_subprotocol: str = "ocpp1.6"
     handshake_timeout: float = 10.0
+    max_frame_size: int = 1024 * 1024
+    keepalive_interval: float = 30.0
+    keepalive_timeout: float = 10.0
+    pending_call_timeout: float = 40.0
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""
@@ -181,6 +185,9 @@ TOP_KEYS = (
     "failover",
     "default_subprotocol",
     "handshake_timeout",
+    "max_frame_size",
+    "keepalive",
+    "pending_call_timeout",
 )
 
 
@@ -218,6 +225,15 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
         kwargs["default_subprotocol"] = _string("default_subprotocol", top["default_subprotocol"]).strip()
     if "handshake_timeout" in top:
         kwargs["handshake_timeout"] = _number("handshake_timeout", top["handshake_timeout"], 0.1)
+    if "max_frame_size" in top:
+        kwargs["max_frame_size"] = _number("max_frame_size", top["max_frame_size"], 1024, True)
+    if "pending_call_timeout" in top:
+        kwargs["pending_call_timeout"] = _number("pending_call_timeout", top["pending_call_timeout"], 1.0)
+    keepalive = _mapping("keepalive", top.get("keepalive"), ("interval", "timeout"))
+    if "interval" in keepalive:
+        kwargs["keepalive_interval"] = _number("keepalive.interval", keepalive["interval"], 0.0)
+    if "timeout" in keepalive:
+        kwargs["keepalive_timeout"] = _number("keepalive.timeout", keepalive["timeout"], 0.1)
     if "failover" in top:
         if not isinstance(top["failover"], bool):
             raise ConfigError("failover", f"must be true or false, got {_describe(top['failover'])}")

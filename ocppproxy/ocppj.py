@@ -74,3 +74,22 @@ def shorten(data: bytes | str, limit: int = 120) -> str:
     """A printable, bounded copy of a frame for log lines."""
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def format_error_reply(data: bytes | str, subprotocol: str | None) -> bytes | None:
+    """
+    The CALLERROR answering a malformed CALL whose message id can still be read, in the
+    words of the negotiated OCPP version (FormationViolation in 1.6, FormatViolation in
+    2.x); None when no id can be read or the frame was not meant as a CALL.
+    """
+    try:
+        message = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(message, list) or len(message) < 2 or message[0] != CALL:
+        return None
+    message_id = message[1]
+    if not isinstance(message_id, str) or not message_id or len(message_id) > 36:
+        return None
+    code = "FormationViolation" if (subprotocol or "ocpp1.6").startswith("ocpp1.") else "FormatViolation"
+    return json.dumps([CALLERROR, message_id, code, "malformed CALL", {}]).encode()

@@ -16,11 +16,12 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from .config import Config
 from .logs import debug_enabled, proxy_logger
 from .observer import NullObserver, ProxyObserver
-from .ocppj import FrameError, parse_frame, shorten
+from .ocppj import FrameError, format_error_reply, parse_frame, shorten
 from .routing import PRIMARY, SECONDARY, STATION, StationRouter
 from .station import StationFactory, StationProtocol
 from .upstream import GOING_AWAY, UpstreamLink
 
+UNSUPPORTED_DATA = 1003
 TRY_AGAIN_LATER = 1013
 REPLACED = 4000
 _PASSED_HEADERS = ("authorization",)
@@ -36,6 +37,22 @@ def upstream_headers(request, peer_host: str) -> tuple[dict[str, str], str | Non
     headers["X-Forwarded-For"] = peer_host
     headers["X-Real-IP"] = peer_host
     return headers, request.headers.get("user-agent")
+
+
+def websocket_options(config: Config) -> dict:
+    """Autobahn protocol options for both sides: frame size limit, keepalive, handshake timeouts."""
+    options = {
+        "openHandshakeTimeout": config.handshake_timeout + 5,
+        "closeHandshakeTimeout": 5,
+        "maxMessagePayloadSize": config.max_frame_size,
+        "maxFramePayloadSize": config.max_frame_size,
+        # Answer an oversized or broken frame with a close frame (1009, 1002), not a TCP drop.
+        "failByDrop": False,
+    }
+    if config.keepalive_interval > 0:
+        options["autoPingInterval"] = config.keepalive_interval
+        options["autoPingTimeout"] = config.keepalive_timeout
+    return options
 
 
 class StationSession:
@@ -66,12 +83,14 @@ class StationSession:
         self._ended = False
         self._stopped: Deferred[None] | None = None
 
-    def attach(self, links: dict[str, UpstreamLink], offers: list[str], handshake_timeout: float, failover: bool = False) -> None:
+    def attach(self, links: dict[str, UpstreamLink], offers: list[str], config: Config) -> None:
         """Give the session its upstream links (primary first); the primary starts connecting."""
         self.links = links
         self._offers = offers
-        self._handshake_timeout = handshake_timeout
-        self.router = StationRouter(links, failover=failover and SECONDARY in links)
+        self._handshake_timeout = config.handshake_timeout
+        self.router = StationRouter(
+            links, pending_timeout=config.pending_call_timeout, failover=config.failover and SECONDARY in links
+        )
         links[PRIMARY].start()
 
     def negotiate(self, station_offered: bool) -> Deferred:
@@ -144,17 +163,22 @@ class StationSession:
 
     def _relay_from_station(self, payload: bytes, is_binary: bool) -> None:
         if is_binary:
-            self._log.warn("station {station} sent a binary frame, ignored", station=self.station_id)
+            self._log.warn("station {station} sent a binary frame: closing with 1003", station=self.station_id)
+            self.close(UNSUPPORTED_DATA, "OCPP-J frames are text")
             return
         try:
             frame = parse_frame(payload)
         except FrameError as error:
+            reply = format_error_reply(payload, self.subprotocol)
             self._log.warn(
-                "station {station} sent a bad frame ({reason}): {frame}",
+                "station {station} sent a bad frame ({reason}){answered}: {frame}",
                 station=self.station_id,
                 reason=str(error),
+                answered=", answered with a CALLERROR" if reply else "",
                 frame=shorten(payload),
             )
+            if reply is not None and not self._closing:
+                self.protocol.sendMessage(reply, False)
             return
         route = self.router.from_station(frame, self._clock.seconds())
         if debug_enabled():
@@ -206,13 +230,17 @@ class StationSession:
         try:
             frame = parse_frame(payload)
         except FrameError as error:
+            reply = format_error_reply(payload, self.subprotocol)
             self._log.warn(
-                "station {station}: {upstream} sent a bad frame ({reason}): {frame}",
+                "station {station}: {upstream} sent a bad frame ({reason}){answered}: {frame}",
                 station=self.station_id,
                 upstream=name,
                 reason=str(error),
+                answered=", answered with a CALLERROR" if reply else "",
                 frame=shorten(payload),
             )
+            if reply is not None:
+                self.links[name].send(reply)
             return
         route = self.router.from_upstream(name, frame, self._clock.seconds(), payload)
         if STATION in route.targets:
@@ -333,12 +361,13 @@ class ProxyService(MultiService):
     ) -> None:
         super().__init__()
         self.observer: ProxyObserver = observer or NullObserver()
+        self._websocket_options = websocket_options(config)
         self.config = config
         self._reactor = reactor
         self._tls_for_url = tls_for_url
         self.sessions: dict[str, StationSession] = {}
         self._all_sessions: set[StationSession] = set()
-        self.factory = StationFactory(self, reactor)
+        self.factory = StationFactory(self, reactor, websocket_options(config))
         self._port = None
         self._listen_error: str | None = None
         self.listening: Deferred = Deferred()
@@ -389,10 +418,11 @@ class ProxyService(MultiService):
                 headers,
                 useragent,
                 tls=self._tls_for_url(url) if (self._tls_for_url and url.startswith("wss:")) else None,
+                websocket_options=self._websocket_options,
             )
             for name, url in self.config.upstream_urls().items()
         }
-        session.attach(links, offers, self.config.handshake_timeout, failover=self.config.failover)
+        session.attach(links, offers, self.config)
         return session
 
     def connected_links(self, upstream: str) -> int:

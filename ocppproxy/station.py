@@ -131,8 +131,8 @@ class StationFactory(WebSocketServerFactory):
     protocol = StationProtocol
     noisy = False
 
-    def __init__(self, proxy, reactor) -> None:
+    def __init__(self, proxy, reactor, websocket_options: dict) -> None:
         super().__init__(reactor=reactor)
         self.proxy = proxy
         self.server = "ocppproxy"
-        self.setProtocolOptions(openHandshakeTimeout=10, closeHandshakeTimeout=5)
+        self.setProtocolOptions(**websocket_options)

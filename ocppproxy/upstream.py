@@ -125,10 +125,10 @@ class UpstreamFactory(WebSocketClientFactory):
     protocol = UpstreamProtocol
     noisy = False
 
-    def __init__(self, link: UpstreamLink, **kwargs) -> None:
+    def __init__(self, link: UpstreamLink, websocket_options: dict, **kwargs) -> None:
         super().__init__(**kwargs)
         self.link = link
-        self.setProtocolOptions(openHandshakeTimeout=10, closeHandshakeTimeout=5)
+        self.setProtocolOptions(**websocket_options)
 
 
 def upstream_endpoint(reactor, url: str, tls: IOpenSSLClientConnectionCreator | None = None):
@@ -185,6 +185,7 @@ class UpstreamLink:
         tls: IOpenSSLClientConnectionCreator | None = None,
         jitter: Callable[[], float] = random.random,
         endpoint: IStreamClientEndpoint | None = None,
+        websocket_options: dict | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -204,7 +205,13 @@ class UpstreamLink:
         self._last_failure = "no attempt yet"
         self.first_outcome: Deferred[HandshakeOutcome] = Deferred()
         self._factory = factory = UpstreamFactory(
-            self, url=url, protocols=subprotocols, headers=headers, useragent=useragent, reactor=reactor
+            self,
+            websocket_options or {"openHandshakeTimeout": 10, "closeHandshakeTimeout": 5},
+            url=url,
+            protocols=subprotocols,
+            headers=headers,
+            useragent=useragent,
+            reactor=reactor,
         )
         # No prepareConnection: ClientService cannot survive a connection lost while it
         # prepares (automat NoTransition), so handshake failures are counted here instead.
@@ -315,10 +322,12 @@ class UpstreamLink:
         """A frame from the central system."""
         if is_binary:
             self._log.warn(
-                "station {station}: {upstream} sent a binary frame, ignored",
+                "station {station}: {upstream} sent a binary frame: closing that connection with 1003",
                 station=self.station_id,
                 upstream=self.name,
             )
+            if self.protocol is not None:
+                self.protocol.sendCloseFrame(1003, b"OCPP-J frames are text", False)
             return
         if debug_enabled():
             self._log.debug(
