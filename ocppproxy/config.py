@@ -118,6 +118,7 @@ class Config:
     keepalive_interval: float = 30.0
     keepalive_timeout: float = 10.0
     pending_call_timeout: float = 40.0
+    upstream_calls: Mapping[str, frozenset | None] = field(default_factory=dict)
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""
@@ -188,6 +189,7 @@ TOP_KEYS = (
     "max_frame_size",
     "keepalive",
     "pending_call_timeout",
+    "upstream_calls",
 )
 
 
@@ -234,11 +236,24 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
         kwargs["keepalive_interval"] = _number("keepalive.interval", keepalive["interval"], 0.0)
     if "timeout" in keepalive:
         kwargs["keepalive_timeout"] = _number("keepalive.timeout", keepalive["timeout"], 0.1)
+    policies = _mapping("upstream_calls", top.get("upstream_calls"), ("primary", "secondary"))
+    kwargs["upstream_calls"] = {name: _call_policy(f"upstream_calls.{name}", value) for name, value in policies.items()}
     if "failover" in top:
         if not isinstance(top["failover"], bool):
             raise ConfigError("failover", f"must be true or false, got {_describe(top['failover'])}")
         kwargs["failover"] = top["failover"]
     return Config(**kwargs)
+
+
+def _call_policy(key: str, value: Any) -> frozenset | None:
+    """C{all} (None: every action), C{none} (empty), or a list of OCPP action names."""
+    if value == "all":
+        return None
+    if value == "none":
+        return frozenset()
+    if isinstance(value, list) and all(isinstance(action, str) and action for action in value):
+        return frozenset(value)
+    raise ConfigError(key, f"must be all, none or a list of OCPP actions, got {_describe(value)}")
 
 
 def _reconnect(value: Any) -> ReconnectPolicy:

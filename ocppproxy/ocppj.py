@@ -76,6 +76,11 @@ def shorten(data: bytes | str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def call_error(message_id: str, code: str, description: str) -> bytes:
+    """A CALLERROR frame answering C{message_id}."""
+    return json.dumps([CALLERROR, message_id, code, description, {}]).encode()
+
+
 def format_error_reply(data: bytes | str, subprotocol: str | None) -> bytes | None:
     """
     The CALLERROR answering a malformed CALL whose message id can still be read, in the
@@ -92,4 +97,4 @@ def format_error_reply(data: bytes | str, subprotocol: str | None) -> bytes | No
     if not isinstance(message_id, str) or not message_id or len(message_id) > 36:
         return None
     code = "FormationViolation" if (subprotocol or "ocpp1.6").startswith("ocpp1.") else "FormatViolation"
-    return json.dumps([CALLERROR, message_id, code, "malformed CALL", {}]).encode()
+    return call_error(message_id, code, "malformed CALL")

@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from .config import Config
 from .logs import debug_enabled, proxy_logger
 from .observer import NullObserver, ProxyObserver
-from .ocppj import FrameError, format_error_reply, parse_frame, shorten
+from .ocppj import CALL, FrameError, format_error_reply, parse_frame, shorten
 from .routing import PRIMARY, SECONDARY, STATION, StationRouter
 from .station import StationFactory, StationProtocol
 from .upstream import GOING_AWAY, UpstreamLink
@@ -82,6 +82,7 @@ class StationSession:
         self._failover_since: float | None = None
         self._ended = False
         self._stopped: Deferred[None] | None = None
+        self._expiry_timer = None
 
     def attach(self, links: dict[str, UpstreamLink], offers: list[str], config: Config) -> None:
         """Give the session its upstream links (primary first); the primary starts connecting."""
@@ -89,7 +90,10 @@ class StationSession:
         self._offers = offers
         self._handshake_timeout = config.handshake_timeout
         self.router = StationRouter(
-            links, pending_timeout=config.pending_call_timeout, failover=config.failover and SECONDARY in links
+            links,
+            pending_timeout=config.pending_call_timeout,
+            failover=config.failover and SECONDARY in links,
+            call_policies=config.upstream_calls,
         )
         links[PRIMARY].start()
 
@@ -180,15 +184,15 @@ class StationSession:
             if reply is not None and not self._closing:
                 self.protocol.sendMessage(reply, False)
             return
-        route = self.router.from_station(frame, self._clock.seconds())
+        route = self.router.from_station(frame, self._clock.seconds(), payload)
         if debug_enabled():
             self._log.debug(
                 "station {station} -> {targets}: {frame}",
                 station=self.station_id,
-                targets=",".join(route.targets) or "nowhere",
+                targets=",".join(route.targets or [send.target for send in route.also]) or "nowhere",
                 frame=shorten(payload),
             )
-        if not route.targets:
+        if route.dropped_because:
             self._log.warn(
                 "station {station}: {kind} {id} dropped: {reason}",
                 station=self.station_id,
@@ -198,7 +202,36 @@ class StationSession:
             )
         for target in route.targets:
             self.links[target].send(payload)
+        self._deliver(route.also)
         self._tell("station_frame", self.station_id, frame, payload)
+
+    def _deliver(self, sends) -> None:
+        """Send the frames a routing decision produced, then keep the expiry timer right."""
+        for send in sends:
+            if send.target == STATION:
+                if not self._closing:
+                    self.protocol.sendMessage(send.payload, False)
+            else:
+                self.links[send.target].send(send.payload)
+        self._schedule_expiry()
+
+    def _schedule_expiry(self) -> None:
+        deadline = self.router.station_calls.next_deadline()
+        timer = self._expiry_timer
+        if deadline is None or self._closing:
+            if timer is not None and timer.active():
+                timer.cancel()
+            self._expiry_timer = None
+            return
+        if timer is not None and timer.active():
+            if timer.getTime() == deadline:
+                return
+            timer.cancel()
+        self._expiry_timer = self._clock.callLater(max(deadline - self._clock.seconds(), 0), self._expire)
+
+    def _expire(self) -> None:
+        self._expiry_timer = None
+        self._deliver(self.router.station_calls.expire(self._clock.seconds()))
 
     def station_closed(self, protocol: StationProtocol, code: int | None, reason: str | None) -> None:
         """The station's connection is gone: close its upstream links."""
@@ -246,6 +279,17 @@ class StationSession:
         if STATION in route.targets:
             if not self._closing:
                 self.protocol.sendMessage(payload, False)
+        elif route.also or frame.kind == CALL:
+            if route.dropped_because and frame.kind == CALL:
+                self._log.info(
+                    "station {station}: {action} {id} from {upstream} {reason}",
+                    station=self.station_id,
+                    action=frame.action,
+                    id=frame.message_id,
+                    upstream=name,
+                    reason=route.dropped_because,
+                )
+            self._deliver(route.also)
         elif debug_enabled():
             self._log.debug(
                 "station {station}: {kind} {id} from {upstream} consumed: {reason}",
@@ -330,6 +374,7 @@ class StationSession:
     def _stop_links(self) -> Deferred[None]:
         if self._stopped is None:
             self._closing = True
+            self._schedule_expiry()
             self._update_failover()
             self._stopped = DeferredList([link.stop() for link in self.links.values()]).addCallback(lambda _: None)
             self._stopped.addCallback(lambda _: self._end())

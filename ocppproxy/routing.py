@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Generic, Iterable, TypeVar
+from typing import Generic, Iterable, Mapping, TypeVar
 
 from .ocppj import ANSWERS, CALL, Frame
+from .station_calls import Send, StationBoundCalls
 
 STATION = "station"
 PRIMARY = "primary"
@@ -24,47 +25,7 @@ class Route:
 
     targets: tuple[str, ...]
     dropped_because: str | None = None
-
-
-class PendingCalls:
-    """
-    CALLs sent by upstreams to the station and not answered yet: message id -> upstream.
-
-    Entries expire after C{timeout} seconds and at most C{limit} are kept (oldest go
-    first), so a station that never answers cannot make this grow without bound.
-    """
-
-    def __init__(self, timeout: float, limit: int) -> None:
-        self._timeout = timeout
-        self._limit = limit
-        self._calls: OrderedDict[str, tuple[str, float]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._calls)
-
-    def add(self, message_id: str, upstream: str, now: float) -> str | None:
-        """Remember a CALL; returns the upstream whose CALL with the same id it replaces, if any."""
-        self.expire(now)
-        previous = self._calls.pop(message_id, None)
-        self._calls[message_id] = (upstream, now + self._timeout)
-        while len(self._calls) > self._limit:
-            self._calls.popitem(last=False)
-        return previous[0] if previous is not None else None
-
-    def pop(self, message_id: str, now: float) -> str | None:
-        """The upstream that sent the CALL this answer is for, or None if unknown or expired."""
-        self.expire(now)
-        entry = self._calls.pop(message_id, None)
-        return entry[0] if entry is not None else None
-
-    def expire(self, now: float) -> None:
-        """Forget CALLs older than the timeout (insertion order is expiry order)."""
-        calls = self._calls
-        while calls:
-            _, (_, deadline) = next(iter(calls.items()))
-            if deadline > now:
-                break
-            calls.popitem(last=False)
+    also: tuple[Send, ...] = ()
 
 
 class _StationCall:
@@ -164,18 +125,19 @@ class StationRouter:
         pending_timeout: float = 40.0,
         pending_limit: int = 1000,
         failover: bool = False,
+        call_policies: Mapping[str, frozenset | None] = {},
     ) -> None:
         self.upstreams = tuple(upstreams)
-        self.pending = PendingCalls(pending_timeout, pending_limit)
+        self.station_calls = StationBoundCalls(pending_timeout, policies=call_policies)
         self.failover = FailoverAnswers(pending_timeout, pending_limit) if failover else None
 
-    def from_station(self, frame: Frame, now: float) -> Route:
-        """Where a frame sent by the station goes."""
+    def from_station(self, frame: Frame, now: float, payload: bytes = b"") -> Route:
+        """Where a frame sent by the station goes (an answer may release the next upstream CALL in C{also})."""
         if frame.kind in ANSWERS:
-            upstream = self.pending.pop(frame.message_id, now)
+            upstream, sends = self.station_calls.answer(frame.message_id, payload, now)
             if upstream is None:
-                return Route((), "answer to no pending upstream CALL")
-            return Route((upstream,))
+                return Route((), "answer to no outstanding upstream CALL (late or unknown)", tuple(sends))
+            return Route((), None, tuple(sends))
         if self.failover is not None and frame.kind == CALL:
             self.failover.station_call(frame.message_id, now)
         return Route(self.upstreams)
@@ -183,8 +145,13 @@ class StationRouter:
     def from_upstream(self, upstream: str, frame: Frame, now: float, payload: bytes = b"") -> Route:
         """Where a frame sent by C{upstream} goes (C{payload} is its text, kept by failover)."""
         if frame.kind == CALL:
-            self.pending.add(frame.message_id, upstream, now)
-            return Route((STATION,))
+            outcome, sends = self.station_calls.offer(upstream, frame, payload, now)
+            because = {
+                "sent": None,
+                "waiting": "waits until the station has answered an earlier CALL",
+                "refused": "refused by the proxy (not allowed, or too many waiting)",
+            }[outcome]
+            return Route((), because, tuple(sends))
         if frame.kind in ANSWERS:
             if self.failover is not None:
                 if upstream == PRIMARY:

@@ -18,8 +18,8 @@ from .peers import WAIT, CentralSystem, connect_station, wait_until
 AUTH = "Basic Q1BfMTpzM2NyZXQtcGFzc3dvcmQ="
 
 
-class RelayTests(ProxyTestCase):
-    """Station CALLs reach both central systems; only the primary answers."""
+class TwoCentralSystems(ProxyTestCase):
+    """A primary (BootNotification interval 100) and a secondary (200) from the ocpp library."""
 
     async def two_central_systems(self):
         self.primary, self.secondary = CentralSystem(100), CentralSystem(200)
@@ -36,6 +36,10 @@ class RelayTests(ProxyTestCase):
         station, websocket, reader = await connect_station(base, station_id, **kwargs)
         self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
         return station, websocket
+
+
+class RelayTests(TwoCentralSystems):
+    """Station CALLs reach both central systems; only the primary answers."""
 
     @async_test
     async def test_boot_reaches_both_and_only_primary_answers(self):
@@ -250,11 +254,11 @@ class FaultIsolationTests(ProxyTestCase):
         original = session.router.from_station
         calls = []
 
-        def broken_once(frame, now):
+        def broken_once(frame, now, payload):
             if not calls:
                 calls.append(frame)
                 raise RuntimeError("routing bug")
-            return original(frame, now)
+            return original(frame, now, payload)
 
         session.router.from_station = broken_once
         await websocket.send('[2, "boom-1", "Heartbeat", {}]')
@@ -262,3 +266,54 @@ class FaultIsolationTests(ProxyTestCase):
         self.assertTrue(answer.current_time)
         self.assertTrue(self.logged("station CP_ERR: error relaying a frame from the station"))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class StationBoundCallTests(TwoCentralSystems):
+    """Both central systems talk to the station: one CALL at a time, ids never confused, a policy."""
+
+    @async_test
+    async def test_same_call_id_from_both_upstreams_at_once(self):
+        """The primary and the secondary send a CALL with the same id at once; each gets its own answer."""
+        primary_url, secondary_url = await self.two_central_systems()
+        base = await self.start_proxy(primary_url=primary_url, secondary_url=secondary_url)
+        station, _ = await self.station(base)
+        await station.call(call.Heartbeat())
+        (primary_side,) = await self.primary.wait_connections(1)
+        (secondary_side,) = await self.secondary.wait_connections(1)
+        answers = await asyncio.wait_for(
+            asyncio.gather(
+                primary_side.session.call(
+                    call.ChangeAvailability(connector_id=1, type=AvailabilityType.inoperative), unique_id="same-id"
+                ),
+                secondary_side.session.call(
+                    call.ChangeAvailability(connector_id=2, type=AvailabilityType.inoperative), unique_id="same-id"
+                ),
+            ),
+            WAIT,
+        )
+        self.assertEqual([answer.status for answer in answers], ["Accepted", "Accepted"])
+        requests = [frame for frame in station.received if frame[0] == 2]
+        self.assertEqual([frame[1] for frame in requests], ["same-id", "same-id"])
+        self.assertEqual(sorted(frame[3]["connectorId"] for frame in requests), [1, 2])
+
+    @async_test
+    async def test_read_only_secondary(self):
+        """With upstream_calls.secondary limited, a refused action gets SecurityError and never reaches the station."""
+        from ocpp.exceptions import SecurityError
+
+        primary_url, secondary_url = await self.two_central_systems()
+        base = await self.start_proxy(
+            primary_url=primary_url, secondary_url=secondary_url, upstream_calls={"secondary": ["GetConfiguration"]}
+        )
+        station, _ = await self.station(base)
+        await station.call(call.Heartbeat())
+        (secondary_side,) = await self.secondary.wait_connections(1)
+        with self.assertRaises(SecurityError):
+            await asyncio.wait_for(
+                secondary_side.session.call(
+                    call.ChangeAvailability(connector_id=0, type=AvailabilityType.inoperative), suppress=False
+                ),
+                WAIT,
+            )
+        self.assertEqual([frame for frame in station.received if frame[0] == 2], [])
+        self.assertTrue(self.logged("ChangeAvailability"))
