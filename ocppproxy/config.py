@@ -119,6 +119,7 @@ class Config:
     keepalive_timeout: float = 10.0
     pending_call_timeout: float = 40.0
     upstream_calls: Mapping[str, frozenset | None] = field(default_factory=dict)
+    state_file: str | None = None
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""
@@ -190,6 +191,7 @@ TOP_KEYS = (
     "keepalive",
     "pending_call_timeout",
     "upstream_calls",
+    "state_file",
 )
 
 
@@ -236,6 +238,11 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
         kwargs["keepalive_interval"] = _number("keepalive.interval", keepalive["interval"], 0.0)
     if "timeout" in keepalive:
         kwargs["keepalive_timeout"] = _number("keepalive.timeout", keepalive["timeout"], 0.1)
+    if top.get("state_file") is not None:
+        path = os.path.abspath(os.path.join(base_dir, _string("state_file", top["state_file"])))
+        if not os.path.isdir(os.path.dirname(path)):
+            raise ConfigError("state_file", f"directory {os.path.dirname(path)} does not exist")
+        kwargs["state_file"] = path
     policies = _mapping("upstream_calls", top.get("upstream_calls"), ("primary", "secondary"))
     kwargs["upstream_calls"] = {name: _call_policy(f"upstream_calls.{name}", value) for name, value in policies.items()}
     if "failover" in top:

@@ -19,6 +19,8 @@ from .observer import NullObserver, ProxyObserver
 from .ocppj import CALL, FrameError, format_error_reply, parse_frame, shorten
 from .routing import PRIMARY, SECONDARY, STATION, StationRouter
 from .station import StationFactory, StationProtocol
+from .statefile import StateFile, read_state
+from .transactions import TransactionIdTranslator, TransactionStore
 from .upstream import GOING_AWAY, UpstreamLink
 
 UNSUPPORTED_DATA = 1003
@@ -83,10 +85,15 @@ class StationSession:
         self._ended = False
         self._stopped: Deferred[None] | None = None
         self._expiry_timer = None
+        self.translator: TransactionIdTranslator | None = None
+        self._transactions: TransactionStore | None = None
 
-    def attach(self, links: dict[str, UpstreamLink], offers: list[str], config: Config) -> None:
+    def attach(
+        self, links: dict[str, UpstreamLink], offers: list[str], config: Config, transactions: TransactionStore
+    ) -> None:
         """Give the session its upstream links (primary first); the primary starts connecting."""
         self.links = links
+        self._transactions = transactions
         self._offers = offers
         self._handshake_timeout = config.handshake_timeout
         self.router = StationRouter(
@@ -130,6 +137,8 @@ class StationSession:
                     subprotocol=chosen,
                 )
             self.subprotocol = chosen
+            if SECONDARY in self.links and chosen.startswith("ocpp1.6"):
+                self.translator = TransactionIdTranslator(self.station_id, self._transactions)
             for link in self.links.values():
                 link.set_subprotocols([chosen])
             if not self._closing:
@@ -200,8 +209,14 @@ class StationSession:
                 id=frame.message_id,
                 reason=route.dropped_because,
             )
+        translator = self.translator
+        if translator is not None:
+            translator.station_frame(frame)
         for target in route.targets:
-            self.links[target].send(payload)
+            if target == SECONDARY and translator is not None:
+                self.links[target].send(translator.to_secondary(frame, payload))
+            else:
+                self.links[target].send(payload)
         self._deliver(route.also)
         self._tell("station_frame", self.station_id, frame, payload)
 
@@ -275,6 +290,12 @@ class StationSession:
             if reply is not None:
                 self.links[name].send(reply)
             return
+        translator = self.translator
+        if translator is not None:
+            if name == SECONDARY and frame.kind == CALL:
+                payload = translator.from_secondary(frame, payload)
+            else:
+                translator.upstream_frame(name, frame)
         route = self.router.from_upstream(name, frame, self._clock.seconds(), payload)
         if STATION in route.targets:
             if not self._closing:
@@ -406,6 +427,13 @@ class ProxyService(MultiService):
     ) -> None:
         super().__init__()
         self.observer: ProxyObserver = observer or NullObserver()
+        self.state_file: StateFile | None = None
+        self.transactions = TransactionStore()
+        if config.state_file:
+            # The transaction ids the secondary knows survive a restart.
+            self.state_file = StateFile(config.state_file, lambda: self.transactions.dump(), reactor)
+            self.transactions = TransactionStore(self.state_file.changed)
+            self.transactions.load(read_state(config.state_file))
         self._websocket_options = websocket_options(config)
         self.config = config
         self._reactor = reactor
@@ -467,7 +495,7 @@ class ProxyService(MultiService):
             )
             for name, url in self.config.upstream_urls().items()
         }
-        session.attach(links, offers, self.config)
+        session.attach(links, offers, self.config, self.transactions)
         return session
 
     def connected_links(self, upstream: str) -> int:
@@ -490,5 +518,7 @@ class ProxyService(MultiService):
         closes = [session.close(GOING_AWAY, "proxy shutting down") for session in list(self._all_sessions)]
         self._log.info("shutting down: closing {count} stations", count=len(closes))
         done = DeferredList([stopping, *closes])
+        if self.state_file is not None:
+            done.addCallback(lambda _: self.state_file.flush())
         done.addCallback(lambda _: MultiService.stopService(self))
         return done

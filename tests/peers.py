@@ -85,6 +85,10 @@ class CentralSystemSession(RecordingMixin, ChargePoint):
     def on_stop_transaction(self, meter_stop, timestamp, transaction_id, **kwargs):
         return call_result.StopTransaction()
 
+    @on(Action.meter_values)
+    def on_meter_values(self, connector_id, meter_value, **kwargs):
+        return call_result.MeterValues()
+
 
 @dataclass
 class Connection:
@@ -169,6 +173,10 @@ class Station(RecordingMixin, ChargePoint):
     @on(Action.change_availability)
     def on_change_availability(self, connector_id, type):
         return call_result.ChangeAvailability(status=AvailabilityStatus.accepted)
+
+    @on(Action.remote_stop_transaction)
+    def on_remote_stop(self, transaction_id):
+        return call_result.RemoteStopTransaction(status="Accepted")
 
 
 async def connect_station(url: str, station_id: str, headers=None, subprotocols=("ocpp1.6",)):

@@ -1,0 +1,146 @@
+"""Transaction ids the secondary understands (OCPP 1.6): translation rules, the state file, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+from ocpp.v16 import call
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy.ocppj import parse_frame
+from ocppproxy.statefile import StateFile, read_state
+from ocppproxy.transactions import PER_STATION_LIMIT, TransactionIdTranslator, TransactionStore
+
+from .e2e import ProxyTestCase, async_test
+from .peers import WAIT, CentralSystem, connect_station, wait_until
+
+
+def frame(*parts):
+    payload = json.dumps(list(parts)).encode()
+    return parse_frame(payload), payload
+
+
+class TranslatorTests(SynchronousTestCase):
+    def setUp(self):
+        self.changes = []
+        self.store = TransactionStore(lambda: self.changes.append(1))
+        self.translator = TransactionIdTranslator("CP_1", self.store)
+
+    def start(self, primary_id=7, secondary_id=3, order=("primary", "secondary")):
+        start, _ = frame(2, "s1", "StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "x"})
+        self.translator.station_frame(start)
+        answers = {"primary": primary_id, "secondary": secondary_id}
+        for upstream in order:
+            answer, _ = frame(3, "s1", {"transactionId": answers[upstream], "idTagInfo": {"status": "Accepted"}})
+            self.translator.upstream_frame(upstream, answer)
+
+    def test_meter_values_carry_the_secondarys_id(self):
+        """MeterValues with the primary's transactionId reach the secondary with its own id, either answer order."""
+        for order in (("primary", "secondary"), ("secondary", "primary")):
+            self.start(order=order)
+            meter, payload = frame(2, "m1", "MeterValues", {"connectorId": 1, "transactionId": 7, "meterValue": []})
+            self.assertEqual(json.loads(self.translator.to_secondary(meter, payload))[3]["transactionId"], 3)
+
+    def test_stop_translated_then_forgotten(self):
+        """StopTransaction is translated for the secondary, then the pair is forgotten."""
+        self.start()
+        stop, payload = frame(2, "t1", "StopTransaction", {"transactionId": 7, "meterStop": 5, "timestamp": "x"})
+        self.assertEqual(json.loads(self.translator.to_secondary(stop, payload))[3]["transactionId"], 3)
+        self.assertIsNone(self.store.secondary_id("CP_1", 7))
+        self.assertEqual(self.store.dump(), {})
+
+    def test_remote_stop_from_secondary_gets_the_primarys_id(self):
+        """The secondary's RemoteStopTransaction reaches the station with the primary's id (the one it knows)."""
+        self.start()
+        remote, payload = frame(2, "r1", "RemoteStopTransaction", {"transactionId": 3})
+        self.assertEqual(json.loads(self.translator.from_secondary(remote, payload))[3], {"transactionId": 7})
+        profile, payload = frame(
+            2, "p1", "SetChargingProfile", {"connectorId": 1, "csChargingProfiles": {"transactionId": 3, "x": 1}}
+        )
+        translated = json.loads(self.translator.from_secondary(profile, payload))[3]
+        self.assertEqual(translated["csChargingProfiles"], {"transactionId": 7, "x": 1})
+
+    def test_unknown_ids_and_other_frames_untouched(self):
+        """Frames without a known id are passed byte for byte."""
+        meter, payload = frame(2, "m1", "MeterValues", {"connectorId": 1, "transactionId": 99, "meterValue": []})
+        self.assertIs(self.translator.to_secondary(meter, payload), payload)
+        heartbeat, payload = frame(2, "h", "Heartbeat", {})
+        self.assertIs(self.translator.to_secondary(heartbeat, payload), payload)
+
+    def test_store_is_bounded_and_round_trips(self):
+        """At most PER_STATION_LIMIT pairs per station; dump and load restore them."""
+        for number in range(PER_STATION_LIMIT + 10):
+            self.store.remember("CP_1", number, number + 1000)
+        dumped = self.store.dump()
+        self.assertEqual(len(dumped["CP_1"]), PER_STATION_LIMIT)
+        restored = TransactionStore()
+        restored.load(json.loads(json.dumps(dumped)))
+        self.assertEqual(restored.secondary_id("CP_1", PER_STATION_LIMIT + 9), PER_STATION_LIMIT + 1009)
+        restored.load({"CP_2": "garbage", "CP_3": [[1, "x"], [2, 3]]})
+        self.assertEqual(restored.secondary_id("CP_3", 2), 3)
+
+
+class TransactionEndToEndTests(ProxyTestCase):
+    @async_test
+    async def test_secondary_sees_its_own_ids_across_a_restart(self):
+        """MeterValues and StopTransaction reach the secondary with its id, even after the proxy restarts."""
+        primary, secondary = CentralSystem(100), CentralSystem(200)
+        primary_port, secondary_port = await primary.start(), await secondary.start()
+        self.addCleanup(lambda: asyncio.ensure_future(primary.stop()))
+        self.addCleanup(lambda: asyncio.ensure_future(secondary.stop()))
+        state = os.path.abspath(self.mktemp())
+        settings = {
+            "primary_url": f"ws://127.0.0.1:{primary_port}/ocpp/",
+            "secondary_url": f"ws://127.0.0.1:{secondary_port}/ocpp/",
+            "state_file": state,
+        }
+        base = await self.start_proxy(**settings)
+        station, websocket, _ = await connect_station(base, "CP_T")
+        started = await station.call(
+            call.StartTransaction(connector_id=1, id_tag="T", meter_start=0, timestamp="2026-11-24T10:00:00Z")
+        )
+        self.assertEqual(started.transaction_id, 101)
+        sample = [{"timestamp": "2026-11-24T10:05:00Z", "sampledValue": [{"value": "1500"}]}]
+        await station.call(call.MeterValues(connector_id=1, transaction_id=101, meter_value=sample))
+        (secondary_side,) = await secondary.wait_connections(1)
+        await wait_until(lambda: len(secondary_side.session.received) >= 2, secondary_side.session.changed)
+        self.assertEqual(secondary_side.session.received[1][3]["transactionId"], 201)
+        stopped = await asyncio.wait_for(
+            secondary_side.session.call(call.RemoteStopTransaction(transaction_id=201)), WAIT
+        )
+        self.assertEqual(stopped.status, "Accepted")
+        remote = [frame for frame in station.received if frame[0] == 2 and frame[2] == "RemoteStopTransaction"]
+        self.assertEqual(remote[0][3], {"transactionId": 101})
+
+        await websocket.close()
+        await Deferred.asFuture(self.proxy.stopService(), asyncio.get_event_loop())
+        self.assertEqual(read_state(state), {"CP_T": [[101, 201]]})
+        base = await self.start_proxy(**settings)
+        station, websocket, _ = await connect_station(base, "CP_T")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        await station.call(call.StopTransaction(meter_stop=10, timestamp="2026-11-24T11:00:00Z", transaction_id=101))
+        second = (await secondary.wait_connections(2))[1]
+        await wait_until(lambda: second.session.received, second.session.changed)
+        self.assertEqual(second.session.received[0][3]["transactionId"], 201)
+        primary_stop = (await primary.wait_connections(2))[1]
+        await wait_until(lambda: primary_stop.session.received, primary_stop.session.changed)
+        self.assertEqual(primary_stop.session.received[0][3]["transactionId"], 101)
+
+
+class StateFileTests(ProxyTestCase):
+    @async_test
+    async def test_changes_written_atomically_and_flushed(self):
+        """Changes are written off the reactor thread, coalesced; flush writes what is pending."""
+        path = os.path.abspath(self.mktemp())
+        data = {"CP_1": [[1, 2]]}
+        state = StateFile(path, lambda: data, reactor, delay=10.0)
+        state.changed()
+        state.changed()
+        await Deferred.asFuture(state.flush(), asyncio.get_event_loop())
+        self.assertEqual(read_state(path), data)
+        self.assertFalse(os.path.exists(path + ".tmp"))
+        self.assertIsNone(read_state(path + ".missing"))
