@@ -194,3 +194,36 @@ async def _read(station: Station) -> None:
         await station.start()
     except websockets.ConnectionClosed:
         pass
+
+
+class RawCentralSystem:
+    """A plain `websockets` server that records every text frame and sends what the test asks."""
+
+    def __init__(self, subprotocols=("ocpp2.1", "ocpp2.0.1", "ocpp1.6")) -> None:
+        self.subprotocols = list(subprotocols)
+        self.received: list[str] = []
+        self.websockets: list[Any] = []
+        self.changed = asyncio.Condition()
+        self.server = None
+
+    async def start(self) -> int:
+        self.server = await websockets.serve(self._handle, "127.0.0.1", 0, subprotocols=self.subprotocols)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, websocket) -> None:
+        self.websockets.append(websocket)
+        async with self.changed:
+            self.changed.notify_all()
+        try:
+            async for message in websocket:
+                self.received.append(message)
+                async with self.changed:
+                    self.changed.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await asyncio.wait_for(self.server.wait_closed(), WAIT)
+            self.server = None
