@@ -234,10 +234,13 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
     if "pending_call_timeout" in top:
         kwargs["pending_call_timeout"] = _number("pending_call_timeout", top["pending_call_timeout"], 1.0)
     keepalive = _mapping("keepalive", top.get("keepalive"), ("interval", "timeout"))
+    # Autobahn's timers run in 0.2 s buckets: shorter keepalive times are not reliable.
     if "interval" in keepalive:
         kwargs["keepalive_interval"] = _number("keepalive.interval", keepalive["interval"], 0.0)
+        if 0 < kwargs["keepalive_interval"] < 1:
+            raise ConfigError("keepalive.interval", "must be 0 (off) or at least 1 second")
     if "timeout" in keepalive:
-        kwargs["keepalive_timeout"] = _number("keepalive.timeout", keepalive["timeout"], 0.1)
+        kwargs["keepalive_timeout"] = _number("keepalive.timeout", keepalive["timeout"], 1.0)
     if top.get("state_file") is not None:
         path = os.path.abspath(os.path.join(base_dir, _string("state_file", top["state_file"])))
         if not os.path.isdir(os.path.dirname(path)):

@@ -69,15 +69,51 @@ class BadPeerTests(ProxyTestCase):
     @async_test
     async def test_dead_station_detected_by_keepalive(self):
         """A station that stops answering pings is dropped within interval + timeout, with its upstream link."""
-        base = await self.proxy_with_central(keepalive={"interval": 0.3, "timeout": 0.3})
+        base = await self.proxy_with_central(keepalive={"interval": 1, "timeout": 1})
+        healthy = await self.station(base, "CP_ALIVE")
         port = int(base.rsplit(":", 1)[1].strip("/"))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(HANDSHAKE % b"CP_DEAD")
         response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
         self.assertTrue(response.startswith(b"HTTP/1.1 101"), response)
-        (upstream,) = await self.central.wait_connections(1)
+        upstream = [c for c in await self.central.wait_connections(2) if c.path.endswith("CP_DEAD")][0]
         started = asyncio.get_event_loop().time()
-        await self.until(lambda: not self.proxy.sessions, timeout=5)
-        self.assertLess(asyncio.get_event_loop().time() - started, 3)
+        await self.until(lambda: "CP_DEAD" not in self.proxy.sessions, timeout=5)
+        self.assertLess(asyncio.get_event_loop().time() - started, 3.5)
         await asyncio.wait_for(upstream.closed.wait(), WAIT)
+        # The healthy station on the same proxy answered its pings and is still there.
+        self.assertIsNone(healthy.close_code)
+        self.assertIn("CP_ALIVE", self.proxy.sessions)
         writer.close()
+
+    @async_test
+    async def test_dead_upstream_detected_by_keepalive(self):
+        """A central system that accepts the handshake, then never answers pings, is dropped in time."""
+        import base64
+        import hashlib
+
+        writers = []
+
+        async def silent_central(reader, writer):
+            request = await reader.readuntil(b"\r\n\r\n")
+            key = [line.split(b":", 1)[1].strip() for line in request.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key")][0]
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+            )
+            writers.append(writer)
+
+        server = await asyncio.start_server(silent_central, "127.0.0.1", 0)
+        self.addCleanup(server.close)
+        port = server.sockets[0].getsockname()[1]
+        base = await self.start_proxy(
+            primary_url=f"ws://127.0.0.1:{port}/ocpp/", keepalive={"interval": 1, "timeout": 1}
+        )
+        websocket = await self.station(base, "CP_SILENT")
+        started = asyncio.get_event_loop().time()
+        await asyncio.wait_for(websocket.wait_closed(), WAIT)
+        self.assertEqual(websocket.close_code, 1013)
+        self.assertLess(asyncio.get_event_loop().time() - started, 3.5)
+        for writer in writers:
+            writer.close()
