@@ -6,8 +6,9 @@ bounded queues of frames waiting for an upstream. Pure: time is passed in, no I/
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Generic, Iterable, Mapping, TypeVar
+from typing import Generic, TypeVar
 
 from .ocppj import ANSWERS, CALL, Frame
 from .station_calls import Send, StationBoundCalls
@@ -31,7 +32,7 @@ class Route:
 class _StationCall:
     """A station CALL waiting for its answer, in failover mode."""
 
-    __slots__ = ("deadline", "answered", "held")
+    __slots__ = ("answered", "deadline", "held")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline

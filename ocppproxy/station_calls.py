@@ -7,8 +7,8 @@ actions may reach the station. Pure: time is passed in, frames come back as L{Se
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .ocppj import Frame, call_error
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import signal
 import sys
+from urllib.parse import urlsplit
 
+from treq.client import HTTPClient
 from twisted.application.service import IService, MultiService
 from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool
-from treq.client import HTTPClient
-from urllib.parse import urlsplit
 
 from .config import Config, ConfigError, load_config
 from .logs import proxy_logger, set_log_level

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.application.internet import ClientService
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime, IStreamClientEndpoint
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.python.failure import Failure
@@ -276,8 +277,10 @@ class UpstreamLink:
         """Send a text frame now, or queue it until the link is connected."""
         protocol = self.protocol
         if protocol is not None:
-            protocol.sendMessage(payload, False)
-            return
+            if protocol.state == protocol.STATE_OPEN:
+                protocol.sendMessage(payload, False)
+                return
+            # Closing: the frame waits in the queue for the next connection.
         if self.gave_up or self._stopping:
             return
         if self.queue.push(payload) and self.queue.dropped == 1:

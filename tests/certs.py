@@ -18,7 +18,7 @@ def _name(common_name: str) -> x509.Name:
 
 def make_ca_and_server_cert(directory: str) -> dict[str, str]:
     """Write ca.pem, server.pem and server-key.pem into C{directory}; return their paths."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
         x509.CertificateBuilder()

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import websockets
 from ocpp.routing import on
@@ -58,14 +59,14 @@ class CentralSystemSession(RecordingMixin, ChargePoint):
     @on(Action.boot_notification)
     def on_boot(self, charge_point_vendor, charge_point_model, **kwargs):
         return call_result.BootNotification(
-            current_time=datetime.now(timezone.utc).isoformat(),
+            current_time=datetime.now(UTC).isoformat(),
             interval=self.interval,
             status=RegistrationStatus.accepted,
         )
 
     @on(Action.heartbeat)
     def on_heartbeat(self):
-        return call_result.Heartbeat(current_time=datetime.now(timezone.utc).isoformat())
+        return call_result.Heartbeat(current_time=datetime.now(UTC).isoformat())
 
     @on(Action.status_notification)
     def on_status(self, **kwargs):

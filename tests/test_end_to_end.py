@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 
 import websockets
-from twisted.internet.defer import Deferred
 from ocpp.v16 import call
 from ocpp.v16.enums import AvailabilityType, ChargePointErrorCode, ChargePointStatus
+from twisted.internet.defer import Deferred
 
 from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, connect_station, wait_until
@@ -33,7 +33,7 @@ class TwoCentralSystems(ProxyTestCase):
         )
 
     async def station(self, base: str, station_id: str = "CP_1", **kwargs):
-        station, websocket, reader = await connect_station(base, station_id, **kwargs)
+        station, websocket, _ = await connect_station(base, station_id, **kwargs)
         self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
         return station, websocket
 
@@ -51,7 +51,7 @@ class RelayTests(TwoCentralSystems):
         self.assertEqual(answer.interval, 100)
         for central in (self.primary, self.secondary):
             (connection,) = await central.wait_connections(1)
-            await wait_until(lambda: connection.session.received, connection.session.changed)
+            await wait_until(lambda c=connection: c.session.received, connection.session.changed)
             self.assertEqual(connection.path, "/ocpp/CP_1")
             self.assertEqual(connection.session.received[0][2], "BootNotification")
         # The secondary answered too; that answer must never reach the station.
@@ -189,7 +189,7 @@ class ConnectionRuleTests(ProxyTestCase):
     @async_test
     async def test_station_stays_while_one_upstream_remains(self):
         """When the secondary drops but the primary stays, the station keeps being served."""
-        primary, primary_url = await self.central(100)
+        _, primary_url = await self.central(100)
         secondary, secondary_url = await self.central(200)
         base = await self.start_proxy(primary_url=primary_url, secondary_url=secondary_url)
         station, websocket, _ = await connect_station(base, "CP_3")
@@ -220,7 +220,7 @@ class ConnectionRuleTests(ProxyTestCase):
     @async_test
     async def test_bad_frame_is_logged_and_others_keep_working(self):
         """A station sending garbage is logged with its id; it and other stations keep being relayed."""
-        central, url = await self.central()
+        _, url = await self.central()
         base = await self.start_proxy(primary_url=url)
         good, good_ws, _ = await connect_station(base, "GOOD")
         self.addCleanup(lambda: asyncio.ensure_future(good_ws.close()))

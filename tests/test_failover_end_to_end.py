@@ -65,7 +65,7 @@ class FailoverTests(ProxyTestCase):
         """Primary stops: the secondary answers; primary back: it answers alone and got the outage's frames."""
         station, _ = await self.setup_pair()
         self.assertEqual((await station.call(boot())).interval, 100)
-        (first,) = await self.primary.wait_connections(1)
+        await self.primary.wait_connections(1)
         await self.primary.stop()
         await self.primary_link_state(False)
         self.assertEqual((await station.call(boot())).interval, 200)
@@ -87,6 +87,7 @@ class FailoverTests(ProxyTestCase):
         station, _ = await self.setup_pair(primary_session=SlowAuthorizeSession)
         await station.call(call.Heartbeat())
         pending = asyncio.ensure_future(station.call(call.Authorize(id_tag="TAG")))
+        await wait_until(lambda: station.sent[-1][2] == "Authorize", station.changed)
         (secondary_side,) = await self.secondary.wait_connections(1)
         await wait_until(
             lambda: any(frame[0] == 3 and frame[1] == station.sent[-1][1] for frame in secondary_side.session.sent),

@@ -6,7 +6,7 @@ choice, or refused with the primary's HTTP status.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import websockets
 from ocpp.routing import on
@@ -24,12 +24,12 @@ class CentralSystem201Session(RecordingMixin, ChargePoint201):
     @on("BootNotification")
     def on_boot(self, charging_station, reason, **kwargs):
         return result201.BootNotification(
-            current_time=datetime.now(timezone.utc).isoformat(), interval=300, status="Accepted"
+            current_time=datetime.now(UTC).isoformat(), interval=300, status="Accepted"
         )
 
     @on("Heartbeat")
     def on_heartbeat(self, **kwargs):
-        return result201.Heartbeat(current_time=datetime.now(timezone.utc).isoformat())
+        return result201.Heartbeat(current_time=datetime.now(UTC).isoformat())
 
 
 class Station201(RecordingMixin, ChargePoint201):

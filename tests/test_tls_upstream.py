@@ -48,7 +48,7 @@ class TLSUpstreamTests(ProxyTestCase):
         base = await self.start_proxy(
             primary_url=url, reconnect={"initial_delay": 0.1, "max_delay": 0.2, "max_attempts": 2}
         )
-        station, websocket, _ = await connect_station(base, "CP_TLS")
+        _, websocket, _ = await connect_station(base, "CP_TLS")
         await asyncio.wait_for(websocket.wait_closed(), WAIT)
         self.assertEqual(websocket.close_code, 1013)
         self.assertEqual(central.connections, [])

@@ -97,3 +97,26 @@ class ReconnectTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(stopped))
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.owner.events, [("attempt_failed", "secondary")])
+
+
+class ClosingProtocol:
+    """Stands for an Autobahn protocol whose close handshake has started."""
+
+    STATE_OPEN = 3
+    state = 2
+
+    def sendMessage(self, payload, isBinary):
+        raise AssertionError("must not send on a closing connection")
+
+
+class ClosingLinkTests(SynchronousTestCase):
+    def test_frames_for_a_closing_connection_are_queued(self):
+        """A frame sent while the upstream connection is closing is queued for the next one, not lost."""
+        policy = ReconnectPolicy(initial_delay=5.0, factor=2.0, max_delay=12.0, max_attempts=3)
+        link = UpstreamLink(
+            "primary", "ws://127.0.0.1:1/ocpp/CP_1", "CP_1", Owner(), Clock(), policy, 10,
+            ["ocpp1.6"], {}, None, endpoint=RefusingEndpoint(),
+        )
+        link.protocol = ClosingProtocol()
+        link.send(b'[2,"1","Heartbeat",{}]')
+        self.assertEqual(link.queue.drain(), [b'[2,"1","Heartbeat",{}]'])

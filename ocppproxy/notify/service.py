@@ -6,8 +6,8 @@ channel, so relaying never slows down for an alert.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
@@ -106,7 +106,7 @@ class NotifierService(Service):
     def _emit(self, event: StationEvent) -> None:
         if self._stopping or event.key not in self._enabled:
             return
-        alert = format_alert(event, self.names, datetime.fromtimestamp(self._clock.seconds(), timezone.utc))
+        alert = format_alert(event, self.names, datetime.fromtimestamp(self._clock.seconds(), UTC))
         if self.settings.log:
             self._log.warn("ALERT {subject}\n{text}", subject=alert.subject, text=alert.text, alert_key=alert.key)
         for queue in self.queues.values():
