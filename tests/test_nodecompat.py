@@ -628,6 +628,16 @@ class LoadConfigTests(SynchronousTestCase):
         self.assertEqual(set(raw), {"logLevel", "primaryUrl", "secondaryUrl", "proxy", "notify"})
         self.assertEqual(set(raw["notify"]), set(NODE_TOOL_EVENTS) | {"email", "pushover"})
 
+    def test_readme_example_is_the_example_file(self):
+        """The config.json README.rst shows Node users is etc/node-config.example.json, which loads unchanged."""
+        readme = os.path.join(os.path.dirname(os.path.dirname(EXAMPLE)), "README.rst")
+        with open(readme, encoding="utf-8") as stream:
+            text = stream.read()
+        section = text[text.index("Coming from the Node tool") :]
+        block = section[section.index("::\n\n") + 3 : section.index("\n.. list-table::")]
+        with open(EXAMPLE, encoding="utf-8") as example:
+            self.assertEqual(json.loads(block), json.load(example))
+
     def test_json_file_detected(self):
         """A config.json with the Node tool's keys is translated."""
         path = self.write("config.json", node(notify={"cpStatusFaulted": True}))

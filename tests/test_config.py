@@ -1,0 +1,105 @@
+"""The YAML configuration: the example in etc/, the README's table, and errors naming the key."""
+
+from __future__ import annotations
+
+import os
+
+import yaml
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy import config as config_module
+from ocppproxy.config import ConfigError, config_from_mapping, load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "etc", "ocppproxy.yaml")
+README = os.path.join(ROOT, "README.rst")
+PRIMARY = "ws://127.0.0.1:9001/ocpp/"
+
+
+def _notify_section(text: str) -> str:
+    """The example's commented-out notify section, switched on."""
+    block = text[text.index("# notify:") :].splitlines()
+    return "\n".join(line[2:] if line.startswith("# ") else "" for line in block)
+
+
+class ExampleFileTests(SynchronousTestCase):
+    """etc/ocppproxy.yaml is a working, complete example."""
+
+    def setUp(self):
+        with open(EXAMPLE, encoding="utf-8") as stream:
+            self.text = stream.read()
+
+    def test_loads(self):
+        """The example loads as shipped, with the defaults it shows."""
+        config = load_config(EXAMPLE)
+        self.assertEqual(config.primary_url, PRIMARY)
+        self.assertEqual(config.pending_call_timeout, 40)
+        self.assertEqual((config.keepalive_interval, config.keepalive_timeout), (30, 10))
+        self.assertFalse(config.failover)
+
+    def test_every_key_shown(self):
+        """Every top-level and notify key appears in the example, set or commented out."""
+        for key in config_module.TOP_KEYS:
+            self.assertRegex(self.text, rf"(?m)^#? ?{key}:", key)
+        for key in config_module._NOTIFY_KEYS:
+            self.assertRegex(self.text, rf"(?m)^#   {key}:", f"notify.{key}")
+
+    def test_every_key_documented(self):
+        """Every top-level key has a row in README.rst's configuration table."""
+        with open(README, encoding="utf-8") as stream:
+            readme = stream.read()
+        for key in config_module.TOP_KEYS:
+            self.assertIn(f"``{key}", readme, key)
+
+    def test_commented_notify_section_is_valid(self):
+        """The commented-out notify section, switched on, is a valid configuration."""
+        raw = yaml.safe_load(_notify_section(self.text))
+        config = config_from_mapping({"primary_url": PRIMARY, **raw}, os.path.dirname(EXAMPLE))
+        # Only the placeholders ("...") for the Pushover keys are refused.
+        self.assertEqual([channel for channel, _ in config.notify.channel_problems], ["pushover"])
+        self.assertEqual(config.notify.summary_window, 10)
+        self.assertIn("cp_status_faulted", config.notify.events)
+        self.assertEqual(config.notify.email.smtp.port, 587)
+
+
+class ErrorTests(SynchronousTestCase):
+    """A bad configuration is refused with the key and the reason."""
+
+    def error(self, raw):
+        with self.assertRaises(ConfigError) as caught:
+            config_from_mapping(raw)
+        return caught.exception
+
+    def test_missing_primary(self):
+        self.assertEqual(self.error({}).key, "primary_url")
+
+    def test_not_websocket(self):
+        error = self.error({"primary_url": "http://example.com/"})
+        self.assertEqual((error.key, error.reason), ("primary_url", "must be a ws:// or wss:// URL, got 'http://example.com/'"))
+
+    def test_unknown_key(self):
+        error = self.error({"primary_url": PRIMARY, "reconect": {}})
+        self.assertEqual(error.key, "reconect")
+        self.assertIn("unknown key", error.reason)
+
+    def test_nested_wrong_type(self):
+        error = self.error({"primary_url": PRIMARY, "reconnect": {"max_attempts": "ten"}})
+        self.assertEqual(str(error), "reconnect.max_attempts: must be a whole number, got 'ten'")
+
+    def test_keepalive_below_one_second(self):
+        error = self.error({"primary_url": PRIMARY, "keepalive": {"interval": 0.5}})
+        self.assertEqual(error.key, "keepalive.interval")
+
+    def test_call_policy(self):
+        config = config_from_mapping({"primary_url": PRIMARY, "upstream_calls": {"secondary": ["GetConfiguration"]}})
+        self.assertEqual(config.upstream_calls, {"secondary": frozenset({"GetConfiguration"})})
+        error = self.error({"primary_url": PRIMARY, "upstream_calls": {"secondary": "some"}})
+        self.assertEqual(error.key, "upstream_calls.secondary")
+
+    def test_defaults(self):
+        config = config_from_mapping({"primary_url": PRIMARY})
+        self.assertEqual(
+            (config.listen, config.log_level, config.buffer_max_messages, config.handshake_timeout),
+            ("tcp:port=9000:interface=0.0.0.0:backlog=1024", "info", 1000, 10.0),
+        )
+        self.assertEqual((config.reconnect.initial_delay, config.reconnect.max_attempts), (5.0, 10))
