@@ -27,33 +27,41 @@ class Route:
     targets: tuple[str, ...]
     dropped_because: str | None = None
     also: tuple[Send, ...] = ()
+    late: bool = False  # an answer to a CALL that has expired or was never seen
 
 
 class _StationCall:
-    """A station CALL waiting for its answer, in failover mode."""
+    """A station CALL waiting for its answer; C{count} > 1 if the station reused its id meanwhile."""
 
-    __slots__ = ("answered", "deadline", "held")
+    __slots__ = ("answered", "count", "deadline", "held")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
+        self.count = 1
         self.answered = False
         self.held: bytes | None = None
 
 
-class FailoverAnswers:
+class StationCallAnswers:
     """
-    Which upstream answers the station's CALLs when failover is on.
+    The station's pending CALLs, and which upstream's answer reaches the station.
 
-    While the primary is connected its answers go to the station and the secondary's
-    are held back until the primary answers (then dropped) or the primary link drops
-    (then relayed). While the primary is away the secondary's answers go to the
-    station at once, and the primary's answers to CALLs already answered are dropped
+    Without failover only the primary's answers do, and only to a CALL sent less than
+    C{timeout} seconds ago: a late answer (or one to an id the station never used) is
+    dropped, and at most C{limit} CALLs are remembered, so a station whose CALLs nobody
+    answers cannot grow memory.
+
+    With failover, while the primary is connected its answers go to the station and the
+    secondary's are held back until the primary answers (then dropped) or the primary
+    link drops (then relayed). While the primary is away the secondary's answers go to
+    the station at once, and the primary's answers to CALLs already answered are dropped
     when it is back. The station never receives two answers to one CALL.
     """
 
-    def __init__(self, timeout: float, limit: int) -> None:
+    def __init__(self, timeout: float, limit: int, failover: bool = False) -> None:
         self._timeout = timeout
         self._limit = limit
+        self._failover = failover
         self._calls: OrderedDict[str, _StationCall] = OrderedDict()
         self.primary_connected = False
 
@@ -61,23 +69,34 @@ class FailoverAnswers:
         return len(self._calls)
 
     def station_call(self, message_id: str, now: float) -> None:
-        """The station sent a CALL: both upstreams may answer it."""
+        """The station sent a CALL: the primary (and with failover the secondary) may answer it."""
         self._expire(now)
-        self._calls.pop(message_id, None)
-        self._calls[message_id] = _StationCall(now + self._timeout)
+        call = self._calls.pop(message_id, None)
+        if call is not None and not call.answered:
+            # The station reused an id still unanswered: both answers are relayed.
+            call.count += 1
+            call.deadline = now + self._timeout
+        else:
+            call = _StationCall(now + self._timeout)
+        self._calls[message_id] = call
         while len(self._calls) > self._limit:
             self._calls.popitem(last=False)
 
     def primary_answer(self, message_id: str, now: float) -> Route:
         self._expire(now)
-        call = self._calls.pop(message_id, None)
+        call = self._calls.get(message_id)
         if call is None:
-            return Route((), "primary answer to no pending station CALL")
+            return Route((), "primary answer to no pending station CALL (late or unknown)", late=True)
+        call.count -= 1
+        if call.count <= 0:
+            del self._calls[message_id]
         if call.answered:
             return Route((), "primary answer to a CALL the secondary already answered")
         return Route((STATION,))
 
     def secondary_answer(self, message_id: str, payload: bytes, now: float) -> Route:
+        if not self._failover:
+            return Route((), "answer from secondary: only the primary answers the station")
         self._expire(now)
         call = self._calls.get(message_id)
         if call is None or call.answered:
@@ -116,7 +135,7 @@ class StationRouter:
 
     Station CALLs go to every upstream; only the primary's answers reach the station
     (with C{failover}, the secondary's too while the primary is away: see
-    L{FailoverAnswers}); an upstream's CALL reaches the station and the station's answer
+    L{StationCallAnswers}); an upstream's CALL reaches the station and the station's answer
     returns to that upstream only.
     """
 
@@ -130,7 +149,8 @@ class StationRouter:
     ) -> None:
         self.upstreams = tuple(upstreams)
         self.station_calls = StationBoundCalls(pending_timeout, policies=call_policies)
-        self.failover = FailoverAnswers(pending_timeout, pending_limit) if failover else None
+        self.answers = StationCallAnswers(pending_timeout, pending_limit, failover)
+        self.failover = self.answers if failover else None
 
     def from_station(self, frame: Frame, now: float, payload: bytes = b"") -> Route:
         """Where a frame sent by the station goes (an answer may release the next upstream CALL in C{also})."""
@@ -139,8 +159,8 @@ class StationRouter:
             if upstream is None:
                 return Route((), "answer to no outstanding upstream CALL (late or unknown)", tuple(sends))
             return Route((), None, tuple(sends))
-        if self.failover is not None and frame.kind == CALL:
-            self.failover.station_call(frame.message_id, now)
+        if frame.kind == CALL:
+            self.answers.station_call(frame.message_id, now)
         return Route(self.upstreams)
 
     def from_upstream(self, upstream: str, frame: Frame, now: float, payload: bytes = b"") -> Route:
@@ -154,13 +174,9 @@ class StationRouter:
             }[outcome]
             return Route((), because, tuple(sends))
         if frame.kind in ANSWERS:
-            if self.failover is not None:
-                if upstream == PRIMARY:
-                    return self.failover.primary_answer(frame.message_id, now)
-                return self.failover.secondary_answer(frame.message_id, payload, now)
             if upstream == PRIMARY:
-                return Route((STATION,))
-            return Route((), f"answer from {upstream}: only the primary answers the station")
+                return self.answers.primary_answer(frame.message_id, now)
+            return self.answers.secondary_answer(frame.message_id, payload, now)
         return Route((), f"{frame.kind_name} from a central system is not relayed")
 
 

@@ -314,6 +314,15 @@ class StationSession:
                     reason=route.dropped_because,
                 )
             self._deliver(route.also)
+        elif route.late:
+            self._log.warn(
+                "station {station}: {kind} {id} from {upstream} dropped: {reason}",
+                station=self.station_id,
+                kind=frame.kind_name,
+                id=frame.message_id,
+                upstream=name,
+                reason=route.dropped_because,
+            )
         elif debug_enabled():
             self._log.debug(
                 "station {station}: {kind} {id} from {upstream} consumed: {reason}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.ocppj import parse_frame
@@ -104,6 +105,7 @@ class OCPP21FrameTests(SynchronousTestCase):
     def test_primary_callresulterror_reaches_station(self):
         """The primary's CALLRESULTERROR answering a station CALL goes to the station."""
         router = StationRouter((PRIMARY, SECONDARY))
+        router.from_station(parse_frame('[2,"a","Heartbeat",{}]'), 0.0)
         self.assertEqual(router.from_upstream(PRIMARY, parse_frame('[5,"a","X","y",{}]'), 0.0).targets, (STATION,))
 
     def test_send_from_station_goes_everywhere(self):
@@ -111,3 +113,58 @@ class OCPP21FrameTests(SynchronousTestCase):
         router = StationRouter((PRIMARY, SECONDARY))
         route = router.from_station(parse_frame('[6,"s1","NotifyPeriodicEventStream",{}]'), 0.0)
         self.assertEqual(route.targets, (PRIMARY, SECONDARY))
+
+
+class StationCallAnswerTests(SynchronousTestCase):
+    """The primary's answers to the station's CALLs, without failover: bounded and in time."""
+
+    def call(self, router, message_id, now=0.0):
+        return router.from_station(parse_frame(f'[2,"{message_id}","Heartbeat",{{}}]'), now)
+
+    def answer(self, router, message_id, now=0.0, upstream=PRIMARY):
+        return router.from_upstream(upstream, parse_frame(f'[3,"{message_id}",{{}}]'), now)
+
+    def test_answer_in_time_reaches_station_once(self):
+        router = StationRouter((PRIMARY, SECONDARY), pending_timeout=40.0)
+        self.call(router, "a")
+        self.assertEqual(self.answer(router, "a", 39.0).targets, (STATION,))
+        second = self.answer(router, "a", 39.5)
+        self.assertEqual((second.targets, second.late), ((), True))
+
+    def test_late_answer_dropped(self):
+        router = StationRouter((PRIMARY,), pending_timeout=40.0)
+        self.call(router, "a")
+        route = self.answer(router, "a", 40.0)
+        self.assertEqual(route.targets, ())
+        self.assertTrue(route.late)
+        self.assertIn("late or unknown", route.dropped_because)
+
+    def test_secondary_answer_consumed_not_late(self):
+        router = StationRouter((PRIMARY, SECONDARY))
+        self.call(router, "a")
+        route = self.answer(router, "a", upstream=SECONDARY)
+        self.assertEqual((route.targets, route.late), ((), False))
+        self.assertEqual(self.answer(router, "a").targets, (STATION,))
+
+    def test_reused_id_gets_both_answers(self):
+        """A station that reuses an id before the answer gets both answers relayed."""
+        router = StationRouter((PRIMARY,))
+        self.call(router, "a", 0.0)
+        self.call(router, "a", 1.0)
+        self.assertEqual(self.answer(router, "a", 2.0).targets, (STATION,))
+        self.assertEqual(self.answer(router, "a", 2.0).targets, (STATION,))
+        self.assertTrue(self.answer(router, "a", 2.0).late)
+
+    def test_unanswered_calls_bounded(self):
+        """10,000 CALLs nobody answers leave at most the limit remembered, and none after the timeout."""
+        clock = Clock()
+        router = StationRouter((PRIMARY, SECONDARY), pending_timeout=40.0, pending_limit=1000)
+        for number in range(10_000):
+            self.call(router, f"c{number}", clock.seconds())
+            clock.advance(0.001)
+        self.assertEqual(len(router.answers), 1000)
+        self.assertEqual(self.answer(router, "c9999", clock.seconds()).targets, (STATION,))
+        self.assertTrue(self.answer(router, "c0", clock.seconds()).late)
+        clock.advance(41)
+        self.call(router, "fresh", clock.seconds())
+        self.assertEqual(len(router.answers), 1)
