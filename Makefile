@@ -13,7 +13,7 @@ PACKAGE_FILES := setup.cfg pyproject.toml README.rst \
 DEPENDENCY_FILES := $(BIN)/python setup.cfg pyproject.toml
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv run test plugin-check demo clean
+.PHONY: venv run test plugin-check demo bench clean
 
 venv: $(INSTALLED)
 
@@ -43,6 +43,10 @@ test: plugin-check
 
 demo: $(INSTALLED)
 	$(BIN)/python demo/run_demo.py
+
+# Not part of the tests: a few minutes on 127.0.0.1; BENCH_ARGS="--help" lists the knobs.
+bench: $(INSTALLED)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info _trial_temp* twisted/plugins/dropin.cache

@@ -1,0 +1,64 @@
+"""
+A benchmark central system: a plain ``websockets`` server that answers every CALL.
+
+Run as its own process by ``bench/run.py``; prints ``READY <port>`` once it listens. A
+connection to ``/_stats`` gets one JSON object (connected stations, CALLs received) and
+is closed, so the benchmark can watch it without touching the stations' traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from datetime import UTC, datetime
+
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+STATS = {"connected": 0, "calls": 0, "connections": 0}
+BOOT_ANSWER = {"status": "Accepted", "interval": 300}
+
+
+def answer_for(action: str) -> dict:
+    if action == "BootNotification":
+        return {**BOOT_ANSWER, "currentTime": datetime.now(UTC).isoformat()}
+    if action == "Heartbeat":
+        return {"currentTime": datetime.now(UTC).isoformat()}
+    return {}
+
+
+async def handler(websocket) -> None:
+    if websocket.request.path == "/_stats":
+        await websocket.send(json.dumps(STATS))
+        return
+    STATS["connected"] += 1
+    STATS["connections"] += 1
+    try:
+        async for message in websocket:
+            frame = json.loads(message)
+            if frame[0] == 2:
+                STATS["calls"] += 1
+                await websocket.send(json.dumps([3, frame[1], answer_for(frame[2])]))
+    except ConnectionClosed:
+        pass
+    finally:
+        STATS["connected"] -= 1
+
+
+async def main(port: int) -> None:
+    stop = asyncio.get_running_loop().create_future()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set_result, None)
+    async with serve(handler, "127.0.0.1", port, subprotocols=["ocpp1.6"], backlog=4096, compression=None):
+        print(f"READY {port}", flush=True)
+        await stop
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    asyncio.run(main(parser.parse_args().port))
+    sys.exit(0)

@@ -1,0 +1,391 @@
+"""
+ocppproxy's benchmark: what the proxy costs, side by side with no proxy at all and with
+a naive ``websockets`` relay, in one run on 127.0.0.1.
+
+    make bench                      # or: .venv/bin/python bench/run.py --help
+
+Phases: direct, ocppproxy and naive relay (K stations in a closed Heartbeat loop for T
+seconds each), idle scale (N stations held through ocppproxy, each relaying a Heartbeat
+afterwards), reconnect storm (the primary restarts under N stations). Prints a table and
+the ratios, and writes the results as JSON. Every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+from websockets.asyncio.client import connect
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.path.dirname(sys.executable)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stream:
+        fields = stream.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as stream:
+        for line in stream:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Process:
+    """A child process whose output goes to a file; started once a marker line appears in it."""
+
+    def __init__(self, name: str, argv: list[str], workdir: str, ready_marker: str) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.ready_marker = ready_marker
+        self.popen: subprocess.Popen | None = None
+
+    async def start(self) -> None:
+        log = open(self.log_path, "a")
+        offset = log.tell()
+        self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=HERE)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            with open(self.log_path) as stream:
+                stream.seek(offset)
+                if self.ready_marker in stream.read():
+                    return
+            if self.popen.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not start; see {self.log_path}")
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stop(self, kill: bool = False) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+
+
+def central(name: str, port: int, workdir: str) -> Process:
+    return Process(name, [sys.executable, "central.py", "--port", str(port)], workdir, "READY")
+
+
+@dataclass
+class LoopResult:
+    name: str
+    stations: int
+    seconds: float
+    calls: int
+    calls_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_seconds: float | None = None
+    cpu_us_per_call: float | None = None
+    rss_mib: float | None = None
+
+
+async def station_loop(url: str, station_id: str, deadline: float, latencies: list[float], errors: list[str]) -> None:
+    try:
+        async with connect(url + station_id, subprotocols=["ocpp1.6"], compression=None, open_timeout=20) as ws:
+            number = 0
+            while time.monotonic() < deadline:
+                number += 1
+                message_id = f"{station_id}-{number}"
+                started = time.perf_counter()
+                await ws.send(f'[2,"{message_id}","Heartbeat",{{}}]')
+                answer = await asyncio.wait_for(ws.recv(), 20)
+                latencies.append(time.perf_counter() - started)
+                if message_id not in answer:
+                    errors.append(f"{station_id}: wrong answer {answer[:80]}")
+    except Exception as error:  # noqa: BLE001 - a benchmark reports, it does not stop
+        errors.append(f"{station_id}: {error!r}")
+
+
+async def closed_loop(name: str, url: str, stations: int, seconds: float, pid: int | None) -> LoopResult:
+    """K stations, each sending a Heartbeat and awaiting its answer, for T seconds."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    warmup_deadline = time.monotonic() + min(2.0, seconds / 5)
+    await asyncio.gather(*(station_loop(url, f"WARM-{n:04d}", warmup_deadline, [], errors) for n in range(stations)))
+    cpu_before = cpu_seconds(pid) if pid else None
+    started = time.monotonic()
+    deadline = started + seconds
+    await asyncio.gather(*(station_loop(url, f"BENCH-{n:04d}", deadline, latencies, errors) for n in range(stations)))
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    result = LoopResult(
+        name=name,
+        stations=stations,
+        seconds=round(elapsed, 2),
+        calls=len(latencies),
+        calls_per_second=round(len(latencies) / elapsed, 1),
+        p50_ms=round(1000 * latencies[len(latencies) // 2], 3) if latencies else float("nan"),
+        p99_ms=round(1000 * latencies[int(len(latencies) * 0.99)], 3) if latencies else float("nan"),
+        errors=len(errors),
+    )
+    if pid:
+        result.cpu_seconds = round(cpu_seconds(pid) - cpu_before, 2)
+        result.cpu_us_per_call = round(1e6 * result.cpu_seconds / max(1, len(latencies)), 1)
+        result.rss_mib = round(rss_bytes(pid) / 2**20, 1)
+    for error in errors[:5]:
+        print(f"  {name}: {error}", file=sys.stderr)
+    return result
+
+
+async def central_stats(port: int) -> dict:
+    async with connect(f"ws://127.0.0.1:{port}/_stats", subprotocols=["ocpp1.6"], open_timeout=10) as ws:
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+@dataclass
+class ScaleResult:
+    stations: int
+    connected: int
+    connect_seconds: float
+    rss_before_mib: float
+    rss_after_mib: float
+    kib_per_station: float
+    answered_after: int
+    storm: dict = field(default_factory=dict)
+
+
+async def wait_for(predicate, timeout: float, interval: float = 0.2) -> float | None:
+    """Seconds until C{predicate()} (a coroutine function) is true, or None after C{timeout}."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if await predicate():
+            return time.monotonic() - started
+        await asyncio.sleep(interval)
+    return None
+
+
+async def heartbeat_all(connections: list, prefix: str, timeout: float) -> int:
+    """Every connection sends one Heartbeat; how many answers arrive within C{timeout}."""
+
+    async def one(index: int, ws) -> bool:
+        message_id = f"{prefix}-{index}"
+        try:
+            await ws.send(f'[2,"{message_id}","Heartbeat",{{}}]')
+            return message_id in await asyncio.wait_for(ws.recv(), timeout)
+        except Exception:  # noqa: BLE001
+            return False
+
+    results = await asyncio.gather(*(one(index, ws) for index, ws in enumerate(connections)))
+    return sum(results)
+
+
+async def idle_scale_and_storm(args, proxy: Process, primary: Process, proxy_port: int, primary_port: int) -> ScaleResult:
+    """N stations connected in batches through the proxy, then the primary restarts under them."""
+    url = f"ws://127.0.0.1:{proxy_port}/"
+    rss_before = rss_bytes(proxy.pid)
+    connections = []
+    started = time.monotonic()
+    for first in range(0, args.scale, args.batch):
+        batch = range(first, min(args.scale, first + args.batch))
+        opened = await asyncio.gather(
+            *(connect(url + f"IDLE-{n:05d}", subprotocols=["ocpp1.6"], compression=None, open_timeout=60) for n in batch),
+            return_exceptions=True,
+        )
+        connections.extend(ws for ws in opened if not isinstance(ws, BaseException))
+    connect_seconds = time.monotonic() - started
+
+    async def all_linked() -> bool:
+        return (await central_stats(primary_port))["connected"] >= len(connections)
+
+    await wait_for(all_linked, 60)
+    rss_after = rss_bytes(proxy.pid)
+    answered = await heartbeat_all(connections, "idle", 60)
+    result = ScaleResult(
+        stations=args.scale,
+        connected=len(connections),
+        connect_seconds=round(connect_seconds, 2),
+        rss_before_mib=round(rss_before / 2**20, 1),
+        rss_after_mib=round(rss_after / 2**20, 1),
+        kib_per_station=round((rss_after - rss_before) / 1024 / max(1, len(connections)), 1),
+        answered_after=answered,
+    )
+    print(f"  idle scale: {len(connections)} stations held, {answered} answered", file=sys.stderr)
+
+    # Reconnect storm: the primary dies; every station sends a Heartbeat meanwhile (the
+    # proxy queues it for the primary); the primary comes back after --outage seconds.
+    primary.stop(kill=True)
+    answers = asyncio.ensure_future(heartbeat_all(connections, "storm", args.outage + 60))
+    await asyncio.sleep(args.outage)
+    restarted = time.monotonic()
+    await primary.start()
+
+    async def all_back() -> bool:
+        return (await central_stats(primary_port))["connected"] >= len(connections)
+
+    back_after = await wait_for(all_back, 120)
+    answered_storm = await answers
+    stats = await central_stats(primary_port)
+    bound = args.outage + 10.0  # the reconnect policy's max_delay below
+    result.storm = {
+        "outage_seconds": args.outage,
+        "all_back_seconds_after_restart": None if back_after is None else round(back_after, 2),
+        "all_back_seconds_after_crash": None
+        if back_after is None
+        else round(args.outage + (time.monotonic() - restarted) - (time.monotonic() - restarted - back_after), 2),
+        "policy_bound_seconds": bound,
+        "within_bound": back_after is not None and args.outage + back_after <= bound,
+        "heartbeats_sent_during_outage": len(connections),
+        "answered": answered_storm,
+        "received_by_restarted_primary": stats["calls"],
+        "frames_lost": len(connections) - min(answered_storm, stats["calls"]),
+    }
+    for ws in connections:
+        ws.transport.abort()
+    return result
+
+
+def proxy_config(workdir: str, port: int, primary_port: int, secondary_port: int) -> str:
+    path = os.path.join(workdir, "ocppproxy.yaml")
+    with open(path, "w") as stream:
+        stream.write(
+            f'listen: "tcp:port={port}:interface=127.0.0.1:backlog=4096"\n'
+            f'primary_url: "ws://127.0.0.1:{primary_port}/"\n'
+            f'secondary_url: "ws://127.0.0.1:{secondary_port}/"\n'
+            "log_level: warn\n"
+            "reconnect: {initial_delay: 1.0, factor: 2.0, max_delay: 10.0, max_attempts: 1000}\n"
+        )
+    return path
+
+
+def print_table(loops: list[LoopResult], scale: ScaleResult | None) -> dict:
+    print()
+    print(f"{'':14} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/call':>12} {'RSS MiB':>8}")
+    for r in loops:
+        cpu = "" if r.cpu_us_per_call is None else f"{r.cpu_us_per_call:.0f}"
+        rss = "" if r.rss_mib is None else f"{r.rss_mib:.0f}"
+        print(f"{r.name:14} {r.calls_per_second:10.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7} {cpu:>12} {rss:>8}")
+    by_name = {r.name: r for r in loops}
+    ratios = {}
+    direct, proxied, naive = by_name.get("direct"), by_name.get("ocppproxy"), by_name.get("naive relay")
+    if direct and proxied:
+        ratios["throughput ocppproxy/direct"] = round(proxied.calls_per_second / direct.calls_per_second, 3)
+        ratios["p50 ocppproxy/direct"] = round(proxied.p50_ms / direct.p50_ms, 3)
+    if naive and proxied:
+        ratios["throughput ocppproxy/naive"] = round(proxied.calls_per_second / naive.calls_per_second, 3)
+        ratios["p50 ocppproxy/naive"] = round(proxied.p50_ms / naive.p50_ms, 3)
+        ratios["CPU per call ocppproxy/naive"] = round(proxied.cpu_us_per_call / naive.cpu_us_per_call, 3)
+    print()
+    for name, value in ratios.items():
+        print(f"{name:32} {value:6.3f}")
+    if scale:
+        print()
+        print(
+            f"idle scale: {scale.connected}/{scale.stations} stations connected in {scale.connect_seconds} s, "
+            f"{scale.kib_per_station} KiB RSS per station (its two upstream links included), "
+            f"{scale.answered_after} answered a Heartbeat afterwards"
+        )
+        storm = scale.storm
+        print(
+            f"reconnect storm: primary down {storm['outage_seconds']} s; all {scale.connected} primary links back "
+            f"{storm['all_back_seconds_after_restart']} s after its restart (bound {storm['policy_bound_seconds']} s "
+            f"after the crash: {'met' if storm['within_bound'] else 'MISSED'}); "
+            f"{storm['answered']} of {storm['heartbeats_sent_during_outage']} outage Heartbeats answered, "
+            f"{storm['frames_lost']} lost"
+        )
+    return ratios
+
+
+async def main(args) -> None:
+    workdir = tempfile.mkdtemp(prefix="ocppproxy-bench-")
+    primary_port, secondary_port, proxy_port, naive_port = (free_port() for _ in range(4))
+    primary = central("primary", primary_port, workdir)
+    secondary = central("secondary", secondary_port, workdir)
+    proxy = Process(
+        "ocppproxy",
+        [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "ocppproxy", "-c", proxy_config(workdir, proxy_port, primary_port, secondary_port)],
+        workdir,
+        "StationFactory starting on",
+    )
+    naive = Process(
+        "naive",
+        [sys.executable, "naive_relay.py", "--port", str(naive_port),
+         "--primary", f"ws://127.0.0.1:{primary_port}/", "--secondary", f"ws://127.0.0.1:{secondary_port}/"],
+        workdir,
+        "READY",
+    )
+    loops: list[LoopResult] = []
+    scale = None
+    try:
+        await primary.start()
+        await secondary.start()
+        phases = args.phases.split(",")
+        for phase in phases:
+            if phase == "direct":
+                loops.append(await closed_loop("direct", f"ws://127.0.0.1:{primary_port}/", args.stations, args.seconds, None))
+            elif phase == "proxy":
+                await proxy.start()
+                loops.append(await closed_loop("ocppproxy", f"ws://127.0.0.1:{proxy_port}/", args.stations, args.seconds, proxy.pid))
+                proxy.stop()
+            elif phase == "naive":
+                await naive.start()
+                loops.append(await closed_loop("naive relay", f"ws://127.0.0.1:{naive_port}/", args.stations, args.seconds, naive.pid))
+                naive.stop()
+            elif phase == "scale":
+                await proxy.start()
+                scale = await idle_scale_and_storm(args, proxy, primary, proxy_port, primary_port)
+                proxy.stop()
+            print(f"  {phase} done", file=sys.stderr)
+    finally:
+        for process in (proxy, naive, primary, secondary):
+            process.stop()
+    ratios = print_table(loops, scale)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, {platform.platform()}"
+    results = {
+        "machine": machine,
+        "date": time.strftime("%Y-%m-%d"),
+        "parameters": {"stations": args.stations, "seconds": args.seconds, "scale": args.scale, "outage": args.outage},
+        "loops": [asdict(r) for r in loops],
+        "ratios": ratios,
+        "scale": asdict(scale) if scale else None,
+    }
+    with open(args.output, "w") as stream:
+        json.dump(results, stream, indent=2)
+    print(f"\n{machine}\nresults written to {args.output}; logs in {workdir}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stations", type=int, default=50, help="K, stations in the closed loops (default 50)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="T, seconds per closed loop (default 10)")
+    parser.add_argument("--scale", type=int, default=5000, help="N, stations held in the idle scale phase (default 5000)")
+    parser.add_argument("--batch", type=int, default=250, help="stations connected at once in the idle phase")
+    parser.add_argument("--outage", type=float, default=2.0, help="seconds the primary stays down in the storm")
+    parser.add_argument("--phases", default="direct,proxy,naive,scale", help="comma-separated subset, in order")
+    parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
+    asyncio.run(main(parser.parse_args()))
