@@ -328,7 +328,9 @@ async def main(args) -> None:
     secondary = central("secondary", secondary_port, workdir)
     proxy = Process(
         "ocppproxy",
-        [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "ocppproxy", "-c", proxy_config(workdir, proxy_port, primary_port, secondary_port)],
+        [os.path.join(BIN, "twistd"), "-n", "--pidfile=",
+         *(["--profiler=cprofile", "--savestats", f"--profile={args.profile}"] if args.profile else []),
+         "ocppproxy", "-c", proxy_config(workdir, proxy_port, primary_port, secondary_port)],
         workdir,
         "StationFactory starting on",
     )
@@ -387,5 +389,6 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=250, help="stations connected at once in the idle phase")
     parser.add_argument("--outage", type=float, default=2.0, help="seconds the primary stays down in the storm")
     parser.add_argument("--phases", default="direct,proxy,naive,scale", help="comma-separated subset, in order")
+    parser.add_argument("--profile", help="write the proxy's cProfile stats to this file (pstats format)")
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
     asyncio.run(main(parser.parse_args()))

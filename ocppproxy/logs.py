@@ -31,11 +31,16 @@ def proxy_logger() -> Logger:
     return Logger(observer=_observer)
 
 
+_debug = False
+
+
 def set_log_level(name: str) -> None:
     """Apply C{log_level} (error, warn, info or debug) to every ocppproxy logger."""
+    global _debug
     _predicate.setLogLevelForNamespace("", _LEVELS[name])
+    _debug = name == "debug"
 
 
 def debug_enabled() -> bool:
-    """Whether debug events would be emitted: lets the hot path skip building them."""
-    return _predicate.logLevelForNamespace("") <= LogLevel.debug
+    """Whether debug events would be emitted: lets the hot path skip building them (a flag, no lookup)."""
+    return _debug

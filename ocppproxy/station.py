@@ -11,6 +11,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, succeed
 
+from .lean import LeanFrames
 from .logs import proxy_logger
 
 _STATION_ID = re.compile(r"[A-Za-z0-9*\-_=:+|@.]{1,48}")
@@ -56,7 +57,7 @@ def ocpp_offers(offered: list[str]) -> list[str]:
     return [entry.strip() for entry in offered if entry.strip().lower().startswith("ocpp")]
 
 
-class StationProtocol(WebSocketServerProtocol):
+class StationProtocol(LeanFrames, WebSocketServerProtocol):
     """A charging station's WebSocket connection; its traffic goes to its session."""
 
     _log = proxy_logger()

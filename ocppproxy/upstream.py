@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .config import ReconnectPolicy
+from .lean import LeanFrames
 from .logs import debug_enabled, proxy_logger
 from .ocppj import shorten
 from .routing import FrameQueue
@@ -67,7 +68,7 @@ class LinkOwner(Protocol):
     def upstream_attempt_failed(self, name: str, reason: str) -> None: ...
 
 
-class UpstreamProtocol(WebSocketClientProtocol):
+class UpstreamProtocol(LeanFrames, WebSocketClientProtocol):
     """The WebSocket connection to a central system; hands everything to its link."""
 
     def __init__(self) -> None:

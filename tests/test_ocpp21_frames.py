@@ -50,3 +50,16 @@ class OCPP21Tests(ProxyTestCase):
         await station.send('[2,"h-1","Heartbeat",{}]')
         await wait_until(lambda: self.primary.received, self.primary.changed)
         self.assertEqual([json.loads(text)[1] for text in self.primary.received], ["h-1"])
+
+    @async_test
+    async def test_fragmented_messages_relayed_whole(self):
+        """A message the station and a central system send in several WebSocket frames is relayed whole, byte for byte."""
+        station = await self.setup()
+        call = '[2,"frag-1","DataTransfer",{"vendorId":"X","data":"' + "y" * 5000 + '"}]'
+        await station.send([call[:10], call[10:4000], call[4000:]])
+        for central in (self.primary, self.secondary):
+            await wait_until(lambda central=central: central.received, central.changed)
+            self.assertEqual(central.received[0], call)
+        request = '[2,"frag-2","GetVariables",{"getVariableData":[]}]'
+        await self.primary.websockets[0].send([request[:5], request[5:]])
+        self.assertEqual(await asyncio.wait_for(station.recv(), WAIT), request)
