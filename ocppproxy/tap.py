@@ -9,17 +9,13 @@ import signal
 import sys
 from urllib.parse import urlsplit
 
-from treq.client import HTTPClient
 from twisted.application.service import IService, MultiService
 from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 from twisted.python import usage
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from .config import Config, ConfigError, load_config
 from .logs import proxy_logger, set_log_level
-from .notify.email import EmailChannel
-from .notify.names import StationNames, load_client_names
-from .notify.pushover import PushoverChannel
+from .notify.channels import build_channels, load_station_names
 from .notify.service import NotifierService
 from .proxy import ProxyService
 
@@ -107,24 +103,10 @@ def makeService(options: Options, reactor=None) -> IService:
 
 def build_notifier(config: Config, reactor) -> NotifierService:
     """The notifier with the channels the configuration enables."""
-    names, problem = load_client_names(config.client_names)
-    if problem:
-        _log.warn("client names: {problem}; stations are named by their ids", problem=problem)
-    channels = {}
-    if config.notify.email is not None:
-        try:
-            channels["email"] = EmailChannel(config.notify.email, reactor, ca_file=config.notify.email.smtp.ca_file).send
-        except (ValueError, OSError) as error:
-            _log.warn("alerts: email channel disabled: {problem}", problem=str(error))
-    closers = []
-    if config.notify.pushover is not None:
-        pool = HTTPConnectionPool(reactor, persistent=True)
-        closers.append(pool.closeCachedConnections)
-        http = HTTPClient(Agent(reactor, pool=pool))
-        channels["pushover"] = PushoverChannel(config.notify.pushover, http=http).send
+    channels, closers = build_channels(config.notify, reactor)
     return NotifierService(
         config.notify,
-        StationNames(names),
+        load_station_names(config.client_names),
         reactor,
         channels,
         config.upstream_urls(),
