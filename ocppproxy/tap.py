@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from twisted.application.service import IService, MultiService
@@ -18,6 +19,7 @@ from .logs import proxy_logger, set_log_level
 from .notify.channels import build_channels, load_station_names
 from .notify.service import NotifierService
 from .proxy import ProxyService
+from .reload import Reloader
 
 _log = proxy_logger()
 
@@ -62,10 +64,10 @@ def client_tls_factory(config: Config):
     return tls_for_url
 
 
-def install_shutdown_signals(reactor) -> None:
+def install_shutdown_signals(reactor, reload: Callable[[], object]) -> None:
     """
     SIGTERM and SIGINT drain the stations and exit 0 (twistd's own handler would
-    re-raise the signal); SIGHUP is logged instead of killing the daemon.
+    re-raise the signal); SIGHUP calls C{reload} in the reactor thread.
     """
 
     def stop(signum, frame) -> None:
@@ -73,7 +75,7 @@ def install_shutdown_signals(reactor) -> None:
         reactor.callFromThread(_stop_once, reactor)
 
     def hangup(signum, frame) -> None:
-        reactor.callFromThread(_log.info, "received SIGHUP: configuration reload is not supported yet, ignored")
+        reactor.callFromThread(reload)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -97,7 +99,8 @@ def makeService(options: Options, reactor=None) -> IService:
     notifier.links_connected = proxy.connected_links
     notifier.setServiceParent(top)
     proxy.setServiceParent(top)
-    reactor.callWhenRunning(install_shutdown_signals, reactor)
+    reloader = Reloader(options["config"], config, notifier, reactor)
+    reactor.callWhenRunning(install_shutdown_signals, reactor, reloader.reload)
     return top
 
 

@@ -19,9 +19,11 @@ from .peers import WAIT, CentralSystem, connect_station
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 
-class DaemonTests(ProxyTestCase):
+class DaemonTestCase(ProxyTestCase):
+    """Runs twistd with a configuration file and reads its log."""
+
     async def run_daemon(self, config_text: str):
-        path = os.path.abspath(self.mktemp() + ".yaml")
+        path = self.config_path = os.path.abspath(self.mktemp() + ".yaml")
         with open(path, "w") as out:
             out.write(config_text)
         # No PYTHONPATH: this runs the installed package and plugin, as operators do.
@@ -53,6 +55,8 @@ class DaemonTests(ProxyTestCase):
 
         return await asyncio.wait_for(scan(), WAIT), lines
 
+
+class DaemonTests(DaemonTestCase):
     @async_test
     async def test_sigterm_closes_stations_with_1001_and_exits_0(self):
         """SIGTERM: the station gets close code 1001, the upstream connection is closed, twistd exits 0."""
@@ -115,6 +119,66 @@ class DaemonTests(ProxyTestCase):
         self.assertEqual(status, 1)
         self.assertIn(f"cannot listen on tcp:port={port}:interface=127.0.0.1", stdout)
         self.assertIn("Address already in use", stdout)
+
+
+class ReloadTests(DaemonTestCase):
+    """SIGHUP re-reads the configuration file of a running daemon, stations staying connected."""
+
+    @staticmethod
+    def write(path: str, text: str) -> None:
+        with open(path, "w") as out:
+            out.write(text)
+
+    @async_test
+    async def test_sighup_applies_live_settings_and_refuses_a_broken_file(self):
+        """Log level, events and names change on SIGHUP; a broken file is one error line; the station stays."""
+        central = CentralSystem(100)
+        port = await central.start()
+        self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
+        names = os.path.abspath(self.mktemp())
+        self.write(names, "CP_R: Depot Nord\n")
+        settings = (
+            f'listen: "tcp:port=0:interface=127.0.0.1"\nprimary_url: "ws://127.0.0.1:{port}/ocpp/"\n'
+            f'client_names: "{names}"\n'
+        )
+        process = await self.run_daemon(settings + "notify: {log: true, events: {connected_to_proxy: true}}\n")
+        found, _ = await self.read_until(process.stdout, r"listening on .*port=(\d+)")
+        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{found.group(1)}/", "CP_R")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        boot = call.BootNotification(charge_point_model="M", charge_point_vendor="V")
+        await station.call(boot)
+        await self.read_until(process.stdout, r"ALERT Depot Nord \(CP_R\): connected")
+
+        self.write(names, "CP_R: Depot Sud\n")
+        self.write(
+            self.config_path,
+            settings + "log_level: debug\npending_call_timeout: 20\n"
+            "notify: {log: true, events: {station_boot: true}}\n",
+        )
+        process.send_signal(signal.SIGHUP)
+        found, _ = await self.read_until(process.stdout, r"configuration reloaded .*: (.*) applied")
+        self.assertEqual(found.group(1), "log_level, notify.events")
+        await self.read_until(process.stdout, r"pending_call_timeout changed; applied only after a restart")
+        await station.call(call.Heartbeat())
+        await self.read_until(process.stdout, r"station CP_R -> primary: \[2,.*Heartbeat")
+        await station.call(boot)
+        await self.read_until(process.stdout, r"ALERT Depot Sud \(CP_R\): ")
+
+        self.write(self.config_path, 'primary_url: "http://127.0.0.1/"\nlog_level: warn\n')
+        process.send_signal(signal.SIGHUP)
+        found, _ = await self.read_until(process.stdout, r"configuration reload refused: (.*)")
+        self.assertEqual(
+            found.group(1).strip(),
+            f"configuration error in {self.config_path}: primary_url: must be a ws:// or wss:// URL,"
+            " got 'http://127.0.0.1/'; the running configuration stays",
+        )
+        await station.call(call.Heartbeat())
+        await self.read_until(process.stdout, r"station CP_R -> primary: \[2,.*Heartbeat")
+        self.assertIsNone(websocket.close_code)
+        self.assertEqual(len(central.connections), 1)
+        self.assertFalse(central.connections[0].closed.is_set())
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
 
 
 class NodeConfigTests(ProxyTestCase):
