@@ -20,6 +20,7 @@ from .notify.channels import build_channels, load_station_names
 from .notify.service import NotifierService
 from .proxy import ProxyService
 from .reload import Reloader
+from .systemd import SystemdService
 
 _log = proxy_logger()
 
@@ -88,7 +89,7 @@ def _stop_once(reactor) -> None:
 
 
 def makeService(options: Options, reactor=None) -> IService:
-    """The service tree: a MultiService holding the proxy (and later the notifier)."""
+    """The service tree: the notifier, the proxy, and the systemd notifications (stopped first)."""
     if reactor is None:
         from twisted.internet import reactor
     config: Config = options["parsed_config"]
@@ -99,6 +100,7 @@ def makeService(options: Options, reactor=None) -> IService:
     notifier.links_connected = proxy.connected_links
     notifier.setServiceParent(top)
     proxy.setServiceParent(top)
+    SystemdService(proxy.listening, reactor).setServiceParent(top)
     reloader = Reloader(options["config"], config, notifier, reactor)
     reactor.callWhenRunning(install_shutdown_signals, reactor, reloader.reload)
     return top

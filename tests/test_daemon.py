@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 
 from ocpp.v16 import call
 
@@ -22,15 +25,17 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 class DaemonTestCase(ProxyTestCase):
     """Runs twistd with a configuration file and reads its log."""
 
-    async def run_daemon(self, config_text: str):
+    async def run_daemon(self, config_text: str, environ=None, twistd_options=(), stdout=asyncio.subprocess.PIPE):
+        """Start twistd; C{environ} is added to the environment, C{twistd_options} come before the plugin."""
         path = self.config_path = os.path.abspath(self.mktemp() + ".yaml")
         with open(path, "w") as out:
             out.write(config_text)
         # No PYTHONPATH: this runs the installed package and plugin, as operators do.
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        env.update(environ or {})
         process = await asyncio.create_subprocess_exec(
-            TWISTD, "-n", "--pidfile=", "ocppproxy", "-c", path,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            TWISTD, "-n", "--pidfile=", *twistd_options, "ocppproxy", "-c", path,
+            stdout=stdout, stderr=asyncio.subprocess.PIPE, env=env,
         )
 
         def kill():
@@ -178,6 +183,41 @@ class ReloadTests(DaemonTestCase):
         self.assertEqual(len(central.connections), 1)
         self.assertFalse(central.connections[0].closed.is_set())
         process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+
+
+class SystemdTests(DaemonTestCase):
+    """The daemon under a stand-in for systemd: a notification socket owned by the test."""
+
+    @async_test
+    async def test_ready_after_listening_watchdog_and_stopping(self):
+        """READY=1 arrives once the port accepts stations, WATCHDOG=1 follows, STOPPING=1 at SIGTERM."""
+        directory = tempfile.mkdtemp(prefix="ocppproxy-")  # AF_UNIX paths: at most 108 bytes
+        self.addCleanup(shutil.rmtree, directory)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(notify.close)
+        notify.bind(os.path.join(directory, "notify"))
+        notify.setblocking(False)
+        loop = asyncio.get_event_loop()
+
+        async def next_state() -> str:
+            return (await asyncio.wait_for(loop.sock_recv(notify, 4096), WAIT)).decode()
+
+        process = await self.run_daemon(
+            'listen: "tcp:port=0:interface=127.0.0.1"\nprimary_url: "ws://127.0.0.1:1/"\n',
+            environ={"NOTIFY_SOCKET": notify.getsockname(), "WATCHDOG_USEC": "200000"},
+        )
+        ready = await next_state()
+        found = re.fullmatch(r"READY=1\nSTATUS=listening on .*port=(\d+)\)", ready)
+        self.assertIsNotNone(found, ready)
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", int(found.group(1))), WAIT)
+        writer.close()
+        self.assertEqual(await next_state(), "WATCHDOG=1")
+        process.send_signal(signal.SIGTERM)
+        states = [await next_state()]
+        while states[-1] == "WATCHDOG=1":
+            states.append(await next_state())
+        self.assertEqual(states[-1], "STOPPING=1")
         self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
 
 
