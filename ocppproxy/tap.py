@@ -65,21 +65,30 @@ def client_tls_factory(config: Config):
     return tls_for_url
 
 
-def install_shutdown_signals(reactor, reload: Callable[[], object]) -> None:
+def install_shutdown_signals(reactor) -> None:
     """
     SIGTERM and SIGINT drain the stations and exit 0 (twistd's own handler would
-    re-raise the signal); SIGHUP calls C{reload} in the reactor thread.
+    re-raise the signal).
     """
 
     def stop(signum, frame) -> None:
         _log.info("received {signal}, shutting down", signal=signal.Signals(signum).name)
         reactor.callFromThread(_stop_once, reactor)
 
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def install_reload_signal(reactor, reload: Callable[[], object]) -> None:
+    """
+    SIGHUP calls C{reload} in the reactor thread. The reactor leaves SIGHUP alone, so
+    this is installed before it runs: a reload sent as soon as the daemon listens (and
+    told systemd it is ready) is then applied, never fatal.
+    """
+
     def hangup(signum, frame) -> None:
         reactor.callFromThread(reload)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, hangup)
 
 
@@ -101,8 +110,8 @@ def makeService(options: Options, reactor=None) -> IService:
     notifier.setServiceParent(top)
     proxy.setServiceParent(top)
     SystemdService(proxy.listening, reactor).setServiceParent(top)
-    reloader = Reloader(options["config"], config, notifier, reactor)
-    reactor.callWhenRunning(install_shutdown_signals, reactor, reloader.reload)
+    install_reload_signal(reactor, Reloader(options["config"], config, notifier, reactor).reload)
+    reactor.callWhenRunning(install_shutdown_signals, reactor)
     return top
 
 

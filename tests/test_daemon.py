@@ -185,6 +185,18 @@ class ReloadTests(DaemonTestCase):
         process.send_signal(signal.SIGTERM)
         self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
 
+    @async_test
+    async def test_sighup_as_soon_as_listening(self):
+        """A SIGHUP sent as soon as the daemon listens (systemd: right after READY=1) reloads, never kills."""
+        settings = 'listen: "tcp:port=0:interface=127.0.0.1"\nprimary_url: "ws://127.0.0.1:1/"\n'
+        process = await self.run_daemon(settings)
+        await self.read_until(process.stdout, r"listening on")
+        self.write(self.config_path, settings + "log_level: debug\n")
+        process.send_signal(signal.SIGHUP)
+        await self.read_until(process.stdout, r"configuration reloaded .*: log_level applied")
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+
 
 class SystemdTests(DaemonTestCase):
     """The daemon under a stand-in for systemd: a notification socket owned by the test."""
