@@ -15,6 +15,7 @@ import sys
 import tempfile
 
 from ocpp.v16 import call
+from twisted.trial.unittest import SkipTest
 
 from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, connect_station
@@ -25,8 +26,13 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 class DaemonTestCase(ProxyTestCase):
     """Runs twistd with a configuration file and reads its log."""
 
-    async def run_daemon(self, config_text: str, environ=None, twistd_options=(), stdout=asyncio.subprocess.PIPE):
-        """Start twistd; C{environ} is added to the environment, C{twistd_options} come before the plugin."""
+    async def run_daemon(
+        self, config_text: str, environ=None, twistd_options=(), stdout=asyncio.subprocess.PIPE, launcher=()
+    ):
+        """
+        Start twistd; C{environ} is added to the environment, C{twistd_options} come
+        before the plugin, C{launcher} is a command that runs twistd.
+        """
         path = self.config_path = os.path.abspath(self.mktemp() + ".yaml")
         with open(path, "w") as out:
             out.write(config_text)
@@ -34,7 +40,7 @@ class DaemonTestCase(ProxyTestCase):
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
         env.update(environ or {})
         process = await asyncio.create_subprocess_exec(
-            TWISTD, "-n", "--pidfile=", *twistd_options, "ocppproxy", "-c", path,
+            *launcher, TWISTD, "-n", "--pidfile=", *twistd_options, "ocppproxy", "-c", path,
             stdout=stdout, stderr=asyncio.subprocess.PIPE, env=env,
         )
 
@@ -231,6 +237,69 @@ class SystemdTests(DaemonTestCase):
             states.append(await next_state())
         self.assertEqual(states[-1], "STOPPING=1")
         self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+
+
+    @async_test
+    async def test_socket_activation(self):
+        """With listen: systemd:domain=INET:index=0 the daemon serves the socket systemd passes it."""
+        launcher = shutil.which("systemd-socket-activate")
+        if launcher is None:
+            raise SkipTest("systemd-socket-activate is not installed: socket activation not tested")
+        central = CentralSystem(100)
+        central_port = await central.start()
+        self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = await self.run_daemon(
+            f'listen: "systemd:domain=INET:index=0"\nprimary_url: "ws://127.0.0.1:{central_port}/ocpp/"\n',
+            launcher=[launcher, "--listen", f"127.0.0.1:{port}", "--fdname=ocppproxy.socket"],
+        )
+        await self.read_until(process.stderr, r"Listening on 127.0.0.1:\d+ as 3")
+        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{port}/", "CP_S")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        answer = await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        self.assertEqual(answer.interval, 100)
+        await self.read_until(process.stdout, rf"ocppproxy listening on .*port={port}\)")
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+
+
+class JournalTests(DaemonTestCase):
+    """twistd --logger=ocppproxy.journal.log_observer with standard output on a stream named by JOURNAL_STREAM."""
+
+    @async_test
+    async def test_lines_carry_their_syslog_priority(self):
+        """Info, warning and error lines start with <6>, <4> and <3>, and every line has a prefix."""
+        read_end, write_end = os.pipe()
+        status = os.fstat(write_end)
+        try:
+            process = await self.run_daemon(
+                'listen: "tcp:port=0:interface=127.0.0.1"\nprimary_url: "ws://127.0.0.1:1/"\n'
+                "notify: {events: {station_boot: true}}\n",
+                environ={"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"},
+                twistd_options=["--logger=ocppproxy.journal.log_observer"],
+                stdout=write_end,
+            )
+        finally:
+            os.close(write_end)
+        journal = asyncio.StreamReader()
+        transport, _ = await asyncio.get_event_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(journal), os.fdopen(read_end, "rb")
+        )
+        self.addCleanup(transport.close)
+        await self.read_until(journal, r"^<6>\[[^]]+\] ocppproxy listening on")
+        self.write_config('primary_url: "http://127.0.0.1/"\n')
+        process.send_signal(signal.SIGHUP)
+        await self.read_until(journal, r"^<3>\[[^]]+\] configuration reload refused")
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+        lines = (await asyncio.wait_for(journal.read(), WAIT)).decode().splitlines()
+        self.assertTrue(all(re.match(r"<[2-7]>", line) for line in lines), lines)
+
+    def write_config(self, text: str) -> None:
+        with open(self.config_path, "w") as out:
+            out.write(text)
 
 
 class NodeConfigTests(ProxyTestCase):
