@@ -56,15 +56,14 @@ class SystemdNotifier:
         """Send C{state} in one datagram without blocking; False if not sent (logged)."""
         if self.address is None:
             return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.setblocking(False)
-            try:
+        # Out of file descriptors (many stations) must cost one notification, not the watchdog loop.
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.setblocking(False)
                 sock.sendto(state.encode("utf-8"), self.address)
-            except OSError as error:
-                self._log.warn(
-                    "systemd: cannot send {state}: {reason}", state=state.split("\n", 1)[0], reason=str(error)
-                )
-                return False
+        except OSError as error:
+            self._log.warn("systemd: cannot send {state}: {reason}", state=state.split("\n", 1)[0], reason=str(error))
+            return False
         return True
 
 

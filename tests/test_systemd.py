@@ -129,6 +129,22 @@ class ServiceTests(NotifySocketTestCase):
         self.assertEqual(self.received(), ["STOPPING=1"])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_watchdog_survives_a_failed_send(self):
+        """A send that fails (no file descriptor left) is skipped; the next tick is sent."""
+        import errno
+
+        service = self.make(WATCHDOG_USEC="2000000")
+        service.startService()
+
+        def exhausted(*args, **kwargs):
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        patched = self.patch(socket, "socket", exhausted)
+        self.clock.advance(1)
+        patched.restore()
+        self.clock.advance(1)
+        self.assertEqual(self.received(), ["WATCHDOG=1"])
+
     def test_watchdog_of_another_process(self):
         """A WATCHDOG_PID that is not ours means no WATCHDOG=1."""
         service = self.make(WATCHDOG_USEC="1000000", WATCHDOG_PID="41")
