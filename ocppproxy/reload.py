@@ -6,7 +6,7 @@ change without dropping a station, and name what waits for a restart.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 
 from .config import Config, ConfigError, NotifyConfig, load_config
@@ -48,7 +48,7 @@ def compare_configs(old: Config, new: Config) -> ConfigChanges:
         elif is_dataclass(before):
             parts = [part.name for part in fields(before)]
             keys = [f"{name}.{part}" for part in parts if getattr(before, part) != getattr(after, part)]
-        elif isinstance(before, dict):
+        elif isinstance(before, Mapping):
             parts = sorted(before.keys() | after.keys())
             keys = [f"{name}.{part}" for part in parts if before.get(part) != after.get(part)]
         else:
@@ -101,9 +101,13 @@ class Reloader:
         Re-read the file and apply the log level, client names and notify settings.
 
         Stations stay connected. A broken file is refused with one error line (the
-        start-up error text) and changes nothing; returns None then, else the changes.
+        start-up error text) and changes nothing; returns None then (and during
+        shutdown), else the changes.
         The client names file is re-read even when its path did not change.
         """
+        if not self._notifier.running:
+            self._log.info("configuration reload ignored: the daemon is shutting down")
+            return None
         # A few kilobytes of local file, read once per SIGHUP as at start-up.
         try:
             new = self._load(self.path)

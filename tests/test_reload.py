@@ -199,6 +199,14 @@ class ReloaderTests(SynchronousTestCase):
         (line,) = self.lines(LogLevel.error)
         self.assertIn("cannot read config file", line)
 
+    def test_ignored_during_shutdown(self):
+        """A SIGHUP while the daemon shuts down changes nothing: the notifier's queues are already flushing."""
+        self.write('primary_url: "ws://csms.example/ocpp/"\nlog_level: debug\n')
+        self.successResultOf(self.notifier.stopService())
+        self.assertIsNone(self.reloader.reload())
+        self.assertFalse(debug_enabled())
+        self.assertIn("test", self.notifier.queues)
+
     def test_unchanged_channels_keep_their_queue(self):
         """Changing only events keeps the delivery queues (and what they hold)."""
         queue = self.notifier.queues["test"]
