@@ -265,6 +265,20 @@ class SystemdTests(DaemonTestCase):
         self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
 
 
+    @async_test
+    async def test_socket_activation_without_the_socket(self):
+        """listen: systemd:... with no socket passed stops start-up with one critical line and status 1."""
+        process = await self.run_daemon('listen: "systemd:domain=INET:index=0"\nprimary_url: "ws://127.0.0.1:1/"\n')
+        status = await asyncio.wait_for(process.wait(), WAIT)
+        stdout = (await process.stdout.read()).decode()
+        self.assertEqual(status, 1)
+        self.assertIn(
+            "cannot listen on systemd:domain=INET:index=0: systemd passed no such socket (is the socket unit active?)",
+            stdout,
+        )
+        self.assertNotIn("Traceback", stdout)
+
+
 class JournalTests(DaemonTestCase):
     """twistd --logger=ocppproxy.journal.log_observer with standard output on a stream named by JOURNAL_STREAM."""
 
