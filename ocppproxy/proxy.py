@@ -11,6 +11,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.python.failure import Failure
 
 from .config import Config
 from .logs import proxy_logger
@@ -60,7 +61,14 @@ class ProxyService(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        endpoint = serverFromString(self._reactor, self.config.listen)
+        try:
+            endpoint = serverFromString(self._reactor, self.config.listen)
+        except (IndexError, KeyError):
+            if not self.config.listen.startswith("systemd:"):
+                raise
+            # Twisted's systemd: parser looks the inherited socket up in a list or by name.
+            self._listen_failed(Failure(ValueError("systemd passed no such socket (is the socket unit active?)")))
+            raise SystemExit(1) from None
         listening = endpoint.listen(self.factory)
         listening.addCallbacks(self._listening, self._listen_failed)
         if self._listen_error is not None:

@@ -7,21 +7,20 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from treq.client import HTTPClient
 from twisted.application.service import IService, MultiService
 from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 from twisted.python import usage
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from .config import Config, ConfigError, load_config
 from .logs import proxy_logger, set_log_level
-from .notify.email import EmailChannel
-from .notify.names import StationNames, load_client_names
-from .notify.pushover import PushoverChannel
+from .notify.channels import build_channels, load_station_names
 from .notify.service import NotifierService
 from .proxy import ProxyService
+from .reload import Reloader
+from .systemd import SystemdService
 
 _log = proxy_logger()
 
@@ -69,18 +68,27 @@ def client_tls_factory(config: Config):
 def install_shutdown_signals(reactor) -> None:
     """
     SIGTERM and SIGINT drain the stations and exit 0 (twistd's own handler would
-    re-raise the signal); SIGHUP is logged instead of killing the daemon.
+    re-raise the signal).
     """
 
     def stop(signum, frame) -> None:
         _log.info("received {signal}, shutting down", signal=signal.Signals(signum).name)
         reactor.callFromThread(_stop_once, reactor)
 
-    def hangup(signum, frame) -> None:
-        reactor.callFromThread(_log.info, "received SIGHUP: configuration reload is not supported yet, ignored")
-
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+
+
+def install_reload_signal(reactor, reload: Callable[[], object]) -> None:
+    """
+    SIGHUP calls C{reload} in the reactor thread. The reactor leaves SIGHUP alone, so
+    this is installed before it runs: a reload sent as soon as the daemon listens (and
+    told systemd it is ready) is then applied, never fatal.
+    """
+
+    def hangup(signum, frame) -> None:
+        reactor.callFromThread(reload)
+
     signal.signal(signal.SIGHUP, hangup)
 
 
@@ -90,7 +98,7 @@ def _stop_once(reactor) -> None:
 
 
 def makeService(options: Options, reactor=None) -> IService:
-    """The service tree: a MultiService holding the proxy (and later the notifier)."""
+    """The service tree: the notifier, the proxy, and the systemd notifications (stopped first)."""
     if reactor is None:
         from twisted.internet import reactor
     config: Config = options["parsed_config"]
@@ -101,30 +109,18 @@ def makeService(options: Options, reactor=None) -> IService:
     notifier.links_connected = proxy.connected_links
     notifier.setServiceParent(top)
     proxy.setServiceParent(top)
+    SystemdService(proxy.listening, reactor).setServiceParent(top)
+    install_reload_signal(reactor, Reloader(options["config"], config, notifier, reactor).reload)
     reactor.callWhenRunning(install_shutdown_signals, reactor)
     return top
 
 
 def build_notifier(config: Config, reactor) -> NotifierService:
     """The notifier with the channels the configuration enables."""
-    names, problem = load_client_names(config.client_names)
-    if problem:
-        _log.warn("client names: {problem}; stations are named by their ids", problem=problem)
-    channels = {}
-    if config.notify.email is not None:
-        try:
-            channels["email"] = EmailChannel(config.notify.email, reactor, ca_file=config.notify.email.smtp.ca_file).send
-        except (ValueError, OSError) as error:
-            _log.warn("alerts: email channel disabled: {problem}", problem=str(error))
-    closers = []
-    if config.notify.pushover is not None:
-        pool = HTTPConnectionPool(reactor, persistent=True)
-        closers.append(pool.closeCachedConnections)
-        http = HTTPClient(Agent(reactor, pool=pool))
-        channels["pushover"] = PushoverChannel(config.notify.pushover, http=http).send
+    channels, closers = build_channels(config.notify, reactor)
     return NotifierService(
         config.notify,
-        StationNames(names),
+        load_station_names(config.client_names),
         reactor,
         channels,
         config.upstream_urls(),

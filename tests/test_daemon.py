@@ -8,10 +8,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 
 from ocpp.v16 import call
+from twisted.trial.unittest import SkipTest
 
 from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, connect_station
@@ -19,16 +23,25 @@ from .peers import WAIT, CentralSystem, connect_station
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
 
-class DaemonTests(ProxyTestCase):
-    async def run_daemon(self, config_text: str):
-        path = os.path.abspath(self.mktemp() + ".yaml")
+class DaemonTestCase(ProxyTestCase):
+    """Runs twistd with a configuration file and reads its log."""
+
+    async def run_daemon(
+        self, config_text: str, environ=None, twistd_options=(), stdout=asyncio.subprocess.PIPE, launcher=()
+    ):
+        """
+        Start twistd; C{environ} is added to the environment, C{twistd_options} come
+        before the plugin, C{launcher} is a command that runs twistd.
+        """
+        path = self.config_path = os.path.abspath(self.mktemp() + ".yaml")
         with open(path, "w") as out:
             out.write(config_text)
         # No PYTHONPATH: this runs the installed package and plugin, as operators do.
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        env.update(environ or {})
         process = await asyncio.create_subprocess_exec(
-            TWISTD, "-n", "--pidfile=", "ocppproxy", "-c", path,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            *launcher, TWISTD, "-n", "--pidfile=", *twistd_options, "ocppproxy", "-c", path,
+            stdout=stdout, stderr=asyncio.subprocess.PIPE, env=env,
         )
 
         def kill():
@@ -53,6 +66,8 @@ class DaemonTests(ProxyTestCase):
 
         return await asyncio.wait_for(scan(), WAIT), lines
 
+
+class DaemonTests(DaemonTestCase):
     @async_test
     async def test_sigterm_closes_stations_with_1001_and_exits_0(self):
         """SIGTERM: the station gets close code 1001, the upstream connection is closed, twistd exits 0."""
@@ -115,6 +130,190 @@ class DaemonTests(ProxyTestCase):
         self.assertEqual(status, 1)
         self.assertIn(f"cannot listen on tcp:port={port}:interface=127.0.0.1", stdout)
         self.assertIn("Address already in use", stdout)
+
+
+class ReloadTests(DaemonTestCase):
+    """SIGHUP re-reads the configuration file of a running daemon, stations staying connected."""
+
+    @staticmethod
+    def write(path: str, text: str) -> None:
+        with open(path, "w") as out:
+            out.write(text)
+
+    @async_test
+    async def test_sighup_applies_live_settings_and_refuses_a_broken_file(self):
+        """Log level, events and names change on SIGHUP; a broken file is one error line; the station stays."""
+        central = CentralSystem(100)
+        port = await central.start()
+        self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
+        names = os.path.abspath(self.mktemp())
+        self.write(names, "CP_R: Depot Nord\n")
+        settings = (
+            f'listen: "tcp:port=0:interface=127.0.0.1"\nprimary_url: "ws://127.0.0.1:{port}/ocpp/"\n'
+            f'client_names: "{names}"\n'
+        )
+        process = await self.run_daemon(settings + "notify: {log: true, events: {connected_to_proxy: true}}\n")
+        found, _ = await self.read_until(process.stdout, r"listening on .*port=(\d+)")
+        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{found.group(1)}/", "CP_R")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        boot = call.BootNotification(charge_point_model="M", charge_point_vendor="V")
+        await station.call(boot)
+        await self.read_until(process.stdout, r"ALERT Depot Nord \(CP_R\): connected")
+
+        self.write(names, "CP_R: Depot Sud\n")
+        self.write(
+            self.config_path,
+            settings + "log_level: debug\npending_call_timeout: 20\n"
+            "notify: {log: true, events: {station_boot: true}}\n",
+        )
+        process.send_signal(signal.SIGHUP)
+        found, _ = await self.read_until(process.stdout, r"configuration reloaded .*: (.*) applied")
+        self.assertEqual(found.group(1), "log_level, notify.events")
+        await self.read_until(process.stdout, r"pending_call_timeout changed; applied only after a restart")
+        await station.call(call.Heartbeat())
+        await self.read_until(process.stdout, r"station CP_R -> primary: \[2,.*Heartbeat")
+        await station.call(boot)
+        await self.read_until(process.stdout, r"ALERT Depot Sud \(CP_R\): ")
+
+        self.write(self.config_path, 'primary_url: "http://127.0.0.1/"\nlog_level: warn\n')
+        process.send_signal(signal.SIGHUP)
+        found, _ = await self.read_until(process.stdout, r"configuration reload refused: (.*)")
+        self.assertEqual(
+            found.group(1).strip(),
+            f"configuration error in {self.config_path}: primary_url: must be a ws:// or wss:// URL,"
+            " got 'http://127.0.0.1/'; the running configuration stays",
+        )
+        await station.call(call.Heartbeat())
+        await self.read_until(process.stdout, r"station CP_R -> primary: \[2,.*Heartbeat")
+        self.assertIsNone(websocket.close_code)
+        self.assertEqual(len(central.connections), 1)
+        self.assertFalse(central.connections[0].closed.is_set())
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+
+    @async_test
+    async def test_sighup_as_soon_as_listening(self):
+        """A SIGHUP sent as soon as the daemon listens (systemd: right after READY=1) reloads, never kills."""
+        settings = 'listen: "tcp:port=0:interface=127.0.0.1"\nprimary_url: "ws://127.0.0.1:1/"\n'
+        process = await self.run_daemon(settings)
+        await self.read_until(process.stdout, r"listening on")
+        self.write(self.config_path, settings + "log_level: debug\n")
+        process.send_signal(signal.SIGHUP)
+        await self.read_until(process.stdout, r"configuration reloaded .*: log_level applied")
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+
+
+class SystemdTests(DaemonTestCase):
+    """The daemon under a stand-in for systemd: a notification socket owned by the test."""
+
+    @async_test
+    async def test_ready_after_listening_watchdog_and_stopping(self):
+        """READY=1 arrives once the port accepts stations, WATCHDOG=1 follows, STOPPING=1 at SIGTERM."""
+        directory = tempfile.mkdtemp(prefix="ocppproxy-")  # AF_UNIX paths: at most 108 bytes
+        self.addCleanup(shutil.rmtree, directory)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(notify.close)
+        notify.bind(os.path.join(directory, "notify"))
+        notify.setblocking(False)
+        loop = asyncio.get_event_loop()
+
+        async def next_state() -> str:
+            return (await asyncio.wait_for(loop.sock_recv(notify, 4096), WAIT)).decode()
+
+        process = await self.run_daemon(
+            'listen: "tcp:port=0:interface=127.0.0.1"\nprimary_url: "ws://127.0.0.1:1/"\n',
+            environ={"NOTIFY_SOCKET": notify.getsockname(), "WATCHDOG_USEC": "200000"},
+        )
+        ready = await next_state()
+        found = re.fullmatch(r"READY=1\nSTATUS=listening on .*port=(\d+)\)", ready)
+        self.assertIsNotNone(found, ready)
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", int(found.group(1))), WAIT)
+        writer.close()
+        self.assertEqual(await next_state(), "WATCHDOG=1")
+        process.send_signal(signal.SIGTERM)
+        states = [await next_state()]
+        while states[-1] == "WATCHDOG=1":
+            states.append(await next_state())
+        self.assertEqual(states[-1], "STOPPING=1")
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+
+
+    @async_test
+    async def test_socket_activation(self):
+        """With listen: systemd:domain=INET:index=0 the daemon serves the socket systemd passes it."""
+        launcher = shutil.which("systemd-socket-activate")
+        if launcher is None:
+            raise SkipTest("systemd-socket-activate is not installed: socket activation not tested")
+        central = CentralSystem(100)
+        central_port = await central.start()
+        self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = await self.run_daemon(
+            f'listen: "systemd:domain=INET:index=0"\nprimary_url: "ws://127.0.0.1:{central_port}/ocpp/"\n',
+            launcher=[launcher, "--listen", f"127.0.0.1:{port}", "--fdname=ocppproxy.socket"],
+        )
+        await self.read_until(process.stderr, r"Listening on 127.0.0.1:\d+ as 3")
+        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{port}/", "CP_S")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        answer = await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        self.assertEqual(answer.interval, 100)
+        await self.read_until(process.stdout, rf"ocppproxy listening on .*port={port}\)")
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+
+
+    @async_test
+    async def test_socket_activation_without_the_socket(self):
+        """listen: systemd:... with no socket passed stops start-up with one critical line and status 1."""
+        process = await self.run_daemon('listen: "systemd:domain=INET:index=0"\nprimary_url: "ws://127.0.0.1:1/"\n')
+        status = await asyncio.wait_for(process.wait(), WAIT)
+        stdout = (await process.stdout.read()).decode()
+        self.assertEqual(status, 1)
+        self.assertIn(
+            "cannot listen on systemd:domain=INET:index=0: systemd passed no such socket (is the socket unit active?)",
+            stdout,
+        )
+        self.assertNotIn("Traceback", stdout)
+
+
+class JournalTests(DaemonTestCase):
+    """twistd --logger=ocppproxy.journal.log_observer with standard output on a stream named by JOURNAL_STREAM."""
+
+    @async_test
+    async def test_lines_carry_their_syslog_priority(self):
+        """Info, warning and error lines start with <6>, <4> and <3>, and every line has a prefix."""
+        read_end, write_end = os.pipe()
+        status = os.fstat(write_end)
+        try:
+            process = await self.run_daemon(
+                'listen: "tcp:port=0:interface=127.0.0.1"\nprimary_url: "ws://127.0.0.1:1/"\n'
+                "notify: {events: {station_boot: true}}\n",
+                environ={"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"},
+                twistd_options=["--logger=ocppproxy.journal.log_observer"],
+                stdout=write_end,
+            )
+        finally:
+            os.close(write_end)
+        journal = asyncio.StreamReader()
+        transport, _ = await asyncio.get_event_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(journal), os.fdopen(read_end, "rb")
+        )
+        self.addCleanup(transport.close)
+        await self.read_until(journal, r"^<6>\[[^]]+\] ocppproxy listening on")
+        self.write_config('primary_url: "http://127.0.0.1/"\n')
+        process.send_signal(signal.SIGHUP)
+        await self.read_until(journal, r"^<3>\[[^]]+\] configuration reload refused")
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+        lines = (await asyncio.wait_for(journal.read(), WAIT)).decode().splitlines()
+        self.assertTrue(all(re.match(r"<[2-7]>", line) for line in lines), lines)
+
+    def write_config(self, text: str) -> None:
+        with open(self.config_path, "w") as out:
+            out.write(text)
 
 
 class NodeConfigTests(ProxyTestCase):

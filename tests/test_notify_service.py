@@ -211,3 +211,109 @@ class NotifierTests(SynchronousTestCase):
         self.assertEqual(len(warnings), 1)
         self.assertEqual(warnings[0]["channel"], "email")
         self.assertIn("notify.email.to", warnings[0]["problem"])
+
+
+class ReconfigureTests(SynchronousTestCase):
+    """L{NotifierService.reconfigure}: a configuration reload applied to the running notifier."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.old_alerts = []
+        self.notifier = NotifierService(
+            NotifyConfig(events=frozenset({"connected_to_proxy"}), flap_window=30.0, flush_timeout=5.0),
+            StationNames({"CP_1": "Depot Nord"}),
+            self.clock,
+            {"old": self.old_channel},
+            {"primary": PRIMARY_URL},
+            links_connected=lambda upstream: 0,
+        )
+        self.notifier.startService()
+
+    def old_channel(self, alert):
+        self.old_alerts.append(alert)
+        return succeed(None)
+
+    def test_events_and_names_change_at_once(self):
+        """After a reload, newly enabled events fire, disabled ones do not, with the new names."""
+        self.notifier.reconfigure(
+            NotifyConfig(events=frozenset({"disconnected_from_proxy"}), flap_window=0.0),
+            StationNames({"CP_1": "Depot Sud"}),
+        )
+        self.notifier.station_connected("CP_1", "peer")
+        self.notifier.station_disconnected("CP_1", 1006, "lost")
+        self.assertEqual([alert.key for alert in self.old_alerts], ["disconnected_from_proxy"])
+        self.assertIn("Depot Sud", self.old_alerts[0].subject)
+
+    def test_connected_station_keeps_its_state(self):
+        """A station connected before the reload is still known: its reconnection within the window is a flap."""
+        self.notifier.station_connected("CP_1", "peer")
+        self.notifier.reconfigure(
+            NotifyConfig(events=frozenset({"connected_to_proxy", "disconnected_from_proxy"}), flap_window=10.0),
+            StationNames({}),
+        )
+        self.notifier.station_disconnected("CP_1", 1006, "lost")
+        self.clock.advance(5)
+        self.notifier.station_connected("CP_1", "peer")
+        self.clock.advance(100)
+        self.assertEqual([alert.key for alert in self.old_alerts], ["connected_to_proxy"])
+
+    def test_switched_off_event_is_not_raised_by_a_running_timer(self):
+        """A disconnection pending in the flap window is not reported once its event is switched off."""
+        self.notifier.reconfigure(NotifyConfig(events=frozenset({"disconnected_from_proxy"})), StationNames({}))
+        self.notifier.station_connected("CP_1", "peer")
+        self.notifier.station_disconnected("CP_1", 1006, "lost")
+        self.notifier.reconfigure(NotifyConfig(events=frozenset()), StationNames({}))
+        self.clock.advance(100)
+        self.assertEqual(self.old_alerts, [])
+
+    def test_station_silent_switched_on_watches_connected_stations(self):
+        """Switching station_silent on watches the stations already connected."""
+        self.notifier.station_connected("CP_1", "peer")
+        boot = frame(2, "b1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        self.notifier.station_frame("CP_1", boot)
+        self.notifier.upstream_frame(
+            "CP_1", "primary", frame(3, "b1", {"currentTime": "2026-01-01T00:00:00Z", "interval": 60, "status": "Accepted"})
+        )
+        self.notifier.reconfigure(NotifyConfig(events=frozenset({"station_silent"})), StationNames({}))
+        self.clock.advance(120)
+        self.assertEqual([alert.key for alert in self.old_alerts], ["connected_to_proxy", "station_silent"])
+        self.notifier.reconfigure(NotifyConfig(events=frozenset()), StationNames({}))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_new_channels_take_new_alerts_and_old_queue_is_flushed(self):
+        """New channels get the alerts after the reload; the old queue delivers what it held, then closes."""
+        from twisted.internet.defer import Deferred
+
+        held = []
+        self.notifier.reconfigure(
+            self.notifier.settings, self.notifier.names, {"old": lambda alert: held.append(Deferred()) or held[-1]}
+        )
+        self.notifier.station_connected("CP_1", "peer")
+        self.assertEqual(len(held), 1)
+        new_alerts, closed = [], []
+        self.notifier.reconfigure(
+            NotifyConfig(events=frozenset({"connected_to_proxy"})),
+            StationNames({}),
+            {"new": lambda alert: new_alerts.append(alert) or succeed(None)},
+            closers=[lambda: closed.append("new")],
+        )
+        self.notifier.station_connected("CP_2", "peer")
+        self.assertEqual([alert.station_id for alert in new_alerts], ["CP_2"])
+        held[0].callback(None)
+        stopped = self.notifier.stopService()
+        self.successResultOf(stopped)
+        self.assertEqual(closed, ["new"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stop_waits_for_old_queues(self):
+        """stopService fires only once the queues replaced by a reload are flushed (or timed out)."""
+        from twisted.internet.defer import Deferred
+
+        self.notifier.reconfigure(self.notifier.settings, self.notifier.names, {"slow": lambda alert: Deferred()})
+        self.notifier.station_connected("CP_1", "peer")
+        self.notifier.reconfigure(self.notifier.settings, self.notifier.names, {})
+        stopped = self.notifier.stopService()
+        self.assertNoResult(stopped)
+        self.clock.advance(5)
+        self.successResultOf(stopped)
+        self.assertEqual(self.clock.getDelayedCalls(), [])

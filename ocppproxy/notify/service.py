@@ -51,10 +51,8 @@ class NotifierService(Service):
         self._upstream_urls = upstream_urls
         self.links_connected = links_connected
         self._closers = list(closers)
-        self.queues = {
-            name: DeliveryQueue(name, send, clock, settings.queue_limit, settings.max_attempts, settings.retry_delay)
-            for name, send in channels.items()
-        }
+        self.queues = self._queues(channels)
+        self._retiring: set[Deferred] = set()
         self._trackers: dict[str, StationTracker] = {}
         self._connections: dict[str, int] = {}
         self._pending: dict[tuple, IDelayedCall] = {}
@@ -72,6 +70,9 @@ class NotifierService(Service):
 
     def startService(self) -> None:
         super().startService()
+        self._log_settings()
+
+    def _log_settings(self) -> None:
         for channel, problem in self.settings.channel_problems:
             self._log.warn("alerts: {channel} channel disabled: {problem}", channel=channel, problem=problem)
         channels = sorted(self.queues) + (["log"] if self.settings.log else [])
@@ -96,10 +97,62 @@ class NotifierService(Service):
         self._silence.clear()
         self._down_timers.clear()
         self._failover_timers.clear()
-        flushes = [queue.flush(self.settings.flush_timeout) for queue in self.queues.values()]
+        retired = DeferredList(list(self._retiring))
+        flushed = self._flush_and_close(self.queues.values(), self._closers)
+        return DeferredList([retired, flushed]).addCallback(lambda _: None)
+
+    def _queues(self, channels: Mapping[str, Callable[[Alert], Deferred]]) -> dict[str, DeliveryQueue]:
+        settings = self.settings
+        return {
+            name: DeliveryQueue(
+                name, send, self._clock, settings.queue_limit, settings.max_attempts, settings.retry_delay
+            )
+            for name, send in channels.items()
+        }
+
+    def _flush_and_close(self, queues, closers) -> Deferred[None]:
+        """Flush C{queues} within C{flush_timeout}, then run C{closers}; never fails."""
+        flushes = [queue.flush(self.settings.flush_timeout) for queue in queues]
         flushed = DeferredList(flushes) if flushes else succeed(None)
-        flushed.addCallback(lambda _: DeferredList([maybeDeferred(close) for close in self._closers]))
+        flushed.addCallback(lambda _: DeferredList([maybeDeferred(close) for close in closers]))
         return flushed.addCallback(lambda _: None)
+
+    # --- configuration reload
+
+    def reconfigure(
+        self,
+        settings: NotifyConfig,
+        names: StationNames,
+        channels: Mapping[str, Callable[[Alert], Deferred]] | None = None,
+        closers: list[Callable[[], object]] = (),
+    ) -> None:
+        """
+        Apply reloaded settings and names at once, keeping what the notifier tracks.
+
+        With C{channels}, new alerts go to new delivery queues; the old queues deliver
+        what they hold (a failure then is given up, not retried) within
+        C{flush_timeout}, after which their C{closers} run. Without it the queues stay.
+        Timers already running (flap window, upstream down) keep their delay; an event
+        switched off is not raised any more, even by such a timer.
+        """
+        was_watching_silence = "station_silent" in self._enabled
+        self.settings = settings
+        self._enabled = settings.events
+        self.names = names
+        if channels is not None:
+            old_queues, old_closers = self.queues.values(), self._closers
+            self.queues = self._queues(channels)
+            self._closers = list(closers)
+            retiring = self._flush_and_close(old_queues, old_closers)
+            self._retiring.add(retiring)
+            retiring.addCallback(lambda _: self._retiring.discard(retiring))
+        if "station_silent" in self._enabled and not was_watching_silence:
+            for station_id in list(self._connections):
+                self._watch_silence(station_id)
+        elif was_watching_silence and "station_silent" not in self._enabled:
+            for station_id in list(self._silence):
+                self._stop_silence_watch(station_id)
+        self._log_settings()
 
     # --- raising alerts
 

@@ -1,0 +1,229 @@
+"""Configuration reload: which changes apply live, and what a reload does to the running notifier."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy.config import config_from_mapping, load_config
+from ocppproxy.logs import debug_enabled, set_log_level
+from ocppproxy.notify.names import StationNames
+from ocppproxy.notify.service import NotifierService
+from ocppproxy.reload import ConfigChanges, Reloader, compare_configs
+
+BASE = {"primary_url": "ws://csms.example/ocpp/"}
+SMTP_PASSWORD = "s3cret-smtp-pa55"
+
+
+def config(**settings):
+    return config_from_mapping({**BASE, **settings})
+
+
+class CompareConfigsTests(SynchronousTestCase):
+    def test_same_config_has_no_change(self):
+        """Two identical configurations differ in nothing."""
+        self.assertEqual(compare_configs(config(), config()), ConfigChanges())
+
+    def test_live_settings(self):
+        """log_level, client_names and every notify key are live changes, named by their keys."""
+        new = config(
+            log_level="debug",
+            client_names="names.yaml",
+            notify={"events": {"station_boot": True}, "flap_window": 5, "log": True},
+        )
+        changes = compare_configs(config(), new)
+        self.assertEqual(
+            changes.live, ("log_level", "client_names", "notify.events", "notify.log", "notify.flap_window")
+        )
+        self.assertEqual(changes.restart, ())
+
+    def test_restart_settings(self):
+        """listen, the upstream URLs and the connection settings need a restart, named as in the file."""
+        new = config(
+            listen="tcp:port=9100",
+            primary_url="ws://other.example/ocpp/",
+            secondary_url="ws://second.example/",
+            reconnect={"max_attempts": 3},
+            buffer={"max_messages": 10},
+            keepalive={"interval": 0, "timeout": 5},
+            upstream_calls={"secondary": "none"},
+            failover=True,
+            default_subprotocol="ocpp2.0.1",
+            handshake_timeout=3,
+            max_frame_size=4096,
+            pending_call_timeout=20,
+        )
+        changes = compare_configs(config(), new)
+        self.assertEqual(changes.live, ())
+        self.assertEqual(
+            changes.restart,
+            (
+                "primary_url",
+                "secondary_url",
+                "listen",
+                "reconnect.max_attempts",
+                "buffer.max_messages",
+                "failover",
+                "default_subprotocol",
+                "handshake_timeout",
+                "max_frame_size",
+                "keepalive.interval",
+                "keepalive.timeout",
+                "pending_call_timeout",
+                "upstream_calls.secondary",
+            ),
+        )
+
+    def test_files_need_a_restart(self):
+        """ca_file and state_file are read at start-up only."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        with open(os.path.join(directory, "ca.pem"), "w") as out:
+            out.write("read at start-up only\n")
+        new = config_from_mapping({**BASE, "ca_file": "ca.pem", "state_file": "state.json"}, directory)
+        self.assertEqual(compare_configs(config(), new).restart, ("ca_file", "state_file"))
+
+    def test_broken_channel_is_named(self):
+        """A channel switched off by a mistake in its section counts as a change to that channel."""
+        new = config(notify={"email": {"from": "a@example.com"}})
+        self.assertEqual(compare_configs(config(), new).live, ("notify.email",))
+
+    def test_secret_change_names_only_the_channel(self):
+        """A changed SMTP password is named as notify.email, never quoted."""
+        email = {"from": "a@example.com", "to": "b@example.com", "smtp": {"host": "h", "username": "u"}}
+        old = config(notify={"email": {**email, "smtp": {**email["smtp"], "password": "old"}}})
+        new = config(notify={"email": {**email, "smtp": {**email["smtp"], "password": SMTP_PASSWORD}}})
+        changes = compare_configs(old, new)
+        self.assertEqual(changes.live, ("notify.email",))
+        self.assertNotIn(SMTP_PASSWORD, repr(changes))
+
+
+class ReloaderTests(SynchronousTestCase):
+    """A Reloader on a real file and a NotifierService driven by a Clock."""
+
+    def setUp(self):
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+        self.path = os.path.join(self.directory, "ocppproxy.yaml")
+        self.write_names({"CP_1": "Depot Nord"})
+        self.write(
+            'primary_url: "ws://csms.example/ocpp/"\n'
+            "client_names: names.yaml\n"
+            "notify: {events: {connected_to_proxy: true}, flap_window: 0}\n"
+        )
+        self.clock = Clock()
+        self.alerts = []
+        running = load_config(self.path)
+        self.notifier = NotifierService(
+            running.notify,
+            StationNames({"CP_1": "Depot Nord"}),
+            self.clock,
+            {"test": self.channel},
+            running.upstream_urls(),
+            links_connected=lambda upstream: 0,
+        )
+        self.notifier.startService()
+        self.reloader = Reloader(self.path, running, self.notifier, self.clock)
+        self.addCleanup(set_log_level, "info")
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def channel(self, alert):
+        self.alerts.append(alert)
+        return succeed(None)
+
+    def write(self, text):
+        with open(self.path, "w") as out:
+            out.write(text)
+
+    def write_names(self, names):
+        with open(os.path.join(self.directory, "names.yaml"), "w") as out:
+            out.writelines(f'{key}: "{value}"\n' for key, value in names.items())
+
+    def lines(self, level):
+        return [formatEvent(event) for event in self.events if event.get("log_level") == level]
+
+    def test_live_settings_applied(self):
+        """A reload switches events, names and the log level at once; stations stay known."""
+        self.notifier.station_connected("CP_1", "peer")
+        self.write_names({"CP_2": "Depot Sud"})
+        self.write(
+            'primary_url: "ws://csms.example/ocpp/"\n'
+            "log_level: debug\n"
+            "client_names: names.yaml\n"
+            "notify: {events: {disconnected_from_proxy: true}, flap_window: 0}\n"
+        )
+        changes = self.reloader.reload()
+        self.assertEqual(changes.live, ("log_level", "notify.events"))
+        self.assertTrue(debug_enabled())
+        self.notifier.station_connected("CP_2", "peer")
+        self.notifier.station_disconnected("CP_1", 1006, "lost")
+        self.notifier.station_disconnected("CP_2", 1006, "lost")
+        self.assertEqual([alert.key for alert in self.alerts], ["connected_to_proxy"] + ["disconnected_from_proxy"] * 2)
+        self.assertIn("Depot Sud", self.alerts[2].subject)
+        self.assertNotIn("Depot Nord", self.alerts[1].subject)
+        (line,) = [line for line in self.lines(LogLevel.info) if "configuration reloaded" in line]
+        self.assertIn("log_level, notify.events applied", line)
+
+    def test_restart_keys_named_and_kept(self):
+        """A change needing a restart is named in one warning, not applied, and named again at the next reload."""
+        self.write('primary_url: "ws://other.example/ocpp/"\nlisten: "tcp:port=9100"\nclient_names: names.yaml\n')
+        self.reloader.reload()
+        self.reloader.reload()
+        warnings = [line for line in self.lines(LogLevel.warn) if "restart" in line]
+        self.assertEqual(len(warnings), 2)
+        self.assertIn("primary_url, listen changed; applied only after a restart", warnings[0])
+        self.assertEqual(self.reloader.running.primary_url, "ws://csms.example/ocpp/")
+        self.assertEqual(self.reloader.running.notify.events, frozenset())
+
+    def test_broken_file_refused_with_one_line(self):
+        """A broken file is refused with the start-up error text in one error line; nothing changes."""
+        self.write('primary_url: "http://csms.example/"\nlog_level: debug\n')
+        self.assertIsNone(self.reloader.reload())
+        (line,) = self.lines(LogLevel.error)
+        self.assertIn(f"configuration error in {self.path}: primary_url: must be a ws:// or wss:// URL", line)
+        self.assertNotIn("\n", line)
+        self.assertFalse(debug_enabled())
+        self.notifier.station_connected("CP_1", "peer")
+        self.assertEqual([alert.key for alert in self.alerts], ["connected_to_proxy"])
+
+    def test_missing_file_refused(self):
+        """A configuration file that vanished is refused the same way."""
+        os.remove(self.path)
+        self.assertIsNone(self.reloader.reload())
+        (line,) = self.lines(LogLevel.error)
+        self.assertIn("cannot read config file", line)
+
+    def test_ignored_during_shutdown(self):
+        """A SIGHUP while the daemon shuts down changes nothing: the notifier's queues are already flushing."""
+        self.write('primary_url: "ws://csms.example/ocpp/"\nlog_level: debug\n')
+        self.successResultOf(self.notifier.stopService())
+        self.assertIsNone(self.reloader.reload())
+        self.assertFalse(debug_enabled())
+        self.assertIn("test", self.notifier.queues)
+
+    def test_unchanged_channels_keep_their_queue(self):
+        """Changing only events keeps the delivery queues (and what they hold)."""
+        queue = self.notifier.queues["test"]
+        self.write('primary_url: "ws://csms.example/ocpp/"\nclient_names: names.yaml\nnotify: {flap_window: 0}\n')
+        self.reloader.reload()
+        self.assertIs(self.notifier.queues["test"], queue)
+
+    def test_new_channel_built_and_secrets_not_logged(self):
+        """A new e-mail section builds the e-mail channel; its password appears in no log event."""
+        self.write(
+            'primary_url: "ws://csms.example/ocpp/"\n'
+            "notify:\n"
+            "  events: {connected_to_proxy: true}\n"
+            "  email: {from: a@example.com, to: b@example.com,\n"
+            f"          smtp: {{host: 127.0.0.1, port: 1, tls: none, username: u, password: {SMTP_PASSWORD}}}}}\n"
+        )
+        self.reloader.reload()
+        self.assertEqual(sorted(self.notifier.queues), ["email"])
+        self.assertNotIn(SMTP_PASSWORD, repr(self.events))
+        self.successResultOf(self.notifier.stopService())
