@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+from autobahn.websocket import USES_NVX  # the proxy runs in this same environment
 from websockets.asyncio.client import connect
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -367,7 +368,10 @@ async def main(args) -> None:
         for process in (proxy, naive, primary, secondary):
             process.stop()
     ratios = print_table(loops, scale)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, {platform.platform()}"
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}, {platform.platform()}, Autobahn NVX {'on' if USES_NVX else 'OFF'}"
+    )
     results = {
         "machine": machine,
         "date": time.strftime("%Y-%m-%d"),

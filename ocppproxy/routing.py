@@ -183,16 +183,21 @@ class StationRouter:
 class FrameQueue(Generic[T]):
     """Frames waiting for an upstream: bounded, the oldest dropped first and counted."""
 
+    __slots__ = ("_items", "_limit", "dropped")
+
     def __init__(self, limit: int) -> None:
-        self._items: deque[T] = deque()
+        # Created on first use: an empty deque costs ~600 bytes, and most queues stay empty.
+        self._items: deque[T] | None = None
         self._limit = limit
         self.dropped = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._items else 0
 
     def push(self, item: T) -> bool:
         """Queue C{item}; returns True if the oldest frame had to be dropped for it."""
+        if self._items is None:
+            self._items = deque()
         self._items.append(item)
         if len(self._items) > self._limit:
             self._items.popleft()
@@ -202,13 +207,13 @@ class FrameQueue(Generic[T]):
 
     def drain(self) -> list[T]:
         """Everything queued, oldest first; the queue and its drop count are reset."""
-        items = list(self._items)
-        self._items.clear()
+        items = list(self._items or ())
+        self._items = None
         self.dropped = 0
         return items
 
     def clear(self) -> int:
         """Discard everything; returns how many frames were discarded."""
-        count = len(self._items)
-        self._items.clear()
+        count = len(self)
+        self._items = None
         return count

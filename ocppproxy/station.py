@@ -11,7 +11,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, succeed
 
-from .lean import LeanFrames
+from .lean import LeanFrames, share_protocol_options
 from .logs import proxy_logger
 
 _STATION_ID = re.compile(r"[A-Za-z0-9*\-_=:+|@.]{1,48}")
@@ -104,6 +104,7 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         self.was_opened = True
+        self.release_handshake()
         self.session.station_open()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -137,3 +138,4 @@ class StationFactory(WebSocketServerFactory):
         self.proxy = proxy
         self.server = "ocppproxy"
         self.setProtocolOptions(**websocket_options)
+        share_protocol_options(self)

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .config import ReconnectPolicy
-from .lean import LeanFrames
+from .lean import LeanFrames, share_protocol_options
 from .logs import debug_enabled, proxy_logger
 from .ocppj import shorten
 from .routing import FrameQueue
@@ -86,6 +86,7 @@ class UpstreamProtocol(LeanFrames, WebSocketClientProtocol):
 
     def onOpen(self) -> None:
         self.was_open = True
+        self.release_handshake()
         self.factory.link.opened(self)
 
     def failHandshake(self, reason: str) -> None:
@@ -131,6 +132,7 @@ class UpstreamFactory(WebSocketClientFactory):
         super().__init__(**kwargs)
         self.link = link
         self.setProtocolOptions(**websocket_options)
+        share_protocol_options(self)
 
 
 def upstream_endpoint(reactor, url: str, tls: IOpenSSLClientConnectionCreator | None = None):
