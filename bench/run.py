@@ -240,11 +240,12 @@ async def idle_scale_and_storm(args, proxy: Process, primary: Process, proxy_por
 
     # Reconnect storm: the primary dies; every station sends a Heartbeat meanwhile (the
     # proxy queues it for the primary); the primary comes back after --outage seconds.
+    crashed = time.monotonic()
     primary.stop(kill=True)
     answers = asyncio.ensure_future(heartbeat_all(connections, "storm", args.outage + 60))
     await asyncio.sleep(args.outage)
-    restarted = time.monotonic()
     await primary.start()
+    restarted = time.monotonic()
 
     async def all_back() -> bool:
         return (await central_stats(primary_port))["connected"] >= len(connections)
@@ -252,15 +253,15 @@ async def idle_scale_and_storm(args, proxy: Process, primary: Process, proxy_por
     back_after = await wait_for(all_back, 120)
     answered_storm = await answers
     stats = await central_stats(primary_port)
-    bound = args.outage + 10.0  # the reconnect policy's max_delay below
+    # Every link retries at most max_delay (10 s in the config below) after the primary is back.
+    bound = round(restarted - crashed + 10.0, 2)
+    back_after_crash = None if back_after is None else round(restarted - crashed + back_after, 2)
     result.storm = {
-        "outage_seconds": args.outage,
+        "outage_seconds": round(restarted - crashed, 2),
         "all_back_seconds_after_restart": None if back_after is None else round(back_after, 2),
-        "all_back_seconds_after_crash": None
-        if back_after is None
-        else round(args.outage + (time.monotonic() - restarted) - (time.monotonic() - restarted - back_after), 2),
+        "all_back_seconds_after_crash": back_after_crash,
         "policy_bound_seconds": bound,
-        "within_bound": back_after is not None and args.outage + back_after <= bound,
+        "within_bound": back_after_crash is not None and back_after_crash <= bound,
         "heartbeats_sent_during_outage": len(connections),
         "answered": answered_storm,
         "received_by_restarted_primary": stats["calls"],
@@ -314,8 +315,8 @@ def print_table(loops: list[LoopResult], scale: ScaleResult | None) -> dict:
         storm = scale.storm
         print(
             f"reconnect storm: primary down {storm['outage_seconds']} s; all {scale.connected} primary links back "
-            f"{storm['all_back_seconds_after_restart']} s after its restart (bound {storm['policy_bound_seconds']} s "
-            f"after the crash: {'met' if storm['within_bound'] else 'MISSED'}); "
+            f"{storm['all_back_seconds_after_restart']} s after its restart, {storm['all_back_seconds_after_crash']} s after "
+            f"the crash (policy bound {storm['policy_bound_seconds']} s: {'met' if storm['within_bound'] else 'MISSED'}); "
             f"{storm['answered']} of {storm['heartbeats_sent_during_outage']} outage Heartbeats answered, "
             f"{storm['frames_lost']} lost"
         )
