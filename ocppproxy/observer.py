@@ -1,7 +1,7 @@
 """
-What the proxy tells the rest of the daemon (the notifier, later metrics): connection
-events and every parsed OCPP frame. Observers must return quickly and never raise
-into the relaying path.
+What the proxy tells the rest of the daemon (the notifier, the status page): connection
+events and every parsed OCPP frame; and, for the traffic log, every frame where it
+crosses the wire. Observers must return quickly and never raise into the relaying path.
 """
 
 from __future__ import annotations

@@ -124,6 +124,8 @@ class TrafficLog(Service):
 
     def _drop(self) -> None:
         self.dropped += 1
+        if self._closed:
+            return
         self._dropped_unreported += 1
         if self._dropped_unreported == 1:
             self._log.warn(

@@ -292,14 +292,18 @@ class UpstreamLink:
         if self.gave_up or self._stopping:
             return
         if self.queue.push(payload):
-            if self.queue.dropped == 1:
-                self._log.warn(
-                    "station {station}: queue for {upstream} is full ({limit} frames), dropping the oldest",
-                    station=self.station_id,
-                    upstream=self.name,
-                    limit=len(self.queue),
-                )
-            self._owner.upstream_frame_dropped(self.name)
+            self._queue_overflowed()
+
+    def _queue_overflowed(self) -> None:
+        """The oldest queued frame was dropped: warn once per outage, tell the owner every time."""
+        if self.queue.dropped == 1:
+            self._log.warn(
+                "station {station}: queue for {upstream} is full ({limit} frames), dropping the oldest",
+                station=self.station_id,
+                upstream=self.name,
+                limit=len(self.queue),
+            )
+        self._owner.upstream_frame_dropped(self.name)
 
     def opened(self, protocol: UpstreamProtocol) -> None:
         """The handshake succeeded: flush the queue in order, then relay directly."""

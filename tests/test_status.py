@@ -263,7 +263,7 @@ class StatusServiceTests(TestCase):
         response, body = await self.get(base + "/metrics")
         self.assertEqual(response.code, 200)
         self.assertTrue(response.headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain"))
-        self.assertRegex(body.decode(), re.compile(r"^ocppproxy_stations_connected 2\.0$", re.M))
+        self.assertRegex(body.decode(), re.compile(r"^ocppproxy_stations_connected 2\.0$", re.MULTILINE))
 
     async def test_page_and_not_found(self):
         base = await self.start(busy_proxy())
@@ -280,3 +280,20 @@ class StatusServiceTests(TestCase):
 
         with self.assertRaises(ConnectionRefusedError):
             await treq.get(base + "/stations", persistent=False)
+
+
+class ListenProblemTests(TestCase):
+    def test_bad_endpoint_is_logged_not_raised(self):
+        """An endpoint string that does not parse costs the status page, not the daemon."""
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        lines = []
+        globalLogPublisher.addObserver(lines.append)
+        self.addCleanup(globalLogPublisher.removeObserver, lines.append)
+        service = StatusService("nonsense:port=1", reactor, FakeProxy({}), StationActivity(reactor), StationNames({}))
+        service.startService()
+        self.assertTrue(service.listening.called)
+        self.assertIsNone(self.successResultOf(service.stopService()))
+        (line,) = [formatEvent(event) for event in lines if "status: cannot listen" in formatEvent(event)]
+        self.assertIn("nonsense:port=1", line)
+        self.assertIn("running without a status page", line)

@@ -108,4 +108,4 @@ def render_page(stations: list[dict], now: str) -> bytes:
         f'<div class="meta">{count} station{"" if count == 1 else "s"} connected &middot; {_time(now)}'
         f" &middot; refreshes every {REFRESH_SECONDS} s</div>"
         f"{body}</body></html>\n"
-    ).encode("utf-8")
+    ).encode()

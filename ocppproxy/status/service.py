@@ -12,6 +12,7 @@ from prometheus_client.twisted import MetricsResource
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.python.failure import Failure
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Site
 
@@ -78,7 +79,8 @@ class StatusService(Service):
     Serves the status on C{listen} (a Twisted server endpoint string) while running.
 
     C{listening} fires with the port once listening. A port that cannot be bound is
-    logged as an error and the daemon relays on without a status page. L{stopService}
+    logged as an error (so is an endpoint string that does not parse) and the daemon
+    relays on without a status page. L{stopService}
     closes the port; it fires when it is closed.
     """
 
@@ -91,7 +93,7 @@ class StatusService(Service):
         proxy,
         activity: StationActivity,
         names: StationNames,
-        alert_queues: Mapping[str, DeliveryQueue] = {},  # noqa: B006 - read only
+        alert_queues: Mapping[str, DeliveryQueue] | None = None,
         traffic_log=None,
     ) -> None:
         self.listen = listen
@@ -99,7 +101,7 @@ class StatusService(Service):
         self.proxy = proxy
         self.activity = activity
         self.names = names
-        self._alert_queues = alert_queues
+        self._alert_queues = alert_queues or {}
         self._traffic_log = traffic_log
         self.registry = metrics_registry(ProxyCollector(reactor, self.metrics_snapshot))
         self.site = _StatusSite(StatusRoot(self, MetricsResource(self.registry)))
@@ -116,8 +118,12 @@ class StatusService(Service):
 
     def startService(self) -> None:
         super().startService()
-        listening = serverFromString(self._reactor, self.listen).listen(self.site)
-        listening.addCallbacks(self._listening, self._listen_failed)
+        try:
+            endpoint = serverFromString(self._reactor, self.listen)
+        except (ValueError, KeyError, TypeError) as error:
+            self._listen_failed(Failure(error))
+            return
+        endpoint.listen(self.site).addCallbacks(self._listening, self._listen_failed)
 
     def _listening(self, port) -> None:
         self._port = port
