@@ -82,7 +82,7 @@ class TrafficLog(Service):
     and counted in C{dropped}. Lines are written C{flush_delay} seconds after the first
     one waiting, and at once while the writer keeps up with a backlog. L{stopService}
     writes what is waiting, closes the file and stops the thread. C{written} counts the
-    lines written, C{failed} those lost to a write error (logged).
+    lines written, C{failed} those lost to write errors (logged once per outage).
     """
 
     _log = proxy_logger()
@@ -108,6 +108,8 @@ class TrafficLog(Service):
         self._idle_waiters: list[Deferred[None]] = []
         self._closed = False
         self._dropped_unreported = 0
+        self._failing = False
+        self._lost_unreported = 0
         self.written = 0
         self.dropped = 0
         self.failed = 0
@@ -162,14 +164,21 @@ class TrafficLog(Service):
         self._writing = None
         if isinstance(result, Failure):
             self.failed += count
-            self._log.error(
-                "traffic log: {count} lines lost, cannot write to {directory}: {reason}",
-                count=count,
-                directory=self.directory,
-                reason=result.getErrorMessage(),
-            )
+            self._lost_unreported += count
+            if not self._failing:
+                # Once per outage: a full disk must not fill the daemon's log as well.
+                self._failing = True
+                self._log.error(
+                    "traffic log: cannot write to {directory}: {reason}; frames are lost until it works again",
+                    directory=self.directory,
+                    reason=result.getErrorMessage(),
+                )
         else:
             self.written += count
+            if self._failing:
+                self._failing = False
+                self._log.warn("traffic log: writing again; {count} lines were lost", count=self._lost_unreported)
+                self._lost_unreported = 0
         if self._dropped_unreported:
             self._log.warn(
                 "traffic log: {count} frames were not logged (writer overloaded)", count=self._dropped_unreported

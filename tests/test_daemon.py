@@ -98,7 +98,7 @@ class DaemonTests(ProxyTestCase):
         )
         status, _ = await self.read_until(process.stdout, r"status page on .*port=(\d+)")
         found, _ = await self.read_until(process.stdout, r"listening on .*port=(\d+)")
-        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{found.group(1)}/", "CP_D")
+        station, _, _ = await connect_station(f"ws://127.0.0.1:{found.group(1)}/", "CP_D")
         await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
         loop = asyncio.get_event_loop()
         response = await Deferred.asFuture(

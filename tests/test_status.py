@@ -91,9 +91,24 @@ class ActivityTests(SynchronousTestCase):
         record = self.activity.stations["CP_1"]
         self.assertEqual(sorted(record.connectors), ["1", "2/1"])
         faulted = record.connectors["1"]
-        self.assertEqual((faulted.status, faulted.error_code, faulted.timestamp), ("Faulted", "GroundFailure", "2027-01-15T08:00:00Z"))
+        self.assertEqual(
+            (faulted.status, faulted.error_code, faulted.timestamp),
+            ("Faulted", "GroundFailure", "2027-01-15T08:00:00Z"),
+        )
         self.assertEqual(record.connectors["2/1"].status, "Occupied")
         self.assertEqual(record.last_message, T0 + 5)
+
+    def test_odd_status_notifications_are_ignored(self):
+        """A StatusNotification without a usable status, or whose body is no object, leaves no trace."""
+        for body in ("[1]", '{"connectorId":1}', '{"connectorId":1,"status":7}', '{"evseId":1,"connectorStatus":null}'):
+            self.activity.station_frame("CP_1", frame(f'[2,"1","StatusNotification",{body}]'))
+        self.assertEqual(self.activity.stations["CP_1"].connectors, {})
+
+    def test_frames_of_unknown_stations_are_counted_only(self):
+        """A frame from a station the tracker never saw connect is counted, and nothing else is kept."""
+        self.activity.station_frame("CP_X", frame('[2,"1","Heartbeat",{}]'))
+        self.assertNotIn("CP_X", self.activity.stations)
+        self.assertEqual(self.activity.frames, {("from_station", 2, ""): 1})
 
     def test_primary_answer_latency(self):
         """The time from a station CALL to the primary's answer is observed; the secondary's answer is not."""
@@ -137,7 +152,9 @@ class SnapshotTests(SynchronousTestCase):
         clock = Clock()
         activity = StationActivity(clock)
         activity.station_connected("CP_1", "")
-        activity.station_frame("CP_1", frame('[2,"1","StatusNotification",{"connectorId":0,"status":"Available","errorCode":"NoError"}]'))
+        activity.station_frame(
+            "CP_1", frame('[2,"1","StatusNotification",{"connectorId":0,"status":"Available","errorCode":"NoError"}]')
+        )
         stations = station_list(busy_proxy(), activity, StationNames({"CP_1": "Gare, borne 1"}))
         self.assertEqual([station["id"] for station in stations], ["CP_1", "CP_2"])
         first, second = stations
@@ -190,7 +207,9 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn("ocppproxy_stations_connected 2.0", text)
         self.assertIn('ocppproxy_upstream_links{state="given_up",upstream="primary"} 1.0', text)
         self.assertIn('ocppproxy_frames_total{direction="from_station",type="CALL",upstream=""} 1.0', text)
-        self.assertIn('ocppproxy_frames_total{direction="from_upstream",type="CALLRESULT",upstream="primary"} 1.0', text)
+        self.assertIn(
+            'ocppproxy_frames_total{direction="from_upstream",type="CALLRESULT",upstream="primary"} 1.0', text
+        )
         self.assertIn('ocppproxy_frames_dropped_total{upstream="secondary"} 1.0', text)
         self.assertIn('ocppproxy_upstream_connect_attempts_total{outcome="failed",upstream="primary"} 0.0', text)
         self.assertIn('ocppproxy_primary_answer_seconds_bucket{le="+Inf"} 1.0', text)
@@ -216,7 +235,7 @@ class PageTests(SynchronousTestCase):
             "last_message": None,
             "upstreams": {"primary": {"state": "reconnecting", "failed_attempts": 2, "queued": 1}},
             "connectors": {
-                "1": {"status": "<b>Faulted</b>", "errorCode": "\"><img src=x>", "timestamp": None, "received": None}
+                "1": {"status": "<b>Faulted</b>", "errorCode": '"><img src=x>', "timestamp": None, "received": None}
             },
         }
         page = render_page([station], "2027-01-15T08:00:00.000Z").decode()
@@ -235,7 +254,9 @@ class StatusServiceTests(TestCase):
     async def start(self, proxy) -> str:
         activity = StationActivity(reactor)
         activity.station_connected("CP_1", "")
-        activity.station_frame("CP_1", frame('[2,"1","StatusNotification",{"connectorId":1,"status":"Charging","errorCode":"NoError"}]'))
+        activity.station_frame(
+            "CP_1", frame('[2,"1","StatusNotification",{"connectorId":1,"status":"Charging","errorCode":"NoError"}]')
+        )
         self.service = StatusService("tcp:port=0:interface=127.0.0.1", reactor, proxy, activity, StationNames({}))
         self.service.startService()
         self.addCleanup(self.service.stopService)

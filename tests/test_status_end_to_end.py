@@ -18,6 +18,8 @@ from twisted.internet.defer import Deferred
 from .e2e import ProxyTestCase, async_test
 from .peers import CentralSystem, connect_station
 
+AUTHORIZATION = "Basic Q1BfUzpzM2NyZXQtcGFzc3dvcmQ="
+
 
 class StatusEndToEndTests(ProxyTestCase):
     async def start(self, **settings):
@@ -25,7 +27,7 @@ class StatusEndToEndTests(ProxyTestCase):
         port = await central.start()
         self.addCleanup(lambda: Deferred.fromFuture(asyncio.ensure_future(central.stop())))
         url = await self.start_services(primary_url=f"ws://127.0.0.1:{port}/ocpp/", **settings)
-        station, websocket, _ = await connect_station(url, "CP_S")
+        station, websocket, _ = await connect_station(url, "CP_S", headers={"Authorization": AUTHORIZATION})
         self.addCleanup(lambda: Deferred.fromFuture(asyncio.ensure_future(websocket.close())))
         await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
         await station.call(
@@ -68,7 +70,9 @@ class StatusEndToEndTests(ProxyTestCase):
         metrics = (await self.get("/metrics")).decode()
         self.assertIn("ocppproxy_stations_connected 1.0", metrics)
         self.assertIn('ocppproxy_frames_total{direction="from_station",type="CALL",upstream=""} 2.0', metrics)
-        self.assertIn('ocppproxy_frames_total{direction="from_upstream",type="CALLRESULT",upstream="primary"} 2.0', metrics)
+        self.assertIn(
+            'ocppproxy_frames_total{direction="from_upstream",type="CALLRESULT",upstream="primary"} 2.0', metrics
+        )
         self.assertIn('ocppproxy_upstream_links{state="connected",upstream="primary"} 1.0', metrics)
         self.assertIn('ocppproxy_upstream_connect_attempts_total{outcome="ok",upstream="primary"} 1.0', metrics)
         self.assertIn("ocppproxy_primary_answer_seconds_count 2.0", metrics)
@@ -84,7 +88,9 @@ class StatusEndToEndTests(ProxyTestCase):
         await self.start(traffic_log={"directory": directory})
         await Deferred.asFuture(self.services.stopService(), asyncio.get_event_loop())
         with open(os.path.join(directory, "traffic.jsonl"), encoding="utf-8") as stream:
-            lines = [json.loads(line) for line in stream]
+            text = stream.read()
+        self.assertNotIn(AUTHORIZATION.split()[1], text)
+        lines = [json.loads(line) for line in text.splitlines()]
         seen = [(line["direction"], line["upstream"], json.loads(line["frame"])[0]) for line in lines]
         self.assertEqual(
             seen,

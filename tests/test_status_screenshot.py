@@ -76,7 +76,8 @@ class ScreenshotTests(TestCase):
         activity = StationActivity(reactor)
         activity.station_connected("CP_1", "")
         activity.station_frame(
-            "CP_1", parse_frame('[2,"1","StatusNotification",{"connectorId":1,"status":"Charging","errorCode":"NoError"}]')
+            "CP_1",
+            parse_frame('[2,"1","StatusNotification",{"connectorId":1,"status":"Charging","errorCode":"NoError"}]'),
         )
         status = StatusService(
             "tcp:port=0:interface=127.0.0.1", reactor, busy_proxy(), activity, StationNames({"CP_1": "Gare <borne 1>"})

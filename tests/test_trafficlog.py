@@ -69,9 +69,13 @@ class TrafficLogTests(TestCase):
         self.assertFalse(os.path.exists(self.path()))
         await log.flush()
         lines = read_lines(self.path())
-        self.assertEqual([(line["direction"], line["upstream"]) for line in lines], [
-            ("from_station", None), ("to_upstream", "secondary"),
-        ])
+        self.assertEqual(
+            [(line["direction"], line["upstream"]) for line in lines],
+            [
+                ("from_station", None),
+                ("to_upstream", "secondary"),
+            ],
+        )
         self.assertEqual(log.written, 2)
 
     async def test_the_timer_writes_waiting_lines(self):
@@ -94,9 +98,7 @@ class TrafficLogTests(TestCase):
         await log.flush()
         self.assertEqual(sorted(os.listdir(self.directory)), [FILE_NAME, FILE_NAME + ".2030_1_1"])
         self.assertEqual([line["frame"] for line in read_lines(self.path(FILE_NAME + ".2030_1_1"))], ['"day 1"'])
-        self.assertEqual(
-            [line["frame"] for line in read_lines(self.path())], ['"day 2, batch 1"', '"day 2, batch 2"']
-        )
+        self.assertEqual([line["frame"] for line in read_lines(self.path())], ['"day 2, batch 1"', '"day 2, batch 2"'])
 
     async def test_rotation_across_batches(self):
         """A later batch on a new day rotates the file written by an earlier one."""
@@ -138,10 +140,24 @@ class TrafficLogTests(TestCase):
         self.assertEqual(log.dropped, 1)
         self.assertFalse(log._pool.started)
 
-    async def test_write_error_is_counted_and_logged(self):
-        """A directory that is gone costs the batch (counted, logged), not the daemon."""
+    async def test_write_errors_are_counted_and_logged_once(self):
+        """A directory that is gone costs the lines (counted, one error logged), not the daemon; it recovers."""
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        messages = []
+        globalLogPublisher.addObserver(messages.append)
+        self.addCleanup(globalLogPublisher.removeObserver, messages.append)
         log = self.make_log()
         shutil.rmtree(self.directory)
+        for _ in range(3):
+            log.record("CP_1", "from_station", None, b"[]")
+            await log.flush()
+        self.assertEqual((log.written, log.failed), (0, 3))
+        os.makedirs(self.directory)
         log.record("CP_1", "from_station", None, b"[]")
         await log.flush()
-        self.assertEqual((log.written, log.failed), (0, 1))
+        self.assertEqual(log.written, 1)
+        texts = [formatEvent(event) for event in messages if "traffic log:" in formatEvent(event)]
+        self.assertEqual(len(texts), 2, texts)
+        self.assertIn("cannot write to", texts[0])
+        self.assertIn("writing again; 3 lines were lost", texts[1])

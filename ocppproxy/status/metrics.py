@@ -51,7 +51,9 @@ def families(snapshot: MetricsSnapshot):
     yield stations
 
     links = GaugeMetricFamily(
-        "ocppproxy_upstream_links", "Connected stations' links to each upstream, by state.", labels=["upstream", "state"]
+        "ocppproxy_upstream_links",
+        "Connected stations' links to each upstream, by state.",
+        labels=["upstream", "state"],
     )
     for (upstream, state), count in sorted(snapshot.links.items()):
         links.add_metric([upstream, state], count)
