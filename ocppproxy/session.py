@@ -164,10 +164,10 @@ class StationSession:
 
     def from_station(self, payload: bytes, is_binary: bool) -> None:
         """A frame from the station: relay it to the upstreams the rules name."""
-        recorder = self._recorder
-        if recorder is not None and not is_binary:
-            recorder(self.station_id, FROM_STATION, None, payload)
         try:
+            recorder = self._recorder
+            if recorder is not None and not is_binary:
+                recorder(self.station_id, FROM_STATION, None, payload)
             self._relay_from_station(payload, is_binary)
         except Exception:
             self._log.failure(
@@ -276,10 +276,10 @@ class StationSession:
 
     def from_upstream(self, name: str, payload: bytes) -> None:
         """A frame from a central system: to the station, or consumed."""
-        recorder = self._recorder
-        if recorder is not None:
-            recorder(self.station_id, FROM_UPSTREAM, name, payload)
         try:
+            recorder = self._recorder
+            if recorder is not None:
+                recorder(self.station_id, FROM_UPSTREAM, name, payload)
             self._relay_from_upstream(name, payload)
         except Exception:
             self._log.failure(

@@ -84,7 +84,7 @@ class StationActivity:
     frames by direction, message type and upstream (C{frames}, keyed by
     C{(direction, kind, upstream)} with the numeric OCPP message type), frames dropped
     from full queues by upstream, connection attempts by upstream and outcome, and
-    C{latency}: seconds from relaying a station's CALL to relaying the primary's answer.
+    C{latency}: seconds from relaying a station's CALL to handling the primary's answer.
     """
 
     def __init__(self, clock) -> None:

@@ -101,7 +101,7 @@ def families(snapshot: MetricsSnapshot):
 
     latency = HistogramMetricFamily(
         "ocppproxy_primary_answer_seconds",
-        "Seconds from relaying a station's CALL to relaying the primary's answer to it.",
+        "Seconds from relaying a station's CALL to handling the primary's answer to it.",
     )
     cumulative, buckets = 0, []
     for bound, count in zip((*LATENCY_BUCKETS, float("inf")), snapshot.latency_counts, strict=True):
