@@ -120,6 +120,9 @@ class Config:
     pending_call_timeout: float = 40.0
     upstream_calls: Mapping[str, frozenset | None] = field(default_factory=dict)
     state_file: str | None = None
+    status_listen: str | None = None
+    traffic_log_directory: str | None = None
+    traffic_log_max_pending: int = 10000
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""
@@ -192,6 +195,8 @@ TOP_KEYS = (
     "pending_call_timeout",
     "upstream_calls",
     "state_file",
+    "status",
+    "traffic_log",
 )
 
 
@@ -246,6 +251,8 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
         if not os.path.isdir(os.path.dirname(path)):
             raise ConfigError("state_file", f"directory {os.path.dirname(path)} does not exist")
         kwargs["state_file"] = path
+    kwargs.update(_status(top.get("status")))
+    kwargs.update(_traffic_log(top.get("traffic_log"), base_dir))
     policies = _mapping("upstream_calls", top.get("upstream_calls"), ("primary", "secondary"))
     kwargs["upstream_calls"] = {name: _call_policy(f"upstream_calls.{name}", value) for name, value in policies.items()}
     if "failover" in top:
@@ -253,6 +260,32 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
             raise ConfigError("failover", f"must be true or false, got {_describe(top['failover'])}")
         kwargs["failover"] = top["failover"]
     return Config(**kwargs)
+
+
+def _status(value: Any) -> dict[str, Any]:
+    """The status page: off without a C{status} section, which then needs C{listen}."""
+    if value is None:
+        return {}
+    section = _mapping("status", value, ("listen",))
+    if "listen" not in section:
+        raise ConfigError("status.listen", "is mandatory in a status section")
+    return {"status_listen": _string("status.listen", section["listen"])}
+
+
+def _traffic_log(value: Any, base_dir: str) -> dict[str, Any]:
+    """The traffic log: off without a C{traffic_log} section, which then needs an existing C{directory}."""
+    if value is None:
+        return {}
+    section = _mapping("traffic_log", value, ("directory", "max_pending"))
+    if "directory" not in section:
+        raise ConfigError("traffic_log.directory", "is mandatory in a traffic_log section")
+    directory = os.path.abspath(os.path.join(base_dir, _string("traffic_log.directory", section["directory"])))
+    if not os.path.isdir(directory):
+        raise ConfigError("traffic_log.directory", f"no such directory: {directory}")
+    settings: dict[str, Any] = {"traffic_log_directory": directory}
+    if "max_pending" in section:
+        settings["traffic_log_max_pending"] = _number("traffic_log.max_pending", section["max_pending"], 1, True)
+    return settings
 
 
 def _call_policy(key: str, value: Any) -> frozenset | None:

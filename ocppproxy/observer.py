@@ -1,7 +1,7 @@
 """
-What the proxy tells the rest of the daemon (the notifier, later metrics): connection
-events and every parsed OCPP frame. Observers must return quickly and never raise
-into the relaying path.
+What the proxy tells the rest of the daemon (the notifier, the status page): connection
+events and every parsed OCPP frame; and, for the traffic log, every frame where it
+crosses the wire. Observers must return quickly and never raise into the relaying path.
 """
 
 from __future__ import annotations
@@ -9,6 +9,22 @@ from __future__ import annotations
 from typing import Protocol
 
 from .ocppj import Frame
+
+FROM_STATION = "from_station"
+TO_STATION = "to_station"
+FROM_UPSTREAM = "from_upstream"
+TO_UPSTREAM = "to_upstream"
+
+
+class FrameRecorder(Protocol):
+    """
+    Sees every text frame where it crosses the wire, well-formed or not: C{direction} is
+    L{FROM_STATION}, L{TO_STATION}, L{FROM_UPSTREAM} or L{TO_UPSTREAM}, C{upstream} the
+    upstream's name on the upstream side and None on the station's. A frame queued for an
+    upstream is seen when it is sent. Called on the relaying path: must only take note.
+    """
+
+    def __call__(self, station_id: str, direction: str, upstream: str | None, payload: bytes) -> None: ...
 
 
 class ProxyObserver(Protocol):
@@ -34,6 +50,9 @@ class ProxyObserver(Protocol):
 
     def upstream_frame(self, station_id: str, upstream: str, frame: Frame, payload: bytes = b"") -> None:
         """A well-formed frame an upstream sent to the station (relayed or consumed); C{payload} as received."""
+
+    def frame_dropped(self, station_id: str, upstream: str) -> None:
+        """A frame waiting for C{upstream} was dropped: the station's queue for it was full."""
 
     def failover_started(self, station_id: str) -> None:
         """With failover on: the primary is away, the secondary now answers the station."""
@@ -64,6 +83,9 @@ class NullObserver:
         pass
 
     def upstream_frame(self, station_id, upstream, frame, payload=b""):
+        pass
+
+    def frame_dropped(self, station_id, upstream):
         pass
 
     def failover_started(self, station_id):

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 
 from .config import Config
 from .logs import proxy_logger
-from .observer import NullObserver, ProxyObserver
+from .observer import FrameRecorder, NullObserver, ProxyObserver
 from .session import REPLACED, StationSession, upstream_headers, websocket_options
 from .statefile import StateFile, read_state
 from .station import StationFactory, StationProtocol
@@ -38,9 +38,11 @@ class ProxyService(MultiService):
         reactor,
         tls_for_url: Callable[[str], IOpenSSLClientConnectionCreator] | None = None,
         observer: ProxyObserver | None = None,
+        recorder: FrameRecorder | None = None,
     ) -> None:
         super().__init__()
         self.observer: ProxyObserver = observer or NullObserver()
+        self.recorder = recorder
         self.state_file: StateFile | None = None
         self.transactions = TransactionStore()
         if config.state_file:
@@ -92,7 +94,7 @@ class ProxyService(MultiService):
         """A station's handshake is acceptable: replace any older session and open its primary link."""
         offers = offers or [self.config.default_subprotocol]
         previous = self.sessions.get(station_id)
-        session = StationSession(station_id, protocol, self._reactor, self._session_ended, self.observer)
+        session = StationSession(station_id, protocol, self._reactor, self._session_ended, self.observer, self.recorder)
         self.sessions[station_id] = session
         self._all_sessions.add(session)
         if previous is not None:
@@ -113,6 +115,7 @@ class ProxyService(MultiService):
                 useragent,
                 tls=self._tls_for_url(url) if (self._tls_for_url and url.startswith("wss:")) else None,
                 websocket_options=self._websocket_options,
+                recorder=self.recorder,
             )
             for name, url in self.config.upstream_urls().items()
         }

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, DeferredList
 
 from .config import Config
 from .logs import debug_enabled, proxy_logger
-from .observer import ProxyObserver
+from .observer import FROM_STATION, FROM_UPSTREAM, TO_STATION, FrameRecorder, ProxyObserver
 from .ocppj import CALL, FrameError, format_error_reply, parse_frame, shorten
 from .routing import PRIMARY, SECONDARY, STATION, StationRouter
 from .station import StationProtocol
@@ -66,9 +66,11 @@ class StationSession:
         clock,
         on_ended: Callable[[StationSession], None],
         observer: ProxyObserver,
+        recorder: FrameRecorder | None = None,
     ) -> None:
         self.station_id = station_id
         self._observer = observer
+        self._recorder = recorder
         self.protocol = protocol
         self._clock = clock
         self._on_ended = on_ended
@@ -163,6 +165,9 @@ class StationSession:
     def from_station(self, payload: bytes, is_binary: bool) -> None:
         """A frame from the station: relay it to the upstreams the rules name."""
         try:
+            recorder = self._recorder
+            if recorder is not None and not is_binary:
+                recorder(self.station_id, FROM_STATION, None, payload)
             self._relay_from_station(payload, is_binary)
         except Exception:
             self._log.failure(
@@ -222,6 +227,9 @@ class StationSession:
         protocol = self.protocol
         if not self._closing and protocol.state == protocol.STATE_OPEN:
             protocol.sendMessage(payload, False)
+            recorder = self._recorder
+            if recorder is not None:
+                recorder(self.station_id, TO_STATION, None, payload)
         elif debug_enabled():
             self._log.debug("station {station} is closing: {frame} not sent", station=self.station_id, frame=shorten(payload))
 
@@ -269,6 +277,9 @@ class StationSession:
     def from_upstream(self, name: str, payload: bytes) -> None:
         """A frame from a central system: to the station, or consumed."""
         try:
+            recorder = self._recorder
+            if recorder is not None:
+                recorder(self.station_id, FROM_UPSTREAM, name, payload)
             self._relay_from_upstream(name, payload)
         except Exception:
             self._log.failure(
@@ -358,6 +369,9 @@ class StationSession:
 
     def upstream_gave_up(self, name: str) -> None:
         self._close_if_no_upstream()
+
+    def upstream_frame_dropped(self, name: str) -> None:
+        self._tell("frame_dropped", self.station_id, name)
 
     # --- failover
 

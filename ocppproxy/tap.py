@@ -18,9 +18,13 @@ from .config import Config, ConfigError, load_config
 from .logs import proxy_logger, set_log_level
 from .notify.channels import build_channels, load_station_names
 from .notify.service import NotifierService
+from .observer import Observers
 from .proxy import ProxyService
 from .reload import Reloader
+from .status.activity import StationActivity
+from .status.service import StatusService
 from .systemd import SystemdService
+from .trafficlog import TrafficLog
 
 _log = proxy_logger()
 
@@ -98,20 +102,56 @@ def _stop_once(reactor) -> None:
 
 
 def makeService(options: Options, reactor=None) -> IService:
-    """The service tree: the notifier, the proxy, and the systemd notifications (stopped first)."""
+    """
+    The service tree of L{build_services} plus the systemd notifications (stopped first),
+    SIGHUP reloading, and our shutdown signal handlers once the reactor runs.
+    """
     if reactor is None:
         from twisted.internet import reactor
     config: Config = options["parsed_config"]
     set_log_level(config.log_level)
-    top = MultiService()
-    notifier = build_notifier(config, reactor)
-    proxy = ProxyService(config, reactor, options["tls_for_url"], observer=notifier)
-    notifier.links_connected = proxy.connected_links
-    notifier.setServiceParent(top)
-    proxy.setServiceParent(top)
+    top = build_services(config, reactor, options["tls_for_url"])
+    proxy, notifier = top.getServiceNamed("proxy"), top.getServiceNamed("notifier")
     SystemdService(proxy.listening, reactor).setServiceParent(top)
     install_reload_signal(reactor, Reloader(options["config"], config, notifier, reactor).reload)
     reactor.callWhenRunning(install_shutdown_signals, reactor)
+    return top
+
+
+def build_services(config: Config, reactor, tls_for_url=None) -> MultiService:
+    """
+    A MultiService with the named services C{notifier}, C{traffic_log} and C{status}
+    (when configured) and C{proxy}, started in that order. Without a status page and a
+    traffic log, the proxy has no observer but the notifier and no frame recorder.
+    """
+    top = MultiService()
+    notifier = build_notifier(config, reactor)
+    notifier.setName("notifier")
+    notifier.setServiceParent(top)
+    traffic_log = None
+    if config.traffic_log_directory:
+        traffic_log = TrafficLog(config.traffic_log_directory, reactor, max_pending=config.traffic_log_max_pending)
+        traffic_log.setName("traffic_log")
+        traffic_log.setServiceParent(top)
+    activity = StationActivity(reactor) if config.status_listen else None
+    observer = notifier if activity is None else Observers(notifier, activity)
+    recorder = traffic_log.record if traffic_log is not None else None
+    proxy = ProxyService(config, reactor, tls_for_url, observer=observer, recorder=recorder)
+    notifier.links_connected = proxy.connected_links
+    if activity is not None:
+        status = StatusService(
+            config.status_listen,
+            reactor,
+            proxy,
+            activity,
+            lambda: notifier.names,
+            lambda: notifier.queues,
+            traffic_log,
+        )
+        status.setName("status")
+        status.setServiceParent(top)
+    proxy.setName("proxy")
+    proxy.setServiceParent(top)
     return top
 
 

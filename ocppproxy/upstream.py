@@ -25,6 +25,7 @@ from zope.interface import implementer
 from .config import ReconnectPolicy
 from .lean import LeanFrames, share_protocol_options
 from .logs import debug_enabled, proxy_logger
+from .observer import TO_UPSTREAM, FrameRecorder
 from .ocppj import shorten
 from .routing import FrameQueue
 
@@ -66,6 +67,8 @@ class LinkOwner(Protocol):
     def upstream_gave_up(self, name: str) -> None: ...
 
     def upstream_attempt_failed(self, name: str, reason: str) -> None: ...
+
+    def upstream_frame_dropped(self, name: str) -> None: ...
 
 
 class UpstreamProtocol(LeanFrames, WebSocketClientProtocol):
@@ -190,8 +193,10 @@ class UpstreamLink:
         jitter: Callable[[], float] = random.random,
         endpoint: IStreamClientEndpoint | None = None,
         websocket_options: dict | None = None,
+        recorder: FrameRecorder | None = None,
     ) -> None:
         self.name = name
+        self._recorder = recorder
         self.url = url
         self.station_id = station_id
         self._owner = owner
@@ -282,17 +287,26 @@ class UpstreamLink:
         if protocol is not None:
             if protocol.state == protocol.STATE_OPEN:
                 protocol.sendMessage(payload, False)
+                recorder = self._recorder
+                if recorder is not None:
+                    recorder(self.station_id, TO_UPSTREAM, self.name, payload)
                 return
             # Closing: the frame waits in the queue for the next connection.
         if self.gave_up or self._stopping:
             return
-        if self.queue.push(payload) and self.queue.dropped == 1:
+        if self.queue.push(payload):
+            self._queue_overflowed()
+
+    def _queue_overflowed(self) -> None:
+        """The oldest queued frame was dropped: warn once per outage, tell the owner every time."""
+        if self.queue.dropped == 1:
             self._log.warn(
                 "station {station}: queue for {upstream} is full ({limit} frames), dropping the oldest",
                 station=self.station_id,
                 upstream=self.name,
                 limit=len(self.queue),
             )
+        self._owner.upstream_frame_dropped(self.name)
 
     def opened(self, protocol: UpstreamProtocol) -> None:
         """The handshake succeeded: flush the queue in order, then relay directly."""
@@ -319,8 +333,11 @@ class UpstreamLink:
                 upstream=self.name,
                 dropped=dropped,
             )
+        recorder = self._recorder
         for payload in backlog:
             protocol.sendMessage(payload, False)
+            if recorder is not None:
+                recorder(self.station_id, TO_UPSTREAM, self.name, payload)
         self.protocol = protocol
         self._owner.upstream_connected(self.name)
 

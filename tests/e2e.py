@@ -12,7 +12,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from ocppproxy.config import config_from_mapping
 from ocppproxy.proxy import ProxyService
-from ocppproxy.tap import client_tls_factory
+from ocppproxy.tap import build_services, client_tls_factory
 
 
 def needs_asyncio_reactor() -> None:
@@ -53,6 +53,21 @@ class ProxyTestCase(TestCase):
         self.proxy = ProxyService(config, reactor, client_tls_factory(config))
         self.proxy.startService()
         self.addCleanup(self._stop_proxy)
+        port = await Deferred.asFuture(self.proxy.listening, asyncio.get_event_loop())
+        return f"ws://127.0.0.1:{port.getHost().port}/"
+
+    async def start_services(self, **settings) -> str:
+        """
+        Start the daemon's whole service tree (notifier, traffic log, status, proxy) with
+        C{settings}, as twistd would; returns the ws:// base URL. C{self.services} is the tree.
+        """
+        raw = {"listen": "tcp:port=0:interface=127.0.0.1", "reconnect": {"initial_delay": 0.2, "max_delay": 1.0}}
+        raw.update(settings)
+        config = config_from_mapping(raw)
+        self.services = build_services(config, reactor, client_tls_factory(config))
+        self.proxy = self.services.getServiceNamed("proxy")
+        self.services.startService()
+        self.addCleanup(lambda: self.services.running and self.services.stopService())
         port = await Deferred.asFuture(self.proxy.listening, asyncio.get_event_loop())
         return f"ws://127.0.0.1:{port.getHost().port}/"
 

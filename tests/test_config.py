@@ -103,3 +103,42 @@ class ErrorTests(SynchronousTestCase):
             ("tcp:port=9000:interface=0.0.0.0:backlog=1024", "info", 1000, 10.0),
         )
         self.assertEqual((config.reconnect.initial_delay, config.reconnect.max_attempts), (5.0, 10))
+
+
+class StatusAndTrafficLogTests(SynchronousTestCase):
+    """The status page and the traffic log are off by default and need their one key when on."""
+
+    def error(self, raw):
+        with self.assertRaises(ConfigError) as caught:
+            config_from_mapping({"primary_url": PRIMARY, **raw})
+        return caught.exception
+
+    def test_off_by_default(self):
+        config = config_from_mapping({"primary_url": PRIMARY})
+        self.assertIsNone(config.status_listen)
+        self.assertIsNone(config.traffic_log_directory)
+
+    def test_status_listen(self):
+        config = config_from_mapping({"primary_url": PRIMARY, "status": {"listen": "tcp:port=9100:interface=127.0.0.1"}})
+        self.assertEqual(config.status_listen, "tcp:port=9100:interface=127.0.0.1")
+
+    def test_status_needs_listen(self):
+        self.assertEqual(str(self.error({"status": {}})), "status.listen: is mandatory in a status section")
+
+    def test_status_unknown_key(self):
+        self.assertEqual(self.error({"status": {"port": 9100}}).key, "status.port")
+
+    def test_traffic_log_directory_relative_to_config(self):
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(base, "traffic"))
+        config = config_from_mapping({"primary_url": PRIMARY, "traffic_log": {"directory": "traffic"}}, base)
+        self.assertEqual(config.traffic_log_directory, os.path.join(base, "traffic"))
+        self.assertEqual(config.traffic_log_max_pending, 10000)
+
+    def test_traffic_log_directory_must_exist(self):
+        error = self.error({"traffic_log": {"directory": "/nonexistent/ocppproxy-traffic"}})
+        self.assertEqual(str(error), "traffic_log.directory: no such directory: /nonexistent/ocppproxy-traffic")
+
+    def test_traffic_log_max_pending(self):
+        error = self.error({"traffic_log": {"directory": "/", "max_pending": 0}})
+        self.assertEqual(str(error), "traffic_log.max_pending: must be at least 1, got 0")

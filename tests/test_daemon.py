@@ -93,6 +93,41 @@ class DaemonTests(DaemonTestCase):
         self.assertEqual(connection.websocket.close_code, 1001)
 
     @async_test
+    async def test_status_and_traffic_log_under_twistd(self):
+        """The installed daemon serves /metrics and writes the traffic log, the last lines at SIGTERM."""
+        import json
+
+        import treq
+        from twisted.internet.defer import Deferred
+
+        central = CentralSystem(100)
+        port = await central.start()
+        self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        process = await self.run_daemon(
+            'listen: "tcp:port=0:interface=127.0.0.1"\n'
+            f'primary_url: "ws://127.0.0.1:{port}/ocpp/"\n'
+            'status: {listen: "tcp:port=0:interface=127.0.0.1"}\n'
+            f'traffic_log: {{directory: "{directory}"}}\n'
+        )
+        status, _ = await self.read_until(process.stdout, r"status page on .*port=(\d+)")
+        found, _ = await self.read_until(process.stdout, r"listening on .*port=(\d+)")
+        station, _, _ = await connect_station(f"ws://127.0.0.1:{found.group(1)}/", "CP_D")
+        await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        loop = asyncio.get_event_loop()
+        response = await Deferred.asFuture(
+            treq.get(f"http://127.0.0.1:{status.group(1)}/metrics", persistent=False), loop
+        )
+        metrics = (await Deferred.asFuture(response.content(), loop)).decode()
+        self.assertIn('ocppproxy_frames_total{direction="from_station",type="CALL",upstream=""} 1.0', metrics)
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+        with open(os.path.join(directory, "traffic.jsonl"), encoding="utf-8") as stream:
+            directions = [json.loads(line)["direction"] for line in stream]
+        self.assertEqual(directions, ["from_station", "to_upstream", "from_upstream", "to_station"])
+
+    @async_test
     async def test_config_error_is_one_line_and_non_zero(self):
         """A bad config key stops start-up with one line naming the key, and a non-zero status."""
         process = await self.run_daemon('primary_url: "http://example.invalid/"\nlisten: "tcp:port=0"\n')

@@ -41,6 +41,9 @@ class Owner:
     def upstream_gave_up(self, name):
         self.events.append(("gave_up", name))
 
+    def upstream_frame_dropped(self, name):
+        self.events.append(("dropped", name))
+
 
 class ReconnectTests(SynchronousTestCase):
     def make_link(self, max_attempts=4, queue_limit=3):
@@ -88,6 +91,7 @@ class ReconnectTests(SynchronousTestCase):
         self.assertEqual(len(link.queue), 3)
         self.assertEqual(link.queue.dropped, 2)
         self.assertEqual(link.queue.drain()[0], b"[2,\"2\",\"Heartbeat\",{}]")
+        self.assertEqual(self.owner.events.count(("dropped", "secondary")), 2)
 
     def test_stop_cancels_retries(self):
         """Stopping the link cancels the pending retry and fires at once."""
@@ -120,3 +124,43 @@ class ClosingLinkTests(SynchronousTestCase):
         link.protocol = ClosingProtocol()
         link.send(b'[2,"1","Heartbeat",{}]')
         self.assertEqual(link.queue.drain(), [b'[2,"1","Heartbeat",{}]'])
+
+
+class OpenProtocol:
+    """Stands for an open Autobahn protocol; records what is sent."""
+
+    STATE_OPEN = 3
+    state = 3
+    websocket_protocol_in_use = "ocpp1.6"
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendMessage(self, payload, isBinary):
+        self.sent.append(payload)
+
+
+class RecorderTests(SynchronousTestCase):
+    """The frame recorder sees frames when they really go out to the upstream."""
+
+    def test_sent_and_flushed_frames_are_recorded_when_sent(self):
+        recorded = []
+        policy = ReconnectPolicy(initial_delay=5.0, factor=2.0, max_delay=12.0, max_attempts=3)
+        link = UpstreamLink(
+            "primary", "ws://127.0.0.1:1/ocpp/CP_1", "CP_1", Owner(), Clock(), policy, 10,
+            ["ocpp1.6"], {}, None, endpoint=RefusingEndpoint(),
+            recorder=lambda *args: recorded.append(args),
+        )
+        link.send(b'[2,"1","Heartbeat",{}]')
+        self.assertEqual(recorded, [])
+        protocol = OpenProtocol()
+        link.opened(protocol)
+        link.send(b'[2,"2","Heartbeat",{}]')
+        self.assertEqual(protocol.sent, [b'[2,"1","Heartbeat",{}]', b'[2,"2","Heartbeat",{}]'])
+        self.assertEqual(
+            recorded,
+            [
+                ("CP_1", "to_upstream", "primary", b'[2,"1","Heartbeat",{}]'),
+                ("CP_1", "to_upstream", "primary", b'[2,"2","Heartbeat",{}]'),
+            ],
+        )

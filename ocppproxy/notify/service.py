@@ -255,6 +255,9 @@ class NotifierService(Service):
     def upstream_attempt_failed(self, station_id: str, upstream: str, url: str, reason: str) -> None:
         self._upstream_failing(upstream)
 
+    def frame_dropped(self, station_id: str, upstream: str) -> None:
+        """No alert: the link's own warning and the metrics tell."""
+
     # --- station_silent
 
     def _watch_silence(self, station_id: str) -> None:

@@ -1,0 +1,158 @@
+"""
+What the status page and the metrics need beyond the proxy's own state: each station's
+last StatusNotification per connector and last message, and the relaying counters.
+Observes the proxy; every call on the relaying path is a few dictionary updates.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from ..observer import FROM_STATION, FROM_UPSTREAM
+from ..ocppj import ANSWERS, CALL, Frame
+from ..routing import PRIMARY
+
+CALLS_LIMIT = 100
+CONNECTORS_LIMIT = 64
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorStatus:
+    """A connector's last StatusNotification: status, errorCode (1.6 only), the station's timestamp, when received."""
+
+    status: str
+    error_code: str | None
+    timestamp: str | None
+    received: float
+
+
+class StationRecord:
+    """One connected station's activity."""
+
+    __slots__ = ("calls", "connections", "connectors", "last_message")
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.last_message: float | None = None
+        self.connectors: dict[str, ConnectorStatus] = {}
+        self.calls: OrderedDict[str, float] = OrderedDict()
+
+    def status_notification(self, body, now: float) -> None:
+        """Remember a StatusNotification (OCPP 1.6 connectorId, or 2.x evseId/connectorId)."""
+        if not isinstance(body, dict):
+            return
+        if "connectorStatus" in body:
+            place = f"{body.get('evseId')}/{body.get('connectorId')}"
+            status, error_code = body.get("connectorStatus"), None
+        else:
+            place = str(body.get("connectorId"))
+            status, error_code = body.get("status"), body.get("errorCode")
+        if not isinstance(status, str):
+            return
+        timestamp = body.get("timestamp")
+        connectors = self.connectors
+        connectors.pop(place, None)
+        connectors[place] = ConnectorStatus(
+            status,
+            error_code if isinstance(error_code, str) else None,
+            timestamp if isinstance(timestamp, str) else None,
+            now,
+        )
+        if len(connectors) > CONNECTORS_LIMIT:
+            del connectors[next(iter(connectors))]
+
+
+class LatencyHistogram:
+    """Counts per bucket (upper bounds L{LATENCY_BUCKETS}, then +Inf) and the sum, in seconds."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+
+class StationActivity:
+    """
+    A L{ocppproxy.observer.ProxyObserver} keeping, per connected station, the last
+    status of each connector and the time of its last frame, and, for the metrics:
+    frames by direction, message type and upstream (C{frames}, keyed by
+    C{(direction, kind, upstream)} with the numeric OCPP message type), frames dropped
+    from full queues by upstream, connection attempts by upstream and outcome, and
+    C{latency}: seconds from relaying a station's CALL to handling the primary's answer.
+    """
+
+    def __init__(self, clock) -> None:
+        self._clock = clock
+        self.stations: dict[str, StationRecord] = {}
+        self.frames: dict[tuple[str, int, str], int] = {}
+        self.dropped: dict[str, int] = {}
+        self.connects: dict[tuple[str, str], int] = {}
+        self.latency = LatencyHistogram()
+
+    def station_connected(self, station_id: str, peer: str) -> None:
+        record = self.stations.get(station_id)
+        if record is None:
+            record = self.stations[station_id] = StationRecord()
+        record.connections += 1
+
+    def station_disconnected(self, station_id: str, code, reason) -> None:
+        record = self.stations.get(station_id)
+        if record is not None:
+            record.connections -= 1
+            if record.connections <= 0:
+                del self.stations[station_id]
+
+    def station_frame(self, station_id: str, frame: Frame, payload: bytes = b"") -> None:
+        key = (FROM_STATION, frame.kind, "")
+        frames = self.frames
+        frames[key] = frames.get(key, 0) + 1
+        record = self.stations.get(station_id)
+        if record is None:
+            return
+        now = record.last_message = self._clock.seconds()
+        if frame.kind == CALL:
+            calls = record.calls
+            calls[frame.message_id] = now
+            if len(calls) > CALLS_LIMIT:
+                calls.popitem(last=False)
+            if frame.action == "StatusNotification":
+                record.status_notification(frame.body, now)
+
+    def upstream_frame(self, station_id: str, upstream: str, frame: Frame, payload: bytes = b"") -> None:
+        key = (FROM_UPSTREAM, frame.kind, upstream)
+        frames = self.frames
+        frames[key] = frames.get(key, 0) + 1
+        if upstream == PRIMARY and frame.kind in ANSWERS:
+            record = self.stations.get(station_id)
+            if record is not None:
+                sent = record.calls.pop(frame.message_id, None)
+                if sent is not None:
+                    self.latency.observe(self._clock.seconds() - sent)
+
+    def upstream_connected(self, station_id: str, upstream: str, url: str) -> None:
+        self._count_connect(upstream, "ok")
+
+    def upstream_attempt_failed(self, station_id: str, upstream: str, url: str, reason: str) -> None:
+        self._count_connect(upstream, "failed")
+
+    def _count_connect(self, upstream: str, outcome: str) -> None:
+        key = (upstream, outcome)
+        self.connects[key] = self.connects.get(key, 0) + 1
+
+    def upstream_disconnected(self, station_id: str, upstream: str, url: str, reason: str) -> None:
+        pass
+
+    def frame_dropped(self, station_id: str, upstream: str) -> None:
+        self.dropped[upstream] = self.dropped.get(upstream, 0) + 1
+
+    def failover_started(self, station_id: str) -> None:
+        pass
+
+    def failover_ended(self, station_id: str, duration: float) -> None:
+        pass

@@ -1,0 +1,128 @@
+"""
+/metrics: a Prometheus collector that reads the proxy at scrape time, in a private
+registry served by C{prometheus_client.twisted.MetricsResource}.
+
+That resource runs the scrape in the reactor's thread pool; the collector therefore
+takes its snapshot on the reactor thread (L{blockingCallFromThread}) and formats it in
+the pool's thread. Relaying itself only ever increments plain counters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from twisted.internet.threads import blockingCallFromThread
+
+from ..ocppj import Frame
+from .activity import LATENCY_BUCKETS
+from .snapshot import MetricsSnapshot
+
+_KIND_NAMES = {kind: Frame(kind, "", None, None).kind_name for kind in (2, 3, 4, 5, 6)}
+
+
+class ProxyCollector:
+    """
+    Yields every ocppproxy metric from a L{MetricsSnapshot} taken by C{take_snapshot} on
+    the reactor thread, which must be the thread that creates the collector.
+    """
+
+    def __init__(self, reactor, take_snapshot: Callable[[], MetricsSnapshot]) -> None:
+        self._reactor = reactor
+        self._take_snapshot = take_snapshot
+        self._reactor_thread = threading.get_ident()
+
+    def snapshot(self) -> MetricsSnapshot:
+        if threading.get_ident() == self._reactor_thread:
+            return self._take_snapshot()
+        return blockingCallFromThread(self._reactor, self._take_snapshot)
+
+    def collect(self):
+        snapshot = self.snapshot()
+        yield from families(snapshot)
+
+
+def families(snapshot: MetricsSnapshot):
+    """The metric families for one snapshot."""
+    stations = GaugeMetricFamily("ocppproxy_stations_connected", "Stations with an open WebSocket connection.")
+    stations.add_metric([], snapshot.stations_connected)
+    yield stations
+
+    links = GaugeMetricFamily(
+        "ocppproxy_upstream_links",
+        "Connected stations' links to each upstream, by state.",
+        labels=["upstream", "state"],
+    )
+    for (upstream, state), count in sorted(snapshot.links.items()):
+        links.add_metric([upstream, state], count)
+    yield links
+
+    queued = GaugeMetricFamily(
+        "ocppproxy_upstream_queued_frames", "Frames waiting for an upstream link to connect.", labels=["upstream"]
+    )
+    for upstream, count in sorted(snapshot.queued.items()):
+        queued.add_metric([upstream], count)
+    yield queued
+
+    frames = CounterMetricFamily(
+        "ocppproxy_frames",
+        "Well-formed OCPP frames received, by direction (from_station, from_upstream), message type and upstream.",
+        labels=["direction", "type", "upstream"],
+    )
+    for (direction, kind, upstream), count in sorted(snapshot.frames.items()):
+        frames.add_metric([direction, _KIND_NAMES.get(kind, str(kind)), upstream], count)
+    yield frames
+
+    dropped = CounterMetricFamily(
+        "ocppproxy_frames_dropped", "Frames dropped because an upstream's queue was full.", labels=["upstream"]
+    )
+    for upstream in snapshot.upstreams:
+        dropped.add_metric([upstream], snapshot.dropped.get(upstream, 0))
+    yield dropped
+
+    connects = CounterMetricFamily(
+        "ocppproxy_upstream_connect_attempts",
+        "Connection attempts to an upstream, by outcome (ok: handshake done, failed).",
+        labels=["upstream", "outcome"],
+    )
+    for upstream in snapshot.upstreams:
+        for outcome in ("ok", "failed"):
+            connects.add_metric([upstream, outcome], snapshot.connects.get((upstream, outcome), 0))
+    yield connects
+
+    alerts = CounterMetricFamily(
+        "ocppproxy_alerts", "Alerts by channel and outcome (sent, failed, dropped).", labels=["channel", "outcome"]
+    )
+    for (channel, outcome), count in sorted(snapshot.alerts.items()):
+        alerts.add_metric([channel, outcome], count)
+    yield alerts
+
+    latency = HistogramMetricFamily(
+        "ocppproxy_primary_answer_seconds",
+        "Seconds from relaying a station's CALL to handling the primary's answer to it.",
+    )
+    cumulative, buckets = 0, []
+    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), snapshot.latency_counts, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+    latency.add_metric([], buckets, snapshot.latency_sum)
+    yield latency
+
+    if snapshot.traffic_log is not None:
+        traffic = CounterMetricFamily(
+            "ocppproxy_traffic_log_lines",
+            "Traffic log lines by outcome (written, dropped: writer overloaded, failed: write error).",
+            labels=["outcome"],
+        )
+        for outcome, count in snapshot.traffic_log.items():
+            traffic.add_metric([outcome], count)
+        yield traffic
+
+
+def metrics_registry(collector: ProxyCollector) -> CollectorRegistry:
+    """A registry of our own (not prometheus_client's global one) holding only C{collector}."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

@@ -1,0 +1,320 @@
+"""Status over HTTP: activity tracking, the station list, the page, the metrics, served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+import treq
+from prometheus_client import generate_latest
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from ocppproxy.config import config_from_mapping
+from ocppproxy.notify.names import StationNames
+from ocppproxy.ocppj import parse_frame
+from ocppproxy.status.activity import StationActivity
+from ocppproxy.status.metrics import ProxyCollector, metrics_registry
+from ocppproxy.status.page import render_page
+from ocppproxy.status.service import StatusService
+from ocppproxy.status.snapshot import metrics_snapshot, station_list
+
+T0 = 1_800_000_000.0
+
+
+def frame(text: str):
+    return parse_frame(text)
+
+
+class FakeLink:
+    def __init__(self, connected=True, gave_up=False, failed_attempts=0, queued=0) -> None:
+        self.connected = connected
+        self.gave_up = gave_up
+        self.failed_attempts = failed_attempts
+        self.queue = deque([b"[]"] * queued)
+
+
+class FakeProtocol:
+    peer = "tcp4:127.0.0.1:50000"
+
+
+class FakeSession:
+    def __init__(self, links, connected_since=T0, subprotocol="ocpp1.6") -> None:
+        self.links = links
+        self.connected_since = connected_since
+        self.subprotocol = subprotocol
+        self.protocol = FakeProtocol()
+
+
+class FakeProxy:
+    """What the status reads of a ProxyService: its config and its sessions."""
+
+    def __init__(self, sessions) -> None:
+        self.config = config_from_mapping({"primary_url": "ws://127.0.0.1:1/", "secondary_url": "ws://127.0.0.1:2/"})
+        self.sessions = sessions
+
+
+def busy_proxy() -> FakeProxy:
+    return FakeProxy(
+        {
+            "CP_1": FakeSession({"primary": FakeLink(), "secondary": FakeLink(False, failed_attempts=3, queued=2)}),
+            "CP_2": FakeSession({"primary": FakeLink(False, gave_up=True), "secondary": FakeLink()}),
+            "CP_3": FakeSession({"primary": FakeLink(False)}, connected_since=None),  # still in its handshake
+        }
+    )
+
+
+class ActivityTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.activity = StationActivity(self.clock)
+        self.activity.station_connected("CP_1", "tcp4:127.0.0.1:1")
+
+    def test_status_notification_per_connector(self):
+        """The last StatusNotification of each connector is kept, OCPP 1.6 and 2.0.1 alike."""
+        self.activity.station_frame(
+            "CP_1", frame('[2,"1","StatusNotification",{"connectorId":1,"status":"Charging","errorCode":"NoError"}]')
+        )
+        self.clock.advance(5)
+        self.activity.station_frame(
+            "CP_1",
+            frame(
+                '[2,"2","StatusNotification",{"connectorId":1,"status":"Faulted","errorCode":"GroundFailure",'
+                '"timestamp":"2027-01-15T08:00:00Z"}]'
+            ),
+        )
+        self.activity.station_frame(
+            "CP_1", frame('[2,"3","StatusNotification",{"evseId":2,"connectorId":1,"connectorStatus":"Occupied"}]')
+        )
+        record = self.activity.stations["CP_1"]
+        self.assertEqual(sorted(record.connectors), ["1", "2/1"])
+        faulted = record.connectors["1"]
+        self.assertEqual(
+            (faulted.status, faulted.error_code, faulted.timestamp),
+            ("Faulted", "GroundFailure", "2027-01-15T08:00:00Z"),
+        )
+        self.assertEqual(record.connectors["2/1"].status, "Occupied")
+        self.assertEqual(record.last_message, T0 + 5)
+
+    def test_odd_status_notifications_are_ignored(self):
+        """A StatusNotification without a usable status, or whose body is no object, leaves no trace."""
+        for body in ("[1]", '{"connectorId":1}', '{"connectorId":1,"status":7}', '{"evseId":1,"connectorStatus":null}'):
+            self.activity.station_frame("CP_1", frame(f'[2,"1","StatusNotification",{body}]'))
+        self.assertEqual(self.activity.stations["CP_1"].connectors, {})
+
+    def test_frames_of_unknown_stations_are_counted_only(self):
+        """A frame from a station the tracker never saw connect is counted, and nothing else is kept."""
+        self.activity.station_frame("CP_X", frame('[2,"1","Heartbeat",{}]'))
+        self.assertNotIn("CP_X", self.activity.stations)
+        self.assertEqual(self.activity.frames, {("from_station", 2, ""): 1})
+
+    def test_primary_answer_latency(self):
+        """The time from a station CALL to the primary's answer is observed; the secondary's answer is not."""
+        self.activity.station_frame("CP_1", frame('[2,"h1","Heartbeat",{}]'))
+        self.clock.advance(0.03)
+        self.activity.upstream_frame("CP_1", "secondary", frame('[3,"h1",{}]'))
+        self.assertEqual(sum(self.activity.latency.counts), 0)
+        self.activity.upstream_frame("CP_1", "primary", frame('[3,"h1",{}]'))
+        self.activity.upstream_frame("CP_1", "primary", frame('[3,"h1",{}]'))  # a second answer: not measured
+        self.assertEqual(sum(self.activity.latency.counts), 1)
+        self.assertAlmostEqual(self.activity.latency.sum, 0.03)
+        self.assertEqual(self.activity.latency.counts[3], 1)  # le=0.05
+
+    def test_counters(self):
+        """Frames by direction, type and upstream; dropped frames and connection attempts by upstream."""
+        self.activity.station_frame("CP_1", frame('[2,"h1","Heartbeat",{}]'))
+        self.activity.upstream_frame("CP_1", "primary", frame('[3,"h1",{}]'))
+        self.activity.upstream_frame("CP_1", "primary", frame('[2,"c1","Reset",{}]'))
+        self.activity.frame_dropped("CP_1", "secondary")
+        self.activity.upstream_connected("CP_1", "primary", "ws://x/")
+        self.activity.upstream_attempt_failed("CP_1", "secondary", "ws://y/", "refused")
+        self.assertEqual(
+            self.activity.frames,
+            {("from_station", 2, ""): 1, ("from_upstream", 3, "primary"): 1, ("from_upstream", 2, "primary"): 1},
+        )
+        self.assertEqual(self.activity.dropped, {"secondary": 1})
+        self.assertEqual(self.activity.connects, {("primary", "ok"): 1, ("secondary", "failed"): 1})
+
+    def test_forgotten_when_the_last_connection_ends(self):
+        """A station replaced by a new connection keeps its record until that one ends too."""
+        self.activity.station_connected("CP_1", "tcp4:127.0.0.1:2")
+        self.activity.station_disconnected("CP_1", 4000, "replaced")
+        self.assertIn("CP_1", self.activity.stations)
+        self.activity.station_disconnected("CP_1", 1000, None)
+        self.assertEqual(self.activity.stations, {})
+
+
+class SnapshotTests(SynchronousTestCase):
+    def test_station_list(self):
+        """Open stations only, by id, with name, link states, failed attempts, queues and connectors."""
+        clock = Clock()
+        activity = StationActivity(clock)
+        activity.station_connected("CP_1", "")
+        activity.station_frame(
+            "CP_1", frame('[2,"1","StatusNotification",{"connectorId":0,"status":"Available","errorCode":"NoError"}]')
+        )
+        stations = station_list(busy_proxy(), activity, StationNames({"CP_1": "Gare, borne 1"}))
+        self.assertEqual([station["id"] for station in stations], ["CP_1", "CP_2"])
+        first, second = stations
+        self.assertEqual(first["name"], "Gare, borne 1")
+        self.assertIsNone(second["name"])
+        self.assertEqual(first["remote"], "tcp4:127.0.0.1:50000")
+        self.assertEqual(first["subprotocol"], "ocpp1.6")
+        self.assertEqual(first["connected_since"], "2027-01-15T08:00:00.000Z")
+        self.assertEqual(
+            first["upstreams"],
+            {
+                "primary": {"state": "connected", "failed_attempts": 0, "queued": 0},
+                "secondary": {"state": "reconnecting", "failed_attempts": 3, "queued": 2},
+            },
+        )
+        self.assertEqual(second["upstreams"]["primary"]["state"], "given_up")
+        self.assertEqual(first["connectors"]["0"]["status"], "Available")
+        self.assertEqual(first["connectors"]["0"]["errorCode"], "NoError")
+        self.assertEqual(second["connectors"], {})
+
+    def test_metrics_snapshot_counts_link_states(self):
+        """Gauges come from the sessions at snapshot time; every state of every upstream is present."""
+        snapshot = metrics_snapshot(busy_proxy(), StationActivity(Clock()), {})
+        self.assertEqual(snapshot.stations_connected, 2)
+        self.assertEqual(
+            snapshot.links,
+            {
+                ("primary", "connected"): 1,
+                ("primary", "reconnecting"): 0,
+                ("primary", "given_up"): 1,
+                ("secondary", "connected"): 1,
+                ("secondary", "reconnecting"): 1,
+                ("secondary", "given_up"): 0,
+            },
+        )
+        self.assertEqual(snapshot.queued, {"primary": 0, "secondary": 2})
+
+
+class MetricsTests(SynchronousTestCase):
+    def test_prometheus_text(self):
+        """The private registry gives the Prometheus text of every family, with the frame type by name."""
+        activity = StationActivity(Clock())
+        activity.station_connected("CP_1", "")
+        activity.station_frame("CP_1", frame('[2,"h1","Heartbeat",{}]'))
+        activity.upstream_frame("CP_1", "primary", frame('[3,"h1",{}]'))
+        activity.frame_dropped("CP_1", "secondary")
+        proxy = busy_proxy()
+        registry = metrics_registry(ProxyCollector(reactor, lambda: metrics_snapshot(proxy, activity, {})))
+        text = generate_latest(registry).decode()
+        self.assertIn("ocppproxy_stations_connected 2.0", text)
+        self.assertIn('ocppproxy_upstream_links{state="given_up",upstream="primary"} 1.0', text)
+        self.assertIn('ocppproxy_frames_total{direction="from_station",type="CALL",upstream=""} 1.0', text)
+        self.assertIn(
+            'ocppproxy_frames_total{direction="from_upstream",type="CALLRESULT",upstream="primary"} 1.0', text
+        )
+        self.assertIn('ocppproxy_frames_dropped_total{upstream="secondary"} 1.0', text)
+        self.assertIn('ocppproxy_upstream_connect_attempts_total{outcome="failed",upstream="primary"} 0.0', text)
+        self.assertIn('ocppproxy_primary_answer_seconds_bucket{le="+Inf"} 1.0', text)
+        self.assertIn("ocppproxy_primary_answer_seconds_count 1.0", text)
+        self.assertNotIn("python_gc", text)  # not the global registry
+
+
+class PageTests(SynchronousTestCase):
+    def test_phone_page_refreshes_itself(self):
+        page = render_page([], "2027-01-15T08:00:00.000Z").decode()
+        self.assertIn('<meta name="viewport" content="width=device-width, initial-scale=1">', page)
+        self.assertRegex(page, r'<meta http-equiv="refresh" content="\d+">')
+        self.assertIn("No station connected.", page)
+
+    def test_station_text_is_escaped(self):
+        """Names, ids, statuses and error codes never reach the page as markup."""
+        station = {
+            "id": "CP_<1>",
+            "name": "<script>alert(1)</script>",
+            "remote": "tcp4:127.0.0.1:1",
+            "subprotocol": "ocpp1.6",
+            "connected_since": "2027-01-15T08:00:00.000Z",
+            "last_message": None,
+            "upstreams": {"primary": {"state": "reconnecting", "failed_attempts": 2, "queued": 1}},
+            "connectors": {
+                "1": {"status": "<b>Faulted</b>", "errorCode": '"><img src=x>', "timestamp": None, "received": None}
+            },
+        }
+        page = render_page([station], "2027-01-15T08:00:00.000Z").decode()
+        self.assertNotIn("<script>", page)
+        self.assertNotIn("<b>", page)
+        self.assertNotIn("<img", page)
+        self.assertIn("&lt;script&gt;alert(1)&lt;/script&gt;", page)
+        self.assertIn("primary: reconnecting, 2 failed, 1 queued", page)
+
+
+class StatusServiceTests(TestCase):
+    """The real service on 127.0.0.1, read with treq."""
+
+    timeout = 15
+
+    async def start(self, proxy) -> str:
+        activity = StationActivity(reactor)
+        activity.station_connected("CP_1", "")
+        activity.station_frame(
+            "CP_1", frame('[2,"1","StatusNotification",{"connectorId":1,"status":"Charging","errorCode":"NoError"}]')
+        )
+        self.service = StatusService("tcp:port=0:interface=127.0.0.1", reactor, proxy, activity, StationNames({}))
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        port = await self.service.listening
+        return f"http://127.0.0.1:{port.getHost().port}"
+
+    async def get(self, url: str):
+        response = await treq.get(url, persistent=False)
+        return response, await response.content()
+
+    async def test_stations_json(self):
+        base = await self.start(busy_proxy())
+        response, body = await self.get(base + "/stations")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"application/json"])
+        import json
+
+        document = json.loads(body)
+        self.assertEqual([station["id"] for station in document["stations"]], ["CP_1", "CP_2"])
+        self.assertEqual(document["stations"][0]["connectors"]["1"]["status"], "Charging")
+
+    async def test_metrics_from_the_thread_pool(self):
+        """MetricsResource scrapes in a pool thread; the snapshot is still taken on the reactor thread."""
+        base = await self.start(busy_proxy())
+        response, body = await self.get(base + "/metrics")
+        self.assertEqual(response.code, 200)
+        self.assertTrue(response.headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain"))
+        self.assertRegex(body.decode(), re.compile(r"^ocppproxy_stations_connected 2\.0$", re.MULTILINE))
+
+    async def test_page_and_not_found(self):
+        base = await self.start(busy_proxy())
+        response, body = await self.get(base + "/")
+        self.assertEqual(response.code, 200)
+        self.assertIn(b"<title>ocppproxy: 2 stations</title>", body)
+        response, _ = await self.get(base + "/nothing")
+        self.assertEqual(response.code, 404)
+
+    async def test_stop_closes_the_port(self):
+        base = await self.start(FakeProxy({}))
+        await self.service.stopService()
+        from twisted.internet.error import ConnectionRefusedError
+
+        with self.assertRaises(ConnectionRefusedError):
+            await treq.get(base + "/stations", persistent=False)
+
+
+class ListenProblemTests(TestCase):
+    def test_bad_endpoint_is_logged_not_raised(self):
+        """An endpoint string that does not parse costs the status page, not the daemon."""
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        lines = []
+        globalLogPublisher.addObserver(lines.append)
+        self.addCleanup(globalLogPublisher.removeObserver, lines.append)
+        service = StatusService("nonsense:port=1", reactor, FakeProxy({}), StationActivity(reactor), StationNames({}))
+        service.startService()
+        self.assertTrue(service.listening.called)
+        self.assertIsNone(self.successResultOf(service.stopService()))
+        (line,) = [formatEvent(event) for event in lines if "status: cannot listen" in formatEvent(event)]
+        self.assertIn("nonsense:port=1", line)
+        self.assertIn("running without a status page", line)

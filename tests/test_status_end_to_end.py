@@ -1,0 +1,115 @@
+"""
+The status page and the traffic log end to end: the daemon's service tree between the
+`ocpp` library's charge point and central system, read over HTTP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+
+import treq
+from ocpp.v16 import call
+from ocpp.v16.enums import ChargePointErrorCode, ChargePointStatus
+from twisted.internet.defer import Deferred
+
+from .e2e import ProxyTestCase, async_test
+from .peers import CentralSystem, connect_station
+
+AUTHORIZATION = "Basic Q1BfUzpzM2NyZXQtcGFzc3dvcmQ="
+
+
+class StatusEndToEndTests(ProxyTestCase):
+    async def start(self, **settings):
+        central = CentralSystem(100)
+        port = await central.start()
+        self.addCleanup(lambda: Deferred.fromFuture(asyncio.ensure_future(central.stop())))
+        url = await self.start_services(primary_url=f"ws://127.0.0.1:{port}/ocpp/", **settings)
+        station, websocket, _ = await connect_station(url, "CP_S", headers={"Authorization": AUTHORIZATION})
+        self.addCleanup(lambda: Deferred.fromFuture(asyncio.ensure_future(websocket.close())))
+        await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        await station.call(
+            call.StatusNotification(
+                connector_id=1,
+                error_code=ChargePointErrorCode.ground_failure,
+                status=ChargePointStatus.faulted,
+                timestamp="2027-01-15T08:00:00Z",
+            )
+        )
+        return central, station
+
+    async def get(self, path: str) -> bytes:
+        if not hasattr(self, "status_port"):
+            listening = self.services.getServiceNamed("status").listening
+            self.status_port = (await Deferred.asFuture(listening, asyncio.get_event_loop())).getHost().port
+        url = f"http://127.0.0.1:{self.status_port}{path}"
+        response = await Deferred.asFuture(treq.get(url, persistent=False), asyncio.get_event_loop())
+        self.assertEqual(response.code, 200)
+        return await Deferred.asFuture(response.content(), asyncio.get_event_loop())
+
+    @async_test
+    async def test_stations_and_metrics_show_a_real_station(self):
+        """/stations lists the station with its connector's status; /metrics counts its frames and answers."""
+        await self.start(status={"listen": "tcp:port=0:interface=127.0.0.1"})
+        (station,) = json.loads(await self.get("/stations"))["stations"]
+        self.assertEqual(station["id"], "CP_S")
+        self.assertEqual(station["subprotocol"], "ocpp1.6")
+        self.assertEqual(station["upstreams"], {"primary": {"state": "connected", "failed_attempts": 0, "queued": 0}})
+        self.assertEqual(
+            station["connectors"]["1"],
+            {
+                "status": "Faulted",
+                "errorCode": "GroundFailure",
+                "timestamp": "2027-01-15T08:00:00Z",
+                "received": station["last_message"],
+            },
+        )
+        self.assertTrue(station["remote"].startswith("tcp4:127.0.0.1:"))
+        metrics = (await self.get("/metrics")).decode()
+        self.assertIn("ocppproxy_stations_connected 1.0", metrics)
+        self.assertIn('ocppproxy_frames_total{direction="from_station",type="CALL",upstream=""} 2.0', metrics)
+        self.assertIn(
+            'ocppproxy_frames_total{direction="from_upstream",type="CALLRESULT",upstream="primary"} 2.0', metrics
+        )
+        self.assertIn('ocppproxy_upstream_links{state="connected",upstream="primary"} 1.0', metrics)
+        self.assertIn('ocppproxy_upstream_connect_attempts_total{outcome="ok",upstream="primary"} 1.0', metrics)
+        self.assertIn("ocppproxy_primary_answer_seconds_count 2.0", metrics)
+        page = (await self.get("/")).decode()
+        self.assertIn("CP_S", page)
+        self.assertIn("Faulted (GroundFailure)", page)
+
+    @async_test
+    async def test_traffic_log_has_every_direction(self):
+        """Each frame appears in the traffic log with its direction and upstream, the last ones flushed on stop."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        await self.start(traffic_log={"directory": directory})
+        await Deferred.asFuture(self.services.stopService(), asyncio.get_event_loop())
+        with open(os.path.join(directory, "traffic.jsonl"), encoding="utf-8") as stream:
+            text = stream.read()
+        self.assertNotIn(AUTHORIZATION.split()[1], text)
+        lines = [json.loads(line) for line in text.splitlines()]
+        seen = [(line["direction"], line["upstream"], json.loads(line["frame"])[0]) for line in lines]
+        self.assertEqual(
+            seen,
+            [
+                ("from_station", None, 2),
+                ("to_upstream", "primary", 2),
+                ("from_upstream", "primary", 3),
+                ("to_station", None, 3),
+            ]
+            * 2,
+        )
+        self.assertEqual({line["station"] for line in lines}, {"CP_S"})
+        self.assertEqual(json.loads(lines[4]["frame"])[2], "StatusNotification")
+        self.assertTrue(all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"]) for line in lines))
+
+    @async_test
+    async def test_off_by_default(self):
+        """Without status and traffic_log the proxy has only the notifier as observer and no recorder."""
+        await self.start()
+        self.assertEqual(sorted(service.name for service in self.services), ["notifier", "proxy"])
+        self.assertIsNone(self.proxy.recorder)
+        self.assertIs(self.proxy.observer, self.services.getServiceNamed("notifier"))
