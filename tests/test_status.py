@@ -175,6 +175,16 @@ class SnapshotTests(SynchronousTestCase):
         self.assertEqual(first["connectors"]["0"]["errorCode"], "NoError")
         self.assertEqual(second["connectors"], {})
 
+    def test_names_followed_after_a_reload(self):
+        """Given the names as a function (as tap does), the list shows the names a reload put in place."""
+        activity = StationActivity(Clock())
+        activity.station_connected("CP_1", "")
+        current = {"names": StationNames({"CP_1": "Old name"})}
+        service = StatusService("tcp:port=0", Clock(), busy_proxy(), activity, lambda: current["names"])
+        self.assertEqual(service.stations()[0]["name"], "Old name")
+        current["names"] = StationNames({"CP_1": "New name"})
+        self.assertEqual(service.stations()[0]["name"], "New name")
+
     def test_metrics_snapshot_counts_link_states(self):
         """Gauges come from the sessions at snapshot time; every state of every upstream is present."""
         snapshot = metrics_snapshot(busy_proxy(), StationActivity(Clock()), {})
