@@ -41,11 +41,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc/<pid>/stat."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process, from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as stream:
         fields = stream.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
 
 
 def rss_bytes(pid: int) -> int:
@@ -113,6 +117,7 @@ class LoopResult:
     errors: int
     cpu_seconds: float | None = None
     cpu_us_per_call: float | None = None
+    system_cpu_share: float | None = None
     rss_mib: float | None = None
 
 
@@ -139,7 +144,7 @@ async def closed_loop(name: str, url: str, stations: int, seconds: float, pid: i
     errors: list[str] = []
     warmup_deadline = time.monotonic() + min(2.0, seconds / 5)
     await asyncio.gather(*(station_loop(url, f"WARM-{n:04d}", warmup_deadline, [], errors) for n in range(stations)))
-    cpu_before = cpu_seconds(pid) if pid else None
+    cpu_before = cpu_times(pid) if pid else None
     started = time.monotonic()
     deadline = started + seconds
     await asyncio.gather(*(station_loop(url, f"BENCH-{n:04d}", deadline, latencies, errors) for n in range(stations)))
@@ -156,7 +161,9 @@ async def closed_loop(name: str, url: str, stations: int, seconds: float, pid: i
         errors=len(errors),
     )
     if pid:
-        result.cpu_seconds = round(cpu_seconds(pid) - cpu_before, 2)
+        user, system = (after - before for after, before in zip(cpu_times(pid), cpu_before))
+        result.cpu_seconds = round(user + system, 2)
+        result.system_cpu_share = round(system / max(0.01, user + system), 2)
         result.cpu_us_per_call = round(1e6 * result.cpu_seconds / max(1, len(latencies)), 1)
         result.rss_mib = round(rss_bytes(pid) / 2**20, 1)
     for error in errors[:5]:
