@@ -96,6 +96,7 @@ class NotifyConfig:
     retry_delay: float = 10.0
     flush_timeout: float = 5.0
     summary_window: float = 10.0
+    burst_limit: int = 5
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,7 @@ _NOTIFY_KEYS = (
     "retry_delay",
     "flush_timeout",
     "summary_window",
+    "burst_limit",
 )
 _EMAIL_KEYS = ("from", "to", "smtp")
 _SMTP_KEYS = ("host", "port", "tls", "username", "password", "timeout", "ca_file")
@@ -364,6 +366,7 @@ _NOTIFY_NUMBERS = (
     ("retry_delay", 0, False, False),
     ("flush_timeout", 0, False, False),
     ("summary_window", 0, False, False),
+    ("burst_limit", 0, True, False),
 )
 
 

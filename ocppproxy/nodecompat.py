@@ -53,6 +53,8 @@ NODE_NOTIFY_SETTINGS = {
     "maxAttempts": "max_attempts",
     "retryDelay": "retry_delay",
     "flushTimeout": "flush_timeout",
+    "summaryWindow": "summary_window",
+    "burstLimit": "burst_limit",
 }
 
 

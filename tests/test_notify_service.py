@@ -190,6 +190,50 @@ class NotifierTests(SynchronousTestCase):
         self.assertIn("50 stations", self.alerts[0].subject)
         self.assertIn("CP_0", self.alerts[0].text)
 
+    def test_restart_burst_gives_a_handful_of_alerts(self):
+        """5,000 stations reconnecting after a restart: five alerts at once, then one summary naming the others."""
+        notifier = self.make("connected_to_proxy")
+        for number in range(5000):
+            notifier.station_connected(f"CP_{number:04d}", "peer")
+        self.assertEqual(len(self.alerts), 5)
+        self.clock.advance(10)
+        self.assertEqual(self.keys(), ["connected_to_proxy"] * 6)
+        summary = self.alerts[-1]
+        self.assertEqual(summary.station_id, "")
+        self.assertIn("4995 more stations: connected to proxy", summary.subject)
+        self.assertIn("CP_0005", summary.text)
+        self.assertIn("and 4975 more", summary.text)
+
+    def test_burst_window_restarts(self):
+        """After a window ends, the next alerts of that kind go out one by one again."""
+        notifier = self.make("connected_to_proxy")
+        for number in range(7):
+            notifier.station_connected(f"CP_{number}", "peer")
+        self.clock.advance(10)
+        notifier.station_connected("CP_LATE", "peer")
+        self.assertEqual(len(self.alerts), 7)
+        self.assertEqual(self.alerts[-1].station_id, "CP_LATE")
+
+    def test_bursts_counted_per_event_and_upstream(self):
+        """A burst of one kind does not hold back alerts of another kind or another upstream."""
+        notifier = self.make("connected_to_upstream", "cp_status_faulted")
+        for number in range(6):
+            notifier.upstream_connected(f"CP_{number}", "primary", PRIMARY_URL)
+        notifier.upstream_connected("CP_0", "secondary", "ws://other/")
+        notifier.station_frame("CP_0", frame(2, "s", "StatusNotification", {"connectorId": 0, "status": "Faulted", "errorCode": "NoError"}))
+        self.assertEqual(len(self.alerts), 7)
+        self.clock.advance(10)
+        self.assertEqual(len(self.alerts), 8)
+        self.assertIn("1 more station: connected to primary central system", self.alerts[-1].subject)
+
+    def test_burst_limit_zero_sends_every_alert(self):
+        """burst_limit 0 switches the summaries off."""
+        self.make("connected_to_proxy")
+        self.notifier.settings = NotifyConfig(events=frozenset({"connected_to_proxy"}), burst_limit=0)
+        for number in range(20):
+            self.notifier.station_connected(f"CP_{number}", "peer")
+        self.assertEqual(len(self.alerts), 20)
+
     def test_misconfigured_channel_warned_once_at_start(self):
         """A channel disabled by its configuration is named in one warning at start-up."""
         from twisted.logger import globalLogPublisher
@@ -278,7 +322,8 @@ class ReconfigureTests(SynchronousTestCase):
         self.clock.advance(120)
         self.assertEqual([alert.key for alert in self.old_alerts], ["connected_to_proxy", "station_silent"])
         self.notifier.reconfigure(NotifyConfig(events=frozenset()), StationNames({}))
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        watches = [call for call in self.clock.getDelayedCalls() if call.func.__name__ == "_check_silence"]
+        self.assertEqual(watches, [])
 
     def test_new_channels_take_new_alerts_and_old_queue_is_flushed(self):
         """New channels get the alerts after the reload; the old queue delivers what it held, then closes."""

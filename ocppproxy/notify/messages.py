@@ -34,6 +34,10 @@ def format_alert(event: StationEvent, names: StationNames, proxy_time: datetime)
     named by its upstream alone.
     """
     words = _WORDS[event.key](event.details)
+    if event.details.get("more"):
+        # A burst's summary: the same event for several more stations.
+        count = event.details.get("stations")
+        words = f"{count} more station{'' if count == 1 else 's'}: {words}"
     subject = _subject(event.station_id, names, words)
     return Alert(event.key, event.station_id, subject, _text(event, names, words, proxy_time))
 

@@ -23,6 +23,22 @@ from .messages import format_alert
 from .names import StationNames
 
 
+# Already one alert per upstream (upstream_down), or summarised on their own (failover).
+_NOT_BURST_LIMITED = frozenset(("upstream_down", "failover_started", "failover_ended"))
+
+
+class _Burst:
+    """Alerts of one kind in one summary window: how many went out, which stations wait."""
+
+    __slots__ = ("held", "sent", "timer", "upstream")
+
+    def __init__(self, timer: IDelayedCall, upstream: str | None) -> None:
+        self.timer = timer
+        self.upstream = upstream
+        self.sent = 0
+        self.held: set[str] = set()
+
+
 class NotifierService(Service):
     """
     Observes the proxy (see L{ocppproxy.observer.ProxyObserver}) and sends alerts.
@@ -30,6 +46,11 @@ class NotifierService(Service):
     Flapping: a disconnection is reported only if the station (or upstream link) is
     still gone C{flap_window} seconds later; a reconnection within that window raises
     neither the disconnection nor the connection alert.
+
+    Bursts: of one kind of station alert (same key, same upstream), at most
+    C{burst_limit} go out one by one in C{summary_window} seconds; the others of that
+    window are sent as one summary at its end. A proxy restart or a central system
+    going down then costs the operator a handful of alerts, not one per station.
     """
 
     _log = proxy_logger()
@@ -64,6 +85,7 @@ class NotifierService(Service):
         self._down_reported: set[str] = set()
         self._failover_batches: dict[str, dict[str, float | None]] = {}
         self._failover_timers: dict[str, IDelayedCall] = {}
+        self._bursts: dict[tuple, _Burst] = {}
         self._stopping = False
 
     # --- service
@@ -90,9 +112,11 @@ class NotifierService(Service):
         self._stopping = True
         super().stopService()
         timers = [*self._pending.values(), *self._silence.values(), *self._down_timers.values()]
+        timers += [burst.timer for burst in self._bursts.values()]
         for call in [*timers, *self._failover_timers.values()]:
             if call.active():
                 call.cancel()
+        self._bursts.clear()
         self._pending.clear()
         self._silence.clear()
         self._down_timers.clear()
@@ -159,6 +183,44 @@ class NotifierService(Service):
     def _emit(self, event: StationEvent) -> None:
         if self._stopping or event.key not in self._enabled:
             return
+        if event.station_id and event.key not in _NOT_BURST_LIMITED and self._held_in_burst(event):
+            return
+        self._send(event)
+
+    def _held_in_burst(self, event: StationEvent) -> bool:
+        """Count C{event} in its burst; True if it waits for the burst's summary instead of going out."""
+        limit = self.settings.burst_limit
+        if limit <= 0 or self.settings.summary_window <= 0:
+            return False
+        kind = (event.key, event.details.get("upstream"))
+        burst = self._bursts.get(kind)
+        if burst is None:
+            timer = self._clock.callLater(self.settings.summary_window, self._end_burst, kind)
+            burst = self._bursts[kind] = _Burst(timer, event.details.get("upstream"))
+        burst.sent += 1
+        if burst.sent <= limit:
+            return False
+        burst.held.add(event.station_id)
+        return True
+
+    def _end_burst(self, kind: tuple) -> None:
+        burst = self._bursts.pop(kind, None)
+        if burst is None or not burst.held:
+            return
+        ids = sorted(burst.held)
+        shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+        details = {"stations": len(ids), "station_ids": shown, "more": True}
+        if burst.upstream is not None:
+            details["upstream"] = burst.upstream
+        self._log.info(
+            "alerts: {count} {key} alerts in {window} s sent as one summary",
+            count=len(ids),
+            key=kind[0],
+            window=self.settings.summary_window,
+        )
+        self._send(StationEvent(kind[0], "", details))
+
+    def _send(self, event: StationEvent) -> None:
         alert = format_alert(event, self.names, datetime.fromtimestamp(self._clock.seconds(), UTC))
         if self.settings.log:
             self._log.warn("ALERT {subject}\n{text}", subject=alert.subject, text=alert.text, alert_key=alert.key)
