@@ -22,7 +22,6 @@ from .events import StationTracker
 from .messages import format_alert
 from .names import StationNames
 
-
 # Already one alert per upstream (upstream_down), or summarised on their own (failover).
 _NOT_BURST_LIMITED = frozenset(("upstream_down", "failover_started", "failover_ended"))
 
