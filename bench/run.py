@@ -212,7 +212,9 @@ async def heartbeat_all(connections: list, prefix: str, timeout: float) -> int:
     return sum(results)
 
 
-async def idle_scale_and_storm(args, proxy: Process, primary: Process, proxy_port: int, primary_port: int) -> ScaleResult:
+async def idle_scale_and_storm(
+    args, proxy: Process, primary: Process, proxy_port: int, primary_port: int
+) -> ScaleResult:
     """N stations connected in batches through the proxy, then the primary restarts under them."""
     url = f"ws://127.0.0.1:{proxy_port}/"
     rss_before = rss_bytes(proxy.pid)
@@ -221,7 +223,10 @@ async def idle_scale_and_storm(args, proxy: Process, primary: Process, proxy_por
     for first in range(0, args.scale, args.batch):
         batch = range(first, min(args.scale, first + args.batch))
         opened = await asyncio.gather(
-            *(connect(url + f"IDLE-{n:05d}", subprotocols=["ocpp1.6"], compression=None, open_timeout=60) for n in batch),
+            *(
+                connect(url + f"IDLE-{n:05d}", subprotocols=["ocpp1.6"], compression=None, open_timeout=60)
+                for n in batch
+            ),
             return_exceptions=True,
         )
         connections.extend(ws for ws in opened if not isinstance(ws, BaseException))
@@ -336,16 +341,30 @@ async def main(args) -> None:
     secondary = central("secondary", secondary_port, workdir)
     proxy = Process(
         "ocppproxy",
-        [os.path.join(BIN, "twistd"), "-n", "--pidfile=",
-         *(["--profiler=cprofile", "--savestats", f"--profile={args.profile}"] if args.profile else []),
-         "ocppproxy", "-c", proxy_config(workdir, proxy_port, primary_port, secondary_port)],
+        [
+            os.path.join(BIN, "twistd"),
+            "-n",
+            "--pidfile=",
+            *(["--profiler=cprofile", "--savestats", f"--profile={args.profile}"] if args.profile else []),
+            "ocppproxy",
+            "-c",
+            proxy_config(workdir, proxy_port, primary_port, secondary_port),
+        ],
         workdir,
         "StationFactory starting on",
     )
     naive = Process(
         "naive",
-        [sys.executable, "naive_relay.py", "--port", str(naive_port),
-         "--primary", f"ws://127.0.0.1:{primary_port}/", "--secondary", f"ws://127.0.0.1:{secondary_port}/"],
+        [
+            sys.executable,
+            "naive_relay.py",
+            "--port",
+            str(naive_port),
+            "--primary",
+            f"ws://127.0.0.1:{primary_port}/",
+            "--secondary",
+            f"ws://127.0.0.1:{secondary_port}/",
+        ],
         workdir,
         "READY",
     )
@@ -357,14 +376,24 @@ async def main(args) -> None:
         phases = args.phases.split(",")
         for phase in phases:
             if phase == "direct":
-                loops.append(await closed_loop("direct", f"ws://127.0.0.1:{primary_port}/", args.stations, args.seconds, None))
+                loops.append(
+                    await closed_loop("direct", f"ws://127.0.0.1:{primary_port}/", args.stations, args.seconds, None)
+                )
             elif phase == "proxy":
                 await proxy.start()
-                loops.append(await closed_loop("ocppproxy", f"ws://127.0.0.1:{proxy_port}/", args.stations, args.seconds, proxy.pid))
+                loops.append(
+                    await closed_loop(
+                        "ocppproxy", f"ws://127.0.0.1:{proxy_port}/", args.stations, args.seconds, proxy.pid
+                    )
+                )
                 proxy.stop()
             elif phase == "naive":
                 await naive.start()
-                loops.append(await closed_loop("naive relay", f"ws://127.0.0.1:{naive_port}/", args.stations, args.seconds, naive.pid))
+                loops.append(
+                    await closed_loop(
+                        "naive relay", f"ws://127.0.0.1:{naive_port}/", args.stations, args.seconds, naive.pid
+                    )
+                )
                 naive.stop()
             elif phase == "scale":
                 await proxy.start()
@@ -396,7 +425,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stations", type=int, default=50, help="K, stations in the closed loops (default 50)")
     parser.add_argument("--seconds", type=float, default=10.0, help="T, seconds per closed loop (default 10)")
-    parser.add_argument("--scale", type=int, default=5000, help="N, stations held in the idle scale phase (default 5000)")
+    parser.add_argument(
+        "--scale", type=int, default=5000, help="N, stations held in the idle scale phase (default 5000)"
+    )
     parser.add_argument("--batch", type=int, default=250, help="stations connected at once in the idle phase")
     parser.add_argument("--outage", type=float, default=2.0, help="seconds the primary stays down in the storm")
     parser.add_argument("--phases", default="direct,proxy,naive,scale", help="comma-separated subset, in order")
