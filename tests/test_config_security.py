@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
+import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config import ConfigError, config_from_mapping
 from ocppproxy.config_security import UpstreamTLS
+from ocppproxy.reload import ConfigChanges, compare_configs
+from ocppproxy.tap import Options
 from ocppproxy.upstream_auth import BASIC, DROP, PASS, UpstreamAuth
 from ocppproxy.upstream_tls import client_tls_factory
 
@@ -180,3 +184,43 @@ class UpstreamTLSConfigTests(SynchronousTestCase):
         self.assertEqual(self.error(secondary={"ca_file": "proxy-key.pem"}).key, "upstream_tls.secondary.ca_file")
         error = self.error(primary={"client_cert": "proxy-key.pem", "client_key": "proxy-key.pem"})
         self.assertEqual(error.key, "upstream_tls.primary.client_cert")
+
+
+class StartUpAndReloadTests(SynchronousTestCase):
+    """The new keys at start-up (twistd's options) and at a reload."""
+
+    def test_bad_client_key_stops_start_up_with_one_line(self):
+        """A key that does not match its certificate: one line naming the key on stderr, exit status 2."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        make_proxy_client_cert(directory)
+        path = os.path.join(directory, "ocppproxy.yaml")
+        with open(path, "w") as out:
+            out.write(
+                'primary_url: "wss://127.0.0.1:9001/"\n'
+                "upstream_tls: {primary: {client_cert: proxy.pem, client_key: other-key.pem}}\n"
+            )
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        with self.assertRaises(SystemExit) as caught:
+            Options().parseOptions(["-c", path])
+        self.assertEqual(caught.exception.code, 2)
+        self.assertEqual(
+            stderr.getvalue(),
+            f"ocppproxy: configuration error in {path}: upstream_tls.primary.client_key:"
+            f" {directory}/other-key.pem does not match the certificate in {directory}/proxy.pem\n",
+        )
+
+    def test_changes_need_a_restart_and_are_named_not_quoted(self):
+        """upstream_auth and trusted_proxies apply after a restart; a reload names the keys, never a password."""
+        old = config_from_mapping({"primary_url": PRIMARY})
+        new = config_from_mapping(
+            {
+                "primary_url": PRIMARY,
+                "upstream_auth": {"secondary": {"username": "u", "password": SECRET}},
+                "trusted_proxies": ["10.0.0.0/8"],
+            }
+        )
+        changes = compare_configs(old, new)
+        self.assertEqual(changes, ConfigChanges((), ("upstream_auth.secondary", "trusted_proxies")))
+        self.assertNotIn(SECRET, repr(changes))
