@@ -164,6 +164,9 @@ def _number(key: str, value: Any, minimum: float, integer: bool = False) -> Any:
 def _websocket_url(key: str, value: Any) -> str:
     url = _string(key, value)
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # Checked first and never quoted: the URL holds a password, and it would be logged with every attempt.
+        raise ConfigError(key, "must not hold credentials (user:password@host): use upstream_auth")
     if parts.scheme not in ("ws", "wss"):
         raise ConfigError(key, f"must be a ws:// or wss:// URL, got {_describe(url)}")
     if not parts.hostname:

@@ -224,3 +224,17 @@ class StartUpAndReloadTests(SynchronousTestCase):
         changes = compare_configs(old, new)
         self.assertEqual(changes, ConfigChanges((), ("upstream_auth.secondary", "trusted_proxies")))
         self.assertNotIn(SECRET, repr(changes))
+
+
+class CredentialsInUrlTests(SynchronousTestCase):
+    def test_refused_without_quoting(self):
+        """user:password@ in an upstream URL is refused (Autobahn would ignore it, the log would show it), unquoted."""
+        for key, url in (
+            ("primary_url", f"wss://cs:{SECRET}@example.com/ocpp/"),
+            ("secondary_url", f"http://u:{SECRET}@h/"),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                config_from_mapping({"primary_url": PRIMARY, key: url})
+            self.assertEqual(
+                str(caught.exception), f"{key}: must not hold credentials (user:password@host): use upstream_auth"
+            )
