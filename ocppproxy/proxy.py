@@ -53,7 +53,7 @@ class ProxyService(MultiService):
         self._websocket_options = websocket_options(config)
         self.config = config
         self._reactor = reactor
-        # TLS options per wss:// upstream name (see tap.client_tls_factory); without
+        # TLS options per wss:// upstream name (see upstream_tls.client_tls_factory); without
         # them a wss:// upstream is verified against the system trust store.
         self._upstream_tls = upstream_tls or {}
         self.sessions: dict[str, StationSession] = {}
