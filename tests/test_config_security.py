@@ -7,6 +7,7 @@ import ipaddress
 import os
 import sys
 
+import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config import ConfigError, config_from_mapping
@@ -238,3 +239,43 @@ class CredentialsInUrlTests(SynchronousTestCase):
             self.assertEqual(
                 str(caught.exception), f"{key}: must not hold credentials (user:password@host): use upstream_auth"
             )
+
+
+class ExampleFileTests(SynchronousTestCase):
+    """The commented-out examples of etc/ocppproxy.yaml are valid once switched on."""
+
+    def section(self, key: str) -> str:
+        example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "etc", "ocppproxy.yaml")
+        with open(example, encoding="utf-8") as stream:
+            lines = stream.read().splitlines()
+        start = lines.index(next(line for line in lines if line.startswith(f"# {key}:")))
+        block = [lines[start]]
+        for line in lines[start + 1 :]:
+            if not line.startswith("#   "):
+                break
+            block.append(line)
+        return "\n".join(line[2:] for line in block)
+
+    def test_upstream_auth_and_trusted_proxies_examples(self):
+        raw = yaml.safe_load(self.section("upstream_auth") + "\n" + self.section("trusted_proxies"))
+        config = config_from_mapping({"primary_url": PRIMARY, **raw})
+        self.assertEqual(config.upstream_auth, {"primary": UpstreamAuth(PASS), "secondary": UpstreamAuth(DROP)})
+        self.assertEqual(len(config.trusted_proxies), 3)
+
+    def test_upstream_tls_example(self):
+        """The upstream_tls example, with its files in place, gives both upstreams a CA and the primary a client certificate."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        server, client = make_ca_and_server_cert(directory), make_proxy_client_cert(directory)
+        for name, source in (
+            ("csms1-ca.pem", server["ca.pem"]),
+            ("csms2-ca.pem", server["ca.pem"]),
+            ("proxy-client.pem", client["proxy.pem"]),
+            ("proxy-client-key.pem", client["proxy-key.pem"]),
+        ):
+            os.link(source, os.path.join(directory, name))
+        raw = yaml.safe_load(self.section("upstream_tls"))
+        urls = {"primary_url": "wss://127.0.0.1:9001/", "secondary_url": "wss://127.0.0.1:9002/"}
+        config = config_from_mapping({**urls, **raw}, directory)
+        self.assertEqual(sorted(client_tls_factory(config)), ["primary", "secondary"])
+        self.assertEqual(config.upstream_tls["secondary"].client_cert, None)
