@@ -16,12 +16,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import getaddresses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
 
 from .notify.keys import EVENT_KEYS
+
+if TYPE_CHECKING:
+    from .config_security import UpstreamTLS
+    from .forwarded import Network
+    from .upstream_auth import UpstreamAuth
 
 LOG_LEVELS = ("error", "warn", "info", "debug")
 
@@ -124,6 +129,9 @@ class Config:
     status_listen: str | None = None
     traffic_log_directory: str | None = None
     traffic_log_max_pending: int = 10000
+    upstream_auth: Mapping[str, UpstreamAuth] = field(default_factory=dict)
+    upstream_tls: Mapping[str, UpstreamTLS] = field(default_factory=dict)
+    trusted_proxies: tuple[Network, ...] = ()
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""
@@ -157,6 +165,9 @@ def _number(key: str, value: Any, minimum: float, integer: bool = False) -> Any:
 def _websocket_url(key: str, value: Any) -> str:
     url = _string(key, value)
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # Checked first and never quoted: the URL holds a password, and it would be logged with every attempt.
+        raise ConfigError(key, "must not hold credentials (user:password@host): use upstream_auth")
     if parts.scheme not in ("ws", "wss"):
         raise ConfigError(key, f"must be a ws:// or wss:// URL, got {_describe(url)}")
     if not parts.hostname:
@@ -198,6 +209,9 @@ TOP_KEYS = (
     "state_file",
     "status",
     "traffic_log",
+    "upstream_auth",
+    "upstream_tls",
+    "trusted_proxies",
 )
 
 
@@ -260,7 +274,20 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
         if not isinstance(top["failover"], bool):
             raise ConfigError("failover", f"must be true or false, got {_describe(top['failover'])}")
         kwargs["failover"] = top["failover"]
+    kwargs.update(_upstream_security(top, base_dir, kwargs))
     return Config(**kwargs)
+
+
+def _upstream_security(top: Mapping[str, Any], base_dir: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Credentials, certificates and trusted proxies towards the upstreams: see L{ocppproxy.config_security}."""
+    from . import config_security
+
+    urls = {"primary": settings["primary_url"], "secondary": settings.get("secondary_url")}
+    return {
+        "upstream_auth": config_security.upstream_auth(top.get("upstream_auth")),
+        "upstream_tls": config_security.upstream_tls(top.get("upstream_tls"), base_dir, urls),
+        "trusted_proxies": config_security.trusted_proxies(top.get("trusted_proxies")),
+    }
 
 
 def _status(value: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ wires each station to its upstream links through the pure routing rules.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -36,7 +36,7 @@ class ProxyService(MultiService):
         self,
         config: Config,
         reactor,
-        tls_for_url: Callable[[str], IOpenSSLClientConnectionCreator] | None = None,
+        upstream_tls: Mapping[str, IOpenSSLClientConnectionCreator] | None = None,
         observer: ProxyObserver | None = None,
         recorder: FrameRecorder | None = None,
     ) -> None:
@@ -53,7 +53,9 @@ class ProxyService(MultiService):
         self._websocket_options = websocket_options(config)
         self.config = config
         self._reactor = reactor
-        self._tls_for_url = tls_for_url
+        # TLS options per wss:// upstream name (see upstream_tls.client_tls_factory); without
+        # them a wss:// upstream is verified against the system trust store.
+        self._upstream_tls = upstream_tls or {}
         self.sessions: dict[str, StationSession] = {}
         self._all_sessions: set[StationSession] = set()
         self.factory = StationFactory(self, reactor, websocket_options(config))
@@ -100,7 +102,9 @@ class ProxyService(MultiService):
         if previous is not None:
             self._log.info("station {station}: new connection replaces the previous one", station=station_id)
             previous.close(REPLACED, "replaced by a new connection of the same station")
-        headers, useragent = upstream_headers(request, getattr(protocol.transport.getPeer(), "host", "unknown"))
+        peer_host = getattr(protocol.transport.getPeer(), "host", "unknown")
+        headers = upstream_headers(request, peer_host, station_id, self.config)
+        useragent = request.headers.get("user-agent")
         links = {
             name: UpstreamLink(
                 name,
@@ -111,9 +115,9 @@ class ProxyService(MultiService):
                 self.config.reconnect,
                 self.config.buffer_max_messages,
                 list(offers),
-                headers,
+                headers[name],
                 useragent,
-                tls=self._tls_for_url(url) if (self._tls_for_url and url.startswith("wss:")) else None,
+                tls=self._upstream_tls.get(name),
                 websocket_options=self._websocket_options,
                 recorder=self.recorder,
             )

@@ -12,7 +12,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, succeed
 
 from .lean import LeanFrames, share_protocol_options
-from .logs import proxy_logger
+from .logs import autobahn_logger, proxy_logger
 
 _STATION_ID = re.compile(r"[A-Za-z0-9*\-_=:+|@.]{1,48}")
 DEFAULT_SUBPROTOCOL = "ocpp1.6"
@@ -61,6 +61,7 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
     """A charging station's WebSocket connection; its traffic goes to its session."""
 
     _log = proxy_logger()
+    log = autobahn_logger("ocppproxy.station.StationProtocol")
 
     def __init__(self) -> None:
         super().__init__()

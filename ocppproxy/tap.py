@@ -8,10 +8,8 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 from twisted.python import usage
 
 from .config import Config, ConfigError, load_config
@@ -25,6 +23,7 @@ from .status.activity import StationActivity
 from .status.service import StatusService
 from .systemd import SystemdService
 from .trafficlog import TrafficLog
+from .upstream_tls import client_tls_factory
 
 _log = proxy_logger()
 
@@ -40,33 +39,10 @@ class Options(usage.Options):
         # twistd prints its whole usage text for a UsageError; a config error deserves one line.
         try:
             self["parsed_config"] = load_config(self["config"])
-            self["tls_for_url"] = client_tls_factory(self["parsed_config"])
+            self["upstream_tls"] = client_tls_factory(self["parsed_config"])
         except ConfigError as error:
             sys.stderr.write(f"ocppproxy: configuration error in {self['config']}: {error}\n")
             raise SystemExit(2) from None
-
-
-def trust_root_from_pem_file(path: str):
-    """A trust root with every certificate in a PEM file (a CA bundle may hold several)."""
-    with open(path, "rb") as stream:
-        pem = stream.read()
-    marker = b"-----BEGIN CERTIFICATE-----"
-    blocks = [marker + block for block in pem.split(marker)[1:]]
-    if not blocks:
-        raise ConfigError("ca_file", f"no PEM certificate in {path}")
-    return trustRootFromCertificates([Certificate.loadPEM(block) for block in blocks])
-
-
-def client_tls_factory(config: Config):
-    """How wss:// upstreams verify certificates: the system trust store, or C{ca_file}."""
-    trust_root = None
-    if config.ca_file:
-        trust_root = trust_root_from_pem_file(config.ca_file)
-
-    def tls_for_url(url: str):
-        return optionsForClientTLS(urlsplit(url).hostname, trustRoot=trust_root)
-
-    return tls_for_url
 
 
 def install_shutdown_signals(reactor) -> None:
@@ -110,7 +86,7 @@ def makeService(options: Options, reactor=None) -> IService:
         from twisted.internet import reactor
     config: Config = options["parsed_config"]
     set_log_level(config.log_level)
-    top = build_services(config, reactor, options["tls_for_url"])
+    top = build_services(config, reactor, options["upstream_tls"])
     proxy, notifier = top.getServiceNamed("proxy"), top.getServiceNamed("notifier")
     SystemdService(proxy.listening, reactor).setServiceParent(top)
     install_reload_signal(reactor, Reloader(options["config"], config, notifier, reactor).reload)
@@ -118,7 +94,7 @@ def makeService(options: Options, reactor=None) -> IService:
     return top
 
 
-def build_services(config: Config, reactor, tls_for_url=None) -> MultiService:
+def build_services(config: Config, reactor, upstream_tls=None) -> MultiService:
     """
     A MultiService with the named services C{notifier}, C{traffic_log} and C{status}
     (when configured) and C{proxy}, started in that order. Without a status page and a
@@ -136,7 +112,7 @@ def build_services(config: Config, reactor, tls_for_url=None) -> MultiService:
     activity = StationActivity(reactor) if config.status_listen else None
     observer = notifier if activity is None else Observers(notifier, activity)
     recorder = traffic_log.record if traffic_log is not None else None
-    proxy = ProxyService(config, reactor, tls_for_url, observer=observer, recorder=recorder)
+    proxy = ProxyService(config, reactor, upstream_tls, observer=observer, recorder=recorder)
     notifier.links_connected = proxy.connected_links
     if activity is not None:
         status = StatusService(

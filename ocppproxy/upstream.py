@@ -24,7 +24,7 @@ from zope.interface import implementer
 
 from .config import ReconnectPolicy
 from .lean import LeanFrames, share_protocol_options
-from .logs import debug_enabled, proxy_logger
+from .logs import autobahn_logger, debug_enabled, proxy_logger
 from .observer import TO_UPSTREAM, FrameRecorder
 from .ocppj import shorten
 from .routing import FrameQueue
@@ -73,6 +73,8 @@ class LinkOwner(Protocol):
 
 class UpstreamProtocol(LeanFrames, WebSocketClientProtocol):
     """The WebSocket connection to a central system; hands everything to its link."""
+
+    log = autobahn_logger("ocppproxy.upstream.UpstreamProtocol")
 
     def __init__(self) -> None:
         super().__init__()

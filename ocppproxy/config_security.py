@@ -1,0 +1,128 @@
+"""
+The configuration keys that secure the way to the central systems: C{upstream_auth},
+C{upstream_tls} and C{trusted_proxies}, validated for L{ocppproxy.config}.
+
+No error text quotes a value under C{upstream_auth}: any of them may be a password.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .config import ConfigError, _kind
+from .forwarded import Network
+from .upstream_auth import BASIC, DROP, PASS, UpstreamAuth
+
+UPSTREAM_NAMES = ("primary", "secondary")
+_CREDENTIAL_KEYS = ("username", "password")
+_TLS_KEYS = ("ca_file", "client_cert", "client_key")
+
+
+@dataclass(frozen=True)
+class UpstreamTLS:
+    """One wss:// upstream's TLS settings: its CA (instead of the top-level one) and the proxy's client certificate."""
+
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+
+def _per_upstream(key: str, value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be a mapping with primary and/or secondary, got {_kind(value)}")
+    for name in value:
+        if name not in UPSTREAM_NAMES:
+            raise ConfigError(f"{key}.{name}", f"unknown key (expected one of: {', '.join(UPSTREAM_NAMES)})")
+    return value
+
+
+def upstream_auth(value: Any) -> dict[str, UpstreamAuth]:
+    """C{upstream_auth}: per upstream, C{pass}, C{drop} or C{{username, password}}."""
+    return {
+        name: _auth(f"upstream_auth.{name}", setting) for name, setting in _per_upstream("upstream_auth", value).items()
+    }
+
+
+def _auth(key: str, value: Any) -> UpstreamAuth:
+    if value in (PASS, DROP):
+        return UpstreamAuth(mode=value)
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be pass, drop or a mapping with username and password, got {_kind(value)}")
+    for name in value:
+        if name not in _CREDENTIAL_KEYS:
+            raise ConfigError(f"{key}.{name}", f"unknown key (expected one of: {', '.join(_CREDENTIAL_KEYS)})")
+    credentials = {}
+    for name in _CREDENTIAL_KEYS:
+        setting = value.get(name)
+        if setting is None:
+            raise ConfigError(f"{key}.{name}", "is mandatory")
+        if not isinstance(setting, str) or not setting:
+            raise ConfigError(f"{key}.{name}", f"must be a non-empty string, got {_kind(setting)}")
+        if any(ord(character) < 32 or ord(character) == 127 for character in setting):
+            raise ConfigError(f"{key}.{name}", "must not contain control characters")
+        credentials[name] = setting
+    if ":" in credentials["username"]:
+        raise ConfigError(f"{key}.username", "must not contain ':' (HTTP Basic separates user and password with it)")
+    return UpstreamAuth(mode=BASIC, **credentials)
+
+
+def upstream_tls(value: Any, base_dir: str, urls: Mapping[str, str | None]) -> dict[str, UpstreamTLS]:
+    """
+    C{upstream_tls}: per upstream, C{ca_file}, C{client_cert} and C{client_key}, paths
+    relative to C{base_dir} that must exist. Only for a wss:// upstream (C{urls} by name).
+    """
+    settings = {}
+    for name, section in _per_upstream("upstream_tls", value).items():
+        key = f"upstream_tls.{name}"
+        if not isinstance(section, Mapping):
+            raise ConfigError(key, f"must be a mapping, got {_kind(section)}")
+        for part in section:
+            if part not in _TLS_KEYS:
+                raise ConfigError(f"{key}.{part}", f"unknown key (expected one of: {', '.join(_TLS_KEYS)})")
+        url = urls.get(name)
+        if not url or not url.startswith("wss:"):
+            raise ConfigError(key, f"is set, but {name}_url is not a wss:// URL")
+        paths = {
+            part: _existing_file(f"{key}.{part}", section[part], base_dir)
+            for part in _TLS_KEYS
+            if section.get(part) is not None
+        }
+        if ("client_cert" in paths) != ("client_key" in paths):
+            missing = "client_key" if "client_cert" in paths else "client_cert"
+            present = "client_cert" if missing == "client_key" else "client_key"
+            raise ConfigError(f"{key}.{missing}", f"is mandatory when {key}.{present} is set")
+        settings[name] = UpstreamTLS(**paths)
+    return settings
+
+
+def _existing_file(key: str, value: Any, base_dir: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, f"must be a path, got {_kind(value)}")
+    path = os.path.abspath(os.path.join(base_dir, value))
+    if not os.path.isfile(path):
+        raise ConfigError(key, f"no such file: {path}")
+    return path
+
+
+def trusted_proxies(value: Any) -> tuple[Network, ...]:
+    """C{trusted_proxies}: a list of IP addresses and CIDR networks."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError("trusted_proxies", f"must be a list of IP addresses or networks, got {_kind(value)}")
+    networks = []
+    for index, entry in enumerate(value):
+        key = f"trusted_proxies[{index}]"
+        if not isinstance(entry, str):
+            raise ConfigError(key, f"must be an IP address or network such as 10.0.0.0/8, got {_kind(entry)}")
+        try:
+            networks.append(ipaddress.ip_network(entry.strip()))
+        except ValueError as error:
+            raise ConfigError(key, str(error)) from None
+    return tuple(networks)

@@ -1,0 +1,101 @@
+"""
+TLS towards wss:// central systems (OCPP security profiles 2 and 3): which CA each
+upstream's certificate must chain to, and the client certificate the proxy presents.
+Everything is read once, at start-up; a problem is a L{ConfigError} naming the key.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from OpenSSL import crypto
+from twisted.internet.error import VerifyError
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import (
+    Certificate,
+    KeyPair,
+    PrivateCertificate,
+    optionsForClientTLS,
+    trustRootFromCertificates,
+)
+
+from .config import Config, ConfigError
+from .config_security import UpstreamTLS
+
+
+def trust_root_from_pem_file(path: str, key: str = "ca_file"):
+    """A trust root with every certificate in a PEM file (a CA bundle may hold several); C{key} names it in errors."""
+    blocks = _pem_certificates(path, key)
+    if not blocks:
+        raise ConfigError(key, f"no PEM certificate in {path}")
+    try:
+        return trustRootFromCertificates([Certificate.loadPEM(block) for block in blocks])
+    except crypto.Error:
+        raise ConfigError(key, f"a certificate in {path} cannot be read") from None
+
+
+def _read(path: str, key: str) -> bytes:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError as error:
+        raise ConfigError(key, f"cannot read {path}: {error.strerror}") from None
+
+
+def _pem_certificates(path: str, key: str) -> list[bytes]:
+    pem = _read(path, key)
+    marker = b"-----BEGIN CERTIFICATE-----"
+    return [marker + block for block in pem.split(marker)[1:]]
+
+
+def client_certificate_from_pem_files(cert_path: str, key_path: str, key: str) -> PrivateCertificate:
+    """
+    The proxy's client certificate: the first certificate of C{cert_path} with the
+    unencrypted PEM private key of C{key_path}, which must match it. C{key} (the
+    configuration key of the pair) names any problem.
+    """
+    blocks = _pem_certificates(cert_path, f"{key}.client_cert")
+    if not blocks:
+        raise ConfigError(f"{key}.client_cert", f"no PEM certificate in {cert_path}")
+    try:
+        certificate = Certificate.loadPEM(blocks[0])
+    except crypto.Error:
+        raise ConfigError(f"{key}.client_cert", f"the certificate in {cert_path} cannot be read") from None
+    pem = _read(key_path, f"{key}.client_key")
+    try:
+        # cryptography refuses an encrypted key; pyOpenSSL would ask for its passphrase on the terminal.
+        private_key = crypto.PKey.from_cryptography_key(load_pem_private_key(pem, password=None))
+    except (ValueError, TypeError, crypto.Error, UnsupportedAlgorithm):
+        raise ConfigError(f"{key}.client_key", f"{key_path} is not an unencrypted PEM private key") from None
+    try:
+        return PrivateCertificate.fromCertificateAndKeyPair(certificate, KeyPair(private_key))
+    except VerifyError:
+        raise ConfigError(f"{key}.client_key", f"{key_path} does not match the certificate in {cert_path}") from None
+
+
+def client_tls_factory(config: Config) -> dict[str, IOpenSSLClientConnectionCreator]:
+    """
+    The TLS client options of each wss:// upstream, by upstream name: certificates
+    verified against the upstream's C{upstream_tls} C{ca_file}, else the top-level
+    C{ca_file}, else the system trust store; the proxy's client certificate where
+    C{upstream_tls} gives one. Reads the files now; raises L{ConfigError}.
+    """
+    default_root = trust_root_from_pem_file(config.ca_file) if config.ca_file else None
+    options = {}
+    for name, url in config.upstream_urls().items():
+        if not url.startswith("wss:"):
+            continue
+        settings = config.upstream_tls.get(name, UpstreamTLS())
+        key = f"upstream_tls.{name}"
+        trust_root = default_root
+        if settings.ca_file:
+            trust_root = trust_root_from_pem_file(settings.ca_file, f"{key}.ca_file")
+        extra = {}
+        if settings.client_cert:
+            extra["clientCertificate"] = client_certificate_from_pem_files(
+                settings.client_cert, settings.client_key, key
+            )
+        options[name] = optionsForClientTLS(urlsplit(url).hostname, trustRoot=trust_root, **extra)
+    return options
