@@ -123,6 +123,8 @@ class Config:
     status_listen: str | None = None
     traffic_log_directory: str | None = None
     traffic_log_max_pending: int = 10000
+    max_stations: int = 10000
+    max_handshakes: int = 200
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""
@@ -197,6 +199,7 @@ TOP_KEYS = (
     "state_file",
     "status",
     "traffic_log",
+    "limits",
 )
 
 
@@ -253,6 +256,9 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
         kwargs["state_file"] = path
     kwargs.update(_status(top.get("status")))
     kwargs.update(_traffic_log(top.get("traffic_log"), base_dir))
+    limits = _mapping("limits", top.get("limits"), ("max_stations", "max_handshakes"))
+    for name in limits:
+        kwargs[name] = _number(f"limits.{name}", limits[name], 1, True)
     policies = _mapping("upstream_calls", top.get("upstream_calls"), ("primary", "secondary"))
     kwargs["upstream_calls"] = {name: _call_policy(f"upstream_calls.{name}", value) for name, value in policies.items()}
     if "failover" in top:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from autobahn.websocket.types import ConnectionDeny
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import serverFromString
@@ -14,6 +15,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.python.failure import Failure
 
 from .config import Config
+from .limits import StationLimits
 from .logs import proxy_logger
 from .observer import FrameRecorder, NullObserver, ProxyObserver
 from .session import REPLACED, StationSession, upstream_headers, websocket_options
@@ -56,7 +58,8 @@ class ProxyService(MultiService):
         self._tls_for_url = tls_for_url
         self.sessions: dict[str, StationSession] = {}
         self._all_sessions: set[StationSession] = set()
-        self.factory = StationFactory(self, reactor, websocket_options(config))
+        self.limits = StationLimits(reactor, config.max_stations, config.max_handshakes)
+        self.factory = StationFactory(self, reactor, websocket_options(config), self.limits)
         self._port = None
         self._listen_error: str | None = None
         self.listening: Deferred = Deferred()
@@ -91,7 +94,13 @@ class ProxyService(MultiService):
             self._reactor.stop()
 
     def station_connecting(self, protocol: StationProtocol, station_id: str, request, offers: list[str]) -> StationSession:
-        """A station's handshake is acceptable: replace any older session and open its primary link."""
+        """
+        A station's handshake is acceptable: replace any older session and open its
+        primary link. Raises L{ConnectionDeny} (503) when C{limits.max_stations} are
+        connected and this is not one of them reconnecting.
+        """
+        if station_id not in self.sessions and not self.limits.admit_station(station_id, len(self.sessions)):
+            raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many stations connected")
         offers = offers or [self.config.default_subprotocol]
         previous = self.sessions.get(station_id)
         session = StationSession(station_id, protocol, self._reactor, self._session_ended, self.observer, self.recorder)

@@ -12,6 +12,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, succeed
 
 from .lean import LeanFrames, share_protocol_options
+from .limits import MAX_HANDSHAKE_BYTES, StationLimits
 from .logs import proxy_logger
 
 _STATION_ID = re.compile(r"[A-Za-z0-9*\-_=:+|@.]{1,48}")
@@ -69,12 +70,45 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
         self._close_waiters: list[Deferred[None]] = []
         self._closed = False
         self.was_opened = False
+        self._handshaking = False
+        self._request_read = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.transport.setTcpNoDelay(True)
+        self._handshaking = self.factory.limits.begin_handshake(self.peer)
+        if not self._handshaking:
+            self.transport.abortConnection()
+
+    def connectionLost(self, reason) -> None:
+        self._handshake_over()
+        super().connectionLost(reason)
+
+    def _handshake_over(self) -> None:
+        if self._handshaking:
+            self._handshaking = False
+            self.factory.limits.end_handshake()
+
+    def processHandshake(self) -> None:
+        # Autobahn buffers the request until its blank line, however long, and parses
+        # the buffer again when more bytes come while onConnect waits for the primary.
+        if self._request_read:
+            if len(self.data) > MAX_HANDSHAKE_BYTES:
+                self.dropConnection(abort=True)
+            return
+        end = self.data.find(b"\r\n\r\n", 0, MAX_HANDSHAKE_BYTES)
+        if end < 0 and len(self.data) >= MAX_HANDSHAKE_BYTES:
+            self._log.warn(
+                "closed connection from {peer}: its handshake request is over {limit} bytes",
+                peer=self.peer,
+                limit=MAX_HANDSHAKE_BYTES,
+            )
+            self.failHandshake("request header too large", 431)
+            return
+        super().processHandshake()
 
     def onConnect(self, request):
+        self._request_read = True
         try:
             station_id = station_id_from_path(request.path)
         except BadStationPath as error:
@@ -104,6 +138,7 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         self.was_opened = True
+        self._handshake_over()
         self.release_handshake()
         self.session.station_open()
 
@@ -128,14 +163,18 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
 
 
 class StationFactory(WebSocketServerFactory):
-    """Server factory for charging stations; C{proxy} is the L{ProxyService} they report to."""
+    """
+    Server factory for charging stations; C{proxy} is the L{ProxyService} they report to,
+    C{limits} bounds the handshakes in progress (none but the defaults if not given).
+    """
 
     protocol = StationProtocol
     noisy = False
 
-    def __init__(self, proxy, reactor, websocket_options: dict) -> None:
+    def __init__(self, proxy, reactor, websocket_options: dict, limits: StationLimits | None = None) -> None:
         super().__init__(reactor=reactor)
         self.proxy = proxy
+        self.limits = limits if limits is not None else StationLimits(reactor)
         self.server = "ocppproxy"
         self.setProtocolOptions(**websocket_options)
         share_protocol_options(self)
