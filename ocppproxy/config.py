@@ -99,6 +99,19 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class StationTLS:
+    """
+    TLS towards the stations on a tcp: or systemd: listen endpoint (absolute paths):
+    the proxy's certificate (and chain) and key, and the CA(s) whose client
+    certificates stations must present, if any.
+    """
+
+    certificate: str
+    private_key: str
+    client_ca_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the daemon needs to start, validated."""
 
@@ -125,6 +138,7 @@ class Config:
     traffic_log_max_pending: int = 10000
     max_stations: int = 10000
     max_handshakes: int = 200
+    station_tls: StationTLS | None = None
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""
@@ -200,6 +214,7 @@ TOP_KEYS = (
     "status",
     "traffic_log",
     "limits",
+    "station_tls",
 )
 
 
@@ -256,6 +271,8 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
         kwargs["state_file"] = path
     kwargs.update(_status(top.get("status")))
     kwargs.update(_traffic_log(top.get("traffic_log"), base_dir))
+    if top.get("station_tls") is not None:
+        kwargs["station_tls"] = _station_tls(top["station_tls"], base_dir, kwargs.get("listen", Config.listen))
     limits = _mapping("limits", top.get("limits"), ("max_stations", "max_handshakes"))
     for name in limits:
         kwargs[name] = _number(f"limits.{name}", limits[name], 1, True)
@@ -266,6 +283,24 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
             raise ConfigError("failover", f"must be true or false, got {_describe(top['failover'])}")
         kwargs["failover"] = top["failover"]
     return Config(**kwargs)
+
+
+def _station_tls(value: Any, base_dir: str, listen: str) -> StationTLS:
+    """The station_tls section: certificate and private_key mandatory, files relative to C{base_dir}."""
+    section = _mapping("station_tls", value, ("certificate", "private_key", "client_ca_file"))
+    if listen.startswith("ssl:"):
+        raise ConfigError("station_tls", "cannot be combined with an ssl: listen endpoint (use tcp: or systemd:)")
+    paths = {}
+    for name in ("certificate", "private_key", "client_ca_file"):
+        if section.get(name) is None:
+            if name != "client_ca_file":
+                raise ConfigError(f"station_tls.{name}", "is mandatory in a station_tls section")
+            continue
+        path = os.path.abspath(os.path.join(base_dir, _string(f"station_tls.{name}", section[name])))
+        if not os.path.isfile(path):
+            raise ConfigError(f"station_tls.{name}", f"no such file: {path}")
+        paths[name] = path
+    return StationTLS(**paths)
 
 
 def _status(value: Any) -> dict[str, Any]:

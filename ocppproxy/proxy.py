@@ -21,6 +21,7 @@ from .observer import FrameRecorder, NullObserver, ProxyObserver
 from .session import REPLACED, StationSession, upstream_headers, websocket_options
 from .statefile import StateFile, read_state
 from .station import StationFactory, StationProtocol
+from .station_tls import station_tls_options, wrap_station_factory
 from .transactions import TransactionStore
 from .upstream import GOING_AWAY, UpstreamLink
 
@@ -60,6 +61,7 @@ class ProxyService(MultiService):
         self._all_sessions: set[StationSession] = set()
         self.limits = StationLimits(reactor, config.max_stations, config.max_handshakes)
         self.factory = StationFactory(self, reactor, websocket_options(config), self.limits)
+        self._station_tls = station_tls_options(config.station_tls) if config.station_tls else None
         self._port = None
         self._listen_error: str | None = None
         self.listening: Deferred = Deferred()
@@ -74,7 +76,10 @@ class ProxyService(MultiService):
             # Twisted's systemd: parser looks the inherited socket up in a list or by name.
             self._listen_failed(Failure(ValueError("systemd passed no such socket (is the socket unit active?)")))
             raise SystemExit(1) from None
-        listening = endpoint.listen(self.factory)
+        factory = self.factory
+        if self._station_tls is not None:
+            factory = wrap_station_factory(factory, self._station_tls)
+        listening = endpoint.listen(factory)
         listening.addCallbacks(self._listening, self._listen_failed)
         if self._listen_error is not None:
             # Most endpoints listen synchronously: stop start-up with that one line.

@@ -9,11 +9,13 @@ import re
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from OpenSSL import SSL
 from twisted.internet.defer import Deferred, succeed
 
 from .lean import LeanFrames, share_protocol_options
 from .limits import MAX_HANDSHAKE_BYTES, StationLimits
 from .logs import proxy_logger
+from .station_tls import client_certificate_name
 
 _STATION_ID = re.compile(r"[A-Za-z0-9*\-_=:+|@.]{1,48}")
 DEFAULT_SUBPROTOCOL = "ocpp1.6"
@@ -81,6 +83,10 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
             self.transport.abortConnection()
 
     def connectionLost(self, reason) -> None:
+        if self._handshaking and reason.check(SSL.Error):
+            self._log.info(
+                "TLS handshake with station {peer} failed: {reason}", peer=self.peer, reason=reason.getErrorMessage()
+            )
         self._handshake_over()
         super().connectionLost(reason)
 
@@ -129,12 +135,26 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
                 offered=", ".join(offered)[:100],
             )
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "no OCPP subprotocol offered")
+        self._note_client_certificate(station_id)
         self.station_id = station_id
         self.session = self.factory.proxy.station_connecting(self, station_id, request, offers)
         # Autobahn lets onConnect return a Deferred: the station's handshake waits for
         # the primary's, so the station is answered with the subprotocol the primary chose
         # (or refused with the primary's HTTP status).
         return self.session.negotiate(station_offered=bool(offers))
+
+    def _note_client_certificate(self, station_id: str) -> None:
+        name = client_certificate_name(self.transport)
+        if name is None:
+            return
+        self._log.info("station {station} presented a client certificate for {name!r}", station=station_id, name=name)
+        if name != station_id:
+            # Accepted all the same: the certificate's CA vouches for the station, not for its id.
+            self._log.warn(
+                "station {station}: its client certificate names {name!r}, not the station id",
+                station=station_id,
+                name=name,
+            )
 
     def onOpen(self) -> None:
         self.was_opened = True

@@ -20,6 +20,7 @@ from .notify.channels import build_channels, load_station_names
 from .notify.service import NotifierService
 from .observer import Observers
 from .proxy import ProxyService
+from .station_tls import station_tls_options
 from .reload import Reloader
 from .status.activity import StationActivity
 from .status.service import StatusService
@@ -41,6 +42,9 @@ class Options(usage.Options):
         try:
             self["parsed_config"] = load_config(self["config"])
             self["tls_for_url"] = client_tls_factory(self["parsed_config"])
+            if self["parsed_config"].station_tls is not None:
+                # Read the certificates now: a bad file stops start-up with one line.
+                station_tls_options(self["parsed_config"].station_tls)
         except ConfigError as error:
             sys.stderr.write(f"ocppproxy: configuration error in {self['config']}: {error}\n")
             raise SystemExit(2) from None
