@@ -6,11 +6,17 @@ import asyncio
 
 import websockets
 from ocpp.v16 import call
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
+from ocppproxy.config import config_from_mapping
 from ocppproxy.limits import MAX_HANDSHAKE_BYTES, StationLimits, ThrottledWarning
+from ocppproxy.session import websocket_options
+from ocppproxy.station import StationFactory
 
 from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, connect_station
@@ -55,6 +61,58 @@ class StationLimitsTests(SynchronousTestCase):
         limits = StationLimits(Clock(), max_stations=2)
         self.assertTrue(limits.admit_station("CP_1", 1))
         self.assertFalse(limits.admit_station("CP_2", 2))
+
+
+class SocketTransport(StringTransport):
+    """A StringTransport that, like a TCP one, takes TCP_NODELAY and an unregisterProducer without a producer."""
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        pass
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+class WaitingProxy:
+    """Stands in for the proxy service: every station waits for a primary that never answers."""
+
+    def __init__(self) -> None:
+        self.connecting: list[str] = []
+
+    def station_connecting(self, protocol, station_id, request, offers):
+        self.connecting.append(station_id)
+        return self
+
+    def negotiate(self, station_offered: bool) -> Deferred:
+        return Deferred()
+
+
+class RequestAfterRequestTests(SynchronousTestCase):
+    """What a peer sends after its request, while its handshake waits for the primary."""
+
+    def setUp(self):
+        self.proxy = WaitingProxy()
+        config = config_from_mapping({"primary_url": "ws://127.0.0.1:9/"})
+        factory = StationFactory(self.proxy, Clock(), websocket_options(config))
+        self.protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        # Autobahn's timers run on the global reactor, which this test does not use.
+        self.protocol.openHandshakeTimeout = 0
+        self.transport = SocketTransport()
+        self.protocol.makeConnection(self.transport)
+        self.protocol.dataReceived(REQUEST_HEAD % b"CP_FIRST" + HANDSHAKE_REST)
+
+    def test_second_request_not_parsed(self):
+        """A second request on the same connection does not connect a second station."""
+        self.protocol.dataReceived(REQUEST_HEAD % b"CP_SECOND" + HANDSHAKE_REST)
+        self.assertEqual(self.proxy.connecting, ["CP_FIRST"])
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_bytes_after_request_bounded(self):
+        """Over 16 KiB after the request, before the answer, the connection is dropped."""
+        self.protocol.dataReceived(b"x" * MAX_HANDSHAKE_BYTES)
+        self.assertFalse(self.transport.disconnecting)
+        self.protocol.dataReceived(b"x")
+        self.assertTrue(self.transport.disconnected)
 
 
 async def closed(reader: asyncio.StreamReader) -> None:
