@@ -185,7 +185,7 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
 class StationFactory(WebSocketServerFactory):
     """
     Server factory for charging stations; C{proxy} is the L{ProxyService} they report to,
-    C{limits} bounds the handshakes in progress (none but the defaults if not given).
+    C{limits} counts their handshakes in progress (default limits when not given).
     """
 
     protocol = StationProtocol

@@ -13,8 +13,9 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import config_from_mapping
+from ocppproxy.config import ConfigError, config_from_mapping
 from ocppproxy.limits import MAX_HANDSHAKE_BYTES, StationLimits, ThrottledWarning
+from ocppproxy.reload import compare_configs
 from ocppproxy.session import websocket_options
 from ocppproxy.station import StationFactory
 
@@ -27,6 +28,37 @@ HANDSHAKE_REST = (
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
     b"Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
 )
+
+
+PRIMARY = "ws://127.0.0.1:9/"
+
+
+class LimitsConfigTests(SynchronousTestCase):
+    """The limits section: defaults, whole numbers from 1, a change named by a reload."""
+
+    def test_defaults(self):
+        config = config_from_mapping({"primary_url": PRIMARY})
+        self.assertEqual((config.max_stations, config.max_handshakes), (10000, 200))
+
+    def test_set(self):
+        config = config_from_mapping({"primary_url": PRIMARY, "limits": {"max_stations": 5, "max_handshakes": 2}})
+        self.assertEqual((config.max_stations, config.max_handshakes), (5, 2))
+
+    def test_errors(self):
+        for limits, text in (
+            ({"max_stations": 0}, "limits.max_stations: must be at least 1, got 0"),
+            ({"max_handshakes": 2.5}, "limits.max_handshakes: must be a whole number, got 2.5"),
+            ({"max_peers": 1}, "limits.max_peers: unknown key (expected one of: max_stations, max_handshakes)"),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                config_from_mapping({"primary_url": PRIMARY, "limits": limits})
+            self.assertEqual(str(caught.exception), text)
+
+    def test_reload_names_the_key(self):
+        """A changed limit is named by its configuration key and waits for a restart."""
+        old = config_from_mapping({"primary_url": PRIMARY})
+        new = config_from_mapping({"primary_url": PRIMARY, "limits": {"max_handshakes": 20}})
+        self.assertEqual(compare_configs(old, new).restart, ("limits.max_handshakes",))
 
 
 class ThrottledWarningTests(SynchronousTestCase):
@@ -92,7 +124,7 @@ class RequestAfterRequestTests(SynchronousTestCase):
 
     def setUp(self):
         self.proxy = WaitingProxy()
-        config = config_from_mapping({"primary_url": "ws://127.0.0.1:9/"})
+        config = config_from_mapping({"primary_url": PRIMARY})
         factory = StationFactory(self.proxy, Clock(), websocket_options(config))
         self.protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         # Autobahn's timers run on the global reactor, which this test does not use.

@@ -13,6 +13,7 @@ from ocpp.v16 import call
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config import ConfigError, StationTLS, config_from_mapping
+from ocppproxy.reload import compare_configs
 from ocppproxy.station_tls import station_tls_options
 from ocppproxy.tap import Options
 
@@ -49,6 +50,15 @@ class StationTLSConfigTests(SynchronousTestCase):
             self.base,
         )
         self.assertEqual(config.station_tls, StationTLS(self.paths["server.pem"], self.paths["server-key.pem"]))
+
+    def test_reload_names_the_key(self):
+        """A changed station_tls file is named by its key and waits for a restart."""
+        section = {"certificate": "server.pem", "private_key": "server-key.pem"}
+        old = config_from_mapping({"primary_url": PRIMARY, "station_tls": section}, self.base)
+        new = config_from_mapping(
+            {"primary_url": PRIMARY, "station_tls": {**section, "client_ca_file": "ca.pem"}}, self.base
+        )
+        self.assertEqual(compare_configs(old, new).restart, ("station_tls.client_ca_file",))
 
     def test_certificate_and_key_mandatory(self):
         error = self.error({"certificate": "server.pem"})
