@@ -20,6 +20,7 @@ from ocppproxy.tap import Options
 from .certs import make_station_pki
 from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, Station, _read
+from .test_limits import closed
 
 PRIMARY = "ws://127.0.0.1:9001/ocpp/"
 STATION = "CP_TLS"
@@ -197,3 +198,29 @@ class StationTLSEndToEndTests(ProxyTestCase):
         base = await self.tls_proxy(station_tls=self.station_tls(client_ca_file=self.paths["ca.pem"]))
         await self.refused(base, self.context("other-client"))
         self.assertEqual(self.proxy.limits.handshakes, 0)
+
+    @async_test
+    async def test_tls_handshakes_counted_and_timed_out(self):
+        """
+        A TLS handshake counts against limits.max_handshakes: beyond it a connection is
+        closed at once, and one that never starts TLS is closed by the handshake timeout.
+        """
+        base = await self.tls_proxy(
+            station_tls=self.station_tls(client_ca_file=self.paths["ca.pem"]),
+            handshake_timeout=0.1,
+            limits={"max_handshakes": 1},
+        )
+        port = int(base.rsplit(":", 1)[1].strip("/"))
+        loop = asyncio.get_event_loop()
+        started = loop.time()
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        for _, writer in silent:
+            self.addCleanup(writer.close)
+        await asyncio.wait_for(closed(silent[1][0]), WAIT)
+        self.assertLess(loop.time() - started, 2)
+        self.assertEqual(self.proxy.limits.handshakes, 1)
+        await asyncio.wait_for(closed(silent[0][0]), 5.1 + WAIT)
+        # Autobahn's timers round their due time down to a whole second: up to 1 s early.
+        self.assertGreater(loop.time() - started, 4)
+        await self.until(lambda: self.proxy.limits.handshakes == 0)
+        await self.boots(base, self.context("client"))
