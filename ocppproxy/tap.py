@@ -20,8 +20,8 @@ from .notify.channels import build_channels, load_station_names
 from .notify.service import NotifierService
 from .observer import Observers
 from .proxy import ProxyService
-from .station_tls import station_tls_options
 from .reload import Reloader
+from .station_tls import station_tls_options
 from .status.activity import StationActivity
 from .status.service import StatusService
 from .systemd import SystemdService
