@@ -105,6 +105,19 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class StationTLS:
+    """
+    TLS towards the stations on a tcp: or systemd: listen endpoint (absolute paths):
+    the proxy's certificate (and chain) and key, and the CA(s) whose client
+    certificates stations must present, if any.
+    """
+
+    certificate: str
+    private_key: str
+    client_ca_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the daemon needs to start, validated."""
 
@@ -132,6 +145,9 @@ class Config:
     upstream_auth: Mapping[str, UpstreamAuth] = field(default_factory=dict)
     upstream_tls: Mapping[str, UpstreamTLS] = field(default_factory=dict)
     trusted_proxies: tuple[Network, ...] = ()
+    max_stations: int = 10000
+    max_handshakes: int = 200
+    station_tls: StationTLS | None = None
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""
@@ -212,6 +228,8 @@ TOP_KEYS = (
     "upstream_auth",
     "upstream_tls",
     "trusted_proxies",
+    "limits",
+    "station_tls",
 )
 
 
@@ -268,6 +286,11 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
         kwargs["state_file"] = path
     kwargs.update(_status(top.get("status")))
     kwargs.update(_traffic_log(top.get("traffic_log"), base_dir))
+    if top.get("station_tls") is not None:
+        kwargs["station_tls"] = _station_tls(top["station_tls"], base_dir, kwargs.get("listen", Config.listen))
+    limits = _mapping("limits", top.get("limits"), ("max_stations", "max_handshakes"))
+    for name in limits:
+        kwargs[name] = _number(f"limits.{name}", limits[name], 1, True)
     policies = _mapping("upstream_calls", top.get("upstream_calls"), ("primary", "secondary"))
     kwargs["upstream_calls"] = {name: _call_policy(f"upstream_calls.{name}", value) for name, value in policies.items()}
     if "failover" in top:
@@ -288,6 +311,24 @@ def _upstream_security(top: Mapping[str, Any], base_dir: str, settings: Mapping[
         "upstream_tls": config_security.upstream_tls(top.get("upstream_tls"), base_dir, urls),
         "trusted_proxies": config_security.trusted_proxies(top.get("trusted_proxies")),
     }
+
+
+def _station_tls(value: Any, base_dir: str, listen: str) -> StationTLS:
+    """The station_tls section: certificate and private_key mandatory, files relative to C{base_dir}."""
+    section = _mapping("station_tls", value, ("certificate", "private_key", "client_ca_file"))
+    if listen.startswith("ssl:"):
+        raise ConfigError("station_tls", "cannot be combined with an ssl: listen endpoint (use tcp: or systemd:)")
+    paths = {}
+    for name in ("certificate", "private_key", "client_ca_file"):
+        if section.get(name) is None:
+            if name != "client_ca_file":
+                raise ConfigError(f"station_tls.{name}", "is mandatory in a station_tls section")
+            continue
+        path = os.path.abspath(os.path.join(base_dir, _string(f"station_tls.{name}", section[name])))
+        if not os.path.isfile(path):
+            raise ConfigError(f"station_tls.{name}", f"no such file: {path}")
+        paths[name] = path
+    return StationTLS(**paths)
 
 
 def _status(value: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from autobahn.websocket.types import ConnectionDeny
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import serverFromString
@@ -14,11 +15,13 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.python.failure import Failure
 
 from .config import Config
+from .limits import StationLimits
 from .logs import proxy_logger
 from .observer import FrameRecorder, NullObserver, ProxyObserver
 from .session import REPLACED, StationSession, upstream_headers, websocket_options
 from .statefile import StateFile, read_state
 from .station import StationFactory, StationProtocol
+from .station_tls import station_tls_options, wrap_station_factory
 from .transactions import TransactionStore
 from .upstream import GOING_AWAY, UpstreamLink
 
@@ -58,7 +61,9 @@ class ProxyService(MultiService):
         self._upstream_tls = upstream_tls or {}
         self.sessions: dict[str, StationSession] = {}
         self._all_sessions: set[StationSession] = set()
-        self.factory = StationFactory(self, reactor, websocket_options(config))
+        self.limits = StationLimits(reactor, config.max_stations, config.max_handshakes)
+        self.factory = StationFactory(self, reactor, websocket_options(config), self.limits)
+        self._station_tls = station_tls_options(config.station_tls) if config.station_tls else None
         self._port = None
         self._listen_error: str | None = None
         self.listening: Deferred = Deferred()
@@ -73,7 +78,10 @@ class ProxyService(MultiService):
             # Twisted's systemd: parser looks the inherited socket up in a list or by name.
             self._listen_failed(Failure(ValueError("systemd passed no such socket (is the socket unit active?)")))
             raise SystemExit(1) from None
-        listening = endpoint.listen(self.factory)
+        factory = self.factory
+        if self._station_tls is not None:
+            factory = wrap_station_factory(factory, self._station_tls)
+        listening = endpoint.listen(factory)
         listening.addCallbacks(self._listening, self._listen_failed)
         if self._listen_error is not None:
             # Most endpoints listen synchronously: stop start-up with that one line.
@@ -93,7 +101,13 @@ class ProxyService(MultiService):
             self._reactor.stop()
 
     def station_connecting(self, protocol: StationProtocol, station_id: str, request, offers: list[str]) -> StationSession:
-        """A station's handshake is acceptable: replace any older session and open its primary link."""
+        """
+        A station's handshake is acceptable: replace any older session and open its
+        primary link. Raises L{ConnectionDeny} (503) when C{limits.max_stations} are
+        connected and this is not one of them reconnecting.
+        """
+        if station_id not in self.sessions and not self.limits.admit_station(station_id, len(self.sessions)):
+            raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many stations connected")
         offers = offers or [self.config.default_subprotocol]
         previous = self.sessions.get(station_id)
         session = StationSession(station_id, protocol, self._reactor, self._session_ended, self.observer, self.recorder)

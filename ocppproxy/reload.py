@@ -21,6 +21,8 @@ _KEY_NAMES = {
     "buffer_max_messages": "buffer.max_messages",
     "keepalive_interval": "keepalive.interval",
     "keepalive_timeout": "keepalive.timeout",
+    "max_stations": "limits.max_stations",
+    "max_handshakes": "limits.max_handshakes",
 }
 
 

@@ -9,10 +9,13 @@ import re
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from OpenSSL import SSL
 from twisted.internet.defer import Deferred, succeed
 
 from .lean import LeanFrames, share_protocol_options
+from .limits import MAX_HANDSHAKE_BYTES, StationLimits
 from .logs import autobahn_logger, proxy_logger
+from .station_tls import client_certificate_name
 
 _STATION_ID = re.compile(r"[A-Za-z0-9*\-_=:+|@.]{1,48}")
 DEFAULT_SUBPROTOCOL = "ocpp1.6"
@@ -70,12 +73,49 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
         self._close_waiters: list[Deferred[None]] = []
         self._closed = False
         self.was_opened = False
+        self._handshaking = False
+        self._request_read = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.transport.setTcpNoDelay(True)
+        self._handshaking = self.factory.limits.begin_handshake(self.peer)
+        if not self._handshaking:
+            self.transport.abortConnection()
+
+    def connectionLost(self, reason) -> None:
+        if self._handshaking and reason.check(SSL.Error):
+            self._log.info(
+                "TLS handshake with station {peer} failed: {reason}", peer=self.peer, reason=reason.getErrorMessage()
+            )
+        self._handshake_over()
+        super().connectionLost(reason)
+
+    def _handshake_over(self) -> None:
+        if self._handshaking:
+            self._handshaking = False
+            self.factory.limits.end_handshake()
+
+    def processHandshake(self) -> None:
+        # Autobahn buffers the request until its blank line, however long, and parses
+        # the buffer again when more bytes come while onConnect waits for the primary.
+        if self._request_read:
+            if len(self.data) > MAX_HANDSHAKE_BYTES:
+                self.dropConnection(abort=True)
+            return
+        end = self.data.find(b"\r\n\r\n", 0, MAX_HANDSHAKE_BYTES)
+        if end < 0 and len(self.data) >= MAX_HANDSHAKE_BYTES:
+            self._log.warn(
+                "closed connection from {peer}: its handshake request is over {limit} bytes",
+                peer=self.peer,
+                limit=MAX_HANDSHAKE_BYTES,
+            )
+            self.failHandshake("request header too large", 431)
+            return
+        super().processHandshake()
 
     def onConnect(self, request):
+        self._request_read = True
         try:
             station_id = station_id_from_path(request.path)
         except BadStationPath as error:
@@ -96,6 +136,7 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
                 offered=", ".join(offered)[:100],
             )
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "no OCPP subprotocol offered")
+        self._note_client_certificate(station_id)
         self.station_id = station_id
         self.session = self.factory.proxy.station_connecting(self, station_id, request, offers)
         # Autobahn lets onConnect return a Deferred: the station's handshake waits for
@@ -103,8 +144,22 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
         # (or refused with the primary's HTTP status).
         return self.session.negotiate(station_offered=bool(offers))
 
+    def _note_client_certificate(self, station_id: str) -> None:
+        name = client_certificate_name(self.transport)
+        if name is None:
+            return
+        self._log.info("station {station} presented a client certificate for {name!r}", station=station_id, name=name)
+        if name != station_id:
+            # Accepted all the same: the certificate's CA vouches for the station, not for its id.
+            self._log.warn(
+                "station {station}: its client certificate names {name!r}, not the station id",
+                station=station_id,
+                name=name,
+            )
+
     def onOpen(self) -> None:
         self.was_opened = True
+        self._handshake_over()
         self.release_handshake()
         self.session.station_open()
 
@@ -129,14 +184,18 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
 
 
 class StationFactory(WebSocketServerFactory):
-    """Server factory for charging stations; C{proxy} is the L{ProxyService} they report to."""
+    """
+    Server factory for charging stations; C{proxy} is the L{ProxyService} they report to,
+    C{limits} counts their handshakes in progress (default limits when not given).
+    """
 
     protocol = StationProtocol
     noisy = False
 
-    def __init__(self, proxy, reactor, websocket_options: dict) -> None:
+    def __init__(self, proxy, reactor, websocket_options: dict, limits: StationLimits | None = None) -> None:
         super().__init__(reactor=reactor)
         self.proxy = proxy
+        self.limits = limits if limits is not None else StationLimits(reactor)
         self.server = "ocppproxy"
         self.setProtocolOptions(**websocket_options)
         share_protocol_options(self)

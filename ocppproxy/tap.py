@@ -19,6 +19,7 @@ from .notify.service import NotifierService
 from .observer import Observers
 from .proxy import ProxyService
 from .reload import Reloader
+from .station_tls import station_tls_options
 from .status.activity import StationActivity
 from .status.service import StatusService
 from .systemd import SystemdService
@@ -40,6 +41,9 @@ class Options(usage.Options):
         try:
             self["parsed_config"] = load_config(self["config"])
             self["upstream_tls"] = client_tls_factory(self["parsed_config"])
+            if self["parsed_config"].station_tls is not None:
+                # Read the certificates now: a bad file stops start-up with one line.
+                station_tls_options(self["parsed_config"].station_tls)
         except ConfigError as error:
             sys.stderr.write(f"ocppproxy: configuration error in {self['config']}: {error}\n")
             raise SystemExit(2) from None

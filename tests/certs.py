@@ -1,4 +1,4 @@
-"""Certificates made by the tests themselves: a CA and a server certificate for 127.0.0.1."""
+"""Certificates made by the tests themselves: CAs, server certificates for 127.0.0.1, client certificates."""
 
 from __future__ import annotations
 
@@ -112,4 +112,75 @@ def make_proxy_client_cert(directory: str) -> dict[str, str]:
         paths[name] = os.path.join(directory, name)
         with open(paths[name], "wb") as out:
             out.write(data)
+    return paths
+
+
+def _write(path: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None) -> None:
+    """A PEM certificate at C{path}; with C{key}, the key beside it as C{<name>-key.pem}."""
+    with open(path, "wb") as out:
+        out.write(cert.public_bytes(serialization.Encoding.PEM))
+    if key is not None:
+        with open(path[: -len(".pem")] + "-key.pem", "wb") as out:
+            out.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
+
+
+def _issue(
+    subject: str, issuer: x509.Certificate | None, issuer_key, extensions
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A certificate for C{subject} signed by C{issuer} (self-signed when None), and its new key."""
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer.subject if issuer is not None else _name(subject))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(issuer_key if issuer is not None else key, hashes.SHA256()), key
+
+
+def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    return _issue(
+        name,
+        None,
+        None,
+        [
+            (x509.BasicConstraints(ca=True, path_length=None), True),
+            (x509.KeyUsage(False, False, False, False, False, True, True, False, False), True),
+        ],
+    )
+
+
+def make_station_pki(directory: str, station_id: str) -> dict[str, str]:
+    """
+    For TLS towards the stations, write into C{directory} and return the paths of:
+    ca.pem (the test CA), server.pem and server-key.pem (127.0.0.1 and localhost, from
+    that CA), client.pem and client-key.pem (CN C{station_id}, from that CA), and
+    other-client.pem and other-client-key.pem (CN C{station_id}, from another CA).
+    """
+    ca, ca_key = _ca("ocppproxy test CA")
+    other_ca, other_ca_key = _ca("another test CA")
+    server_name = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    client_use = x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH])
+    paths = {
+        name: os.path.join(directory, name)
+        for name in ("ca.pem", "server.pem", "server-key.pem", "client.pem", "client-key.pem")
+    }
+    paths["other-client.pem"] = os.path.join(directory, "other-client.pem")
+    paths["other-client-key.pem"] = os.path.join(directory, "other-client-key.pem")
+    _write(paths["ca.pem"], ca)
+    _write(paths["server.pem"], *_issue("127.0.0.1", ca, ca_key, [(server_name, False)]))
+    _write(paths["client.pem"], *_issue(station_id, ca, ca_key, [(client_use, False)]))
+    _write(paths["other-client.pem"], *_issue(station_id, other_ca, other_ca_key, [(client_use, False)]))
     return paths

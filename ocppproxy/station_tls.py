@@ -1,0 +1,81 @@
+"""
+TLS towards the stations on a plain listen endpoint (OCPP security profiles 2 and 3):
+the server-side TLS options from the C{station_tls} section, the wrapping of the
+station factory, and the subject of a station's client certificate.
+"""
+
+from __future__ import annotations
+
+from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IProtocolFactory, ISSLTransport
+from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from .config import ConfigError, StationTLS
+
+_PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
+
+
+def _read(key: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError as error:
+        raise ConfigError(key, f"cannot read {path}: {error.strerror}") from None
+
+
+def _certificates(key: str, path: str) -> list[Certificate]:
+    """Every certificate of a PEM file, in file order."""
+    blocks = [_PEM_CERTIFICATE + block for block in _read(key, path).split(_PEM_CERTIFICATE)[1:]]
+    try:
+        certificates = [Certificate.loadPEM(block) for block in blocks]
+    except crypto.Error:
+        certificates = []
+    if not certificates:
+        raise ConfigError(key, f"no PEM certificate in {path}")
+    return certificates
+
+
+def station_tls_options(settings: StationTLS) -> CertificateOptions:
+    """
+    The proxy's TLS server options: its certificate (the file's further certificates
+    are sent as the chain) and key; with C{client_ca_file}, a station must present a
+    client certificate signed by one of that file's CAs, or the TLS handshake fails.
+    Reads and checks every file now: raises L{ConfigError} naming the key.
+    """
+    chain = _certificates("station_tls.certificate", settings.certificate)
+    try:
+        key = KeyPair.load(_read("station_tls.private_key", settings.private_key), crypto.FILETYPE_PEM)
+    except crypto.Error:
+        raise ConfigError("station_tls.private_key", f"no PEM private key in {settings.private_key}") from None
+    authorities = []
+    if settings.client_ca_file:
+        authorities = [c.original for c in _certificates("station_tls.client_ca_file", settings.client_ca_file)]
+    options = CertificateOptions(
+        privateKey=key.original,
+        certificate=chain[0].original,
+        extraCertChain=[certificate.original for certificate in chain[1:]],
+        verify=bool(authorities),
+        caCerts=authorities or None,
+        requireCertificate=bool(authorities),
+    )
+    try:
+        options.getContext()
+    except SSL.Error:
+        raise ConfigError("station_tls.private_key", "does not match station_tls.certificate") from None
+    return options
+
+
+def wrap_station_factory(factory: IProtocolFactory, options: CertificateOptions) -> TLSMemoryBIOFactory:
+    """C{factory} behind TLS: each station's TLS handshake comes before its WebSocket one."""
+    return TLSMemoryBIOFactory(options, False, factory)
+
+
+def client_certificate_name(transport) -> str | None:
+    """The subject CN of the client certificate a TLS station presented; None without one (or without TLS)."""
+    if not ISSLTransport.providedBy(transport):
+        return None
+    certificate = transport.getPeerCertificate()
+    if certificate is None:
+        return None
+    return certificate.get_subject().commonName or ""
