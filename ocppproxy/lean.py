@@ -8,18 +8,72 @@ formatted eagerly even when debug logging is off, and a "message" event fired th
 txaio (a Deferred per message) for listeners nobody registers. L{LeanFrames} skips them
 and leaves everything else (framing, masking, UTF-8 validation, closing) to Autobahn.
 
+It also reads and writes the common case itself: a whole text message in one frame of
+at most 64 KiB, in the open state (L{ocppproxy.wsframes}). Autobahn's general frame
+machine costs a dozen Python calls per frame and a masking object per frame; every
+other frame, and every frame in any other state, still goes through Autobahn.
+
 L{share_protocol_options} saves memory instead: Autobahn copies some thirty options from
 the factory into every protocol instance, and a proxy holds three protocols per station.
 """
 
 from __future__ import annotations
 
+import random
+
+from .wsframes import FAST_LIMIT, read_text_frame, text_frame
+
 
 class LeanFrames:
     """Mix in before Autobahn's server or client protocol class."""
 
     def dataReceived(self, data: bytes) -> None:
+        if self.state == self.STATE_OPEN and not self.data and self.current_frame is None and self._plain_frames():
+            # Whole single-frame text messages first; the rest (if any) is Autobahn's.
+            masked = self.factory.isServer
+            limit = self._frame_limit()
+            position, end = 0, len(data)
+            while position < end and self.state == self.STATE_OPEN:
+                frame = read_text_frame(data, position, masked, limit)
+                if frame is None:
+                    break
+                payload, position = frame
+                if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+                    self._cancelAutoPingTimeoutCall()
+                self._onMessage(payload, False)
+            if position == end:
+                return
+            data = data[position:]
         self._dataReceived(data)
+
+    def _plain_frames(self) -> bool:
+        """No extension, no logging, no message in progress: frames may be read here."""
+        return not (self.inside_message or self._perMessageCompress is not None or self.logFrames or self.logOctets)
+
+    def _frame_limit(self) -> int:
+        limits = [limit for limit in (self.maxFramePayloadSize, self.maxMessagePayloadSize) if limit > 0]
+        return min([FAST_LIMIT, *limits])
+
+    def sendMessage(
+        self, payload: bytes, isBinary: bool = False, fragmentSize=None, sync: bool = False, doNotCompress: bool = False
+    ) -> None:
+        masked = self.maskServerFrames if self.factory.isServer else self.maskClientFrames
+        if (
+            isBinary
+            or fragmentSize is not None
+            or sync
+            or len(payload) > self._frame_limit()
+            or self.state != self.STATE_OPEN
+            or self.autoFragmentSize
+            or self.send_queue
+            or (masked and not self.applyMask)
+            or not self._plain_frames()
+        ):
+            super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+            return
+        # The mask as Autobahn makes it (RFC 6455 asks masks to be unpredictable to the page).
+        mask = random.getrandbits(32).to_bytes(4, "big") if masked else None
+        self.transport.write(text_frame(payload, mask))
 
     def onMessageEnd(self) -> None:
         if not self.failedByMe:

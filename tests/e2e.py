@@ -72,9 +72,19 @@ class ProxyTestCase(TestCase):
         return f"ws://127.0.0.1:{port.getHost().port}/"
 
     def _stop_proxy(self) -> Deferred:
-        if self.proxy.running:
-            return self.proxy.stopService()
-        return None
+        stopped = self.proxy.stopService() if self.proxy.running else None
+        return Deferred.fromFuture(asyncio.ensure_future(self._after(stopped)))
+
+    async def _after(self, stopped) -> None:
+        if stopped is not None:
+            await Deferred.asFuture(stopped, asyncio.get_event_loop())
+        # Autobahn's timers run in 0.2 s buckets, whose reactor call outlives a connection
+        # dropped just now (a refused handshake, say): let them fire, at most 2 s.
+        deadline = asyncio.get_event_loop().time() + 2
+        while any("_notify_bucket" in repr(call) for call in reactor.getDelayedCalls()):
+            if asyncio.get_event_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
 
     async def until(self, condition, timeout: float = 10.0) -> None:
         """Wait at most C{timeout} seconds for C{condition()} to hold, checking every 10 ms."""

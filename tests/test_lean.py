@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config import config_from_mapping
+from ocppproxy.lean import LeanFrames
 from ocppproxy.session import websocket_options
 from ocppproxy.station import StationFactory, StationProtocol
+from ocppproxy.wsframes import text_frame, xor_mask
 
 
 def factory(**settings) -> StationFactory:
@@ -40,3 +46,78 @@ class ShareProtocolOptionsTests(SynchronousTestCase):
         self.assertNotIn("autoPingInterval", vars(protocol))
         self.assertNotIn("maxMessagePayloadSize", vars(protocol))
         self.assertIs(protocol.perMessageCompressionAccept, built.perMessageCompressionAccept)
+
+
+class _Recorder(LeanFrames, WebSocketServerProtocol):
+    def onConnect(self, request):
+        return None
+
+    def onMessage(self, payload, isBinary):
+        self.factory.received.append((payload, isBinary))
+
+
+class _Transport(StringTransport):
+    def unregisterProducer(self):
+        """Autobahn unregisters itself when it drops the connection, registered or not."""
+        self.producer = None
+
+
+def _open_server() -> tuple[_Recorder, StringTransport]:
+    factory = WebSocketServerFactory()
+    factory.setProtocolOptions(failByDrop=False)  # as the proxy: a close frame, not a TCP drop
+    factory.protocol = _Recorder
+    factory.received = []
+    protocol = factory.buildProtocol(None)
+    transport = _Transport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(
+        b"GET /CP_1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert transport.value().startswith(b"HTTP/1.1 101"), transport.value()
+    transport.clear()
+    return protocol, transport
+
+
+def _masked(first_byte: int, payload: bytes, mask: bytes = b"\x11\x22\x33\x44") -> bytes:
+    return bytes((first_byte, 0x80 | len(payload))) + mask + xor_mask(payload, mask)
+
+
+class LeanFramesTests(SynchronousTestCase):
+    """Frames read by ocppproxy itself and by Autobahn, mixed and cut anywhere, arrive whole and in order."""
+
+    @given(
+        st.lists(st.tuples(st.text(max_size=200), st.sampled_from(["whole", "fragmented", "after ping"])), max_size=8),
+        st.data(),
+    )
+    def test_mixed_frames_in_any_chunks(self, messages, data):
+        protocol, transport = _open_server()
+        stream, expected, pings = b"", [], 0
+        for text, shape in messages:
+            payload = text.encode("utf-8")
+            expected.append((payload, False))
+            if shape == "after ping":
+                stream += _masked(0x89, b"p")
+                pings += 1
+            if shape == "fragmented" and len(payload) > 1:
+                stream += _masked(0x01, payload[:1]) + _masked(0x80, payload[1:])
+            else:
+                stream += text_frame(payload, b"\x0a\x0b\x0c\x0d")
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+        for start, stop in zip([0, *cuts], [*cuts, len(stream)]):
+            protocol.dataReceived(stream[start:stop])
+        self.assertEqual(protocol.factory.received, expected)
+        self.assertEqual(transport.value().count(b"\x8a\x01p"), pings)
+
+    def test_invalid_utf8_closes_with_1007(self):
+        """A text frame that is not UTF-8 is Autobahn's to refuse, with close code 1007."""
+        protocol, transport = _open_server()
+        protocol.dataReceived(_masked(0x81, b"\xc3\x28"))
+        self.assertEqual(protocol.factory.received, [])
+        closing = transport.value()
+        self.assertEqual((closing[0], closing[2:4]), (0x88, (1007).to_bytes(2, "big")))
+
+    def test_sent_text_frame_unmasked_from_server(self):
+        protocol, transport = _open_server()
+        protocol.sendMessage(b'[3,"1",{}]')
+        self.assertEqual(transport.value(), text_frame(b'[3,"1",{}]'))

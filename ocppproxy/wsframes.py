@@ -1,0 +1,79 @@
+"""
+The WebSocket frames of a relayed OCPP-J message, read and written without Autobahn's
+general machinery. Pure: bytes in, bytes out.
+
+Nearly every frame the proxy sees is one whole text message in one frame (FIN set, no
+extension bits, no fragmentation), under 64 KiB. L{read_text_frame} and L{text_frame}
+handle exactly those, as RFC 6455 says, and nothing else: any other frame (control,
+binary, fragmented, oversized, badly masked, invalid UTF-8, or incomplete) is left to
+Autobahn, which then applies its own rules (close codes included) as before.
+"""
+
+from __future__ import annotations
+
+_TEXT_FIN = 0x81  # FIN, no RSV bits, opcode 1 (text)
+_MASK_BIT = 0x80
+FAST_LIMIT = 0xFFFF  # payloads up to this size (a 16-bit length at most)
+
+
+def xor_mask(payload: bytes, key: bytes) -> bytes:
+    """C{payload} XOR the 4-byte C{key} repeated (masking and unmasking are the same)."""
+    length = len(payload)
+    if not length:
+        return payload
+    stream = key * ((length + 3) >> 2)
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(stream[:length], "little")).to_bytes(length, "little")
+
+
+def read_text_frame(data: bytes, start: int, masked: bool, limit: int) -> tuple[bytes, int] | None:
+    """
+    The payload of the single-frame text message at C{data[start:]} and where the next
+    frame starts, or None if what is there is not a complete such frame (or is masked
+    when C{masked} is false or the other way round, longer than C{limit}, or not UTF-8).
+    """
+    end = len(data)
+    if end - start < 2 or data[start] != _TEXT_FIN:
+        return None
+    second = data[start + 1]
+    if bool(second & _MASK_BIT) != masked:
+        return None
+    length = second & 0x7F
+    position = start + 2
+    if length == 126:
+        if end - position < 2:
+            return None
+        length = int.from_bytes(data[position : position + 2], "big")
+        if length < 126:  # not the minimal encoding: Autobahn decides
+            return None
+        position += 2
+    elif length == 127:
+        return None
+    if length > limit:
+        return None
+    if masked:
+        key = data[position : position + 4]
+        position += 4
+    stop = position + length
+    if stop > end:
+        return None
+    payload = data[position:stop]
+    if masked:
+        payload = xor_mask(payload, key)
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return payload, stop
+
+
+def text_frame(payload: bytes, mask: bytes | None = None) -> bytes:
+    """One FIN text frame carrying C{payload} (at most L{FAST_LIMIT} bytes), masked with C{mask} if given."""
+    length = len(payload)
+    mask_bit = _MASK_BIT if mask is not None else 0
+    if length <= 125:
+        header = bytes((_TEXT_FIN, mask_bit | length))
+    else:
+        header = bytes((_TEXT_FIN, mask_bit | 126)) + length.to_bytes(2, "big")
+    if mask is None:
+        return header + payload
+    return header + mask + xor_mask(payload, mask)
