@@ -19,6 +19,7 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -298,6 +299,33 @@ def proxy_config(workdir: str, port: int, primary_port: int, secondary_port: int
     return path
 
 
+LOOP_PHASES = ("direct", "proxy", "naive")
+
+
+def median_result(results: list[LoopResult]) -> LoopResult:
+    """One row from several rounds: the median of each rate, latency and cost; totals summed."""
+
+    def median(name: str):
+        values = [getattr(result, name) for result in results if getattr(result, name) is not None]
+        return round(statistics.median(values), 3) if values else None
+
+    first = results[0]
+    return LoopResult(
+        name=first.name,
+        stations=first.stations,
+        seconds=round(sum(result.seconds for result in results), 2),
+        calls=sum(result.calls for result in results),
+        calls_per_second=median("calls_per_second"),
+        p50_ms=median("p50_ms"),
+        p99_ms=median("p99_ms"),
+        errors=sum(result.errors for result in results),
+        cpu_seconds=median("cpu_seconds"),
+        cpu_us_per_call=median("cpu_us_per_call"),
+        system_cpu_share=median("system_cpu_share"),
+        rss_mib=median("rss_mib"),
+    )
+
+
 def print_table(loops: list[LoopResult], scale: ScaleResult | None) -> dict:
     print()
     print(f"{'':14} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/call':>12} {'RSS MiB':>8}")
@@ -376,32 +404,33 @@ async def main(args) -> None:
         await primary.start()
         await secondary.start()
         phases = args.phases.split(",")
-        for phase in phases:
-            if phase == "direct":
-                loops.append(
-                    await closed_loop("direct", f"ws://127.0.0.1:{primary_port}/", args.stations, args.seconds, None)
-                )
-            elif phase == "proxy":
-                await proxy.start()
-                loops.append(
-                    await closed_loop(
-                        "ocppproxy", f"ws://127.0.0.1:{proxy_port}/", args.stations, args.seconds, proxy.pid
-                    )
-                )
-                proxy.stop()
-            elif phase == "naive":
-                await naive.start()
-                loops.append(
-                    await closed_loop(
-                        "naive relay", f"ws://127.0.0.1:{naive_port}/", args.stations, args.seconds, naive.pid
-                    )
-                )
-                naive.stop()
-            elif phase == "scale":
-                await proxy.start()
-                scale = await idle_scale_and_storm(args, proxy, primary, proxy_port, primary_port)
-                proxy.stop()
-            print(f"  {phase} done", file=sys.stderr)
+        loop_phases = [phase for phase in phases if phase in LOOP_PHASES]
+        if "proxy" in loop_phases:
+            await proxy.start()
+        if "naive" in loop_phases:
+            await naive.start()
+        targets = {
+            "direct": ("direct", f"ws://127.0.0.1:{primary_port}/", None),
+            "proxy": ("ocppproxy", f"ws://127.0.0.1:{proxy_port}/", proxy),
+            "naive": ("naive relay", f"ws://127.0.0.1:{naive_port}/", naive),
+        }
+        rounds: dict[str, list[LoopResult]] = {}
+        # Interleaved rounds, medians reported: a neighbour's burst on a shared machine
+        # then spoils one round of each, not a whole column.
+        for number in range(args.rounds):
+            for phase in loop_phases:
+                name, url, process = targets[phase]
+                result = await closed_loop(name, url, args.stations, args.seconds, process.pid if process else None)
+                rounds.setdefault(name, []).append(result)
+            print(f"  round {number + 1} of {args.rounds} done", file=sys.stderr)
+        loops = [median_result(results) for results in rounds.values()]
+        proxy.stop()
+        naive.stop()
+        if "scale" in phases:
+            await proxy.start()
+            scale = await idle_scale_and_storm(args, proxy, primary, proxy_port, primary_port)
+            proxy.stop()
+            print("  scale done", file=sys.stderr)
     finally:
         for process in (proxy, naive, primary, secondary):
             process.stop()
@@ -413,7 +442,13 @@ async def main(args) -> None:
     results = {
         "machine": machine,
         "date": time.strftime("%Y-%m-%d"),
-        "parameters": {"stations": args.stations, "seconds": args.seconds, "scale": args.scale, "outage": args.outage},
+        "parameters": {
+            "stations": args.stations,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "scale": args.scale,
+            "outage": args.outage,
+        },
         "loops": [asdict(r) for r in loops],
         "ratios": ratios,
         "scale": asdict(scale) if scale else None,
@@ -427,6 +462,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stations", type=int, default=50, help="K, stations in the closed loops (default 50)")
     parser.add_argument("--seconds", type=float, default=10.0, help="T, seconds per closed loop (default 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the closed loops, medians shown")
     parser.add_argument(
         "--scale", type=int, default=5000, help="N, stations held in the idle scale phase (default 5000)"
     )

@@ -27,11 +27,21 @@ from .wsframes import FAST_LIMIT, read_text_frame, text_frame
 class LeanFrames:
     """Mix in before Autobahn's server or client protocol class."""
 
+    # Per-class settings (see L{share_protocol_options}); None: worked out per call.
+    _fast = None
+
+    def _fast_settings(self) -> tuple[int, bool, bool]:
+        """(largest payload read or written here, whether sending may bypass Autobahn, whether to mask)."""
+        fast = self._fast
+        if fast is None:
+            fast = fast_settings(self)
+        return fast
+
     def dataReceived(self, data: bytes) -> None:
         if self.state == self.STATE_OPEN and not self.data and self.current_frame is None and self._plain_frames():
             # Whole single-frame text messages first; the rest (if any) is Autobahn's.
             masked = self.factory.isServer
-            limit = self._frame_limit()
+            limit = self._fast_settings()[0]
             position, end = 0, len(data)
             while position < end and self.state == self.STATE_OPEN:
                 frame = read_text_frame(data, position, masked, limit)
@@ -50,24 +60,19 @@ class LeanFrames:
         """No extension, no logging, no message in progress: frames may be read here."""
         return not (self.inside_message or self._perMessageCompress is not None or self.logFrames or self.logOctets)
 
-    def _frame_limit(self) -> int:
-        limits = [limit for limit in (self.maxFramePayloadSize, self.maxMessagePayloadSize) if limit > 0]
-        return min([FAST_LIMIT, *limits])
-
     def sendMessage(
         self, payload: bytes, isBinary: bool = False, fragmentSize=None, sync: bool = False, doNotCompress: bool = False
     ) -> None:
-        masked = self.maskServerFrames if self.factory.isServer else self.maskClientFrames
+        limit, may_bypass, masked = self._fast_settings()
         if (
-            isBinary
+            not may_bypass
+            or isBinary
             or fragmentSize is not None
             or sync
-            or len(payload) > self._frame_limit()
+            or len(payload) > limit
             or self.state != self.STATE_OPEN
-            or self.autoFragmentSize
             or self.send_queue
-            or (masked and not self.applyMask)
-            or not self._plain_frames()
+            or self._perMessageCompress is not None
         ):
             super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
             return
@@ -93,6 +98,15 @@ class LeanFrames:
         self.trafficStats.outgoingOctetsWireLevel += len(data)
 
 
+def fast_settings(options) -> tuple[int, bool, bool]:
+    """What L{LeanFrames} needs of a protocol's (or factory's) options, worked out once."""
+    limits = [limit for limit in (options.maxFramePayloadSize, options.maxMessagePayloadSize) if limit > 0]
+    server = getattr(options, "factory", options).isServer
+    masked = bool(options.maskServerFrames if server else options.maskClientFrames)
+    may_bypass = not (options.autoFragmentSize or options.logFrames or options.logOctets or (masked and not options.applyMask))
+    return min([FAST_LIMIT, *limits]), may_bypass, masked
+
+
 _PLAIN = (bool, int, float, str, type(None))
 _OPTION_CLASSES: dict[tuple[type, str], type] = {}
 
@@ -114,5 +128,6 @@ def share_protocol_options(factory) -> None:
     key = (base, repr(sorted(options.items())))
     shared = _OPTION_CLASSES.get(key)
     if shared is None:
-        shared = _OPTION_CLASSES[key] = type(base.__name__, (base,), {"__module__": base.__module__, **options})
+        attributes = {"__module__": base.__module__, **options, "_fast": fast_settings(factory)}
+        shared = _OPTION_CLASSES[key] = type(base.__name__, (base,), attributes)
     factory.protocol = shared

@@ -49,7 +49,8 @@ class Frame:
 def parse_frame(data: bytes | str) -> Frame:
     """Parse one WebSocket text message; raises L{FrameError} naming the problem."""
     try:
-        message = json.loads(data)
+        # Decoded first: json.loads would otherwise guess the encoding of bytes each time.
+        message = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
     except (ValueError, UnicodeDecodeError):
         raise FrameError("not JSON") from None
     if not isinstance(message, list) or not message:
