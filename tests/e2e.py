@@ -20,6 +20,21 @@ def needs_asyncio_reactor() -> None:
         raise SkipTest("end-to-end tests need trial --reactor=asyncio (make test uses it)")
 
 
+async def autobahn_timers_settled(timeout: float = 2.0) -> None:
+    """
+    Let Autobahn's timer buckets fire (at most C{timeout} seconds): they run in 0.2 s
+    buckets on the global reactor (through txaio), and a bucket's reactor call outlives
+    a connection dropped just now (a refused handshake, say), or made by a test that
+    ran on a Clock.
+    """
+    loop = asyncio.get_event_loop()
+    deadline = loop.time() + timeout
+    while any("_notify_bucket" in repr(call) for call in reactor.getDelayedCalls()):
+        if loop.time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+
+
 def async_test(method):
     """Run an `async def` test method on the asyncio reactor's loop."""
 
@@ -78,13 +93,7 @@ class ProxyTestCase(TestCase):
     async def _after(self, stopped) -> None:
         if stopped is not None:
             await Deferred.asFuture(stopped, asyncio.get_event_loop())
-        # Autobahn's timers run in 0.2 s buckets, whose reactor call outlives a connection
-        # dropped just now (a refused handshake, say): let them fire, at most 2 s.
-        deadline = asyncio.get_event_loop().time() + 2
-        while any("_notify_bucket" in repr(call) for call in reactor.getDelayedCalls()):
-            if asyncio.get_event_loop().time() > deadline:
-                break
-            await asyncio.sleep(0.05)
+        await autobahn_timers_settled()
 
     async def until(self, condition, timeout: float = 10.0) -> None:
         """Wait at most C{timeout} seconds for C{condition()} to hold, checking every 10 ms."""

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet import reactor, tcp
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ocppproxy.config import config_from_mapping
-from ocppproxy.lean import LeanFrames
+from ocppproxy.lean import LeanFrames, write_now
 from ocppproxy.session import websocket_options
 from ocppproxy.station import StationFactory, StationProtocol
 from ocppproxy.wsframes import text_frame, xor_mask
+
+from .e2e import async_test, autobahn_timers_settled, needs_asyncio_reactor
 
 
 def factory(**settings) -> StationFactory:
@@ -63,7 +71,7 @@ class _Transport(StringTransport):
 
 
 def _open_server() -> tuple[_Recorder, StringTransport]:
-    factory = WebSocketServerFactory()
+    factory = WebSocketServerFactory(reactor=Clock())  # its timers stay off the real reactor
     factory.setProtocolOptions(failByDrop=False)  # as the proxy: a close frame, not a TCP drop
     factory.protocol = _Recorder
     factory.received = []
@@ -121,3 +129,53 @@ class LeanFramesTests(SynchronousTestCase):
         protocol, transport = _open_server()
         protocol.sendMessage(b'[3,"1",{}]')
         self.assertEqual(transport.value(), text_frame(b'[3,"1",{}]'))
+
+
+class WriteNowTests(TestCase):
+    """write_now on a real TCP connection whose peer does not read: nothing lost, nothing reordered."""
+
+    timeout = 20
+
+    async def _accepted(self):
+        accepted: Deferred = Deferred()
+
+        class Accept(Protocol):
+            def connectionMade(self):
+                accepted.callback(self.transport)
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Accept), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client = socket.create_connection(("127.0.0.1", port.getHost().port))
+        self.addCleanup(client.close)
+        transport = await Deferred.asFuture(accepted, asyncio.get_event_loop())
+        self.addCleanup(transport.abortConnection)
+        return client, transport
+
+    def setUp(self):
+        needs_asyncio_reactor()
+
+    @async_test
+    async def test_partial_sends_keep_order(self):
+        """A small write goes out at once; 16 MB written at once arrive whole and in order."""
+        await autobahn_timers_settled()  # the frame tests above leave some on the reactor
+        client, transport = await self._accepted()
+        self.assertIsInstance(transport, tcp.Server)
+        write_now(transport, b"first")
+        self.assertEqual((transport._tempDataBuffer, transport.dataBuffer), ([], b""), "sent at once, not buffered")
+        chunks = [bytes([number % 251]) * 65536 for number in range(256)]
+        for chunk in chunks:
+            write_now(transport, chunk)
+        self.assertGreater(len(transport._tempDataBuffer) + len(transport.dataBuffer), 0, "the socket never filled")
+        expected = b"first" + b"".join(chunks)
+        client.setblocking(False)
+        received = bytearray()
+        loop = asyncio.get_event_loop()
+        while len(received) < len(expected):
+            data = await asyncio.wait_for(loop.sock_recv(client, 1 << 20), 10)
+            if not data:
+                break
+            received += data
+        self.assertEqual(len(received), len(expected))
+        if received != expected:
+            mismatch = next(index for index, (a, b) in enumerate(zip(received, expected)) if a != b)
+            self.fail(f"first difference at byte {mismatch}")

@@ -63,3 +63,15 @@ class OCPP21Tests(ProxyTestCase):
         request = '[2,"frag-2","GetVariables",{"getVariableData":[]}]'
         await self.primary.websockets[0].send([request[:5], request[5:]])
         self.assertEqual(await asyncio.wait_for(station.recv(), WAIT), request)
+
+    @async_test
+    async def test_burst_larger_than_socket_buffers_keeps_order(self):
+        """4 MB of CALLs sent at once (more than the sockets hold) reach both central systems whole and in order."""
+        station = await self.setup()
+        body = "z" * 2000
+        frames = [f'[2,"b-{number}","DataTransfer",{{"vendorId":"X","data":"{body}"}}]' for number in range(2000)]
+        for text in frames:
+            await station.send(text)
+        for central in (self.primary, self.secondary):
+            await wait_until(lambda central=central: len(central.received) >= len(frames), central.changed, timeout=30)
+            self.assertEqual(central.received, frames)
