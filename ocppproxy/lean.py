@@ -5,13 +5,14 @@ Profiling the proxy under load (see README.rst, "Performance") showed Autobahn s
 a fair share of each relayed frame on things ocppproxy never asks for: a debug log event
 per read and per write whose arguments (qualified names, highlighted values) are
 formatted eagerly even when debug logging is off, and a "message" event fired through
-txaio (a Deferred per message) for listeners nobody registers. L{LeanFrames} skips them
-and leaves everything else (framing, masking, UTF-8 validation, closing) to Autobahn.
+txaio (a Deferred per message) for listeners nobody registers. L{LeanFrames} skips them.
 
 It also reads and writes the common case itself: a whole text message in one frame of
-at most 64 KiB, in the open state (L{ocppproxy.wsframes}). Autobahn's general frame
-machine costs a dozen Python calls per frame and a masking object per frame; every
-other frame, and every frame in any other state, still goes through Autobahn.
+at most 64 KiB, in the open state (L{ocppproxy.wsframes}), and sends it with one
+C{send} when the socket's buffer is empty (L{write_now}). Autobahn's general frame
+machine costs a dozen Python calls and a masking object per frame; every other frame
+(control, binary, fragmented, oversized, invalid), and every frame in any other state,
+still goes through Autobahn, with its close codes.
 
 L{share_protocol_options} saves memory instead: Autobahn copies some thirty options from
 the factory into every protocol instance, and a proxy holds three protocols per station.
@@ -136,7 +137,9 @@ def fast_settings(options) -> tuple[int, bool, bool]:
     limits = [limit for limit in (options.maxFramePayloadSize, options.maxMessagePayloadSize) if limit > 0]
     server = getattr(options, "factory", options).isServer
     masked = bool(options.maskServerFrames if server else options.maskClientFrames)
-    may_bypass = not (options.autoFragmentSize or options.logFrames or options.logOctets or (masked and not options.applyMask))
+    may_bypass = not (
+        options.autoFragmentSize or options.logFrames or options.logOctets or (masked and not options.applyMask)
+    )
     return min([FAST_LIMIT, *limits]), may_bypass, masked
 
 

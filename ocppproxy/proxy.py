@@ -100,7 +100,9 @@ class ProxyService(MultiService):
         if self._reactor.running:
             self._reactor.stop()
 
-    def station_connecting(self, protocol: StationProtocol, station_id: str, request, offers: list[str]) -> StationSession:
+    def station_connecting(
+        self, protocol: StationProtocol, station_id: str, request, offers: list[str]
+    ) -> StationSession:
         """
         A station's handshake is acceptable: replace any older session and open its
         primary link. Raises L{ConnectionDeny} (503) when C{limits.max_stations} are

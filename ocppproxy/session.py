@@ -251,7 +251,9 @@ class StationSession:
             if recorder is not None:
                 recorder(self.station_id, TO_STATION, None, payload)
         elif debug_enabled():
-            self._log.debug("station {station} is closing: {frame} not sent", station=self.station_id, frame=shorten(payload))
+            self._log.debug(
+                "station {station} is closing: {frame} not sent", station=self.station_id, frame=shorten(payload)
+            )
 
     def _deliver(self, sends) -> None:
         """Send the frames a routing decision produced, then keep the expiry timer right."""

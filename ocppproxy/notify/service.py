@@ -309,7 +309,9 @@ class NotifierService(Service):
     def upstream_disconnected(self, station_id: str, upstream: str, url: str, reason: str) -> None:
         self._emit_later(
             ("upstream", station_id, upstream),
-            StationEvent("disconnected_from_upstream", station_id, {"upstream": upstream, "url": url, "reason": reason}),
+            StationEvent(
+                "disconnected_from_upstream", station_id, {"upstream": upstream, "url": url, "reason": reason}
+            ),
         )
         self._upstream_failing(upstream)
 
