@@ -88,7 +88,10 @@ def _open_server() -> tuple[_Recorder, StringTransport]:
 
 
 def _masked(first_byte: int, payload: bytes, mask: bytes = b"\x11\x22\x33\x44") -> bytes:
-    return bytes((first_byte, 0x80 | len(payload))) + mask + xor_mask(payload, mask)
+    """A masked frame of any kind (C{first_byte}: FIN, RSV and opcode) as a station sends it."""
+    length = len(payload)
+    header = bytes((first_byte, 0x80 | length)) if length <= 125 else bytes((first_byte, 0xFE)) + length.to_bytes(2, "big")
+    return header + mask + xor_mask(payload, mask)
 
 
 class LeanFramesTests(SynchronousTestCase):
