@@ -8,6 +8,7 @@ import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy import config as config_module
+from ocppproxy import config_notify
 from ocppproxy.config import ConfigError, config_from_mapping, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +42,7 @@ class ExampleFileTests(SynchronousTestCase):
         """Every top-level and notify key appears in the example, set or commented out."""
         for key in config_module.TOP_KEYS:
             self.assertRegex(self.text, rf"(?m)^#? ?{key}:", key)
-        for key in config_module._NOTIFY_KEYS:
+        for key in config_notify._NOTIFY_KEYS:
             self.assertRegex(self.text, rf"(?m)^#   {key}:", f"notify.{key}")
 
     def test_every_key_documented(self):
