@@ -12,21 +12,12 @@ from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from .config import ConfigError, StationTLS
-
-_PEM_CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
-
-
-def _read(key: str, path: str) -> bytes:
-    try:
-        with open(path, "rb") as stream:
-            return stream.read()
-    except OSError as error:
-        raise ConfigError(key, f"cannot read {path}: {error.strerror}") from None
+from .pem import certificate_blocks, read_pem_file
 
 
 def _certificates(key: str, path: str) -> list[Certificate]:
     """Every certificate of a PEM file, in file order."""
-    blocks = [_PEM_CERTIFICATE + block for block in _read(key, path).split(_PEM_CERTIFICATE)[1:]]
+    blocks = certificate_blocks(path, key)
     try:
         certificates = [Certificate.loadPEM(block) for block in blocks]
     except crypto.Error:
@@ -45,7 +36,7 @@ def station_tls_options(settings: StationTLS) -> CertificateOptions:
     """
     chain = _certificates("station_tls.certificate", settings.certificate)
     try:
-        key = KeyPair.load(_read("station_tls.private_key", settings.private_key), crypto.FILETYPE_PEM)
+        key = KeyPair.load(read_pem_file(settings.private_key, "station_tls.private_key"), crypto.FILETYPE_PEM)
     except crypto.Error:
         raise ConfigError("station_tls.private_key", f"no PEM private key in {settings.private_key}") from None
     authorities = []

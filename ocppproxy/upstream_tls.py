@@ -23,11 +23,12 @@ from twisted.internet.ssl import (
 
 from .config import Config, ConfigError
 from .config_security import UpstreamTLS
+from .pem import certificate_blocks, read_pem_file
 
 
 def trust_root_from_pem_file(path: str, key: str = "ca_file"):
     """A trust root with every certificate in a PEM file (a CA bundle may hold several); C{key} names it in errors."""
-    blocks = _pem_certificates(path, key)
+    blocks = certificate_blocks(path, key)
     if not blocks:
         raise ConfigError(key, f"no PEM certificate in {path}")
     try:
@@ -36,34 +37,20 @@ def trust_root_from_pem_file(path: str, key: str = "ca_file"):
         raise ConfigError(key, f"a certificate in {path} cannot be read") from None
 
 
-def _read(path: str, key: str) -> bytes:
-    try:
-        with open(path, "rb") as stream:
-            return stream.read()
-    except OSError as error:
-        raise ConfigError(key, f"cannot read {path}: {error.strerror}") from None
-
-
-def _pem_certificates(path: str, key: str) -> list[bytes]:
-    pem = _read(path, key)
-    marker = b"-----BEGIN CERTIFICATE-----"
-    return [marker + block for block in pem.split(marker)[1:]]
-
-
 def client_certificate_from_pem_files(cert_path: str, key_path: str, key: str) -> PrivateCertificate:
     """
     The proxy's client certificate: the first certificate of C{cert_path} with the
     unencrypted PEM private key of C{key_path}, which must match it. C{key} (the
     configuration key of the pair) names any problem.
     """
-    blocks = _pem_certificates(cert_path, f"{key}.client_cert")
+    blocks = certificate_blocks(cert_path, f"{key}.client_cert")
     if not blocks:
         raise ConfigError(f"{key}.client_cert", f"no PEM certificate in {cert_path}")
     try:
         certificate = Certificate.loadPEM(blocks[0])
     except crypto.Error:
         raise ConfigError(f"{key}.client_cert", f"the certificate in {cert_path} cannot be read") from None
-    pem = _read(key_path, f"{key}.client_key")
+    pem = read_pem_file(key_path, f"{key}.client_key")
     try:
         # cryptography refuses an encrypted key; pyOpenSSL would ask for its passphrase on the terminal.
         private_key = crypto.PKey.from_cryptography_key(load_pem_private_key(pem, password=None))
