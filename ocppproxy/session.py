@@ -347,22 +347,15 @@ class StationSession:
                     reason=route.dropped_because,
                 )
             self._deliver(route.also)
-        elif route.late:
-            self._log.warn(
-                "station {station}: {kind} {id} from {upstream} dropped: {reason}",
+        elif route.late or debug_enabled():
+            # A late answer is worth a warning; a consumed one (the secondary's) is normal.
+            (self._log.warn if route.late else self._log.debug)(
+                "station {station}: {kind} {id} from {upstream} {fate}: {reason}",
                 station=self.station_id,
                 kind=frame.kind_name,
                 id=frame.message_id,
                 upstream=name,
-                reason=route.dropped_because,
-            )
-        elif debug_enabled():
-            self._log.debug(
-                "station {station}: {kind} {id} from {upstream} consumed: {reason}",
-                station=self.station_id,
-                kind=frame.kind_name,
-                id=frame.message_id,
-                upstream=name,
+                fate="dropped" if route.late else "consumed",
                 reason=route.dropped_because,
             )
         self._tell("upstream_frame", self.station_id, name, frame, payload)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import os
-import sys
 
 import yaml
 from twisted.trial.unittest import SynchronousTestCase
@@ -13,11 +11,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from ocppproxy.config import ConfigError, config_from_mapping
 from ocppproxy.config_security import UpstreamTLS
 from ocppproxy.reload import ConfigChanges, compare_configs
-from ocppproxy.tap import Options
 from ocppproxy.upstream_auth import BASIC, DROP, PASS, UpstreamAuth
 from ocppproxy.upstream_tls import client_tls_factory
 
 from .certs import make_ca_and_server_cert, make_proxy_client_cert
+from .startup import config_error_output
 
 PRIMARY = "ws://127.0.0.1:9001/ocpp/"
 SECRET = "Zz9-very-secret"
@@ -201,13 +199,8 @@ class StartUpAndReloadTests(SynchronousTestCase):
                 'primary_url: "wss://127.0.0.1:9001/"\n'
                 "upstream_tls: {primary: {client_cert: proxy.pem, client_key: other-key.pem}}\n"
             )
-        stderr = io.StringIO()
-        self.patch(sys, "stderr", stderr)
-        with self.assertRaises(SystemExit) as caught:
-            Options().parseOptions(["-c", path])
-        self.assertEqual(caught.exception.code, 2)
         self.assertEqual(
-            stderr.getvalue(),
+            config_error_output(self, path),
             f"ocppproxy: configuration error in {path}: upstream_tls.primary.client_key:"
             f" {directory}/other-key.pem does not match the certificate in {directory}/proxy.pem\n",
         )

@@ -75,3 +75,14 @@ class OCPP21Tests(ProxyTestCase):
         for central in (self.primary, self.secondary):
             await wait_until(lambda central=central: len(central.received) >= len(frames), central.changed, timeout=30)
             self.assertEqual(central.received, frames)
+
+    @async_test
+    async def test_unknown_answer_from_primary_dropped_with_warning(self):
+        """An answer from the primary to no pending station CALL never reaches the station, and is logged."""
+        station = await self.setup()
+        await self.primary.websockets[0].send('[3,"nobody-asked",{}]')
+        await self.until(lambda: self.logged("CALLRESULT nobody-asked from primary dropped"))
+        await station.send('[2,"h-1","Heartbeat",{}]')
+        await wait_until(lambda: self.primary.received, self.primary.changed)
+        await self.primary.websockets[0].send('[3,"h-1",{"currentTime":"2026-11-25T10:00:00Z"}]')
+        self.assertEqual(json.loads(await asyncio.wait_for(station.recv(), WAIT))[:2], [3, "h-1"])

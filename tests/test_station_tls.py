@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import ssl
-import sys
 
 import websockets
 from ocpp.v16 import call
@@ -15,11 +13,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from ocppproxy.config import ConfigError, StationTLS, config_from_mapping
 from ocppproxy.reload import compare_configs
 from ocppproxy.station_tls import station_tls_options
-from ocppproxy.tap import Options
 
 from .certs import make_station_pki
 from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, Station, _read
+from .startup import config_error_output
 from .test_limits import closed
 
 PRIMARY = "ws://127.0.0.1:9001/ocpp/"
@@ -98,13 +96,8 @@ class StationTLSConfigTests(SynchronousTestCase):
         with open(path, "w") as out:
             out.write(f'primary_url: "{PRIMARY}"\n')
             out.write("station_tls: {certificate: server.pem, private_key: client-key.pem}\n")
-        stderr = io.StringIO()
-        self.patch(sys, "stderr", stderr)
-        with self.assertRaises(SystemExit) as caught:
-            Options().parseOptions(["-c", path])
-        self.assertEqual(caught.exception.code, 2)
         self.assertEqual(
-            stderr.getvalue(),
+            config_error_output(self, path),
             f"ocppproxy: configuration error in {path}: "
             "station_tls.private_key: does not match station_tls.certificate\n",
         )
