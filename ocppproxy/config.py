@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -195,11 +195,16 @@ def _mapping(key: str, value: Any, allowed: tuple[str, ...]) -> Mapping[str, Any
         return {}
     if not isinstance(value, Mapping):
         raise ConfigError(key, f"must be a mapping, got {_describe(value)}")
-    for name in value:
+    refuse_unknown_keys(key, value, allowed)
+    return value
+
+
+def refuse_unknown_keys(key: str, section: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """A L{ConfigError} naming the first key of C{section} (the one at C{key}; "" is the top) not in C{allowed}."""
+    for name in section:
         if name not in allowed:
             prefix = f"{key}." if key else ""
             raise ConfigError(f"{prefix}{name}", f"unknown key (expected one of: {', '.join(allowed)})")
-    return value
 
 
 TOP_KEYS = (

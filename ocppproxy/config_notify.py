@@ -16,7 +16,16 @@ from email.utils import getaddresses
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import ConfigError, EmailSettings, NotifyConfig, PushoverSettings, SmtpSettings, _kind, _mapping
+from .config import (
+    ConfigError,
+    EmailSettings,
+    NotifyConfig,
+    PushoverSettings,
+    SmtpSettings,
+    _kind,
+    _mapping,
+    refuse_unknown_keys,
+)
 from .notify.keys import EVENT_KEYS
 
 _NOTIFY_KEYS = (
@@ -39,7 +48,6 @@ _PUSHOVER_KEYS = ("user_key", "app_token", "api_url", "priority")
 TLS_MODES = ("starttls", "ssl", "none")
 SMTP_DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 PUSHOVER_API_URL = PushoverSettings.api_url
-
 
 
 _NOTIFY_NUMBERS = (
@@ -122,9 +130,7 @@ def _flag(key: str, value: Any) -> bool:
 def _section(key: str, value: Any, allowed: tuple[str, ...]) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(key, f"must be a mapping, got {_kind(value)}")
-    for name in value:
-        if name not in allowed:
-            raise ConfigError(f"{key}.{name}", f"unknown key (expected one of: {', '.join(allowed)})")
+    refuse_unknown_keys(key, value, allowed)
     return value
 
 
@@ -219,5 +225,3 @@ def _pushover(value: Any, base_dir: str) -> PushoverSettings:
     if section.get("priority") is not None:
         priority = _whole(f"{key}.priority", section["priority"], -2, 2)
     return PushoverSettings(user_key=user_key, app_token=app_token, api_url=api_url, priority=priority)
-
-

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError, _kind
+from .config import ConfigError, _kind, refuse_unknown_keys
 from .forwarded import Network
 from .upstream_auth import BASIC, DROP, PASS, UpstreamAuth
 
@@ -36,9 +36,7 @@ def _per_upstream(key: str, value: Any) -> Mapping[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise ConfigError(key, f"must be a mapping with primary and/or secondary, got {_kind(value)}")
-    for name in value:
-        if name not in UPSTREAM_NAMES:
-            raise ConfigError(f"{key}.{name}", f"unknown key (expected one of: {', '.join(UPSTREAM_NAMES)})")
+    refuse_unknown_keys(key, value, UPSTREAM_NAMES)
     return value
 
 
@@ -54,9 +52,7 @@ def _auth(key: str, value: Any) -> UpstreamAuth:
         return UpstreamAuth(mode=value)
     if not isinstance(value, Mapping):
         raise ConfigError(key, f"must be pass, drop or a mapping with username and password, got {_kind(value)}")
-    for name in value:
-        if name not in _CREDENTIAL_KEYS:
-            raise ConfigError(f"{key}.{name}", f"unknown key (expected one of: {', '.join(_CREDENTIAL_KEYS)})")
+    refuse_unknown_keys(key, value, _CREDENTIAL_KEYS)
     credentials = {}
     for name in _CREDENTIAL_KEYS:
         setting = value.get(name)
@@ -82,9 +78,7 @@ def upstream_tls(value: Any, base_dir: str, urls: Mapping[str, str | None]) -> d
         key = f"upstream_tls.{name}"
         if not isinstance(section, Mapping):
             raise ConfigError(key, f"must be a mapping, got {_kind(section)}")
-        for part in section:
-            if part not in _TLS_KEYS:
-                raise ConfigError(f"{key}.{part}", f"unknown key (expected one of: {', '.join(_TLS_KEYS)})")
+        refuse_unknown_keys(key, section, _TLS_KEYS)
         url = urls.get(name)
         if not url or not url.startswith("wss:"):
             raise ConfigError(key, f"is set, but {name}_url is not a wss:// URL")

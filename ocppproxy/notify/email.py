@@ -26,10 +26,9 @@ from twisted.mail.smtp import ESMTPSender, ESMTPSenderFactory, SMTPClientError, 
 from twisted.python.failure import Failure
 
 from ..config import EmailSettings
+from ..config_notify import TLS_MODES
 from ..logs import proxy_logger
 from .alert import Alert, DeliveryError
-
-TLS_MODES = ("starttls", "ssl", "none")
 
 # twisted.mail's client turns "\n" into "\r\n" itself: the message must use bare newlines.
 _WIRE_POLICY = SMTP_POLICY.clone(linesep="\n")
