@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 from datetime import UTC, datetime
 
-from websockets.asyncio.server import serve
+from serving import serve_until_signalled
 from websockets.exceptions import ConnectionClosed
 
 STATS = {"connected": 0, "calls": 0, "connections": 0}
@@ -48,17 +47,8 @@ async def handler(websocket) -> None:
         STATS["connected"] -= 1
 
 
-async def main(port: int) -> None:
-    stop = asyncio.get_running_loop().create_future()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set_result, None)
-    async with serve(handler, "127.0.0.1", port, subprotocols=["ocpp1.6"], backlog=4096, compression=None):
-        print(f"READY {port}", flush=True)
-        await stop
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(main(parser.parse_args().port))
+    asyncio.run(serve_until_signalled(handler, parser.parse_args().port))
     sys.exit(0)

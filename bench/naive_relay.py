@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
+from serving import serve_until_signalled
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 
@@ -52,20 +51,10 @@ def relay_handler(primary: str, secondary: str):
     return handler
 
 
-async def main(port: int, primary: str, secondary: str) -> None:
-    stop = asyncio.get_running_loop().create_future()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set_result, None)
-    handler = relay_handler(primary, secondary)
-    async with serve(handler, "127.0.0.1", port, subprotocols=["ocpp1.6"], backlog=4096, compression=None):
-        print(f"READY {port}", flush=True)
-        await stop
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--primary", required=True)
     parser.add_argument("--secondary", required=True)
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.port, arguments.primary, arguments.secondary))
+    asyncio.run(serve_until_signalled(relay_handler(arguments.primary, arguments.secondary), arguments.port))
