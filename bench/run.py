@@ -214,7 +214,7 @@ async def heartbeat_all(connections: list, prefix: str, timeout: float) -> int:
 
 
 async def idle_scale_and_storm(
-    args, proxy: Process, primary: Process, proxy_port: int, primary_port: int
+    args, proxy: Process, primary: Process, proxy_port: int, primary_port: int, secondary_port: int
 ) -> ScaleResult:
     """N stations connected in batches through the proxy, then the primary restarts under them."""
     url = f"ws://127.0.0.1:{proxy_port}/"
@@ -234,9 +234,13 @@ async def idle_scale_and_storm(
     connect_seconds = time.monotonic() - started
 
     async def all_linked() -> bool:
-        return (await central_stats(primary_port))["connected"] >= len(connections)
+        # Both links of every station: with its primary gone and no secondary yet, the
+        # proxy would close a station (1013), as it must, and the storm would lose it.
+        counts = [(await central_stats(port))["connected"] for port in (primary_port, secondary_port)]
+        return min(counts) >= len(connections)
 
-    await wait_for(all_linked, 60)
+    if await wait_for(all_linked, 60) is None:
+        print("  idle scale: not every station got both upstream links within 60 s", file=sys.stderr)
     rss_after = rss_bytes(proxy.pid)
     answered = await heartbeat_all(connections, "idle", 60)
     result = ScaleResult(
@@ -428,7 +432,7 @@ async def main(args) -> None:
         naive.stop()
         if "scale" in phases:
             await proxy.start()
-            scale = await idle_scale_and_storm(args, proxy, primary, proxy_port, primary_port)
+            scale = await idle_scale_and_storm(args, proxy, primary, proxy_port, primary_port, secondary_port)
             proxy.stop()
             print("  scale done", file=sys.stderr)
     finally:
