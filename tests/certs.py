@@ -16,103 +16,9 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_ca_and_server_cert(directory: str) -> dict[str, str]:
-    """Write ca.pem, server.pem and server-key.pem into C{directory}; return their paths."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("ocppproxy test CA"))
-        .issuer_name(_name("ocppproxy test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = {name: os.path.join(directory, name) for name in ("ca.pem", "server.pem", "server-key.pem")}
-    with open(paths["ca.pem"], "wb") as out:
-        out.write(ca_cert.public_bytes(serialization.Encoding.PEM))
-    with open(paths["server.pem"], "wb") as out:
-        out.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(paths["server-key.pem"], "wb") as out:
-        out.write(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-    return paths
-
-
-def make_proxy_client_cert(directory: str) -> dict[str, str]:
-    """
-    For mutual TLS towards an upstream: write proxy-ca.pem, proxy.pem and proxy-key.pem
-    (a certificate for the proxy signed by a CA of its own), other-key.pem (a key that
-    does not match it) and encrypted-key.pem (proxy.pem's key, encrypted) into
-    C{directory}; return their paths.
-    """
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("ocppproxy test client CA"))
-        .issuer_name(_name("ocppproxy test client CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("ocppproxy"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    def key_pem(private_key, password: bytes | None = None) -> bytes:
-        encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
-        return private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-
-    contents = {
-        "proxy-ca.pem": ca_cert.public_bytes(serialization.Encoding.PEM),
-        "proxy.pem": cert.public_bytes(serialization.Encoding.PEM),
-        "proxy-key.pem": key_pem(key),
-        "other-key.pem": key_pem(ec.generate_private_key(ec.SECP256R1())),
-        "encrypted-key.pem": key_pem(key, b"passphrase"),
-    }
-    paths = {}
-    for name, data in contents.items():
-        paths[name] = os.path.join(directory, name)
-        with open(paths[name], "wb") as out:
-            out.write(data)
-    return paths
+def _key_pem(key: ec.EllipticCurvePrivateKey, password: bytes | None = None) -> bytes:
+    encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
 
 
 def _write(path: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None) -> None:
@@ -121,11 +27,7 @@ def _write(path: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | 
         out.write(cert.public_bytes(serialization.Encoding.PEM))
     if key is not None:
         with open(path[: -len(".pem")] + "-key.pem", "wb") as out:
-            out.write(
-                key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-                )
-            )
+            out.write(_key_pem(key))
 
 
 def _issue(
@@ -160,6 +62,42 @@ def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     )
 
 
+_SERVER_NAMES = x509.SubjectAlternativeName(
+    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+)
+
+
+def make_ca_and_server_cert(directory: str) -> dict[str, str]:
+    """Write ca.pem, server.pem and server-key.pem into C{directory}; return their paths."""
+    ca, ca_key = _ca("ocppproxy test CA")
+    paths = {name: os.path.join(directory, name) for name in ("ca.pem", "server.pem", "server-key.pem")}
+    _write(paths["ca.pem"], ca)
+    _write(paths["server.pem"], *_issue("127.0.0.1", ca, ca_key, [(_SERVER_NAMES, False)]))
+    return paths
+
+
+def make_proxy_client_cert(directory: str) -> dict[str, str]:
+    """
+    For mutual TLS towards an upstream: write proxy-ca.pem, proxy.pem and proxy-key.pem
+    (a certificate for the proxy signed by a CA of its own), other-key.pem (a key that
+    does not match it) and encrypted-key.pem (proxy.pem's key, encrypted) into
+    C{directory}; return their paths.
+    """
+    ca, ca_key = _ca("ocppproxy test client CA")
+    cert, key = _issue("ocppproxy", ca, ca_key, [])
+    paths = {
+        name: os.path.join(directory, name)
+        for name in ("proxy-ca.pem", "proxy.pem", "proxy-key.pem", "other-key.pem", "encrypted-key.pem")
+    }
+    _write(paths["proxy-ca.pem"], ca)
+    _write(paths["proxy.pem"], cert, key)
+    with open(paths["other-key.pem"], "wb") as out:
+        out.write(_key_pem(ec.generate_private_key(ec.SECP256R1())))
+    with open(paths["encrypted-key.pem"], "wb") as out:
+        out.write(_key_pem(key, b"passphrase"))
+    return paths
+
+
 def make_station_pki(directory: str, station_id: str) -> dict[str, str]:
     """
     For TLS towards the stations, write into C{directory} and return the paths of:
@@ -169,9 +107,6 @@ def make_station_pki(directory: str, station_id: str) -> dict[str, str]:
     """
     ca, ca_key = _ca("ocppproxy test CA")
     other_ca, other_ca_key = _ca("another test CA")
-    server_name = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    )
     client_use = x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH])
     paths = {
         name: os.path.join(directory, name)
@@ -180,7 +115,7 @@ def make_station_pki(directory: str, station_id: str) -> dict[str, str]:
     paths["other-client.pem"] = os.path.join(directory, "other-client.pem")
     paths["other-client-key.pem"] = os.path.join(directory, "other-client-key.pem")
     _write(paths["ca.pem"], ca)
-    _write(paths["server.pem"], *_issue("127.0.0.1", ca, ca_key, [(server_name, False)]))
+    _write(paths["server.pem"], *_issue("127.0.0.1", ca, ca_key, [(_SERVER_NAMES, False)]))
     _write(paths["client.pem"], *_issue(station_id, ca, ca_key, [(client_use, False)]))
     _write(paths["other-client.pem"], *_issue(station_id, other_ca, other_ca_key, [(client_use, False)]))
     return paths
