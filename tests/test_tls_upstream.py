@@ -36,15 +36,19 @@ class TLSUpstreamTests(ProxyTestCase):
         os.makedirs(path)
         return path
 
+    async def boot_answered_by_primary(self, base: str, station_id: str) -> None:
+        """A station connects through the proxy and its BootNotification is answered by the primary (interval 100)."""
+        station, websocket, _ = await connect_station(base, station_id)
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        answer = await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        self.assertEqual(answer.interval, 100)
+
     @async_test
     async def test_wss_upstream_verified_with_ca_file(self):
         """With the CA that signed the central system's certificate configured, frames are relayed over TLS."""
         central, url, ca = await self.tls_central()
         base = await self.start_proxy(primary_url=url, ca_file=ca)
-        station, websocket, _ = await connect_station(base, "CP_TLS")
-        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
-        answer = await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
-        self.assertEqual(answer.interval, 100)
+        await self.boot_answered_by_primary(base, "CP_TLS")
         (connection,) = await central.wait_connections(1)
         self.assertEqual(connection.path, "/ocpp/CP_TLS")
 
@@ -75,10 +79,7 @@ class TLSUpstreamTests(ProxyTestCase):
             upstream_tls={"primary": {"ca_file": primary_ca}},
             reconnect={"initial_delay": 0.1, "max_delay": 0.2, "max_attempts": 2},
         )
-        station, websocket, _ = await connect_station(base, "CP_TLS")
-        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
-        answer = await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
-        self.assertEqual(answer.interval, 100)
+        await self.boot_answered_by_primary(base, "CP_TLS")
         await self.until(lambda: self.logged("giving up on secondary"))
         self.assertEqual(secondary.connections, [])
         failures = self.logged("connection to secondary")
@@ -91,10 +92,7 @@ class TLSUpstreamTests(ProxyTestCase):
         central, url, ca = await self.tls_central()
         _, _, other_ca = await self.tls_central()
         base = await self.start_proxy(primary_url=url, ca_file=other_ca, upstream_tls={"primary": {"ca_file": ca}})
-        station, websocket, _ = await connect_station(base, "CP_TLS")
-        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
-        answer = await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
-        self.assertEqual(answer.interval, 100)
+        await self.boot_answered_by_primary(base, "CP_TLS")
         await central.wait_connections(1)
 
     @async_test
@@ -104,10 +102,7 @@ class TLSUpstreamTests(ProxyTestCase):
         central, url, ca = await self.tls_central(client_ca=client["proxy-ca.pem"])
         tls = {"ca_file": ca, "client_cert": client["proxy.pem"], "client_key": client["proxy-key.pem"]}
         base = await self.start_proxy(primary_url=url, upstream_tls={"primary": tls})
-        station, websocket, _ = await connect_station(base, "CP_MTLS")
-        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
-        answer = await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
-        self.assertEqual(answer.interval, 100)
+        await self.boot_answered_by_primary(base, "CP_MTLS")
         (connection,) = await central.wait_connections(1)
         self.assertEqual(connection.path, "/ocpp/CP_MTLS")
         peer = connection.websocket.transport.get_extra_info("peercert")
