@@ -12,6 +12,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import CertificateOptions
 from twisted.python.failure import Failure
 
 from .config import Config
@@ -42,6 +43,7 @@ class ProxyService(MultiService):
         upstream_tls: Mapping[str, IOpenSSLClientConnectionCreator] | None = None,
         observer: ProxyObserver | None = None,
         recorder: FrameRecorder | None = None,
+        station_tls: CertificateOptions | None = None,
     ) -> None:
         super().__init__()
         self.observer: ProxyObserver = observer or NullObserver()
@@ -62,8 +64,11 @@ class ProxyService(MultiService):
         self.sessions: dict[str, StationSession] = {}
         self._all_sessions: set[StationSession] = set()
         self.limits = StationLimits(reactor, config.max_stations, config.max_handshakes)
-        self.factory = StationFactory(self, reactor, websocket_options(config), self.limits)
-        self._station_tls = station_tls_options(config.station_tls) if config.station_tls else None
+        self.factory = StationFactory(self, reactor, self._websocket_options, self.limits)
+        # Read by the command line already (see tap.Options); read here for other callers.
+        if station_tls is None and config.station_tls:
+            station_tls = station_tls_options(config.station_tls)
+        self._station_tls = station_tls
         self._port = None
         self._listen_error: str | None = None
         self.listening: Deferred = Deferred()

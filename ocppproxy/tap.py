@@ -40,10 +40,10 @@ class Options(usage.Options):
         # twistd prints its whole usage text for a UsageError; a config error deserves one line.
         try:
             self["parsed_config"] = load_config(self["config"])
+            # The certificates are read now: a bad file stops start-up with one line.
             self["upstream_tls"] = client_tls_factory(self["parsed_config"])
-            if self["parsed_config"].station_tls is not None:
-                # Read the certificates now: a bad file stops start-up with one line.
-                station_tls_options(self["parsed_config"].station_tls)
+            station_tls = self["parsed_config"].station_tls
+            self["station_tls"] = station_tls_options(station_tls) if station_tls is not None else None
         except ConfigError as error:
             sys.stderr.write(f"ocppproxy: configuration error in {self['config']}: {error}\n")
             raise SystemExit(2) from None
@@ -90,7 +90,7 @@ def makeService(options: Options, reactor=None) -> IService:
         from twisted.internet import reactor
     config: Config = options["parsed_config"]
     set_log_level(config.log_level)
-    top = build_services(config, reactor, options["upstream_tls"])
+    top = build_services(config, reactor, options["upstream_tls"], options["station_tls"])
     proxy, notifier = top.getServiceNamed("proxy"), top.getServiceNamed("notifier")
     SystemdService(proxy.listening, reactor).setServiceParent(top)
     install_reload_signal(reactor, Reloader(options["config"], config, notifier, reactor).reload)
@@ -98,7 +98,7 @@ def makeService(options: Options, reactor=None) -> IService:
     return top
 
 
-def build_services(config: Config, reactor, upstream_tls=None) -> MultiService:
+def build_services(config: Config, reactor, upstream_tls=None, station_tls=None) -> MultiService:
     """
     A MultiService with the named services C{notifier}, C{traffic_log} and C{status}
     (when configured) and C{proxy}, started in that order. Without a status page and a
@@ -116,7 +116,7 @@ def build_services(config: Config, reactor, upstream_tls=None) -> MultiService:
     activity = StationActivity(reactor) if config.status_listen else None
     observer = notifier if activity is None else Observers(notifier, activity)
     recorder = traffic_log.record if traffic_log is not None else None
-    proxy = ProxyService(config, reactor, upstream_tls, observer=observer, recorder=recorder)
+    proxy = ProxyService(config, reactor, upstream_tls, observer=observer, recorder=recorder, station_tls=station_tls)
     notifier.links_connected = proxy.connected_links
     if activity is not None:
         status = StatusService(
