@@ -48,10 +48,6 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
-def cpu_seconds(pid: int) -> float:
-    return sum(cpu_times(pid))
-
-
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as stream:
         for line in stream:
