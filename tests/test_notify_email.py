@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from twisted.internet import reactor
 from twisted.internet.defer import CancelledError
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -20,6 +20,7 @@ from ocppproxy.notify.alert import Alert, DeliveryError
 from ocppproxy.notify.email import EmailChannel, compose
 
 from .certs import make_ca_and_server_cert
+from .memory import ResolvingMemoryReactor
 from .smtpserver import SmtpTestServer
 
 SENDER = "Ladesäulen-Alarm <alerts@example.com>"
@@ -69,7 +70,7 @@ class ComposeTests(SynchronousTestCase):
 
 class EmailChannelInMemoryTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.reactor = MemoryReactorClock()
+        self.reactor = ResolvingMemoryReactor()
         self.channel = EmailChannel(email_settings(2525), self.reactor)
 
     def connect(self) -> StringTransport:
