@@ -8,12 +8,12 @@ CONFIG ?= etc/ocppproxy.yaml
 BIN := $(VENV)/bin
 # The package is installed, not linked (pip install ., never -e): the twistd plugin
 # is then found exactly as users find it. Any edit to these files reinstalls it.
-PACKAGE_FILES := setup.cfg pyproject.toml README.rst \
+PACKAGE_FILES := setup.cfg pyproject.toml constraints/ci.txt README.rst \
 	$(shell find ocppproxy twisted/plugins -name '*.py' 2>/dev/null)
-DEPENDENCY_FILES := $(BIN)/python setup.cfg pyproject.toml
+DEPENDENCY_FILES := $(BIN)/python setup.cfg pyproject.toml constraints/ci.txt
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv run test plugin-check demo bench clean
+.PHONY: venv run test test-oldest plugin-check demo bench clean
 
 venv: $(INSTALLED)
 
@@ -21,11 +21,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # First time, or when the dependencies may have changed: install with everything the
-# tests need. Otherwise only the package itself is reinstalled, which is quicker.
+# tests need, at the versions CI tests (constraints/ci.txt). Otherwise only the package
+# itself is reinstalled, which is quicker.
 # setuptools builds in ./build and keeps files deleted from the source there: start clean.
 $(INSTALLED): $(BIN)/python $(PACKAGE_FILES)
 	rm -rf build
-	$(BIN)/pip install -q $(if $(filter $(DEPENDENCY_FILES),$?),'.[test]',--no-deps --force-reinstall .)
+	$(BIN)/pip install -q -c constraints/ci.txt $(if $(filter $(DEPENDENCY_FILES),$?),'.[test]',--no-deps --force-reinstall .)
 	rm -rf build
 	touch $@
 
@@ -41,6 +42,16 @@ plugin-check: $(INSTALLED)
 test: plugin-check
 	$(BIN)/python tests/summary.py
 
+# The suite again on the oldest releases setup.cfg allows (constraints/oldest.txt), in
+# a venv of its own made anew each time: CI's second step, so the floors are real.
+OLDEST := .venv-oldest
+test-oldest:
+	rm -rf $(OLDEST) build
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/pip install -q -c constraints/oldest.txt '.[test]'
+	rm -rf build
+	$(OLDEST)/bin/python tests/summary.py
+
 demo: $(INSTALLED)
 	$(BIN)/python demo/run_demo.py
 
@@ -49,5 +60,5 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info _trial_temp* twisted/plugins/dropin.cache
+	rm -rf $(VENV) $(OLDEST) build dist *.egg-info _trial_temp* twisted/plugins/dropin.cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
