@@ -21,11 +21,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # First time, or when the dependencies may have changed: install with everything the
-# tests need. Otherwise only the package itself is reinstalled, which is quicker.
+# tests need (the test extra, and the apprise extra whose channel they test). Otherwise
+# only the package itself is reinstalled, which is quicker.
 # setuptools builds in ./build and keeps files deleted from the source there: start clean.
 $(INSTALLED): $(BIN)/python $(PACKAGE_FILES)
 	rm -rf build
-	$(BIN)/pip install -q $(if $(filter $(DEPENDENCY_FILES),$?),'.[test]',--no-deps --force-reinstall .)
+	$(BIN)/pip install -q $(if $(filter $(DEPENDENCY_FILES),$?),'.[test,apprise]',--no-deps --force-reinstall .)
 	rm -rf build
 	touch $@
 
