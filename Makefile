@@ -12,6 +12,7 @@ PACKAGE_FILES := setup.cfg pyproject.toml README.rst \
 	$(shell find ocppproxy twisted/plugins -name '*.py' 2>/dev/null)
 DEPENDENCY_FILES := $(BIN)/python setup.cfg pyproject.toml
 INSTALLED := $(VENV)/.installed
+EXTRAS := test,apprise
 
 .PHONY: venv run test plugin-check demo bench clean
 
@@ -22,11 +23,12 @@ $(BIN)/python:
 
 # First time, or when the dependencies may have changed: install with everything the
 # tests need (the test extra, and the apprise extra whose channel they test). Otherwise
-# only the package itself is reinstalled, which is quicker.
+# only the package itself is reinstalled, which is quicker. (A variable: a comma
+# written inside $(if ...) would split its arguments.)
 # setuptools builds in ./build and keeps files deleted from the source there: start clean.
 $(INSTALLED): $(BIN)/python $(PACKAGE_FILES)
 	rm -rf build
-	$(BIN)/pip install -q $(if $(filter $(DEPENDENCY_FILES),$?),'.[test,apprise]',--no-deps --force-reinstall .)
+	$(BIN)/pip install -q $(if $(filter $(DEPENDENCY_FILES),$?),'.[$(EXTRAS)]',--no-deps --force-reinstall .)
 	rm -rf build
 	touch $@
 
