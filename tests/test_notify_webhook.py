@@ -89,6 +89,21 @@ class WebhookChannelTests(SynchronousTestCase):
         self.assertTrue(error.transient)
         self.assertEqual(str(error), "the webhook at https://hooks.example.com refused the alert (HTTP 503): received")
 
+    def test_server_text_is_one_line(self) -> None:
+        """What the server answers is quoted on one line, at most 200 bytes of it."""
+
+        class Chatty(Resource):
+            isLeaf = True
+
+            def render_POST(self, request):
+                request.setResponseCode(400)
+                return b"bad\r\nrequest\x1b[31m" + b"x" * 500
+
+        error = self.failureResultOf(WebhookChannel(settings(), http=StubTreq(Chatty())).send(ALERT), DeliveryError)
+        detail = str(error.value).split(": ", 1)[1]
+        self.assertTrue(detail.startswith("bad request [31mxxx"), detail)
+        self.assertLessEqual(len(detail), 200)
+
     def test_rate_limit_and_request_timeout_are_transient(self) -> None:
         """HTTP 429 and 408 are worth a retry."""
         self.assertTrue(self.refusal(429).transient)

@@ -9,6 +9,7 @@ webhook by scheme, host and port only.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +19,8 @@ from twisted.python.failure import Failure
 
 from ..config import WebhookSettings
 from .alert import Alert, DeliveryError
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def alert_body(alert: Alert) -> bytes:
@@ -89,7 +92,8 @@ class WebhookChannel:
     def _check(self, body: bytes, code: int) -> None:
         if 200 <= code < 300:
             return
-        detail = body[:200].decode("utf-8", "replace").strip().replace("\n", " ") or "no details"
+        # One line for the log, whatever the server sent.
+        detail = _CONTROL.sub(" ", body[:200].decode("utf-8", "replace")).strip() or "no details"
         transient = code in (408, 429) or code >= 500
         raise DeliveryError(
             self._scrub(f"the webhook at {self._origin} refused the alert (HTTP {code}): {detail}"),
