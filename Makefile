@@ -12,6 +12,7 @@ PACKAGE_FILES := setup.cfg pyproject.toml constraints/ci.txt README.rst \
 	$(shell find ocppproxy twisted/plugins -name '*.py' 2>/dev/null)
 DEPENDENCY_FILES := $(BIN)/python setup.cfg pyproject.toml constraints/ci.txt
 INSTALLED := $(VENV)/.installed
+EXTRAS := test,apprise
 
 .PHONY: venv run test test-oldest plugin-check demo bench clean
 
@@ -21,12 +22,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # First time, or when the dependencies may have changed: install with everything the
-# tests need, at the versions CI tests (constraints/ci.txt). Otherwise only the package
-# itself is reinstalled, which is quicker.
+# tests need (the test extra, and the apprise extra whose channel they test), at the
+# versions CI tests (constraints/ci.txt). Otherwise only the package itself is
+# reinstalled, which is quicker. (A variable: a comma written inside $(if ...) would
+# split its arguments.)
 # setuptools builds in ./build and keeps files deleted from the source there: start clean.
 $(INSTALLED): $(BIN)/python $(PACKAGE_FILES)
 	rm -rf build
-	$(BIN)/pip install -q -c constraints/ci.txt $(if $(filter $(DEPENDENCY_FILES),$?),'.[test]',--no-deps --force-reinstall .)
+	$(BIN)/pip install -q -c constraints/ci.txt $(if $(filter $(DEPENDENCY_FILES),$?),'.[$(EXTRAS)]',--no-deps --force-reinstall .)
 	rm -rf build
 	touch $@
 
@@ -48,7 +51,7 @@ OLDEST := .venv-oldest
 test-oldest:
 	rm -rf $(OLDEST) build
 	$(PYTHON) -m venv $(OLDEST)
-	$(OLDEST)/bin/pip install -q -c constraints/oldest.txt '.[test]'
+	$(OLDEST)/bin/pip install -q -c constraints/oldest.txt '.[$(EXTRAS)]'
 	rm -rf build
 	$(OLDEST)/bin/python tests/summary.py
 

@@ -80,6 +80,23 @@ class PushoverSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """The webhook channel: a JSON POST to C{url}; header values (often tokens) are never logged."""
+
+    url: str = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class AppriseSettings:
+    """The Apprise channel: one delivery per URL (URLs carry tokens: never logged whole)."""
+
+    urls: tuple[str, ...] = field(repr=False)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class NotifyConfig:
     """
     The notifier's settings. A channel that is present but misconfigured is None here
@@ -90,6 +107,8 @@ class NotifyConfig:
     log: bool = False
     email: EmailSettings | None = None
     pushover: PushoverSettings | None = None
+    webhook: WebhookSettings | None = None
+    apprise: AppriseSettings | None = None
     channel_problems: tuple[tuple[str, str], ...] = ()
     flap_window: float = 30.0
     upstream_down_after: float = 120.0

@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from email.utils import getaddresses
 from typing import Any
 from urllib.parse import urlsplit
 
 from .config import (
+    AppriseSettings,
     ConfigError,
     EmailSettings,
     NotifyConfig,
     PushoverSettings,
     SmtpSettings,
+    WebhookSettings,
     _kind,
     _mapping,
     refuse_unknown_keys,
 )
+from .notify.apprise_channel import EXTRA as APPRISE_EXTRA
+from .notify.apprise_channel import apprise_missing, unsupported_urls
 from .notify.keys import EVENT_KEYS
 
 _NOTIFY_KEYS = (
@@ -33,6 +38,8 @@ _NOTIFY_KEYS = (
     "log",
     "email",
     "pushover",
+    "webhook",
+    "apprise",
     "flap_window",
     "upstream_down_after",
     "queue_limit",
@@ -45,6 +52,10 @@ _NOTIFY_KEYS = (
 _EMAIL_KEYS = ("from", "to", "smtp")
 _SMTP_KEYS = ("host", "port", "tls", "username", "password", "timeout", "ca_file")
 _PUSHOVER_KEYS = ("user_key", "app_token", "api_url", "priority")
+_WEBHOOK_KEYS = ("url", "headers", "timeout")
+_APPRISE_KEYS = ("urls", "timeout")
+# RFC 9110 token characters: what a header name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 TLS_MODES = ("starttls", "ssl", "none")
 SMTP_DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 PUSHOVER_API_URL = PushoverSettings.api_url
@@ -74,8 +85,12 @@ def notify_config(value: Any, base_dir: str) -> NotifyConfig:
     for key, minimum, integer, excluded in _NOTIFY_NUMBERS:
         if section.get(key) is not None:
             kwargs[key] = _setting(f"notify.{key}", section[key], minimum, integer, excluded)
+    if section.get("apprise") is not None and apprise_missing():
+        # Not a channel problem: the operator asked for it and the install lacks it.
+        raise ConfigError("notify.apprise", f"needs the apprise library: pip install '{APPRISE_EXTRA}'")
     problems = []
-    for channel, parse in (("email", _email), ("pushover", _pushover)):
+    channels = (("email", _email), ("pushover", _pushover), ("webhook", _webhook), ("apprise", _apprise))
+    for channel, parse in channels:
         if section.get(channel) is None:
             continue
         try:
@@ -211,10 +226,7 @@ def _pushover(value: Any, base_dir: str) -> PushoverSettings:
     app_token = _text(f"{key}.app_token", _required(key, section, "app_token"))
     api_url = PUSHOVER_API_URL
     if section.get("api_url") is not None:
-        api_url = _text(f"{key}.api_url", section["api_url"])
-        parts = urlsplit(api_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"{key}.api_url", "must be an http:// or https:// URL")
+        api_url = _http_url(f"{key}.api_url", section["api_url"])
     if api_url == PUSHOVER_API_URL:
         # Pushover's own keys are 30 letters and digits; catching a placeholder here
         # beats a refusal at every alert. Relays (another api_url) may differ.
@@ -225,3 +237,50 @@ def _pushover(value: Any, base_dir: str) -> PushoverSettings:
     if section.get("priority") is not None:
         priority = _whole(f"{key}.priority", section["priority"], -2, 2)
     return PushoverSettings(user_key=user_key, app_token=app_token, api_url=api_url, priority=priority)
+
+
+def _http_url(key: str, value: Any) -> str:
+    url = _text(key, value)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, "must be an http:// or https:// URL")
+    return url
+
+
+def _timeout(key: str, section: Mapping[str, Any], default: float) -> float:
+    if section.get("timeout") is None:
+        return default
+    return _setting(f"{key}.timeout", section["timeout"], 0, False, True)
+
+
+def _webhook(value: Any, base_dir: str) -> WebhookSettings:
+    key = "notify.webhook"
+    section = _section(key, value, _WEBHOOK_KEYS)
+    url = _http_url(f"{key}.url", _required(key, section, "url"))
+    headers = section.get("headers") or {}
+    if not isinstance(headers, Mapping):
+        raise ConfigError(f"{key}.headers", f"must be a mapping of header names to values, got {_kind(headers)}")
+    pairs = []
+    for name, header_value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"{key}.headers", "has a name that is not an HTTP header name")
+        text = _text(f"{key}.headers.{name}", header_value)
+        if any(character in text for character in "\r\n\0"):
+            raise ConfigError(f"{key}.headers.{name}", "must be one line")
+        pairs.append((name, text))
+    return WebhookSettings(url=url, headers=tuple(pairs), timeout=_timeout(key, section, WebhookSettings.timeout))
+
+
+def _apprise(value: Any, base_dir: str) -> AppriseSettings:
+    key = "notify.apprise"
+    section = _section(key, value, _APPRISE_KEYS)
+    urls = _required(key, section, "urls")
+    if isinstance(urls, str):
+        urls = [urls]
+    if not isinstance(urls, (list, tuple)) or not urls:
+        raise ConfigError(f"{key}.urls", f"must be an Apprise URL or a list of them, got {_kind(urls)}")
+    urls = tuple(_text(f"{key}.urls[{index}]", url) for index, url in enumerate(urls))
+    refused = unsupported_urls(urls)
+    if refused:
+        raise ConfigError(f"{key}.urls[{refused[0]}]", "is not a URL Apprise accepts (unknown scheme or missing part)")
+    return AppriseSettings(urls=urls, timeout=_timeout(key, section, AppriseSettings.timeout))

@@ -147,6 +147,11 @@ class ProxyService(MultiService):
         session.attach(links, offers, self.config, self.transactions)
         return session
 
+    @property
+    def handshakes_refused(self) -> int:
+        """How many station handshakes were answered with an HTTP error since start-up."""
+        return self.factory.handshakes_refused
+
     def connected_links(self, upstream: str) -> int:
         """How many stations have an open link to C{upstream} right now."""
         count = 0

@@ -135,9 +135,11 @@ class Reloader:
                 restart=changes.restart,
             )
         set_log_level(new.log_level)
-        channels, closers = None, []
+        names = load_station_names(new.client_names)
         if channels_differ(self.running.notify, new.notify):
-            channels, closers = build_channels(new.notify, self._reactor)
-        self._notifier.reconfigure(new.notify, load_station_names(new.client_names), channels, closers)
+            built = build_channels(new.notify, self._reactor)
+            self._notifier.reconfigure(new.notify, names, built.channels, built.closers, built.starters)
+        else:
+            self._notifier.reconfigure(new.notify, names)
         self.running = replace(self.running, **{setting: getattr(new, setting) for setting in LIVE_SETTINGS})
         return changes

@@ -157,6 +157,12 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
                 name=name,
             )
 
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:
+        # Every refusal with an HTTP error passes here: a bad request, a refused id or
+        # subprotocol, too many stations, the primary's own refusal.
+        self.factory.handshakes_refused += 1
+        super().failHandshake(reason, code, responseHeaders)
+
     def onOpen(self) -> None:
         self.was_opened = True
         self._handshake_over()
@@ -187,6 +193,7 @@ class StationFactory(WebSocketServerFactory):
     """
     Server factory for charging stations; C{proxy} is the L{ProxyService} they report to,
     C{limits} counts their handshakes in progress (default limits when not given).
+    C{handshakes_refused} counts the handshakes answered with an HTTP error.
     """
 
     protocol = StationProtocol
@@ -195,6 +202,7 @@ class StationFactory(WebSocketServerFactory):
     def __init__(self, proxy, reactor, websocket_options: dict, limits: StationLimits | None = None) -> None:
         super().__init__(reactor=reactor)
         self.proxy = proxy
+        self.handshakes_refused = 0
         self.limits = limits if limits is not None else StationLimits(reactor)
         self.server = "ocppproxy"
         self.setProtocolOptions(**websocket_options)

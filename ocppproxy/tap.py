@@ -137,13 +137,14 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
 
 def build_notifier(config: Config, reactor) -> NotifierService:
     """The notifier with the channels the configuration enables."""
-    channels, closers = build_channels(config.notify, reactor)
+    built = build_channels(config.notify, reactor)
     return NotifierService(
         config.notify,
         load_station_names(config.client_names),
         reactor,
-        channels,
+        built.channels,
         config.upstream_urls(),
         links_connected=lambda upstream: 0,
-        closers=closers,
+        closers=built.closers,
+        starters=built.starters,
     )

@@ -44,6 +44,17 @@ class ExampleFileTests(SynchronousTestCase):
             self.assertRegex(self.text, rf"(?m)^#? ?{key}:", key)
         for key in config_notify._NOTIFY_KEYS:
             self.assertRegex(self.text, rf"(?m)^#   {key}:", f"notify.{key}")
+        notify = self.text[self.text.index("# notify:") :]
+        channels = {
+            "email": config_notify._EMAIL_KEYS,
+            "email.smtp": config_notify._SMTP_KEYS,
+            "pushover": config_notify._PUSHOVER_KEYS,
+            "webhook": config_notify._WEBHOOK_KEYS,
+            "apprise": config_notify._APPRISE_KEYS,
+        }
+        for channel, keys in channels.items():
+            for key in keys:
+                self.assertRegex(notify, rf"(?m)^#\s+(# )?{key}:", f"notify.{channel}.{key}")
 
     def test_every_key_documented(self):
         """Every top-level key has a row in README.rst's configuration table."""
@@ -61,6 +72,8 @@ class ExampleFileTests(SynchronousTestCase):
         self.assertEqual(config.notify.summary_window, 10)
         self.assertIn("cp_status_faulted", config.notify.events)
         self.assertEqual(config.notify.email.smtp.port, 587)
+        self.assertEqual(config.notify.webhook.headers, (("Authorization", "Bearer ..."),))
+        self.assertEqual(len(config.notify.apprise.urls), 2)
 
 
 class ErrorTests(SynchronousTestCase):

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import sys
+from unittest import mock
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config import (
+    AppriseSettings,
     ConfigError,
     EmailSettings,
     NotifyConfig,
     PushoverSettings,
     SmtpSettings,
+    WebhookSettings,
     config_from_mapping,
     load_config,
 )
@@ -561,3 +565,117 @@ class SecretTests(SynchronousTestCase):
         self.assertNoSecret(
             repr(config_from_mapping({"primary_url": PRIMARY, "notify": {"email": email(), "pushover": pushover()}}))
         )
+
+
+HOOK_TOKEN = "Bearer whk-6f1c0b7e9a2d4c55"
+HOOK_URL = "https://hooks.example.com/services/T0123/xoxb-secret-path"
+TELEGRAM = "tgram://110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/-100987654"
+
+
+class WebhookTests(SynchronousTestCase):
+    """notify.webhook."""
+
+    def assertProblem(self, section, text):
+        settings = notify_config({"webhook": section})
+        self.assertEqual((settings.webhook, settings.channel_problems), (None, (("webhook", text),)))
+        self.assertNotIn("xoxb-secret-path", text)
+        self.assertNotIn("whk-6f1c0b7e9a2d4c55", text)
+
+    def test_full(self):
+        """URL, headers (in their order) and timeout are read."""
+        section = {"url": HOOK_URL, "headers": {"Authorization": HOOK_TOKEN, "X-Team": "ops"}, "timeout": 5}
+        self.assertEqual(
+            notify_config({"webhook": section}).webhook,
+            WebhookSettings(url=HOOK_URL, headers=(("Authorization", HOOK_TOKEN), ("X-Team", "ops")), timeout=5.0),
+        )
+
+    def test_defaults(self):
+        """No headers, 30 s per request."""
+        self.assertEqual(notify_config({"webhook": {"url": HOOK_URL}}).webhook, WebhookSettings(url=HOOK_URL))
+
+    def test_url_mandatory_and_http(self):
+        """The URL is mandatory and must be http:// or https://, and is not quoted back."""
+        self.assertProblem({}, "notify.webhook.url: is mandatory")
+        self.assertProblem(
+            {"url": "ftp://hooks.example.com/xoxb-secret-path"},
+            "notify.webhook.url: must be an http:// or https:// URL",
+        )
+
+    def test_headers(self):
+        """Headers must be a mapping of header names to one-line texts."""
+        self.assertProblem(
+            {"url": HOOK_URL, "headers": [HOOK_TOKEN]},
+            "notify.webhook.headers: must be a mapping of header names to values, got a list",
+        )
+        self.assertProblem(
+            {"url": HOOK_URL, "headers": {"Bad Name": "x"}},
+            "notify.webhook.headers: has a name that is not an HTTP header name",
+        )
+        self.assertProblem(
+            {"url": HOOK_URL, "headers": {"Authorization": HOOK_TOKEN + "\r\nX-Evil: 1"}},
+            "notify.webhook.headers.Authorization: must be one line",
+        )
+
+    def test_timeout_above_zero(self):
+        self.assertProblem(
+            {"url": HOOK_URL, "timeout": 0}, "notify.webhook.timeout: must be a number of seconds above 0"
+        )
+
+    def test_unknown_key(self):
+        self.assertProblem(
+            {"url": HOOK_URL, "method": "PUT"},
+            "notify.webhook.method: unknown key (expected one of: url, headers, timeout)",
+        )
+
+    def test_repr_holds_no_secret(self):
+        """Neither the URL nor the header values appear in the settings' repr."""
+        text = repr(notify_config({"webhook": {"url": HOOK_URL, "headers": {"Authorization": HOOK_TOKEN}}}))
+        self.assertNotIn("xoxb-secret-path", text)
+        self.assertNotIn("whk-6f1c0b7e9a2d4c55", text)
+
+
+class AppriseTests(SynchronousTestCase):
+    """notify.apprise."""
+
+    def assertProblem(self, section, text):
+        settings = notify_config({"apprise": section})
+        self.assertEqual((settings.apprise, settings.channel_problems), (None, (("apprise", text),)))
+        self.assertNotIn("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", text)
+
+    def test_full(self):
+        """One URL or a list, and the timeout, are read."""
+        section = {"urls": [TELEGRAM, "ntfy://ntfy.sh/ocpp-alerts"], "timeout": 12}
+        self.assertEqual(
+            notify_config({"apprise": section}).apprise,
+            AppriseSettings(urls=(TELEGRAM, "ntfy://ntfy.sh/ocpp-alerts"), timeout=12.0),
+        )
+        self.assertEqual(notify_config({"apprise": {"urls": TELEGRAM}}).apprise, AppriseSettings(urls=(TELEGRAM,)))
+
+    def test_urls_mandatory(self):
+        self.assertProblem({}, "notify.apprise.urls: is mandatory")
+        self.assertProblem({"urls": []}, "notify.apprise.urls: must be an Apprise URL or a list of them, got a list")
+
+    def test_url_apprise_does_not_accept(self):
+        """A URL Apprise refuses (unknown scheme, a token missing) is named by its position only."""
+        self.assertProblem(
+            {"urls": [TELEGRAM, "tgram://AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"]},
+            "notify.apprise.urls[1]: is not a URL Apprise accepts (unknown scheme or missing part)",
+        )
+        self.assertProblem(
+            {"urls": ["nosuchservice://AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"]},
+            "notify.apprise.urls[0]: is not a URL Apprise accepts (unknown scheme or missing part)",
+        )
+
+    def test_missing_library_stops_start_up(self):
+        """Without the apprise library, asking for it is a configuration error naming the key and the pip extra."""
+        with mock.patch.dict(sys.modules, {"apprise": None}):
+            error = notify_error({"apprise": {"urls": [TELEGRAM]}})
+        self.assertEqual(str(error), "notify.apprise: needs the apprise library: pip install 'ocppproxy[apprise]'")
+
+    def test_missing_library_is_no_matter_without_apprise(self):
+        """The other channels do not need the library."""
+        with mock.patch.dict(sys.modules, {"apprise": None}):
+            self.assertEqual(notify_config({"webhook": {"url": HOOK_URL}}).channel_problems, ())
+
+    def test_repr_holds_no_token(self):
+        self.assertNotIn("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", repr(notify_config({"apprise": {"urls": [TELEGRAM]}})))

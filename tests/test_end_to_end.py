@@ -147,7 +147,7 @@ class ConnectionRuleTests(ProxyTestCase):
 
     @async_test
     async def test_bad_station_id_is_refused_before_any_upstream(self):
-        """Paths that are not a valid station id get HTTP 400 and no upstream connection is made."""
+        """Paths that are not a valid station id get HTTP 400 (counted) and no upstream connection is made."""
         central, url = await self.central()
         base = await self.start_proxy(primary_url=url)
         for path in ["", "a/b", "CP%201", "x" * 49, "...", "CP 1"]:
@@ -155,6 +155,7 @@ class ConnectionRuleTests(ProxyTestCase):
                 await websockets.connect(base + path, subprotocols=["ocpp1.6"], open_timeout=WAIT)
             self.assertEqual(caught.exception.response.status_code, 400, path)
         self.assertEqual(central.connections, [])
+        self.assertEqual(self.proxy.handshakes_refused, 6)
         self.assertTrue(self.logged("bad path"))
 
     @async_test

@@ -24,12 +24,15 @@ from ocppproxy.proxy import ProxyService
 from ocppproxy.tap import build_notifier
 
 from .e2e import ProxyTestCase, async_test
+from .httpserver import RecordingReceiver, serve_locally
 from .peers import WAIT, CentralSystem, connect_station
 from .smtpserver import SmtpTestServer
 
 SMTP_PASSWORD = "smtp-pa55word-xyz"
 PUSHOVER_TOKEN = "azGDORePK8gMaC0QOYAMyEEuzJnyUi"
 PUSHOVER_USER = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG"
+WEBHOOK_TOKEN = "whk-e2e-5a1f9c"
+APPRISE_TOKEN = "ntfy-tk-83b2d0"
 
 
 class FakePushover(Resource):
@@ -59,7 +62,8 @@ async def until(condition, timeout: float = WAIT):
 
 
 class AlertTests(ProxyTestCase):
-    async def start_everything(self, events, primary_down=False):
+    async def start_everything(self, events, primary_down=False, channels=None):
+        """Central system, SMTP and Pushover stand-ins, proxy and notifier; C{channels} replaces e-mail and Pushover."""
         central = CentralSystem(100)
         central_port = await central.start()
         if primary_down:
@@ -82,7 +86,8 @@ class AlertTests(ProxyTestCase):
                 "listen": "tcp:port=0:interface=127.0.0.1",
                 "primary_url": f"ws://127.0.0.1:{central_port}/ocpp/",
                 "client_names": "names.yaml",
-                "notify": {
+                "notify": channels
+                or {
                     "events": {key: True for key in events},
                     "flap_window": 0,
                     "email": {
@@ -171,3 +176,36 @@ class AlertTests(ProxyTestCase):
         self.assertIn("CP_B", self.pushover.posts[0]["title"])
         self.assertIn("OverCurrentFailure", self.pushover.posts[0]["message"])
         self.assertEqual(central.connections, [])
+
+    @async_test
+    async def test_fault_reaches_the_webhook_and_apprise(self):
+        """A fault goes as JSON to a webhook and through Apprise's json:// target, both real HTTP servers."""
+        webhook, apprise_target = RecordingReceiver(), RecordingReceiver()
+        webhook_port = serve_locally(self, webhook, reactor)
+        apprise_port = serve_locally(self, apprise_target, reactor)
+        channels = {
+            "events": {"con_status_faulted": True},
+            "webhook": {
+                "url": f"http://127.0.0.1:{webhook_port}/hook",
+                "headers": {"Authorization": f"Bearer {WEBHOOK_TOKEN}"},
+            },
+            "apprise": {"urls": [f"json://127.0.0.1:{apprise_port}/ntfy/{APPRISE_TOKEN}"], "timeout": 5},
+        }
+        _, base = await self.start_everything([], channels=channels)
+        _, websocket, _ = await connect_station(base, "CP_A")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        await websocket.send(
+            '[2,"s1","StatusNotification",{"connectorId":1,"errorCode":"OverCurrentFailure","status":"Faulted"}]'
+        )
+        loop = asyncio.get_event_loop()
+        posted = await asyncio.wait_for(Deferred.asFuture(webhook.nth_post(1), loop), WAIT)
+        body = json.loads(posted.body)
+        self.assertEqual(
+            (body["station"], body["name"], body["kind"], body["details"]["error_code"]),
+            ("CP_A", "Depot Süd, bay 3", "con_status_faulted", "OverCurrentFailure"),
+        )
+        self.assertEqual(posted.headers["authorization"], f"Bearer {WEBHOOK_TOKEN}")
+        notified = await asyncio.wait_for(Deferred.asFuture(apprise_target.nth_post(1), loop), WAIT)
+        self.assertEqual(json.loads(notified.body)["title"], body["subject"])
+        await until(lambda: self.notifier.queues["webhook"].sent == self.notifier.queues["apprise[0]"].sent == 1)
+        self.assertEqual([line for line in self.log_lines if WEBHOOK_TOKEN in line or APPRISE_TOKEN in line], [])

@@ -266,3 +266,27 @@ class TextTests(SynchronousTestCase):
         text = alert("connected_to_proxy", station_id="CP_7").text
         self.assertNotIn("Station:", text)
         self.assertIn("Station id: CP_7\n", text)
+
+
+class AlertFactsTests(SynchronousTestCase):
+    """What channels that send data (the webhook) take from an alert besides its words."""
+
+    def test_name_time_and_details(self):
+        """The human name, the proxy's time in milliseconds (UTC) and the details go with the alert."""
+        moment = datetime(2024, 5, 1, 12, 0, 5, 250000, tzinfo=timezone(timedelta(hours=2)))
+        made = format_alert(StationEvent("con_status_faulted", "CP_1", {"connector": 2}), NAMES, moment)
+        self.assertEqual(
+            (made.name, made.time, made.details), ("Depot Nord", "2024-05-01T10:00:05.250Z", {"connector": 2})
+        )
+
+    def test_no_name(self):
+        """A station without a human name, and a summary without a station, have none."""
+        self.assertIsNone(alert("station_boot", "CP_9").name)
+        self.assertIsNone(alert("upstream_down", "", upstream="primary").name)
+
+    def test_station_texts_cleaned_in_details(self):
+        """Station-provided texts in the details are one bounded line, as in the message."""
+        made = alert("status_error", info="line one\r\nline two" + "x" * 500, connector=1)
+        self.assertNotIn("\n", made.details["info"])
+        self.assertLessEqual(len(made.details["info"]), 200)
+        self.assertEqual(made.details["connector"], 1)

@@ -7,8 +7,7 @@ import json
 from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
-from twisted.protocols.policies import WrappingFactory
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
@@ -17,6 +16,8 @@ from twisted.web.server import Site
 from ocppproxy.config import PushoverSettings
 from ocppproxy.notify.alert import Alert, DeliveryError
 from ocppproxy.notify.pushover import PushoverChannel
+
+from .httpserver import serve_locally
 
 TOKEN = "azGDORePK8gMaC0QOYAMyEEuzJnyUi"
 USER = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG"
@@ -119,28 +120,6 @@ class PushoverChannelTests(SynchronousTestCase):
         )
 
 
-class _TrackingFactory(WrappingFactory):
-    """Counts open connections so that cleanup can wait for the last one to close."""
-
-    def __init__(self, wrapped) -> None:
-        super().__init__(wrapped)
-        self._idle: list[Deferred[None]] = []
-
-    def unregisterProtocol(self, protocol) -> None:
-        super().unregisterProtocol(protocol)
-        if not self.protocols:
-            idle, self._idle = self._idle, []
-            for waiter in idle:
-                waiter.callback(None)
-
-    def when_idle(self) -> Deferred[None]:
-        if not self.protocols:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._idle.append(waiter)
-        return waiter
-
-
 class PushoverOverNetworkTests(TestCase):
     timeout = 5
 
@@ -149,11 +128,7 @@ class PushoverOverNetworkTests(TestCase):
         self.http = HTTPClient(Agent(reactor, pool=pool))
 
     def serve(self, api: Resource) -> str:
-        factory = _TrackingFactory(Site(api))
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.addCleanup(factory.when_idle)
-        return f"http://127.0.0.1:{port.getHost().port}/1/messages.json"
+        return f"http://127.0.0.1:{serve_locally(self, api, reactor)}/1/messages.json"
 
     async def test_delivery_to_a_real_http_server(self) -> None:
         """With real treq over a socket, the alert reaches the API and status 1 is success."""

@@ -362,3 +362,16 @@ class ReconfigureTests(SynchronousTestCase):
         self.clock.advance(5)
         self.successResultOf(stopped)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_starters_run_at_start_and_with_new_channels(self):
+        """A channel's starters (the Apprise thread pool) run when the notifier starts, or at once for a reload's."""
+        started = []
+        notifier = NotifierService(
+            NotifyConfig(), StationNames({}), self.clock, {}, {}, lambda _: 0, starters=[lambda: started.append("a")]
+        )
+        self.assertEqual(started, [])
+        notifier.startService()
+        self.assertEqual(started, ["a"])
+        notifier.reconfigure(NotifyConfig(), StationNames({}), {}, starters=[lambda: started.append("b")])
+        self.assertEqual(started, ["a", "b"])
+        self.successResultOf(notifier.stopService())

@@ -227,3 +227,20 @@ class ReloaderTests(SynchronousTestCase):
         self.assertEqual(sorted(self.notifier.queues), ["email"])
         self.assertNotIn(SMTP_PASSWORD, repr(self.events))
         self.successResultOf(self.notifier.stopService())
+
+    def test_webhook_built_and_its_header_not_logged(self):
+        """A new webhook section builds the webhook channel; its header value and URL path appear in no log event."""
+        self.write(
+            'primary_url: "ws://csms.example/ocpp/"\n'
+            "client_names: names.yaml\n"
+            "notify:\n"
+            "  events: {connected_to_proxy: true}\n"
+            "  flap_window: 0\n"
+            "  webhook: {url: 'https://hooks.example.com/h/xoxb-path-secret',\n"
+            "            headers: {Authorization: 'Bearer hook-t0ken-77'}}\n"
+        )
+        self.assertEqual(self.reloader.reload().live, ("notify.webhook",))
+        self.assertEqual(sorted(self.notifier.queues), ["webhook"])
+        self.assertNotIn("hook-t0ken-77", repr(self.events))
+        self.assertNotIn("xoxb-path-secret", repr(self.events))
+        self.successResultOf(self.notifier.stopService())

@@ -53,6 +53,7 @@ class FakeProxy:
     def __init__(self, sessions) -> None:
         self.config = config_from_mapping({"primary_url": "ws://127.0.0.1:1/", "secondary_url": "ws://127.0.0.1:2/"})
         self.sessions = sessions
+        self.handshakes_refused = 3
 
 
 def busy_proxy() -> FakeProxy:
@@ -215,6 +216,7 @@ class MetricsTests(SynchronousTestCase):
         registry = metrics_registry(ProxyCollector(reactor, lambda: metrics_snapshot(proxy, activity, {})))
         text = generate_latest(registry).decode()
         self.assertIn("ocppproxy_stations_connected 2.0", text)
+        self.assertIn("ocppproxy_station_handshakes_refused_total 3.0", text)
         self.assertIn('ocppproxy_upstream_links{state="given_up",upstream="primary"} 1.0', text)
         self.assertIn('ocppproxy_frames_total{direction="from_station",type="CALL",upstream=""} 1.0', text)
         self.assertIn(

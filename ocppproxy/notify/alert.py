@@ -25,12 +25,20 @@ class StationEvent:
 
 @dataclass(frozen=True)
 class Alert:
-    """A message ready for any channel: a short subject (fits a phone notification) and a text body."""
+    """
+    A message ready for any channel: a short subject (fits a phone notification) and a
+    text body, plus the facts behind them for channels that send data (the webhook):
+    the station's human name (None without one), the proxy's time (ISO 8601 UTC) and
+    the event's details.
+    """
 
     key: str
     station_id: str
     subject: str
     text: str
+    name: str | None = None
+    time: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 class DeliveryError(Exception):

@@ -6,6 +6,7 @@ the station names, at start-up and again at each configuration reload.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
@@ -14,22 +15,45 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from ..config import NotifyConfig
 from ..logs import proxy_logger
 from .alert import Alert
+from .apprise_channel import apprise_channels, stop_pool
 from .email import EmailChannel
 from .names import StationNames, load_client_names
 from .pushover import PushoverChannel
+from .webhook import WebhookChannel
 
 _log = proxy_logger()
 
 Channels = dict[str, Callable[[Alert], Deferred]]
 
 
-def build_channels(settings: NotifyConfig, reactor) -> tuple[Channels, list[Callable[[], object]]]:
+class BuiltChannels(NamedTuple):
     """
-    The channels C{settings} enables, by name, and the closers that release their
-    connections once they are no longer used. A channel that cannot be built (an
-    unreadable CA file) is left out with one warning.
+    What L{build_channels} makes: the channels by name, the starters to run when the
+    notifier starts using them (a thread pool), and the closers that release their
+    connections and threads once they are no longer used (may return Deferreds).
+    """
+
+    channels: Channels
+    starters: list[Callable[[], object]]
+    closers: list[Callable[[], object]]
+
+
+def _http_client(reactor, closers: list[Callable[[], object]]) -> HTTPClient:
+    """A treq client with a persistent connection pool of its own, closed by one of C{closers}."""
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    closers.append(pool.closeCachedConnections)
+    return HTTPClient(Agent(reactor, pool=pool))
+
+
+def build_channels(settings: NotifyConfig, reactor) -> BuiltChannels:
+    """
+    The channels C{settings} enables. A channel that cannot be built (an unreadable
+    CA file) is left out with one warning. Each Apprise URL is a channel of its own
+    (C{apprise[0]}, ...), so that a failing service is retried without repeating the
+    alert on the others.
     """
     channels: Channels = {}
+    starters: list[Callable[[], object]] = []
     closers: list[Callable[[], object]] = []
     if settings.email is not None:
         try:
@@ -37,11 +61,15 @@ def build_channels(settings: NotifyConfig, reactor) -> tuple[Channels, list[Call
         except (ValueError, OSError) as error:
             _log.warn("alerts: email channel disabled: {problem}", problem=str(error))
     if settings.pushover is not None:
-        pool = HTTPConnectionPool(reactor, persistent=True)
-        closers.append(pool.closeCachedConnections)
-        http = HTTPClient(Agent(reactor, pool=pool))
-        channels["pushover"] = PushoverChannel(settings.pushover, http=http).send
-    return channels, closers
+        channels["pushover"] = PushoverChannel(settings.pushover, http=_http_client(reactor, closers)).send
+    if settings.webhook is not None:
+        channels["webhook"] = WebhookChannel(settings.webhook, http=_http_client(reactor, closers)).send
+    if settings.apprise is not None:
+        by_url, pool = apprise_channels(settings.apprise, reactor)
+        channels.update((name, channel.send) for name, channel in by_url.items())
+        starters.append(pool.start)
+        closers.append(lambda: stop_pool(pool, reactor))
+    return BuiltChannels(channels, starters, closers)
 
 
 def load_station_names(path: str | None) -> StationNames:
@@ -54,5 +82,5 @@ def load_station_names(path: str | None) -> StationNames:
 
 def channels_differ(old: NotifyConfig, new: NotifyConfig) -> bool:
     """Whether going from C{old} to C{new} needs new channels and delivery queues."""
-    keys = ("email", "pushover", "queue_limit", "max_attempts", "retry_delay")
+    keys = ("email", "pushover", "webhook", "apprise", "queue_limit", "max_attempts", "retry_delay")
     return any(getattr(old, key) != getattr(new, key) for key in keys)

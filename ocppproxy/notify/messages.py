@@ -31,7 +31,8 @@ def format_alert(event: StationEvent, names: StationNames, proxy_time: datetime)
 
     C{proxy_time} is when the proxy saw the event (UTC; a naive time is taken as UTC).
     An event without a station id (C{upstream_down}, which covers all stations) is
-    named by its upstream alone.
+    named by its upstream alone. Station-provided texts among the details are cleaned
+    and bounded as in the message.
     """
     words = _WORDS[event.key](event.details)
     if event.details.get("more"):
@@ -39,7 +40,16 @@ def format_alert(event: StationEvent, names: StationNames, proxy_time: datetime)
         count = event.details.get("stations")
         words = f"{count} more station{'' if count == 1 else 's'}: {words}"
     subject = _subject(event.station_id, names, words)
-    return Alert(event.key, event.station_id, subject, _text(event, names, words, proxy_time))
+    human = names.name(event.station_id)
+    return Alert(
+        event.key,
+        event.station_id,
+        subject,
+        _text(event, names, words, proxy_time),
+        name=_clean(human) if event.station_id and human != event.station_id else None,
+        time=_utc(proxy_time, "milliseconds"),
+        details={key: _clean(value) if isinstance(value, str) else value for key, value in event.details.items()},
+    )
 
 
 def _subject(station_id: str, names: StationNames, words: str) -> str:
@@ -204,11 +214,11 @@ def _public_url(url: Any) -> str:
         return "(unreadable URL)"
 
 
-def _utc(moment: datetime) -> str:
-    """ISO 8601 in UTC, to the second: C{"2024-05-01T10:00:00Z"}."""
+def _utc(moment: datetime, timespec: str = "seconds") -> str:
+    """ISO 8601 in UTC, to the second by default: C{"2024-05-01T10:00:00Z"}."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 # --- the body's detail lines, in this order

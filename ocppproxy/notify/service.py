@@ -63,6 +63,7 @@ class NotifierService(Service):
         upstream_urls: Mapping[str, str],
         links_connected: Callable[[str], int],
         closers: list[Callable[[], object]] = (),
+        starters: list[Callable[[], object]] = (),
     ) -> None:
         self.settings = settings
         self.names = names
@@ -71,6 +72,7 @@ class NotifierService(Service):
         self._upstream_urls = upstream_urls
         self.links_connected = links_connected
         self._closers = list(closers)
+        self._starters = list(starters)
         self.queues = self._queues(channels)
         self._retiring: set[Deferred] = set()
         self._trackers: dict[str, StationTracker] = {}
@@ -90,7 +92,10 @@ class NotifierService(Service):
     # --- service
 
     def startService(self) -> None:
+        """Start the channels' resources (the Apprise thread pool) and log which channels and events are on."""
         super().startService()
+        for start in self._starters:
+            start()
         self._log_settings()
 
     def _log_settings(self) -> None:
@@ -148,13 +153,15 @@ class NotifierService(Service):
         names: StationNames,
         channels: Mapping[str, Callable[[Alert], Deferred]] | None = None,
         closers: list[Callable[[], object]] = (),
+        starters: list[Callable[[], object]] = (),
     ) -> None:
         """
         Apply reloaded settings and names at once, keeping what the notifier tracks.
 
-        With C{channels}, new alerts go to new delivery queues; the old queues deliver
-        what they hold (a failure then is given up, not retried) within
-        C{flush_timeout}, after which their C{closers} run. Without it the queues stay.
+        With C{channels}, new alerts go to new delivery queues (whose C{starters} run
+        now); the old queues deliver what they hold (a failure then is given up, not
+        retried) within C{flush_timeout}, after which their C{closers} run. Without it
+        the queues stay.
         Timers already running (flap window, upstream down) keep their delay; an event
         switched off is not raised any more, even by such a timer.
         """
@@ -164,6 +171,8 @@ class NotifierService(Service):
         self.names = names
         if channels is not None:
             old_queues, old_closers = self.queues.values(), self._closers
+            for start in starters:
+                start()
             self.queues = self._queues(channels)
             self._closers = list(closers)
             retiring = self._flush_and_close(old_queues, old_closers)

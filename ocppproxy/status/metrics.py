@@ -50,6 +50,13 @@ def families(snapshot: MetricsSnapshot):
     stations.add_metric([], snapshot.stations_connected)
     yield stations
 
+    refused = CounterMetricFamily(
+        "ocppproxy_station_handshakes_refused",
+        "Station handshakes answered with an HTTP error (bad path or subprotocol, too many stations, primary refused).",
+    )
+    refused.add_metric([], snapshot.handshakes_refused)
+    yield refused
+
     links = GaugeMetricFamily(
         "ocppproxy_upstream_links",
         "Connected stations' links to each upstream, by state.",

@@ -80,6 +80,7 @@ class MetricsSnapshot:
 
     upstreams: tuple[str, ...]
     stations_connected: int = 0
+    handshakes_refused: int = 0
     links: dict[tuple[str, str], int] = field(default_factory=dict)
     queued: dict[str, int] = field(default_factory=dict)
     frames: dict[tuple[str, int, str], int] = field(default_factory=dict)
@@ -96,7 +97,7 @@ def metrics_snapshot(
 ) -> MetricsSnapshot:
     """The numbers for /metrics; gauges are counted from the proxy's sessions now."""
     upstreams = tuple(proxy.config.upstream_urls())
-    snapshot = MetricsSnapshot(upstreams)
+    snapshot = MetricsSnapshot(upstreams, handshakes_refused=proxy.handshakes_refused)
     snapshot.links = {(upstream, state): 0 for upstream in upstreams for state in LINK_STATES}
     snapshot.queued = dict.fromkeys(upstreams, 0)
     for session in proxy.sessions.values():
