@@ -18,7 +18,8 @@ from ocppproxy.status.activity import StationActivity
 from ocppproxy.status.metrics import ProxyCollector, metrics_registry
 from ocppproxy.status.page import render_page
 from ocppproxy.status.service import StatusService
-from ocppproxy.status.snapshot import metrics_snapshot, station_list
+from ocppproxy.status.fleet import StationQuery, fleet_listing
+from ocppproxy.status.snapshot import metrics_snapshot
 
 T0 = 1_800_000_000.0
 
@@ -155,7 +156,8 @@ class SnapshotTests(SynchronousTestCase):
         activity.station_frame(
             "CP_1", frame('[2,"1","StatusNotification",{"connectorId":0,"status":"Available","errorCode":"NoError"}]')
         )
-        stations = station_list(busy_proxy(), activity, StationNames({"CP_1": "Gare, borne 1"}))
+        listing = fleet_listing(busy_proxy(), activity, StationNames({"CP_1": "Gare, borne 1"}), StationQuery(), T0)
+        stations = listing["stations"]
         self.assertEqual([station["id"] for station in stations], ["CP_1", "CP_2"])
         first, second = stations
         self.assertEqual(first["name"], "Gare, borne 1")
@@ -181,9 +183,9 @@ class SnapshotTests(SynchronousTestCase):
         activity.station_connected("CP_1", "")
         current = {"names": StationNames({"CP_1": "Old name"})}
         service = StatusService("tcp:port=0", Clock(), busy_proxy(), activity, lambda: current["names"])
-        self.assertEqual(service.stations()[0]["name"], "Old name")
+        self.assertEqual(service.stations()["stations"][0]["name"], "Old name")
         current["names"] = StationNames({"CP_1": "New name"})
-        self.assertEqual(service.stations()[0]["name"], "New name")
+        self.assertEqual(service.stations()["stations"][0]["name"], "New name")
 
     def test_metrics_snapshot_counts_link_states(self):
         """Gauges come from the sessions at snapshot time; every state of every upstream is present."""
