@@ -147,7 +147,7 @@ class StatusService(Service):
         self.names = names
         self._alert_queues = alert_queues or {}
         self._traffic_log = traffic_log
-        self._alerts = alerts if alerts is not None else RecentAlerts(reactor)
+        self.alert_log = alerts if alerts is not None else RecentAlerts(reactor)
         self.registry = metrics_registry(ProxyCollector(reactor, self.metrics_snapshot))
         self.site = _StatusSite(StatusRoot(self, MetricsResource(self.registry)))
         self._port = None
@@ -161,7 +161,7 @@ class StatusService(Service):
 
     def alerts_sent(self) -> dict:
         """The /alerts document."""
-        return alerts_document(self._alerts, _current(self.names), self.clock.seconds())
+        return alerts_document(self.alert_log, _current(self.names), self.clock.seconds())
 
     def metrics_snapshot(self):
         """The numbers /metrics shows, read now (on the reactor thread)."""
