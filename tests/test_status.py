@@ -17,9 +17,9 @@ from ocppproxy.notify.alert import Alert
 from ocppproxy.notify.names import StationNames
 from ocppproxy.ocppj import parse_frame
 from ocppproxy.status.activity import StationActivity
+from ocppproxy.status.fleet import StationQuery, fleet_listing
 from ocppproxy.status.metrics import ProxyCollector, metrics_registry
 from ocppproxy.status.service import StatusService
-from ocppproxy.status.fleet import StationQuery, fleet_listing
 from ocppproxy.status.snapshot import metrics_snapshot
 
 T0 = 1_800_000_000.0
@@ -295,7 +295,7 @@ class StatusServiceTests(TestCase):
         alert = Alert("con_status_faulted", "CP_1", "Faulted", "")
         self.service.alert_log.alert_sent(alert, ["email"])
         self.service.alert_log.alert_outcome(alert, "email", "sent")
-        response, body = await self.get(base + "/alerts")
+        _, body = await self.get(base + "/alerts")
         document = json.loads(body)
         self.assertEqual(document["last_hour"], 1)
         self.assertEqual(document["alerts"][0]["channels"], {"email": "sent"})

@@ -171,7 +171,7 @@ class ListingTests(SynchronousTestCase):
 class QueryTests(SynchronousTestCase):
     def test_defaults_and_values(self):
         self.assertEqual(parse_query({}), StationQuery("", "", 0, 100))
-        query = parse_query({b"q": [" Gare ".encode()], b"state": [b"offline"], b"offset": [b"20"], b"limit": [b"5"]})
+        query = parse_query({b"q": [b" Gare "], b"state": [b"offline"], b"offset": [b"20"], b"limit": [b"5"]})
         self.assertEqual(query, StationQuery("Gare", "offline", 20, 5))
         self.assertEqual(parse_query({b"state": [b"all"]}).state, "")
 
