@@ -1,16 +1,21 @@
 """
 The status page in a real browser: headless Chromium loads C{/} from a status service
-over a made-up fleet, runs the page's script, and dumps the DOM or takes a screenshot at
-a phone's and a desktop's width. Skipped, naming chromium, when it is not installed.
+over a made-up fleet, runs the page's script, and dumps the DOM, takes a screenshot at
+a phone's and a desktop's width, or is driven over the DevTools protocol (typing in the
+search box). Skipped, naming chromium, when it is not installed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
+from urllib.parse import urlsplit
 
+import treq
+import websockets
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
@@ -24,6 +29,7 @@ from ocppproxy.status.activity import StationActivity
 from ocppproxy.status.alerts import RecentAlerts
 from ocppproxy.status.service import StatusService
 
+from .e2e import async_test
 from .png import read_png
 from .test_status import FakeLink, FakeProxy, FakeSession
 from .test_status_fleet import status
@@ -40,8 +46,8 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
     "--hide-scrollbars",
-    "--virtual-time-budget=5000",
 ]
+VIRTUAL_TIME = "--virtual-time-budget=5000"
 CONNECTED_GREEN = bytes((0x1F, 0x8A, 0x4C))
 FAULTED_RED = bytes((0xB3, 0x26, 0x1E))
 CHARGING_BLUE = bytes((0x15, 0x65, 0xC0))
@@ -74,6 +80,38 @@ class _Browser(ProcessProtocol):
     def processEnded(self, reason) -> None:
         self.reason = reason
         self.ended.callback(None)
+
+
+class _DevToolsBrowser(_Browser):
+    """A browser whose C{devtools} fires with the DevTools WebSocket address it prints, or fails if it ends first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.devtools: Deferred = Deferred()
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        super().childDataReceived(fd, data)
+        match = re.search(rb"DevTools listening on (ws://\S+)", self.errors)
+        if match and not self.devtools.called:
+            self.devtools.callback(match.group(1).decode())
+
+    def processEnded(self, reason) -> None:
+        if not self.devtools.called:
+            self.devtools.errback(reason)
+        super().processEnded(reason)
+
+
+async def _devtools_call(devtools, number: int, method: str, params: dict, until_event: str | None = None) -> dict:
+    """Send a DevTools command; its answer, once it and C{until_event} (if any) arrived, each within 15 s."""
+    await devtools.send(json.dumps({"id": number, "method": method, "params": params}))
+    answer = None
+    while answer is None or until_event is not None:
+        message = json.loads(await asyncio.wait_for(devtools.recv(), 15))
+        if message.get("id") == number:
+            answer = message
+        elif message.get("method") == until_event:
+            until_event = None
+    return answer
 
 
 def run_bounded(executable: str, args: list[str], timeout: float) -> Deferred:
@@ -139,10 +177,43 @@ class BrowserTests(TestCase):
     async def browse(self, *args: str) -> bytes:
         """Run Chromium with our flags, a fresh profile and C{args}; its standard output."""
         profile = f"--user-data-dir={os.path.join(self.directory, 'profile')}"
-        browser = await run_bounded(self.chromium, [*CHROMIUM_FLAGS, profile, *args], BROWSER_TIMEOUT)
+        browser = await run_bounded(self.chromium, [*CHROMIUM_FLAGS, VIRTUAL_TIME, profile, *args], BROWSER_TIMEOUT)
         errors = browser.errors.decode("utf-8", "replace")[-2000:]
         self.assertTrue(browser.reason.check(ProcessDone), f"chromium failed: {browser.reason.value}\n{errors}")
         return bytes(browser.output)
+
+    async def in_page(self, url: str, script: str):
+        """
+        Open C{url} in Chromium driven over the DevTools protocol, evaluate C{script} (an
+        expression, awaited if it is a Promise) in the page; its value, as JSON.
+        """
+        loop = asyncio.get_event_loop()
+        browser = _DevToolsBrowser()
+        profile = f"--user-data-dir={os.path.join(self.directory, 'devtools-profile')}"
+        args = [self.chromium, *CHROMIUM_FLAGS, profile, "--remote-debugging-port=0", "about:blank"]
+        transport = reactor.spawnProcess(browser, self.chromium, args, env=dict(os.environ))
+        killer = reactor.callLater(BROWSER_TIMEOUT, transport.signalProcess, "KILL")
+        try:
+            address = await asyncio.wait_for(Deferred.asFuture(browser.devtools, loop), BROWSER_TIMEOUT)
+            listing = f"http://127.0.0.1:{urlsplit(address).port}/json/list"
+            response = await Deferred.asFuture(treq.get(listing, persistent=False), loop)
+            targets = json.loads(await Deferred.asFuture(response.content(), loop))
+            page = next(target for target in targets if target["type"] == "page")
+            async with websockets.connect(page["webSocketDebuggerUrl"], max_size=None) as devtools:
+                await _devtools_call(devtools, 1, "Page.enable", {})
+                await _devtools_call(devtools, 2, "Page.navigate", {"url": url}, until_event="Page.loadEventFired")
+                params = {"expression": script, "awaitPromise": True, "returnByValue": True}
+                message = await _devtools_call(devtools, 3, "Runtime.evaluate", params)
+        finally:
+            if browser.reason is None:
+                transport.signalProcess("KILL")
+            await Deferred.asFuture(browser.ended, loop)
+            if killer.active():
+                killer.cancel()
+        self.assertIn("result", message, message)
+        result = message["result"]
+        self.assertNotIn("exceptionDetails", result, result)
+        return result["result"]["value"]
 
     async def screenshot(self, url: str, width: int, height: int) -> tuple[int, int, list[bytes]]:
         path = os.path.join(self.directory, f"status-{width}.png")
@@ -179,14 +250,11 @@ class BrowserTests(TestCase):
         self.assertIn("<h3>Dépôt &lt;Süd&gt;, bay 3</h3>", dom)
         self.assertIn("offline, not seen since start-up", dom)
 
-    async def test_phone_and_desktop_pixels(self):
-        """
-        On a phone, /?state=offline shows the coloured count tiles and only grey (offline)
-        cards in one column; on a desktop, / lays the cards out in three columns.
-        """
+    async def test_phone_pixels(self):
+        """On a phone, /?state=offline shows the coloured count tiles and only grey (offline) cards, one per row."""
         base = await self.serve(40)
-        width, height, rows = await self.screenshot(base + "/?state=offline", 412, 915)
-        self.assertEqual((width, height), (412, 915))
+        width, height, rows = await self.screenshot(base + "/?state=offline", 412, 760)
+        self.assertEqual((width, height), (412, 760))
         seen = {row[x : x + 3] for row in rows for x in range(0, len(row), len(row) // width)}
         for colour in (CONNECTED_GREEN, FAULTED_RED, CHARGING_BLUE, OFFLINE_GREY, OFFLINE_CARD):
             self.assertIn(colour, seen, colour.hex())
@@ -202,7 +270,11 @@ class BrowserTests(TestCase):
         ]
         self.assertGreater(len(full_width), 200)  # one card spans the phone's width
 
-        width, height, rows = await self.screenshot(base + "/", 1280, 900)
+    async def test_desktop_pixels(self):
+        """On a desktop, / lays the cards out in three columns, offline ones (grey) first."""
+        base = await self.serve(40)
+        width, height, rows = await self.screenshot(base + "/", 1280, 560)
+        self.assertEqual((width, height), (1280, 560))
         stride = len(rows[0]) // width
         thirds = [
             {row[x * stride : x * stride + 3] for row in rows[250:] for x in range(start, start + 400, 4)}
@@ -227,3 +299,58 @@ class BrowserTests(TestCase):
         self.assertLess(rendered, RENDER_BUDGET_MS, f"rendered in {rendered} ms")
         data = json.loads(dom.split('type="application/json">')[1].split("</script>")[0])
         self.assertEqual(data["stations"]["total"], 5001)
+
+    @async_test
+    async def test_search_as_you_type_and_show_more(self):
+        """
+        Typing in the search box filters at once and the address follows; the state
+        filter narrows it; "Show more" adds the next page.
+        """
+        base = await Deferred.asFuture(Deferred.fromCoroutine(self.serve(250)), asyncio.get_event_loop())
+        result = await self.in_page(base + "/", SEARCH_SCRIPT)
+        self.assertEqual(result["first"], {"shown": "Showing 100 of 251 stations", "count": 100})
+        self.assertEqual(result["more"], {"shown": "Showing 200 of 251 stations", "count": 200})
+        self.assertEqual(result["typed"]["search"], "?q=borne+3")
+        self.assertEqual(result["typed"]["ids"], ["CP_00039", "CP_00003", "CP_00030", "CP_00033", "CP_00036"])
+        self.assertEqual(result["offline"]["search"], "?q=borne+3&state=offline")
+        self.assertEqual(result["offline"]["ids"], ["CP_00039"])
+
+
+SEARCH_SCRIPT = """
+(async () => {
+  const until = async (test) => {
+    for (let i = 0; i < 150; i++) {
+      if (test()) { return; }
+      await new Promise((done) => setTimeout(done, 20));
+    }
+    throw new Error("the page did not change within 3 s");
+  };
+  const view = () => ({
+    search: location.search,
+    shown: document.getElementById("shown").textContent,
+    count: document.querySelectorAll(".station").length,
+    ids: Array.from(document.querySelectorAll(".station"), (card) => card.dataset.id),
+  });
+  await until(() => document.body && document.body.dataset.renderedMs);
+  const first = view();
+  document.getElementById("more").click();
+  await until(() => document.querySelectorAll(".station").length === 200);
+  const more = view();
+  const q = document.getElementById("q");
+  q.value = "borne 3";
+  q.dispatchEvent(new Event("input"));
+  await until(() => document.getElementById("shown").textContent.indexOf(" of 251 ") < 0);
+  const typed = view();
+  const state = document.getElementById("state");
+  state.value = "offline";
+  state.dispatchEvent(new Event("change"));
+  await until(() => document.querySelectorAll(".station").length === 1);
+  const offline = view();
+  return {
+    first: {shown: first.shown, count: first.count},
+    more: {shown: more.shown, count: more.count},
+    typed: typed,
+    offline: offline,
+  };
+})()
+"""
