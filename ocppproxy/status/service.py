@@ -47,10 +47,10 @@ def _json(request, document: dict) -> bytes:
     return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
 
 
-def _bad_query(request, error: QueryError, content_type: bytes) -> bytes:
-    """A 400 answer naming the parameter; JSON for /stations, plain text for the page."""
+def _bad_query(request, error: QueryError, as_json: bool) -> bytes:
+    """A 400 answer naming the parameter: JSON for /stations, plain text for the page."""
     request.setResponseCode(400)
-    if content_type == b"application/json":
+    if as_json:
         return _json(request, {"error": str(error)})
     _no_cache(request, b"text/plain; charset=utf-8")
     return f"{error}\n".encode()
@@ -69,7 +69,7 @@ class StationsResource(Resource):
         try:
             query = parse_query(request.args)
         except QueryError as error:
-            return _bad_query(request, error, b"application/json")
+            return _bad_query(request, error, as_json=True)
         return _json(request, self._status.stations(query))
 
 
@@ -105,7 +105,7 @@ class StatusRoot(Resource):
         try:
             query = parse_query(request.args)
         except QueryError as error:
-            return _bad_query(request, error, b"text/plain")
+            return _bad_query(request, error, as_json=False)
         _no_cache(request, b"text/html; charset=utf-8")
         view = StationQuery(query.q, query.state)
         return render_page(self._status.stations(view), self._status.alerts_sent(), query.q, query.state)
