@@ -114,6 +114,11 @@ async def _devtools_call(devtools, number: int, method: str, params: dict, until
     return answer
 
 
+def _read_png_file(path: str) -> tuple[int, int, list[bytes]]:
+    with open(path, "rb") as stream:
+        return read_png(stream.read())
+
+
 def run_bounded(executable: str, args: list[str], timeout: float) -> Deferred:
     """Spawn a process on the reactor; fires with its L{_Browser} once it ends, killed after C{timeout} s."""
     browser = _Browser()
@@ -218,8 +223,7 @@ class BrowserTests(TestCase):
     async def screenshot(self, url: str, width: int, height: int) -> tuple[int, int, list[bytes]]:
         path = os.path.join(self.directory, f"status-{width}.png")
         await self.browse(f"--screenshot={path}", f"--window-size={width},{height}", url)
-        with open(path, "rb") as stream:
-            return read_png(stream.read())
+        return _read_png_file(path)
 
     def tile(self, dom: str, state: str) -> str:
         match = re.search(rf'data-state="{state}"><b>([\d,]+)</b>', dom)
