@@ -21,6 +21,7 @@ from .proxy import ProxyService
 from .reload import Reloader
 from .station_tls import station_tls_options
 from .status.activity import StationActivity
+from .status.alerts import RecentAlerts
 from .status.service import StatusService
 from .systemd import SystemdService
 from .trafficlog import TrafficLog
@@ -119,6 +120,7 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
     proxy = ProxyService(config, reactor, upstream_tls, observer=observer, recorder=recorder, station_tls=station_tls)
     notifier.links_connected = proxy.connected_links
     if activity is not None:
+        notifier.alert_observer = alerts = RecentAlerts(reactor)
         status = StatusService(
             config.status_listen,
             reactor,
@@ -127,6 +129,7 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
             lambda: notifier.names,
             lambda: notifier.queues,
             traffic_log,
+            alerts,
         )
         status.setName("status")
         status.setServiceParent(top)

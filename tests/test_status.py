@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import deque
 
@@ -12,13 +13,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ocppproxy.config import config_from_mapping
+from ocppproxy.notify.alert import Alert
 from ocppproxy.notify.names import StationNames
 from ocppproxy.ocppj import parse_frame
 from ocppproxy.status.activity import StationActivity
+from ocppproxy.status.fleet import StationQuery, fleet_listing
 from ocppproxy.status.metrics import ProxyCollector, metrics_registry
-from ocppproxy.status.page import render_page
 from ocppproxy.status.service import StatusService
-from ocppproxy.status.snapshot import metrics_snapshot, station_list
+from ocppproxy.status.snapshot import metrics_snapshot
 
 T0 = 1_800_000_000.0
 
@@ -156,7 +158,8 @@ class SnapshotTests(SynchronousTestCase):
         activity.station_frame(
             "CP_1", frame('[2,"1","StatusNotification",{"connectorId":0,"status":"Available","errorCode":"NoError"}]')
         )
-        stations = station_list(busy_proxy(), activity, StationNames({"CP_1": "Gare, borne 1"}))
+        listing = fleet_listing(busy_proxy(), activity, StationNames({"CP_1": "Gare, borne 1"}), StationQuery(), T0)
+        stations = listing["stations"]
         self.assertEqual([station["id"] for station in stations], ["CP_1", "CP_2"])
         first, second = stations
         self.assertEqual(first["name"], "Gare, borne 1")
@@ -182,9 +185,9 @@ class SnapshotTests(SynchronousTestCase):
         activity.station_connected("CP_1", "")
         current = {"names": StationNames({"CP_1": "Old name"})}
         service = StatusService("tcp:port=0", Clock(), busy_proxy(), activity, lambda: current["names"])
-        self.assertEqual(service.stations()[0]["name"], "Old name")
+        self.assertEqual(service.stations()["stations"][0]["name"], "Old name")
         current["names"] = StationNames({"CP_1": "New name"})
-        self.assertEqual(service.stations()[0]["name"], "New name")
+        self.assertEqual(service.stations()["stations"][0]["name"], "New name")
 
     def test_metrics_snapshot_counts_link_states(self):
         """Gauges come from the sessions at snapshot time; every state of every upstream is present."""
@@ -229,35 +232,6 @@ class MetricsTests(SynchronousTestCase):
         self.assertNotIn("python_gc", text)  # not the global registry
 
 
-class PageTests(SynchronousTestCase):
-    def test_phone_page_refreshes_itself(self):
-        page = render_page([], "2027-01-15T08:00:00.000Z").decode()
-        self.assertIn('<meta name="viewport" content="width=device-width, initial-scale=1">', page)
-        self.assertRegex(page, r'<meta http-equiv="refresh" content="\d+">')
-        self.assertIn("No station connected.", page)
-
-    def test_station_text_is_escaped(self):
-        """Names, ids, statuses and error codes never reach the page as markup."""
-        station = {
-            "id": "CP_<1>",
-            "name": "<script>alert(1)</script>",
-            "remote": "tcp4:127.0.0.1:1",
-            "subprotocol": "ocpp1.6",
-            "connected_since": "2027-01-15T08:00:00.000Z",
-            "last_message": None,
-            "upstreams": {"primary": {"state": "reconnecting", "failed_attempts": 2, "queued": 1}},
-            "connectors": {
-                "1": {"status": "<b>Faulted</b>", "errorCode": '"><img src=x>', "timestamp": None, "received": None}
-            },
-        }
-        page = render_page([station], "2027-01-15T08:00:00.000Z").decode()
-        self.assertNotIn("<script>", page)
-        self.assertNotIn("<b>", page)
-        self.assertNotIn("<img", page)
-        self.assertIn("&lt;script&gt;alert(1)&lt;/script&gt;", page)
-        self.assertIn("primary: reconnecting, 2 failed, 1 queued", page)
-
-
 class StatusServiceTests(TestCase):
     """The real service on 127.0.0.1, read with treq."""
 
@@ -284,8 +258,6 @@ class StatusServiceTests(TestCase):
         response, body = await self.get(base + "/stations")
         self.assertEqual(response.code, 200)
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"application/json"])
-        import json
-
         document = json.loads(body)
         self.assertEqual([station["id"] for station in document["stations"]], ["CP_1", "CP_2"])
         self.assertEqual(document["stations"][0]["connectors"]["1"]["status"], "Charging")
@@ -302,9 +274,33 @@ class StatusServiceTests(TestCase):
         base = await self.start(busy_proxy())
         response, body = await self.get(base + "/")
         self.assertEqual(response.code, 200)
-        self.assertIn(b"<title>ocppproxy: 2 stations</title>", body)
+        self.assertIn(b"<title>ocppproxy: 2 connected, 0 offline</title>", body)
         response, _ = await self.get(base + "/nothing")
         self.assertEqual(response.code, 404)
+
+    async def test_stations_query(self):
+        """/stations answers a search, a filter and a page; a bad parameter is a 400 naming it."""
+        base = await self.start(busy_proxy())
+        response, body = await self.get(base + "/stations?q=cp_2&state=connected&limit=1")
+        document = json.loads(body)
+        self.assertEqual([station["id"] for station in document["stations"]], ["CP_2"])
+        self.assertEqual((document["total"], document["counts"]["connected"]), (1, 2))
+        response, body = await self.get(base + "/stations?state=gone")
+        self.assertEqual(response.code, 400)
+        self.assertIn("state: one of all,", json.loads(body)["error"])
+        response, body = await self.get(base + "/?limit=x")
+        self.assertEqual((response.code, body), (400, b"limit: a whole number from 1 to 1000, not 'x'\n"))
+
+    async def test_alerts_json(self):
+        """/alerts lists what the notifier reported, with the hour's count."""
+        base = await self.start(busy_proxy())
+        alert = Alert("con_status_faulted", "CP_1", "Faulted", "")
+        self.service.alert_log.alert_sent(alert, ["email"])
+        self.service.alert_log.alert_outcome(alert, "email", "sent")
+        _, body = await self.get(base + "/alerts")
+        document = json.loads(body)
+        self.assertEqual(document["last_hour"], 1)
+        self.assertEqual(document["alerts"][0]["channels"], {"email": "sent"})
 
     async def test_stop_closes_the_port(self):
         base = await self.start(FakeProxy({}))

@@ -29,6 +29,7 @@ class StatusEndToEndTests(ProxyTestCase):
         url = await self.start_services(primary_url=f"ws://127.0.0.1:{port}/ocpp/", **settings)
         station, websocket, _ = await connect_station(url, "CP_S", headers={"Authorization": AUTHORIZATION})
         self.addCleanup(lambda: Deferred.fromFuture(asyncio.ensure_future(websocket.close())))
+        self.websocket = websocket
         await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
         await station.call(
             call.StatusNotification(
@@ -77,8 +78,31 @@ class StatusEndToEndTests(ProxyTestCase):
         self.assertIn('ocppproxy_upstream_connect_attempts_total{outcome="ok",upstream="primary"} 1.0', metrics)
         self.assertIn("ocppproxy_primary_answer_seconds_count 2.0", metrics)
         page = (await self.get("/")).decode()
-        self.assertIn("CP_S", page)
-        self.assertIn("Faulted (GroundFailure)", page)
+        self.assertIn('"id":"CP_S"', page)
+        self.assertIn('"errorCode":"GroundFailure"', page)
+
+    @async_test
+    async def test_station_that_left_is_listed_offline_with_its_alert(self):
+        """A station that closes its connection is listed offline, with when it left and its last status;
+        the alert its departure raised is in /alerts."""
+        await self.start(
+            status={"listen": "tcp:port=0:interface=127.0.0.1"},
+            notify={"events": {"disconnected_from_proxy": True}, "flap_window": 0},
+        )
+        await self.websocket.close()
+        await self.until(lambda: "CP_S" not in self.proxy.sessions)
+        document = json.loads(await self.get("/stations?state=offline&q=cp_s"))
+        self.assertEqual(document["counts"], {"connected": 0, "offline": 1, "faulted": 0, "charging": 0})
+        (station,) = document["stations"]
+        self.assertEqual((station["id"], station["state"]), ("CP_S", "offline"))
+        self.assertRegex(station["left"], r"^\d{4}-\d\d-\d\dT")
+        self.assertEqual(station["connectors"]["1"]["status"], "Faulted")
+        alerts = json.loads(await self.get("/alerts"))
+        self.assertEqual(alerts["last_hour"], 1)
+        self.assertEqual(
+            [(alert["station"], alert["kind"], alert["channels"]) for alert in alerts["alerts"]],
+            [("CP_S", "disconnected_from_proxy", {})],
+        )
 
     @async_test
     async def test_traffic_log_has_every_direction(self):

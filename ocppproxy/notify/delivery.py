@@ -37,7 +37,9 @@ class DeliveryQueue:
     retried after C{retry_delay * 2 ** (attempt - 1)} seconds (at most
     L{MAX_RETRY_DELAY}), up to C{max_attempts} attempts; a permanent one gives the
     alert up at once. Given-up alerts are counted in C{failed}, delivered ones in
-    C{sent}, alerts abandoned by a timed-out L{flush} in C{abandoned}.
+    C{sent}, alerts abandoned by a timed-out L{flush} in C{abandoned}. C{report}, if
+    given, hears C{(alert, channel name, "sent" | "failed" | "dropped")} as each alert's
+    fate is decided.
     """
 
     _log = proxy_logger()
@@ -50,8 +52,10 @@ class DeliveryQueue:
         limit: int,
         max_attempts: int,
         retry_delay: float,
+        report: Callable[[Alert, str, str], None] | None = None,
     ) -> None:
         self.name = name
+        self._report = report
         self._send = send
         self._clock = clock
         self._limit = limit
@@ -108,9 +112,14 @@ class DeliveryQueue:
         self._check_flushed()
         return waiter
 
+    def _outcome(self, alert: Alert, outcome: str) -> None:
+        if self._report is not None:
+            self._report(alert, self.name, outcome)
+
     def _enqueue(self, alert: Alert) -> None:
         if self._closed:
             self.dropped += 1
+            self._outcome(alert, "dropped")
             self._log.warn(
                 "alerts: {channel} is shut down; alert {key} for {station} dropped",
                 channel=self.name,
@@ -122,6 +131,7 @@ class DeliveryQueue:
         if len(self._waiting) > self._limit:
             oldest = self._waiting.popleft()
             self.dropped += 1
+            self._outcome(oldest, "dropped")
             self._log.warn(
                 "alerts: {channel} queue full ({limit} waiting); dropped the oldest alert {key} for"
                 " {station} ({dropped} dropped so far)",
@@ -160,6 +170,7 @@ class DeliveryQueue:
             return
         self._in_flight = None
         self.sent += 1
+        self._outcome(alert, "sent")
         self._log.info(
             "alerts: alert {key} for {station} delivered on {channel} (attempt {attempt})",
             key=alert.key,
@@ -191,6 +202,7 @@ class DeliveryQueue:
             self._retry_call = self._clock.callLater(delay, self._attempt)
             return
         self.failed += 1
+        self._outcome(alert, "failed")
         self._log.error(
             "alerts: alert {key} for {station} given up on {channel} after {attempts} attempt{plural}: {reason}",
             key=alert.key,

@@ -5,7 +5,7 @@ mapping C{stationId: "Human name"} (the Node tool's C{clientIdToHuman.json} as i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import KeysView, Mapping
 
 import yaml
 
@@ -47,6 +47,10 @@ class StationNames:
     def name(self, station_id: str) -> str:
         """The station's human name, or its id when it has none."""
         return self._names.get(station_id, station_id)
+
+    def station_ids(self) -> KeysView[str]:
+        """The ids that have a human name (a view: C{in} is a dictionary look-up)."""
+        return self._names.keys()
 
     def label(self, station_id: str) -> str:
         """C{"Human name (CP_1)"}, or just C{"CP_1"} when the station has no name."""

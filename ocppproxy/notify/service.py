@@ -50,6 +50,10 @@ class NotifierService(Service):
     C{burst_limit} go out one by one in C{summary_window} seconds; the others of that
     window are sent as one summary at its end. A proxy restart or a central system
     going down then costs the operator a handful of alerts, not one per station.
+
+    C{alert_observer}, if set (the status page sets it), hears C{alert_sent(alert,
+    channel names)} for each alert sent and C{alert_outcome(alert, channel, outcome)}
+    as each channel delivers, gives up or drops it.
     """
 
     _log = proxy_logger()
@@ -88,6 +92,7 @@ class NotifierService(Service):
         self._failover_timers: dict[str, IDelayedCall] = {}
         self._bursts: dict[tuple, _Burst] = {}
         self._stopping = False
+        self.alert_observer = None
 
     # --- service
 
@@ -133,7 +138,13 @@ class NotifierService(Service):
         settings = self.settings
         return {
             name: DeliveryQueue(
-                name, send, self._clock, settings.queue_limit, settings.max_attempts, settings.retry_delay
+                name,
+                send,
+                self._clock,
+                settings.queue_limit,
+                settings.max_attempts,
+                settings.retry_delay,
+                self._report_outcome,
             )
             for name, send in channels.items()
         }
@@ -232,8 +243,14 @@ class NotifierService(Service):
         alert = format_alert(event, self.names, datetime.fromtimestamp(self._clock.seconds(), UTC))
         if self.settings.log:
             self._log.warn("ALERT {subject}\n{text}", subject=alert.subject, text=alert.text, alert_key=alert.key)
+        if self.alert_observer is not None:
+            self.alert_observer.alert_sent(alert, list(self.queues))
         for queue in self.queues.values():
             queue.put(alert)
+
+    def _report_outcome(self, alert: Alert, channel: str, outcome: str) -> None:
+        if self.alert_observer is not None:
+            self.alert_observer.alert_outcome(alert, channel, outcome)
 
     def _emit_later(self, slot: tuple, event: StationEvent) -> None:
         """Report C{event} after the flap window unless L{_cancel_pending} comes first."""

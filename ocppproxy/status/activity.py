@@ -1,6 +1,7 @@
 """
 What the status page and the metrics need beyond the proxy's own state: each station's
-last StatusNotification per connector and last message, and the relaying counters.
+last StatusNotification per connector and last message, the stations that left (for a
+while, and how many, bounded), and the relaying counters.
 Observes the proxy; every call on the relaying path is a few dictionary updates.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..observer import FROM_STATION, FROM_UPSTREAM
@@ -16,6 +18,10 @@ from ..routing import PRIMARY
 
 CALLS_LIMIT = 100
 CONNECTORS_LIMIT = 64
+DEPARTED_LIMIT = 10_000
+"""Stations remembered after they left; beyond, the one gone longest is forgotten."""
+FORGET_AFTER = 86_400.0
+"""Seconds after which a station that left is forgotten, unless it is named in C{client_names}."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -30,12 +36,13 @@ class ConnectorStatus:
 
 
 class StationRecord:
-    """One connected station's activity."""
+    """One station's activity; C{left} is when its last connection ended, None while connected."""
 
-    __slots__ = ("calls", "connections", "connectors", "last_message")
+    __slots__ = ("calls", "connections", "connectors", "last_message", "left")
 
     def __init__(self) -> None:
         self.connections = 0
+        self.left: float | None = None
         self.last_message: float | None = None
         self.connectors: dict[str, ConnectorStatus] = {}
         self.calls: OrderedDict[str, float] = OrderedDict()
@@ -80,7 +87,9 @@ class LatencyHistogram:
 class StationActivity:
     """
     A L{ocppproxy.observer.ProxyObserver} keeping, per connected station, the last
-    status of each connector and the time of its last frame, and, for the metrics:
+    status of each connector and the time of its last frame; the same of the stations
+    that left (C{departed}, oldest departure first, at most L{DEPARTED_LIMIT}; see
+    L{forget_departed}); and, for the metrics:
     frames by direction, message type and upstream (C{frames}, keyed by
     C{(direction, kind, upstream)} with the numeric OCPP message type), frames dropped
     from full queues by upstream, connection attempts by upstream and outcome, and
@@ -90,6 +99,7 @@ class StationActivity:
     def __init__(self, clock) -> None:
         self._clock = clock
         self.stations: dict[str, StationRecord] = {}
+        self.departed: OrderedDict[str, StationRecord] = OrderedDict()
         self.frames: dict[tuple[str, int, str], int] = {}
         self.dropped: dict[str, int] = {}
         self.connects: dict[tuple[str, str], int] = {}
@@ -98,6 +108,7 @@ class StationActivity:
     def station_connected(self, station_id: str, peer: str) -> None:
         record = self.stations.get(station_id)
         if record is None:
+            self.departed.pop(station_id, None)  # back: its new connection starts a new record
             record = self.stations[station_id] = StationRecord()
         record.connections += 1
 
@@ -107,6 +118,27 @@ class StationActivity:
             record.connections -= 1
             if record.connections <= 0:
                 del self.stations[station_id]
+                record.left = self._clock.seconds()
+                record.calls.clear()
+                self.departed[station_id] = record
+                if len(self.departed) > DEPARTED_LIMIT:
+                    self.departed.popitem(last=False)
+
+    def forget_departed(self, keep: Callable[[str], bool]) -> None:
+        """
+        Forget the stations that left more than L{FORGET_AFTER} seconds ago, except those
+        C{keep} names (the ones in C{client_names}). Called when the list is read, not on
+        the relaying path; costs one look at each station kept beyond that age.
+        """
+        cutoff = self._clock.seconds() - FORGET_AFTER
+        forgotten = []
+        for station_id, record in self.departed.items():
+            if record.left > cutoff:
+                break
+            if not keep(station_id):
+                forgotten.append(station_id)
+        for station_id in forgotten:
+            del self.departed[station_id]
 
     def station_frame(self, station_id: str, frame: Frame, payload: bytes = b"") -> None:
         key = (FROM_STATION, frame.kind, "")

@@ -1,42 +1,70 @@
 """
-The status page at C{/}: the connected stations and their links, for a phone. It
-reloads itself; every text a station (or the names file) provides is HTML-escaped.
+The status page at C{/}, for a phone or a desktop: the fleet's counts, a search box and
+state filters, the stations (offline and faulted first) and the recent alerts.
+
+The server sends the first /stations and /alerts documents inside the page (no second
+round trip); the page's own script draws everything from them with C{textContent}, so
+no text a station or the names file provides can become markup, and fetches them again
+to search, filter, show more and refresh. The search box and filter are a plain GET
+form: C{/?q=gare&state=offline} is a link to that view.
 """
 
 from __future__ import annotations
 
+import json
 from html import escape
+
+from .fleet import STATES
+from .page_script import SCRIPT
 
 REFRESH_SECONDS = 10
 
 _STYLE = """
+*{box-sizing:border-box}
 body{font-family:system-ui,-apple-system,sans-serif;margin:0;padding:12px;background:#f4f5f7;color:#1d2330}
+main{max-width:1400px;margin:0 auto}
 h1{font-size:1.3em;margin:0 0 4px}
-.meta{color:#5b6478;font-size:.85em;margin-bottom:12px}
-.station{background:#fff;border-radius:10px;padding:12px;margin-bottom:12px;box-shadow:0 1px 3px rgba(0,0,0,.12)}
-.station h2{font-size:1.1em;margin:0;word-break:break-word}
+h2{font-size:1.1em;margin:18px 0 8px}
+.meta{color:#5b6478;font-size:.85em;margin-bottom:10px}
+.tiles{display:grid;grid-template-columns:repeat(5,1fr);gap:8px;margin-bottom:8px}
+.tile{display:block;background:#fff;border-radius:10px;padding:8px 10px;text-decoration:none;color:inherit;
+box-shadow:0 1px 3px rgba(0,0,0,.12);border-top:4px solid #9aa1b0}
+.tile b{display:block;font-size:1.5em}.tile span{font-size:.85em;color:#5b6478}
+.tile.on{outline:2px solid #1d2330}
+.t-connected{border-top-color:#1f8a4c}.t-offline{border-top-color:#5b6478}
+.t-faulted{border-top-color:#b3261e}.t-charging{border-top-color:#1565c0}.t-alerts{border-top-color:#c77700}
+.ups{display:flex;flex-wrap:wrap;gap:4px 12px;font-size:.85em;margin-bottom:10px}
+.find{display:flex;gap:8px;flex-wrap:wrap;margin:4px 0 8px}
+.find input{flex:1 1 200px;font-size:1em;padding:8px 10px;border:1px solid #c5cad3;border-radius:8px}
+.find select{font-size:1em;padding:8px;border:1px solid #c5cad3;border-radius:8px;background:#fff}
+.list{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:8px}
+.station{background:#fff;border-radius:10px;padding:10px 12px;box-shadow:0 1px 3px rgba(0,0,0,.12);
+border-left:6px solid #1f8a4c;min-width:0}
+.st-offline{border-left-color:#5b6478;background:#e6e8ec}.st-faulted{border-left-color:#b3261e}
+.st-charging{border-left-color:#1565c0}
+.station h3{font-size:1em;margin:0;word-break:break-word}
 .id{color:#5b6478;font-size:.85em;word-break:break-all}
-.row{margin-top:8px;font-size:.9em}
-.badge{display:inline-block;border-radius:12px;padding:2px 10px;margin:2px 4px 2px 0;font-size:.85em;color:#fff}
+.row{margin-top:6px;font-size:.85em}
+.badge{display:inline-block;border-radius:12px;padding:1px 9px;margin:2px 4px 2px 0;font-size:.85em;color:#fff}
 .connected{background:#1f8a4c}.reconnecting{background:#c77700}.given_up{background:#b3261e}
-.ok{color:#1f8a4c}.warn{color:#c77700}.bad{color:#b3261e}
-table{border-collapse:collapse;width:100%;margin-top:6px;font-size:.9em}
-td{padding:3px 4px;border-top:1px solid #e3e5ea;vertical-align:top}
+.s-offline{background:#5b6478}.s-faulted{background:#b3261e}.s-charging{background:#1565c0}.s-connected{background:#1f8a4c}
+.ok{color:#1f8a4c}.warn{color:#c77700}.bad{color:#b3261e}.busy{color:#1565c0}
+.more{display:block;margin:10px auto;font-size:1em;padding:8px 18px;border-radius:8px;border:1px solid #c5cad3;
+background:#fff}
+table{border-collapse:collapse;width:100%;font-size:.85em;background:#fff;border-radius:10px}
+td,th{padding:5px 6px;border-top:1px solid #e3e5ea;text-align:left;vertical-align:top;word-break:break-word}
+th{border-top:0;color:#5b6478;font-weight:600}
 .empty{color:#5b6478;font-style:italic}
+@media (max-width:520px){.list{grid-template-columns:1fr}.tiles{gap:5px}.tile{padding:6px}
+.tile b{font-size:1.2em}.tile span{font-size:.72em}}
 """
 
-_LINK_LABELS = {"connected": "connected", "reconnecting": "reconnecting", "given_up": "given up"}
-_STATUS_CLASSES = {
-    "Available": "ok",
-    "Charging": "ok",
-    "Occupied": "ok",
-    "Preparing": "warn",
-    "SuspendedEV": "warn",
-    "SuspendedEVSE": "warn",
-    "Finishing": "warn",
-    "Reserved": "warn",
-    "Unavailable": "bad",
-    "Faulted": "bad",
+_LABELS = {
+    "": "All states",
+    "connected": "Connected",
+    "offline": "Offline",
+    "faulted": "Faulted",
+    "charging": "Charging",
 }
 
 
@@ -44,68 +72,48 @@ def _text(value) -> str:
     return escape(str(value), quote=True)
 
 
-def _time(iso: str | None) -> str:
-    """C{2026-11-25 12:00:00 UTC} from an ISO time; a dash for none."""
-    if not iso:
-        return "-"
-    return _text(iso[:19].replace("T", " ") + " UTC")
+def _json_in_script(document: dict) -> str:
+    """JSON that cannot end the script element it sits in, whatever a station sent."""
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
-def _link(upstream: str, link: dict) -> str:
-    state = link["state"]
-    label = _LINK_LABELS.get(state, state)
-    if state == "reconnecting" and link["failed_attempts"]:
-        label += f", {link['failed_attempts']} failed"
-    if link["queued"]:
-        label += f", {link['queued']} queued"
-    return f'<span class="badge {_text(state)}">{_text(upstream)}: {_text(label)}</span>'
-
-
-def _connectors(connectors: dict) -> str:
-    if not connectors:
-        return '<div class="row empty">No StatusNotification yet</div>'
-    rows = []
-    for place, status in sorted(connectors.items()):
-        css = _STATUS_CLASSES.get(status["status"], "")
-        error = status["errorCode"]
-        error_text = f" ({_text(error)})" if error and error != "NoError" else ""
-        rows.append(
-            f"<tr><td>Connector {_text(place)}</td>"
-            f'<td class="{css}">{_text(status["status"])}{error_text}</td>'
-            f"<td>{_time(status['timestamp'] or status['received'])}</td></tr>"
-        )
-    return "<table>" + "".join(rows) + "</table>"
-
-
-def _station(station: dict) -> str:
-    title = station["name"] or station["id"]
-    links = "".join(_link(upstream, link) for upstream, link in station["upstreams"].items())
-    return (
-        '<div class="station">'
-        f"<h2>{_text(title)}</h2>"
-        f'<div class="id">{_text(station["id"])} &middot; {_text(station["remote"])} &middot; '
-        f"{_text(station['subprotocol'] or '-')}</div>"
-        f'<div class="row">{links}</div>'
-        f'<div class="row">Connected since {_time(station["connected_since"])}<br>'
-        f"Last message {_time(station['last_message'])}</div>"
-        f"{_connectors(station['connectors'])}"
-        "</div>"
+def _options(state: str) -> str:
+    return "".join(
+        f'<option value="{value}"{" selected" if value == state else ""}>{_LABELS[value]}</option>'
+        for value in ("", *STATES)
     )
 
 
-def render_page(stations: list[dict], now: str) -> bytes:
-    """The whole page, UTF-8, for the station list of L{ocppproxy.status.snapshot.station_list}."""
-    count = len(stations)
-    body = "".join(_station(station) for station in stations) or '<p class="empty">No station connected.</p>'
+def render_page(stations: dict, alerts: dict, q: str = "", state: str = "") -> bytes:
+    """
+    The whole page, UTF-8: C{stations} a L{ocppproxy.status.fleet.fleet_listing} document
+    for the view C{q} and C{state}, C{alerts} an L{ocppproxy.status.alerts.alerts_document}.
+    """
+    counts = stations["counts"]
+    data = _json_in_script({"stations": stations, "alerts": alerts, "refresh": REFRESH_SECONDS})
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">'
-        f"<title>ocppproxy: {count} station{'' if count == 1 else 's'}</title>"
-        f"<style>{_STYLE}</style></head><body>"
-        f"<h1>ocppproxy</h1>"
-        f'<div class="meta">{count} station{"" if count == 1 else "s"} connected &middot; {_time(now)}'
-        f" &middot; refreshes every {REFRESH_SECONDS} s</div>"
-        f"{body}</body></html>\n"
+        f"<title>ocppproxy: {counts['connected']} connected, {counts['offline']} offline</title>"
+        f"<style>{_STYLE}</style></head><body><main>"
+        "<h1>ocppproxy</h1>"
+        f'<div class="meta" id="meta">{_text(stations["time"])}</div>'
+        '<nav class="tiles" id="counts"></nav>'
+        '<div class="ups" id="upstreams"></div>'
+        '<form class="find" id="find" method="get" action="/">'
+        f'<input type="search" name="q" id="q" value="{_text(q)}" placeholder="Search id or name"'
+        ' aria-label="Search stations by id or name" autocomplete="off">'
+        f'<select name="state" id="state" aria-label="State">{_options(state)}</select>'
+        "<noscript><button>Find</button></noscript></form>"
+        '<div class="meta" id="shown"></div>'
+        '<div class="list" id="stations"></div>'
+        '<button class="more" id="more" type="button" hidden>Show more</button>'
+        "<h2>Recent alerts</h2>"
+        '<div id="alerts"></div>'
+        "<noscript><p>This page draws itself with JavaScript; "
+        '<a href="/stations">/stations</a> and <a href="/alerts">/alerts</a> have the same as JSON.</p></noscript>'
+        f'</main><script id="data" type="application/json">{data}</script>'
+        f"<script>{SCRIPT}</script></body></html>\n"
     ).encode()

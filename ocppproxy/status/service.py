@@ -1,5 +1,5 @@
 """
-The status service: C{/}, C{/stations} and C{/metrics} over HTTP with C{twisted.web},
+The status service: C{/}, C{/stations}, C{/alerts} and C{/metrics} over HTTP with C{twisted.web},
 in the daemon's process, on the C{status.listen} endpoint.
 """
 
@@ -20,9 +20,11 @@ from ..logs import proxy_logger
 from ..notify.delivery import DeliveryQueue
 from ..notify.names import StationNames
 from .activity import StationActivity
+from .alerts import RecentAlerts, alerts_document
+from .fleet import QueryError, StationQuery, fleet_listing, parse_query
 from .metrics import ProxyCollector, metrics_registry
 from .page import render_page
-from .snapshot import iso_time, metrics_snapshot, station_list
+from .snapshot import metrics_snapshot
 
 
 class _StatusSite(Site):
@@ -40,8 +42,22 @@ def _no_cache(request, content_type: bytes) -> None:
     request.setHeader(b"x-content-type-options", b"nosniff")
 
 
+def _json(request, document: dict) -> bytes:
+    _no_cache(request, b"application/json")
+    return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
+
+
+def _bad_query(request, error: QueryError, as_json: bool) -> bytes:
+    """A 400 answer naming the parameter: JSON for /stations, plain text for the page."""
+    request.setResponseCode(400)
+    if as_json:
+        return _json(request, {"error": str(error)})
+    _no_cache(request, b"text/plain; charset=utf-8")
+    return f"{error}\n".encode()
+
+
 class StationsResource(Resource):
-    """C{/stations}: the connected stations as JSON."""
+    """C{/stations}: the fleet as JSON, searched, filtered and paginated by the query parameters."""
 
     isLeaf = True
 
@@ -50,18 +66,34 @@ class StationsResource(Resource):
         self._status = status
 
     def render_GET(self, request) -> bytes:
-        _no_cache(request, b"application/json")
-        document = {"time": iso_time(self._status.clock.seconds()), "stations": self._status.stations()}
-        return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
+        try:
+            query = parse_query(request.args)
+        except QueryError as error:
+            return _bad_query(request, error, as_json=True)
+        return _json(request, self._status.stations(query))
+
+
+class AlertsResource(Resource):
+    """C{/alerts}: the last alerts sent and how many went out in the last hour, as JSON."""
+
+    isLeaf = True
+
+    def __init__(self, status: StatusService) -> None:
+        super().__init__()
+        self._status = status
+
+    def render_GET(self, request) -> bytes:
+        return _json(request, self._status.alerts_sent())
 
 
 class StatusRoot(Resource):
-    """C{/}: the HTML page; C{/stations} and C{/metrics} are its children."""
+    """C{/}: the HTML page; C{/stations}, C{/alerts} and C{/metrics} are its children."""
 
     def __init__(self, status: StatusService, metrics: Resource) -> None:
         super().__init__()
         self._status = status
         self.putChild(b"stations", StationsResource(status))
+        self.putChild(b"alerts", AlertsResource(status))
         self.putChild(b"metrics", metrics)
 
     def getChild(self, path: bytes, request):
@@ -70,8 +102,13 @@ class StatusRoot(Resource):
         return NoResource()
 
     def render_GET(self, request) -> bytes:
+        try:
+            query = parse_query(request.args)
+        except QueryError as error:
+            return _bad_query(request, error, as_json=False)
         _no_cache(request, b"text/html; charset=utf-8")
-        return render_page(self._status.stations(), iso_time(self._status.clock.seconds()))
+        view = StationQuery(query.q, query.state)
+        return render_page(self._status.stations(view), self._status.alerts_sent(), query.q, query.state)
 
 
 def _current(value):
@@ -86,7 +123,8 @@ class StatusService(Service):
     C{listening} fires with the port once listening. A port that cannot be bound is
     logged as an error (so is an endpoint string that does not parse) and the daemon
     relays on without a status page. L{stopService}
-    closes the port; it fires when it is closed.
+    closes the port; it fires when it is closed. C{alerts} is what the notifier reports
+    its alerts to (see L{RecentAlerts}); without it the page lists none.
     """
 
     _log = proxy_logger()
@@ -100,6 +138,7 @@ class StatusService(Service):
         names: StationNames | Callable[[], StationNames],
         alert_queues: Mapping[str, DeliveryQueue] | Callable[[], Mapping[str, DeliveryQueue]] | None = None,
         traffic_log=None,
+        alerts: RecentAlerts | None = None,
     ) -> None:
         self.listen = listen
         self.clock = self._reactor = reactor
@@ -108,14 +147,21 @@ class StatusService(Service):
         self.names = names
         self._alert_queues = alert_queues or {}
         self._traffic_log = traffic_log
+        self.alert_log = alerts if alerts is not None else RecentAlerts(reactor)
         self.registry = metrics_registry(ProxyCollector(reactor, self.metrics_snapshot))
         self.site = _StatusSite(StatusRoot(self, MetricsResource(self.registry)))
         self._port = None
         self.listening: Deferred = Deferred()
 
-    def stations(self) -> list[dict]:
-        """The station list /stations and / show."""
-        return station_list(self.proxy, self.activity, _current(self.names))
+    def stations(self, query: StationQuery | None = None) -> dict:
+        """The /stations document for C{query} (default: the first page of all); forgets stations gone too long first."""
+        names = _current(self.names)
+        self.activity.forget_departed(names.station_ids().__contains__)
+        return fleet_listing(self.proxy, self.activity, names, query or StationQuery(), self.clock.seconds())
+
+    def alerts_sent(self) -> dict:
+        """The /alerts document."""
+        return alerts_document(self.alert_log, _current(self.names), self.clock.seconds())
 
     def metrics_snapshot(self):
         """The numbers /metrics shows, read now (on the reactor thread)."""

@@ -1,6 +1,6 @@
 """
-The proxy's state as plain data, taken on the reactor thread: the station list that
-C{/stations} and C{/} show, and the numbers C{/metrics} exposes.
+The proxy's state as plain data, taken on the reactor thread: a station as C{/stations}
+and C{/} show it, and the numbers C{/metrics} exposes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from ..notify.delivery import DeliveryQueue
 from ..notify.names import StationNames
 from ..upstream import UpstreamLink
-from .activity import StationActivity
+from .activity import StationActivity, StationRecord
 
 CONNECTED = "connected"
 RECONNECTING = "reconnecting"
@@ -36,42 +36,38 @@ def link_state(link: UpstreamLink) -> str:
     return RECONNECTING
 
 
-def station_list(proxy, activity: StationActivity, names: StationNames) -> list[dict]:
-    """Every station whose handshake is complete, by id, as JSON-ready mappings."""
-    stations = []
-    for station_id, session in sorted(proxy.sessions.items()):
-        if session.connected_since is None:
-            continue
-        record = activity.stations.get(station_id)
-        name = names.name(station_id)
-        stations.append(
-            {
-                "id": station_id,
-                "name": name if name != station_id else None,
-                "remote": session.protocol.peer,
-                "subprotocol": session.subprotocol,
-                "connected_since": iso_time(session.connected_since),
-                "last_message": iso_time(record.last_message if record else None),
-                "upstreams": {
-                    upstream: {
-                        "state": link_state(link),
-                        "failed_attempts": link.failed_attempts,
-                        "queued": len(link.queue),
-                    }
-                    for upstream, link in session.links.items()
-                },
-                "connectors": {
-                    place: {
-                        "status": status.status,
-                        "errorCode": status.error_code,
-                        "timestamp": status.timestamp,
-                        "received": iso_time(status.received),
-                    }
-                    for place, status in (record.connectors.items() if record else ())
-                },
+def station_entry(station_id: str, session, record: StationRecord | None, names: StationNames) -> dict:
+    """
+    One station as a JSON-ready mapping: C{session} is its open session, or None for a
+    station that is not connected (then C{record} is what is remembered of it, if anything).
+    """
+    name = names.name(station_id)
+    return {
+        "id": station_id,
+        "name": name if name != station_id else None,
+        "remote": session.protocol.peer if session else None,
+        "subprotocol": session.subprotocol if session else None,
+        "connected_since": iso_time(session.connected_since if session else None),
+        "left": iso_time(record.left if record else None),
+        "last_message": iso_time(record.last_message if record else None),
+        "upstreams": {
+            upstream: {
+                "state": link_state(link),
+                "failed_attempts": link.failed_attempts,
+                "queued": len(link.queue),
             }
-        )
-    return stations
+            for upstream, link in (session.links.items() if session else ())
+        },
+        "connectors": {
+            place: {
+                "status": status.status,
+                "errorCode": status.error_code,
+                "timestamp": status.timestamp,
+                "received": iso_time(status.received),
+            }
+            for place, status in (record.connectors.items() if record else ())
+        },
+    }
 
 
 @dataclass
