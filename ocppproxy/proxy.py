@@ -70,6 +70,8 @@ class ProxyService(MultiService):
             station_tls = station_tls_options(config.station_tls)
         self._station_tls = station_tls
         self._port = None
+        # Whether stations are accepted: from listening until shutdown begins (/health).
+        self.accepting = False
         self._listen_error: str | None = None
         self.listening: Deferred = Deferred()
 
@@ -94,6 +96,7 @@ class ProxyService(MultiService):
 
     def _listening(self, port) -> None:
         self._port = port
+        self.accepting = True
         self._log.info("ocppproxy listening on {address}", address=port.getHost())
         self.listening.callback(port)
 
@@ -168,6 +171,7 @@ class ProxyService(MultiService):
 
     def stopService(self) -> Deferred[None]:
         """Stop accepting, close every station with 1001; fires when all connections are closed."""
+        self.accepting = False
         stopping = succeed(None) if self._port is None else self._port.stopListening()
         closes = [session.close(GOING_AWAY, "proxy shutting down") for session in list(self._all_sessions)]
         self._log.info("shutting down: closing {count} stations", count=len(closes))

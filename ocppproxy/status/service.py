@@ -1,5 +1,5 @@
 """
-The status service: C{/}, C{/stations}, C{/alerts} and C{/metrics} over HTTP with C{twisted.web},
+The status service: C{/}, C{/stations}, C{/alerts}, C{/metrics} and C{/health} over HTTP with C{twisted.web},
 in the daemon's process, on the C{status.listen} endpoint.
 """
 
@@ -22,6 +22,7 @@ from ..notify.names import StationNames
 from .activity import StationActivity
 from .alerts import RecentAlerts, alerts_document
 from .fleet import QueryError, StationQuery, fleet_listing, parse_query
+from .health import HealthResource
 from .metrics import ProxyCollector, metrics_registry
 from .page import render_page
 from .snapshot import metrics_snapshot
@@ -87,7 +88,7 @@ class AlertsResource(Resource):
 
 
 class StatusRoot(Resource):
-    """C{/}: the HTML page; C{/stations}, C{/alerts} and C{/metrics} are its children."""
+    """C{/}: the HTML page; C{/stations}, C{/alerts}, C{/metrics} and C{/health} are its children."""
 
     def __init__(self, status: StatusService, metrics: Resource) -> None:
         super().__init__()
@@ -95,6 +96,7 @@ class StatusRoot(Resource):
         self.putChild(b"stations", StationsResource(status))
         self.putChild(b"alerts", AlertsResource(status))
         self.putChild(b"metrics", metrics)
+        self.putChild(b"health", HealthResource(status.proxy))
 
     def getChild(self, path: bytes, request):
         if path == b"":
