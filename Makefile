@@ -14,7 +14,7 @@ DEPENDENCY_FILES := $(BIN)/python setup.cfg pyproject.toml constraints/ci.txt
 INSTALLED := $(VENV)/.installed
 EXTRAS := test,apprise
 
-.PHONY: venv run test test-oldest plugin-check demo bench clean
+.PHONY: venv run test test-oldest container-test plugin-check demo bench clean
 
 venv: $(INSTALLED)
 
@@ -54,6 +54,15 @@ test-oldest:
 	$(OLDEST)/bin/pip install -q -c constraints/oldest.txt '.[$(EXTRAS)]'
 	rm -rf build
 	$(OLDEST)/bin/python tests/summary.py
+
+# The container image (Containerfile) built and run with podman: CI's third step, not
+# part of make test. Where no registry is reachable, tests/container-base.sh builds the
+# base image from Debian's packages (root and debootstrap needed).
+IMAGE := localhost/ocppproxy:test
+container-test: $(INSTALLED)
+	tests/container-base.sh
+	podman build --quiet --format docker --isolation=chroot --network=host -t $(IMAGE) . >/dev/null
+	OCPPPROXY_TEST_IMAGE=$(IMAGE) $(BIN)/python tests/summary.py --reactor=asyncio tests.test_container
 
 demo: $(INSTALLED)
 	$(BIN)/python demo/run_demo.py
