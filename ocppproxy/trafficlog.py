@@ -56,9 +56,25 @@ class TrafficFile(DailyLogFile):
             self.lastDate = self.toDate(os.stat(self.path).st_mtime)
 
     def write_lines(self, when: float, data: bytes) -> None:
-        """Append lines that all belong to the UTC day of C{when}, rotating first if that day is new."""
+        """
+        Append lines that all belong to the UTC day of C{when}, rotating first if that
+        day is new: all of them, or (raising the C{OSError}) none.
+        """
         self._line_time = when
-        self.write(data)
+        if self.shouldRotate():
+            self.rotate()
+        start = self._file.tell()
+        remaining = memoryview(data)
+        try:
+            # A nearly full disk takes part of a write and says so only in the count.
+            while remaining:
+                remaining = remaining[self._file.write(remaining) :]
+        except OSError:
+            # Cut the part that was taken: the file keeps whole lines only.
+            self._file.truncate(start)
+            self._file.seek(start)
+            raise
+        self.lastDate = max(self.lastDate, self.toDate())
 
 
 def format_line(when: float, station_id: str, direction: str, upstream: str | None, payload: bytes) -> bytes:

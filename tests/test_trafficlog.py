@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import errno
 import json
 import os
 import shutil
@@ -15,6 +16,24 @@ from ocppproxy.trafficlog import FILE_NAME, TrafficLog, format_line
 
 # 2030-01-01 23:59:59 UTC
 LATE = calendar.timegm((2030, 1, 1, 23, 59, 59))
+
+
+class FullDisk:
+    """A raw file on a disk with C{free} bytes left: a write takes what still fits, then fails with ENOSPC."""
+
+    def __init__(self, raw, free: int) -> None:
+        self._raw = raw
+        self.free = free
+
+    def write(self, data) -> int:
+        if not self.free:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        taken = self._raw.write(bytes(data[: self.free]))
+        self.free -= taken
+        return taken
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
 
 
 def read_lines(path: str) -> list[dict]:
@@ -161,3 +180,31 @@ class TrafficLogTests(TestCase):
         self.assertEqual(len(texts), 2, texts)
         self.assertIn("cannot write to", texts[0])
         self.assertIn("writing again; 3 lines were lost", texts[1])
+
+    async def test_full_disk_one_error_per_outage_whole_lines_only(self):
+        """ENOSPC, even after a short write: lines lost and counted, one error line, no half line; one line on recovery."""
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        messages = []
+        globalLogPublisher.addObserver(messages.append)
+        self.addCleanup(globalLogPublisher.removeObserver, messages.append)
+        log = self.make_log()
+        log.record("CP_1", "from_station", None, b'[2,"a","Heartbeat",{}]')
+        await log.flush()
+        disk = log._file._file = FullDisk(log._file._file, free=40)  # less than one line
+        for number in range(3):
+            log.record("CP_1", "from_station", None, b'[2,"%d","Heartbeat",{}]' % number)
+            log.record("CP_1", "to_upstream", "primary", b'[2,"%d","Heartbeat",{}]' % number)
+            await log.flush()
+        self.assertEqual((log.written, log.failed), (1, 6))
+        self.assertEqual([line["frame"] for line in read_lines(self.path())], ['[2,"a","Heartbeat",{}]'])
+        disk.free = 10**6
+        log.record("CP_1", "from_station", None, b'[2,"b","Heartbeat",{}]')
+        await log.flush()
+        self.assertEqual((log.written, log.failed), (2, 6))
+        frames = [line["frame"] for line in read_lines(self.path())]
+        self.assertEqual(frames, ['[2,"a","Heartbeat",{}]', '[2,"b","Heartbeat",{}]'])
+        texts = [formatEvent(event) for event in messages if "traffic log:" in formatEvent(event)]
+        self.assertEqual(len(texts), 2, texts)
+        self.assertIn(f"cannot write to {self.directory}: [Errno 28] No space left on device", texts[0])
+        self.assertIn("writing again; 6 lines were lost", texts[1])
