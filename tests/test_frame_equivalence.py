@@ -15,7 +15,11 @@ import base64
 import hashlib
 import random
 import re
+from contextlib import contextmanager
+from types import SimpleNamespace
 
+import txaio
+from autobahn.exception import Disconnected
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
     WebSocketClientProtocol,
@@ -48,6 +52,10 @@ REQUEST = (
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
     b"Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
 )
+# Autobahn's keepalive ping carries its send time, a sequence number and random bytes
+# (none at the default autoPingSize of 12); the tests freeze the time at 0, so the first
+# ping of either side is this, and a peer's pong can echo it.
+KEEPALIVE_PING = bytes(8) + (1).to_bytes(4, "big")
 # What is compared of each protocol once the stream is in (Autobahn's own attributes).
 OUTCOME = ("state", "wasClean", "wasNotCleanReason", "droppedByMe", "failedByMe", "closedByMe")
 OUTCOME += ("localCloseCode", "localCloseReason", "remoteCloseCode", "remoteCloseReason")
@@ -157,9 +165,8 @@ def _connect(factory) -> tuple:
     return protocol, transport
 
 
-def open_server(kind: str, options: dict) -> tuple:
-    """(protocol, transport, events, clock) of a server side after its opening handshake."""
-    clock = Clock()
+def open_server(kind: str, options: dict, clock: Clock) -> tuple:
+    """(protocol, transport, events) of a server side after its opening handshake."""
     if kind == "proxy":
         events = FakeSession()
         factory = StationFactory(FakeProxy(events), clock, options)
@@ -173,12 +180,11 @@ def open_server(kind: str, options: dict) -> tuple:
     protocol.dataReceived(REQUEST)
     assert transport.value().startswith(b"HTTP/1.1 101"), transport.value()
     transport.clear()
-    return protocol, transport, events, clock
+    return protocol, transport, events
 
 
-def open_client(kind: str, options: dict) -> tuple:
-    """(protocol, transport, events, clock) of a client side after its opening handshake."""
-    clock = Clock()
+def open_client(kind: str, options: dict, clock: Clock) -> tuple:
+    """(protocol, transport, events) of a client side after its opening handshake."""
     settings = {"url": "ws://127.0.0.1:9/ocpp/CP_1", "reactor": clock, "protocols": ["ocpp1.6"]}
     if kind == "proxy":
         events = FakeLink()
@@ -193,13 +199,37 @@ def open_client(kind: str, options: dict) -> tuple:
     protocol.dataReceived(_accept(transport.value()))
     assert events.seen == [("open",)], (kind, transport.value())
     transport.clear()
-    return protocol, transport, events, clock
+    return protocol, transport, events
 
 
-def run(opener, kind: str, options: dict, chunks: list[bytes], seed: int) -> dict:
-    """Feed C{chunks} to one side as TCP would (nothing after it hung up); what it did."""
-    protocol, transport, events, clock = opener(kind, options)
+@contextmanager
+def autobahn_timers_on(clock: Clock):
+    """
+    Autobahn's timers (handshake and keepalive timeouts) on C{clock}: they are txaio's,
+    which uses the global reactor unless told otherwise.
+    """
+    saved, txaio.config.loop = txaio.config.loop, clock
+    try:
+        yield
+    finally:
+        txaio.config.loop = saved
+
+
+def run(opener, kind: str, options: dict, chunks: list[bytes], seed: int, ping_first: bool = False) -> dict:
+    """
+    Feed C{chunks} to one side as TCP would (nothing after it hung up), after a keepalive
+    ping if C{ping_first}; then let its timers run. What it did.
+    """
+    clock = Clock()
+    with autobahn_timers_on(clock):
+        return _run(opener, kind, options, chunks, seed, ping_first, clock)
+
+
+def _run(opener, kind, options, chunks, seed, ping_first, clock) -> dict:
+    protocol, transport, events = opener(kind, options, clock)
     random.seed(seed)  # Autobahn's masks (and the fast path's) come from random.getrandbits
+    if ping_first:
+        clock.advance(options["autoPingInterval"])
 
     def hang_up_if_asked() -> bool:
         if transport.disconnecting and not hasattr(transport, "lost"):
@@ -211,7 +241,8 @@ def run(opener, kind: str, options: dict, chunks: list[bytes], seed: int) -> dic
         protocol.dataReceived(chunk)
         if hang_up_if_asked():
             break
-    # The close handshake's and the drop's timers, as they would run.
+    # The close handshake's, the drop's and the keepalive's timeouts, as they would run
+    # (18 s: past the keepalive timeout, not up to the next ping).
     for _ in range(3):
         clock.advance(options["closeHandshakeTimeout"] + 1)
         hang_up_if_asked()
@@ -271,7 +302,7 @@ def pieces(draw, masked: bool) -> bytes:
         proper = masked if draw(st.integers(0, 19)) else not masked  # now and then the wrong way
         return draw(st.binary(min_size=4, max_size=4)) if proper else None
 
-    kind = draw(st.sampled_from(["text", "text", "text", "fragmented", "binary", "control", "close", "odd"]))
+    kind = draw(st.sampled_from(["text", "text", "text", "fragmented", "binary", "control", "pong", "close", "odd"]))
     if kind == "text":
         size = draw(st.sampled_from([0, 0, 0, 0, 2, 8]))  # mostly minimal lengths
         return frame(1, draw(payloads), mask=mask(), length_size=size)
@@ -288,6 +319,8 @@ def pieces(draw, masked: bool) -> bytes:
         return frame(2, draw(payloads), mask=mask())
     if kind == "control":
         return frame(draw(st.sampled_from([9, 10])), draw(st.binary(max_size=130)), mask=mask())
+    if kind == "pong":  # the answer to the keepalive ping, if one was sent
+        return frame(10, KEEPALIVE_PING, mask=mask())
     if kind == "close":
         return frame(8, draw(close_payloads), mask=mask())
     return frame(
@@ -321,11 +354,12 @@ class SameAsAutobahnTests(SynchronousTestCase):
         # Autobahn formats all its options for a debug line at every connection (about a
         # millisecond); the examples here make thousands of connections, on both sides.
         self.patch(autobahn_protocol, "pformat", lambda value: "")
+        self.patch(autobahn_protocol, "time", SimpleNamespace(time_ns=lambda: 0))
 
-    def assertSame(self, opener, options: dict, chunks: list[bytes]) -> None:
-        stock = run(opener, "stock", options, chunks, seed=1)
-        proxy = run(opener, "proxy", options, chunks, seed=1)
-        self.assertEqual(proxy, stock, f"chunks: {chunks!r}")
+    def assertSame(self, opener, options: dict, chunks: list[bytes], ping_first: bool = False) -> None:
+        stock = run(opener, "stock", options, chunks, 1, ping_first)
+        proxy = run(opener, "proxy", options, chunks, 1, ping_first)
+        self.assertEqual(proxy, stock, f"chunks: {chunks!r}, ping first: {ping_first}")
 
     @fewer_examples
     @given(streams(masked=True, most=3))
@@ -341,23 +375,44 @@ class SameAsAutobahnTests(SynchronousTestCase):
         for chunks in every_split(stream):
             self.assertSame(open_client, SMALL_OPTIONS, chunks)
 
-    @given(st.booleans(), st.data())
-    def test_both_sides_in_any_chunks(self, server, data):
-        """Longer streams cut anywhere, any number of times."""
+    @given(st.booleans(), st.booleans(), st.data())
+    def test_both_sides_in_any_chunks(self, server, ping_first, data):
+        """Longer streams cut anywhere, any number of times, with or without a keepalive ping waiting for its pong."""
         stream = data.draw(streams(masked=server, most=12))
         cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
         chunks = [stream[start:stop] for start, stop in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
-        self.assertSame(open_server if server else open_client, SMALL_OPTIONS, chunks)
+        self.assertSame(open_server if server else open_client, SMALL_OPTIONS, chunks, ping_first)
 
-    @given(st.booleans(), texts, st.integers(0, 2**32 - 1))
-    def test_sending_writes_the_same_bytes(self, server, payload, seed):
-        """sendMessage of a text message: the same frame, the same mask from the same random state."""
+    def test_keepalive_timeout_against_traffic(self):
+        """A keepalive ping then nothing, a text frame, or the pong: timed out or not alike."""
+        for server, opener in ((True, open_server), (False, open_client)):
+            mask = b"\x01\x02\x03\x04" if server else None
+            for stream in (b"", frame(1, b"[2]", mask=mask), frame(10, KEEPALIVE_PING, mask=mask)):
+                self.assertSame(opener, SMALL_OPTIONS, [stream], ping_first=True)
+        stock = run(open_server, "stock", SMALL_OPTIONS, [b""], 1, ping_first=True)
+        self.assertTrue(stock["hung up"])  # the timeout is in play
+        self.assertIn("ping", stock["wasNotCleanReason"].lower())
+
+    @given(st.booleans(), st.booleans(), st.integers(0, 2**32 - 1), st.data())
+    def test_sending_writes_the_same_bytes(self, server, binary, seed, data):
+        """sendMessage of any size, text or binary, open or after any stream (closing, closed): the same bytes
+        written, masks from the same random state."""
         opener = open_server if server else open_client
+        before = data.draw(st.one_of(st.just(b""), streams(masked=server, most=3)))
+        sizes = st.one_of(st.integers(0, 130), st.integers(126, 300), st.sampled_from([FAST_LIMIT, FAST_LIMIT + 1]))
+        payload = data.draw(st.one_of(texts, texts, sizes.map(lambda size: b"y" * size)))
         written = []
         for kind in ("stock", "proxy"):
-            protocol, transport, _, _ = opener(kind, DEFAULT_OPTIONS)
-            random.seed(seed)
-            protocol.sendMessage(payload)
+            clock = Clock()
+            with autobahn_timers_on(clock):
+                protocol, transport, _ = opener(kind, DEFAULT_OPTIONS, clock)
+                random.seed(seed)
+                protocol.dataReceived(before)
+                try:
+                    protocol.sendMessage(payload, isBinary=binary)
+                except Disconnected as refused:
+                    written.append(("refused", str(refused)))
+                    continue
             written.append(transport.value())
         self.assertEqual(written[1], written[0])
 
