@@ -9,6 +9,7 @@ them, so a slow disk never holds up the reactor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -221,7 +222,15 @@ class TrafficLog(Service):
     def _write_run(self, when: float, lines: list[bytes]) -> None:
         if self._file is None:
             self._file = TrafficFile(FILE_NAME, self.directory, when)
-        self._file.write_lines(when, b"".join(lines))
+        try:
+            self._file.write_lines(when, b"".join(lines))
+        except Exception:
+            # The next batch opens the file afresh: a rotation that could not create the
+            # new day's file (a full disk) leaves this one closed for good.
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+            raise
 
     def _close_file(self) -> None:
         if self._file is not None:
