@@ -206,3 +206,14 @@ class StateFileReadWriteTests(SynchronousTestCase):
         )
         self.assertEqual(read_state(self.path), {"CP_1": [[1, 2]]})
         self.assertEqual(os.listdir(self.directory), ["state.json"])
+
+    def test_temporary_file_left_by_a_crash_is_ignored_then_replaced(self):
+        """A kill during a write leaves a half .tmp beside the whole file: start-up reads the whole one."""
+        write_state(self.path, {"CP_1": [[1, 2]]})
+        with open(self.path + ".tmp", "w") as half:
+            half.write('{"CP_1":[[1,2]],"CP_2":[[3')
+        self.assertEqual(read_state(self.path), {"CP_1": [[1, 2]]})
+        self.assertEqual(self.errors(), [])
+        write_state(self.path, {"CP_2": [[3, 4]]})
+        self.assertEqual(read_state(self.path), {"CP_2": [[3, 4]]})
+        self.assertEqual(os.listdir(self.directory), ["state.json"])
