@@ -18,8 +18,6 @@ from twisted.internet.threads import deferToThreadPool
 
 from .logs import proxy_logger
 
-_log = proxy_logger()
-
 
 def read_state(path: str, clock: Callable[[], float] = time.time) -> Any:
     """
@@ -36,7 +34,9 @@ def read_state(path: str, clock: Callable[[], float] = time.time) -> Any:
     except FileNotFoundError:
         return None
     except OSError as error:
-        _log.error("state file {path} cannot be read: {reason}; starting without it", path=path, reason=error.strerror)
+        StateFile._log.error(
+            "state file {path} cannot be read: {reason}; starting without it", path=path, reason=error.strerror
+        )
         return None
     try:
         return json.loads(text.decode("utf-8"))
@@ -44,15 +44,15 @@ def read_state(path: str, clock: Callable[[], float] = time.time) -> Any:
         aside = f"{path}.corrupt-{int(clock())}"
         try:
             os.replace(path, aside)
+            kept = f"kept as {aside}"
         except OSError as move_error:
-            aside = f"(not moved aside: {move_error.strerror})"
-        _log.error(
-            "state file {path} is corrupt ({size} bytes, {reason}); kept as {aside};"
-            " starting without the transaction ids it held",
+            kept = f"left in place ({move_error.strerror})"
+        StateFile._log.error(
+            "state file {path} is corrupt ({size} bytes, {reason}); {kept}; starting without the transaction ids it held",
             path=path,
             size=len(text),
             reason=str(error),
-            aside=aside,
+            kept=kept,
         )
         return None
 

@@ -177,7 +177,8 @@ class KillTests(FaultTestCase):
         (line,) = [line for line in self.start_lines + await output.finished() if "state file" in line]
         path = re.escape(state)
         self.assertRegex(
-            line, rf"\[ocppproxy\S*#error\] state file {path} is corrupt \(15 bytes, .*\); kept as {path}\.corrupt-\d+;"
+            line,
+            rf"\[ocppproxy.statefile.StateFile#error\] state file {path} is corrupt \(15 bytes, .*\); kept as {path}\.corrupt-\d+;",
         )
         (aside,) = [name for name in os.listdir(os.path.dirname(state)) if ".corrupt-" in name]
         self.assertEqual(read_text(os.path.join(os.path.dirname(state), aside)), '{"CP_K":[[101,2')

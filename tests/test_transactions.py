@@ -193,7 +193,9 @@ class StateFileReadWriteTests(SynchronousTestCase):
         write_state(self.path, {"old": 1})
         steps = []
         real_fsync, real_replace = os.fsync, os.replace
-        self.patch(os, "fsync", lambda fd: (steps.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd)))
+        self.patch(
+            os, "fsync", lambda fd: (steps.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))
+        )
         self.patch(os, "replace", lambda a, b: (steps.append(("replace", a, b)), real_replace(a, b)))
         write_state(self.path, {"CP_1": [[1, 2]]})
         self.assertEqual(
