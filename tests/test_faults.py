@@ -14,9 +14,12 @@ import os
 import re
 import signal
 import subprocess
+import sys
 
 from ocpp.v16 import call
 from twisted.trial.unittest import SkipTest
+
+from ocppproxy import statefile
 
 from .e2e import async_test
 from .peers import WAIT, CentralSystem, connect_station, wait_until
@@ -76,6 +79,39 @@ class FaultTestCase(DaemonTestCase):
 
 class KillTests(FaultTestCase):
     """kill -9, then a restart on the same configuration; a state file that a crash left broken."""
+
+    @async_test
+    async def test_kill_9_in_the_middle_of_a_write_leaves_the_last_whole_file(self):
+        """A process killed half-way through writing the state file: the file is the last whole one."""
+        path = os.path.abspath(self.mktemp() + ".json")
+        # The second write stops half-way (its JSON half written and flushed) and waits
+        # there to be killed.
+        writer = (
+            "import json, sys, time\n"
+            "from ocppproxy.statefile import write_state\n"
+            "write_state(sys.argv[1], {'generation': 1, 'CP_K': [[101, 201]]})\n"
+            "print('written', flush=True)\n"
+            "def half_then_hang(data, stream, **options):\n"
+            "    text = json.dumps(data, **options)\n"
+            "    stream.write(text[: len(text) // 2])\n"
+            "    stream.flush()\n"
+            "    print('half written', flush=True)\n"
+            "    time.sleep(WAIT)\n"
+            "json.dump = half_then_hang\n"
+            "write_state(sys.argv[1], {'generation': 2, 'CP_K': [[101, 201]], 'CP_L': [[102, 202]]})\n"
+        ).replace("WAIT", str(WAIT))
+        # The writer runs the ocppproxy this test imported.
+        environ = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(statefile.__file__))}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", writer, path, stdout=asyncio.subprocess.PIPE, env=environ
+        )
+        self.addCleanup(lambda: process.returncode is None and process.kill())
+        self.assertEqual(await asyncio.wait_for(process.stdout.readline(), WAIT), b"written\n")
+        self.assertEqual(await asyncio.wait_for(process.stdout.readline(), WAIT), b"half written\n")
+        process.send_signal(signal.SIGKILL)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), -signal.SIGKILL)
+        self.assertEqual(read_json(path), {"generation": 1, "CP_K": [[101, 201]]})
+        self.assertTrue(read_text(path + ".tmp").startswith('{"generation":2'))  # the kill was mid-write
 
     async def transactions(self, station, connector: int, rounds: list[int]) -> None:
         """Start and stop transactions until cancelled: every answer changes the state file."""
