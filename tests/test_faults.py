@@ -72,6 +72,10 @@ class FaultTestCase(DaemonTestCase):
     """Starts the daemon and reads its output while it runs."""
 
     async def start(self, config: str) -> tuple[asyncio.subprocess.Process, str, DaemonOutput]:
+        """
+        Run the daemon on C{config} until it listens: (process, the stations' base URL, its
+        output from then on); C{self.start_lines} keeps the lines up to listening.
+        """
         process = await self.run_daemon(config)
         found, self.start_lines = await self.read_until(process.stdout, r"listening on .*port=(\d+)")
         return process, f"ws://127.0.0.1:{found.group(1)}/", DaemonOutput(process.stdout)

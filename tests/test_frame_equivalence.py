@@ -62,7 +62,7 @@ OUTCOME += ("localCloseCode", "localCloseReason", "remoteCloseCode", "remoteClos
 
 
 class RecordingTransport(StringTransport):
-    """A StringTransport that notes how the protocol ended the connection."""
+    """A StringTransport that takes the calls our protocols make on a TCP transport."""
 
     def setTcpNoDelay(self, enabled: bool) -> None:
         self.no_delay = enabled
@@ -119,7 +119,6 @@ class FakeLink(Events):
         self.message(payload, is_binary)
 
     def closed(self, protocol, reason: str) -> None:
-        self.closed_protocol = protocol
         Events.closed(self)
 
 
@@ -215,6 +214,20 @@ def autobahn_timers_on(clock: Clock):
         txaio.config.loop = saved
 
 
+@contextmanager
+def seeded_random(seed: int):
+    """
+    The global random generator seeded with C{seed}, as it was afterwards: Autobahn's
+    masks (and the fast path's) come from C{random.getrandbits}.
+    """
+    saved = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(saved)
+
+
 def run(opener, kind: str, options: dict, chunks: list[bytes], seed: int, ping_first: bool = False) -> dict:
     """
     Feed C{chunks} to one side as TCP would (nothing after it hung up), after a keepalive
@@ -222,12 +235,12 @@ def run(opener, kind: str, options: dict, chunks: list[bytes], seed: int, ping_f
     """
     clock = Clock()
     with autobahn_timers_on(clock):
-        return _run(opener, kind, options, chunks, seed, ping_first, clock)
+        protocol, transport, events = opener(kind, options, clock)
+        with seeded_random(seed):
+            return _run(protocol, transport, events, options, chunks, ping_first, clock)
 
 
-def _run(opener, kind, options, chunks, seed, ping_first, clock) -> dict:
-    protocol, transport, events = opener(kind, options, clock)
-    random.seed(seed)  # Autobahn's masks (and the fast path's) come from random.getrandbits
+def _run(protocol, transport, events, options, chunks, ping_first, clock) -> dict:
     if ping_first:
         clock.advance(options["autoPingInterval"])
 
@@ -406,13 +419,13 @@ class SameAsAutobahnTests(SynchronousTestCase):
             clock = Clock()
             with autobahn_timers_on(clock):
                 protocol, transport, _ = opener(kind, DEFAULT_OPTIONS, clock)
-                random.seed(seed)
-                protocol.dataReceived(before)
-                try:
-                    protocol.sendMessage(payload, isBinary=binary)
-                except Disconnected as refused:
-                    written.append(("refused", str(refused)))
-                    continue
+                with seeded_random(seed):
+                    protocol.dataReceived(before)
+                    try:
+                        protocol.sendMessage(payload, isBinary=binary)
+                    except Disconnected as refused:
+                        written.append(("refused", str(refused)))
+                        continue
             written.append(transport.value())
         self.assertEqual(written[1], written[0])
 
