@@ -16,7 +16,9 @@ import signal
 import subprocess
 import sys
 
+import treq
 from ocpp.v16 import call
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SkipTest
 
 from ocppproxy import statefile
@@ -263,13 +265,16 @@ class TrafficLogDiskFullTests(FaultTestCase):
         self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
         process, base, output = await self.start(
             f'listen: "tcp:port=0:interface=127.0.0.1"\nprimary_url: "ws://127.0.0.1:{port}/ocpp/"\n'
-            f'traffic_log: {{directory: "{directory}"}}\n'
+            f'traffic_log: {{directory: "{directory}"}}\nstatus: {{listen: "tcp:port=0:interface=127.0.0.1"}}\n'
         )
+        (status_port,) = [
+            found.group(1) for line in self.start_lines if (found := re.search(r"status page on .*port=(\d+)", line))
+        ]
         traffic = os.path.join(directory, "traffic.jsonl")
         station, websocket, _ = await connect_station(base, "CP_F")
         self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
         await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
-        await self.until(lambda: os.path.exists(traffic) and os.path.getsize(traffic) > 0)
+        await self.until(lambda: os.path.exists(traffic) and len(read_json_lines(traffic)) == 4)
         self.fill(os.path.join(directory, "filler"))
 
         # A 6 KB frame takes more than the file's last page has left: a short write, then ENOSPC.
@@ -277,20 +282,37 @@ class TrafficLogDiskFullTests(FaultTestCase):
         for _ in range(3):
             await station.call(call.MeterValues(connector_id=1, meter_value=sample))
             await station.call(call.Heartbeat())
-        await self.until(lambda: output.having("traffic log: cannot write to"), timeout=WAIT)
+        # Four lines per call (station, upstream, answer, station): all of them tried and lost.
+        await self.until_counted(status_port, "failed", 24)
 
         os.remove(os.path.join(directory, "filler"))
         await station.call(call.Heartbeat())
-        await self.until(lambda: output.having("traffic log: writing again"), timeout=WAIT)
-        await station.call(call.Heartbeat())
+        await self.until_counted(status_port, "written", 8)
         process.send_signal(signal.SIGTERM)
         self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
         lines = [line for line in await output.finished() if "traffic log:" in line]
         self.assertEqual(len(lines), 2, lines)
         self.assertIn(f"traffic log: cannot write to {directory}: [Errno 28] No space left on device", lines[0])
-        self.assertRegex(lines[1], r"traffic log: writing again; \d+ lines were lost")
+        self.assertIn("traffic log: writing again; 24 lines were lost", lines[1])
         logged = read_json_lines(traffic)
-        frames = [json.loads(line["frame"]) for line in logged if line["direction"] == "from_station"]
-        self.assertEqual(frames[0][2], "BootNotification")
-        self.assertEqual([frame[2] for frame in frames[-2:]], ["Heartbeat", "Heartbeat"])
-        self.assertNotIn("MeterValues", [frame[2] for frame in frames])
+        self.assertEqual(
+            [(line["direction"], json.loads(line["frame"])[0]) for line in logged],
+            [("from_station", 2), ("to_upstream", 2), ("from_upstream", 3), ("to_station", 3)] * 2,
+        )
+        self.assertEqual([json.loads(line["frame"])[2] for line in logged[::4]], ["BootNotification", "Heartbeat"])
+
+    async def until_counted(self, status_port: str, outcome: str, count: int) -> None:
+        """Wait (at most WAIT seconds) until the daemon's /metrics counts C{count} traffic-log lines C{outcome}."""
+        loop = asyncio.get_event_loop()
+        deadline = loop.time() + WAIT
+        wanted = f'ocppproxy_traffic_log_lines_total{{outcome="{outcome}"}} {float(count)}'
+        while True:
+            response = await Deferred.asFuture(
+                treq.get(f"http://127.0.0.1:{status_port}/metrics", persistent=False), loop
+            )
+            metrics = (await Deferred.asFuture(response.content(), loop)).decode()
+            if wanted in metrics.splitlines():
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"{wanted!r} not in time: {[m for m in metrics.splitlines() if 'traffic' in m]}")
+            await asyncio.sleep(0.05)
