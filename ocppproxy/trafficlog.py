@@ -9,6 +9,7 @@ them, so a slow disk never holds up the reactor.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -56,9 +57,25 @@ class TrafficFile(DailyLogFile):
             self.lastDate = self.toDate(os.stat(self.path).st_mtime)
 
     def write_lines(self, when: float, data: bytes) -> None:
-        """Append lines that all belong to the UTC day of C{when}, rotating first if that day is new."""
+        """
+        Append lines that all belong to the UTC day of C{when}, rotating first if that
+        day is new: all of them, or (raising the C{OSError}) none.
+        """
         self._line_time = when
-        self.write(data)
+        if self.shouldRotate():
+            self.rotate()
+        start = self._file.tell()
+        remaining = memoryview(data)
+        try:
+            # A nearly full disk takes part of a write and says so only in the count.
+            while remaining:
+                remaining = remaining[self._file.write(remaining) :]
+        except OSError:
+            # Cut the part that was taken: the file keeps whole lines only.
+            self._file.truncate(start)
+            self._file.seek(start)
+            raise
+        self.lastDate = max(self.lastDate, self.toDate())
 
 
 def format_line(when: float, station_id: str, direction: str, upstream: str | None, payload: bytes) -> bytes:
@@ -205,7 +222,15 @@ class TrafficLog(Service):
     def _write_run(self, when: float, lines: list[bytes]) -> None:
         if self._file is None:
             self._file = TrafficFile(FILE_NAME, self.directory, when)
-        self._file.write_lines(when, b"".join(lines))
+        try:
+            self._file.write_lines(when, b"".join(lines))
+        except Exception:
+            # The next batch opens the file afresh: a rotation that could not create the
+            # new day's file (a full disk) leaves this one closed for good.
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+            raise
 
     def _close_file(self) -> None:
         if self._file is not None:

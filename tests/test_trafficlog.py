@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import calendar
+import errno
 import json
 import os
 import shutil
+import time
 
 from twisted.internet import reactor
 from twisted.internet.task import Clock
@@ -15,6 +17,32 @@ from ocppproxy.trafficlog import FILE_NAME, TrafficLog, format_line
 
 # 2030-01-01 23:59:59 UTC
 LATE = calendar.timegm((2030, 1, 1, 23, 59, 59))
+
+
+class Disk:
+    """The space left on a pretend disk, shared by every file opened on it (None: plenty)."""
+
+    free: int | None = None
+
+
+class FullDisk:
+    """A raw file on C{disk}: a write takes what still fits, then fails with ENOSPC."""
+
+    def __init__(self, raw, disk: Disk) -> None:
+        self._raw = raw
+        self._disk = disk
+
+    def write(self, data) -> int:
+        if self._disk.free is None:
+            return self._raw.write(data)
+        if not self._disk.free:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        taken = self._raw.write(bytes(data[: self._disk.free]))
+        self._disk.free -= taken
+        return taken
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
 
 
 def read_lines(path: str) -> list[dict]:
@@ -161,3 +189,68 @@ class TrafficLogTests(TestCase):
         self.assertEqual(len(texts), 2, texts)
         self.assertIn("cannot write to", texts[0])
         self.assertIn("writing again; 3 lines were lost", texts[1])
+
+    async def test_full_disk_one_error_per_outage_whole_lines_only(self):
+        """ENOSPC, even after a short write: lines lost and counted, one error line, no half line; one line on recovery."""
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        messages = []
+        globalLogPublisher.addObserver(messages.append)
+        self.addCleanup(globalLogPublisher.removeObserver, messages.append)
+        from ocppproxy.trafficlog import TrafficFile
+
+        disk = Disk()
+        opened = TrafficFile._openFile
+
+        def open_on_disk(file):
+            opened(file)
+            file._file = FullDisk(file._file, disk)
+
+        self.patch(TrafficFile, "_openFile", open_on_disk)
+        # A file reopened after an error belongs to the day it was last written (its
+        # mtime): lines of today, as in the daemon.
+        self.clock = Clock()
+        self.clock.advance(time.time())
+        log = self.make_log()
+        log.record("CP_1", "from_station", None, b'[2,"a","Heartbeat",{}]')
+        await log.flush()
+        disk.free = 40  # less than one line
+        for number in range(3):
+            log.record("CP_1", "from_station", None, b'[2,"%d","Heartbeat",{}]' % number)
+            log.record("CP_1", "to_upstream", "primary", b'[2,"%d","Heartbeat",{}]' % number)
+            await log.flush()
+        self.assertEqual((log.written, log.failed), (1, 6))
+        self.assertEqual([line["frame"] for line in read_lines(self.path())], ['[2,"a","Heartbeat",{}]'])
+        disk.free = None
+        log.record("CP_1", "from_station", None, b'[2,"b","Heartbeat",{}]')
+        await log.flush()
+        self.assertEqual((log.written, log.failed), (2, 6))
+        frames = [line["frame"] for line in read_lines(self.path())]
+        self.assertEqual(frames, ['[2,"a","Heartbeat",{}]', '[2,"b","Heartbeat",{}]'])
+        texts = [formatEvent(event) for event in messages if "traffic log:" in formatEvent(event)]
+        self.assertEqual(len(texts), 2, texts)
+        self.assertIn(f"cannot write to {self.directory}: [Errno 28] No space left on device", texts[0])
+        self.assertIn("writing again; 6 lines were lost", texts[1])
+
+    async def test_recovers_after_a_rotation_that_could_not_open_the_new_file(self):
+        """A new day's file that cannot be created (full disk) costs that batch; the next one opens it afresh."""
+        from ocppproxy.trafficlog import TrafficFile
+
+        log = self.make_log()
+        log.record("CP_1", "from_station", None, b'"day 1"')
+        await log.flush()
+        self.clock.advance(2)
+        opened = TrafficFile._openFile
+
+        def disk_full(file):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        self.patch(TrafficFile, "_openFile", disk_full)
+        log.record("CP_1", "from_station", None, b'"day 2, lost"')
+        await log.flush()
+        self.patch(TrafficFile, "_openFile", opened)
+        log.record("CP_1", "from_station", None, b'"day 2"')
+        await log.flush()
+        self.assertEqual((log.written, log.failed), (2, 1))
+        self.assertEqual([line["frame"] for line in read_lines(self.path())], ['"day 2"'])
+        self.assertEqual([line["frame"] for line in read_lines(self.path(FILE_NAME + ".2030_1_1"))], ['"day 1"'])

@@ -9,10 +9,11 @@ import os
 from ocpp.v16 import call
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.ocppj import parse_frame
-from ocppproxy.statefile import StateFile, read_state
+from ocppproxy.statefile import StateFile, read_state, write_state
 from ocppproxy.transactions import PER_STATION_LIMIT, TransactionIdTranslator, TransactionStore
 
 from .e2e import ProxyTestCase, async_test
@@ -144,3 +145,77 @@ class StateFileTests(ProxyTestCase):
         self.assertEqual(read_state(path), data)
         self.assertFalse(os.path.exists(path + ".tmp"))
         self.assertIsNone(read_state(path + ".missing"))
+
+
+class StateFileReadWriteTests(SynchronousTestCase):
+    """What start-up reads, and how a write reaches the disk."""
+
+    def setUp(self):
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+        self.path = os.path.join(self.directory, "state.json")
+        self.messages = []
+        globalLogPublisher.addObserver(self.messages.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.messages.append)
+
+    def errors(self) -> list[str]:
+        return [formatEvent(event) for event in self.messages if "state file" in formatEvent(event)]
+
+    def test_missing_file_is_a_first_start(self):
+        """No file yet: nothing to restore, nothing logged."""
+        self.assertIsNone(read_state(self.path))
+        self.assertEqual(self.errors(), [])
+
+    def test_truncated_file_is_named_and_kept_aside(self):
+        """A half-written file is not read as empty silently: one error line, the file moved aside, start-up goes on."""
+        whole = json.dumps({"CP_1": [[101, 201]], "CP_2": [[102, 202]]}).encode()
+        with open(self.path, "wb") as out:
+            out.write(whole[: len(whole) // 2])
+        self.assertIsNone(read_state(self.path, clock=lambda: 1700000000))
+        (line,) = self.errors()
+        self.assertIn(f"state file {self.path} is corrupt ({len(whole) // 2} bytes", line)
+        self.assertIn(f"kept as {self.path}.corrupt-1700000000", line)
+        self.assertFalse(os.path.exists(self.path))
+        with open(f"{self.path}.corrupt-1700000000", "rb") as kept:
+            self.assertEqual(kept.read(), whole[: len(whole) // 2])
+
+    def test_empty_and_binary_files_are_corrupt_too(self):
+        """A zero-length file (what a crash can leave without fsync) and garbage are reported the same way."""
+        for content in (b"", b"\xff\xfe\x00garbage"):
+            with open(self.path, "wb") as out:
+                out.write(content)
+            self.assertIsNone(read_state(self.path))
+        self.assertEqual(len(self.errors()), 2)
+        self.assertTrue(all(" is corrupt (" in line for line in self.errors()))
+
+    def test_write_is_synced_then_renamed_then_directory_synced(self):
+        """write_state syncs the temporary file, renames it over the old file, then syncs the directory."""
+        write_state(self.path, {"old": 1})
+        steps = []
+        real_fsync, real_replace = os.fsync, os.replace
+        self.patch(
+            os, "fsync", lambda fd: (steps.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))
+        )
+        self.patch(os, "replace", lambda a, b: (steps.append(("replace", a, b)), real_replace(a, b)))
+        write_state(self.path, {"CP_1": [[1, 2]]})
+        self.assertEqual(
+            steps,
+            [
+                ("fsync", self.path + ".tmp"),
+                ("replace", self.path + ".tmp", self.path),
+                ("fsync", self.directory),
+            ],
+        )
+        self.assertEqual(read_state(self.path), {"CP_1": [[1, 2]]})
+        self.assertEqual(os.listdir(self.directory), ["state.json"])
+
+    def test_temporary_file_left_by_a_crash_is_ignored_then_replaced(self):
+        """A kill during a write leaves a half .tmp beside the whole file: start-up reads the whole one."""
+        write_state(self.path, {"CP_1": [[1, 2]]})
+        with open(self.path + ".tmp", "w") as half:
+            half.write('{"CP_1":[[1,2]],"CP_2":[[3')
+        self.assertEqual(read_state(self.path), {"CP_1": [[1, 2]]})
+        self.assertEqual(self.errors(), [])
+        write_state(self.path, {"CP_2": [[3, 4]]})
+        self.assertEqual(read_state(self.path), {"CP_2": [[3, 4]]})
+        self.assertEqual(os.listdir(self.directory), ["state.json"])
