@@ -12,7 +12,8 @@ from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.backpressure import WriteBufferWatch, WriteLimits
-from ocppproxy.config import ReconnectPolicy
+from ocppproxy.config import ConfigError, ReconnectPolicy, config_from_mapping
+from ocppproxy.reload import compare_configs
 from ocppproxy.routing import StationRouter
 from ocppproxy.session import NOT_READING, StationSession
 from ocppproxy.upstream import UpstreamLink
@@ -75,7 +76,9 @@ class WriteBufferWatchTests(SynchronousTestCase):
         self.limits = WriteLimits(self.clock, LIMIT, 5.0)
         self.transport = SocketTransport()
         self.owner = Calls()
-        self.watch = WriteBufferWatch(self.transport, self.limits, self.owner.full, self.owner.drained, self.owner.stalled)
+        self.watch = WriteBufferWatch(
+            self.transport, self.limits, self.owner.full, self.owner.drained, self.owner.stalled
+        )
 
     def test_full_only_over_the_limit(self):
         """Twisted's 64 KiB mark only raises the transport's mark to the limit; over the limit the watch is full, once."""
@@ -182,8 +185,18 @@ class UpstreamStallTests(SynchronousTestCase):
         self.limits = WriteLimits(self.clock, LIMIT, 5.0)
         policy = ReconnectPolicy(initial_delay=5.0, factor=2.0, max_delay=12.0, max_attempts=3)
         self.link = UpstreamLink(
-            "secondary", "ws://127.0.0.1:1/ocpp/CP_1", "CP_1", self.owner, self.clock, policy, 4,
-            ["ocpp1.6"], {}, None, endpoint=RefusingEndpoint(), write_limits=self.limits,
+            "secondary",
+            "ws://127.0.0.1:1/ocpp/CP_1",
+            "CP_1",
+            self.owner,
+            self.clock,
+            policy,
+            4,
+            ["ocpp1.6"],
+            {},
+            None,
+            endpoint=RefusingEndpoint(),
+            write_limits=self.limits,
         )
         self.protocol = UpstreamProtocolStandIn()
         self.link.opened(self.protocol)
@@ -292,7 +305,9 @@ class StationStallTests(SynchronousTestCase):
         self.clock = Clock()
         self.limits = WriteLimits(self.clock, LIMIT, 5.0)
         self.protocol = StationProtocolStandIn()
-        self.session = StationSession("CP_1", self.protocol, self.clock, lambda session: None, Silent(), None, self.limits)
+        self.session = StationSession(
+            "CP_1", self.protocol, self.clock, lambda session: None, Silent(), None, self.limits
+        )
         self.session.links = {"primary": LinkStandIn(), "secondary": LinkStandIn()}
         self.session.router = StationRouter(self.session.links)
         self.session.station_open()
@@ -319,3 +334,35 @@ class StationStallTests(SynchronousTestCase):
         self.assertEqual((self.protocol.closed_with, self.protocol.dropped), (NOT_READING, True))
         self.assertEqual([link.stopped for link in self.session.links.values()], [True, True])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class WriteLimitsConfigTests(SynchronousTestCase):
+    """limits.max_write_buffer and limits.stall_timeout: defaults, checks, a change named by a reload."""
+
+    PRIMARY = "ws://127.0.0.1:9/"
+
+    def test_defaults_and_set(self):
+        config = config_from_mapping({"primary_url": self.PRIMARY})
+        self.assertEqual((config.max_write_buffer, config.stall_timeout), (1024 * 1024, 60.0))
+        config = config_from_mapping(
+            {"primary_url": self.PRIMARY, "limits": {"max_write_buffer": 65536, "stall_timeout": 0.5}}
+        )
+        self.assertEqual((config.max_write_buffer, config.stall_timeout), (65536, 0.5))
+
+    def test_errors(self):
+        for limits, text in (
+            ({"max_write_buffer": 4096}, "limits.max_write_buffer: must be at least 65536, got 4096"),
+            ({"max_write_buffer": 1e6}, "limits.max_write_buffer: must be a whole number, got 1000000.0"),
+            ({"stall_timeout": 0}, "limits.stall_timeout: must be at least 0.1, got 0"),
+            ({"stall_timeout": "1m"}, "limits.stall_timeout: must be a number, got '1m'"),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                config_from_mapping({"primary_url": self.PRIMARY, "limits": limits})
+            self.assertEqual(str(caught.exception), text)
+
+    def test_reload_names_the_keys_for_a_restart(self):
+        old = config_from_mapping({"primary_url": self.PRIMARY})
+        new = config_from_mapping(
+            {"primary_url": self.PRIMARY, "limits": {"max_write_buffer": 65536, "stall_timeout": 5}}
+        )
+        self.assertEqual(compare_configs(old, new).restart, ("limits.max_write_buffer", "limits.stall_timeout"))
