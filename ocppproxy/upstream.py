@@ -391,10 +391,11 @@ class UpstreamLink:
             self._stalled_since = self._clock.seconds()
             self._write_limits.count_stall(self.name)
             self._log.warn(
-                "station {station}: {upstream} is not taking frames as fast as they come (over {limit} bytes"
+                "station {station}: {upstream} ({url}) is not taking frames as fast as they come (over {limit} bytes"
                 " unsent): they wait in its queue",
                 station=self.station_id,
                 upstream=self.name,
+                url=self.url,
                 limit=self._write_limits.max_write_buffer,
             )
 
