@@ -18,8 +18,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
-DEFAULT_MAX_WRITE_BUFFER = 1024 * 1024
-DEFAULT_STALL_TIMEOUT = 60.0
+from .config import Config
 
 
 class WriteLimits:
@@ -30,7 +29,7 @@ class WriteLimits:
     """
 
     def __init__(
-        self, clock, max_write_buffer: int = DEFAULT_MAX_WRITE_BUFFER, stall_timeout: float = DEFAULT_STALL_TIMEOUT
+        self, clock, max_write_buffer: int = Config.max_write_buffer, stall_timeout: float = Config.stall_timeout
     ) -> None:
         self.clock = clock
         self.max_write_buffer = max_write_buffer

@@ -318,7 +318,7 @@ class StationSession:
     def _station_stalled(self) -> None:
         """Nothing drained within C{stall_timeout}: close the station, without waiting for a close handshake."""
         self._log.warn(
-            "station {station} ({peer}) has not taken its unsent frames in {timeout} s (stalled, over {limit} bytes):"
+            "station {station} ({peer}) has not taken its unsent frames in {timeout:g} s (stalled, over {limit} bytes):"
             " closing it with {code}",
             station=self.station_id,
             peer=self.protocol.peer,

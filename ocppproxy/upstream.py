@@ -352,13 +352,13 @@ class UpstreamLink:
         time its buffer has drained.
         """
         protocol, watch, queue, recorder = self.protocol, self._write_watch, self.queue, self._recorder
-        while len(queue) and not watch.full:
+        while len(queue) and not watch.full and protocol.state == protocol.STATE_OPEN:
             payload = queue.popleft()
             protocol.sendMessage(payload, False)
             if recorder is not None:
                 recorder(self.station_id, TO_UPSTREAM, self.name, payload)
-        if watch.full:
-            return
+        if watch.full or protocol.state != protocol.STATE_OPEN:
+            return  # the rest waits for the next drain, or the next connection
         dropped = queue.dropped
         queue.drain()
         if dropped:
@@ -402,7 +402,7 @@ class UpstreamLink:
     def _buffer_stalled(self) -> None:
         """The buffer has not drained within C{stall_timeout}: drop the connection; ClientService reconnects."""
         self._log.warn(
-            "station {station}: {upstream} ({url}) has not taken its unsent frames in {timeout} s (stalled):"
+            "station {station}: {upstream} ({url}) has not taken its unsent frames in {timeout:g} s (stalled):"
             " dropping the connection and reconnecting",
             station=self.station_id,
             upstream=self.name,
@@ -412,7 +412,7 @@ class UpstreamLink:
         self.protocol.dropConnection(abort=True)
 
     def pause_reading(self) -> None:
-        """Stop reading from the central system (the station is not taking what it sends), now and after a reconnection."""
+        """Stop reading from the central system (the station is not taking what it sends), also after reconnecting."""
         self._reading_paused = True
         if self.protocol is not None:
             self.protocol.transport.pauseProducing()

@@ -81,7 +81,7 @@ class WriteBufferWatchTests(SynchronousTestCase):
         )
 
     def test_full_only_over_the_limit(self):
-        """Twisted's 64 KiB mark only raises the transport's mark to the limit; over the limit the watch is full, once."""
+        """Over Twisted's 64 KiB only the transport's mark goes up to the limit; over the limit: full, once."""
         self.transport.write(b"x" * 70 * KIB)
         self.assertEqual((self.owner.events, self.transport.bufferSize), ([], LIMIT))
         self.transport.write(b"x" * 180 * KIB)
@@ -92,7 +92,7 @@ class WriteBufferWatchTests(SynchronousTestCase):
         self.assertTrue(self.watch.full)
 
     def test_drained_once_empty_and_reads_stay_small(self):
-        """A partial drain changes nothing; once empty the owner hears it and the transport's mark is Twisted's again."""
+        """A partial drain changes nothing; once empty the owner hears it, and the mark is Twisted's again."""
         self.transport.write(b"x" * (LIMIT + 70 * KIB))
         self.transport.write(b"x")
         self.transport.drain(100 * KIB)
@@ -237,6 +237,15 @@ class UpstreamStallTests(SynchronousTestCase):
         again = UpstreamProtocolStandIn()
         self.link.opened(again)
         self.assertEqual(again.frames, [frame(5), frame(6)])
+
+    def test_drained_while_closing_keeps_the_queue_for_the_next_connection(self):
+        """A connection that drains while closing sends nothing more: the queue waits for the next one."""
+        for number in range(7):
+            self.link.send(frame(number))
+        self.protocol.state = 2  # closing
+        self.protocol.transport.drain()
+        self.assertEqual(len(self.protocol.frames), 5)
+        self.assertEqual(len(self.link.queue), 2)
 
     def test_pause_reading_holds_across_reconnection(self):
         """Reading paused for the station's sake stays paused on a new connection, until resumed."""
