@@ -12,7 +12,7 @@ not drained within C{limits.stall_timeout}.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.protocols.policies import ProtocolWrapper
@@ -48,14 +48,24 @@ def socket_transport(transport):
     return transport
 
 
+class BufferOwner(Protocol):
+    """What a L{WriteBufferWatch} reports to: the owner of the connection."""
+
+    def write_buffer_full(self) -> None: ...
+
+    def write_buffer_drained(self) -> None: ...
+
+    def write_buffer_stalled(self) -> None: ...
+
+
 @implementer(IPushProducer)
 class WriteBufferWatch:
     """
-    The producer registered on one connection's C{transport}: calls C{on_full()} when
-    more than C{limits.max_write_buffer} bytes wait in the transport's buffer,
-    C{on_drained()} once the buffer is empty again, and C{on_stalled()} when it has not
-    drained within C{limits.stall_timeout} seconds of being full. L{stopProducing} (the
-    connection is gone) silences it.
+    The producer registered on one connection's C{transport}: tells C{owner} when more
+    than C{limits.max_write_buffer} bytes wait in the transport's buffer
+    (C{write_buffer_full}), once the buffer is empty again (C{write_buffer_drained}), and
+    when it has not drained within C{limits.stall_timeout} seconds of being full
+    (C{write_buffer_stalled}). L{stopProducing} (the connection is gone) silences it.
 
     Twisted also reads C{bufferSize} bytes at a time, and a read into a buffer of a MiB
     costs some ten times a 64 KiB one: so the transport keeps Twisted's C{bufferSize}
@@ -64,18 +74,12 @@ class WriteBufferWatch:
     Twisted's C{bufferSize} (64 KiB), which is lower.
     """
 
-    def __init__(
-        self,
-        transport,
-        limits: WriteLimits,
-        on_full: Callable[[], None],
-        on_drained: Callable[[], None],
-        on_stalled: Callable[[], None],
-    ) -> None:
+    # A proxy holds three per station.
+    __slots__ = ("_limits", "_normal_size", "_owner", "_raisable", "_socket", "_stall_timer", "_stopped", "full")
+
+    def __init__(self, transport, limits: WriteLimits, owner: BufferOwner) -> None:
         self._limits = limits
-        self._on_full = on_full
-        self._on_drained = on_drained
-        self._on_stalled = on_stalled
+        self._owner = owner
         self._socket = socket_transport(transport)
         self._normal_size = self._socket.bufferSize
         self._raisable = self._socket is transport and not getattr(transport, "TLS", False)
@@ -94,7 +98,7 @@ class WriteBufferWatch:
             return
         self.full = True
         self._stall_timer = self._limits.clock.callLater(self._limits.stall_timeout, self._stalled)
-        self._on_full()
+        self._owner.write_buffer_full()
 
     def resumeProducing(self) -> None:
         """Twisted: the buffer has drained."""
@@ -103,7 +107,7 @@ class WriteBufferWatch:
             return
         self.full = False
         self._cancel_timer()
-        self._on_drained()
+        self._owner.write_buffer_drained()
 
     def stopProducing(self) -> None:
         """The connection is gone (or going): no more calls to the owner."""
@@ -119,4 +123,4 @@ class WriteBufferWatch:
     def _stalled(self) -> None:
         self._stall_timer = None
         if not self._stopped:
-            self._on_stalled()
+            self._owner.write_buffer_stalled()

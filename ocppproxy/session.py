@@ -184,13 +184,7 @@ class StationSession:
 
     def station_open(self) -> None:
         self.connected_since = self._clock.seconds()
-        self._write_watch = WriteBufferWatch(
-            self.protocol.transport,
-            self._write_limits,
-            self._station_full,
-            self._station_drained,
-            self._station_stalled,
-        )
+        self._write_watch = WriteBufferWatch(self.protocol.transport, self._write_limits, self)
         self._log.info("station {station} connected from {peer}", station=self.station_id, peer=self.protocol.peer)
         self._tell("station_connected", self.station_id, self.protocol.peer)
 
@@ -299,7 +293,7 @@ class StationSession:
         """Whether the station is not taking what is sent to it: its sources are paused."""
         return self._write_watch is not None and self._write_watch.full
 
-    def _station_full(self) -> None:
+    def write_buffer_full(self) -> None:
         """
         Over C{max_write_buffer} unsent to the station: stop reading from its upstream
         links and from the station itself (its own CALLs are what produce its answers),
@@ -310,12 +304,13 @@ class StationSession:
         for link in self.links.values():
             link.pause_reading()
 
-    def _station_drained(self) -> None:
+    def write_buffer_drained(self) -> None:
+        """The station's buffer has drained: read from it and its upstream links again."""
         self.protocol.transport.resumeProducing()
         for link in self.links.values():
             link.resume_reading()
 
-    def _station_stalled(self) -> None:
+    def write_buffer_stalled(self) -> None:
         """Nothing drained within C{stall_timeout}: close the station, without waiting for a close handshake."""
         self._log.warn(
             "station {station} ({peer}) has not taken its unsent frames in {timeout:g} s (stalled, over {limit} bytes):"

@@ -337,9 +337,7 @@ class UpstreamLink:
             count=len(self.queue),
         )
         self.protocol = protocol
-        self._write_watch = WriteBufferWatch(
-            protocol.transport, self._write_limits, self._buffer_full, self._flush, self._buffer_stalled
-        )
+        self._write_watch = WriteBufferWatch(protocol.transport, self._write_limits, self)
         if self._reading_paused:
             protocol.transport.pauseProducing()
         self._flush()
@@ -384,7 +382,7 @@ class UpstreamLink:
         """Whether the central system is not taking frames fast enough: they wait in the queue."""
         return self._stalled_since is not None
 
-    def _buffer_full(self) -> None:
+    def write_buffer_full(self) -> None:
         """Over C{max_write_buffer} unsent: queue from now on, until the buffer drains."""
         self._writing_to = None
         if self._stalled_since is None:
@@ -399,7 +397,11 @@ class UpstreamLink:
                 limit=self._write_limits.max_write_buffer,
             )
 
-    def _buffer_stalled(self) -> None:
+    def write_buffer_drained(self) -> None:
+        """The buffer has drained: send what waited."""
+        self._flush()
+
+    def write_buffer_stalled(self) -> None:
         """The buffer has not drained within C{stall_timeout}: drop the connection; ClientService reconnects."""
         self._log.warn(
             "station {station}: {upstream} ({url}) has not taken its unsent frames in {timeout:g} s (stalled):"

@@ -61,13 +61,13 @@ class SocketTransport(abstract.FileDescriptor):
 
 
 class Calls:
-    """Records the watch's calls to its owner."""
+    """A watch's owner that records the calls it gets, without their write_buffer_ prefix."""
 
     def __init__(self) -> None:
         self.events: list[str] = []
 
     def __getattr__(self, name):
-        return lambda: self.events.append(name)
+        return lambda: self.events.append(name.removeprefix("write_buffer_"))
 
 
 class WriteBufferWatchTests(SynchronousTestCase):
@@ -76,9 +76,7 @@ class WriteBufferWatchTests(SynchronousTestCase):
         self.limits = WriteLimits(self.clock, LIMIT, 5.0)
         self.transport = SocketTransport()
         self.owner = Calls()
-        self.watch = WriteBufferWatch(
-            self.transport, self.limits, self.owner.full, self.owner.drained, self.owner.stalled
-        )
+        self.watch = WriteBufferWatch(self.transport, self.limits, self.owner)
 
     def test_full_only_over_the_limit(self):
         """Over Twisted's 64 KiB only the transport's mark goes up to the limit; over the limit: full, once."""
@@ -142,7 +140,7 @@ class WriteBufferWatchTests(SynchronousTestCase):
         transport = SocketTransport()
         transport.TLS = True
         owner = Calls()
-        WriteBufferWatch(transport, self.limits, owner.full, owner.drained, owner.stalled)
+        WriteBufferWatch(transport, self.limits, owner)
         transport.write(b"x" * 70 * KIB)
         self.assertEqual((owner.events, transport.bufferSize), (["full"], 64 * KIB))
 
