@@ -163,6 +163,8 @@ class Config:
     trusted_proxies: tuple[Network, ...] = ()
     max_stations: int = 10000
     max_handshakes: int = 200
+    max_write_buffer: int = 1024 * 1024
+    stall_timeout: float = 60.0
     station_tls: StationTLS | None = None
 
     def upstream_urls(self) -> dict[str, str]:
@@ -254,6 +256,10 @@ TOP_KEYS = (
 )
 
 
+# (minimum, whole number): a write buffer below Twisted's own 64 KiB would cost reads.
+_WRITE_LIMITS = {"max_write_buffer": (65536, True), "stall_timeout": (0.1, False)}
+
+
 def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
     """Validate a parsed YAML document; relative paths are taken from C{base_dir}."""
     if raw is None:
@@ -309,9 +315,9 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
     kwargs.update(_traffic_log(top.get("traffic_log"), base_dir))
     if top.get("station_tls") is not None:
         kwargs["station_tls"] = _station_tls(top["station_tls"], base_dir, kwargs.get("listen", Config.listen))
-    limits = _mapping("limits", top.get("limits"), ("max_stations", "max_handshakes"))
+    limits = _mapping("limits", top.get("limits"), ("max_stations", "max_handshakes", *_WRITE_LIMITS))
     for name in limits:
-        kwargs[name] = _number(f"limits.{name}", limits[name], 1, True)
+        kwargs[name] = _number(f"limits.{name}", limits[name], *_WRITE_LIMITS.get(name, (1, True)))
     policies = _mapping("upstream_calls", top.get("upstream_calls"), ("primary", "secondary"))
     kwargs["upstream_calls"] = {name: _call_policy(f"upstream_calls.{name}", value) for name, value in policies.items()}
     if "failover" in top:

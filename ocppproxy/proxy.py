@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import CertificateOptions
 from twisted.python.failure import Failure
 
+from .backpressure import WriteLimits
 from .config import Config
 from .limits import StationLimits
 from .logs import proxy_logger
@@ -58,6 +59,7 @@ class ProxyService(MultiService):
         self._websocket_options = websocket_options(config)
         self.config = config
         self._reactor = reactor
+        self.write_limits = WriteLimits(reactor, config.max_write_buffer, config.stall_timeout)
         # TLS options per wss:// upstream name (see upstream_tls.client_tls_factory); without
         # them a wss:// upstream is verified against the system trust store.
         self._upstream_tls = upstream_tls or {}
@@ -120,7 +122,9 @@ class ProxyService(MultiService):
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many stations connected")
         offers = offers or [self.config.default_subprotocol]
         previous = self.sessions.get(station_id)
-        session = StationSession(station_id, protocol, self._reactor, self._session_ended, self.observer, self.recorder)
+        session = StationSession(
+            station_id, protocol, self._reactor, self._session_ended, self.observer, self.recorder, self.write_limits
+        )
         self.sessions[station_id] = session
         self._all_sessions.add(session)
         if previous is not None:
@@ -144,6 +148,7 @@ class ProxyService(MultiService):
                 tls=self._upstream_tls.get(name),
                 websocket_options=self._websocket_options,
                 recorder=self.recorder,
+                write_limits=self.write_limits,
             )
             for name, url in self.config.upstream_urls().items()
         }

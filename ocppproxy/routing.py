@@ -205,6 +205,10 @@ class FrameQueue(Generic[T]):
             return True
         return False
 
+    def popleft(self) -> T:
+        """The oldest frame, taken off the queue (which must not be empty)."""
+        return self._items.popleft()
+
     def drain(self) -> list[T]:
         """Everything queued, oldest first; the queue and its drop count are reset."""
         items = list(self._items or ())

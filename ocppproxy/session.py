@@ -11,6 +11,7 @@ from collections.abc import Callable
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, DeferredList
 
+from .backpressure import WriteBufferWatch, WriteLimits
 from .config import Config
 from .forwarded import forwarded_headers
 from .logs import debug_enabled, proxy_logger
@@ -25,6 +26,7 @@ from .upstream_auth import CredentialsError, authorization_for
 UNSUPPORTED_DATA = 1003
 TRY_AGAIN_LATER = 1013
 REPLACED = 4000
+NOT_READING = 1008
 
 _log = proxy_logger()
 
@@ -87,8 +89,11 @@ class StationSession:
         on_ended: Callable[[StationSession], None],
         observer: ProxyObserver,
         recorder: FrameRecorder | None = None,
+        write_limits: WriteLimits | None = None,
     ) -> None:
         self.station_id = station_id
+        self._write_limits = write_limits or WriteLimits(clock)
+        self._write_watch: WriteBufferWatch | None = None
         self._observer = observer
         self._recorder = recorder
         self.protocol = protocol
@@ -179,6 +184,7 @@ class StationSession:
 
     def station_open(self) -> None:
         self.connected_since = self._clock.seconds()
+        self._write_watch = WriteBufferWatch(self.protocol.transport, self._write_limits, self)
         self._log.info("station {station} connected from {peer}", station=self.station_id, peer=self.protocol.peer)
         self._tell("station_connected", self.station_id, self.protocol.peer)
 
@@ -281,6 +287,43 @@ class StationSession:
     def _expire(self) -> None:
         self._expiry_timer = None
         self._deliver(self.router.station_calls.expire(self._clock.seconds()))
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the station is not taking what is sent to it: its sources are paused."""
+        return self._write_watch is not None and self._write_watch.full
+
+    def write_buffer_full(self) -> None:
+        """
+        Over C{max_write_buffer} unsent to the station: stop reading from its upstream
+        links and from the station itself (its own CALLs are what produce its answers),
+        so that TCP holds the senders back.
+        """
+        self._write_limits.count_stall("station")
+        self.protocol.transport.pauseProducing()
+        for link in self.links.values():
+            link.pause_reading()
+
+    def write_buffer_drained(self) -> None:
+        """The station's buffer has drained: read from it and its upstream links again."""
+        self.protocol.transport.resumeProducing()
+        for link in self.links.values():
+            link.resume_reading()
+
+    def write_buffer_stalled(self) -> None:
+        """Nothing drained within C{stall_timeout}: close the station, without waiting for a close handshake."""
+        self._log.warn(
+            "station {station} ({peer}) has not taken its unsent frames in {timeout:g} s (stalled, over {limit} bytes):"
+            " closing it with {code}",
+            station=self.station_id,
+            peer=self.protocol.peer,
+            timeout=self._write_limits.stall_timeout,
+            limit=self._write_limits.max_write_buffer,
+            code=NOT_READING,
+        )
+        self.close(NOT_READING, "not reading what is sent to it")
+        # Its close frame waits behind what it does not read: the close handshake cannot end.
+        self.protocol.dropConnection(abort=True)
 
     def station_closed(self, protocol: StationProtocol, code: int | None, reason: str | None) -> None:
         """The station's connection is gone: close its upstream links."""
@@ -435,6 +478,12 @@ class StationSession:
     def _stop_links(self) -> Deferred[None]:
         if self._stopped is None:
             self._closing = True
+            watch = self._write_watch
+            if watch is not None:
+                if watch.full:
+                    # Frames to a closing station are not sent: read its close handshake.
+                    self.protocol.transport.resumeProducing()
+                watch.stopProducing()
             self._schedule_expiry()
             self._update_failover()
             self._stopped = DeferredList([link.stop() for link in self.links.values()]).addCallback(lambda _: None)

@@ -22,6 +22,7 @@ from twisted.internet.ssl import optionsForClientTLS
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .backpressure import WriteBufferWatch, WriteLimits
 from .config import ReconnectPolicy
 from .lean import LeanFrames, share_protocol_options
 from .logs import autobahn_logger, debug_enabled, proxy_logger
@@ -171,8 +172,11 @@ class UpstreamLink:
     """
     Keeps one station connected to one central system.
 
-    Frames given to L{send} while the connection is down are queued (bounded) and
-    flushed in order when the handshake is done. A refused handshake counts as a failed
+    Frames given to L{send} while the connection is down, or while the central system
+    does not read them fast enough (more than C{write_limits.max_write_buffer} bytes
+    unsent), are queued (bounded) and flushed in order when the handshake is done or the
+    buffer has drained; a connection whose buffer has not drained within
+    C{write_limits.stall_timeout} is dropped and reconnected. A refused handshake counts as a failed
     attempt like a refused TCP connection; after C{max_attempts} failed attempts in a
     row the link gives up for this station session and tells its owner.
     """
@@ -196,8 +200,15 @@ class UpstreamLink:
         endpoint: IStreamClientEndpoint | None = None,
         websocket_options: dict | None = None,
         recorder: FrameRecorder | None = None,
+        write_limits: WriteLimits | None = None,
     ) -> None:
         self.name = name
+        self._write_limits = write_limits or WriteLimits(reactor)
+        self._write_watch: WriteBufferWatch | None = None
+        # The open protocol while frames go straight out; None while away or stalled.
+        self._writing_to: UpstreamProtocol | None = None
+        self._stalled_since: float | None = None
+        self._reading_paused = False
         self._recorder = recorder
         self.url = url
         self.station_id = station_id
@@ -285,22 +296,21 @@ class UpstreamLink:
 
     def send(self, payload: bytes) -> None:
         """Send a text frame now, or queue it until the link is connected."""
-        protocol = self.protocol
-        if protocol is not None:
-            if protocol.state == protocol.STATE_OPEN:
-                protocol.sendMessage(payload, False)
-                recorder = self._recorder
-                if recorder is not None:
-                    recorder(self.station_id, TO_UPSTREAM, self.name, payload)
-                return
-            # Closing: the frame waits in the queue for the next connection.
+        protocol = self._writing_to
+        if protocol is not None and protocol.state == protocol.STATE_OPEN:
+            protocol.sendMessage(payload, False)
+            recorder = self._recorder
+            if recorder is not None:
+                recorder(self.station_id, TO_UPSTREAM, self.name, payload)
+            return
+        # Away, stalled or closing: the frame waits in the queue.
         if self.gave_up or self._stopping:
             return
         if self.queue.push(payload):
             self._queue_overflowed()
 
     def _queue_overflowed(self) -> None:
-        """The oldest queued frame was dropped: warn once per outage, tell the owner every time."""
+        """The oldest queued frame was dropped: warn once per outage or stall, tell the owner every time."""
         if self.queue.dropped == 1:
             self._log.warn(
                 "station {station}: queue for {upstream} is full ({limit} frames), dropping the oldest",
@@ -319,29 +329,102 @@ class UpstreamLink:
         self._first(HandshakeOutcome(subprotocol=protocol.websocket_protocol_in_use))
         self._retries = 0
         self._failed_attempts = 0
-        dropped = self.queue.dropped
-        backlog = self.queue.drain()
         self._log.info(
             "station {station}: connected to {upstream} ({url}), {count} queued frames flushed",
             station=self.station_id,
             upstream=self.name,
             url=self.url,
-            count=len(backlog),
+            count=len(self.queue),
         )
+        self.protocol = protocol
+        self._write_watch = WriteBufferWatch(protocol.transport, self._write_limits, self)
+        if self._reading_paused:
+            protocol.transport.pauseProducing()
+        self._flush()
+        self._owner.upstream_connected(self.name)
+
+    def _flush(self) -> None:
+        """
+        Send the queued frames in order while the connection's buffer has room; once
+        all are sent, relay directly again. Called when the connection opens and each
+        time its buffer has drained.
+        """
+        protocol, watch, queue, recorder = self.protocol, self._write_watch, self.queue, self._recorder
+        while len(queue) and not watch.full and protocol.state == protocol.STATE_OPEN:
+            payload = queue.popleft()
+            protocol.sendMessage(payload, False)
+            if recorder is not None:
+                recorder(self.station_id, TO_UPSTREAM, self.name, payload)
+        if watch.full or protocol.state != protocol.STATE_OPEN:
+            return  # the rest waits for the next drain, or the next connection
+        dropped = queue.dropped
+        queue.drain()
         if dropped:
             self._log.warn(
-                "station {station}: {dropped} frames for {upstream} were dropped while it was away (queue full)",
+                "station {station}: {dropped} frames for {upstream} were dropped while it was away or stalled"
+                " (queue full)",
                 station=self.station_id,
                 upstream=self.name,
                 dropped=dropped,
             )
-        recorder = self._recorder
-        for payload in backlog:
-            protocol.sendMessage(payload, False)
-            if recorder is not None:
-                recorder(self.station_id, TO_UPSTREAM, self.name, payload)
-        self.protocol = protocol
-        self._owner.upstream_connected(self.name)
+        if self._stalled_since is not None:
+            self._log.info(
+                "station {station}: {upstream} takes frames again after a {duration:.1f} s stall",
+                station=self.station_id,
+                upstream=self.name,
+                duration=self._clock.seconds() - self._stalled_since,
+            )
+            self._stalled_since = None
+        self._writing_to = protocol
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the central system is not taking frames fast enough: they wait in the queue."""
+        return self._stalled_since is not None
+
+    def write_buffer_full(self) -> None:
+        """Over C{max_write_buffer} unsent: queue from now on, until the buffer drains."""
+        self._writing_to = None
+        if self._stalled_since is None:
+            self._stalled_since = self._clock.seconds()
+            self._write_limits.count_stall(self.name)
+            self._log.warn(
+                "station {station}: {upstream} ({url}) is not taking frames as fast as they come (over {limit} bytes"
+                " unsent): they wait in its queue",
+                station=self.station_id,
+                upstream=self.name,
+                url=self.url,
+                limit=self._write_limits.max_write_buffer,
+            )
+
+    def write_buffer_drained(self) -> None:
+        """The buffer has drained: send what waited."""
+        self._flush()
+
+    def write_buffer_stalled(self) -> None:
+        """The buffer has not drained within C{stall_timeout}: drop the connection; ClientService reconnects."""
+        self._log.warn(
+            "station {station}: {upstream} ({url}) has not taken its unsent frames in {timeout:g} s (stalled):"
+            " dropping the connection and reconnecting",
+            station=self.station_id,
+            upstream=self.name,
+            url=self.url,
+            timeout=self._write_limits.stall_timeout,
+        )
+        self.protocol.dropConnection(abort=True)
+
+    def pause_reading(self) -> None:
+        """Stop reading from the central system (the station is not taking what it sends), also after reconnecting."""
+        self._reading_paused = True
+        if self.protocol is not None:
+            self.protocol.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        """Read from the central system again."""
+        if self._reading_paused:
+            self._reading_paused = False
+            if self.protocol is not None:
+                self.protocol.transport.resumeProducing()
 
     def received(self, payload: bytes, is_binary: bool) -> None:
         """A frame from the central system."""
@@ -383,7 +466,7 @@ class UpstreamLink:
             return
         if protocol is not self.protocol:
             return
-        self.protocol = None
+        self._connection_gone()
         self._disconnected_since_last_retry = True
         self._log.info(
             "station {station}: disconnected from {upstream} ({reason}), reconnecting",
@@ -393,11 +476,21 @@ class UpstreamLink:
         )
         self._owner.upstream_disconnected(self.name, reason)
 
+    def _connection_gone(self) -> None:
+        """No connection to relay to any more: a stall ends with it (the queue stays)."""
+        self.protocol = self._writing_to = None
+        self._stalled_since = None
+        watch, self._write_watch = self._write_watch, None
+        if watch is not None:
+            watch.stopProducing()
+
     def stop(self) -> Deferred[None]:
         """Close with 1001 (going away) and stop reconnecting; fires when the connection is gone."""
         self._stopping = True
         self.queue.clear()
-        protocol, self.protocol = self.protocol, None
+        self.resume_reading()
+        protocol = self.protocol
+        self._connection_gone()
         if protocol is not None:
             closing = protocol.when_closed()
             protocol.sendCloseFrame(GOING_AWAY, b"station disconnected from proxy", False)

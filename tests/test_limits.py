@@ -48,7 +48,7 @@ class LimitsConfigTests(SynchronousTestCase):
         for limits, text in (
             ({"max_stations": 0}, "limits.max_stations: must be at least 1, got 0"),
             ({"max_handshakes": 2.5}, "limits.max_handshakes: must be a whole number, got 2.5"),
-            ({"max_peers": 1}, "limits.max_peers: unknown key (expected one of: max_stations, max_handshakes)"),
+            ({"max_peers": 1}, "limits.max_peers: unknown key (expected one of: max_stations, max_handshakes, max_write_buffer, stall_timeout)",),
         ):
             with self.assertRaises(ConfigError) as caught:
                 config_from_mapping({"primary_url": PRIMARY, "limits": limits})

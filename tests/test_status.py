@@ -12,6 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from ocppproxy.backpressure import WriteLimits
 from ocppproxy.config import config_from_mapping
 from ocppproxy.notify.alert import Alert
 from ocppproxy.notify.names import StationNames
@@ -30,8 +31,9 @@ def frame(text: str):
 
 
 class FakeLink:
-    def __init__(self, connected=True, gave_up=False, failed_attempts=0, queued=0) -> None:
+    def __init__(self, connected=True, gave_up=False, failed_attempts=0, queued=0, stalled=False) -> None:
         self.connected = connected
+        self.stalled = stalled
         self.gave_up = gave_up
         self.failed_attempts = failed_attempts
         self.queue = deque([b"[]"] * queued)
@@ -42,8 +44,9 @@ class FakeProtocol:
 
 
 class FakeSession:
-    def __init__(self, links, connected_since=T0, subprotocol="ocpp1.6") -> None:
+    def __init__(self, links, connected_since=T0, subprotocol="ocpp1.6", stalled=False) -> None:
         self.links = links
+        self.stalled = stalled
         self.connected_since = connected_since
         self.subprotocol = subprotocol
         self.protocol = FakeProtocol()
@@ -56,13 +59,18 @@ class FakeProxy:
         self.config = config_from_mapping({"primary_url": "ws://127.0.0.1:1/", "secondary_url": "ws://127.0.0.1:2/"})
         self.sessions = sessions
         self.handshakes_refused = 3
+        self.write_limits = WriteLimits(Clock())
+        self.write_limits.count_stall("secondary")
+        self.write_limits.count_stall("secondary")
 
 
 def busy_proxy() -> FakeProxy:
     return FakeProxy(
         {
             "CP_1": FakeSession({"primary": FakeLink(), "secondary": FakeLink(False, failed_attempts=3, queued=2)}),
-            "CP_2": FakeSession({"primary": FakeLink(False, gave_up=True), "secondary": FakeLink()}),
+            "CP_2": FakeSession(
+                {"primary": FakeLink(False, gave_up=True), "secondary": FakeLink(stalled=True)}, stalled=True
+            ),
             "CP_3": FakeSession({"primary": FakeLink(False)}, connected_since=None),  # still in its handshake
         }
     )
@@ -205,6 +213,7 @@ class SnapshotTests(SynchronousTestCase):
             },
         )
         self.assertEqual(snapshot.queued, {"primary": 0, "secondary": 2})
+        self.assertEqual((snapshot.stalled_links, snapshot.stalled_stations), ({"primary": 0, "secondary": 1}, 1))
 
 
 class MetricsTests(SynchronousTestCase):
@@ -226,6 +235,10 @@ class MetricsTests(SynchronousTestCase):
             'ocppproxy_frames_total{direction="from_upstream",type="CALLRESULT",upstream="primary"} 1.0', text
         )
         self.assertIn('ocppproxy_frames_dropped_total{upstream="secondary"} 1.0', text)
+        self.assertIn('ocppproxy_upstream_stalled_links{upstream="secondary"} 1.0', text)
+        self.assertIn("ocppproxy_stations_stalled 1.0", text)
+        self.assertIn('ocppproxy_write_stalls_total{connection="secondary"} 2.0', text)
+        self.assertIn('ocppproxy_write_stalls_total{connection="station"} 0.0', text)
         self.assertIn('ocppproxy_upstream_connect_attempts_total{outcome="failed",upstream="primary"} 0.0', text)
         self.assertIn('ocppproxy_primary_answer_seconds_bucket{le="+Inf"} 1.0', text)
         self.assertIn("ocppproxy_primary_answer_seconds_count 1.0", text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.internet.defer import fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config import ReconnectPolicy
@@ -135,6 +136,8 @@ class OpenProtocol:
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.transport = StringTransport()
+        self.transport.bufferSize = 65536
 
     def sendMessage(self, payload, isBinary):
         self.sent.append(payload)

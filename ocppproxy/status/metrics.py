@@ -73,6 +73,31 @@ def families(snapshot: MetricsSnapshot):
         queued.add_metric([upstream], count)
     yield queued
 
+    stalled_links = GaugeMetricFamily(
+        "ocppproxy_upstream_stalled_links",
+        "Links whose upstream does not take frames as fast as they come (over limits.max_write_buffer unsent).",
+        labels=["upstream"],
+    )
+    for upstream, count in sorted(snapshot.stalled_links.items()):
+        stalled_links.add_metric([upstream], count)
+    yield stalled_links
+
+    stalled_stations = GaugeMetricFamily(
+        "ocppproxy_stations_stalled",
+        "Stations that do not take frames as fast as they come (over limits.max_write_buffer unsent): read paused.",
+    )
+    stalled_stations.add_metric([], snapshot.stalled_stations)
+    yield stalled_stations
+
+    stalls = CounterMetricFamily(
+        "ocppproxy_write_stalls",
+        "Times a connection's unsent frames went over limits.max_write_buffer, by connection (station or upstream).",
+        labels=["connection"],
+    )
+    for connection in ("station", *snapshot.upstreams):
+        stalls.add_metric([connection], snapshot.stalls.get(connection, 0))
+    yield stalls
+
     frames = CounterMetricFamily(
         "ocppproxy_frames",
         "Well-formed OCPP frames received, by direction (from_station, from_upstream), message type and upstream.",

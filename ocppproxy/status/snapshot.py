@@ -86,6 +86,9 @@ class MetricsSnapshot:
     latency_counts: list[int] = field(default_factory=list)
     latency_sum: float = 0.0
     traffic_log: dict[str, int] | None = None
+    stalled_stations: int = 0
+    stalled_links: dict[str, int] = field(default_factory=dict)
+    stalls: dict[str, int] = field(default_factory=dict)
 
 
 def metrics_snapshot(
@@ -96,13 +99,17 @@ def metrics_snapshot(
     snapshot = MetricsSnapshot(upstreams, handshakes_refused=proxy.handshakes_refused)
     snapshot.links = {(upstream, state): 0 for upstream in upstreams for state in LINK_STATES}
     snapshot.queued = dict.fromkeys(upstreams, 0)
+    snapshot.stalled_links = dict.fromkeys(upstreams, 0)
     for session in proxy.sessions.values():
         if session.connected_since is None:
             continue
         snapshot.stations_connected += 1
+        snapshot.stalled_stations += session.stalled
         for upstream, link in session.links.items():
             snapshot.links[(upstream, link_state(link))] += 1
             snapshot.queued[upstream] += len(link.queue)
+            snapshot.stalled_links[upstream] += link.stalled
+    snapshot.stalls = dict(proxy.write_limits.stalls)
     snapshot.frames = dict(activity.frames)
     snapshot.dropped = dict(activity.dropped)
     snapshot.connects = dict(activity.connects)
