@@ -144,6 +144,7 @@ class Config:
     trusted_proxies: tuple[Network, ...] = ()
     max_stations: int = 10000
     max_handshakes: int = 200
+    max_handshakes_per_address: int = 20
     station_tls: StationTLS | None = None
 
     def upstream_urls(self) -> dict[str, str]:
@@ -290,7 +291,7 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
     kwargs.update(_traffic_log(top.get("traffic_log"), base_dir))
     if top.get("station_tls") is not None:
         kwargs["station_tls"] = _station_tls(top["station_tls"], base_dir, kwargs.get("listen", Config.listen))
-    limits = _mapping("limits", top.get("limits"), ("max_stations", "max_handshakes"))
+    limits = _mapping("limits", top.get("limits"), ("max_stations", "max_handshakes", "max_handshakes_per_address"))
     for name in limits:
         kwargs[name] = _number(f"limits.{name}", limits[name], 1, True)
     policies = _mapping("upstream_calls", top.get("upstream_calls"), ("primary", "secondary"))

@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ocppproxy.config import config_from_mapping
+from ocppproxy.limits import StationLimits
 from ocppproxy.notify.names import StationNames
 from ocppproxy.ocppj import parse_frame
 from ocppproxy.status.activity import StationActivity
@@ -53,6 +54,7 @@ class FakeProxy:
     def __init__(self, sessions) -> None:
         self.config = config_from_mapping({"primary_url": "ws://127.0.0.1:1/", "secondary_url": "ws://127.0.0.1:2/"})
         self.sessions = sessions
+        self.limits = StationLimits(Clock(), max_handshakes=1, max_handshakes_per_address=1)
 
 
 def busy_proxy() -> FakeProxy:
@@ -212,6 +214,9 @@ class MetricsTests(SynchronousTestCase):
         activity.upstream_frame("CP_1", "primary", frame('[3,"h1",{}]'))
         activity.frame_dropped("CP_1", "secondary")
         proxy = busy_proxy()
+        proxy.limits.begin_handshake("first", "tcp4:192.0.2.1:1", "192.0.2.1")
+        proxy.limits.begin_handshake("again", "tcp4:192.0.2.1:2", "192.0.2.1")
+        proxy.limits.begin_handshake("other", "tcp4:192.0.2.2:1", "192.0.2.2")
         registry = metrics_registry(ProxyCollector(reactor, lambda: metrics_snapshot(proxy, activity, {})))
         text = generate_latest(registry).decode()
         self.assertIn("ocppproxy_stations_connected 2.0", text)
@@ -224,6 +229,9 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn('ocppproxy_upstream_connect_attempts_total{outcome="failed",upstream="primary"} 0.0', text)
         self.assertIn('ocppproxy_primary_answer_seconds_bucket{le="+Inf"} 1.0', text)
         self.assertIn("ocppproxy_primary_answer_seconds_count 1.0", text)
+        self.assertIn('ocppproxy_connections_refused_total{limit="max_handshakes_per_address"} 1.0', text)
+        self.assertIn('ocppproxy_connections_refused_total{limit="max_stations"} 0.0', text)
+        self.assertIn("ocppproxy_handshakes_shed_total 1.0", text)
         self.assertNotIn("python_gc", text)  # not the global registry
 
 
