@@ -143,7 +143,7 @@ class Config:
     upstream_tls: Mapping[str, UpstreamTLS] = field(default_factory=dict)
     trusted_proxies: tuple[Network, ...] = ()
     max_stations: int = 10000
-    max_handshakes: int = 200
+    max_handshakes: int = 1000
     max_handshakes_per_address: int = 20
     station_tls: StationTLS | None = None
 

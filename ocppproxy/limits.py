@@ -138,7 +138,7 @@ class StationLimits:
         self,
         clock,
         max_stations: int = 10000,
-        max_handshakes: int = 200,
+        max_handshakes: int = 1000,
         max_handshakes_per_address: int = 20,
         trusted_proxies: Sequence[Network] = (),
     ) -> None:

@@ -47,7 +47,7 @@ class LimitsConfigTests(SynchronousTestCase):
     def test_defaults(self):
         config = config_from_mapping({"primary_url": PRIMARY})
         self.assertEqual(
-            (config.max_stations, config.max_handshakes, config.max_handshakes_per_address), (10000, 200, 20)
+            (config.max_stations, config.max_handshakes, config.max_handshakes_per_address), (10000, 1000, 20)
         )
 
     def test_set(self):
