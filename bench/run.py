@@ -353,7 +353,12 @@ async def all_answered_after(fleet: Fleet, moment: float, timeout: float) -> flo
     return round(fleet.last_answer() - moment, 2)
 
 
-async def proxy_restart(args, proxy: Process, status_port: int, proxy_port: int) -> dict:
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def proxy_restart(args, proxy: Process, centrals: list[Process], status_port: int, proxy_port: int) -> dict:
     """
     R retrying stations connected through the proxy; the proxy is stopped (SIGTERM) and a
     new one started on the same port. Measured from the SIGTERM until every station is
@@ -366,11 +371,17 @@ async def proxy_restart(args, proxy: Process, status_port: int, proxy_port: int)
     try:
         first_connect = await all_answered_after(fleet, started, args.restart_timeout)
         print(f"  proxy restart: {fleet.answered_since(started)} stations booted in {first_connect} s", file=sys.stderr)
+        load = os.getloadavg()[0]
+        cpu_before = [own_cpu_seconds(), *(sum(cpu_times(central.pid)) for central in centrals)]
         sigterm = time.monotonic()
         drained = await proxy.terminate(60)
         await proxy.start()
         listening = time.monotonic() - sigterm
         back = await all_answered_after(fleet, sigterm, args.restart_timeout)
+        cpu_after = [own_cpu_seconds(), *(sum(cpu_times(central.pid)) for central in centrals)]
+        cpu = dict(zip(("stations", *(central.name for central in centrals)), cpu_after, strict=True))
+        cpu = {name: round(cpu[name] - before, 1) for name, before in zip(cpu, cpu_before, strict=True)}
+        cpu["new proxy"] = round(sum(cpu_times(proxy.pid)), 1)
         counters = await asyncio.to_thread(limit_counters, status_port)
         not_listening, failed = fleet.failures_since(sigterm)
         return {
@@ -385,6 +396,8 @@ async def proxy_restart(args, proxy: Process, status_port: int, proxy_port: int)
             "failures_by_kind": fleet.failure_kinds(),
             "refused": {name.split('"')[1]: int(value) for name, value in counters.items() if name.endswith("}")},
             "shed": int(counters.get("ocppproxy_handshakes_shed_total", 0)),
+            "cpu_seconds_until_back": cpu,
+            "load_average_before": round(load, 2),
         }
     finally:
         await fleet.stop()
@@ -561,7 +574,7 @@ async def main(args) -> None:
             proxy.stop()
             print("  scale done", file=sys.stderr)
         if "restart" in phases:
-            restart = await proxy_restart(args, restarting, status_port, proxy_port)
+            restart = await proxy_restart(args, restarting, [primary, secondary], status_port, proxy_port)
     finally:
         for process in (proxy, naive, restarting, primary, secondary):
             process.stop()
