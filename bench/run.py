@@ -533,6 +533,7 @@ async def main(args) -> None:
             os.path.join(BIN, "twistd"),
             "-n",
             "--pidfile=",
+            *(["--profiler=cprofile", "--savestats", f"--profile={args.profile}.restart"] if args.profile else []),
             "ocppproxy",
             "-c",
             restart_config(workdir, proxy_port, status_port, primary_port, secondary_port),
@@ -623,6 +624,9 @@ if __name__ == "__main__":
         "--restart-timeout", type=float, default=180.0, help="seconds the restart phase waits for every station"
     )
     parser.add_argument("--phases", default="direct,proxy,naive,scale,restart", help="comma-separated subset, in order")
-    parser.add_argument("--profile", help="write the proxy's cProfile stats to this file (pstats format)")
+    parser.add_argument(
+        "--profile",
+        help="write the proxy's cProfile stats to this file (pstats format); the restarted proxy's to FILE.restart",
+    )
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
     asyncio.run(main(parser.parse_args()))
