@@ -309,8 +309,9 @@ def proxy_config(workdir: str, port: int, primary_port: int, secondary_port: int
             f'secondary_url: "ws://127.0.0.1:{secondary_port}/"\n'
             "log_level: warn\n"
             "reconnect: {initial_delay: 1.0, factor: 2.0, max_delay: 10.0, max_attempts: 1000}\n"
-            # The idle phase opens --batch stations at once and, unlike real ones, they do not retry.
-            "limits: {max_handshakes: 100000}\n"
+            # The idle phase opens --batch stations at once, all from 127.0.0.1, and unlike
+            # real ones they do not retry.
+            "limits: {max_handshakes: 100000, max_handshakes_per_address: 100000}\n"
         )
     return path
 
