@@ -6,8 +6,10 @@ a naive ``websockets`` relay, in one run on 127.0.0.1.
 
 Phases: direct, ocppproxy and naive relay (K stations in a closed Heartbeat loop for T
 seconds each), idle scale (N stations held through ocppproxy, each relaying a Heartbeat
-afterwards), reconnect storm (the primary restarts under N stations). Prints a table and
-the ratios, and writes the results as JSON. Every loop is bounded in count and time.
+afterwards), reconnect storm (the primary restarts under N stations), proxy restart (R
+stations that retry as real ones do; the proxy itself restarts under them, with its
+default limits). Prints a table and the ratios, and writes the results as JSON. Every
+loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import signal
 import socket
 import statistics
@@ -24,9 +27,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 
 from autobahn.websocket import USES_NVX  # the proxy runs in this same environment
+from fleet import Fleet
 from websockets.asyncio.client import connect
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -85,6 +90,17 @@ class Process:
     @property
     def pid(self) -> int:
         return self.popen.pid
+
+    async def terminate(self, timeout: float) -> float | None:
+        """SIGTERM, then wait without blocking the loop (peers here answer its close frames); seconds to exit."""
+        started = time.monotonic()
+        self.popen.send_signal(signal.SIGTERM)
+        while time.monotonic() - started < timeout:
+            if self.popen.poll() is not None:
+                return time.monotonic() - started
+            await asyncio.sleep(0.05)
+        self.stop(kill=True)
+        return None
 
     def stop(self, kill: bool = False) -> None:
         if self.popen is None or self.popen.poll() is not None:
@@ -293,10 +309,110 @@ def proxy_config(workdir: str, port: int, primary_port: int, secondary_port: int
             f'secondary_url: "ws://127.0.0.1:{secondary_port}/"\n'
             "log_level: warn\n"
             "reconnect: {initial_delay: 1.0, factor: 2.0, max_delay: 10.0, max_attempts: 1000}\n"
-            # The idle phase opens --batch stations at once and, unlike real ones, they do not retry.
-            "limits: {max_handshakes: 100000}\n"
+            # The idle phase opens --batch stations at once, all from 127.0.0.1, and unlike
+            # real ones they do not retry.
+            "limits: {max_handshakes: 100000, max_handshakes_per_address: 100000}\n"
         )
     return path
+
+
+def restart_config(workdir: str, port: int, status_port: int, primary_port: int, secondary_port: int) -> str:
+    """The proxy restart phase's configuration: every limit and timeout at its default."""
+    path = os.path.join(workdir, "ocppproxy-restart.yaml")
+    with open(path, "w") as stream:
+        stream.write(
+            f'listen: "tcp:port={port}:interface=127.0.0.1:backlog=1024"\n'
+            f'primary_url: "ws://127.0.0.1:{primary_port}/"\n'
+            f'secondary_url: "ws://127.0.0.1:{secondary_port}/"\n'
+            f'status: {{listen: "tcp:port={status_port}:interface=127.0.0.1"}}\n'
+            "log_level: warn\n"
+        )
+    return path
+
+
+def limit_counters(status_port: int) -> dict[str, float]:
+    """The proxy's refusal and shed counters, from its /metrics (blocking: run it in a thread)."""
+    url = f"http://127.0.0.1:{status_port}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    counters = {}
+    for line in text.splitlines():
+        if line.startswith(("ocppproxy_connections_refused_total", "ocppproxy_handshakes_shed_total")):
+            name, value = line.rsplit(" ", 1)
+            counters[name] = float(value)
+    return counters
+
+
+async def all_answered_after(fleet: Fleet, moment: float, timeout: float) -> float | None:
+    """Seconds from C{moment} until every station of C{fleet} had an answer after it; None after C{timeout}."""
+
+    async def all_back() -> bool:
+        return fleet.answered_since(moment) == len(fleet.stations)
+
+    if await wait_for(all_back, timeout - (time.monotonic() - moment), interval=0.1) is None:
+        return None
+    return round(fleet.last_answer() - moment, 2)
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def proxy_restart(args, proxy: Process, centrals: list[Process], status_port: int, proxy_port: int) -> dict:
+    """
+    R retrying stations connected through the proxy; the proxy is stopped (SIGTERM) and a
+    new one started on the same port. Measured from the SIGTERM until every station is
+    connected again and its BootNotification answered.
+    """
+    fleet = Fleet(f"ws://127.0.0.1:{proxy_port}/", args.restart)
+    await proxy.start()
+    started = time.monotonic()
+    fleet.start(deadline=started + 3 * args.restart_timeout, max_attempts=1000)
+    try:
+        first_connect = await all_answered_after(fleet, started, args.restart_timeout)
+        print(f"  proxy restart: {fleet.answered_since(started)} stations booted in {first_connect} s", file=sys.stderr)
+        load = os.getloadavg()[0]
+        cpu_before = [own_cpu_seconds(), *(sum(cpu_times(central.pid)) for central in centrals)]
+        sigterm = time.monotonic()
+        drained = await proxy.terminate(60)
+        await proxy.start()
+        listening = time.monotonic() - sigterm
+        back = await all_answered_after(fleet, sigterm, args.restart_timeout)
+        cpu_after = [own_cpu_seconds(), *(sum(cpu_times(central.pid)) for central in centrals)]
+        cpu = dict(zip(("stations", *(central.name for central in centrals)), cpu_after, strict=True))
+        cpu = {name: round(cpu[name] - before, 1) for name, before in zip(cpu, cpu_before, strict=True)}
+        cpu["new proxy"] = round(sum(cpu_times(proxy.pid)), 1)
+        counters = await asyncio.to_thread(limit_counters, status_port)
+        not_listening, failed = fleet.failures_since(sigterm)
+        return {
+            "stations": args.restart,
+            "first_boot_seconds": first_connect,
+            "old_proxy_exit_seconds": None if drained is None else round(drained, 2),
+            "new_proxy_listening_seconds": round(listening, 2),
+            "all_back_seconds": back,
+            "back": fleet.answered_since(sigterm),
+            "attempts_no_listener": not_listening,
+            "attempts_failed": failed,
+            "failures_by_kind": fleet.failure_kinds(),
+            "refused": {name.split('"')[1]: int(value) for name, value in counters.items() if name.endswith("}")},
+            "shed": int(counters.get("ocppproxy_handshakes_shed_total", 0)),
+            "cpu_seconds_until_back": cpu,
+            "load_average_before": round(load, 2),
+        }
+    finally:
+        await fleet.stop()
+        proxy.stop()
+
+
+def raise_file_limit(needed: int) -> None:
+    """Raise this process's (and its children's) open-file limit to C{needed}, within the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SystemExit(f"bench: needs {needed} open files, the hard limit is {hard} (ulimit -Hn)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 LOOP_PHASES = ("direct", "proxy", "naive")
@@ -323,6 +439,17 @@ def median_result(results: list[LoopResult]) -> LoopResult:
         cpu_us_per_call=median("cpu_us_per_call"),
         system_cpu_share=median("system_cpu_share"),
         rss_mib=median("rss_mib"),
+    )
+
+
+def print_restart(restart: dict) -> None:
+    refused = ", ".join(f"{count} by {limit}" for limit, count in sorted(restart["refused"].items()) if count) or "none"
+    print(
+        f"proxy restart: {restart['back']}/{restart['stations']} stations back and answered "
+        f"{restart['all_back_seconds']} s after the SIGTERM (old proxy gone after {restart['old_proxy_exit_seconds']} s, "
+        f"new one listening after {restart['new_proxy_listening_seconds']} s); connections refused: {refused}; "
+        f"handshakes shed: {restart['shed']}; station attempts with no proxy listening {restart['attempts_no_listener']}, "
+        f"failed otherwise {restart['attempts_failed']}"
     )
 
 
@@ -366,7 +493,10 @@ def print_table(loops: list[LoopResult], scale: ScaleResult | None) -> dict:
 
 async def main(args) -> None:
     workdir = tempfile.mkdtemp(prefix="ocppproxy-bench-")
-    primary_port, secondary_port, proxy_port, naive_port = (free_port() for _ in range(4))
+    primary_port, secondary_port, proxy_port, naive_port, status_port = (free_port() for _ in range(5))
+    phases = args.phases.split(",")
+    # The proxy holds three sockets per station (its own, two upstream links); this process one.
+    raise_file_limit(3 * max(args.scale if "scale" in phases else 0, args.restart if "restart" in phases else 0) + 1000)
     primary = central("primary", primary_port, workdir)
     secondary = central("secondary", secondary_port, workdir)
     proxy = Process(
@@ -398,12 +528,26 @@ async def main(args) -> None:
         workdir,
         "READY",
     )
+    restarting = Process(
+        "ocppproxy-restart",
+        [
+            os.path.join(BIN, "twistd"),
+            "-n",
+            "--pidfile=",
+            *(["--profiler=cprofile", "--savestats", f"--profile={args.profile}.restart"] if args.profile else []),
+            "ocppproxy",
+            "-c",
+            restart_config(workdir, proxy_port, status_port, primary_port, secondary_port),
+        ],
+        workdir,
+        "StationFactory starting on",
+    )
     loops: list[LoopResult] = []
     scale = None
+    restart = None
     try:
         await primary.start()
         await secondary.start()
-        phases = args.phases.split(",")
         loop_phases = [phase for phase in phases if phase in LOOP_PHASES]
         if "proxy" in loop_phases:
             await proxy.start()
@@ -431,10 +575,14 @@ async def main(args) -> None:
             scale = await idle_scale_and_storm(args, proxy, primary, proxy_port, primary_port, secondary_port)
             proxy.stop()
             print("  scale done", file=sys.stderr)
+        if "restart" in phases:
+            restart = await proxy_restart(args, restarting, [primary, secondary], status_port, proxy_port)
     finally:
-        for process in (proxy, naive, primary, secondary):
+        for process in (proxy, naive, restarting, primary, secondary):
             process.stop()
     ratios = print_table(loops, scale)
+    if restart:
+        print_restart(restart)
     machine = (
         f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
         f"{platform.python_version()}, {platform.platform()}, Autobahn NVX {'on' if USES_NVX else 'OFF'}"
@@ -448,10 +596,12 @@ async def main(args) -> None:
             "rounds": args.rounds,
             "scale": args.scale,
             "outage": args.outage,
+            "restart": args.restart,
         },
         "loops": [asdict(r) for r in loops],
         "ratios": ratios,
         "scale": asdict(scale) if scale else None,
+        "restart": restart,
     }
     with open(args.output, "w") as stream:
         json.dump(results, stream, indent=2)
@@ -468,7 +618,16 @@ if __name__ == "__main__":
     )
     parser.add_argument("--batch", type=int, default=250, help="stations connected at once in the idle phase")
     parser.add_argument("--outage", type=float, default=2.0, help="seconds the primary stays down in the storm")
-    parser.add_argument("--phases", default="direct,proxy,naive,scale", help="comma-separated subset, in order")
-    parser.add_argument("--profile", help="write the proxy's cProfile stats to this file (pstats format)")
+    parser.add_argument(
+        "--restart", type=int, default=5000, help="R, stations under the proxy restart (default 5000, at most 62500)"
+    )
+    parser.add_argument(
+        "--restart-timeout", type=float, default=180.0, help="seconds the restart phase waits for every station"
+    )
+    parser.add_argument("--phases", default="direct,proxy,naive,scale,restart", help="comma-separated subset, in order")
+    parser.add_argument(
+        "--profile",
+        help="write the proxy's cProfile stats to this file (pstats format); the restarted proxy's to FILE.restart",
+    )
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
     asyncio.run(main(parser.parse_args()))

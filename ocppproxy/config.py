@@ -162,7 +162,8 @@ class Config:
     upstream_tls: Mapping[str, UpstreamTLS] = field(default_factory=dict)
     trusted_proxies: tuple[Network, ...] = ()
     max_stations: int = 10000
-    max_handshakes: int = 200
+    max_handshakes: int = 1000
+    max_handshakes_per_address: int = 20
     max_write_buffer: int = 1024 * 1024
     stall_timeout: float = 60.0
     station_tls: StationTLS | None = None
@@ -315,7 +316,9 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
     kwargs.update(_traffic_log(top.get("traffic_log"), base_dir))
     if top.get("station_tls") is not None:
         kwargs["station_tls"] = _station_tls(top["station_tls"], base_dir, kwargs.get("listen", Config.listen))
-    limits = _mapping("limits", top.get("limits"), ("max_stations", "max_handshakes", *_WRITE_LIMITS))
+    limits = _mapping(
+        "limits", top.get("limits"), ("max_stations", "max_handshakes", "max_handshakes_per_address", *_WRITE_LIMITS)
+    )
     for name in limits:
         kwargs[name] = _number(f"limits.{name}", limits[name], *_WRITE_LIMITS.get(name, (1, True)))
     policies = _mapping("upstream_calls", top.get("upstream_calls"), ("primary", "secondary"))

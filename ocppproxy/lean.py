@@ -15,7 +15,8 @@ machine costs a dozen Python calls and a masking object per frame; every other f
 still goes through Autobahn, with its close codes.
 
 L{share_protocol_options} saves memory instead: Autobahn copies some thirty options from
-the factory into every protocol instance, and a proxy holds three protocols per station.
+the factory into every protocol instance, and a proxy holds three protocols per station;
+and time per connection: Autobahn also formats those options for a debug line.
 """
 
 from __future__ import annotations
@@ -164,6 +165,14 @@ def share_protocol_options(factory) -> None:
     key = (base, repr(sorted(options.items())))
     shared = _OPTION_CLASSES.get(key)
     if shared is None:
-        attributes = {"__module__": base.__module__, **options, "_fast": fast_settings(factory)}
+        attributes = {
+            "__module__": base.__module__,
+            **options,
+            "_fast": fast_settings(factory),
+            # Autobahn's connectionMade walks CONFIG_ATTRS to copy what the instance lacks
+            # and pformats the whole list for a debug line it then drops: a third of the
+            # proxy's CPU when a site reconnects at once. The shared options need neither.
+            "CONFIG_ATTRS": [name for name in base.CONFIG_ATTRS if name not in options],
+        }
         shared = _OPTION_CLASSES[key] = type(base.__name__, (base,), attributes)
     factory.protocol = shared

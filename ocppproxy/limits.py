@@ -1,13 +1,18 @@
 """
 Bounds on what connecting stations can make the proxy hold: stations, opening
-handshakes in progress, and the bytes of one handshake request. Pure counting and
-deciding; the station protocol applies the decisions.
+handshakes in progress (in all and per source address), and the bytes of one handshake
+request. Pure counting and deciding; the station protocol applies the decisions.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Hashable, Sequence
+from typing import NamedTuple
+
 from twisted.logger import Logger
 
+from .forwarded import Network, is_trusted, parse_address
 from .logs import proxy_logger
 
 # Autobahn buffers an HTTP request until its blank line, without a bound: a peer sending
@@ -45,25 +50,130 @@ class ThrottledWarning:
         self._last = now
         self._held_back = 0
 
+    def quiet_for(self, now: float) -> float:
+        """Seconds from the last warning logged to C{now}."""
+        return now - self._last if self._last is not None else float("inf")
+
+
+class KeyedThrottledWarning:
+    """
+    A L{ThrottledWarning} per key (a source address): each key is warned about at most
+    once per C{interval}. Keys quiet for longer than the interval are forgotten once
+    more than C{max_keys} are held, so that a flood from many addresses cannot grow it.
+    """
+
+    def __init__(self, log: Logger, clock, interval: float, text: str, max_keys: int = 1024) -> None:
+        self._log = log
+        self._clock = clock
+        self._interval = interval
+        self._text = text
+        self._max_keys = max_keys
+        self._warnings: dict[Hashable, ThrottledWarning] = {}
+
+    def __call__(self, key: Hashable, **fields) -> None:
+        """One occurrence for C{key}: log it now, or count it for that key's next warning."""
+        warning = self._warnings.get(key)
+        if warning is None:
+            if len(self._warnings) >= self._max_keys:
+                self._forget_quiet_keys()
+            warning = self._warnings[key] = ThrottledWarning(self._log, self._clock, self._interval, self._text)
+        warning(**fields)
+
+    def _forget_quiet_keys(self) -> None:
+        # A forgotten key loses its held-back count (the metrics still count every
+        # occurrence); with every key recent, the oldest half goes, or memory would grow.
+        now = self._clock.seconds()
+        quiet = [key for key, warning in self._warnings.items() if warning.quiet_for(now) >= self._interval]
+        if len(quiet) < self._max_keys // 2:
+            quiet = list(self._warnings)[: self._max_keys // 2]
+        for key in quiet:
+            del self._warnings[key]
+
+
+def source_of(host: str | None) -> str | None:
+    """
+    What the per-address handshake limit counts for a peer's socket address C{host}: the
+    IPv4 address, or the IPv6 /64 network (one subscriber's share, which an attacker
+    holds whole); None when C{host} is no IP address (a UNIX socket).
+    """
+    address = parse_address(host) if host else None
+    if address is None:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class HandshakeAdmission(NamedTuple):
+    """What to do with a new connection: go on with its handshake or not, and which older one to shed."""
+
+    admitted: bool
+    shed: Hashable | None = None
+    """An unfinished handshake to abort to make room, or None."""
+
+
+class _Handshake(NamedTuple):
+    peer: str
+    source: str | None
+
 
 class StationLimits:
     """
     Admission of station connections: at most C{max_handshakes} TCP (or TLS) connections
-    whose WebSocket opening handshake is unfinished, at most C{max_stations} stations.
-    Refusals are logged as throttled warnings.
+    whose WebSocket opening handshake is unfinished, at most C{max_handshakes_per_address}
+    of them from one source address (see L{source_of}; addresses in C{trusted_proxies}
+    are exempt), at most C{max_stations} stations.
+
+    When C{max_handshakes} are in progress, a new connection sheds the oldest handshake
+    whose request has not been read yet (a peer that holds its slot by sending nothing,
+    or a trickle), so that a flood cannot freeze the slots; requests already read wait
+    only for the primary and are never shed (shedding them would trade one station's
+    progress for another's, and a reconnecting site would make none). Refusals and
+    sheddings are logged as throttled warnings and counted in C{refused} and C{shed}.
     """
 
     _log = proxy_logger()
 
-    def __init__(self, clock, max_stations: int = 10000, max_handshakes: int = 200) -> None:
+    def __init__(
+        self,
+        clock,
+        max_stations: int = 10000,
+        max_handshakes: int = 1000,
+        max_handshakes_per_address: int = 20,
+        trusted_proxies: Sequence[Network] = (),
+    ) -> None:
         self.max_stations = max_stations
         self.max_handshakes = max_handshakes
-        self.handshakes = 0
+        self.max_handshakes_per_address = max_handshakes_per_address
+        self._trusted = tuple(trusted_proxies)
+        self._handshakes: dict[Hashable, _Handshake] = {}
+        # Handshakes whose request is not read yet, oldest first: the ones that may be shed.
+        self._unread: dict[Hashable, None] = {}
+        self._per_source: dict[str, int] = {}
+        self.refused = {"max_handshakes": 0, "max_handshakes_per_address": 0, "max_stations": 0}
+        """Connections refused, by the limit that refused them."""
+        self.shed = 0
+        """Unfinished handshakes aborted to make room for a newer connection."""
         self._handshakes_full = ThrottledWarning(
             self._log,
             clock,
             WARNING_INTERVAL,
-            "{limit} station handshakes in progress (limits.max_handshakes): closed a new connection from {peer}",
+            "{limit} station handshakes in progress (limits.max_handshakes), all waiting for the primary: "
+            "closed a new connection from {peer}",
+        )
+        self._handshake_shed = ThrottledWarning(
+            self._log,
+            clock,
+            WARNING_INTERVAL,
+            "{limit} station handshakes in progress (limits.max_handshakes): closed the oldest unfinished one, "
+            "from {shed_peer}, for a new connection from {peer}",
+        )
+        self._source_full = KeyedThrottledWarning(
+            self._log,
+            clock,
+            WARNING_INTERVAL,
+            "{limit} station handshakes in progress from {source} (limits.max_handshakes_per_address): "
+            "closed a new connection from {peer}",
         )
         self._stations_full = ThrottledWarning(
             self._log,
@@ -72,21 +182,60 @@ class StationLimits:
             "{limit} stations connected (limits.max_stations): refused station {station} with 503",
         )
 
-    def begin_handshake(self, peer: str) -> bool:
-        """A connection arrived: True if it may go on with its handshake (then call L{end_handshake} once)."""
-        if self.handshakes >= self.max_handshakes:
-            self._handshakes_full(limit=self.max_handshakes, peer=peer)
-            return False
-        self.handshakes += 1
-        return True
+    @property
+    def handshakes(self) -> int:
+        """Handshakes in progress."""
+        return len(self._handshakes)
 
-    def end_handshake(self) -> None:
-        """A connection admitted by L{begin_handshake} opened its WebSocket, or was lost."""
-        self.handshakes -= 1
+    def begin_handshake(self, handshake: Hashable, peer: str, host: str | None) -> HandshakeAdmission:
+        """
+        A connection C{handshake} (any hashable, the protocol for instance) arrived from
+        C{peer} (for the log), IP address C{host}. If admitted, call L{end_handshake} once
+        its WebSocket is open or it is lost; if the answer names one to shed, that one is
+        no longer counted and should be aborted.
+        """
+        source = None if is_trusted(host or "", self._trusted) else source_of(host)
+        if source is not None and self._per_source.get(source, 0) >= self.max_handshakes_per_address:
+            self.refused["max_handshakes_per_address"] += 1
+            self._source_full(source, limit=self.max_handshakes_per_address, source=source, peer=peer)
+            return HandshakeAdmission(False)
+        shed = None
+        if len(self._handshakes) >= self.max_handshakes:
+            if not self._unread:
+                self.refused["max_handshakes"] += 1
+                self._handshakes_full(limit=self.max_handshakes, peer=peer)
+                return HandshakeAdmission(False)
+            shed = next(iter(self._unread))
+            self._handshake_shed(limit=self.max_handshakes, shed_peer=self._handshakes[shed].peer, peer=peer)
+            self.end_handshake(shed)
+            self.shed += 1
+        self._handshakes[handshake] = _Handshake(peer, source)
+        self._unread[handshake] = None
+        if source is not None:
+            self._per_source[source] = self._per_source.get(source, 0) + 1
+        return HandshakeAdmission(True, shed)
+
+    def request_read(self, handshake: Hashable) -> None:
+        """The handshake's request is read: it waits for the primary now, and is not shed any more."""
+        self._unread.pop(handshake, None)
+
+    def end_handshake(self, handshake: Hashable) -> None:
+        """The handshake is over (WebSocket open, connection lost, or shed); a second call does nothing."""
+        ended = self._handshakes.pop(handshake, None)
+        if ended is None:
+            return
+        self._unread.pop(handshake, None)
+        if ended.source is not None:
+            left = self._per_source[ended.source] - 1
+            if left:
+                self._per_source[ended.source] = left
+            else:
+                del self._per_source[ended.source]
 
     def admit_station(self, station: str, stations: int) -> bool:
         """Whether one more station may connect while C{stations} are connected."""
         if stations >= self.max_stations:
+            self.refused["max_stations"] += 1
             self._stations_full(limit=self.max_stations, station=station)
             return False
         return True

@@ -65,7 +65,13 @@ class ProxyService(MultiService):
         self._upstream_tls = upstream_tls or {}
         self.sessions: dict[str, StationSession] = {}
         self._all_sessions: set[StationSession] = set()
-        self.limits = StationLimits(reactor, config.max_stations, config.max_handshakes)
+        self.limits = StationLimits(
+            reactor,
+            config.max_stations,
+            config.max_handshakes,
+            config.max_handshakes_per_address,
+            config.trusted_proxies,
+        )
         self.factory = StationFactory(self, reactor, self._websocket_options, self.limits)
         # Read by the command line already (see tap.Options); read here for other callers.
         if station_tls is None and config.station_tls:

@@ -23,6 +23,7 @@ _KEY_NAMES = {
     "keepalive_timeout": "keepalive.timeout",
     "max_stations": "limits.max_stations",
     "max_handshakes": "limits.max_handshakes",
+    "max_handshakes_per_address": "limits.max_handshakes_per_address",
     "max_write_buffer": "limits.max_write_buffer",
     "stall_timeout": "limits.stall_timeout",
 }

@@ -79,8 +79,12 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.transport.setTcpNoDelay(True)
-        self._handshaking = self.factory.limits.begin_handshake(self.peer)
-        if not self._handshaking:
+        host = getattr(self.transport.getPeer(), "host", None)
+        admission = self.factory.limits.begin_handshake(self, self.peer, host)
+        if admission.shed is not None:
+            admission.shed.transport.abortConnection()
+        self._handshaking = admission.admitted
+        if not admission.admitted:
             self.transport.abortConnection()
 
     def connectionLost(self, reason) -> None:
@@ -94,7 +98,7 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
     def _handshake_over(self) -> None:
         if self._handshaking:
             self._handshaking = False
-            self.factory.limits.end_handshake()
+            self.factory.limits.end_handshake(self)
 
     def processHandshake(self) -> None:
         # Autobahn buffers the request until its blank line, however long, and parses
@@ -116,6 +120,7 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
 
     def onConnect(self, request):
         self._request_read = True
+        self.factory.limits.request_read(self)
         try:
             station_id = station_id_from_path(request.path)
         except BadStationPath as error:

@@ -55,6 +55,24 @@ class ShareProtocolOptionsTests(SynchronousTestCase):
         self.assertNotIn("maxMessagePayloadSize", vars(protocol))
         self.assertIs(protocol.perMessageCompressionAccept, built.perMessageCompressionAccept)
 
+    def test_connection_walks_only_per_instance_options(self):
+        """
+        Autobahn's connection setup walks (and formats for its debug log) only the options
+        not shared by class; the connected protocol still sees every option.
+        """
+        built = factory(keepalive={"interval": 7, "timeout": 3})
+        shared = built.protocol
+        per_instance = ["versions", "perMessageCompressionAccept", "allowedOrigins", "allowedOriginsPatterns"]
+        self.assertEqual(shared.CONFIG_ATTRS, per_instance)
+        protocol = built.buildProtocol(None)
+        protocol.openHandshakeTimeout = 0  # Autobahn's timers run on the global reactor
+        protocol.transport = _Transport()
+        protocol._connectionMade()
+        for name in StationProtocol.CONFIG_ATTRS:
+            self.assertEqual(getattr(protocol, name), getattr(built, name) if name != "openHandshakeTimeout" else 0)
+        copied = vars(protocol).keys() & set(StationProtocol.CONFIG_ATTRS)
+        self.assertEqual(copied, {"openHandshakeTimeout", *per_instance})
+
 
 class _Recorder(LeanFrames, WebSocketServerProtocol):
     def onConnect(self, request):
@@ -90,7 +108,9 @@ def _open_server() -> tuple[_Recorder, StringTransport]:
 def _masked(first_byte: int, payload: bytes, mask: bytes = b"\x11\x22\x33\x44") -> bytes:
     """A masked frame of any kind (C{first_byte}: FIN, RSV and opcode) as a station sends it."""
     length = len(payload)
-    header = bytes((first_byte, 0x80 | length)) if length <= 125 else bytes((first_byte, 0xFE)) + length.to_bytes(2, "big")
+    header = (
+        bytes((first_byte, 0x80 | length)) if length <= 125 else bytes((first_byte, 0xFE)) + length.to_bytes(2, "big")
+    )
     return header + mask + xor_mask(payload, mask)
 
 

@@ -195,8 +195,9 @@ class StationTLSEndToEndTests(ProxyTestCase):
     @async_test
     async def test_tls_handshakes_counted_and_timed_out(self):
         """
-        A TLS handshake counts against limits.max_handshakes: beyond it a connection is
-        closed at once, and one that never starts TLS is closed by the handshake timeout.
+        A TLS handshake counts against limits.max_handshakes: beyond it the oldest
+        unfinished one is shed at once, and one that never starts TLS is closed by the
+        handshake timeout.
         """
         base = await self.tls_proxy(
             station_tls=self.station_tls(client_ca_file=self.paths["ca.pem"]),
@@ -209,10 +210,10 @@ class StationTLSEndToEndTests(ProxyTestCase):
         silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
         for _, writer in silent:
             self.addCleanup(writer.close)
-        await asyncio.wait_for(closed(silent[1][0]), WAIT)
+        await asyncio.wait_for(closed(silent[0][0]), WAIT)
         self.assertLess(loop.time() - started, 2)
-        self.assertEqual(self.proxy.limits.handshakes, 1)
-        await asyncio.wait_for(closed(silent[0][0]), 5.1 + WAIT)
+        self.assertEqual((self.proxy.limits.handshakes, self.proxy.limits.shed), (1, 1))
+        await asyncio.wait_for(closed(silent[1][0]), 5.1 + WAIT)
         # Autobahn's timers round their due time down to a whole second: up to 1 s early.
         self.assertGreater(loop.time() - started, 4)
         await self.until(lambda: self.proxy.limits.handshakes == 0)

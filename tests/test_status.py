@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ocppproxy.backpressure import WriteLimits
 from ocppproxy.config import config_from_mapping
+from ocppproxy.limits import StationLimits
 from ocppproxy.notify.alert import Alert
 from ocppproxy.notify.names import StationNames
 from ocppproxy.ocppj import parse_frame
@@ -62,6 +63,7 @@ class FakeProxy:
         self.write_limits = WriteLimits(Clock())
         self.write_limits.count_stall("secondary")
         self.write_limits.count_stall("secondary")
+        self.limits = StationLimits(Clock(), max_handshakes=1, max_handshakes_per_address=1)
 
 
 def busy_proxy() -> FakeProxy:
@@ -225,6 +227,9 @@ class MetricsTests(SynchronousTestCase):
         activity.upstream_frame("CP_1", "primary", frame('[3,"h1",{}]'))
         activity.frame_dropped("CP_1", "secondary")
         proxy = busy_proxy()
+        proxy.limits.begin_handshake("first", "tcp4:192.0.2.1:1", "192.0.2.1")
+        proxy.limits.begin_handshake("again", "tcp4:192.0.2.1:2", "192.0.2.1")
+        proxy.limits.begin_handshake("other", "tcp4:192.0.2.2:1", "192.0.2.2")
         registry = metrics_registry(ProxyCollector(reactor, lambda: metrics_snapshot(proxy, activity, {})))
         text = generate_latest(registry).decode()
         self.assertIn("ocppproxy_stations_connected 2.0", text)
@@ -242,6 +247,9 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn('ocppproxy_upstream_connect_attempts_total{outcome="failed",upstream="primary"} 0.0', text)
         self.assertIn('ocppproxy_primary_answer_seconds_bucket{le="+Inf"} 1.0', text)
         self.assertIn("ocppproxy_primary_answer_seconds_count 1.0", text)
+        self.assertIn('ocppproxy_connections_refused_total{limit="max_handshakes_per_address"} 1.0', text)
+        self.assertIn('ocppproxy_connections_refused_total{limit="max_stations"} 0.0', text)
+        self.assertIn("ocppproxy_handshakes_shed_total 1.0", text)
         self.assertNotIn("python_gc", text)  # not the global registry
 
 

@@ -124,6 +124,22 @@ def families(snapshot: MetricsSnapshot):
             connects.add_metric([upstream, outcome], snapshot.connects.get((upstream, outcome), 0))
     yield connects
 
+    refused = CounterMetricFamily(
+        "ocppproxy_connections_refused",
+        "Station connections refused by a limit (max_handshakes, max_handshakes_per_address, max_stations).",
+        labels=["limit"],
+    )
+    for limit, count in sorted(snapshot.refused.items()):
+        refused.add_metric([limit], count)
+    yield refused
+
+    shed = CounterMetricFamily(
+        "ocppproxy_handshakes_shed",
+        "Unfinished station handshakes closed to make room for a newer connection (limits.max_handshakes).",
+    )
+    shed.add_metric([], snapshot.shed)
+    yield shed
+
     alerts = CounterMetricFamily(
         "ocppproxy_alerts", "Alerts by channel and outcome (sent, failed, dropped).", labels=["channel", "outcome"]
     )

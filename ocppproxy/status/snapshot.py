@@ -89,6 +89,8 @@ class MetricsSnapshot:
     stalled_stations: int = 0
     stalled_links: dict[str, int] = field(default_factory=dict)
     stalls: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+    shed: int = 0
 
 
 def metrics_snapshot(
@@ -115,6 +117,8 @@ def metrics_snapshot(
     snapshot.connects = dict(activity.connects)
     snapshot.latency_counts = list(activity.latency.counts)
     snapshot.latency_sum = activity.latency.sum
+    snapshot.refused = dict(proxy.limits.refused)
+    snapshot.shed = proxy.limits.shed
     for channel, queue in alert_queues.items():
         snapshot.alerts[(channel, "sent")] = queue.sent
         snapshot.alerts[(channel, "failed")] = queue.failed
