@@ -138,7 +138,7 @@ class MuteStation:
 
 
 class SlowPeerTests(DaemonTestCase):
-    timeout = 60
+    timeout = 90
 
     async def start_daemon(self, settings: str):
         """The daemon with C{settings}; returns (its ws:// URL, port, the /metrics URL), its log collected meanwhile."""
@@ -188,7 +188,7 @@ class SlowPeerTests(DaemonTestCase):
     async def test_secondary_that_stops_reading(self):
         """
         A secondary that stops reading: the proxy holds a bounded amount for it while the
-        station offers 127 MiB, the primary answers every CALL, the log names the secondary.
+        station offers some 60 MiB, the primary answers every CALL, the log names the secondary.
         """
         primary = await self.central(answer_size=0)
         stalled = StalledCentralSystem()
@@ -210,9 +210,11 @@ class SlowPeerTests(DaemonTestCase):
         before = rss_bytes(self.process.pid)
 
         # Frames of 40 KB (the proxy's own fast path) and 100 KB (Autobahn's), 8 in flight.
-        calls, window, offered, answered = 1900, 8, 0, 0
+        # 60 MiB: without the bound the proxy grows by about what is offered. Autobahn before
+        # 26 unmasks and checks big frames in Python, some ten times slower: hence the time.
+        calls, window, offered, answered = 900, 8, 0, 0
         loop = asyncio.get_event_loop()
-        deadline = loop.time() + 30
+        deadline = loop.time() + 60
         for number in range(calls):
             size = 40_000 if number % 2 else 100_000
             frame = json.dumps([2, f"c{number}", "DataTransfer", {"vendorId": "test", "data": "d" * size}])
@@ -229,8 +231,8 @@ class SlowPeerTests(DaemonTestCase):
             answered += 1
         growth = rss_bytes(self.process.pid) - before
         measured = f"offered {offered / MIB:.0f} MiB, RSS growth {growth / MIB:.1f} MiB"
-        self.assertGreater(offered, 120 * MIB, measured)
-        self.assertLess(growth, 32 * MIB, measured)
+        self.assertGreater(offered, 55 * MIB, measured)
+        self.assertLess(growth, 16 * MIB, measured)
 
         line = await self.log_line(r"station CP_S: secondary .*is not taking frames as fast as they come")
         self.assertIn(f"ws://127.0.0.1:{secondary}/stalled/CP_S", line)
