@@ -1,5 +1,5 @@
 """
-twistd's log for the systemd journal: ``twistd --logger=ocppproxy.journal.log_observer``.
+twistd's log for the systemd journal: ``twistd --logger=ocppproxy.daemon.journal.log_observer``.
 
 When standard output is the journal's stream (C{$JOURNAL_STREAM} names its device and
 inode), each line starts with its syslog priority, C{<3>} error, C{<4>} warning,
