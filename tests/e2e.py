@@ -10,9 +10,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 
-from ocppproxy.config import config_from_mapping
-from ocppproxy.proxy import ProxyService
-from ocppproxy.tap import build_services, client_tls_factory
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.daemon.tap import build_services, client_tls_factory
+from ocppproxy.relay.proxy import ProxyService
 
 
 def needs_asyncio_reactor() -> None:

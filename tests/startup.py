@@ -7,7 +7,7 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.tap import Options
+from ocppproxy.daemon.tap import Options
 
 
 def config_error_output(test: SynchronousTestCase, path: str) -> str:

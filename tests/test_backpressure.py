@@ -11,12 +11,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.backpressure import WriteBufferWatch, WriteLimits
-from ocppproxy.config import ConfigError, ReconnectPolicy, config_from_mapping
-from ocppproxy.reload import compare_configs
-from ocppproxy.routing import StationRouter
-from ocppproxy.session import NOT_READING, StationSession
-from ocppproxy.upstream import UpstreamLink
+from ocppproxy.config.model import ConfigError, ReconnectPolicy
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.core.routing import StationRouter
+from ocppproxy.daemon.reload import compare_configs
+from ocppproxy.relay.session import NOT_READING, StationSession
+from ocppproxy.wire.backpressure import WriteBufferWatch, WriteLimits
+from ocppproxy.wire.upstream import UpstreamLink
 
 from .test_upstream_link import Owner, RefusingEndpoint
 

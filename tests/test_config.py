@@ -7,9 +7,11 @@ import os
 import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy import config as config_module
-from ocppproxy import config_notify
-from ocppproxy.config import ConfigError, config_from_mapping, load_config
+from ocppproxy.config import notify_section as config_notify
+from ocppproxy.config import parse as config_module
+from ocppproxy.config.load import load_config
+from ocppproxy.config.model import ConfigError
+from ocppproxy.config.parse import config_from_mapping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "etc", "ocppproxy.yaml")

@@ -8,7 +8,8 @@ from unittest import mock
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import (
+from ocppproxy.config.load import load_config
+from ocppproxy.config.model import (
     AppriseSettings,
     ConfigError,
     EmailSettings,
@@ -16,9 +17,8 @@ from ocppproxy.config import (
     PushoverSettings,
     SmtpSettings,
     WebhookSettings,
-    config_from_mapping,
-    load_config,
 )
+from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.notify.keys import EVENT_KEYS
 
 PRIMARY = "ws://csms.example.com/ocpp/"

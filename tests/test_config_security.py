@@ -8,11 +8,11 @@ import os
 import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import ConfigError, config_from_mapping
-from ocppproxy.config_security import UpstreamTLS
-from ocppproxy.reload import ConfigChanges, compare_configs
-from ocppproxy.upstream_auth import BASIC, DROP, PASS, UpstreamAuth
-from ocppproxy.upstream_tls import client_tls_factory
+from ocppproxy.config.model import ConfigError, UpstreamTLS
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.core.upstream_auth import BASIC, DROP, PASS, UpstreamAuth
+from ocppproxy.daemon.reload import ConfigChanges, compare_configs
+from ocppproxy.wire.upstream_tls import client_tls_factory
 
 from .certs import make_ca_and_server_cert, make_proxy_client_cert
 from .startup import config_error_output

@@ -21,7 +21,7 @@ from ocpp.v16 import call
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SkipTest
 
-from ocppproxy import statefile
+from ocppproxy.relay import statefile
 
 from .e2e import async_test
 from .peers import WAIT, CentralSystem, connect_station, wait_until
@@ -94,7 +94,7 @@ class KillTests(FaultTestCase):
         # there to be killed.
         writer = (
             "import json, sys, time\n"
-            "from ocppproxy.statefile import write_state\n"
+            "from ocppproxy.relay.statefile import write_state\n"
             "write_state(sys.argv[1], {'generation': 1, 'CP_K': [[101, 201]]})\n"
             "print('written', flush=True)\n"
             "def half_then_hang(data, stream, **options):\n"
@@ -220,7 +220,7 @@ class KillTests(FaultTestCase):
         path = re.escape(state)
         self.assertRegex(
             line,
-            rf"\[ocppproxy.statefile.StateFile#error\] state file {path} is corrupt \(15 bytes, .*\); kept as {path}\.corrupt-\d+;",
+            rf"\[ocppproxy.relay.statefile.StateFile#error\] state file {path} is corrupt \(15 bytes, .*\); kept as {path}\.corrupt-\d+;",
         )
         (aside,) = [name for name in os.listdir(os.path.dirname(state)) if ".corrupt-" in name]
         self.assertEqual(read_text(os.path.join(os.path.dirname(state), aside)), '{"CP_K":[[101,2')

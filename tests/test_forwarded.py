@@ -6,7 +6,7 @@ import ipaddress
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.forwarded import forwarded_headers, is_trusted, parse_address
+from ocppproxy.core.forwarded import forwarded_headers, is_trusted, parse_address
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
 

@@ -1,5 +1,5 @@
 """
-The fast frame path (ocppproxy.lean, ocppproxy.wsframes) against stock Autobahn: the
+The fast frame path (ocppproxy.wire.lean, ocppproxy.wire.wsframes) against stock Autobahn: the
 same bytes in, the same messages out, the same close codes, the same bytes written.
 
 Each side is a protocol after a real opening handshake over a StringTransport: the
@@ -35,11 +35,11 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import config_from_mapping
-from ocppproxy.session import websocket_options
-from ocppproxy.station import StationFactory
-from ocppproxy.upstream import UpstreamFactory
-from ocppproxy.wsframes import FAST_LIMIT, xor_mask
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.relay.connection_options import websocket_options
+from ocppproxy.wire.station import StationFactory
+from ocppproxy.wire.upstream import UpstreamFactory
+from ocppproxy.wire.wsframes import FAST_LIMIT, xor_mask
 
 # The proxy's options, with a small frame limit so that oversized frames are cheap to
 # make (the limit is a parameter of both paths; the config's own minimum is 1 KiB).

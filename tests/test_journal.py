@@ -9,7 +9,7 @@ from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.journal import format_for_journal, is_journal_stream, log_observer
+from ocppproxy.daemon.journal import format_for_journal, is_journal_stream, log_observer
 
 
 def event(level, text="station {station} connected", **fields):

@@ -15,11 +15,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from ocppproxy.config import config_from_mapping
-from ocppproxy.lean import LeanFrames, write_now
-from ocppproxy.session import websocket_options
-from ocppproxy.station import StationFactory, StationProtocol
-from ocppproxy.wsframes import text_frame, xor_mask
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.relay.connection_options import websocket_options
+from ocppproxy.wire.lean import LeanFrames, write_now
+from ocppproxy.wire.station import StationFactory, StationProtocol
+from ocppproxy.wire.wsframes import text_frame, xor_mask
 
 from .e2e import async_test, autobahn_timers_settled, needs_asyncio_reactor
 

@@ -14,8 +14,11 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import Logger, LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import ConfigError, config_from_mapping
-from ocppproxy.limits import (
+from ocppproxy.config.model import ConfigError
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.daemon.reload import compare_configs
+from ocppproxy.relay.connection_options import websocket_options
+from ocppproxy.wire.limits import (
     MAX_HANDSHAKE_BYTES,
     HandshakeAdmission,
     KeyedThrottledWarning,
@@ -23,9 +26,7 @@ from ocppproxy.limits import (
     ThrottledWarning,
     source_of,
 )
-from ocppproxy.reload import compare_configs
-from ocppproxy.session import websocket_options
-from ocppproxy.station import StationFactory
+from ocppproxy.wire.station import StationFactory
 
 from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, Station, connect_station

@@ -19,8 +19,8 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from ocppproxy.config import config_from_mapping
-from ocppproxy.proxy import ProxyService
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.relay.proxy import ProxyService
 from ocppproxy.status.activity import StationActivity
 from ocppproxy.status.metrics import ProxyCollector, metrics_registry
 from ocppproxy.status.snapshot import metrics_snapshot

@@ -11,8 +11,9 @@ from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import Config, ConfigError, EmailSettings, PushoverSettings, SmtpSettings, load_config
-from ocppproxy.nodecompat import (
+from ocppproxy.config.load import load_config
+from ocppproxy.config.model import Config, ConfigError, EmailSettings, PushoverSettings, SmtpSettings
+from ocppproxy.config.nodecompat import (
     NODE_EVENTS,
     WELL_KNOWN_SERVICES,
     config_from_node,

@@ -16,13 +16,14 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from ocppproxy.config import AppriseSettings, NotifyConfig, load_config
+from ocppproxy.config.load import load_config
+from ocppproxy.config.model import AppriseSettings, NotifyConfig
+from ocppproxy.daemon.reload import Reloader
 from ocppproxy.notify.alert import Alert, DeliveryError
 from ocppproxy.notify.apprise_channel import AppriseChannel, apprise_channels, scrub, stop_pool
 from ocppproxy.notify.channels import build_channels
 from ocppproxy.notify.names import StationNames
 from ocppproxy.notify.service import NotifierService
-from ocppproxy.reload import Reloader
 
 from .httpserver import RecordingReceiver, serve_locally
 

@@ -15,7 +15,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from ocppproxy.config import EmailSettings, SmtpSettings
+from ocppproxy.config.model import EmailSettings, SmtpSettings
 from ocppproxy.notify.alert import Alert, DeliveryError
 from ocppproxy.notify.email import EmailChannel, compose
 

@@ -19,9 +19,9 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from ocppproxy.config import config_from_mapping
-from ocppproxy.proxy import ProxyService
-from ocppproxy.tap import build_notifier
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.daemon.tap import build_notifier
+from ocppproxy.relay.proxy import ProxyService
 
 from .e2e import ProxyTestCase, async_test
 from .httpserver import RecordingReceiver, serve_locally

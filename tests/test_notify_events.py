@@ -8,13 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.notify.events import (
-    AWAITED_ANSWERS_LIMIT,
-    CONNECTORS_LIMIT,
-    OPEN_TRANSACTIONS_LIMIT,
-    StationTracker,
-)
-from ocppproxy.ocppj import CALL, CALLERROR, CALLRESULT, Frame
+from ocppproxy.core.ocppj import CALL, CALLERROR, CALLRESULT, Frame
+from ocppproxy.notify.events import AWAITED_ANSWERS_LIMIT, CONNECTORS_LIMIT, OPEN_TRANSACTIONS_LIMIT, StationTracker
 
 _ids = itertools.count(1)
 

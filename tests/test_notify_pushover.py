@@ -13,7 +13,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from ocppproxy.config import PushoverSettings
+from ocppproxy.config.model import PushoverSettings
 from ocppproxy.notify.alert import Alert, DeliveryError
 from ocppproxy.notify.pushover import PushoverChannel
 

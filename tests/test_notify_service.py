@@ -8,10 +8,10 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import NotifyConfig
+from ocppproxy.config.model import NotifyConfig
+from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.notify.names import StationNames
 from ocppproxy.notify.service import NotifierService
-from ocppproxy.ocppj import parse_frame
 
 PRIMARY_URL = "ws://csms.example/ocpp/"
 

@@ -15,7 +15,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from ocppproxy.config import WebhookSettings
+from ocppproxy.config.model import WebhookSettings
 from ocppproxy.notify.alert import Alert, DeliveryError
 from ocppproxy.notify.delivery import DeliveryQueue
 from ocppproxy.notify.webhook import WebhookChannel

@@ -9,11 +9,12 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import config_from_mapping, load_config
+from ocppproxy.config.load import load_config
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.daemon.reload import ConfigChanges, Reloader, compare_configs
 from ocppproxy.logs import debug_enabled, set_log_level
 from ocppproxy.notify.names import StationNames
 from ocppproxy.notify.service import NotifierService
-from ocppproxy.reload import ConfigChanges, Reloader, compare_configs
 
 BASE = {"primary_url": "ws://csms.example/ocpp/"}
 SMTP_PASSWORD = "s3cret-smtp-pa55"

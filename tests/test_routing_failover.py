@@ -6,8 +6,8 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.ocppj import parse_frame
-from ocppproxy.routing import PRIMARY, SECONDARY, STATION, StationRouter
+from ocppproxy.core.ocppj import parse_frame
+from ocppproxy.core.routing import PRIMARY, SECONDARY, STATION, StationRouter
 
 
 def frame(*parts):

@@ -16,8 +16,8 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.logs import set_log_level
-from ocppproxy.station import StationFactory, StationProtocol
-from ocppproxy.upstream import UpstreamProtocol
+from ocppproxy.wire.station import StationFactory, StationProtocol
+from ocppproxy.wire.upstream import UpstreamProtocol
 
 from .e2e import async_test
 from .peers import WAIT, CentralSystem, connect_station

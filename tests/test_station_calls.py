@@ -7,9 +7,9 @@ import json
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.ocppj import parse_frame
-from ocppproxy.routing import PRIMARY, SECONDARY, STATION, StationRouter
-from ocppproxy.station_calls import StationBoundCalls
+from ocppproxy.core.ocppj import parse_frame
+from ocppproxy.core.routing import PRIMARY, SECONDARY, STATION, StationRouter
+from ocppproxy.core.station_calls import StationBoundCalls
 
 
 def call(message_id, action="TriggerMessage"):

@@ -10,9 +10,10 @@ import websockets
 from ocpp.v16 import call
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import ConfigError, StationTLS, config_from_mapping
-from ocppproxy.reload import compare_configs
-from ocppproxy.station_tls import station_tls_options
+from ocppproxy.config.model import ConfigError, StationTLS
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.daemon.reload import compare_configs
+from ocppproxy.wire.station_tls import station_tls_options
 
 from .certs import make_station_pki
 from .e2e import ProxyTestCase, async_test

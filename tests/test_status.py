@@ -12,17 +12,17 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from ocppproxy.backpressure import WriteLimits
-from ocppproxy.config import config_from_mapping
-from ocppproxy.limits import StationLimits
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.notify.alert import Alert
 from ocppproxy.notify.names import StationNames
-from ocppproxy.ocppj import parse_frame
 from ocppproxy.status.activity import StationActivity
 from ocppproxy.status.fleet import StationQuery, fleet_listing
 from ocppproxy.status.metrics import ProxyCollector, metrics_registry
 from ocppproxy.status.service import StatusService
 from ocppproxy.status.snapshot import metrics_snapshot
+from ocppproxy.wire.backpressure import WriteLimits
+from ocppproxy.wire.limits import StationLimits
 
 T0 = 1_800_000_000.0
 

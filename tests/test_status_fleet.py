@@ -8,11 +8,11 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import NotifyConfig
+from ocppproxy.config.model import NotifyConfig
+from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.notify.alert import Alert, DeliveryError
 from ocppproxy.notify.names import StationNames
 from ocppproxy.notify.service import NotifierService
-from ocppproxy.ocppj import parse_frame
 from ocppproxy.status import activity as activity_module
 from ocppproxy.status.activity import FORGET_AFTER, StationActivity
 from ocppproxy.status.alerts import RECENT_LIMIT, RecentAlerts, alerts_document

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.systemd import SystemdNotifier, SystemdService, notify_address, watchdog_interval
+from ocppproxy.daemon.systemd import SystemdNotifier, SystemdService, notify_address, watchdog_interval
 
 
 class FakePort:

@@ -8,9 +8,9 @@ import signal
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.reload import Reloader
-from ocppproxy.systemd import SystemdService
-from ocppproxy.tap import Options, makeService
+from ocppproxy.daemon.reload import Reloader
+from ocppproxy.daemon.systemd import SystemdService
+from ocppproxy.daemon.tap import Options, makeService
 
 
 class ThreadCallReactor(MemoryReactorClock):

@@ -13,7 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from ocppproxy.trafficlog import FILE_NAME, TrafficLog, format_line
+from ocppproxy.daemon.trafficlog import FILE_NAME, TrafficLog, format_line
 
 # 2030-01-01 23:59:59 UTC
 LATE = calendar.timegm((2030, 1, 1, 23, 59, 59))
@@ -197,7 +197,7 @@ class TrafficLogTests(TestCase):
         messages = []
         globalLogPublisher.addObserver(messages.append)
         self.addCleanup(globalLogPublisher.removeObserver, messages.append)
-        from ocppproxy.trafficlog import TrafficFile
+        from ocppproxy.daemon.trafficlog import TrafficFile
 
         disk = Disk()
         opened = TrafficFile._openFile
@@ -234,7 +234,7 @@ class TrafficLogTests(TestCase):
 
     async def test_recovers_after_a_rotation_that_could_not_open_the_new_file(self):
         """A new day's file that cannot be created (full disk) costs that batch; the next one opens it afresh."""
-        from ocppproxy.trafficlog import TrafficFile
+        from ocppproxy.daemon.trafficlog import TrafficFile
 
         log = self.make_log()
         log.record("CP_1", "from_station", None, b'"day 1"')

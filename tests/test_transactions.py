@@ -12,9 +12,9 @@ from twisted.internet.defer import Deferred
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.ocppj import parse_frame
-from ocppproxy.statefile import StateFile, read_state, write_state
-from ocppproxy.transactions import PER_STATION_LIMIT, TransactionIdTranslator, TransactionStore
+from ocppproxy.core.ocppj import parse_frame
+from ocppproxy.core.transactions import PER_STATION_LIMIT, TransactionIdTranslator, TransactionStore
+from ocppproxy.relay.statefile import StateFile, read_state, write_state
 
 from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, connect_station, wait_until

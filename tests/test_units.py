@@ -58,10 +58,14 @@ class ServiceUnitTests(SynchronousTestCase):
         """ExecStart's --logger names the journal observer factory."""
         command = shlex.split(self.service["ExecStart"])
         (option,) = [word for word in command if word.startswith("--logger=")]
-        self.assertEqual(option, "--logger=ocppproxy.journal.log_observer")
+        self.assertEqual(option, "--logger=ocppproxy.daemon.journal.log_observer")
         self.assertTrue(callable(namedAny(option.partition("=")[2])))
         self.assertEqual(command[0], INSTALLED_TWISTD)
         self.assertEqual(command[command.index("ocppproxy") + 1 :], ["-c", "/etc/ocppproxy/ocppproxy.yaml"])
+
+    def test_earlier_logger_path_still_works(self):
+        """Units installed before the daemon package name ocppproxy.journal.log_observer: the same observer factory."""
+        self.assertIs(namedAny("ocppproxy.journal.log_observer"), namedAny("ocppproxy.daemon.journal.log_observer"))
 
 
 class SystemdAnalyzeTests(SynchronousTestCase):

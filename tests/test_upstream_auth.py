@@ -8,9 +8,9 @@ from types import SimpleNamespace
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import config_from_mapping
-from ocppproxy.session import upstream_headers
-from ocppproxy.upstream_auth import BASIC, DROP, PASS, CredentialsError, UpstreamAuth, authorization_for
+from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.core.upstream_auth import BASIC, DROP, PASS, CredentialsError, UpstreamAuth, authorization_for
+from ocppproxy.relay.connection_options import upstream_headers
 
 STATION_AUTH = "Basic Q1BfMTpzdGF0aW9uLXNlY3JldA=="
 

@@ -8,8 +8,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.config import ReconnectPolicy
-from ocppproxy.upstream import UpstreamLink
+from ocppproxy.config.model import ReconnectPolicy
+from ocppproxy.wire.upstream import UpstreamLink
 
 
 class RefusingEndpoint:

@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from ..config import AppriseSettings
+from ..config.model import AppriseSettings
 from .alert import Alert, DeliveryError
 
 EXTRA = "ocppproxy[apprise]"

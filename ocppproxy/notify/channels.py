@@ -12,7 +12,7 @@ from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from ..config import NotifyConfig
+from ..config.model import NotifyConfig
 from ..logs import proxy_logger
 from .alert import Alert
 from .apprise_channel import apprise_channels, stop_pool

@@ -25,8 +25,7 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFrom
 from twisted.mail.smtp import ESMTPSender, ESMTPSenderFactory, SMTPClientError, SMTPConnectError
 from twisted.python.failure import Failure
 
-from ..config import EmailSettings
-from ..config_notify import TLS_MODES
+from ..config.model import TLS_MODES, EmailSettings
 from ..logs import proxy_logger
 from .alert import Alert, DeliveryError
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from ..ocppj import ANSWERS, CALL, CALLRESULT, Frame
+from ..core.ocppj import ANSWERS, CALL, CALLRESULT, Frame
 from .alert import StationEvent
 
 PRIMARY = "primary"

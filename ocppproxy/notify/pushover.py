@@ -14,7 +14,7 @@ import treq
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
-from ..config import PushoverSettings
+from ..config.model import PushoverSettings
 from .alert import Alert, DeliveryError
 
 TITLE_LIMIT = 250

@@ -13,9 +13,9 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from ..config import NotifyConfig
+from ..config.model import NotifyConfig
+from ..core.ocppj import Frame
 from ..logs import proxy_logger
-from ..ocppj import Frame
 from .alert import Alert, StationEvent
 from .delivery import DeliveryQueue
 from .events import StationTracker
@@ -40,7 +40,7 @@ class _Burst:
 
 class NotifierService(Service):
     """
-    Observes the proxy (see L{ocppproxy.observer.ProxyObserver}) and sends alerts.
+    Observes the proxy (see L{ocppproxy.core.observer.ProxyObserver}) and sends alerts.
 
     Flapping: a disconnection is reported only if the station (or upstream link) is
     still gone C{flap_window} seconds later; a reconnection within that window raises

@@ -17,7 +17,7 @@ import treq
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
-from ..config import WebhookSettings
+from ..config.model import WebhookSettings
 from .alert import Alert, DeliveryError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")

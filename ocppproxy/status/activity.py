@@ -12,9 +12,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..observer import FROM_STATION, FROM_UPSTREAM
-from ..ocppj import ANSWERS, CALL, Frame
-from ..routing import PRIMARY
+from ..core.observer import FROM_STATION, FROM_UPSTREAM
+from ..core.ocppj import ANSWERS, CALL, Frame
+from ..core.routing import PRIMARY
 
 CALLS_LIMIT = 100
 CONNECTORS_LIMIT = 64
@@ -86,7 +86,7 @@ class LatencyHistogram:
 
 class StationActivity:
     """
-    A L{ocppproxy.observer.ProxyObserver} keeping, per connected station, the last
+    A L{ocppproxy.core.observer.ProxyObserver} keeping, per connected station, the last
     status of each connector and the time of its last frame; the same of the stations
     that left (C{departed}, oldest departure first, at most L{DEPARTED_LIMIT}; see
     L{forget_departed}); and, for the metrics:

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from twisted.internet.threads import blockingCallFromThread
 
-from ..ocppj import Frame
+from ..core.ocppj import Frame
 from .activity import LATENCY_BUCKETS
 from .snapshot import MetricsSnapshot
 

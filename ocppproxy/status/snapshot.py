@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from ..notify.delivery import DeliveryQueue
 from ..notify.names import StationNames
-from ..upstream import UpstreamLink
+from ..wire.upstream import UpstreamLink
 from .activity import StationActivity, StationRecord
 
 CONNECTED = "connected"

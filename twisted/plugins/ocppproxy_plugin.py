@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 ocppproxy = ServiceMaker(
     "ocppproxy",
-    "ocppproxy.tap",
+    "ocppproxy.daemon.tap",
     "OCPP-J proxy: relays each charging station to a primary and a secondary central system",
     "ocppproxy",
 )

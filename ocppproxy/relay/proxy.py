@@ -15,17 +15,18 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import CertificateOptions
 from twisted.python.failure import Failure
 
-from .backpressure import WriteLimits
-from .config import Config
-from .limits import StationLimits
-from .logs import proxy_logger
-from .observer import FrameRecorder, NullObserver, ProxyObserver
-from .session import REPLACED, StationSession, upstream_headers, websocket_options
+from ..config.model import Config
+from ..core.observer import FrameRecorder, NullObserver, ProxyObserver
+from ..core.transactions import TransactionStore
+from ..logs import proxy_logger
+from ..wire.backpressure import WriteLimits
+from ..wire.limits import StationLimits
+from ..wire.station import StationFactory, StationProtocol
+from ..wire.station_tls import station_tls_options, wrap_station_factory
+from ..wire.upstream import GOING_AWAY, UpstreamLink
+from .connection_options import upstream_headers, websocket_options
+from .session import REPLACED, StationSession
 from .statefile import StateFile, read_state
-from .station import StationFactory, StationProtocol
-from .station_tls import station_tls_options, wrap_station_factory
-from .transactions import TransactionStore
-from .upstream import GOING_AWAY, UpstreamLink
 
 
 class ProxyService(MultiService):

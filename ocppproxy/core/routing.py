@@ -1,14 +1,14 @@
 """
-Per-station routing decisions: where a frame goes, which upstream asked what, and the
-bounded queues of frames waiting for an upstream. Pure: time is passed in, no I/O.
+Per-station routing decisions: where a frame goes and which upstream asked what (the
+queue of frames waiting for an upstream is L{ocppproxy.core.frame_queue}). Pure: time is
+passed in, no I/O.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from .ocppj import ANSWERS, CALL, Frame
 from .station_calls import Send, StationBoundCalls
@@ -16,8 +16,6 @@ from .station_calls import Send, StationBoundCalls
 STATION = "station"
 PRIMARY = "primary"
 SECONDARY = "secondary"
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,46 +176,3 @@ class StationRouter:
                 return self.answers.primary_answer(frame.message_id, now)
             return self.answers.secondary_answer(frame.message_id, payload, now)
         return Route((), f"{frame.kind_name} from a central system is not relayed")
-
-
-class FrameQueue(Generic[T]):
-    """Frames waiting for an upstream: bounded, the oldest dropped first and counted."""
-
-    __slots__ = ("_items", "_limit", "dropped")
-
-    def __init__(self, limit: int) -> None:
-        # Created on first use: an empty deque costs ~600 bytes, and most queues stay empty.
-        self._items: deque[T] | None = None
-        self._limit = limit
-        self.dropped = 0
-
-    def __len__(self) -> int:
-        return len(self._items) if self._items else 0
-
-    def push(self, item: T) -> bool:
-        """Queue C{item}; returns True if the oldest frame had to be dropped for it."""
-        if self._items is None:
-            self._items = deque()
-        self._items.append(item)
-        if len(self._items) > self._limit:
-            self._items.popleft()
-            self.dropped += 1
-            return True
-        return False
-
-    def popleft(self) -> T:
-        """The oldest frame, taken off the queue (which must not be empty)."""
-        return self._items.popleft()
-
-    def drain(self) -> list[T]:
-        """Everything queued, oldest first; the queue and its drop count are reset."""
-        items = list(self._items or ())
-        self._items = None
-        self.dropped = 0
-        return items
-
-    def clear(self) -> int:
-        """Discard everything; returns how many frames were discarded."""
-        count = len(self)
-        self._items = None
-        return count

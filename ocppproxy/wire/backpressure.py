@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
-from .config import Config
+from ..config.model import Config
 
 
 class WriteLimits:

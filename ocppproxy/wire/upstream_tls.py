@@ -21,8 +21,7 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 
-from .config import Config, ConfigError
-from .config_security import UpstreamTLS
+from ..config.model import Config, ConfigError, UpstreamTLS
 from .pem import certificate_blocks, read_pem_file
 
 

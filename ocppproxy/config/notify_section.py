@@ -17,7 +17,11 @@ from email.utils import getaddresses
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import (
+from ..notify.apprise_channel import EXTRA as APPRISE_EXTRA
+from ..notify.apprise_channel import apprise_missing, unsupported_urls
+from ..notify.keys import EVENT_KEYS
+from .model import (
+    TLS_MODES,
     AppriseSettings,
     ConfigError,
     EmailSettings,
@@ -25,13 +29,10 @@ from .config import (
     PushoverSettings,
     SmtpSettings,
     WebhookSettings,
-    _kind,
-    _mapping,
+    kind_of,
     refuse_unknown_keys,
+    require_mapping,
 )
-from .notify.apprise_channel import EXTRA as APPRISE_EXTRA
-from .notify.apprise_channel import apprise_missing, unsupported_urls
-from .notify.keys import EVENT_KEYS
 
 _NOTIFY_KEYS = (
     "events",
@@ -56,7 +57,6 @@ _WEBHOOK_KEYS = ("url", "headers", "timeout")
 _APPRISE_KEYS = ("urls", "timeout")
 # RFC 9110 token characters: what a header name may be made of.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-TLS_MODES = ("starttls", "ssl", "none")
 SMTP_DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 PUSHOVER_API_URL = PushoverSettings.api_url
 
@@ -77,8 +77,8 @@ _NOTIFY_NUMBERS = (
 def notify_config(value: Any, base_dir: str) -> NotifyConfig:
     """The validated C{notify} section (None: no alerts)."""
     if value is not None and not isinstance(value, Mapping):
-        raise ConfigError("notify", f"must be a mapping, got {_kind(value)}")
-    section = _mapping("notify", value, _NOTIFY_KEYS)
+        raise ConfigError("notify", f"must be a mapping, got {kind_of(value)}")
+    section = require_mapping("notify", value, _NOTIFY_KEYS)
     kwargs: dict[str, Any] = {"events": _events(section.get("events"))}
     if section.get("log") is not None:
         kwargs["log"] = _flag("notify.log", section["log"])
@@ -106,7 +106,7 @@ def _setting(key: str, value: Any, minimum: float, integer: bool, excluded: bool
     kind = "a whole number" if integer else "a number of seconds"
     bound = f"above {minimum}" if excluded else f"from {minimum} up"
     if isinstance(value, bool) or not isinstance(value, kinds):
-        raise ConfigError(key, f"must be {kind} {bound}, got {_kind(value)}")
+        raise ConfigError(key, f"must be {kind} {bound}, got {kind_of(value)}")
     if value < minimum or (excluded and value == minimum):
         raise ConfigError(key, f"must be {kind} {bound}")
     return value if integer else float(value)
@@ -116,7 +116,7 @@ def _events(value: Any) -> frozenset[str]:
     if value is None:
         return frozenset()
     if not isinstance(value, Mapping):
-        raise ConfigError("notify.events", f"must be a mapping of event keys to true or false, got {_kind(value)}")
+        raise ConfigError("notify.events", f"must be a mapping of event keys to true or false, got {kind_of(value)}")
     enabled = set()
     for key, on in value.items():
         if key not in EVENT_KEYS:
@@ -135,7 +135,7 @@ def _unknown_event(key: str) -> str:
 
 def _flag(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(key, f"must be true or false, got {_kind(value)}")
+        raise ConfigError(key, f"must be true or false, got {kind_of(value)}")
     return value
 
 
@@ -144,7 +144,7 @@ def _flag(key: str, value: Any) -> bool:
 
 def _section(key: str, value: Any, allowed: tuple[str, ...]) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError(key, f"must be a mapping, got {_kind(value)}")
+        raise ConfigError(key, f"must be a mapping, got {kind_of(value)}")
     refuse_unknown_keys(key, value, allowed)
     return value
 
@@ -157,13 +157,13 @@ def _required(key: str, section: Mapping[str, Any], name: str) -> Any:
 
 def _text(key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(key, f"must be a non-empty string, got {_kind(value)}")
+        raise ConfigError(key, f"must be a non-empty string, got {kind_of(value)}")
     return value
 
 
 def _whole(key: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, f"must be a whole number from {low} to {high}, got {_kind(value)}")
+        raise ConfigError(key, f"must be a whole number from {low} to {high}, got {kind_of(value)}")
     if not low <= value <= high:
         raise ConfigError(key, f"must be from {low} to {high}")
     return value
@@ -184,7 +184,7 @@ def _email(value: Any, base_dir: str) -> EmailSettings:
     if isinstance(to, str):
         to = [to]
     if not isinstance(to, (list, tuple)) or not to:
-        raise ConfigError("notify.email.to", f"must be an address or a list of addresses, got {_kind(to)}")
+        raise ConfigError("notify.email.to", f"must be an address or a list of addresses, got {kind_of(to)}")
     recipients = tuple(_address(f"notify.email.to[{index}]", address) for index, address in enumerate(to))
     return EmailSettings(sender, recipients, _smtp(_required("notify.email", section, "smtp"), base_dir))
 
@@ -210,7 +210,7 @@ def _smtp(value: Any, base_dir: str) -> SmtpSettings:
     if section.get("timeout") is not None:
         timeout = section["timeout"]
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigError(f"{key}.timeout", f"must be a number of seconds above 0, got {_kind(timeout)}")
+            raise ConfigError(f"{key}.timeout", f"must be a number of seconds above 0, got {kind_of(timeout)}")
     ca_file = None
     if section.get("ca_file") is not None:
         ca_file = os.path.abspath(os.path.join(base_dir, _text(f"{key}.ca_file", section["ca_file"])))
@@ -259,7 +259,7 @@ def _webhook(value: Any, base_dir: str) -> WebhookSettings:
     url = _http_url(f"{key}.url", _required(key, section, "url"))
     headers = section.get("headers") or {}
     if not isinstance(headers, Mapping):
-        raise ConfigError(f"{key}.headers", f"must be a mapping of header names to values, got {_kind(headers)}")
+        raise ConfigError(f"{key}.headers", f"must be a mapping of header names to values, got {kind_of(headers)}")
     pairs = []
     for name, header_value in headers.items():
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
@@ -278,7 +278,7 @@ def _apprise(value: Any, base_dir: str) -> AppriseSettings:
     if isinstance(urls, str):
         urls = [urls]
     if not isinstance(urls, (list, tuple)) or not urls:
-        raise ConfigError(f"{key}.urls", f"must be an Apprise URL or a list of them, got {_kind(urls)}")
+        raise ConfigError(f"{key}.urls", f"must be an Apprise URL or a list of them, got {kind_of(urls)}")
     urls = tuple(_text(f"{key}.urls[{index}]", url) for index, url in enumerate(urls))
     refused = unsupported_urls(urls)
     if refused:

@@ -13,7 +13,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 
-from .logs import proxy_logger
+from ..logs import proxy_logger
 
 
 def notify_address(environ: Mapping[str, str]) -> str | None:

@@ -8,7 +8,7 @@ formatted eagerly even when debug logging is off, and a "message" event fired th
 txaio (a Deferred per message) for listeners nobody registers. L{LeanFrames} skips them.
 
 It also reads and writes the common case itself: a whole text message in one frame of
-at most 64 KiB, in the open state (L{ocppproxy.wsframes}), and sends it with one
+at most 64 KiB, in the open state (L{ocppproxy.wire.wsframes}), and sends it with one
 C{send} when the socket's buffer is empty (L{write_now}). Autobahn's general frame
 machine costs a dozen Python calls and a masking object per frame; every other frame
 (control, binary, fragmented, oversized, invalid), and every frame in any other state,

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from twisted.python.logfile import BaseLogFile, DailyLogFile
 from twisted.python.threadpool import ThreadPool
 
-from .logs import proxy_logger
+from ..logs import proxy_logger
 
 FILE_NAME = "traffic.jsonl"
 
@@ -92,7 +92,7 @@ def format_line(when: float, station_id: str, direction: str, upstream: str | No
 
 class TrafficLog(Service):
     """
-    Writes every frame it is given (see L{record}, a L{ocppproxy.observer.FrameRecorder})
+    Writes every frame it is given (see L{record}, a L{ocppproxy.core.observer.FrameRecorder})
     to C{directory}/traffic.jsonl from its own thread.
 
     At most C{max_pending} lines wait for the writer; beyond that new frames are dropped

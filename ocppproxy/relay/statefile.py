@@ -16,7 +16,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 
-from .logs import proxy_logger
+from ..logs import proxy_logger
 
 
 def read_state(path: str, clock: Callable[[], float] = time.time) -> Any:

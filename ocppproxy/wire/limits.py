@@ -12,8 +12,8 @@ from typing import NamedTuple
 
 from twisted.logger import Logger
 
-from .forwarded import Network, is_trusted, parse_address
-from .logs import proxy_logger
+from ..core.forwarded import Network, is_trusted, parse_address
+from ..logs import proxy_logger
 
 # Autobahn buffers an HTTP request until its blank line, without a bound: a peer sending
 # header bytes forever would grow that buffer forever. Real handshakes take a few hundred

@@ -12,20 +12,21 @@ from collections.abc import Callable
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
-from .config import Config, ConfigError, load_config
-from .logs import proxy_logger, set_log_level
-from .notify.channels import build_channels, load_station_names
-from .notify.service import NotifierService
-from .observer import Observers
-from .proxy import ProxyService
+from ..config.load import load_config
+from ..config.model import Config, ConfigError
+from ..core.observer import Observers
+from ..logs import proxy_logger, set_log_level
+from ..notify.channels import build_channels, load_station_names
+from ..notify.service import NotifierService
+from ..relay.proxy import ProxyService
+from ..status.activity import StationActivity
+from ..status.alerts import RecentAlerts
+from ..status.service import StatusService
+from ..wire.station_tls import station_tls_options
+from ..wire.upstream_tls import client_tls_factory
 from .reload import Reloader
-from .station_tls import station_tls_options
-from .status.activity import StationActivity
-from .status.alerts import RecentAlerts
-from .status.service import StatusService
 from .systemd import SystemdService
 from .trafficlog import TrafficLog
-from .upstream_tls import client_tls_factory
 
 _log = proxy_logger()
 

@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IProtocolFactory, ISSLTransport
 from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from .config import ConfigError, StationTLS
+from ..config.model import ConfigError, StationTLS
 from .pem import certificate_blocks, read_pem_file
 
 

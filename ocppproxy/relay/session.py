@@ -11,69 +11,20 @@ from collections.abc import Callable
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, DeferredList
 
-from .backpressure import WriteBufferWatch, WriteLimits
-from .config import Config
-from .forwarded import forwarded_headers
-from .logs import debug_enabled, proxy_logger
-from .observer import FROM_STATION, FROM_UPSTREAM, TO_STATION, FrameRecorder, ProxyObserver
-from .ocppj import CALL, FrameError, format_error_reply, parse_frame, shorten
-from .routing import PRIMARY, SECONDARY, STATION, StationRouter
-from .station import StationProtocol
-from .transactions import TransactionIdTranslator, TransactionStore
-from .upstream import UpstreamLink
-from .upstream_auth import CredentialsError, authorization_for
+from ..config.model import Config
+from ..core.observer import FROM_STATION, FROM_UPSTREAM, TO_STATION, FrameRecorder, ProxyObserver
+from ..core.ocppj import CALL, FrameError, format_error_reply, parse_frame, shorten
+from ..core.routing import PRIMARY, SECONDARY, STATION, StationRouter
+from ..core.transactions import TransactionIdTranslator, TransactionStore
+from ..logs import debug_enabled, proxy_logger
+from ..wire.backpressure import WriteBufferWatch, WriteLimits
+from ..wire.station import StationProtocol
+from ..wire.upstream import UpstreamLink
 
 UNSUPPORTED_DATA = 1003
 TRY_AGAIN_LATER = 1013
 REPLACED = 4000
 NOT_READING = 1008
-
-_log = proxy_logger()
-
-
-def upstream_headers(request, peer_host: str, station_id: str, config: Config) -> dict[str, dict[str, str]]:
-    """
-    The handshake headers each upstream gets for a station, by upstream name: the
-    credentials L{upstream_auth} says (by default the station's own C{Authorization})
-    and the station's address (see L{forwarded_headers}). Configured credentials that
-    cannot be built for this station id (see L{authorization_for}) are left out, with a
-    warning that names no secret.
-    """
-    station_authorization = request.headers.get("authorization")
-    forwarded = forwarded_headers(peer_host, request.headers.get("x-forwarded-for"), config.trusted_proxies)
-    headers = {}
-    for name in config.upstream_urls():
-        these = dict(forwarded)
-        try:
-            authorization = authorization_for(config.upstream_auth.get(name), station_authorization, station_id)
-        except CredentialsError as error:
-            _log.warn(
-                "station {station}: no credentials sent to {upstream}: {reason}",
-                station=station_id,
-                upstream=name,
-                reason=str(error),
-            )
-            authorization = None
-        if authorization:
-            these["Authorization"] = authorization
-        headers[name] = these
-    return headers
-
-
-def websocket_options(config: Config) -> dict:
-    """Autobahn protocol options for both sides: frame size limit, keepalive, handshake timeouts."""
-    options = {
-        "openHandshakeTimeout": config.handshake_timeout + 5,
-        "closeHandshakeTimeout": 5,
-        "maxMessagePayloadSize": config.max_frame_size,
-        "maxFramePayloadSize": config.max_frame_size,
-        # Answer an oversized or broken frame with a close frame (1009, 1002), not a TCP drop.
-        "failByDrop": False,
-    }
-    if config.keepalive_interval > 0:
-        options["autoPingInterval"] = config.keepalive_interval
-        options["autoPingTimeout"] = config.keepalive_timeout
-    return options
 
 
 class StationSession:

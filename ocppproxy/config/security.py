@@ -1,6 +1,6 @@
 """
 The configuration keys that secure the way to the central systems: C{upstream_auth},
-C{upstream_tls} and C{trusted_proxies}, validated for L{ocppproxy.config}.
+C{upstream_tls} and C{trusted_proxies}, validated for L{ocppproxy.config.parse}.
 
 No error text quotes a value under C{upstream_auth}: any of them may be a password.
 """
@@ -10,32 +10,22 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError, _kind, refuse_unknown_keys
-from .forwarded import Network
-from .upstream_auth import BASIC, DROP, PASS, UpstreamAuth
+from ..core.forwarded import Network
+from ..core.upstream_auth import BASIC, DROP, PASS, UpstreamAuth
+from .model import ConfigError, UpstreamTLS, kind_of, refuse_unknown_keys
 
 UPSTREAM_NAMES = ("primary", "secondary")
 _CREDENTIAL_KEYS = ("username", "password")
 _TLS_KEYS = ("ca_file", "client_cert", "client_key")
 
 
-@dataclass(frozen=True)
-class UpstreamTLS:
-    """One wss:// upstream's TLS settings: its CA (instead of the top-level one) and the proxy's client certificate."""
-
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-
-
 def _per_upstream(key: str, value: Any) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ConfigError(key, f"must be a mapping with primary and/or secondary, got {_kind(value)}")
+        raise ConfigError(key, f"must be a mapping with primary and/or secondary, got {kind_of(value)}")
     refuse_unknown_keys(key, value, UPSTREAM_NAMES)
     return value
 
@@ -51,7 +41,7 @@ def _auth(key: str, value: Any) -> UpstreamAuth:
     if value in (PASS, DROP):
         return UpstreamAuth(mode=value)
     if not isinstance(value, Mapping):
-        raise ConfigError(key, f"must be pass, drop or a mapping with username and password, got {_kind(value)}")
+        raise ConfigError(key, f"must be pass, drop or a mapping with username and password, got {kind_of(value)}")
     refuse_unknown_keys(key, value, _CREDENTIAL_KEYS)
     credentials = {}
     for name in _CREDENTIAL_KEYS:
@@ -59,7 +49,7 @@ def _auth(key: str, value: Any) -> UpstreamAuth:
         if setting is None:
             raise ConfigError(f"{key}.{name}", "is mandatory")
         if not isinstance(setting, str) or not setting:
-            raise ConfigError(f"{key}.{name}", f"must be a non-empty string, got {_kind(setting)}")
+            raise ConfigError(f"{key}.{name}", f"must be a non-empty string, got {kind_of(setting)}")
         if any(ord(character) < 32 or ord(character) == 127 for character in setting):
             raise ConfigError(f"{key}.{name}", "must not contain control characters")
         credentials[name] = setting
@@ -77,7 +67,7 @@ def upstream_tls(value: Any, base_dir: str, urls: Mapping[str, str | None]) -> d
     for name, section in _per_upstream("upstream_tls", value).items():
         key = f"upstream_tls.{name}"
         if not isinstance(section, Mapping):
-            raise ConfigError(key, f"must be a mapping, got {_kind(section)}")
+            raise ConfigError(key, f"must be a mapping, got {kind_of(section)}")
         refuse_unknown_keys(key, section, _TLS_KEYS)
         url = urls.get(name)
         if not url or not url.startswith("wss:"):
@@ -97,7 +87,7 @@ def upstream_tls(value: Any, base_dir: str, urls: Mapping[str, str | None]) -> d
 
 def _existing_file(key: str, value: Any, base_dir: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(key, f"must be a path, got {_kind(value)}")
+        raise ConfigError(key, f"must be a path, got {kind_of(value)}")
     path = os.path.abspath(os.path.join(base_dir, value))
     if not os.path.isfile(path):
         raise ConfigError(key, f"no such file: {path}")
@@ -109,12 +99,12 @@ def trusted_proxies(value: Any) -> tuple[Network, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise ConfigError("trusted_proxies", f"must be a list of IP addresses or networks, got {_kind(value)}")
+        raise ConfigError("trusted_proxies", f"must be a list of IP addresses or networks, got {kind_of(value)}")
     networks = []
     for index, entry in enumerate(value):
         key = f"trusted_proxies[{index}]"
         if not isinstance(entry, str):
-            raise ConfigError(key, f"must be an IP address or network such as 10.0.0.0/8, got {_kind(entry)}")
+            raise ConfigError(key, f"must be an IP address or network such as 10.0.0.0/8, got {kind_of(entry)}")
         try:
             networks.append(ipaddress.ip_network(entry.strip()))
         except ValueError as error:

@@ -9,10 +9,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 
-from .config import Config, ConfigError, NotifyConfig, load_config
-from .logs import proxy_logger, set_log_level
-from .notify.channels import build_channels, channels_differ, load_station_names
-from .notify.service import NotifierService
+from ..config.load import load_config
+from ..config.model import Config, ConfigError, NotifyConfig
+from ..logs import proxy_logger, set_log_level
+from ..notify.channels import build_channels, channels_differ, load_station_names
+from ..notify.service import NotifierService
 
 LIVE_SETTINGS = ("log_level", "client_names", "notify")
 """The L{Config} fields a reload applies at once; every other change needs a restart."""

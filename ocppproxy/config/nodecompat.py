@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from email.utils import formataddr
 from typing import Any
 
-from .config import TOP_KEYS, Config, ConfigError, config_from_mapping
-from .notify.keys import EVENT_KEYS
+from ..notify.keys import EVENT_KEYS
+from .model import Config, ConfigError
+from .parse import TOP_KEYS, config_from_mapping
 
 NODE_TOP_KEYS = ("logLevel", "primaryUrl", "secondaryUrl", "proxy", "notify")
 NODE_NAMES_FILE = "clientIdToHuman.json"

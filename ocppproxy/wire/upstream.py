@@ -22,13 +22,13 @@ from twisted.internet.ssl import optionsForClientTLS
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..config.model import ReconnectPolicy
+from ..core.frame_queue import FrameQueue
+from ..core.observer import TO_UPSTREAM, FrameRecorder
+from ..core.ocppj import shorten
+from ..logs import autobahn_logger, debug_enabled, proxy_logger
 from .backpressure import WriteBufferWatch, WriteLimits
-from .config import ReconnectPolicy
 from .lean import LeanFrames, share_protocol_options
-from .logs import autobahn_logger, debug_enabled, proxy_logger
-from .observer import TO_UPSTREAM, FrameRecorder
-from .ocppj import shorten
-from .routing import FrameQueue
 
 GOING_AWAY = 1001
 
@@ -75,7 +75,7 @@ class LinkOwner(Protocol):
 class UpstreamProtocol(LeanFrames, WebSocketClientProtocol):
     """The WebSocket connection to a central system; hands everything to its link."""
 
-    log = autobahn_logger("ocppproxy.upstream.UpstreamProtocol")
+    log = autobahn_logger("ocppproxy.wire.upstream.UpstreamProtocol")
 
     def __init__(self) -> None:
         super().__init__()

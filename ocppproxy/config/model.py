@@ -1,0 +1,240 @@
+"""
+The configuration's types and the checks every section parser shares. Depends on nothing
+of ours at run time (the types of two fields come from L{ocppproxy.core}, for type
+checkers only), so any module may import it: the parsers, the channels that are given
+their settings, the edges that read a setting.
+
+Every problem is a L{ConfigError} whose text names the key and the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..core.forwarded import Network
+    from ..core.upstream_auth import UpstreamAuth
+
+LOG_LEVELS = ("error", "warn", "info", "debug")
+
+
+class ConfigError(Exception):
+    """A configuration problem; C{str()} is one line naming the key and the reason."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}" if key else reason)
+        self.key = key
+        self.reason = reason
+
+
+# How the e-mail channel talks to its server (C{notify.email.smtp.tls}).
+TLS_MODES = ("starttls", "ssl", "none")
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How an upstream link retries: exponential backoff, then giving up."""
+
+    initial_delay: float = 5.0
+    factor: float = 2.0
+    max_delay: float = 60.0
+    max_attempts: int = 10
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """How to reach the SMTP server; C{tls} is starttls, ssl (implicit TLS) or none."""
+
+    host: str
+    port: int = 587
+    tls: str = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """The e-mail channel: sender, recipients and server."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    smtp: SmtpSettings
+
+
+@dataclass(frozen=True)
+class PushoverSettings:
+    """The Pushover channel; the token and user key are secrets (never logged, not in repr)."""
+
+    user_key: str = field(repr=False)
+    app_token: str = field(repr=False)
+    api_url: str = "https://api.pushover.net/1/messages.json"
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The webhook channel: a JSON POST to C{url}; header values (often tokens) are never logged."""
+
+    url: str = field(repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class AppriseSettings:
+    """The Apprise channel: one delivery per URL (URLs carry tokens: never logged whole)."""
+
+    urls: tuple[str, ...] = field(repr=False)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """
+    The notifier's settings. A channel that is present but misconfigured is None here
+    and listed in C{channel_problems} as (channel, reason) for one start-up warning.
+    """
+
+    events: frozenset[str] = frozenset()
+    log: bool = False
+    email: EmailSettings | None = None
+    pushover: PushoverSettings | None = None
+    webhook: WebhookSettings | None = None
+    apprise: AppriseSettings | None = None
+    channel_problems: tuple[tuple[str, str], ...] = ()
+    flap_window: float = 30.0
+    upstream_down_after: float = 120.0
+    queue_limit: int = 100
+    max_attempts: int = 5
+    retry_delay: float = 10.0
+    flush_timeout: float = 5.0
+    summary_window: float = 10.0
+    burst_limit: int = 5
+
+
+@dataclass(frozen=True)
+class StationTLS:
+    """
+    TLS towards the stations on a tcp: or systemd: listen endpoint (absolute paths):
+    the proxy's certificate (and chain) and key, and the CA(s) whose client
+    certificates stations must present, if any.
+    """
+
+    certificate: str
+    private_key: str
+    client_ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the daemon needs to start, validated."""
+
+    primary_url: str
+    secondary_url: str | None = None
+    listen: str = "tcp:port=9000:interface=0.0.0.0:backlog=1024"
+    log_level: str = "info"
+    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    buffer_max_messages: int = 1000
+    ca_file: str | None = None
+    client_names: str | None = None
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    failover: bool = False
+    default_subprotocol: str = "ocpp1.6"
+    handshake_timeout: float = 10.0
+    max_frame_size: int = 1024 * 1024
+    keepalive_interval: float = 30.0
+    keepalive_timeout: float = 10.0
+    pending_call_timeout: float = 40.0
+    upstream_calls: Mapping[str, frozenset | None] = field(default_factory=dict)
+    state_file: str | None = None
+    status_listen: str | None = None
+    traffic_log_directory: str | None = None
+    traffic_log_max_pending: int = 10000
+    upstream_auth: Mapping[str, UpstreamAuth] = field(default_factory=dict)
+    upstream_tls: Mapping[str, UpstreamTLS] = field(default_factory=dict)
+    trusted_proxies: tuple[Network, ...] = ()
+    max_stations: int = 10000
+    max_handshakes: int = 1000
+    max_handshakes_per_address: int = 20
+    max_write_buffer: int = 1024 * 1024
+    stall_timeout: float = 60.0
+    station_tls: StationTLS | None = None
+
+    def upstream_urls(self) -> dict[str, str]:
+        """The configured upstreams by name, primary first."""
+        urls = {"primary": self.primary_url}
+        if self.secondary_url:
+            urls["secondary"] = self.secondary_url
+        return urls
+
+
+@dataclass(frozen=True)
+class UpstreamTLS:
+    """One wss:// upstream's TLS settings: its CA (instead of the top-level one) and the proxy's client certificate."""
+
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+
+def describe(value: Any) -> str:
+    """C{value} as an error message quotes it: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def require_string(key: str, value: Any) -> str:
+    """C{value} if it is a non-empty string; otherwise a L{ConfigError} naming C{key}."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, f"must be a non-empty string, got {describe(value)}")
+    return value
+
+
+def require_number(key: str, value: Any, minimum: float, integer: bool = False) -> Any:
+    """C{value} if it is a number (a whole one if C{integer}) of at least C{minimum}; otherwise a L{ConfigError}."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(key, f"must be {kind}, got {describe(value)}")
+    if value < minimum:
+        raise ConfigError(key, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def require_mapping(key: str, value: Any, allowed: tuple[str, ...]) -> Mapping[str, Any]:
+    """The section at C{key}: empty if absent; a L{ConfigError} if not a mapping or if a key is not in C{allowed}."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"must be a mapping, got {describe(value)}")
+    refuse_unknown_keys(key, value, allowed)
+    return value
+
+
+def refuse_unknown_keys(key: str, section: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """A L{ConfigError} naming the first key of C{section} (the one at C{key}; "" is the top) not in C{allowed}."""
+    for name in section:
+        if name not in allowed:
+            prefix = f"{key}." if key else ""
+            raise ConfigError(f"{prefix}{name}", f"unknown key (expected one of: {', '.join(allowed)})")
+
+
+def kind_of(value: Any) -> str:
+    """What C{value} is, in words ("a string", "a list"), for errors that must not quote a value (a secret)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"

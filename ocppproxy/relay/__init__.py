@@ -1,0 +1,8 @@
+"""
+The relaying: one L{session.StationSession} per station wiring its station protocol to its
+upstream links, the L{proxy.ProxyService} that accepts stations and keeps the registry, the
+options connections are opened with, and the state file of the transaction-id store.
+
+May import: L{ocppproxy.core}, L{ocppproxy.wire}, L{ocppproxy.logs} and the settings types of
+L{ocppproxy.config.model}; never daemon, notify or status.
+"""
