@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 
 if TYPE_CHECKING:
+    from .config_cluster import ClusterConfig
     from .config_security import UpstreamTLS
     from .forwarded import Network
     from .upstream_auth import UpstreamAuth
@@ -164,6 +165,7 @@ class Config:
     max_stations: int = 10000
     max_handshakes: int = 200
     station_tls: StationTLS | None = None
+    cluster: ClusterConfig | None = None
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""
@@ -251,6 +253,7 @@ TOP_KEYS = (
     "trusted_proxies",
     "limits",
     "station_tls",
+    "cluster",
 )
 
 
@@ -319,7 +322,15 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
             raise ConfigError("failover", f"must be true or false, got {_describe(top['failover'])}")
         kwargs["failover"] = top["failover"]
     kwargs.update(_upstream_security(top, base_dir, kwargs))
+    kwargs["cluster"] = _cluster_section(top.get("cluster"), kwargs.get("listen", Config.listen))
     return Config(**kwargs)
+
+
+def _cluster_section(value: Any, listen: str) -> ClusterConfig | None:
+    """The cluster section: see L{ocppproxy.config_cluster} (imported here: it uses this module's helpers)."""
+    from .config_cluster import cluster_config
+
+    return cluster_config(value, listen)
 
 
 def _notify_section(value: Any, base_dir: str) -> NotifyConfig:
