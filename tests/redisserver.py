@@ -1,0 +1,85 @@
+"""A real redis-server on 127.0.0.1 for cluster tests, started, killed and restarted by the test."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import tempfile
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SkipTest
+
+START_TIMEOUT = 5.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """
+    C{redis-server} without persistence on a free port; L{start} waits (bounded) until it
+    accepts connections. Raises SkipTest naming the binary when it is not installed.
+    """
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("redis-server")
+        self.cli = shutil.which("redis-cli")
+        if self.binary is None or self.cli is None:
+            raise SkipTest("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.port = free_port()
+        self.directory = tempfile.mkdtemp(prefix="ocppproxy-redis-")
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        """Start (or restart) the server on its port; fires once it answers PING."""
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = await asyncio.create_subprocess_exec(
+            *command, cwd=self.directory, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        loop = asyncio.get_event_loop()
+        deadline = loop.time() + START_TIMEOUT
+        while await self.command("PING") != "PONG":
+            if loop.time() > deadline or self.process.returncode is not None:
+                raise AssertionError(f"redis-server did not start on port {self.port}")
+            await asyncio.sleep(0.05)
+
+    async def kill(self) -> None:
+        """Kill the server (SIGKILL) and reap it."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await asyncio.wait_for(self.process.wait(), START_TIMEOUT)
+        self.process = None
+
+    def stop(self) -> Deferred:
+        """For cleanups: kill the server and remove its directory; fires when done."""
+
+        async def stop() -> None:
+            await self.kill()
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+        return Deferred.fromFuture(asyncio.ensure_future(stop()))
+
+    async def command(self, *args: str) -> str:
+        """One command through redis-cli (a real client), its raw answer without the final newline."""
+        cli = await asyncio.create_subprocess_exec(
+            self.cli,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "--raw",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(cli.communicate(), START_TIMEOUT)
+        return output.decode().rstrip("\n")
