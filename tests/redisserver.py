@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import tempfile
@@ -26,7 +27,7 @@ class RedisServer:
     accepts connections. Raises SkipTest naming the binary when it is not installed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, unix_socket: bool = False, password: str | None = None, database: int = 0) -> None:
         self.binary = shutil.which("redis-server")
         self.cli = shutil.which("redis-cli")
         if self.binary is None or self.cli is None:
@@ -34,14 +35,31 @@ class RedisServer:
         self.port = free_port()
         self.directory = tempfile.mkdtemp(prefix="ocppproxy-redis-")
         self.process: asyncio.subprocess.Process | None = None
+        self.socket = os.path.join(self.directory, "redis.sock") if unix_socket else None
+        self.password = password
+        self.database = database
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The cluster.redis_url of this server (with its password and database)."""
+        if self.socket:
+            return f"unix://{self.socket}"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/{self.database}"
+
+    def _connection_args(self) -> list[str]:
+        where = ["-s", self.socket] if self.socket else ["-h", "127.0.0.1", "-p", str(self.port)]
+        where += ["-n", str(self.database)]
+        return where + (["-a", self.password, "--no-auth-warning"] if self.password else [])
 
     async def start(self) -> None:
         """Start (or restart) the server on its port; fires once it answers PING."""
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        port = "0" if self.socket else str(self.port)
+        command = [self.binary, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.socket:
+            command += ["--unixsocket", self.socket, "--unixsocketperm", "700"]
+        if self.password:
+            command += ["--requirepass", self.password]
         self.process = await asyncio.create_subprocess_exec(
             *command, cwd=self.directory, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
@@ -72,10 +90,7 @@ class RedisServer:
         """One command through redis-cli (a real client), its raw answer without the final newline."""
         cli = await asyncio.create_subprocess_exec(
             self.cli,
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
+            *self._connection_args(),
             "--raw",
             *args,
             stdout=asyncio.subprocess.PIPE,

@@ -23,8 +23,8 @@ from .redisserver import RedisServer
 class ClusterServiceTests(ProxyTestCase):
     timeout = 20
 
-    async def redis(self, start: bool = True) -> RedisServer:
-        server = RedisServer()
+    async def redis(self, start: bool = True, **settings) -> RedisServer:
+        server = RedisServer(**settings)
         self.addCleanup(server.stop)
         if start:
             await server.start()
@@ -68,6 +68,29 @@ class ClusterServiceTests(ProxyTestCase):
             if loop.time() > deadline:
                 raise AssertionError(f"{station} is claimed by {claim}, not {instance}")
             await asyncio.sleep(0.02)
+
+    @async_test
+    async def test_password_database_and_unix_socket(self):
+        """redis://:password@host:port/db authenticates and selects the database; unix:///path works too."""
+        for settings in ({"password": "s3cret", "database": 3}, {"unix_socket": True}):
+            server = await self.redis(**settings)
+            service, _ = self.instance(server, "proxy-a")
+            await self.until(lambda service=service: service.redis_up)
+            service.station_connected(SimpleNamespace(station_id="CP_1"))
+            await self.until_claimed(server, "CP_1", "proxy-a")
+        self.assertEqual(self.logged("s3cret"), [])
+
+    @async_test
+    async def test_wrong_password_is_one_warning(self):
+        """A refused password: Redis counts as unreachable, said once with Redis's reason, never the password."""
+        server = await self.redis(password="right-one")
+        server.password = "wrong-one"
+        service, _ = self.instance(server, "proxy-a")
+        await self.until(lambda: self.logged("is unreachable"), timeout=5)
+        self.assertFalse(service.redis_up)
+        (line,) = self.logged("is unreachable")
+        self.assertIn("could not auth", line)
+        self.assertEqual(self.logged("-one"), [])
 
     @async_test
     async def test_newer_connection_elsewhere_replaces(self):
