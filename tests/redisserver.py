@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import tempfile
 
@@ -73,9 +74,17 @@ class RedisServer:
     async def kill(self) -> None:
         """Kill the server (SIGKILL) and reap it."""
         if self.process is not None and self.process.returncode is None:
-            self.process.kill()
+            self.process.kill()  # SIGKILL ends a stopped process too
             await asyncio.wait_for(self.process.wait(), START_TIMEOUT)
         self.process = None
+
+    def freeze(self) -> None:
+        """Stop the server (SIGSTOP): it keeps its connections and accepts new ones, but answers nothing."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen server go on (SIGCONT)."""
+        self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> Deferred:
         """For cleanups: kill the server and remove its directory; fires when done."""

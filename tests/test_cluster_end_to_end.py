@@ -162,6 +162,26 @@ class ClusterEndToEndTests(ProxyTestCase):
         self.assertEqual(len(self.logged("is reachable again")), 1)
 
     @async_test
+    async def test_frozen_redis_delays_no_frame(self):
+        """
+        A Redis that answers nothing (SIGSTOP): a station connects and its calls are
+        answered as fast as ever, with its claim still waiting for Redis.
+        """
+        await self.asyncSetUp()
+        a = await self.instance("proxy-a")
+        await self.until_health(a, "ok\n")
+        self.redis.freeze()
+        self.addCleanup(self.redis.thaw)
+        loop = asyncio.get_event_loop()
+        started = loop.time()
+        station, _ = await self.station(a, "CP_1")
+        await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        for _ in range(5):
+            await station.call(call.Heartbeat())
+        self.assertLess(loop.time() - started, 1.0)
+        self.assertIn("CP_1", a.proxy.sessions)
+
+    @async_test
     async def test_two_connections_made_while_redis_was_away_converge(self):
         """
         With Redis away, CP_1 connects to A and then to B; once Redis is back, the claims

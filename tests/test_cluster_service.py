@@ -30,13 +30,16 @@ class ClusterServiceTests(ProxyTestCase):
             await server.start()
         return server
 
-    def instance(self, server: RedisServer, name: str, ttl: int = 30) -> tuple[ClusterService, list]:
+    def instance(
+        self, server: RedisServer, name: str, ttl: int = 30, reply_timeout: float = 5.0
+    ) -> tuple[ClusterService, list]:
         """A started cluster service named C{name}; the list collects (session, instance) it asked to replace."""
         replaced: list = []
         service = ClusterService(
             ClusterConfig(redis_url=server.url, instance=name, ownership_ttl=ttl),
             reactor,
             lambda session, by: replaced.append((session, by)),
+            reply_timeout,
         )
         service.startService()
         self.addCleanup(service.stopService)
@@ -191,6 +194,20 @@ class ClusterServiceTests(ProxyTestCase):
         await self.until_claimed(server, "CP_2", "proxy-a")
         self.assertEqual(len(self.logged("is unreachable")), 1)
         self.assertEqual(len(self.logged("is reachable again")), 1)
+
+    @async_test
+    async def test_frozen_redis_is_an_outage(self):
+        """A Redis that answers nothing (SIGSTOP) for reply_timeout: one warning; it goes on: claims written back."""
+        server = await self.redis()
+        service, _ = self.instance(server, "proxy-a", reply_timeout=0.5)
+        await self.until(lambda: service.redis_up)
+        server.freeze()
+        service.station_connected(SimpleNamespace(station_id="CP_1"))
+        await self.until(lambda: not service.redis_up, timeout=5)
+        self.assertEqual(len(self.logged("is unreachable")), 1)
+        server.thaw()
+        await self.until(lambda: service.redis_up, timeout=10)
+        await self.until_claimed(server, "CP_1", "proxy-a")
 
     @async_test
     async def test_stops_cleanly_while_redis_is_away(self):

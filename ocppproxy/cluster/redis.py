@@ -24,6 +24,8 @@ from twisted.logger import FilteringLogObserver, Logger, LogLevel, LogLevelFilte
 from ..logs import proxy_logger
 
 DEFAULT_PORT = 6379
+# A command unanswered this long: Redis hangs; the connection is dropped and counts as an outage.
+REPLY_TIMEOUT = 5.0
 # Redis back within a few seconds is noticed within a second or two.
 RETRY_POLICY = backoffPolicy(initialDelay=0.5, maxDelay=5.0, factor=1.5)
 
@@ -63,7 +65,9 @@ def redis_endpoint(reactor, url: str):
 class _Commands(txredisapi.RedisProtocol):
     def connectionMade(self):
         connecting = super().connectionMade()
-        self.whenConnected().addCallback(self.factory.link._connected)
+        # Ready once Redis has answered: a frozen Redis still accepts TCP connections.
+        answered = self.whenConnected().addCallback(lambda _: self.ping())
+        answered.addCallbacks(lambda _: self.factory.link._connected(self), lambda _: None)
         return connecting
 
     def connectionLost(self, why) -> None:
@@ -99,15 +103,18 @@ class _RedisFactory(Factory):
     # txredisapi's protocol reads these on a failed AUTH or SELECT.
     isLazy = False
 
-    def __init__(self, link: RedisLink, protocol_class, settings: dict) -> None:
+    def __init__(self, link: RedisLink, protocol_class, settings: dict, clock) -> None:
         self.link = link
         self.protocol_class = protocol_class
         self.settings = settings
+        self.clock = clock
 
     def buildProtocol(self, addr):
         # convertNumbers off: claims and station ids must stay strings even when they look like numbers.
         protocol = self.protocol_class(convertNumbers=False, **self.settings)
         protocol.factory = self
+        # Its reply timeouts on our clock, not the global reactor.
+        protocol.callLater = self.clock.callLater
         return protocol
 
     def stopTrying(self) -> None:
@@ -150,6 +157,7 @@ class RedisLink(MultiService):
         reactor,
         on_up: Callable[[], None],
         on_message: Callable[[str], None],
+        reply_timeout: float = REPLY_TIMEOUT,
     ) -> None:
         super().__init__()
         self.channel = channel
@@ -163,10 +171,10 @@ class RedisLink(MultiService):
         self._outage_logged = False
         self._ever_up = False
         watched = _WatchedEndpoint(endpoint, self)
-        for protocol_class in (_Commands, _Subscriber):
-            service = _QuietClientService(
-                watched, _RedisFactory(self, protocol_class, settings), retryPolicy=RETRY_POLICY, clock=reactor
-            )
+        # The subscriber waits for messages for ever: only commands have a reply timeout.
+        for protocol_class, timeout in ((_Commands, reply_timeout), (_Subscriber, None)):
+            factory = _RedisFactory(self, protocol_class, {**settings, "replyTimeout": timeout}, reactor)
+            service = _QuietClientService(watched, factory, retryPolicy=RETRY_POLICY, clock=reactor)
             service.setServiceParent(self)
 
     @staticmethod

@@ -24,7 +24,7 @@ from .claims import (
     parse_claim,
     station_key,
 )
-from .redis import RedisLink, RedisUnavailable
+from .redis import REPLY_TIMEOUT, RedisLink, RedisUnavailable
 
 # Claim a station: number the claim, store it with a TTL and announce it, atomically, so
 # that the key and the announcements agree on the order. The number is Redis's clock in
@@ -81,12 +81,19 @@ class ClusterService(MultiService):
     proxy's way to close a session another instance replaced (see
     L{ocppproxy.proxy.ProxyService.close_replaced}). C{redis_up} says whether Redis is
     reachable. Claims are refreshed every third of C{ownership_ttl}, all in a few
-    batches, and written back each time Redis becomes reachable.
+    batches, and written back each time Redis becomes reachable. A Redis command
+    unanswered for C{reply_timeout} seconds counts as an outage.
     """
 
     _log = proxy_logger()
 
-    def __init__(self, settings: ClusterConfig, reactor, replace: Callable[[object, str], None]) -> None:
+    def __init__(
+        self,
+        settings: ClusterConfig,
+        reactor,
+        replace: Callable[[object, str], None],
+        reply_timeout: float = REPLY_TIMEOUT,
+    ) -> None:
         super().__init__()
         self.instance = settings.instance
         self._ttl = settings.ownership_ttl
@@ -94,7 +101,9 @@ class ClusterService(MultiService):
         self._claims = LocalClaims(settings.instance)
         # station id -> (session, serial of its claim)
         self._sessions: dict[str, tuple[object, int]] = {}
-        self.redis = RedisLink(settings.redis_url, CLAIMS_CHANNEL, reactor, self._write_back, self._announced)
+        self.redis = RedisLink(
+            settings.redis_url, CLAIMS_CHANNEL, reactor, self._write_back, self._announced, reply_timeout
+        )
         self.redis.setServiceParent(self)
         self._refresher = LoopingCall(self._refresh)
         self._refresher.clock = reactor
