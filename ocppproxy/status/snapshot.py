@@ -83,12 +83,12 @@ class MetricsSnapshot:
     dropped: dict[str, int] = field(default_factory=dict)
     connects: dict[tuple[str, str], int] = field(default_factory=dict)
     alerts: dict[tuple[str, str], int] = field(default_factory=dict)
-    latency_counts: list[int] = field(default_factory=list)
-    latency_sum: float = 0.0
-    traffic_log: dict[str, int] | None = None
     # Cluster mode only: this instance's name and whether it reaches Redis.
     instance: str | None = None
     cluster_redis_up: bool | None = None
+    latency_counts: list[int] = field(default_factory=list)
+    latency_sum: float = 0.0
+    traffic_log: dict[str, int] | None = None
 
 
 def metrics_snapshot(
