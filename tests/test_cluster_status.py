@@ -11,15 +11,19 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from ocppproxy.config import config_from_mapping
+from ocppproxy.proxy import ProxyService
 from ocppproxy.status.activity import StationActivity
 from ocppproxy.status.health import HealthResource
 from ocppproxy.status.metrics import ProxyCollector, metrics_registry
 from ocppproxy.status.snapshot import metrics_snapshot
 
 
-def proxy(ownership) -> SimpleNamespace:
-    config = config_from_mapping({"primary_url": "ws://127.0.0.1:9/ocpp/"})
-    return SimpleNamespace(accepting=True, ownership=ownership, config=config, sessions={}, handshakes_refused=0)
+def proxy(ownership) -> ProxyService:
+    """A real proxy service, not started, accepting, with C{ownership} as its cluster hook."""
+    service = ProxyService(config_from_mapping({"primary_url": "ws://127.0.0.1:9/ocpp/"}), Clock())
+    service.accepting = True
+    service.ownership = ownership
+    return service
 
 
 class ClusterHealthTests(SynchronousTestCase):
