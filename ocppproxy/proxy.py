@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from autobahn.websocket.types import ConnectionDeny
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import CertificateOptions
@@ -191,7 +191,9 @@ class ProxyService(MultiService):
     def stopService(self) -> Deferred[None]:
         """Stop accepting, close every station with 1001; fires when all connections are closed."""
         self.accepting = False
-        stopping = succeed(None) if self._port is None else self._port.stopListening()
+        # Stopped once, even when the service tree stops a proxy already stopped on its own.
+        port, self._port = self._port, None
+        stopping = succeed(None) if port is None else maybeDeferred(port.stopListening)
         closes = [session.close(GOING_AWAY, "proxy shutting down") for session in list(self._all_sessions)]
         self._log.info("shutting down: closing {count} stations", count=len(closes))
         done = DeferredList([stopping, *closes])

@@ -52,3 +52,5 @@ class HealthEndToEndTests(ProxyTestCase):
         self.assertEqual(await self.health(), (200, b"ok\n"))
         await Deferred.asFuture(self.proxy.stopService(), asyncio.get_event_loop())
         self.assertEqual(await self.health(), (503, b"not accepting stations\n"))
+        # Stopping again (the service tree does, after a proxy stopped on its own) is harmless.
+        await Deferred.asFuture(self.proxy.stopService(), asyncio.get_event_loop())
