@@ -87,9 +87,6 @@ class LocalClaims:
         self._serial = 0
         self._held: dict[str, _Held] = {}
 
-    def __len__(self) -> int:
-        return len(self._held)
-
     def connected(self, station: str) -> Claim:
         """A station connected here: its new claim, to be numbered by Redis (L{numbered})."""
         self._serial += 1
@@ -139,8 +136,3 @@ class LocalClaims:
     def claims(self) -> list[Claim]:
         """Every claim we hold, numbered or not: the ones to write back when Redis returns."""
         return [held.claim for held in self._held.values()]
-
-    def current(self, station: str) -> Claim | None:
-        """Our claim on C{station}, if we hold it."""
-        held = self._held.get(station)
-        return held.claim if held is not None else None
