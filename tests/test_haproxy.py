@@ -72,8 +72,8 @@ class ExampleConfigTests(SynchronousTestCase):
 class RoutingTests(ProxyTestCase):
     timeout = 30
 
-    async def instance(self, interval: int) -> tuple[int, int]:
-        """An instance whose primary tags its BootNotification answers with C{interval}; its ports."""
+    async def instance(self, interval: int) -> tuple[int, int, object]:
+        """An instance whose primary tags its BootNotification answers with C{interval}: its ports and services."""
         central = CentralSystem(interval)
         central_port = await central.start()
         self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
@@ -90,11 +90,12 @@ class RoutingTests(ProxyTestCase):
         loop = asyncio.get_event_loop()
         port = await Deferred.asFuture(services.getServiceNamed("proxy").listening, loop)
         status = await Deferred.asFuture(services.getServiceNamed("status").listening, loop)
-        return port.getHost().port, status.getHost().port
+        return port.getHost().port, status.getHost().port, services
 
     def _stop(self, services) -> Deferred:
         async def stop() -> None:
-            await Deferred.asFuture(services.stopService(), asyncio.get_event_loop())
+            if services.running:
+                await Deferred.asFuture(services.stopService(), asyncio.get_event_loop())
             await autobahn_timers_settled()
 
         return Deferred.fromFuture(asyncio.ensure_future(stop()))
@@ -145,8 +146,8 @@ class RoutingTests(ProxyTestCase):
     @async_test
     async def test_a_station_id_always_lands_on_the_same_instance(self):
         """Through the example's hashing, each id reaches one instance every time, and both instances get some."""
-        a_port, a_status = await self.instance(100)
-        b_port, b_status = await self.instance(200)
+        a_port, a_status, _ = await self.instance(100)
+        b_port, b_status, _ = await self.instance(200)
         base = await self.haproxy([("proxy-a", a_port, a_status), ("proxy-b", b_port, b_status)])
         landed = {}
         for number in range(12):
@@ -154,3 +155,29 @@ class RoutingTests(ProxyTestCase):
             landed[station_id] = {await self.boot_through(base, station_id) for _ in range(3)}
         self.assertEqual([ids for ids in landed.values() if len(ids) != 1], [])
         self.assertEqual(set().union(*landed.values()), {100, 200})
+
+    @async_test
+    async def test_stations_of_a_stopping_instance_come_back_through_the_other(self):
+        """
+        An instance shutting down closes its stations (1001); reconnecting through HAProxy,
+        they reach the other instance within seconds (redispatch, then the /health check).
+        """
+        a_port, a_status, a_services = await self.instance(100)
+        b_port, b_status, _ = await self.instance(200)
+        base = await self.haproxy([("proxy-a", a_port, a_status), ("proxy-b", b_port, b_status)])
+        station_id = None
+        for number in range(40):
+            if await self.boot_through(base, f"CP_{number}") == 100:
+                station_id = f"CP_{number}"
+                break
+        station, websocket, _ = await connect_station(base, station_id)
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        stopping = a_services.stopService()
+        await asyncio.wait_for(websocket.wait_closed(), WAIT)
+        self.assertEqual(websocket.close_code, 1001)
+        await Deferred.asFuture(stopping, asyncio.get_event_loop())
+        loop = asyncio.get_event_loop()
+        started = loop.time()
+        self.assertEqual(await self.boot_through(base, station_id), 200)
+        self.assertLess(loop.time() - started, 5)
