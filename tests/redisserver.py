@@ -28,7 +28,13 @@ class RedisServer:
     accepts connections. Raises SkipTest naming the binary when it is not installed.
     """
 
-    def __init__(self, unix_socket: bool = False, password: str | None = None, database: int = 0) -> None:
+    def __init__(
+        self, unix_socket: bool = False, password: str | None = None, database: int = 0, tls: dict | None = None
+    ) -> None:
+        """
+        C{tls}: the paths of L{tests.certs.make_ca_and_server_cert}: the server then speaks
+        only TLS (rediss://), without asking for client certificates.
+        """
         self.binary = shutil.which("redis-server")
         self.cli = shutil.which("redis-cli")
         if self.binary is None or self.cli is None:
@@ -39,6 +45,7 @@ class RedisServer:
         self.socket = os.path.join(self.directory, "redis.sock") if unix_socket else None
         self.password = password
         self.database = database
+        self.tls = tls
 
     @property
     def url(self) -> str:
@@ -46,17 +53,30 @@ class RedisServer:
         if self.socket:
             return f"unix://{self.socket}"
         credentials = f":{self.password}@" if self.password else ""
-        return f"redis://{credentials}127.0.0.1:{self.port}/{self.database}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{credentials}127.0.0.1:{self.port}/{self.database}"
 
     def _connection_args(self) -> list[str]:
         where = ["-s", self.socket] if self.socket else ["-h", "127.0.0.1", "-p", str(self.port)]
         where += ["-n", str(self.database)]
+        if self.tls:
+            where += ["--tls", "--cacert", self.tls["ca.pem"]]
         return where + (["-a", self.password, "--no-auth-warning"] if self.password else [])
 
     async def start(self) -> None:
         """Start (or restart) the server on its port; fires once it answers PING."""
-        port = "0" if self.socket else str(self.port)
+        port = "0" if self.socket or self.tls else str(self.port)
         command = [self.binary, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.tls:
+            command += ["--tls-port", str(self.port), "--tls-cert-file", self.tls["server.pem"]]
+            command += [
+                "--tls-key-file",
+                self.tls["server-key.pem"],
+                "--tls-ca-cert-file",
+                self.tls["ca.pem"],
+                "--tls-auth-clients",
+                "no",
+            ]
         if self.socket:
             command += ["--unixsocket", self.socket, "--unixsocketperm", "700"]
         if self.password:

@@ -7,6 +7,7 @@ relaying on (with one warning) while Redis is away, claims written back when it 
 from __future__ import annotations
 
 import asyncio
+import os
 from types import SimpleNamespace
 
 from twisted.internet import reactor
@@ -16,6 +17,7 @@ from ocppproxy.cluster.claims import parse_claim, station_key
 from ocppproxy.cluster.service import ClusterService
 from ocppproxy.config_cluster import ClusterConfig
 
+from .certs import make_ca_and_server_cert
 from .e2e import ProxyTestCase, async_test
 from .redisserver import RedisServer
 
@@ -82,6 +84,36 @@ class ClusterServiceTests(ProxyTestCase):
             service.station_connected(SimpleNamespace(station_id="CP_1"))
             await self.until_claimed(server, "CP_1", "proxy-a")
         self.assertEqual(self.logged("s3cret"), [])
+
+    @async_test
+    async def test_rediss(self):
+        """rediss:// speaks TLS and checks Redis's certificate against the trust store (here: SSL_CERT_FILE)."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        paths = make_ca_and_server_cert(directory)
+        server = await self.redis(tls=paths)
+        # OpenSSL reads it from the process environment (putenv), when a context is made.
+        previous = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = paths["ca.pem"]
+        self.addCleanup(
+            lambda: os.environ.pop("SSL_CERT_FILE") if previous is None else os.environ.update(SSL_CERT_FILE=previous)
+        )
+        service, _ = self.instance(server, "proxy-a")
+        await self.until(lambda: service.redis_up)
+        service.station_connected(SimpleNamespace(station_id="CP_1"))
+        await self.until_claimed(server, "CP_1", "proxy-a")
+
+    @async_test
+    async def test_rediss_with_an_unknown_ca_is_refused(self):
+        """A Redis certificate nobody trusts: Redis counts as unreachable, said once with the reason."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        server = await self.redis(tls=make_ca_and_server_cert(directory))
+        service, _ = self.instance(server, "proxy-a")
+        await self.until(lambda: self.logged("is unreachable"), timeout=5)
+        self.assertFalse(service.redis_up)
+        (line,) = self.logged("is unreachable")
+        self.assertIn("certificate verify failed", line)
 
     @async_test
     async def test_wrong_password_is_one_warning(self):

@@ -71,6 +71,7 @@ class _Commands(txredisapi.RedisProtocol):
         return connecting
 
     def connectionLost(self, why) -> None:
+        _lost_before_ready(self, why)
         super().connectionLost(why)
         self.factory.link._lost(self)
 
@@ -85,8 +86,18 @@ class _Subscriber(txredisapi.SubscriberProtocol):
         self.factory.link._message(message)
 
     def connectionLost(self, why) -> None:
+        _lost_before_ready(self, why)
         super().connectionLost(why)
         self.factory.link._lost(self)
+
+
+def _lost_before_ready(protocol, why) -> None:
+    """
+    A connection lost before it was ready (a TLS certificate refused, say): its own reason
+    is the outage's, not the failed AUTH or SELECT that txredisapi reports next.
+    """
+    if not protocol._ready:
+        protocol.factory.link._attempt_failed(why.getErrorMessage())
 
 
 class _QuietClientService(ClientService):
