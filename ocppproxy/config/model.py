@@ -129,6 +129,18 @@ class StationTLS:
     client_ca_file: str | None = None
 
 
+DEFAULT_OWNERSHIP_TTL = 30
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Cluster mode: Redis's URL (never logged whole), this instance's unique name, the claim lifetime in seconds."""
+
+    redis_url: str = field(repr=False)
+    instance: str
+    ownership_ttl: int = DEFAULT_OWNERSHIP_TTL
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the daemon needs to start, validated."""
@@ -163,6 +175,7 @@ class Config:
     max_write_buffer: int = 1024 * 1024
     stall_timeout: float = 60.0
     station_tls: StationTLS | None = None
+    cluster: ClusterConfig | None = None
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import security
+from .cluster import cluster_config
 from .model import (
     LOG_LEVELS,
     Config,
@@ -72,6 +73,7 @@ TOP_KEYS = (
     "trusted_proxies",
     "limits",
     "station_tls",
+    "cluster",
 )
 
 
@@ -147,6 +149,7 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
             raise ConfigError("failover", f"must be true or false, got {describe(top['failover'])}")
         kwargs["failover"] = top["failover"]
     kwargs.update(_upstream_security(top, base_dir, kwargs))
+    kwargs["cluster"] = cluster_config(top.get("cluster"), kwargs.get("listen", Config.listen))
     return Config(**kwargs)
 
 

@@ -134,9 +134,24 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
         )
         status.setName("status")
         status.setServiceParent(top)
+    if config.cluster is not None:
+        add_cluster(config, reactor, proxy, top)
     proxy.setName("proxy")
     proxy.setServiceParent(top)
     return top
+
+
+def add_cluster(config: Config, reactor, proxy: ProxyService, top: MultiService) -> None:
+    """
+    Cluster mode: the C{cluster} service, started before C{proxy}, and the proxy's
+    ownership hook. Imported only here: txredisapi imports the global reactor.
+    """
+    from ..cluster.service import ClusterService
+
+    cluster = ClusterService(config.cluster, reactor, proxy.close_replaced)
+    proxy.ownership = cluster
+    cluster.setName("cluster")
+    cluster.setServiceParent(top)
 
 
 def build_notifier(config: Config, reactor) -> NotifierService:

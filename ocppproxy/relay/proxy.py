@@ -83,6 +83,9 @@ class ProxyService(MultiService):
         self.accepting = False
         self._listen_error: str | None = None
         self.listening: Deferred = Deferred()
+        # Cluster mode's hook (ocppproxy.cluster.ClusterService): told when a station
+        # connects and when a session ends; None on a single instance.
+        self.ownership = None
 
     def startService(self) -> None:
         super().startService()
@@ -134,6 +137,8 @@ class ProxyService(MultiService):
         )
         self.sessions[station_id] = session
         self._all_sessions.add(session)
+        if self.ownership is not None:
+            self.ownership.station_connected(session)
         if previous is not None:
             self._log.info("station {station}: new connection replaces the previous one", station=station_id)
             previous.close(REPLACED, "replaced by a new connection of the same station")
@@ -180,6 +185,20 @@ class ProxyService(MultiService):
         self._all_sessions.discard(session)
         if self.sessions.get(session.station_id) is session:
             del self.sessions[session.station_id]
+        if self.ownership is not None:
+            self.ownership.station_ended(session)
+
+    def close_replaced(self, session: StationSession, instance: str) -> None:
+        """
+        Cluster mode: a newer connection of this station is on C{instance}; close this one
+        with 4000 and its upstream links, as a local replacement does.
+        """
+        self._log.info(
+            "station {station}: new connection on instance {instance} replaces this one",
+            station=session.station_id,
+            instance=instance,
+        )
+        session.close(REPLACED, f"replaced by a new connection of the same station on {instance}")
 
     def stopService(self) -> Deferred[None]:
         """Stop accepting, close every station with 1001; fires when all connections are closed."""

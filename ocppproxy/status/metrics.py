@@ -168,6 +168,15 @@ def families(snapshot: MetricsSnapshot):
             traffic.add_metric([outcome], count)
         yield traffic
 
+    if snapshot.cluster_redis_up is not None:
+        redis_up = GaugeMetricFamily(
+            "ocppproxy_cluster_redis_up",
+            "Cluster mode: 1 while this instance reaches Redis, 0 while it relays on local state.",
+            labels=["instance"],
+        )
+        redis_up.add_metric([snapshot.instance], int(snapshot.cluster_redis_up))
+        yield redis_up
+
 
 def metrics_registry(collector: ProxyCollector) -> CollectorRegistry:
     """A registry of our own (not prometheus_client's global one) holding only C{collector}."""

@@ -156,10 +156,17 @@ class StatusService(Service):
         self.listening: Deferred = Deferred()
 
     def stations(self, query: StationQuery | None = None) -> dict:
-        """The /stations document for C{query} (default: the first page of all); forgets stations gone too long first."""
+        """
+        The /stations document for C{query} (default: the first page of all), with this
+        instance's name in cluster mode; forgets stations gone too long first.
+        """
         names = _current(self.names)
         self.activity.forget_departed(names.station_ids().__contains__)
-        return fleet_listing(self.proxy, self.activity, names, query or StationQuery(), self.clock.seconds())
+        document = fleet_listing(self.proxy, self.activity, names, query or StationQuery(), self.clock.seconds())
+        ownership = getattr(self.proxy, "ownership", None)
+        if ownership is not None:
+            document["instance"] = ownership.instance
+        return document
 
     def alerts_sent(self) -> dict:
         """The /alerts document."""

@@ -83,6 +83,9 @@ class MetricsSnapshot:
     dropped: dict[str, int] = field(default_factory=dict)
     connects: dict[tuple[str, str], int] = field(default_factory=dict)
     alerts: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Cluster mode only: this instance's name and whether it reaches Redis.
+    instance: str | None = None
+    cluster_redis_up: bool | None = None
     latency_counts: list[int] = field(default_factory=list)
     latency_sum: float = 0.0
     traffic_log: dict[str, int] | None = None
@@ -123,6 +126,9 @@ def metrics_snapshot(
         snapshot.alerts[(channel, "sent")] = queue.sent
         snapshot.alerts[(channel, "failed")] = queue.failed
         snapshot.alerts[(channel, "dropped")] = queue.dropped
+    ownership = getattr(proxy, "ownership", None)
+    if ownership is not None:
+        snapshot.instance, snapshot.cluster_redis_up = ownership.instance, ownership.redis_up
     if traffic_log is not None:
         snapshot.traffic_log = {
             "written": traffic_log.written,

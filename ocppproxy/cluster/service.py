@@ -1,0 +1,221 @@
+"""
+L{ClusterService}: one connection per station id across the cluster. The proxy tells it
+when a station connects and when a connection ends; it claims and announces stations in
+Redis, refreshes the claims in batches, and asks the proxy to close a local connection
+that another instance replaced. Nothing here is on the relaying path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.application.service import MultiService
+from twisted.internet.task import LoopingCall
+
+from ..config.model import ClusterConfig
+from ..logs import proxy_logger
+from .claims import (
+    CLAIMS_CHANNEL,
+    ORDER_KEY,
+    Claim,
+    ClaimError,
+    LocalClaims,
+    parse_announcement,
+    parse_claim,
+    station_key,
+)
+from .redis import REPLY_TIMEOUT, RedisLink, RedisUnavailable
+
+# Claim a station: number the claim, store it with a TTL and announce it, atomically, so
+# that the key and the announcements agree on the order. The number is Redis's clock in
+# microseconds, kept above the last one given: it grows across a Redis restart too.
+CLAIM_SCRIPT = """
+local now = redis.call('TIME')
+local order = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if order <= last then
+  order = last + 1
+end
+order = string.format('%.0f', order)
+redis.call('SET', KEYS[2], order)
+local value = order .. ' ' .. ARGV[1] .. ' ' .. ARGV[2]
+redis.call('SET', KEYS[1], value, 'EX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], value .. ' ' .. ARGV[5])
+return order
+"""
+
+# Refresh a batch of our claims: extend the ones still ours, restore the ones expired, and
+# return, for each key, '' or the other claim that holds it now.
+REFRESH_SCRIPT = """
+local found = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  if value == ARGV[i + 1] then
+    redis.call('EXPIRE', key, ARGV[1])
+    found[i] = ''
+  elseif not value then
+    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+    found[i] = ''
+  else
+    found[i] = value
+  end
+end
+return found
+"""
+
+# Release a claim only if it is still ours.
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+REFRESH_BATCH = 500
+
+
+class ClusterService(MultiService):
+    """
+    The proxy's ownership hook in cluster mode: L{station_connected} and
+    L{station_ended} are called by the proxy; C{replace(session, instance)} is the
+    proxy's way to close a session another instance replaced (see
+    L{ocppproxy.relay.proxy.ProxyService.close_replaced}). C{redis_up} says whether Redis is
+    reachable. Claims are refreshed every third of C{ownership_ttl}, all in a few
+    batches, and written back each time Redis becomes reachable. A Redis command
+    unanswered for C{reply_timeout} seconds counts as an outage.
+    """
+
+    _log = proxy_logger()
+
+    def __init__(
+        self,
+        settings: ClusterConfig,
+        reactor,
+        replace: Callable[[object, str], None],
+        reply_timeout: float = REPLY_TIMEOUT,
+    ) -> None:
+        super().__init__()
+        self.instance = settings.instance
+        self._ttl = settings.ownership_ttl
+        self._replace_session = replace
+        self._claims = LocalClaims(settings.instance)
+        # station id -> (session, serial of its claim)
+        self._sessions: dict[str, tuple[object, int]] = {}
+        self.redis = RedisLink(
+            settings.redis_url, CLAIMS_CHANNEL, reactor, self._write_back, self._announced, reply_timeout
+        )
+        self.redis.setServiceParent(self)
+        self._refresher = LoopingCall(self._refresh)
+        self._refresher.clock = reactor
+
+    @property
+    def redis_up(self) -> bool:
+        """Whether Redis is reachable now (both connections ready)."""
+        return self.redis.up
+
+    def startService(self) -> None:
+        super().startService()
+        self._log.info("cluster: this is instance {instance}", instance=self.instance)
+        self._refresher.start(self._ttl / 3, now=False)
+
+    def stopService(self):
+        """Stop refreshing and close the Redis connections; fires when they are closed."""
+        if self._refresher.running:
+            self._refresher.stop()
+        return super().stopService()
+
+    # --- what the proxy calls
+
+    def station_connected(self, session) -> None:
+        """A station connected here (a new session): claim it; an older session of it elsewhere will close."""
+        claim = self._claims.connected(session.station_id)
+        self._sessions[session.station_id] = (session, claim.serial)
+        self._claim(claim)
+
+    def station_ended(self, session) -> None:
+        """A session ended: release its claim if it was the station's current one here."""
+        held = self._sessions.get(session.station_id)
+        if held is None or held[0] is not session:
+            return
+        del self._sessions[session.station_id]
+        claim = self._claims.ended(session.station_id, held[1])
+        if claim is not None and claim.order is not None and self.redis.up and self.running:
+            released = self.redis.execute(RELEASE_SCRIPT, [station_key(claim.station)], [claim.value()])
+            released.addErrback(self._failed, "release", claim.station)
+
+    # --- claims
+
+    def _claim(self, claim: Claim) -> None:
+        if not self.redis.up:
+            return  # written back when Redis returns
+        numbering = self.redis.execute(
+            CLAIM_SCRIPT,
+            [station_key(claim.station), ORDER_KEY],
+            [self.instance, claim.serial, self._ttl, CLAIMS_CHANNEL, claim.station],
+        )
+        numbering.addCallbacks(self._numbered, self._failed, (claim,), errbackArgs=("claim", claim.station))
+
+    def _numbered(self, order, claim: Claim) -> None:
+        self._log.debug("cluster: station {station} claimed, order {order}", station=claim.station, order=order)
+        if self._claims.numbered(claim.station, claim.serial, int(order)):
+            self._replaced(claim.station, "another instance")
+
+    def _announced(self, message: str) -> None:
+        try:
+            remote = parse_announcement(message)
+        except ClaimError as error:
+            self._log.warn("cluster: ignoring an announcement: {reason}", reason=str(error))
+            return
+        if self._claims.heard(remote):
+            self._replaced(remote.station, remote.instance)
+
+    def _replaced(self, station: str, instance: str) -> None:
+        """Another instance holds a newer connection of C{station}: close ours, leaving its claim alone."""
+        session, serial = self._sessions.pop(station)
+        self._claims.ended(station, serial)
+        self._replace_session(session, instance)
+
+    def _refresh(self) -> None:
+        if not self.redis.up:
+            return
+        claims = self._claims.numbered_claims()
+        for start in range(0, len(claims), REFRESH_BATCH):
+            batch = claims[start : start + REFRESH_BATCH]
+            refreshing = self.redis.execute(
+                REFRESH_SCRIPT,
+                [station_key(claim.station) for claim in batch],
+                [self._ttl] + [c.value() for c in batch],
+            )
+            refreshing.addCallbacks(self._refreshed, self._failed, (batch,), errbackArgs=("refresh", None))
+
+    def _refreshed(self, found: list, batch: list[Claim]) -> None:
+        for claim, value in zip(batch, found, strict=True):
+            if not value:
+                continue
+            try:
+                holder = parse_claim(claim.station, value)
+            except ClaimError as error:
+                self._log.warn("cluster: station {station}: {reason}", station=claim.station, reason=str(error))
+                continue
+            if self._claims.holder_found(claim.station, claim.serial, holder):
+                self._replaced(claim.station, holder.instance)
+
+    def _write_back(self) -> None:
+        """Redis is reachable (again): claim every station we hold, so that Redis knows them."""
+        claims = self._claims.claims()
+        if claims:
+            self._log.info("cluster: writing back {count} station claims", count=len(claims))
+        for claim in claims:
+            self._claim(claim)
+
+    def _failed(self, failure, what: str, station: str | None) -> None:
+        # While Redis is away the outage was logged once; each refused command says nothing new.
+        if failure.check(RedisUnavailable) or not self.redis.up:
+            self._log.debug("cluster: {what} not sent: Redis unreachable", what=what)
+            return
+        self._log.warn(
+            "cluster: {what} failed{for_station}: {reason}",
+            what=what,
+            for_station=f" for station {station}" if station else "",
+            reason=failure.getErrorMessage(),
+        )
