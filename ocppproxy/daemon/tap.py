@@ -14,10 +14,10 @@ from twisted.python import usage
 
 from ..config.load import load_config
 from ..config.model import Config, ConfigError
-from ..core.observer import Observers
 from ..logs import proxy_logger, set_log_level
 from ..notify.channels import build_channels, load_station_names
 from ..notify.service import NotifierService
+from ..relay.observers import Observers
 from ..relay.proxy import ProxyService
 from ..relay.service_tree import ServiceTree
 from ..status.activity import StationActivity
@@ -106,7 +106,8 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
     A L{ServiceTree} (a MultiService that reports a child's failure to stop) with the
     named services C{notifier}, C{traffic_log} and C{status} (when configured) and
     C{proxy}, started in that order. Without a status page and a
-    traffic log, the proxy has no observer but the notifier and no frame recorder.
+    traffic log, the proxy has no observer but the notifier and no frame recorder. Each
+    observer is isolated from the others (see L{Observers}).
     """
     top = ServiceTree()
     notifier = build_notifier(config, reactor)
@@ -118,7 +119,7 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
         traffic_log.setName("traffic_log")
         traffic_log.setServiceParent(top)
     activity = StationActivity(reactor) if config.status_listen else None
-    observer = notifier if activity is None else Observers(notifier, activity)
+    observer = Observers(notifier) if activity is None else Observers(notifier, activity)
     recorder = traffic_log.record if traffic_log is not None else None
     proxy = ProxyService(config, reactor, upstream_tls, observer=observer, recorder=recorder, station_tls=station_tls)
     notifier.links_connected = proxy.connected_links

@@ -27,6 +27,7 @@ from ..wire.station import StationFactory, StationProtocol
 from ..wire.station_tls import station_tls_options, wrap_station_factory
 from ..wire.upstream import GOING_AWAY, UpstreamLink
 from .connection_options import upstream_headers, websocket_options
+from .observers import isolated_recorder
 from .service_tree import ServiceTree, first_failure, stop_children
 from .session import REPLACED, StationSession
 from .statefile import StateFile, read_state
@@ -54,7 +55,8 @@ class ProxyService(ServiceTree):
     ) -> None:
         super().__init__()
         self.observer: ProxyObserver = observer or NullObserver()
-        self.recorder = recorder
+        # A failing traffic log must not cost a relayed frame.
+        self.recorder = None if recorder is None else isolated_recorder(recorder)
         self.state_file: StateFile | None = None
         self.transactions = TransactionStore()
         if config.state_file:
