@@ -52,7 +52,7 @@ class Observers:
             for name, method in targets:
                 try:
                     method(*args)
-                except Exception:
+                except Exception:  # noqa: BLE001 (any observer error is isolated)
                     failures.failed(name, event, args[0] if args else None)
 
         setattr(self, event, fan_out)
@@ -67,7 +67,7 @@ def isolated_recorder(recorder: FrameRecorder) -> FrameRecorder:
     def record(station_id: str, direction: str, upstream: str | None, payload: bytes) -> None:
         try:
             recorder(station_id, direction, upstream, payload)
-        except Exception:
+        except Exception:  # noqa: BLE001 (any observer error is isolated)
             failures.failed(name, "frame " + direction, station_id)
 
     return record

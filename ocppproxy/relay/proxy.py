@@ -30,6 +30,7 @@ from .connection_options import upstream_headers, websocket_options
 from .observers import isolated_recorder
 from .service_tree import ServiceTree, first_failure, stop_children
 from .session import REPLACED, StationSession
+from .snapshot import ProxySnapshot, proxy_snapshot
 from .statefile import StateFile, read_state
 
 
@@ -170,6 +171,13 @@ class ProxyService(ServiceTree):
     def handshakes_refused(self) -> int:
         """How many station handshakes were answered with an HTTP error since start-up."""
         return self.factory.handshakes_refused
+
+    def snapshot(self, with_stations: bool = True) -> ProxySnapshot:
+        """
+        The connected stations, their links and the proxy's counters now, as read-only plain
+        data (for /, /stations); without C{with_stations}, only the counts (for /metrics).
+        """
+        return proxy_snapshot(self, with_stations)
 
     def connected_links(self, upstream: str) -> int:
         """How many stations have an open link to C{upstream} right now."""

@@ -159,7 +159,7 @@ class StatusService(Service):
         """The /stations document for C{query} (default: the first page of all); forgets stations gone too long first."""
         names = _current(self.names)
         self.activity.forget_departed(names.station_ids().__contains__)
-        return fleet_listing(self.proxy, self.activity, names, query or StationQuery(), self.clock.seconds())
+        return fleet_listing(self.proxy.snapshot(), self.activity, names, query or StationQuery(), self.clock.seconds())
 
     def alerts_sent(self) -> dict:
         """The /alerts document."""
@@ -167,7 +167,9 @@ class StatusService(Service):
 
     def metrics_snapshot(self):
         """The numbers /metrics shows, read now (on the reactor thread)."""
-        return metrics_snapshot(self.proxy, self.activity, _current(self._alert_queues), self._traffic_log)
+        return metrics_snapshot(
+            self.proxy.snapshot(with_stations=False), self.activity, _current(self._alert_queues), self._traffic_log
+        )
 
     def startService(self) -> None:
         super().startService()
