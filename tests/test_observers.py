@@ -81,3 +81,18 @@ class ObserversTests(SynchronousTestCase):
         (line,) = self.lines()
         self.assertIn("failed on frame from_station (station CP_1)", line)
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    def test_proxy_guards_its_recorder(self) -> None:
+        """ProxyService hands its sessions a recorder that cannot raise into the relaying of a frame."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from ocppproxy.config.parse import config_from_mapping
+        from ocppproxy.relay.proxy import ProxyService
+
+        def record(station_id, direction, upstream, payload):
+            raise OSError("disk full")
+
+        config = config_from_mapping({"primary_url": "ws://127.0.0.1:1/"})
+        proxy = ProxyService(config, MemoryReactorClock(), recorder=record)
+        proxy.recorder("CP_1", "to_upstream", "primary", b"[2]")
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)

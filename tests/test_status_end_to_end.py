@@ -136,4 +136,4 @@ class StatusEndToEndTests(ProxyTestCase):
         await self.start()
         self.assertEqual(sorted(service.name for service in self.services), ["notifier", "proxy"])
         self.assertIsNone(self.proxy.recorder)
-        self.assertEqual(self.proxy.observer.observers, [self.services.getServiceNamed("notifier")])
+        self.assertIs(self.proxy.observer, self.services.getServiceNamed("notifier"))

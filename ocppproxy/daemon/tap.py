@@ -105,9 +105,9 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
     """
     A L{ServiceTree} (a MultiService that reports a child's failure to stop) with the
     named services C{notifier}, C{traffic_log} and C{status} (when configured) and
-    C{proxy}, started in that order. Without a status page and a
-    traffic log, the proxy has no observer but the notifier and no frame recorder. Each
-    observer is isolated from the others (see L{Observers}).
+    C{proxy}, started in that order. Without a status page and a traffic log, the proxy
+    has no observer but the notifier and no frame recorder; with them, each observer is
+    isolated from the others (see L{Observers}).
     """
     top = ServiceTree()
     notifier = build_notifier(config, reactor)
@@ -119,7 +119,7 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
         traffic_log.setName("traffic_log")
         traffic_log.setServiceParent(top)
     activity = StationActivity(reactor) if config.status_listen else None
-    observer = Observers(notifier) if activity is None else Observers(notifier, activity)
+    observer = notifier if activity is None else Observers(notifier, activity)
     recorder = traffic_log.record if traffic_log is not None else None
     proxy = ProxyService(config, reactor, upstream_tls, observer=observer, recorder=recorder, station_tls=station_tls)
     notifier.links_connected = proxy.connected_links

@@ -45,18 +45,23 @@ class Observers:
     def __getattr__(self, event: str):
         if event.startswith("_"):
             raise AttributeError(event)
-        targets = [(type(observer).__name__, getattr(observer, event)) for observer in self.observers]
+        methods = [getattr(observer, event) for observer in self.observers]
         failures = self._failures
 
         def fan_out(*args) -> None:
-            for name, method in targets:
+            for method in methods:
                 try:
                     method(*args)
                 except Exception:  # noqa: BLE001 (any observer error is isolated)
-                    failures.failed(name, event, args[0] if args else None)
+                    failures.failed(_owner_name(method), event, args[0] if args else None)
 
         setattr(self, event, fan_out)
         return fan_out
+
+
+def _owner_name(method) -> str:
+    """The class name of a bound method's object (the observer's name in the log)."""
+    return type(getattr(method, "__self__", method)).__name__
 
 
 def isolated_recorder(recorder: FrameRecorder) -> FrameRecorder:
