@@ -177,18 +177,18 @@ class NotifierForgetsTests(SynchronousTestCase):
         )
         self.notifier.startService()
 
-    def visit(self, station_id: str) -> None:
+    def visit(self, station_id: str, leave: bool = True) -> None:
         """A station connects, boots (the primary gives it a heartbeat interval), reports a fault and leaves."""
         notifier = self.notifier
         notifier.station_connected(station_id, "peer")
-        notifier.station_frame(
-            station_id, frame(2, "b1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
-        )
+        boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+        notifier.station_frame(station_id, frame(2, "b1", "BootNotification", boot))
         boot_answer = {"currentTime": "2026-01-01T00:00:00Z", "interval": 60, "status": "Accepted"}
         notifier.upstream_frame(station_id, "primary", frame(3, "b1", boot_answer))
         fault = {"connectorId": 1, "errorCode": "GroundFailure", "status": "Faulted"}
         notifier.station_frame(station_id, frame(2, "s1", "StatusNotification", fault))
-        notifier.station_disconnected(station_id, 1006, "lost")
+        if leave:
+            notifier.station_disconnected(station_id, 1006, "lost")
 
     def test_nothing_kept_a_day_after_leaving(self) -> None:
         """Kept while gone less than a day; a day after it left, no map of the notifier names the station."""
@@ -201,8 +201,7 @@ class NotifierForgetsTests(SynchronousTestCase):
 
     def test_leftover_check_sees_a_policy_map(self) -> None:
         """The check looks into the policies too: a watched station is found in the silence watch."""
-        self.notifier.station_connected("CP_1", "peer")
-        self.notifier._silence.watch("CP_1", 60)
+        self.visit("CP_1", leave=False)
         self.assertIn("_silence._timers", per_station_leftovers(self.notifier, "CP_1"))
 
     def test_station_back_within_the_day_keeps_its_state(self) -> None:
