@@ -43,7 +43,7 @@ def exported_metric_names() -> set[str]:
     config = config_from_mapping({"primary_url": "ws://127.0.0.1:1/", "secondary_url": "ws://127.0.0.1:2/"})
     proxy, activity = ProxyService(config, Clock()), StationActivity(Clock())
     traffic_log = SimpleNamespace(written=0, dropped=0, failed=0)
-    collector = ProxyCollector(reactor, lambda: metrics_snapshot(proxy, activity, {}, traffic_log))
+    collector = ProxyCollector(reactor, lambda: metrics_snapshot(proxy.snapshot(), activity, {}, traffic_log))
     text = generate_latest(metrics_registry(collector)).decode()
     return {
         family.name + suffix for family in text_string_to_metric_families(text) for suffix in _SUFFIXES[family.type]

@@ -16,6 +16,7 @@ from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.notify.alert import Alert
 from ocppproxy.notify.names import StationNames
+from ocppproxy.relay.snapshot import LinkSnapshot, proxy_snapshot
 from ocppproxy.status.activity import StationActivity
 from ocppproxy.status.fleet import StationQuery, fleet_listing
 from ocppproxy.status.metrics import ProxyCollector, metrics_registry
@@ -54,7 +55,7 @@ class FakeSession:
 
 
 class FakeProxy:
-    """What the status reads of a ProxyService: its config and its sessions."""
+    """A ProxyService's config, sessions and counters: its snapshot is taken as the real proxy's is."""
 
     def __init__(self, sessions) -> None:
         self.config = config_from_mapping({"primary_url": "ws://127.0.0.1:1/", "secondary_url": "ws://127.0.0.1:2/"})
@@ -64,6 +65,10 @@ class FakeProxy:
         self.write_limits.count_stall("secondary")
         self.write_limits.count_stall("secondary")
         self.limits = StationLimits(Clock(), max_handshakes=1, max_handshakes_per_address=1)
+        self.accepting = True
+
+    def snapshot(self, with_stations=True):
+        return proxy_snapshot(self, with_stations)
 
 
 def busy_proxy() -> FakeProxy:
@@ -168,7 +173,9 @@ class SnapshotTests(SynchronousTestCase):
         activity.station_frame(
             "CP_1", frame('[2,"1","StatusNotification",{"connectorId":0,"status":"Available","errorCode":"NoError"}]')
         )
-        listing = fleet_listing(busy_proxy(), activity, StationNames({"CP_1": "Gare, borne 1"}), StationQuery(), T0)
+        listing = fleet_listing(
+            busy_proxy().snapshot(), activity, StationNames({"CP_1": "Gare, borne 1"}), StationQuery(), T0
+        )
         stations = listing["stations"]
         self.assertEqual([station["id"] for station in stations], ["CP_1", "CP_2"])
         first, second = stations
@@ -189,6 +196,26 @@ class SnapshotTests(SynchronousTestCase):
         self.assertEqual(first["connectors"]["0"]["errorCode"], "NoError")
         self.assertEqual(second["connectors"], {})
 
+    def test_proxy_snapshot_is_plain_data(self):
+        """The proxy's snapshot: connected stations only, their links as states and counts, copies of the counters."""
+        proxy = busy_proxy()
+        snapshot = proxy.snapshot()
+        self.assertEqual(sorted(snapshot.stations), ["CP_1", "CP_2"])  # CP_3 is still in its handshake
+        station = snapshot.stations["CP_1"]
+        self.assertEqual(
+            (station.peer, station.subprotocol, station.connected_since), (FakeProtocol.peer, "ocpp1.6", T0)
+        )
+        self.assertEqual(station.links["secondary"], LinkSnapshot("reconnecting", 3, 2, False))
+        self.assertEqual(snapshot.stations["CP_2"].links["primary"].state, "given_up")
+        self.assertEqual(
+            (snapshot.upstreams, snapshot.accepting, snapshot.stalls),
+            (("primary", "secondary"), True, {"secondary": 2}),
+        )
+        with self.assertRaises(AttributeError):
+            station.peer = "elsewhere"
+        snapshot.stalls["secondary"] = 0
+        self.assertEqual(proxy.write_limits.stalls["secondary"], 2)
+
     def test_names_followed_after_a_reload(self):
         """Given the names as a function (as tap does), the list shows the names a reload put in place."""
         activity = StationActivity(Clock())
@@ -201,7 +228,9 @@ class SnapshotTests(SynchronousTestCase):
 
     def test_metrics_snapshot_counts_link_states(self):
         """Gauges come from the sessions at snapshot time; every state of every upstream is present."""
-        snapshot = metrics_snapshot(busy_proxy(), StationActivity(Clock()), {})
+        counts = busy_proxy().snapshot(with_stations=False)
+        self.assertEqual(counts.stations, {})  # /metrics needs only the counts
+        snapshot = metrics_snapshot(counts, StationActivity(Clock()), {})
         self.assertEqual(snapshot.stations_connected, 2)
         self.assertEqual(
             snapshot.links,
@@ -230,7 +259,7 @@ class MetricsTests(SynchronousTestCase):
         proxy.limits.begin_handshake("first", "tcp4:192.0.2.1:1", "192.0.2.1")
         proxy.limits.begin_handshake("again", "tcp4:192.0.2.1:2", "192.0.2.1")
         proxy.limits.begin_handshake("other", "tcp4:192.0.2.2:1", "192.0.2.2")
-        registry = metrics_registry(ProxyCollector(reactor, lambda: metrics_snapshot(proxy, activity, {})))
+        registry = metrics_registry(ProxyCollector(reactor, lambda: metrics_snapshot(proxy.snapshot(), activity, {})))
         text = generate_latest(registry).decode()
         self.assertIn("ocppproxy_stations_connected 2.0", text)
         self.assertIn("ocppproxy_station_handshakes_refused_total 3.0", text)

@@ -50,7 +50,7 @@ class Fleet:
 
     def listing(self, names=None, **query) -> dict:
         names = StationNames(names or {})
-        return fleet_listing(self.proxy, self.activity, names, StationQuery(**query), self.clock.seconds())
+        return fleet_listing(self.proxy.snapshot(), self.activity, names, StationQuery(**query), self.clock.seconds())
 
 
 def ids(listing: dict) -> list[str]:

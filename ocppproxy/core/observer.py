@@ -93,22 +93,3 @@ class NullObserver:
 
     def failover_ended(self, station_id, duration):
         pass
-
-
-class Observers:
-    """Passes every event to several observers in turn (notifier, metrics, traffic log)."""
-
-    def __init__(self, *observers: ProxyObserver) -> None:
-        self.observers = list(observers)
-
-    def __getattr__(self, event: str):
-        if event.startswith("_"):
-            raise AttributeError(event)
-        methods = [getattr(observer, event) for observer in self.observers]
-
-        def fan_out(*args) -> None:
-            for method in methods:
-                method(*args)
-
-        setattr(self, event, fan_out)
-        return fan_out

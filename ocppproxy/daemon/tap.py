@@ -9,16 +9,17 @@ import signal
 import sys
 from collections.abc import Callable
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.python import usage
 
 from ..config.load import load_config
 from ..config.model import Config, ConfigError
-from ..core.observer import Observers
 from ..logs import proxy_logger, set_log_level
 from ..notify.channels import build_channels, load_station_names
 from ..notify.service import NotifierService
+from ..relay.observers import Observers
 from ..relay.proxy import ProxyService
+from ..relay.service_tree import ServiceTree
 from ..status.activity import StationActivity
 from ..status.alerts import RecentAlerts
 from ..status.service import StatusService
@@ -100,13 +101,15 @@ def makeService(options: Options, reactor=None) -> IService:
     return top
 
 
-def build_services(config: Config, reactor, upstream_tls=None, station_tls=None) -> MultiService:
+def build_services(config: Config, reactor, upstream_tls=None, station_tls=None) -> ServiceTree:
     """
-    A MultiService with the named services C{notifier}, C{traffic_log} and C{status}
-    (when configured) and C{proxy}, started in that order. Without a status page and a
-    traffic log, the proxy has no observer but the notifier and no frame recorder.
+    A L{ServiceTree} (a MultiService that reports a child's failure to stop) with the
+    named services C{notifier}, C{traffic_log} and C{status} (when configured) and
+    C{proxy}, started in that order. Without a status page and a traffic log, the proxy
+    has no observer but the notifier and no frame recorder; with them, each observer is
+    isolated from the others (see L{Observers}).
     """
-    top = MultiService()
+    top = ServiceTree()
     notifier = build_notifier(config, reactor)
     notifier.setName("notifier")
     notifier.setServiceParent(top)

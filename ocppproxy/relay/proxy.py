@@ -5,15 +5,17 @@ wires each station to its upstream links through the pure routing rules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from autobahn.websocket.types import ConnectionDeny
-from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamServerEndpoint
 from twisted.internet.ssl import CertificateOptions
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ..config.model import Config
 from ..core.observer import FrameRecorder, NullObserver, ProxyObserver
@@ -25,15 +27,20 @@ from ..wire.station import StationFactory, StationProtocol
 from ..wire.station_tls import station_tls_options, wrap_station_factory
 from ..wire.upstream import GOING_AWAY, UpstreamLink
 from .connection_options import upstream_headers, websocket_options
+from .observers import isolated_recorder
+from .service_tree import ServiceTree, first_failure, stop_children
 from .session import REPLACED, StationSession
+from .snapshot import ProxySnapshot, proxy_snapshot
 from .statefile import StateFile, read_state
 
 
-class ProxyService(MultiService):
+class ProxyService(ServiceTree):
     """
-    The daemon's core: accepts stations on the C{listen} endpoint and keeps one
-    L{StationSession} per station id. L{stopService} closes every station with 1001 and
-    fires when every station and upstream connection is closed.
+    The daemon's core: accepts stations on the C{listen} endpoint (its child service
+    C{listener}, a L{StreamServerEndpointService}) and keeps one L{StationSession} per
+    station id. C{listening} fires with the port once listening (or fails); C{accepting}
+    is True from then until shutdown begins. L{stopService} stops accepting, closes
+    every station with 1001 and fires when every station and upstream connection is closed.
     """
 
     _log = proxy_logger()
@@ -49,7 +56,8 @@ class ProxyService(MultiService):
     ) -> None:
         super().__init__()
         self.observer: ProxyObserver = observer or NullObserver()
-        self.recorder = recorder
+        # A failing traffic log must not cost a relayed frame.
+        self.recorder = None if recorder is None else isolated_recorder(recorder)
         self.state_file: StateFile | None = None
         self.transactions = TransactionStore()
         if config.state_file:
@@ -77,8 +85,6 @@ class ProxyService(MultiService):
         # Read by the command line already (see tap.Options); read here for other callers.
         if station_tls is None and config.station_tls:
             station_tls = station_tls_options(config.station_tls)
-        self._station_tls = station_tls
-        self._port = None
         # Whether stations are accepted: from listening until shutdown begins (/health).
         self.accepting = False
         self._listen_error: str | None = None
@@ -86,28 +92,27 @@ class ProxyService(MultiService):
         # Cluster mode's hook (ocppproxy.cluster.ClusterService): told when a station
         # connects and when a session ends; None on a single instance.
         self.ownership = None
+        factory = self.factory if station_tls is None else wrap_station_factory(self.factory, station_tls)
+        endpoint = ListenEndpoint(reactor, config.listen, self._listening, self._listen_failed)
+        listener = StreamServerEndpointService(endpoint, factory)
+        listener.setName("listener")
+        listener.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        """
+        Nothing yet: the listener binds in L{startService}, as the proxy always did, once the
+        services started before it (notifier, status page) run.
+        """
+        Service.privilegedStartService(self)
 
     def startService(self) -> None:
+        """Start the listener; a listen address that cannot be used stops start-up (exit status 1)."""
         super().startService()
-        try:
-            endpoint = serverFromString(self._reactor, self.config.listen)
-        except (IndexError, KeyError):
-            if not self.config.listen.startswith("systemd:"):
-                raise
-            # Twisted's systemd: parser looks the inherited socket up in a list or by name.
-            self._listen_failed(Failure(ValueError("systemd passed no such socket (is the socket unit active?)")))
-            raise SystemExit(1) from None
-        factory = self.factory
-        if self._station_tls is not None:
-            factory = wrap_station_factory(factory, self._station_tls)
-        listening = endpoint.listen(factory)
-        listening.addCallbacks(self._listening, self._listen_failed)
         if self._listen_error is not None:
             # Most endpoints listen synchronously: stop start-up with that one line.
             raise SystemExit(1)
 
     def _listening(self, port) -> None:
-        self._port = port
         self.accepting = True
         self._log.info("ocppproxy listening on {address}", address=port.getHost())
         self.listening.callback(port)
@@ -172,6 +177,13 @@ class ProxyService(MultiService):
         """How many station handshakes were answered with an HTTP error since start-up."""
         return self.factory.handshakes_refused
 
+    def snapshot(self, with_stations: bool = True) -> ProxySnapshot:
+        """
+        The connected stations, their links and the proxy's counters now, as read-only plain
+        data (for /, /stations); without C{with_stations}, only the counts (for /metrics).
+        """
+        return proxy_snapshot(self, with_stations)
+
     def connected_links(self, upstream: str) -> int:
         """How many stations have an open link to C{upstream} right now."""
         count = 0
@@ -201,15 +213,52 @@ class ProxyService(MultiService):
         session.close(REPLACED, f"replaced by a new connection of the same station on {instance}")
 
     def stopService(self) -> Deferred[None]:
-        """Stop accepting, close every station with 1001; fires when all connections are closed."""
+        """
+        Stop accepting, close every station with 1001; fires when all connections are
+        closed, failing with the listener's failure to stop if it had one. May be called
+        again (the service tree stops a proxy that already stopped on its own).
+        """
         self.accepting = False
-        # Stopped once, even when the service tree stops a proxy already stopped on its own.
-        port, self._port = self._port, None
-        stopping = succeed(None) if port is None else maybeDeferred(port.stopListening)
+        Service.stopService(self)
+        listener_stopped = stop_children(self)
         closes = [session.close(GOING_AWAY, "proxy shutting down") for session in list(self._all_sessions)]
         self._log.info("shutting down: closing {count} stations", count=len(closes))
-        done = DeferredList([stopping, *closes])
+        drained = DeferredList(closes)
         if self.state_file is not None:
-            done.addCallback(lambda _: self.state_file.flush())
-        done.addCallback(lambda _: MultiService.stopService(self))
-        return done
+            drained.addCallback(lambda _: self.state_file.flush())
+        return DeferredList([listener_stopped, drained], consumeErrors=True).addCallback(first_failure)
+
+
+@implementer(IStreamServerEndpoint)
+class ListenEndpoint:
+    """
+    The C{listen} endpoint string, parsed only when listening starts, reporting the
+    outcome: C{listening(port)} or C{failed(failure)}. A failure is consumed (the
+    L{Deferred} from L{listen} then fires with None), so it is told once, by C{failed};
+    a C{systemd:} string naming no inherited socket is such a failure, not a crash.
+    """
+
+    def __init__(
+        self, reactor, description: str, listening: Callable[[object], None], failed: Callable[[Failure], None]
+    ) -> None:
+        self._reactor = reactor
+        self.description = description
+        self._listening = listening
+        self._failed = failed
+
+    def listen(self, factory) -> Deferred:
+        """Listen with C{factory}; fires with the port, or with None once a failure was reported."""
+        try:
+            endpoint = serverFromString(self._reactor, self.description)
+        except (IndexError, KeyError):
+            if not self.description.startswith("systemd:"):
+                raise
+            # Twisted's systemd: parser looks the inherited socket up in a list or by name.
+            listening = fail(ValueError("systemd passed no such socket (is the socket unit active?)"))
+        else:
+            listening = endpoint.listen(factory)
+        return listening.addCallbacks(self._report_port, self._failed)
+
+    def _report_port(self, port):
+        self._listening(port)
+        return port

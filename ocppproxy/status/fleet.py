@@ -2,7 +2,7 @@
 The fleet as C{/} and C{/stations} show it: the connected stations and the ones known
 to be offline (seen since start-up, or named in C{client_names}), each with a state;
 counted, searched, filtered, ordered (offline, then faulted, first) and cut into pages.
-Pure: reads the proxy, the activity and the names, and returns JSON-ready data.
+Pure: reads the proxy's snapshot, the activity and the names, and returns JSON-ready data.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..notify.names import StationNames
+from ..relay.snapshot import LINK_STATES, ProxySnapshot
 from .activity import StationActivity
-from .snapshot import LINK_STATES, iso_time, link_state, station_entry
+from .snapshot import iso_time, station_entry
 
 CONNECTED = "connected"
 OFFLINE = "offline"
@@ -76,35 +77,35 @@ def _states(record) -> tuple[bool, bool]:
     return "Faulted" in statuses, "Charging" in statuses
 
 
-def fleet_listing(proxy, activity: StationActivity, names: StationNames, query: StationQuery, now: float) -> dict:
+def fleet_listing(
+    proxy: ProxySnapshot, activity: StationActivity, names: StationNames, query: StationQuery, now: float
+) -> dict:
     """
-    The /stations document: C{counts} of the whole fleet by state, each upstream's links
+    The /stations document (C{proxy} is the proxy's snapshot): C{counts} of the whole fleet by state, each upstream's links
     by state, C{total} stations matching C{query}, and the page of them it asks for.
     Every station has a C{state}: offline, faulted, charging or connected, in that
     order of precedence; offline stations come first (the last to leave first, then
     those never seen), then faulted ones, then the others, each by id.
     """
     counts = dict.fromkeys(STATES, 0)
-    upstreams = {upstream: dict.fromkeys(LINK_STATES, 0) for upstream in proxy.config.upstream_urls()}
+    upstreams: dict[str, dict[str, int]] = {}
+    for (upstream, state), count in proxy.links.items():
+        upstreams.setdefault(upstream, dict.fromkeys(LINK_STATES, 0))[state] = count
     needle = query.q.casefold()
     matching = []
     connected = set()
-    for station_id, session in proxy.sessions.items():
-        if session.connected_since is None:
-            continue
+    for station_id, station in proxy.stations.items():
         connected.add(station_id)
         record = activity.stations.get(station_id)
         faulted, charging = _states(record)
         counts[CONNECTED] += 1
         counts[FAULTED] += faulted
         counts[CHARGING] += charging
-        for upstream, link in session.links.items():
-            upstreams.setdefault(upstream, dict.fromkeys(LINK_STATES, 0))[link_state(link)] += 1
         wanted = query.state in ("", CONNECTED) or (query.state == FAULTED and faulted)
         wanted = wanted or (query.state == CHARGING and charging)
         if wanted and _found(needle, station_id, names):
             state = FAULTED if faulted else CHARGING if charging else CONNECTED
-            matching.append(((1 if faulted else 2, 0.0, station_id), station_id, state, session, record))
+            matching.append(((1 if faulted else 2, 0.0, station_id), station_id, state, station, record))
     offline = {station_id: activity.departed.get(station_id) for station_id in activity.departed}
     offline.update((station_id, None) for station_id in names.station_ids() if station_id not in offline)
     for station_id, record in offline.items():
@@ -118,8 +119,8 @@ def fleet_listing(proxy, activity: StationActivity, names: StationNames, query: 
     matching.sort(key=lambda row: row[0])
     page = matching[query.offset : query.offset + query.limit]
     stations = []
-    for _, station_id, state, session, record in page:
-        entry = station_entry(station_id, session, record, names)
+    for _, station_id, state, station, record in page:
+        entry = station_entry(station_id, station, record, names)
         entry["state"] = state
         stations.append(entry)
     return {

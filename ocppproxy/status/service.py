@@ -162,10 +162,10 @@ class StatusService(Service):
         """
         names = _current(self.names)
         self.activity.forget_departed(names.station_ids().__contains__)
-        document = fleet_listing(self.proxy, self.activity, names, query or StationQuery(), self.clock.seconds())
-        ownership = getattr(self.proxy, "ownership", None)
-        if ownership is not None:
-            document["instance"] = ownership.instance
+        snapshot = self.proxy.snapshot()
+        document = fleet_listing(snapshot, self.activity, names, query or StationQuery(), self.clock.seconds())
+        if snapshot.instance is not None:
+            document["instance"] = snapshot.instance
         return document
 
     def alerts_sent(self) -> dict:
@@ -174,7 +174,9 @@ class StatusService(Service):
 
     def metrics_snapshot(self):
         """The numbers /metrics shows, read now (on the reactor thread)."""
-        return metrics_snapshot(self.proxy, self.activity, _current(self._alert_queues), self._traffic_log)
+        return metrics_snapshot(
+            self.proxy.snapshot(with_stations=False), self.activity, _current(self._alert_queues), self._traffic_log
+        )
 
     def startService(self) -> None:
         super().startService()

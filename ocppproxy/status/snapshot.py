@@ -1,6 +1,6 @@
 """
-The proxy's state as plain data, taken on the reactor thread: a station as C{/stations}
-and C{/} show it, and the numbers C{/metrics} exposes.
+What the status shows of a L{ocppproxy.relay.snapshot.ProxySnapshot}: a station as
+C{/stations} and C{/} show it, and the numbers C{/metrics} exposes.
 """
 
 from __future__ import annotations
@@ -11,13 +11,8 @@ from datetime import UTC, datetime
 
 from ..notify.delivery import DeliveryQueue
 from ..notify.names import StationNames
-from ..wire.upstream import UpstreamLink
+from ..relay.snapshot import ProxySnapshot, StationSnapshot
 from .activity import StationActivity, StationRecord
-
-CONNECTED = "connected"
-RECONNECTING = "reconnecting"
-GIVEN_UP = "given_up"
-LINK_STATES = (CONNECTED, RECONNECTING, GIVEN_UP)
 
 
 def iso_time(seconds: float | None) -> str | None:
@@ -27,36 +22,25 @@ def iso_time(seconds: float | None) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def link_state(link: UpstreamLink) -> str:
-    """connected, reconnecting (also before the first connection) or given_up."""
-    if link.connected:
-        return CONNECTED
-    if link.gave_up:
-        return GIVEN_UP
-    return RECONNECTING
-
-
-def station_entry(station_id: str, session, record: StationRecord | None, names: StationNames) -> dict:
+def station_entry(
+    station_id: str, station: StationSnapshot | None, record: StationRecord | None, names: StationNames
+) -> dict:
     """
-    One station as a JSON-ready mapping: C{session} is its open session, or None for a
-    station that is not connected (then C{record} is what is remembered of it, if anything).
+    One station as a JSON-ready mapping: C{station} is its snapshot while connected, or
+    None for a station that is not (then C{record} is what is remembered of it, if anything).
     """
     name = names.name(station_id)
     return {
         "id": station_id,
         "name": name if name != station_id else None,
-        "remote": session.protocol.peer if session else None,
-        "subprotocol": session.subprotocol if session else None,
-        "connected_since": iso_time(session.connected_since if session else None),
+        "remote": station.peer if station else None,
+        "subprotocol": station.subprotocol if station else None,
+        "connected_since": iso_time(station.connected_since if station else None),
         "left": iso_time(record.left if record else None),
         "last_message": iso_time(record.last_message if record else None),
         "upstreams": {
-            upstream: {
-                "state": link_state(link),
-                "failed_attempts": link.failed_attempts,
-                "queued": len(link.queue),
-            }
-            for upstream, link in (session.links.items() if session else ())
+            upstream: {"state": link.state, "failed_attempts": link.failed_attempts, "queued": link.queued}
+            for upstream, link in (station.links.items() if station else ())
         },
         "connectors": {
             place: {
@@ -97,38 +81,27 @@ class MetricsSnapshot:
 
 
 def metrics_snapshot(
-    proxy, activity: StationActivity, alert_queues: Mapping[str, DeliveryQueue], traffic_log=None
+    proxy: ProxySnapshot, activity: StationActivity, alert_queues: Mapping[str, DeliveryQueue], traffic_log=None
 ) -> MetricsSnapshot:
-    """The numbers for /metrics; gauges are counted from the proxy's sessions now."""
-    upstreams = tuple(proxy.config.upstream_urls())
-    snapshot = MetricsSnapshot(upstreams, handshakes_refused=proxy.handshakes_refused)
-    snapshot.links = {(upstream, state): 0 for upstream in upstreams for state in LINK_STATES}
-    snapshot.queued = dict.fromkeys(upstreams, 0)
-    snapshot.stalled_links = dict.fromkeys(upstreams, 0)
-    for session in proxy.sessions.values():
-        if session.connected_since is None:
-            continue
-        snapshot.stations_connected += 1
-        snapshot.stalled_stations += session.stalled
-        for upstream, link in session.links.items():
-            snapshot.links[(upstream, link_state(link))] += 1
-            snapshot.queued[upstream] += len(link.queue)
-            snapshot.stalled_links[upstream] += link.stalled
-    snapshot.stalls = dict(proxy.write_limits.stalls)
+    """The numbers for /metrics; the gauges are the counts of the proxy's snapshot C{proxy} (stations not needed)."""
+    snapshot = MetricsSnapshot(proxy.upstreams, proxy.stations_connected, proxy.handshakes_refused)
+    snapshot.links = dict(proxy.links)
+    snapshot.queued = dict(proxy.queued)
+    snapshot.stalled_stations = proxy.stalled_stations
+    snapshot.stalled_links = dict(proxy.stalled_links)
+    snapshot.stalls = dict(proxy.stalls)
     snapshot.frames = dict(activity.frames)
     snapshot.dropped = dict(activity.dropped)
     snapshot.connects = dict(activity.connects)
     snapshot.latency_counts = list(activity.latency.counts)
     snapshot.latency_sum = activity.latency.sum
-    snapshot.refused = dict(proxy.limits.refused)
-    snapshot.shed = proxy.limits.shed
+    snapshot.refused = dict(proxy.refused)
+    snapshot.shed = proxy.shed
     for channel, queue in alert_queues.items():
         snapshot.alerts[(channel, "sent")] = queue.sent
         snapshot.alerts[(channel, "failed")] = queue.failed
         snapshot.alerts[(channel, "dropped")] = queue.dropped
-    ownership = getattr(proxy, "ownership", None)
-    if ownership is not None:
-        snapshot.instance, snapshot.cluster_redis_up = ownership.instance, ownership.redis_up
+    snapshot.instance, snapshot.cluster_redis_up = proxy.instance, proxy.cluster_redis_up
     if traffic_log is not None:
         snapshot.traffic_log = {
             "written": traffic_log.written,

@@ -1,0 +1,127 @@
+"""
+The proxy's state as plain, read-only data (L{ProxySnapshot}), taken on the reactor
+thread: what the status page and the metrics show, without reaching into sessions
+and links.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+CONNECTED = "connected"
+RECONNECTING = "reconnecting"
+GIVEN_UP = "given_up"
+LINK_STATES = (CONNECTED, RECONNECTING, GIVEN_UP)
+
+
+class LinkSnapshot(NamedTuple):
+    """One station's link to one upstream: C{state} one of L{LINK_STATES}, frames C{queued} for it."""
+
+    state: str
+    failed_attempts: int
+    queued: int
+    stalled: bool
+
+
+class StationSnapshot(NamedTuple):
+    """A station whose handshake is complete: its peer address, subprotocol, since when, and its links by upstream."""
+
+    station_id: str
+    peer: str
+    subprotocol: str | None
+    connected_since: float
+    stalled: bool
+    links: dict[str, LinkSnapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySnapshot:
+    """
+    The proxy at one moment: its C{upstreams} by name (primary first), the connected
+    C{stations} by id (empty when taken without them), whether it is C{accepting}, the
+    links of the connected stations counted by (upstream, state) with every state of
+    every upstream present, the frames C{queued} and the C{stalled_links} by upstream,
+    and its counters (handshakes refused, write stall episodes by side, connections
+    refused by reason, handshakes shed); in cluster mode, its C{instance} name and whether
+    it reaches Redis (C{cluster_redis_up}). The mappings are copies: changing them changes
+    nothing in the proxy. (Stations and links are named tuples: cheap to take by the thousand.)
+    """
+
+    upstreams: tuple[str, ...]
+    stations: dict[str, StationSnapshot]
+    stations_connected: int
+    stalled_stations: int
+    links: dict[tuple[str, str], int]
+    queued: dict[str, int]
+    stalled_links: dict[str, int]
+    accepting: bool
+    handshakes_refused: int
+    stalls: dict[str, int]
+    refused: dict[str, int]
+    shed: int
+    # Cluster mode only: this instance's name, and whether it reaches Redis now.
+    instance: str | None = None
+    cluster_redis_up: bool | None = None
+
+
+def link_state(link) -> str:
+    """connected, reconnecting (also before the first connection) or given_up."""
+    if link.connected:
+        return CONNECTED
+    if link.gave_up:
+        return GIVEN_UP
+    return RECONNECTING
+
+
+def proxy_snapshot(proxy, with_stations: bool = True) -> ProxySnapshot:
+    """
+    A L{ProxySnapshot} of a L{ocppproxy.relay.proxy.ProxyService}; a station still in its
+    WebSocket handshake is left out. Without C{with_stations} only the counts are taken
+    (what /metrics needs, five times quicker for a large fleet).
+    """
+    upstreams = tuple(proxy.config.upstream_urls())
+    stations = {}
+    connected = stalled = 0
+    links = {(upstream, state): 0 for upstream in upstreams for state in LINK_STATES}
+    queued = dict.fromkeys(upstreams, 0)
+    stalled_links = dict.fromkeys(upstreams, 0)
+    for station_id, session in proxy.sessions.items():
+        if session.connected_since is None:
+            continue
+        connected += 1
+        stalled += session.stalled
+        link_snapshots = {}
+        for upstream, link in session.links.items():
+            state, waiting = link_state(link), len(link.queue)
+            links[(upstream, state)] = links.get((upstream, state), 0) + 1
+            queued[upstream] = queued.get(upstream, 0) + waiting
+            stalled_links[upstream] = stalled_links.get(upstream, 0) + link.stalled
+            if with_stations:
+                link_snapshots[upstream] = LinkSnapshot(state, link.failed_attempts, waiting, link.stalled)
+        if with_stations:
+            stations[station_id] = StationSnapshot(
+                station_id,
+                session.protocol.peer,
+                session.subprotocol,
+                session.connected_since,
+                session.stalled,
+                link_snapshots,
+            )
+    ownership = proxy.ownership
+    return ProxySnapshot(
+        upstreams,
+        stations,
+        connected,
+        stalled,
+        links,
+        queued,
+        stalled_links,
+        proxy.accepting,
+        proxy.handshakes_refused,
+        dict(proxy.write_limits.stalls),
+        dict(proxy.limits.refused),
+        proxy.limits.shed,
+        None if ownership is None else ownership.instance,
+        None if ownership is None else ownership.redis_up,
+    )
