@@ -66,6 +66,7 @@ class FakeProxy:
         self.write_limits.count_stall("secondary")
         self.limits = StationLimits(Clock(), max_handshakes=1, max_handshakes_per_address=1)
         self.accepting = True
+        self.ownership = None  # a single instance
 
     def snapshot(self, with_stations=True):
         return proxy_snapshot(self, with_stations)
