@@ -16,6 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.core.answers import LATE, StationCallAnswers
 
+from .tables import add_table_tests
+
 NOT_NEEDED = "secondary answer not needed"
 HELD = "secondary answer held until the primary answers"
 ONLY_PRIMARY = "answer from secondary: only the primary answers the station"
@@ -158,14 +160,8 @@ def count_delivered(order):
     return delivered
 
 
-def make_test(doc, settings, rows):
-    def test(self):
-        answers = StationCallAnswers(40.0, settings.get("limit", 1000), settings["failover"])
-        for number, (row, expected) in enumerate(rows):
-            self.assertEqual(run_row(answers, row), expected, f"row {number}: {row}")
-
-    test.__doc__ = doc
-    return test
+def answers_for(settings):
+    return StationCallAnswers(40.0, settings.get("limit", 1000), settings["failover"])
 
 
 class StationCallAnswerTests(SynchronousTestCase):
@@ -177,5 +173,4 @@ class StationCallAnswerTests(SynchronousTestCase):
             self.assertEqual(count_delivered(order), 1, order)
 
 
-for _name, (_doc, _settings, _rows) in CASES.items():
-    setattr(StationCallAnswerTests, f"test_{_name}", make_test(_doc, _settings, _rows))
+add_table_tests(StationCallAnswerTests, CASES, answers_for, run_row)

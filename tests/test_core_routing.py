@@ -19,6 +19,8 @@ from ocppproxy.core.ocppj import Frame, parse_frame
 from ocppproxy.core.routing import StationRelay
 from ocppproxy.core.transactions import TransactionStore
 
+from .tables import add_table_tests
+
 P, S, ST = "primary", "secondary", "station"
 URLS = {P: "ws://central.example/ocpp/CP_1", S: "ws://backup.example/ocpp/CP_1"}
 BOTH = {"upstreams": (P, S)}
@@ -828,21 +830,13 @@ def relay_for(settings):
     return relay
 
 
-def make_test(doc, settings, rows):
-    def test(self):
-        relay = relay_for(settings)
-        for number, (step, expected) in enumerate(rows):
-            effects = [plain(effect) for effect in run_step(relay, step)]
-            if expected is not None:
-                self.assertEqual(effects, expected, f"row {number}: {step}")
-
-    test.__doc__ = doc
-    return test
+def effects_of(relay, step):
+    """The effects of one input row, as the tables write them."""
+    return [plain(effect) for effect in run_step(relay, step)]
 
 
 class StationRelayRuleTests(SynchronousTestCase):
-    """One test per row of CASES: the relaying rules, frames in, effects out."""
+    """One test per case of CASES: the relaying rules, frames in, effects out."""
 
 
-for _name, (_doc, _settings, _rows) in CASES.items():
-    setattr(StationRelayRuleTests, f"test_{_name}", make_test(_doc, _settings, _rows))
+add_table_tests(StationRelayRuleTests, CASES, relay_for, effects_of)

@@ -18,6 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.core.station_calls import StationBoundCalls
 
+from .tables import add_table_tests
+
 P, S, ST = "primary", "secondary", "station"
 
 
@@ -194,21 +196,8 @@ CASES = {
 }
 
 
-def make_test(doc, settings, rows):
-    def test(self):
-        calls = StationBoundCalls(timeout=40.0, **settings)
-        for number, (row, expected) in enumerate(rows):
-            found = run_row(calls, row)
-            if expected is not None:
-                self.assertEqual(found, expected, f"row {number}: {row}")
-
-    test.__doc__ = doc
-    return test
-
-
 class StationBoundCallTests(SynchronousTestCase):
     """One test per case of CASES."""
 
 
-for _name, (_doc, _settings, _rows) in CASES.items():
-    setattr(StationBoundCallTests, f"test_{_name}", make_test(_doc, _settings, _rows))
+add_table_tests(StationBoundCallTests, CASES, lambda settings: StationBoundCalls(timeout=40.0, **settings), run_row)

@@ -15,8 +15,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.core.transactions import PER_STATION_LIMIT, TransactionIdTranslator, TransactionStore
 
+from .tables import add_table_tests
 
-def run_row(translator, store, row):
+
+def run_row(subject, row):
+    translator, store = subject
     what, *args = row
     if what == "stored":
         return store.dump()
@@ -42,10 +45,11 @@ def started(primary_id, secondary_id, message_id="t1"):
     ]
 
 
-# (docstring, rows of (input, expected)); expected None: not checked
+# (docstring, settings (none here), rows of (input, expected)); expected None: not checked
 CASES = {
     "meter_values_and_stop_translated": (
         "MeterValues and StopTransaction reach the secondary with its own id; after the stop the pair is forgotten.",
+        {},
         [
             *started(201, 3),
             (("stored",), {"CP_1": [[201, 3]]}),
@@ -66,6 +70,7 @@ CASES = {
     ),
     "secondary_calls_translated_back": (
         "The secondary's RemoteStopTransaction and SetChargingProfile reach the station with the primary's id.",
+        {},
         [
             *started(201, 7),
             (
@@ -83,6 +88,7 @@ CASES = {
     ),
     "unknown_ids_and_other_frames_untouched": (
         "Frames without a known id, and other actions, pass byte for byte.",
+        {},
         [
             *started(201, 7),
             (
@@ -107,6 +113,7 @@ CASES = {
     ),
     "one_answer_is_not_enough": (
         "Only a StartTransaction both upstreams answered with an integer id is remembered.",
+        {},
         [
             (("station", '[2,"t1","StartTransaction",{}]'), None),
             (("primary", '[3,"t1",{"transactionId":201}]'), None),
@@ -119,6 +126,7 @@ CASES = {
     ),
     "store_bounded_per_station": (
         "At most PER_STATION_LIMIT pairs per station, the oldest forgotten first.",
+        {},
         [
             *[row for n in range(PER_STATION_LIMIT + 1) for row in started(1000 + n, n, f"t{n}")],
             (("stored",), {"CP_1": [[1000 + n, n] for n in range(1, PER_STATION_LIMIT + 1)]}),
@@ -127,22 +135,14 @@ CASES = {
 }
 
 
-def make_test(doc, rows):
-    def test(self):
-        store = TransactionStore()
-        translator = TransactionIdTranslator("CP_1", store)
-        for number, (row, expected) in enumerate(rows):
-            found = run_row(translator, store, row)
-            if expected is not None:
-                self.assertEqual(found, expected, f"row {number}: {row}")
-
-    test.__doc__ = doc
-    return test
+def translator_for(settings):
+    """A translator for station CP_1 and the store it fills."""
+    store = TransactionStore()
+    return TransactionIdTranslator("CP_1", store), store
 
 
 class TransactionIdTests(SynchronousTestCase):
     """One test per case of CASES."""
 
 
-for _name, (_doc, _rows) in CASES.items():
-    setattr(TransactionIdTests, f"test_{_name}", make_test(_doc, _rows))
+add_table_tests(TransactionIdTests, CASES, translator_for, run_row)

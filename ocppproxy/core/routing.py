@@ -97,23 +97,7 @@ class StationRelay:
         try:
             frame = parse_frame(payload)
         except FrameError as error:
-            reply = format_error_reply(payload, self.subprotocol)
-            effects: list[Effect] = [
-                Log(
-                    "warn",
-                    "station {station} sent a bad frame ({reason}){answered}: {frame}",
-                    {
-                        "station": station,
-                        "reason": str(error),
-                        "answered": ", answered with a CALLERROR" if reply else "",
-                        "frame": shorten(payload),
-                    },
-                )
-            ]
-            if reply is not None:
-                effects.append(Send(STATION, reply))
-            return effects
-        translator = self._translator
+            return self._bad_frame(STATION, payload, error)
         if frame.kind in ANSWERS:
             upstream, sends = self._station_calls.answer(frame.message_id, payload, now)
             effects = []
@@ -121,8 +105,6 @@ class StationRelay:
                 self._log_relayed(effects, [send.target for send in sends], payload)
             if upstream is None:
                 effects.append(self._dropped(frame, "answer to no outstanding upstream CALL (late or unknown)"))
-            if translator is not None:
-                translator.station_frame(frame)
             effects.extend(sends)
             effects.append(Timer(self._deadline()))
         else:
@@ -131,6 +113,7 @@ class StationRelay:
             effects = []
             if self._debug():
                 self._log_relayed(effects, self._names, payload)
+            translator = self._translator
             if translator is None:
                 for name in self._names:
                     effects.append(Send(name, payload))
@@ -158,6 +141,25 @@ class StationRelay:
             "station {station}: {kind} {id} dropped: {reason}",
             {"station": self.station_id, "kind": frame.kind_name, "id": frame.message_id, "reason": reason},
         )
+
+    def _bad_frame(self, sender: str, payload: bytes, error: FrameError) -> list[Effect]:
+        """A warning, and the CALLERROR its OCPP version prescribes to C{sender} if a CALL's id can be read."""
+        reply = format_error_reply(payload, self.subprotocol)
+        fields = {
+            "station": self.station_id,
+            "reason": str(error),
+            "answered": ", answered with a CALLERROR" if reply else "",
+            "frame": shorten(payload),
+        }
+        if sender == STATION:
+            text = "station {station} sent a bad frame ({reason}){answered}: {frame}"
+        else:
+            text = "station {station}: {upstream} sent a bad frame ({reason}){answered}: {frame}"
+            fields["upstream"] = sender
+        effects: list[Effect] = [Log("warn", text, fields)]
+        if reply is not None:
+            effects.append(Send(sender, reply))
+        return effects
 
     def station_closed(self, code: int | None, reason: str | None, was_opened: bool, now: float) -> list[Effect]:
         """The station's connection is gone (C{was_opened}: after its handshake completed)."""
@@ -200,23 +202,7 @@ class StationRelay:
         try:
             frame = parse_frame(payload)
         except FrameError as error:
-            reply = format_error_reply(payload, self.subprotocol)
-            effects: list[Effect] = [
-                Log(
-                    "warn",
-                    "station {station}: {upstream} sent a bad frame ({reason}){answered}: {frame}",
-                    {
-                        "station": station,
-                        "upstream": name,
-                        "reason": str(error),
-                        "answered": ", answered with a CALLERROR" if reply else "",
-                        "frame": shorten(payload),
-                    },
-                )
-            ]
-            if reply is not None:
-                effects.append(Send(name, reply))
-            return effects
+            return self._bad_frame(name, payload, error)
         translator = self._translator
         if translator is not None:
             if name == SECONDARY and frame.kind == CALL:
