@@ -15,8 +15,6 @@ from .ocppj import ANSWERS, CALL, Frame, FrameError, format_error_reply, parse_f
 from .station_calls import StationBoundCalls
 from .transactions import TransactionIdTranslator, TransactionStore
 
-__all__ = ["PRIMARY", "SECONDARY", "STATION", "StationRelay"]
-
 PRIMARY = "primary"
 SECONDARY = "secondary"
 UNSUPPORTED_DATA = 1003
