@@ -263,7 +263,7 @@ class StationSession:
         self._carry_out(self.relay.upstream_connected(name, self._clock.seconds()))
 
     def upstream_disconnected(self, name: str, reason: str) -> None:
-        """Rule: when no upstream is left connected, the station is asked to come back later."""
+        """An open link dropped: the relay releases held answers, starts failover, or closes with 1013."""
         self._carry_out(self.relay.upstream_disconnected(name, reason, self._clock.seconds()))
 
     def upstream_attempt_failed(self, name: str, reason: str) -> None:
