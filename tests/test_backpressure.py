@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config.model import ConfigError, ReconnectPolicy
 from ocppproxy.config.parse import config_from_mapping
-from ocppproxy.core.routing import StationRouter
+from ocppproxy.core.routing import StationRelay
 from ocppproxy.daemon.reload import compare_configs
 from ocppproxy.relay.session import NOT_READING, StationSession
 from ocppproxy.wire.backpressure import WriteBufferWatch, WriteLimits
@@ -317,7 +317,9 @@ class StationStallTests(SynchronousTestCase):
             "CP_1", self.protocol, self.clock, lambda session: None, Silent(), None, self.limits
         )
         self.session.links = {"primary": LinkStandIn(), "secondary": LinkStandIn()}
-        self.session.router = StationRouter(self.session.links)
+        self.session.relay = StationRelay(
+            "CP_1", {name: f"ws://127.0.0.1:9/{name}/CP_1" for name in self.session.links}
+        )
         self.session.station_open()
 
     def overfill(self) -> None:

@@ -252,16 +252,16 @@ class FaultIsolationTests(ProxyTestCase):
         self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
         await station.call(call.Heartbeat())
         session = self.proxy.sessions["CP_ERR"]
-        original = session.router.from_station
+        original = session.relay.from_station
         calls = []
 
-        def broken_once(frame, now, payload):
+        def broken_once(payload, now, binary):
             if not calls:
-                calls.append(frame)
+                calls.append(payload)
                 raise RuntimeError("routing bug")
-            return original(frame, now, payload)
+            return original(payload, now, binary)
 
-        session.router.from_station = broken_once
+        session.relay.from_station = broken_once
         await websocket.send('[2, "boom-1", "Heartbeat", {}]')
         answer = await station.call(call.Heartbeat())
         self.assertTrue(answer.current_time)

@@ -1,7 +1,8 @@
 """
 CALLs from the central systems to the station, one at a time (OCPP-J: a party should not
 send a CALL while an earlier one is unanswered), with a per-upstream policy of which
-actions may reach the station. Pure: time is passed in, frames come back as L{Send}s.
+actions may reach the station. Pure: time is passed in, frames come back as
+L{ocppproxy.core.effects.Send} effects.
 """
 
 from __future__ import annotations
@@ -10,17 +11,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .effects import STATION, Send
 from .ocppj import Frame, call_error
-
-STATION = "station"
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """A frame to send: to the station or to the named upstream."""
-
-    target: str
-    payload: bytes
 
 
 @dataclass(slots=True)

@@ -1,7 +1,8 @@
 """
-One station's session: its connection, its routing state, its links to the central
-systems, failover and transaction-id translation. The proxy service creates one per
-accepted station handshake.
+One station's session: its connection and its links to the central systems, wired
+through the pure L{ocppproxy.core.routing.StationRelay}, whose effects it carries out
+(sends, closes, observer events, log lines, the expiry timer). The proxy service creates
+one per accepted station handshake.
 """
 
 from __future__ import annotations
@@ -10,25 +11,26 @@ from collections.abc import Callable
 
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import LogLevel
 
 from ..config.model import Config
+from ..core.effects import STATION, Effect, Event, Log, Send, Timer
 from ..core.observer import FROM_STATION, FROM_UPSTREAM, TO_STATION, FrameRecorder, ProxyObserver
-from ..core.ocppj import CALL, FrameError, format_error_reply, parse_frame, shorten
-from ..core.routing import PRIMARY, SECONDARY, STATION, StationRouter
-from ..core.transactions import TransactionIdTranslator, TransactionStore
+from ..core.ocppj import shorten
+from ..core.routing import PRIMARY, StationRelay
+from ..core.transactions import TransactionStore
 from ..logs import debug_enabled, proxy_logger
 from ..wire.backpressure import WriteBufferWatch, WriteLimits
 from ..wire.station import StationProtocol
 from ..wire.upstream import UpstreamLink
 
-UNSUPPORTED_DATA = 1003
-TRY_AGAIN_LATER = 1013
 REPLACED = 4000
 NOT_READING = 1008
+_LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error}
 
 
 class StationSession:
-    """One station connection, its routing state and its links to the central systems."""
+    """One station connection and its links to the central systems, doing what its L{StationRelay} decides."""
 
     _log = proxy_logger()
 
@@ -51,31 +53,29 @@ class StationSession:
         self._clock = clock
         self._on_ended = on_ended
         self.links: dict[str, UpstreamLink] = {}
-        self.router: StationRouter | None = None
+        self.relay: StationRelay | None = None
         self.subprotocol: str | None = None
         self.connected_since: float | None = None
         self._closing = False
-        self._primary_failed = False
-        self._failover_since: float | None = None
         self._ended = False
         self._stopped: Deferred[None] | None = None
         self._expiry_timer = None
-        self.translator: TransactionIdTranslator | None = None
-        self._transactions: TransactionStore | None = None
 
     def attach(
         self, links: dict[str, UpstreamLink], offers: list[str], config: Config, transactions: TransactionStore
     ) -> None:
         """Give the session its upstream links (primary first); the primary starts connecting."""
         self.links = links
-        self._transactions = transactions
         self._offers = offers
         self._handshake_timeout = config.handshake_timeout
-        self.router = StationRouter(
-            links,
+        self.relay = StationRelay(
+            self.station_id,
+            {name: link.url for name, link in links.items()},
+            transactions,
             pending_timeout=config.pending_call_timeout,
-            failover=config.failover and SECONDARY in links,
+            failover=config.failover,
             call_policies=config.upstream_calls,
+            debug=debug_enabled,
         )
         links[PRIMARY].start()
 
@@ -112,8 +112,7 @@ class StationSession:
                     subprotocol=chosen,
                 )
             self.subprotocol = chosen
-            if SECONDARY in self.links and chosen.startswith("ocpp1.6"):
-                self.translator = TransactionIdTranslator(self.station_id, self._transactions)
+            self.relay.use_subprotocol(chosen)
             for link in self.links.values():
                 link.set_subprotocols([chosen])
             if not self._closing:
@@ -131,13 +130,30 @@ class StationSession:
         except Exception:
             self._log.failure("station {station}: observer failed on {event}", station=self.station_id, event=event)
 
+    def _carry_out(self, effects: list[Effect]) -> None:
+        """Do what the relay decided, in order."""
+        for effect in effects:
+            kind = effect.__class__
+            if kind is Send:
+                if effect.target == STATION:
+                    self._to_station(effect.payload)
+                else:
+                    self.links[effect.target].send(effect.payload)
+            elif kind is Event:
+                self._tell(effect.name, *effect.args)
+            elif kind is Log:
+                self._log.emit(_LEVELS[effect.level], effect.text, **effect.fields)
+            elif kind is Timer:
+                self._schedule_expiry(effect.deadline)
+            else:
+                self.close(effect.code, effect.reason)
+
     # --- the station's side
 
     def station_open(self) -> None:
         self.connected_since = self._clock.seconds()
         self._write_watch = WriteBufferWatch(self.protocol.transport, self._write_limits, self)
-        self._log.info("station {station} connected from {peer}", station=self.station_id, peer=self.protocol.peer)
-        self._tell("station_connected", self.station_id, self.protocol.peer)
+        self._carry_out(self.relay.station_opened(self.protocol.peer))
 
     def from_station(self, payload: bytes, is_binary: bool) -> None:
         """A frame from the station: relay it to the upstreams the rules name."""
@@ -145,59 +161,13 @@ class StationSession:
             recorder = self._recorder
             if recorder is not None and not is_binary:
                 recorder(self.station_id, FROM_STATION, None, payload)
-            self._relay_from_station(payload, is_binary)
+            self._carry_out(self.relay.from_station(payload, self._clock.seconds(), is_binary))
         except Exception:
             self._log.failure(
                 "station {station}: error relaying a frame from the station: {frame}",
                 station=self.station_id,
                 frame=shorten(payload),
             )
-
-    def _relay_from_station(self, payload: bytes, is_binary: bool) -> None:
-        if is_binary:
-            self._log.warn("station {station} sent a binary frame: closing with 1003", station=self.station_id)
-            self.close(UNSUPPORTED_DATA, "OCPP-J frames are text")
-            return
-        try:
-            frame = parse_frame(payload)
-        except FrameError as error:
-            reply = format_error_reply(payload, self.subprotocol)
-            self._log.warn(
-                "station {station} sent a bad frame ({reason}){answered}: {frame}",
-                station=self.station_id,
-                reason=str(error),
-                answered=", answered with a CALLERROR" if reply else "",
-                frame=shorten(payload),
-            )
-            if reply is not None:
-                self._to_station(reply)
-            return
-        route = self.router.from_station(frame, self._clock.seconds(), payload)
-        if debug_enabled():
-            self._log.debug(
-                "station {station} -> {targets}: {frame}",
-                station=self.station_id,
-                targets=",".join(route.targets or [send.target for send in route.also]) or "nowhere",
-                frame=shorten(payload),
-            )
-        if route.dropped_because:
-            self._log.warn(
-                "station {station}: {kind} {id} dropped: {reason}",
-                station=self.station_id,
-                kind=frame.kind_name,
-                id=frame.message_id,
-                reason=route.dropped_because,
-            )
-        translator = self.translator
-        if translator is not None:
-            translator.station_frame(frame)
-        for target in route.targets:
-            if target == SECONDARY and translator is not None:
-                self.links[target].send(translator.to_secondary(frame, payload))
-            else:
-                self.links[target].send(payload)
-        self._deliver(route.also)
-        self._tell("station_frame", self.station_id, frame, payload)
 
     def _to_station(self, payload: bytes) -> None:
         """Send a frame to the station, unless its connection is closing (then it is gone with it)."""
@@ -212,17 +182,8 @@ class StationSession:
                 "station {station} is closing: {frame} not sent", station=self.station_id, frame=shorten(payload)
             )
 
-    def _deliver(self, sends) -> None:
-        """Send the frames a routing decision produced, then keep the expiry timer right."""
-        for send in sends:
-            if send.target == STATION:
-                self._to_station(send.payload)
-            else:
-                self.links[send.target].send(send.payload)
-        self._schedule_expiry()
-
-    def _schedule_expiry(self) -> None:
-        deadline = self.router.station_calls.next_deadline()
+    def _schedule_expiry(self, deadline: float | None) -> None:
+        """Have the relay's C{expire} called at C{deadline} (None, or closing: not at all)."""
         timer = self._expiry_timer
         if deadline is None or self._closing:
             if timer is not None and timer.active():
@@ -237,7 +198,7 @@ class StationSession:
 
     def _expire(self) -> None:
         self._expiry_timer = None
-        self._deliver(self.router.station_calls.expire(self._clock.seconds()))
+        self._carry_out(self.relay.expire(self._clock.seconds()))
 
     @property
     def stalled(self) -> bool:
@@ -278,14 +239,7 @@ class StationSession:
 
     def station_closed(self, protocol: StationProtocol, code: int | None, reason: str | None) -> None:
         """The station's connection is gone: close its upstream links."""
-        self._log.info(
-            "station {station} disconnected (code {code}, {reason})",
-            station=self.station_id,
-            code=code,
-            reason=reason or "no reason",
-        )
-        if protocol.was_opened:
-            self._tell("station_disconnected", self.station_id, code, reason)
+        self._carry_out(self.relay.station_closed(code, reason, protocol.was_opened, self._clock.seconds()))
         self._stop_links()
 
     # --- the upstreams' side
@@ -296,7 +250,7 @@ class StationSession:
             recorder = self._recorder
             if recorder is not None:
                 recorder(self.station_id, FROM_UPSTREAM, name, payload)
-            self._relay_from_upstream(name, payload)
+            self._carry_out(self.relay.from_upstream(name, payload, self._clock.seconds()))
         except Exception:
             self._log.failure(
                 "station {station}: error relaying a frame from {upstream}: {frame}",
@@ -305,114 +259,21 @@ class StationSession:
                 frame=shorten(payload),
             )
 
-    def _relay_from_upstream(self, name: str, payload: bytes) -> None:
-        try:
-            frame = parse_frame(payload)
-        except FrameError as error:
-            reply = format_error_reply(payload, self.subprotocol)
-            self._log.warn(
-                "station {station}: {upstream} sent a bad frame ({reason}){answered}: {frame}",
-                station=self.station_id,
-                upstream=name,
-                reason=str(error),
-                answered=", answered with a CALLERROR" if reply else "",
-                frame=shorten(payload),
-            )
-            if reply is not None:
-                self.links[name].send(reply)
-            return
-        translator = self.translator
-        if translator is not None:
-            if name == SECONDARY and frame.kind == CALL:
-                payload = translator.from_secondary(frame, payload)
-            else:
-                translator.upstream_frame(name, frame)
-        route = self.router.from_upstream(name, frame, self._clock.seconds(), payload)
-        if STATION in route.targets:
-            self._to_station(payload)
-        elif route.also or frame.kind == CALL:
-            if route.dropped_because and frame.kind == CALL:
-                self._log.info(
-                    "station {station}: {action} {id} from {upstream} {reason}",
-                    station=self.station_id,
-                    action=frame.action,
-                    id=frame.message_id,
-                    upstream=name,
-                    reason=route.dropped_because,
-                )
-            self._deliver(route.also)
-        elif route.late or debug_enabled():
-            # A late answer is worth a warning; a consumed one (the secondary's) is normal.
-            (self._log.warn if route.late else self._log.debug)(
-                "station {station}: {kind} {id} from {upstream} {fate}: {reason}",
-                station=self.station_id,
-                kind=frame.kind_name,
-                id=frame.message_id,
-                upstream=name,
-                fate="dropped" if route.late else "consumed",
-                reason=route.dropped_because,
-            )
-        self._tell("upstream_frame", self.station_id, name, frame, payload)
-
     def upstream_connected(self, name: str) -> None:
-        if name == PRIMARY:
-            self._primary_failed = False
-            if self.router.failover is not None:
-                self.router.failover.primary_connected = True
-        self._tell("upstream_connected", self.station_id, name, self.links[name].url)
-        self._update_failover()
+        self._carry_out(self.relay.upstream_connected(name, self._clock.seconds()))
 
     def upstream_disconnected(self, name: str, reason: str) -> None:
-        """Rule: when no upstream is left connected, the station is asked to come back later."""
-        if name == PRIMARY:
-            self._primary_lost()
-        self._tell("upstream_disconnected", self.station_id, name, self.links[name].url, reason)
-        self._update_failover()
-        self._close_if_no_upstream()
+        """An open link dropped: the relay releases held answers, starts failover, or closes with 1013."""
+        self._carry_out(self.relay.upstream_disconnected(name, reason, self._clock.seconds()))
 
     def upstream_attempt_failed(self, name: str, reason: str) -> None:
-        if name == PRIMARY:
-            self._primary_failed = True
-            self._update_failover()
-        self._tell("upstream_attempt_failed", self.station_id, name, self.links[name].url, reason)
+        self._carry_out(self.relay.upstream_attempt_failed(name, reason, self._clock.seconds()))
 
     def upstream_gave_up(self, name: str) -> None:
-        self._close_if_no_upstream()
+        self._carry_out(self.relay.upstream_gave_up(name))
 
     def upstream_frame_dropped(self, name: str) -> None:
-        self._tell("frame_dropped", self.station_id, name)
-
-    # --- failover
-
-    def _primary_lost(self) -> None:
-        self._primary_failed = True
-        if self.router.failover is None:
-            return
-        for answer in self.router.failover.primary_lost(self._clock.seconds()):
-            self._to_station(answer)
-
-    def _update_failover(self) -> None:
-        """Failover is on while the primary has failed and the secondary is connected."""
-        if self.router.failover is None:
-            return
-        secondary = self.links[SECONDARY]
-        active = self._primary_failed and secondary.connected and not self._closing
-        now = self._clock.seconds()
-        if active and self._failover_since is None:
-            self._failover_since = now
-            self._log.warn("station {station}: primary away, the secondary answers (failover)", station=self.station_id)
-            self._tell("failover_started", self.station_id)
-        elif not active and self._failover_since is not None:
-            duration = now - self._failover_since
-            self._failover_since = None
-            self._log.info(
-                "station {station}: failover ended after {duration:.0f} s", station=self.station_id, duration=duration
-            )
-            self._tell("failover_ended", self.station_id, duration)
-
-    def _close_if_no_upstream(self) -> None:
-        if not any(link.connected for link in self.links.values()):
-            self.close(TRY_AGAIN_LATER, "no central system connected, try again later")
+        self._carry_out(self.relay.frame_dropped(name))
 
     # --- ending
 
@@ -435,8 +296,7 @@ class StationSession:
                     # Frames to a closing station are not sent: read its close handshake.
                     self.protocol.transport.resumeProducing()
                 watch.stopProducing()
-            self._schedule_expiry()
-            self._update_failover()
+            self._carry_out(self.relay.closing(self._clock.seconds()))
             self._stopped = DeferredList([link.stop() for link in self.links.values()]).addCallback(lambda _: None)
             self._stopped.addCallback(lambda _: self._end())
         stopped: Deferred[None] = Deferred()
