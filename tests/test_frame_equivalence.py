@@ -1,5 +1,5 @@
 """
-The fast frame path (ocppproxy.wire.lean, ocppproxy.wire.wsframes) against stock Autobahn: the
+The fast frame path (ocppproxy.wire.internals, ocppproxy.wire.wsframes) against stock Autobahn: the
 same bytes in, the same messages out, the same close codes, the same bytes written.
 
 Each side is a protocol after a real opening handshake over a StringTransport: the

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.relay.connection_options import websocket_options
-from ocppproxy.wire.lean import LeanFrames, write_now
+from ocppproxy.wire.internals import LeanFrames, write_now
 from ocppproxy.wire.station import StationFactory, StationProtocol
 from ocppproxy.wire.wsframes import text_frame, xor_mask
 

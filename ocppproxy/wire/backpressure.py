@@ -19,6 +19,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
 from ..config.model import Config
+from .internals import buffer_size, set_buffer_size
 
 
 class WriteLimits:
@@ -81,8 +82,11 @@ class WriteBufferWatch:
         self._limits = limits
         self._owner = owner
         self._socket = socket_transport(transport)
-        self._normal_size = self._socket.bufferSize
-        self._raisable = self._socket is transport and not getattr(transport, "TLS", False)
+        # None where the fast path is off: Twisted's bufferSize is then left alone.
+        self._normal_size = buffer_size(self._socket)
+        self._raisable = (
+            self._normal_size is not None and self._socket is transport and not getattr(transport, "TLS", False)
+        )
         self._stall_timer = None
         self._stopped = False
         self.full = False
@@ -92,9 +96,9 @@ class WriteBufferWatch:
         """Twisted: the buffer is over C{bufferSize}."""
         if self._stopped or self.full:
             return
-        if self._raisable and self._socket.bufferSize < self._limits.max_write_buffer:
+        if self._raisable and buffer_size(self._socket) < self._limits.max_write_buffer:
             # Over Twisted's own mark: from now on the next pause comes at ours.
-            self._socket.bufferSize = self._limits.max_write_buffer
+            set_buffer_size(self._socket, self._limits.max_write_buffer)
             return
         self.full = True
         self._stall_timer = self._limits.clock.callLater(self._limits.stall_timeout, self._stalled)
@@ -102,7 +106,8 @@ class WriteBufferWatch:
 
     def resumeProducing(self) -> None:
         """Twisted: the buffer has drained."""
-        self._socket.bufferSize = self._normal_size
+        if self._normal_size is not None:
+            set_buffer_size(self._socket, self._normal_size)
         if self._stopped or not self.full:
             return
         self.full = False

@@ -13,13 +13,17 @@ from twisted.internet.defer import Deferred, succeed
 
 from ..core.handshake import BadStationPath, ocpp_offers, station_id_from_path
 from ..logs import autobahn_logger, proxy_logger
-from .lean import LeanFrames, share_protocol_options
+from .internals import LeanFrames, request_bytes, use_fast_path
 from .limits import MAX_HANDSHAKE_BYTES, StationLimits
 from .station_tls import client_certificate_name
 
 
-class StationProtocol(LeanFrames, WebSocketServerProtocol):
-    """A charging station's WebSocket connection; its traffic goes to its session."""
+class StationProtocol(WebSocketServerProtocol):
+    """
+    A charging station's WebSocket connection; its traffic goes to its session. On
+    Autobahn's stock frame path; L{StationFactory} builds L{LeanStationProtocol} where
+    the fast path is on.
+    """
 
     _log = proxy_logger()
     log = autobahn_logger("ocppproxy.wire.station.StationProtocol")
@@ -61,12 +65,13 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
     def processHandshake(self) -> None:
         # Autobahn buffers the request until its blank line, however long, and parses
         # the buffer again when more bytes come while onConnect waits for the primary.
+        received = request_bytes(self)
         if self._request_read:
-            if len(self.data) > MAX_HANDSHAKE_BYTES:
+            if len(received) > MAX_HANDSHAKE_BYTES:
                 self.dropConnection(abort=True)
             return
-        end = self.data.find(b"\r\n\r\n", 0, MAX_HANDSHAKE_BYTES)
-        if end < 0 and len(self.data) >= MAX_HANDSHAKE_BYTES:
+        end = received.find(b"\r\n\r\n", 0, MAX_HANDSHAKE_BYTES)
+        if end < 0 and len(received) >= MAX_HANDSHAKE_BYTES:
             self._log.warn(
                 "closed connection from {peer}: its handshake request is over {limit} bytes",
                 peer=self.peer,
@@ -129,7 +134,6 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
     def onOpen(self) -> None:
         self.was_opened = True
         self._handshake_over()
-        self.release_handshake()
         self.session.station_open()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -152,6 +156,10 @@ class StationProtocol(LeanFrames, WebSocketServerProtocol):
         return waiter
 
 
+class LeanStationProtocol(LeanFrames, StationProtocol):
+    """L{StationProtocol} on the fast frame path (L{ocppproxy.wire.internals})."""
+
+
 class StationFactory(WebSocketServerFactory):
     """
     Server factory for charging stations; C{proxy} is the L{ProxyService} they report to,
@@ -169,4 +177,4 @@ class StationFactory(WebSocketServerFactory):
         self.limits = limits if limits is not None else StationLimits(reactor)
         self.server = "ocppproxy"
         self.setProtocolOptions(**websocket_options)
-        share_protocol_options(self)
+        use_fast_path(self, LeanStationProtocol)

@@ -6,7 +6,6 @@ connected by a L{ClientService}, with a bounded queue for frames sent while it i
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,7 +27,7 @@ from ..core.observer import TO_UPSTREAM, FrameRecorder
 from ..core.ocppj import shorten
 from ..logs import autobahn_logger, debug_enabled, proxy_logger
 from .backpressure import WriteBufferWatch, WriteLimits
-from .lean import LeanFrames, share_protocol_options
+from .internals import LeanFrames, fast_path, use_fast_path
 
 GOING_AWAY = 1001
 
@@ -53,9 +52,6 @@ class HandshakeOutcome:
     reason: str = ""
 
 
-_REFUSED = re.compile(r"upgrade failed \[(\d{3})\]")
-
-
 class LinkOwner(Protocol):
     """What an L{UpstreamLink} reports to (the station session)."""
 
@@ -72,8 +68,12 @@ class LinkOwner(Protocol):
     def upstream_frame_dropped(self, name: str) -> None: ...
 
 
-class UpstreamProtocol(LeanFrames, WebSocketClientProtocol):
-    """The WebSocket connection to a central system; hands everything to its link."""
+class UpstreamProtocol(WebSocketClientProtocol):
+    """
+    The WebSocket connection to a central system; hands everything to its link. On
+    Autobahn's stock frame path; L{UpstreamFactory} builds L{LeanUpstreamProtocol} where
+    the fast path is on.
+    """
 
     log = autobahn_logger("ocppproxy.wire.upstream.UpstreamProtocol")
 
@@ -92,13 +92,10 @@ class UpstreamProtocol(LeanFrames, WebSocketClientProtocol):
 
     def onOpen(self) -> None:
         self.was_open = True
-        self.release_handshake()
         self.factory.link.opened(self)
 
     def failHandshake(self, reason: str) -> None:
-        found = _REFUSED.search(reason)
-        if found:
-            self.refused_status = int(found.group(1))
+        self.refused_status = fast_path().refused_status(reason)
         super().failHandshake(reason)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -128,6 +125,10 @@ class UpstreamProtocol(LeanFrames, WebSocketClientProtocol):
         return waiter
 
 
+class LeanUpstreamProtocol(LeanFrames, UpstreamProtocol):
+    """L{UpstreamProtocol} on the fast frame path (L{ocppproxy.wire.internals})."""
+
+
 class UpstreamFactory(WebSocketClientFactory):
     """Client factory for one station's connection to one central system."""
 
@@ -138,7 +139,7 @@ class UpstreamFactory(WebSocketClientFactory):
         super().__init__(**kwargs)
         self.link = link
         self.setProtocolOptions(**websocket_options)
-        share_protocol_options(self)
+        use_fast_path(self, LeanUpstreamProtocol)
 
 
 def upstream_endpoint(reactor, url: str, tls: IOpenSSLClientConnectionCreator | None = None):

@@ -1,0 +1,154 @@
+"""
+The fast path's start-up check: every Autobahn and Twisted internal it needs is named and
+checked once; without one, the proxy warns once, naming it, and relays on the stock paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import websockets
+from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
+from ocpp.v16 import call
+from twisted.internet import tcp
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy.wire import internals
+from ocppproxy.wire.internals import FastPath, LeanFrames, decide, missing_internals, nvx_xor_mask
+from ocppproxy.wire.station import StationProtocol
+from ocppproxy.wire.wsframes import xor_mask
+
+from .e2e import ProxyTestCase, async_test
+from .peers import WAIT, CentralSystem, connect_station, wait_until
+
+
+class ServerWithoutSendQueue(WebSocketServerProtocol):
+    """An Autobahn whose server protocol no longer has C{send_queue} once connected."""
+
+    def _connectionMade(self):
+        super()._connectionMade()
+        del self.send_queue
+
+
+class ClientWithOtherRefusalText(WebSocketClientProtocol):
+    """An Autobahn that words a refused upgrade differently."""
+
+    def processHandshake(self):
+        return super().processHandshake()
+
+
+class ConnectionWithoutTempBuffer(tcp.Connection):
+    """A Twisted whose connections keep their pending writes under another name."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self._tempDataBuffer
+
+
+class CheckTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.patch(internals, "_decided", None)
+
+    def warnings(self) -> list[str]:
+        return [formatEvent(event) for event in self.events if event.get("log_level").name == "warn"]
+
+    def test_installed_releases_have_everything(self):
+        """The Autobahn and Twisted this suite runs on have every name: the fast path is on, no warning."""
+        self.assertEqual(missing_internals(), [])
+        self.assertTrue(internals.fast_path().enabled)
+        self.assertEqual(self.warnings(), [])
+
+    def test_missing_autobahn_name_is_named_once(self):
+        """An Autobahn without C{send_queue}: one warning naming it, the fast path off."""
+        missing = missing_internals(server=ServerWithoutSendQueue)
+        self.assertEqual(missing, ["ServerWithoutSendQueue.send_queue"])
+        decided = decide(missing)
+        self.assertFalse(decided.enabled)
+        self.assertIs(internals.fast_path(), decided)  # decided once: asking again neither checks nor warns
+        (warning,) = self.warnings()
+        self.assertIn("fast path off", warning)
+        self.assertIn("ServerWithoutSendQueue.send_queue", warning)
+
+    def test_missing_refusal_text_and_twisted_buffer_are_named(self):
+        """Other wording of a refused upgrade, a renamed Twisted buffer: both named."""
+        missing = missing_internals(client=ClientWithOtherRefusalText, connection=ConnectionWithoutTempBuffer)
+        self.assertEqual(
+            missing,
+            [
+                "ClientWithOtherRefusalText.processHandshake: upgrade failed [<status>]",
+                "ConnectionWithoutTempBuffer._tempDataBuffer",
+            ],
+        )
+
+    def test_refusal_status(self):
+        """With the fast path, the primary's status is read from Autobahn's text; without, it is 502."""
+        text = "WebSocket connection upgrade failed [404]: Not Found"
+        self.assertEqual(FastPath().refused_status(text), 404)
+        self.assertIsNone(FastPath().refused_status("Sec-WebSocket-Accept mismatch"))
+        self.assertEqual(FastPath(("X.y",)).refused_status(text), 502)
+
+
+class NvxMaskTests(SynchronousTestCase):
+    def test_nvx_mask_equals_python_mask(self):
+        """Autobahn's C masker (present in the Autobahn this suite runs on) gives xor_mask's bytes."""
+        nvx = nvx_xor_mask()
+        if nvx is None:
+            self.skipTest("this Autobahn has no NVX masker (_nvx_xormasker)")
+        for size in (0, 1, 3, 4, 5, 15, 16, 17, 200, 2048, 65535):
+            payload, key = os.urandom(size), os.urandom(4)
+            self.assertEqual(nvx(payload, key), xor_mask(payload, key), size)
+
+
+class RelayOnEitherPathTests(ProxyTestCase):
+    """The proxy between the ocpp library's station and two central systems, on each path."""
+
+    async def relay_boot(self, refuse_status=None):
+        primary, secondary = CentralSystem(100, refuse_status=refuse_status), CentralSystem(200)
+        urls = []
+        for central in (primary, secondary):
+            urls.append(f"ws://127.0.0.1:{await central.start()}/ocpp/")
+            self.addCleanup(lambda central=central: asyncio.ensure_future(central.stop()))
+        self.primary, self.secondary = primary, secondary
+        return await self.start_proxy(primary_url=urls[0], secondary_url=urls[1])
+
+    async def boot(self, base):
+        station, websocket, _ = await connect_station(base, "CP_1")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        answer = await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        self.assertEqual(answer.interval, 100)
+        await asyncio.wait_for(self.secondary.wait_connections(1), WAIT)
+        return self.proxy.sessions["CP_1"]
+
+    @async_test
+    async def test_fast_path_in_use(self):
+        """With every internal present, stations and upstreams are on the fast path."""
+        self.patch(internals, "_decided", FastPath())
+        session = await self.boot(await self.relay_boot())
+        self.assertIsInstance(session.protocol, LeanFrames)
+        self.assertTrue(all(isinstance(link.protocol, LeanFrames) for link in session.links.values()))
+
+    @async_test
+    async def test_stock_path_relays(self):
+        """With an internal missing, the same CALL and answer go through stock Autobahn and Twisted."""
+        self.patch(internals, "_decided", FastPath(("WebSocketServerProtocol.send_queue",)))
+        session = await self.boot(await self.relay_boot())
+        self.assertNotIsInstance(session.protocol, LeanFrames)
+        self.assertIs(type(session.protocol), StationProtocol)
+        self.assertFalse(any(isinstance(link.protocol, LeanFrames) for link in session.links.values()))
+        (secondary_side,) = self.secondary.connections
+        await wait_until(lambda: secondary_side.session.received, secondary_side.session.changed)
+        self.assertEqual(secondary_side.session.received[0][2], "BootNotification")
+
+    @async_test
+    async def test_stock_path_refuses_generically(self):
+        """With the refusal text unknown, a station whose primary refuses it (404) is refused with 502."""
+        self.patch(internals, "_decided", FastPath(("WebSocketClientProtocol.processHandshake",)))
+        base = await self.relay_boot(refuse_status=404)
+        with self.assertRaises(websockets.InvalidStatus) as caught:
+            await websockets.connect(base + "CP_2", subprotocols=["ocpp1.6"], open_timeout=WAIT)
+        self.assertEqual(caught.exception.response.status_code, 502)
