@@ -65,7 +65,7 @@ class MemoryTransport(FakeTransport):
 class CentralConnection(WebSocketServerProtocol):
     """
     One station connection as a central system sees it: the request, the subprotocol
-    chosen, every text frame received (C{received}), and the close code.
+    chosen, every text frame received (C{received}) and sent (C{sent}), and the close code.
     """
 
     def __init__(self) -> None:
@@ -73,6 +73,7 @@ class CentralConnection(WebSocketServerProtocol):
         self.request = None
         self.subprotocol: str | None = None
         self.received: list[str] = []
+        self.sent: list[str] = []
         self.close_code: int | None = None
         self.closed = False
 
@@ -106,6 +107,7 @@ class CentralConnection(WebSocketServerProtocol):
 
     def send(self, text: str) -> None:
         """Send a text frame towards the station."""
+        self.sent.append(text)
         self.sendMessage(text.encode("utf-8"), False)
 
     def headers(self) -> dict[str, str]:
@@ -123,7 +125,8 @@ class InMemoryCentralSystem:
     protocol. C{state}: L{UP} accepts connections, L{DOWN} refuses them (TCP), L{SILENT}
     accepts TCP but never answers the WebSocket handshake. It answers every CALL with
     C{[3, id, {"answeredBy": name}]} while C{answer_calls}; C{refuse_status} refuses
-    handshakes with that HTTP status. C{connections} holds the accepted connections.
+    handshakes with that HTTP status. C{connections} holds the accepted connections,
+    C{attempts} counts the TCP connection attempts (refused ones too).
     """
 
     def __init__(self, clock, name: str, port: int, subprotocols=("ocpp1.6", "ocpp2.0.1", "ocpp2.1")) -> None:
@@ -133,6 +136,7 @@ class InMemoryCentralSystem:
         self.answer_calls = True
         self.refuse_status: int | None = None
         self.refused: list[str] = []
+        self.attempts = 0
         self.subprotocols = list(subprotocols)
         self.connections: list[CentralConnection] = []
         self.factory = WebSocketServerFactory(f"ws://127.0.0.1:{port}", reactor=clock)
@@ -236,12 +240,13 @@ class RelayHarness:
     """
     The real proxy service between in-memory stations and central systems, for C{testcase}
     (a SynchronousTestCase). C{settings} are configuration keys, as in the YAML file; the
-    primary listens on 127.0.0.1:9001 and, with C{secondary}, the secondary on 9002.
-    C{log_lines} holds every log line formatted. Reconnects back off from 1 s (factor 2,
+    primary listens on 127.0.0.1:9001 and, with C{secondary}, the secondary on 9002, both
+    choosing from C{subprotocols} in their order; C{recorder} is the proxy's frame recorder.
+    C{log_lines} holds every log line formatted. Reconnects back off from 0.5 s (factor 2,
     at most 4 s, 3 attempts) unless C{reconnect} says otherwise.
     """
 
-    def __init__(self, testcase, secondary: bool = False, subprotocols=None, **settings) -> None:
+    def __init__(self, testcase, secondary: bool = False, subprotocols=None, recorder=None, **settings) -> None:
         self.clock = ResolvingMemoryReactor()
         self._testcase = testcase
         # Autobahn's timers are txaio's, on the global reactor unless txaio is told otherwise.
@@ -265,7 +270,7 @@ class RelayHarness:
             raw["secondary_url"] = f"ws://127.0.0.1:{SECONDARY_PORT}/ocpp/"
             self._centrals[SECONDARY_PORT] = self.secondary
         raw.update(settings)
-        self.proxy = ProxyService(config_from_mapping(raw), self.clock)
+        self.proxy = ProxyService(config_from_mapping(raw), self.clock, recorder=recorder)
         self._pumps: list[IOPump] = []
         self._peer_port = 40000
         self.proxy.startService()
@@ -293,16 +298,24 @@ class RelayHarness:
         self._pumps.append(pump)
 
     def connect_station(
-        self, station_id: str, subprotocols=("ocpp1.6",), headers: dict | None = None, host: str = "127.0.0.1"
+        self,
+        station_id: str,
+        subprotocols=("ocpp1.6",),
+        headers: dict | None = None,
+        useragent: str | None = None,
+        host: str = "127.0.0.1",
     ) -> StationClient:
         """Connect a station from C{host} to ws://proxy/C{station_id}, then L{flush}; returns it."""
         factory = WebSocketClientFactory(
             f"ws://127.0.0.1:{PROXY_PORT}/{station_id}",
             protocols=list(subprotocols or []),
             headers=headers or {},
+            useragent=useragent,
             reactor=self.clock,
         )
         factory.protocol = StationClient
+        # The station waits as long as any test lets a silent primary keep it waiting.
+        factory.setProtocolOptions(openHandshakeTimeout=60)
         station = factory.buildProtocol(None)
         self._join(self._listening_factory(), station, PROXY_PORT, host)
         self.flush()
@@ -325,6 +338,8 @@ class RelayHarness:
             self.clock.tcpClients.pop(index)
             connector = self.clock.connectors.pop(index)
             moved = True
+            if central is not None:
+                central.attempts += 1
             if central is None or central.state == DOWN:
                 factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
             else:
