@@ -294,7 +294,9 @@ class RelayHarness:
             raise AssertionError("the server refused the connection")
         server_transport = MemoryTransport(server_protocol, True, server_address, client_address)
         client_transport = MemoryTransport(client_protocol, False, client_address, server_address)
-        pump = connect(server_protocol, server_transport, client_protocol, client_transport, greet=False, clock=self.clock)
+        pump = connect(
+            server_protocol, server_transport, client_protocol, client_transport, greet=False, clock=self.clock
+        )
         self._pumps.append(pump)
 
     def connect_station(
@@ -331,12 +333,10 @@ class RelayHarness:
     def _complete_attempts(self) -> bool:
         """Complete or refuse the proxy's pending connection attempts, as each central system's state says."""
         moved = False
-        index = 0
-        while index < len(self.clock.tcpClients):
-            host, port, factory, _timeout, _bind = self.clock.tcpClients[index]
+        while self.clock.tcpClients:
+            _host, port, factory, _timeout, _bind = self.clock.tcpClients.pop(0)
+            connector = self.clock.connectors.pop(0)
             central = self._centrals.get(port)
-            self.clock.tcpClients.pop(index)
-            connector = self.clock.connectors.pop(index)
             moved = True
             if central is not None:
                 central.attempts += 1

@@ -50,7 +50,9 @@ class StationCallTests(SynchronousTestCase):
         """An OCPP 2.1 SEND (type 6) reaches both central systems, and nothing comes back for it."""
         station = self.harness.connect_station("CP_21", subprotocols=["ocpp2.1"])
         self.assertEqual(station.subprotocol, "ocpp2.1")
-        send = '[6,"send-1","NotifyPeriodicEventStream",{"id":1,"pending":0,"basetime":"2026-11-24T10:00:00Z","data":[]}]'
+        send = (
+            '[6,"send-1","NotifyPeriodicEventStream",{"id":1,"pending":0,"basetime":"2026-11-24T10:00:00Z","data":[]}]'
+        )
         station.send(send)
         station.send('[2,"h-1","Heartbeat",{}]')
         self.harness.flush()
