@@ -19,10 +19,9 @@ from ocppproxy.logs import set_log_level
 from ocppproxy.wire.station import StationFactory, StationProtocol
 from ocppproxy.wire.upstream import UpstreamProtocol
 
-from .e2e import async_test
+from .e2e import TwoCentralSystems, async_test
 from .peers import WAIT, CentralSystem, connect_station
 from .test_daemon import DaemonTestCase
-from .test_end_to_end import TwoCentralSystems
 
 STATION_PASSWORD = "st4tion-Pa55"
 STATION_AUTH = "Basic " + base64.b64encode(f"CP_1:{STATION_PASSWORD}".encode()).decode()
