@@ -53,8 +53,6 @@ PRIMARY_PORT = 9001
 SECONDARY_PORT = 9002
 UP, DOWN, SILENT = "up", "down", "silent"
 
-_REFUSED = re.compile(r"upgrade failed \[(\d{3})\]")
-
 
 class MemoryTransport(FakeTransport):
     """An iosim transport with the write buffer size a TCP transport has (the proxy's backpressure reads it)."""
@@ -166,20 +164,21 @@ class StationClient(WebSocketClientProtocol):
         self.opened = False
         self.closed = False
         self.close_code: int | None = None
-        self.refused_status: int | None = None
         self.subprotocol: str | None = None
+
+    @property
+    def refused_status(self) -> int | None:
+        """The HTTP status the handshake was refused with; None while it was not."""
+        response = self.http_response_data
+        if self.opened or not response:
+            return None
+        return int(response.split()[1])
 
     def onConnect(self, response) -> None:
         self.subprotocol = response.protocol
 
     def onOpen(self) -> None:
         self.opened = True
-
-    def failHandshake(self, reason: str) -> None:
-        found = _REFUSED.search(reason)
-        if found:
-            self.refused_status = int(found.group(1))
-        super().failHandshake(reason)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.received.append(payload.decode("utf-8"))

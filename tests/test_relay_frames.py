@@ -98,28 +98,26 @@ class UpstreamCallTests(SynchronousTestCase):
         self.station.send(f'[3,"{message_id}",{result}]')
         self.harness.flush()
 
-    def test_secondarys_call_is_answered_to_the_secondary_only(self):
-        """A CALL from the secondary reaches the station; the station's answer goes to the secondary, not the primary."""
+    def check_answered_to_the_asker_only(self, asker, other) -> None:
+        """A CALL from C{asker} reaches the station, whose answer goes to C{asker} and not to C{other}."""
         request = '[2,"c-1","ChangeAvailability",{"connectorId":0,"type":"Inoperative"}]'
-        self.secondary.send(request)
+        asker.send(request)
         self.harness.flush()
         self.assertEqual(self.station.received, [request])
         self.station_answers()
-        self.assertEqual(self.secondary.received, ['[3,"c-1",{"status":"Accepted"}]'])
-        # Barrier: a later station CALL reaches the primary, after where a misrouted answer would be.
+        self.assertEqual(asker.received, ['[3,"c-1",{"status":"Accepted"}]'])
+        # Barrier: a later station CALL reaches the other upstream, after where a misrouted answer would be.
         self.station.send('[2,"h-1","Heartbeat",{}]')
         self.harness.flush()
-        self.assertEqual(self.primary.received, ['[2,"h-1","Heartbeat",{}]'])
+        self.assertEqual(other.received, ['[2,"h-1","Heartbeat",{}]'])
+
+    def test_secondarys_call_is_answered_to_the_secondary_only(self):
+        """A CALL from the secondary reaches the station; the station's answer goes to the secondary, not the primary."""
+        self.check_answered_to_the_asker_only(self.secondary, self.primary)
 
     def test_primarys_call_is_answered_to_the_primary_only(self):
-        """A CALL from the primary is answered to the primary; the secondary never sees the answer."""
-        self.primary.send('[2,"c-1","ChangeAvailability",{"connectorId":1,"type":"Operative"}]')
-        self.harness.flush()
-        self.station_answers()
-        self.assertEqual(self.primary.received, ['[3,"c-1",{"status":"Accepted"}]'])
-        self.station.send('[2,"h-1","Heartbeat",{}]')
-        self.harness.flush()
-        self.assertEqual(self.secondary.received, ['[2,"h-1","Heartbeat",{}]'])
+        """A CALL from the primary reaches the station; the station's answer goes to the primary, not the secondary."""
+        self.check_answered_to_the_asker_only(self.primary, self.secondary)
 
     def test_station_callresulterror_returns_to_the_asker(self):
         """The station's OCPP 2.1 CALLRESULTERROR (type 5) to the secondary's CALL goes to the secondary only."""
