@@ -150,7 +150,11 @@ class RelaySmokeTests(SmokeTestCase):
         answer = yield self.peers.run(station.call(boot))
         self.assertEqual(answer.interval, 100)
         for central in (self.primary, self.secondary):
-            (connection,) = central.connections
+            # The secondary connects once the primary has chosen: it may get the boot after the station's answer.
+            (connection,) = yield self.peers.run(central.wait_connections(1))
+            session = connection.session
+            yield self.peers.run(wait_until(lambda session=session: session.received, session.changed))
+            self.assertEqual(session.received[0][2], "BootNotification")
             headers = {name.lower(): value for name, value in connection.headers.items()}
             self.assertEqual(connection.path, "/ocpp/CP_1")
             self.assertEqual(headers["authorization"], "Basic Q1BfMTpzM2NyZXQ=")
