@@ -55,9 +55,18 @@ UP, DOWN, SILENT = "up", "down", "silent"
 
 
 class MemoryTransport(FakeTransport):
-    """An iosim transport with the write buffer size a TCP transport has (the proxy's backpressure reads it)."""
+    """
+    An iosim transport with the write buffer size a TCP transport has (the proxy's
+    backpressure reads it). Once C{unplugged}, what is written is lost, as on a dead
+    network path; closing the connection still reaches both ends.
+    """
 
     bufferSize = 64 * 1024
+    unplugged = False
+
+    def write(self, data: bytes) -> None:
+        if not self.unplugged:
+            super().write(data)
 
 
 class CentralConnection(WebSocketServerProtocol):
@@ -344,6 +353,14 @@ class RelayHarness:
             else:
                 self._join(central.factory, factory.buildProtocol(None), port, "127.0.0.1")
         return moved
+
+    def unplug(self, protocol) -> None:
+        """From now on, nothing C{protocol} and its peer write reaches the other (a dead peer, for keepalives)."""
+        for pump in self._pumps:
+            if protocol in (pump.client, pump.server):
+                pump.clientIO.unplugged = pump.serverIO.unplugged = True
+                return
+        raise AssertionError(f"{protocol!r} is not connected here")
 
     # --- time and traffic
 

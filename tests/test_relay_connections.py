@@ -324,3 +324,35 @@ class FailoverTests(SynchronousTestCase):
         secondary.send('[2,"s-1","GetConfiguration",{}]')
         harness.flush()
         self.assertEqual(station.received, ['[2,"s-1","GetConfiguration",{}]'])
+
+
+class KeepaliveTests(SynchronousTestCase):
+    """Pings find peers that are gone without a word (their path is dead), on both sides."""
+
+    def test_dead_station_is_dropped_within_interval_and_timeout(self):
+        """A station that stops answering pings is dropped within interval + timeout, with its upstream link."""
+        harness = RelayHarness(self, keepalive={"interval": 1, "timeout": 1})
+        healthy = harness.connect_station("CP_ALIVE")
+        dead = harness.connect_station("CP_DEAD")
+        healthy_upstream, dead_upstream = harness.primary.connections
+        harness.unplug(dead)
+        harness.advance(1.5)
+        self.assertFalse(dead_upstream.closed)
+        harness.advance(1)
+        self.assertEqual(dead_upstream.close_code, 1001)
+        # The healthy station answered its pings and is still served.
+        healthy.send(heartbeat("h-1"))
+        harness.flush()
+        self.assertEqual(healthy.received, [answer("h-1", "primary")])
+        self.assertFalse(healthy_upstream.closed)
+
+    def test_dead_upstream_is_dropped_in_time(self):
+        """A central system that stops answering pings is dropped within interval + timeout; alone, the station gets 1013."""
+        harness = RelayHarness(self, keepalive={"interval": 1, "timeout": 1})
+        station = harness.connect_station("CP_SILENT")
+        harness.primary.state = DOWN
+        harness.unplug(harness.primary.connection)
+        harness.advance(1.5)
+        self.assertFalse(station.closed)
+        harness.advance(1)
+        self.assertEqual(station.close_code, 1013)

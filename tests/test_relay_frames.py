@@ -191,6 +191,22 @@ class BadFrameTests(SynchronousTestCase):
         self.assertEqual(bad.received, [answer("ok-1", "primary")])
         self.assertEqual(good.received, [answer("g-1", "primary")])
 
+    def test_malformed_call_in_201_is_answered_with_format_violation(self):
+        """The same in OCPP 2.0.1 is answered with a CALLERROR FormatViolation (the 2.0.1 spelling)."""
+        station = self.harness.connect_station("BAD", subprotocols=["ocpp2.0.1"])
+        station.send('[2, "bad-2", 42, {}]')
+        self.harness.flush()
+        self.assertEqual(station.frames()[0][:3], [4, "bad-2", "FormatViolation"])
+
+    def test_oversized_frame_closes_the_station_with_1009(self):
+        """A frame over max_frame_size closes the station with 1009 (message too big); nothing of it goes upstream."""
+        harness = RelayHarness(self, max_frame_size=4096)
+        station = harness.connect_station("BIG")
+        station.send('[2,"big","DataTransfer",{"data":"%s"}]' % ("x" * 5000))
+        harness.flush()
+        self.assertEqual(station.close_code, 1009)
+        self.assertEqual(harness.primary.connection.received, [])
+
     def test_binary_frame_closes_the_station_with_1003(self):
         """A binary frame from the station closes it with 1003 (unsupported data)."""
         station = self.harness.connect_station("BIN")
