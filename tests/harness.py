@@ -214,7 +214,8 @@ class RawStation(Protocol):
         self.lost = False
 
     def connectionMade(self) -> None:
-        self.transport.write(self.request)
+        if self.request:
+            self.transport.write(self.request)
 
     def dataReceived(self, data: bytes) -> None:
         self.response += data
@@ -331,10 +332,10 @@ class RelayHarness:
         self.flush()
         return station
 
-    def connect_raw(self, request: bytes) -> RawStation:
-        """Connect a client that sends C{request} as it is, then L{flush}; returns it."""
+    def connect_raw(self, request: bytes = b"", host: str = "127.0.0.1") -> RawStation:
+        """Connect a client from C{host} that sends C{request} as it is, then L{flush}; returns it."""
         client = RawStation(request)
-        self._join(self._listening_factory(), client, PROXY_PORT, "127.0.0.1")
+        self._join(self._listening_factory(), client, PROXY_PORT, host)
         self.flush()
         return client
 
