@@ -14,8 +14,6 @@ from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.daemon.tap import build_services, client_tls_factory
 from ocppproxy.relay.proxy import ProxyService
 
-from .peers import CentralSystem, connect_station
-
 
 def needs_asyncio_reactor() -> None:
     if "asyncio" not in type(reactor).__module__:
@@ -108,23 +106,3 @@ class ProxyTestCase(TestCase):
 
     def logged(self, text: str) -> list[str]:
         return [line for line in self.log_lines if text in line]
-
-
-class TwoCentralSystems(ProxyTestCase):
-    """A primary (BootNotification interval 100) and a secondary (200) from the ocpp library."""
-
-    async def two_central_systems(self):
-        self.primary, self.secondary = CentralSystem(100), CentralSystem(200)
-        primary_port = await self.primary.start()
-        secondary_port = await self.secondary.start()
-        self.addCleanup(lambda: asyncio.ensure_future(self.primary.stop()))
-        self.addCleanup(lambda: asyncio.ensure_future(self.secondary.stop()))
-        return (
-            f"ws://127.0.0.1:{primary_port}/ocpp/",
-            f"ws://127.0.0.1:{secondary_port}/ocpp/",
-        )
-
-    async def station(self, base: str, station_id: str = "CP_1", **kwargs):
-        station, websocket, _ = await connect_station(base, station_id, **kwargs)
-        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
-        return station, websocket

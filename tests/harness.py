@@ -39,9 +39,10 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Protocol
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import Logger, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, IOPump, connect
+from txaio.tx import Logger as TxaioLogger
 
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.relay.proxy import ProxyService
@@ -74,6 +75,9 @@ class CentralConnection(WebSocketServerProtocol):
     One station connection as a central system sees it: the request, the subprotocol
     chosen, every text frame received (C{received}) and sent (C{sent}), and the close code.
     """
+
+    # At txaio's debug level Autobahn logs whole handshakes: the harness's log is the proxy's.
+    log = TxaioLogger(level="info", logger=Logger, namespace="tests.harness.CentralConnection")
 
     def __init__(self) -> None:
         super().__init__()
@@ -166,6 +170,8 @@ class StationClient(WebSocketClientProtocol):
     receives (C{received}), the subprotocol it got, the close code, or the HTTP status of
     a refused handshake (C{refused_status}).
     """
+
+    log = TxaioLogger(level="info", logger=Logger, namespace="tests.harness.StationClient")
 
     def __init__(self) -> None:
         super().__init__()
