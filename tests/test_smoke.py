@@ -205,6 +205,8 @@ class RelaySmokeTests(SmokeTestCase):
         frames = [f'[2,"b-{number}","DataTransfer",{{"vendorId":"X","data":"{body}"}}]' for number in range(2000)]
 
         async def burst():
+            # The secondary connects once the primary has chosen; until then its queue holds 1000 frames.
+            await wait_until(lambda: self.secondary.websockets, self.secondary.changed)
             for text in frames:
                 await websocket.send(text)
             for central in (self.primary, self.secondary):
