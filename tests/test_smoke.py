@@ -234,6 +234,7 @@ class ConnectionSmokeTests(SmokeTestCase):
         primary_port = int(primary_url.split(":")[2].split("/")[0])
         boot = call.BootNotification(charge_point_model="M", charge_point_vendor="V")
         self.assertEqual((yield self.peers.run(station.call(boot))).interval, 100)
+        yield self.until(lambda: self.proxy.connected_links("secondary"))
         yield self.peers.run(self.primary.stop())
         yield self.until(lambda: not self.proxy.connected_links("primary"))
         self.assertEqual((yield self.peers.run(station.call(boot))).interval, 200)
