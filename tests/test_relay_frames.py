@@ -160,6 +160,58 @@ class UpstreamCallTests(SynchronousTestCase):
         self.assertTrue(harness.logged("ChangeAvailability"))
 
 
+class PendingCallTests(SynchronousTestCase):
+    """Upstream CALLs wait their turn at the station, and not for ever."""
+
+    def test_waiting_upstream_call_expires_with_generic_error(self):
+        """A CALL waiting behind an unanswered one past pending_call_timeout is answered to its upstream with GenericError."""
+        harness = RelayHarness(self, secondary=True, pending_call_timeout=5)
+        station = harness.connect_station("CP_P")
+        harness.primary.connection.send('[2,"c-1","GetConfiguration",{}]')
+        harness.secondary.connection.send('[2,"c-2","GetConfiguration",{}]')
+        harness.flush()
+        harness.advance(4.5)
+        self.assertEqual(harness.secondary.connection.received, [])
+        harness.advance(1)
+        (expired,) = harness.secondary.connection.frames()
+        self.assertEqual(expired[:3], [4, "c-2", "GenericError"])
+        # Barrier: the primary's next CALL reaches the station, which never got c-2.
+        harness.primary.connection.send('[2,"c-3","GetConfiguration",{}]')
+        harness.flush()
+        self.assertEqual([frame[1] for frame in station.frames()], ["c-1", "c-3"])
+
+
+class TransactionIdTests(SynchronousTestCase):
+    """OCPP 1.6 transaction ids: the secondary sees its own, the primary the station's."""
+
+    def test_secondary_sees_its_own_transaction_ids_both_ways(self):
+        """MeterValues carry the secondary's id to it; its RemoteStopTransaction reaches the station with the primary's."""
+        harness = RelayHarness(self, secondary=True)
+        harness.primary.answer_calls = harness.secondary.answer_calls = False
+        station = harness.connect_station("CP_T")
+        primary, secondary = harness.primary.connection, harness.secondary.connection
+        station.send('[2,"s-1","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":0,"timestamp":"2026"}]')
+        harness.flush()
+        primary.send('[3,"s-1",{"transactionId":101,"idTagInfo":{"status":"Accepted"}}]')
+        secondary.send('[3,"s-1",{"transactionId":201,"idTagInfo":{"status":"Accepted"}}]')
+        harness.flush()
+        meter_values = '[2,"m-1","MeterValues",{"connectorId":1,"transactionId":101,"meterValue":[]}]'
+        station.send(meter_values)
+        harness.flush()
+        self.assertEqual(primary.received[-1], meter_values)
+        self.assertEqual(secondary.frames()[-1][3]["transactionId"], 201)
+        secondary.send('[2,"r-1","RemoteStopTransaction",{"transactionId":201}]')
+        harness.flush()
+        # Only the primary's answer to StartTransaction before it: the secondary's was consumed.
+        self.assertEqual(
+            station.frames(),
+            [
+                [3, "s-1", {"transactionId": 101, "idTagInfo": {"status": "Accepted"}}],
+                [2, "r-1", "RemoteStopTransaction", {"transactionId": 101}],
+            ],
+        )
+
+
 class BadFrameTests(SynchronousTestCase):
     """Bad input gets a clear answer, is logged with the station id, and loses nothing else."""
 
