@@ -190,6 +190,15 @@ async def connect_station(url: str, station_id: str, headers=None, subprotocols=
     return station, websocket, reader
 
 
+async def closed(reader: asyncio.StreamReader) -> None:
+    """Read until the proxy closes the connection (a FIN or a reset)."""
+    try:
+        while await reader.read(4096):
+            pass
+    except ConnectionResetError:
+        pass
+
+
 async def _read(station: Station) -> None:
     try:
         await station.start()

@@ -1,6 +1,6 @@
 """
-Credentials and addresses towards the central systems, end to end on 127.0.0.1:
-upstream_auth, trusted_proxies, and no credential in the log at any level.
+Credentials and addresses towards the central systems: upstream_auth, trusted_proxies,
+and no credential in the log at any level (on the synchronous harness, and under twistd).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from ocppproxy.wire.station import StationFactory, StationProtocol
 from ocppproxy.wire.upstream import UpstreamProtocol
 
 from .e2e import async_test
+from .harness import RelayHarness
 from .peers import WAIT, CentralSystem, connect_station
 from .test_daemon import DaemonTestCase
-from .test_end_to_end import TwoCentralSystems
 
 STATION_PASSWORD = "st4tion-Pa55"
 STATION_AUTH = "Basic " + base64.b64encode(f"CP_1:{STATION_PASSWORD}".encode()).decode()
@@ -48,74 +48,66 @@ def secrets_in(lines: list[str]) -> list[str]:
     return [line for line in lines if any(secret in line for secret in secrets)]
 
 
-class UpstreamAuthTests(TwoCentralSystems):
-    """What each upstream's handshake carries, as the central systems receive it."""
+class UpstreamAuthTests(SynchronousTestCase):
+    """What each upstream's handshake carries, as the central systems receive it (on tests/harness.py)."""
 
-    async def headers_received(self, **settings) -> tuple[dict[str, str], dict[str, str]]:
+    def headers_received(self, **settings) -> tuple[dict[str, str], dict[str, str]]:
         """Connect CP_1 (with Basic credentials) through a proxy with C{settings}; the headers each upstream got."""
-        primary_url, secondary_url = await self.two_central_systems()
-        base = await self.start_proxy(primary_url=primary_url, secondary_url=secondary_url, **settings)
-        station, _ = await self.station(base, headers={"Authorization": STATION_AUTH, "X-Forwarded-For": "203.0.113.9"})
-        await station.call(call.Heartbeat())
-        (primary,) = await self.primary.wait_connections(1)
-        (secondary,) = await self.secondary.wait_connections(1)
-        return lowered(primary.headers), lowered(secondary.headers)
+        self.harness = RelayHarness(self, secondary=True, **settings)
+        station = self.harness.connect_station(
+            "CP_1", headers={"Authorization": STATION_AUTH, "X-Forwarded-For": "203.0.113.9"}
+        )
+        station.send('[2,"h-1","Heartbeat",{}]')
+        self.harness.flush()
+        return self.harness.primary.connection.headers(), self.harness.secondary.connection.headers()
 
-    @async_test
-    async def test_default_both_upstreams_get_the_station_credentials(self):
+    def test_default_both_upstreams_get_the_station_credentials(self):
         """Without upstream_auth the station's Authorization reaches both upstreams, unchanged."""
-        primary, secondary = await self.headers_received()
+        primary, secondary = self.headers_received()
         self.assertEqual(primary["authorization"], STATION_AUTH)
         self.assertEqual(secondary["authorization"], STATION_AUTH)
 
-    @async_test
-    async def test_drop_and_credentials_with_station_id(self):
+    def test_drop_and_credentials_with_station_id(self):
         """drop: no Authorization; credentials: Basic with the station id as user, the station's header replaced."""
-        primary, secondary = await self.headers_received(
+        primary, secondary = self.headers_received(
             upstream_auth={"primary": "drop", "secondary": {"username": "{station_id}", "password": PROXY_PASSWORD}}
         )
         self.assertNotIn("authorization", primary)
         self.assertEqual(secondary["authorization"], basic("CP_1", PROXY_PASSWORD))
 
-    @async_test
-    async def test_forwarded_for_from_untrusted_station_ignored(self):
+    def test_forwarded_for_from_untrusted_station_ignored(self):
         """A station's own X-Forwarded-For is not believed: the upstreams get its socket address only."""
-        primary, secondary = await self.headers_received(trusted_proxies=["10.0.0.0/8"])
+        primary, secondary = self.headers_received(trusted_proxies=["10.0.0.0/8"])
         for headers in (primary, secondary):
             self.assertEqual(headers["x-forwarded-for"], "127.0.0.1")
             self.assertEqual(headers["x-real-ip"], "127.0.0.1")
 
-    @async_test
-    async def test_forwarded_for_from_trusted_proxy_honoured(self):
+    def test_forwarded_for_from_trusted_proxy_honoured(self):
         """From a trusted proxy the incoming chain is extended with its address; X-Real-IP is the client."""
-        primary, secondary = await self.headers_received(trusted_proxies=["127.0.0.0/8"])
+        primary, secondary = self.headers_received(trusted_proxies=["127.0.0.0/8"])
         for headers in (primary, secondary):
             self.assertEqual(headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1")
             self.assertEqual(headers["x-real-ip"], "203.0.113.9")
 
-    @async_test
-    async def test_autobahn_does_not_trust_forwarded_for(self):
+    def test_autobahn_does_not_trust_forwarded_for(self):
         """Autobahn's trustXForwardedFor stays off: the station's peer (logged) is the socket's address."""
-        await self.headers_received(trusted_proxies=["127.0.0.0/8"])
-        self.assertEqual(self.proxy.factory.trustXForwardedFor, 0)
-        (session,) = self.proxy.sessions.values()
-        self.assertTrue(session.protocol.peer.startswith("tcp4:127.0.0.1:"), session.protocol.peer)
-        self.assertFalse(self.logged("203.0.113.9"))
+        self.headers_received(trusted_proxies=["127.0.0.0/8"])
+        self.assertTrue(self.harness.logged("station CP_1 connected from tcp4:127.0.0.1:"))
+        self.assertFalse(self.harness.logged("203.0.113.9"))
 
-    @async_test
-    async def test_no_credentials_in_the_log_at_debug(self):
+    def test_no_credentials_in_the_log_at_debug(self):
         """At log_level debug, even with txaio (Autobahn's logging) at debug, no password or Authorization is logged."""
         previous = txaio.get_global_log_level()
         txaio.set_global_log_level("debug")
         self.addCleanup(txaio.set_global_log_level, previous)
         set_log_level("debug")
         self.addCleanup(set_log_level, "info")
-        await self.headers_received(
+        self.headers_received(
             log_level="debug",
             upstream_auth={"secondary": {"username": "{station_id}", "password": PROXY_PASSWORD}},
         )
-        self.assertTrue(self.logged("station CP_1 -> primary,secondary"), "debug events were not captured")
-        self.assertEqual(secrets_in(self.log_lines), [])
+        self.assertTrue(self.harness.logged("station CP_1 -> primary,secondary"), "debug events were not captured")
+        self.assertEqual(secrets_in(self.harness.log_lines), [])
 
 
 class AutobahnSettingsTests(SynchronousTestCase):

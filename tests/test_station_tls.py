@@ -17,9 +17,8 @@ from ocppproxy.wire.station_tls import station_tls_options
 
 from .certs import make_station_pki
 from .e2e import ProxyTestCase, async_test
-from .peers import WAIT, CentralSystem, Station, _read
+from .peers import WAIT, CentralSystem, Station, _read, closed
 from .startup import config_error_output
-from .test_limits import closed
 
 PRIMARY = "ws://127.0.0.1:9001/ocpp/"
 STATION = "CP_TLS"
