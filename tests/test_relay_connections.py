@@ -169,7 +169,7 @@ class ConnectionRuleTests(SynchronousTestCase):
         self.assertFalse(station.closed)
 
     def test_shutdown_during_a_station_handshake(self):
-        """Stopping the proxy while a station's handshake waits for the primary ends that handshake and fires."""
+        """Stopping the proxy while a station's handshake waits for the primary refuses it with 503 and fires."""
         harness = RelayHarness(self, handshake_timeout=5)
         harness.primary.state = SILENT
         station = harness.connect_station("CP_H")
@@ -178,6 +178,7 @@ class ConnectionRuleTests(SynchronousTestCase):
             harness.flush()
             self.successResultOf(stopped)
             self.assertFalse(station.opened)
+            self.assertEqual(station.refused_status, 503)
         finally:
             # Past the handshake timeout the station is open; its own close lets the harness stop the proxy.
             harness.advance(6, step=1)
@@ -185,10 +186,6 @@ class ConnectionRuleTests(SynchronousTestCase):
                 station.sendClose(1000)
                 harness.flush()
 
-    test_shutdown_during_a_station_handshake.todo = (
-        "stopService raises 'cannot close a connection not yet connected': StationSession.close sends a close frame"
-        " on a station protocol still in its opening handshake"
-    )
 
     def test_shutdown_closes_stations_and_upstreams_with_1001(self):
         """Stopping the proxy closes every station and its upstream connections with 1001, then fires."""

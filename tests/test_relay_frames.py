@@ -277,7 +277,28 @@ class BadFrameTests(SynchronousTestCase):
         self.assertEqual(station.received, ['[2,"p-1","GetConfiguration",{}]'])
 
     def test_exception_while_relaying_stays_with_that_frame(self):
-        """An exception while relaying one frame is logged with the station id; the next frames are relayed."""
+        """A bug in the core while relaying one frame is logged with the station id; the next frames are relayed."""
+        harness = RelayHarness(self)
+        station = harness.connect_station("CP_ERR")
+        relay = harness.proxy.sessions["CP_ERR"].relay
+        original, failures = relay.from_station, []
+
+        def broken_once(payload, now, binary=False):
+            if b"boom-1" in payload and not failures:
+                failures.append(payload)
+                raise RuntimeError("routing bug")
+            return original(payload, now, binary)
+
+        relay.from_station = broken_once
+        station.send('[2,"boom-1","Heartbeat",{}]')
+        station.send('[2,"h-2","Heartbeat",{}]')
+        harness.flush()
+        self.assertEqual(station.received, [answer("h-2", "primary")])
+        self.assertTrue(harness.logged("station CP_ERR: error relaying a frame from the station"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_failing_recorder_hides_no_frame(self):
+        """A traffic-log recorder that fails on a frame costs that frame nothing: it is relayed, the failure logged."""
         failures = []
 
         def recorder(station_id, direction, upstream, payload):
@@ -286,10 +307,9 @@ class BadFrameTests(SynchronousTestCase):
                 raise RuntimeError("recorder bug")
 
         harness = RelayHarness(self, recorder=recorder)
-        station = harness.connect_station("CP_ERR")
+        station = harness.connect_station("CP_REC")
         station.send('[2,"boom-1","Heartbeat",{}]')
         station.send('[2,"h-2","Heartbeat",{}]')
         harness.flush()
-        self.assertEqual(station.received, [answer("h-2", "primary")])
-        self.assertTrue(harness.logged("station CP_ERR: error relaying a frame from the station"))
+        self.assertEqual(station.received, [answer("boom-1", "primary"), answer("h-2", "primary")])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -59,6 +59,7 @@ class StationSession:
         self._closing = False
         self._ended = False
         self._stopped: Deferred[None] | None = None
+        self._negotiation: Deferred | None = None
         self._expiry_timer = None
 
     def attach(
@@ -87,12 +88,15 @@ class StationSession:
         """
         primary = self.links[PRIMARY]
         outcome: Deferred = Deferred()
+        self._negotiation = outcome
         timer = self._clock.callLater(self._handshake_timeout, lambda: outcome.called or outcome.callback(None))
         primary.first_outcome.addCallback(lambda result: outcome.called or outcome.callback(result))
 
         def decide(result):
             if timer.active():
                 timer.cancel()
+            if isinstance(result, ConnectionDeny):
+                raise result  # closed while waiting: see close()
             chosen = self._offers[0]
             if result is not None and result.refused_status is not None:
                 self._log.warn(
@@ -284,7 +288,13 @@ class StationSession:
             self._log.info(
                 "station {station}: closing ({code} {reason})", station=self.station_id, code=code, reason=reason
             )
-            self.protocol.sendCloseFrame(code, reason.encode("utf-8"), False)
+            negotiation = self._negotiation
+            if negotiation is not None and not negotiation.called:
+                # Its opening handshake still waits for the primary: no close frame can
+                # be sent yet, so the handshake is refused (503) instead.
+                negotiation.callback(ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, reason))
+            else:
+                self.protocol.sendCloseFrame(code, reason.encode("utf-8"), False)
         return DeferredList([self.protocol.when_closed(), self._stop_links()]).addCallback(lambda _: None)
 
     def _stop_links(self) -> Deferred[None]:
