@@ -150,6 +150,8 @@ def add_cluster(config: Config, reactor, proxy: ProxyService, top: MultiService)
 
     cluster = ClusterService(config.cluster, reactor, proxy.close_replaced)
     proxy.ownership = cluster
+    if config.secondary_url:
+        proxy.transactions = cluster.share_transactions(proxy.transactions)
     cluster.setName("cluster")
     cluster.setServiceParent(top)
 
