@@ -83,12 +83,14 @@ class Instance:
             await asyncio.wait_for(self._reader, WAIT)
 
 
-def instance_config(name: str, redis_url: str, primary_url: str, secondary_url: str | None) -> str:
-    """An instance's YAML: ports chosen by the system, the status page for HAProxy's checks, cluster mode."""
+def instance_config(
+    name: str, redis_url: str, primary_url: str, secondary_url: str | None, port: int = 0, status_port: int = 0
+) -> str:
+    """An instance's YAML: its ports (0: chosen by the system), the status page for HAProxy's checks, cluster mode."""
     text = (
-        'listen: "tcp:port=0:interface=127.0.0.1"\n'
+        f'listen: "tcp:port={port}:interface=127.0.0.1"\n'
         f'primary_url: "{primary_url}"\n'
-        'status: {listen: "tcp:port=0:interface=127.0.0.1"}\n'
+        f'status: {{listen: "tcp:port={status_port}:interface=127.0.0.1"}}\n'
         "trusted_proxies: [127.0.0.1]\n"
         "reconnect: {initial_delay: 0.2, max_delay: 1}\n"
         f'cluster: {{redis_url: "{redis_url}", instance: "{name}", ownership_ttl: 3}}\n'
@@ -105,14 +107,19 @@ class HAProxy:
         self.binary = haproxy_binary()
         self.port = free_port()
         self.process: asyncio.subprocess.Process | None = None
+        self.admin_socket: str | None = None
 
     @property
     def base(self) -> str:
         return f"ws://127.0.0.1:{self.port}/"
 
-    async def start(self, path: str, instances: list[Instance]) -> None:
+    async def start(self, path: str, instances: list[Instance], admin_socket: str | None = None) -> None:
+        """Start it; C{admin_socket}: a path for its runtime API (the example's C{stats socket}, level admin)."""
         with open(EXAMPLE, encoding="utf-8") as stream:
             text = for_test(stream.read(), self.port, [(i.name, i.port, i.status_port) for i in instances])
+        if admin_socket:
+            text = text.replace("global\n", f"global\n    stats socket {admin_socket} mode 600 level admin\n", 1)
+        self.admin_socket = admin_socket
         with open(path, "w", encoding="utf-8") as out:
             out.write(text)
         self.process = await asyncio.create_subprocess_exec(
@@ -123,6 +130,16 @@ class HAProxy:
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
             await asyncio.wait_for(self.process.wait(), WAIT)
+
+    async def runtime(self, command: str) -> str:
+        """One command on the runtime API, as C{echo COMMAND | socat stdio SOCKET} sends it; its answer."""
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.admin_socket), WAIT)
+        writer.write(command.encode() + b"\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), WAIT)
+        writer.close()
+        await writer.wait_closed()
+        return answer.decode().strip()
 
 
 class ConnectionCounting(CentralSystem):

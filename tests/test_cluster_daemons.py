@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from datetime import UTC, datetime
 
 from ocpp.v16 import call
@@ -23,7 +25,7 @@ from .cluster_site import CHECK_FALL, CHECK_INTERVAL, ConnectionCounting, HAProx
 from .cluster_site import instance_config as config_text
 from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, connect_station
-from .redisserver import RedisServer
+from .redisserver import RedisServer, free_port
 
 # How long a test station waits before it tries again, as a real one does after losing its connection.
 RETRY_DELAY = 0.5
@@ -54,23 +56,35 @@ class ClusterUnderTwistdTests(ProxyTestCase):
         self.cleanup(central.stop)
         return central, f"ws://127.0.0.1:{port}/ocpp/"
 
-    async def instances(self, redis: RedisServer, primary_urls: list[str], secondary_url=None) -> list[Instance]:
-        """One started instance per primary URL, proxy-a, proxy-b...; started side by side."""
+    async def instances(
+        self, redis: RedisServer, primary_urls: list[str], secondary_url=None, fixed_ports: bool = False
+    ) -> list[Instance]:
+        """
+        One started instance per primary URL, proxy-a, proxy-b...; started side by side.
+        With C{fixed_ports}, each restarts on the ports it had (C{instance.config_path}).
+        """
         started = []
         for index, primary_url in enumerate(primary_urls):
             instance = Instance(f"proxy-{'abc'[index]}")
-            path = os.path.abspath(self.mktemp() + ".yaml")
+            ports = (free_port(), free_port()) if fixed_ports else (0, 0)
+            path = instance.config_path = os.path.abspath(self.mktemp() + ".yaml")
             with open(path, "w", encoding="utf-8") as out:
-                out.write(config_text(instance.name, redis.url, primary_url, secondary_url))
+                out.write(config_text(instance.name, redis.url, primary_url, secondary_url, *ports))
             self.cleanup(instance.stop)
             started.append((instance, path))
         await asyncio.gather(*(instance.start(path) for instance, path in started))
         return [instance for instance, _ in started]
 
-    async def haproxy(self, instances: list[Instance]) -> HAProxy:
+    async def haproxy(self, instances: list[Instance], runtime_api: bool = False) -> HAProxy:
         haproxy = HAProxy()
         self.cleanup(haproxy.stop)
-        await haproxy.start(os.path.abspath(self.mktemp() + ".cfg"), instances)
+        admin_socket = None
+        if runtime_api:
+            # A short path: a unix socket's path is limited to 107 bytes.
+            directory = tempfile.mkdtemp(prefix="ocppproxy-haproxy-")
+            self.addCleanup(shutil.rmtree, directory, True)
+            admin_socket = os.path.join(directory, "admin.sock")
+        await haproxy.start(os.path.abspath(self.mktemp() + ".cfg"), instances, admin_socket)
         return haproxy
 
     async def holder(self, redis: RedisServer, station_id: str, not_on: str | None = None) -> str:
@@ -208,3 +222,57 @@ class ClusterUnderTwistdTests(ProxyTestCase):
         await self.until(lambda: primary.open_now["CP_D"] == 1, timeout=WAIT)
         self.assertIsNone(newer.close_code)
         self.assertTrue(first.logged("station CP_D: new connection on instance proxy-b replaces this one"))
+
+    @async_test
+    async def test_rolling_upgrade_of_one_instance(self):
+        """
+        README's steps: proxy-a drained through HAProxy's runtime API, stopped with
+        SIGTERM (exit 0, its stations closed with 1001 come back through the others, whose
+        own stations see nothing), started again on its ports and set ready: a station id
+        of proxy-a's that connects anew lands on proxy-a again.
+        """
+        redis = await self.start_redis()
+        primary, primary_url = await self.central(100)
+        instances = await self.instances(redis, [primary_url] * 3, fixed_ports=True)
+        haproxy = await self.haproxy(instances, runtime_api=True)
+        upgraded = instances[0]
+        stations, where = {}, {}
+        for number in range(9):
+            station_id = f"CP_{number}"
+            station, websocket = await connect_through(haproxy.base, station_id, RETRY_DELAY)
+            self.cleanup(websocket.close)
+            await boot(station)
+            stations[station_id] = websocket
+            where[station_id] = await self.holder(redis, station_id)
+        moving = [station_id for station_id in stations if where[station_id] == upgraded.name]
+        staying = [station_id for station_id in stations if station_id not in moving]
+        self.assertTrue(moving and staying, where)
+
+        self.assertEqual(await haproxy.runtime(f"set server ocppproxy/{upgraded.name} state drain"), "")
+        await upgraded.stop()
+        self.assertEqual(upgraded.process.returncode, 0)
+        for station_id in moving:
+            self.assertEqual(stations[station_id].close_code, 1001)
+            station, websocket = await connect_through(haproxy.base, station_id, RETRY_DELAY)
+            self.cleanup(websocket.close)
+            await boot(station)
+            stations[station_id] = websocket
+            self.assertNotEqual(await self.holder(redis, station_id, not_on=upgraded.name), upgraded.name)
+        self.assertEqual({sid: stations[sid].close_code for sid in staying}, dict.fromkeys(staying))
+
+        await upgraded.start(upgraded.config_path)
+        self.assertEqual(await haproxy.runtime(f"set server ocppproxy/{upgraded.name} state ready"), "")
+        returning = moving[0]
+        await stations[returning].close()
+        loop = asyncio.get_event_loop()
+        deadline = loop.time() + CHECK_INTERVAL * CHECK_FALL + MARGIN
+        while True:
+            station, websocket = await connect_through(haproxy.base, returning, RETRY_DELAY)
+            await boot(station)
+            if await self.holder(redis, returning) == upgraded.name:
+                break
+            await websocket.close()
+            self.assertLess(loop.time(), deadline, f"{returning} does not reach {upgraded.name} again")
+            await asyncio.sleep(RETRY_DELAY)
+        self.cleanup(websocket.close)
+        self.assertEqual({sid: stations[sid].close_code for sid in staying}, dict.fromkeys(staying))
