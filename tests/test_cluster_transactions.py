@@ -13,8 +13,11 @@ from ocpp.v16 import call
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
+from ocppproxy.cluster.service import ClusterService
 from ocppproxy.cluster.transactions import parse_pairs, transactions_key
+from ocppproxy.config.model import ClusterConfig
 from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.core.transactions import TransactionStore
 from ocppproxy.daemon.tap import build_services, client_tls_factory
 
 from .e2e import ProxyTestCase, async_test, autobahn_timers_settled
@@ -157,3 +160,58 @@ class SharedTransactionIdsTests(ProxyTestCase):
         await asyncio.wait_for(websocket_a.wait_closed(), WAIT)
         stop = await self.stop_transaction_on_the_secondary(on_b, PRIMARY_ID)
         self.assertEqual(stop[3]["transactionId"], SECONDARY_ID)
+
+    @async_test
+    async def test_a_frame_that_beats_the_read_is_not_held(self):
+        """
+        Redis frozen (SIGSTOP) when CP_1 reaches B: its StopTransaction is relayed at once,
+        to the primary as always and to the secondary with the primary's id (the pairs
+        are not there yet), and a warning names it.
+        """
+        await self.asyncSetUp()
+        a, cluster_a = await self.instance("proxy-a")
+        b, cluster_b = await self.instance("proxy-b")
+        await self.until(lambda: cluster_a.redis_up and cluster_b.redis_up, timeout=WAIT)
+        on_a, websocket_a = await self.station(a)
+        await self.start_transaction(on_a)
+        await self.until_stored({PRIMARY_ID: SECONDARY_ID})
+        await websocket_a.close()
+        self.redis.freeze()
+        self.addCleanup(self.redis.thaw)
+        on_b, _ = await self.station(b)
+        loop = asyncio.get_event_loop()
+        started = loop.time()
+        stop = await self.stop_transaction_on_the_secondary(on_b, PRIMARY_ID)
+        self.assertLess(loop.time() - started, 1.0)
+        self.assertEqual(stop[3]["transactionId"], PRIMARY_ID)
+        self.assertTrue(
+            self.logged(f"station CP_1: transaction {PRIMARY_ID} reached the secondary before its ids were read")
+        )
+
+
+class TransactionHashTests(ProxyTestCase):
+    timeout = 20
+
+    @async_test
+    async def test_each_station_keeps_its_newest_pairs(self):
+        """70 transactions of one station: Redis keeps the 64 highest primary ids, and a stopped one is gone."""
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        await redis.start()
+        cluster = ClusterService(ClusterConfig(redis_url=redis.url, instance="proxy-a"), reactor, lambda *_: None)
+        cluster.startService()
+        self.addCleanup(cluster.stopService)
+        store = cluster.share_transactions(TransactionStore())
+        await self.until(lambda: cluster.redis_up, timeout=WAIT)
+        for primary in range(1, 71):
+            store.remember("CP_1", primary, 1000 + primary)
+        store.forget("CP_1", 70)
+        expected = {primary: 1000 + primary for primary in range(7, 70)}
+        loop = asyncio.get_event_loop()
+        deadline = loop.time() + WAIT
+        while True:
+            flat = await redis.command("HGETALL", transactions_key("CP_1"))
+            if parse_pairs(flat.split("\n")) == expected:
+                break
+            self.assertLess(loop.time(), deadline, f"Redis holds {flat!r}")
+            await asyncio.sleep(0.02)
