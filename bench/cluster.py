@@ -179,6 +179,15 @@ def _haproxy_config(workdir: str, port: int, servers, stations: int) -> str:
     return path
 
 
+def _logged(workdir: str, text: str) -> int:
+    """How many lines of the instances' logs contain C{text}."""
+    count = 0
+    for name in INSTANCES:
+        with open(os.path.join(workdir, f"{name}.log"), errors="replace") as stream:
+            count += sum(1 for line in stream if text in line)
+    return count
+
+
 def _spawn(argv: list[str], log_path: str) -> subprocess.Popen:
     with open(log_path, "a") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=HERE)
@@ -244,12 +253,20 @@ async def cluster_phase(args, workdir: str, twistd: str, free_port, primary_port
             raise RuntimeError(f"not every station booted within {args.restart_timeout:g} s")
         print(f"  cluster: {args.cluster} stations booted through HAProxy in {booted:.1f} s", file=sys.stderr)
         ids = [station.station_id for station in stations]
-        holders = await asyncio.to_thread(_holders, binaries["redis-cli"], redis_port, ids)
+        holders: dict[str, str] = {}
+
+        async def all_claimed() -> bool:
+            # Claims are sent and forgotten: under a burst they may reach Redis after the boot.
+            holders.update(await asyncio.to_thread(_holders, binaries["redis-cli"], redis_port, ids))
+            return all(holders.values())
+
+        if await _until(all_claimed, args.restart_timeout, interval=1.0) is None:
+            raise RuntimeError("not every station is claimed in Redis")
         # Heartbeats are under way on every connection before the kill.
         await asyncio.sleep(HEARTBEAT_EVERY[1])
         victim = "proxy-a"
         moving = [station for station in stations if holders[station.station_id] == victim]
-        staying = [station for station in stations if holders[station.station_id] not in ("", victim)]
+        staying = [station for station in stations if holders[station.station_id] != victim]
         connections_before = {station.station_id: station.connections for station in staying}
         killed = time.monotonic()
         instances[victim].send_signal(signal.SIGKILL)
@@ -264,7 +281,14 @@ async def cluster_phase(args, workdir: str, twistd: str, free_port, primary_port
         await asyncio.sleep(HEARTBEAT_EVERY[1])
         stop.set()
         await asyncio.wait(tasks, timeout=30)
-        after = await asyncio.to_thread(_holders, binaries["redis-cli"], redis_port, [s.station_id for s in moving])
+        after: dict[str, str] = {}
+
+        async def all_moved() -> bool:
+            moved = [s.station_id for s in moving]
+            after.update(await asyncio.to_thread(_holders, binaries["redis-cli"], redis_port, moved))
+            return all(holder not in ("", victim) for holder in after.values())
+
+        await _until(all_moved, 30, interval=1.0)
         window = [beat for station in staying for beat in station.sent if beat > killed]
         return {
             "stations": args.cluster,
@@ -282,6 +306,9 @@ async def cluster_phase(args, workdir: str, twistd: str, free_port, primary_port
             "other_stations_reconnected": sum(
                 1 for station in staying if station.connections != connections_before[station.station_id]
             ),
+            # Redis answering later than the 5 s reply timeout counts as an outage (claims written back after).
+            "redis_outages_logged": _logged(workdir, "is unreachable"),
+            "redis_replies_late": _logged(workdir, "Not received Redis response"),
         }
     finally:
         stop.set()
@@ -302,5 +329,6 @@ def print_cluster(result: dict) -> None:
         f" ({result['claimed_elsewhere']} claimed by the others); the other {result['other_stations']} stations:"
         f" {result['other_heartbeats_lost']} of {result['other_heartbeats_sent']} Heartbeats lost"
         f" ({result['other_heartbeats_after_kill']} sent after the kill), {result['other_stations_reconnected']}"
-        " reconnected"
+        f" reconnected; Redis outages logged {result['redis_outages_logged']}, commands unanswered within 5 s"
+        f" {result['redis_replies_late']}"
     )
