@@ -277,10 +277,6 @@ async def cluster_phase(args, workdir: str, twistd: str, free_port, primary_port
 
         back = await _until(all_back, args.restart_timeout, interval=0.1)
         back_seconds = None if back is None else round(max(s.booted_at for s in moving) - killed, 2)
-        # The others go on beating for a whole period after the move.
-        await asyncio.sleep(HEARTBEAT_EVERY[1])
-        stop.set()
-        await asyncio.wait(tasks, timeout=30)
         after: dict[str, str] = {}
 
         async def all_moved() -> bool:
@@ -288,7 +284,13 @@ async def cluster_phase(args, workdir: str, twistd: str, free_port, primary_port
             after.update(await asyncio.to_thread(_holders, binaries["redis-cli"], redis_port, moved))
             return all(holder not in ("", victim) for holder in after.values())
 
-        await _until(all_moved, 30, interval=1.0)
+        # Read while the stations are still connected: a station that leaves releases its claim.
+        claimed = await _until(all_moved, 30, interval=0.5)
+        claimed_seconds = None if claimed is None else round(time.monotonic() - killed, 1)
+        # The others go on beating for a whole period after the move.
+        await asyncio.sleep(HEARTBEAT_EVERY[1])
+        stop.set()
+        await asyncio.wait(tasks, timeout=30)
         window = [beat for station in staying for beat in station.sent if beat > killed]
         return {
             "stations": args.cluster,
@@ -299,6 +301,7 @@ async def cluster_phase(args, workdir: str, twistd: str, free_port, primary_port
             "back_seconds": back_seconds,
             "back": sum(1 for station in moving if station.booted_at and station.booted_at > killed),
             "claimed_elsewhere": sum(1 for holder in after.values() if holder not in ("", victim)),
+            "claimed_elsewhere_seconds": claimed_seconds,
             "other_stations": len(staying),
             "other_heartbeats_sent": sum(len(station.sent) for station in staying),
             "other_heartbeats_after_kill": len(window),
@@ -326,7 +329,8 @@ def print_cluster(result: dict) -> None:
         f"\ncluster: {result['stations']} stations over {result['instances']} instances behind HAProxy (booted in"
         f" {result['first_boot_seconds']} s); {result['killed']} killed (SIGKILL) holding {result['killed_stations']}:"
         f" {result['back']} of them back and answered {result['back_seconds']} s after the kill"
-        f" ({result['claimed_elsewhere']} claimed by the others); the other {result['other_stations']} stations:"
+        f" ({result['claimed_elsewhere']} claimed by the others in Redis within {result['claimed_elsewhere_seconds']} s);"
+        f" the other {result['other_stations']} stations:"
         f" {result['other_heartbeats_lost']} of {result['other_heartbeats_sent']} Heartbeats lost"
         f" ({result['other_heartbeats_after_kill']} sent after the kill), {result['other_stations_reconnected']}"
         f" reconnected; Redis outages logged {result['redis_outages_logged']}, commands unanswered within 5 s"
