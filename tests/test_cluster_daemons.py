@@ -13,6 +13,8 @@ import asyncio
 import os
 import shutil
 import tempfile
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 
 from ocpp.v16 import call
@@ -276,3 +278,58 @@ class ClusterUnderTwistdTests(ProxyTestCase):
             await asyncio.sleep(RETRY_DELAY)
         self.cleanup(websocket.close)
         self.assertEqual({sid: stations[sid].close_code for sid in staying}, dict.fromkeys(staying))
+
+    @async_test
+    async def test_redis_killed_mid_run_and_restarted(self):
+        """
+        redis-server killed under six stations: every instance says degraded (200) and
+        relays on, transactions start; restarted: /health is ok again, and Redis has every
+        station's claim, naming its instance, and the transaction ids started meanwhile.
+        """
+        redis = await self.start_redis()
+        primary, primary_url = await self.central(100)
+        secondary, secondary_url = await self.central(200)
+        instances = await self.instances(redis, [primary_url] * 3, secondary_url)
+        haproxy = await self.haproxy(instances)
+        stations, where = {}, {}
+        for number in range(6):
+            station_id = f"CP_{number}"
+            station, websocket = await connect_through(haproxy.base, station_id, RETRY_DELAY)
+            self.cleanup(websocket.close)
+            await boot(station)
+            stations[station_id] = station
+            where[station_id] = await self.holder(redis, station_id)
+        await redis.kill()
+        for instance in instances:
+            await self.until_health(instance, "ok, degraded: Redis unreachable, relaying with local state\n")
+        for number, (station_id, station) in enumerate(stations.items()):
+            started = await station.call(
+                call.StartTransaction(connector_id=number + 1, id_tag="TAG", meter_start=0, timestamp=now())
+            )
+            self.assertEqual(started.transaction_id, 101 + number)
+        await redis.start()
+        for instance in instances:
+            await self.until_health(instance, "ok\n")
+        for number, station_id in enumerate(stations):
+            self.assertEqual(await self.holder(redis, station_id), where[station_id])
+            await self.until_stored(redis, station_id)
+            stored = await redis.command("HGET", transactions_key(station_id), str(101 + number))
+            self.assertEqual(stored, str(201 + number))
+
+    async def until_health(self, instance: Instance, text: str) -> None:
+        url = f"http://127.0.0.1:{instance.status_port}/health"
+        loop = asyncio.get_event_loop()
+        deadline = loop.time() + WAIT
+        while (answer := await asyncio.to_thread(http_get, url)) != (200, text):
+            if loop.time() > deadline:
+                raise AssertionError(f"{instance.name}'s /health answers {answer}")
+            await asyncio.sleep(0.1)
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """GET C{url} (blocking: run it in a thread); its status and text, also for an error status."""
+    try:
+        with urllib.request.urlopen(url, timeout=WAIT) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
