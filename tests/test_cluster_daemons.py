@@ -4,7 +4,8 @@ with etc/haproxy.cfg's directives in front, the `ocpp` library's stations and ce
 systems (issue 15, "Tests"): a station id lands on one instance every time; ``kill -9`` of
 an instance in the middle of transactions moves its stations to the others, the secondary
 still gets its own transaction ids, and the primary never sees two connections of a
-station; one id connected directly to two instances keeps only the newer connection.
+station; one id connected directly to two instances keeps only the newer connection;
+README's rolling upgrade through HAProxy's runtime API; redis-server killed and restarted.
 """
 
 from __future__ import annotations
