@@ -1,5 +1,6 @@
 # ocppproxy: `make run` to run the daemon, `make test` to run the tests, `make demo`
-# for a demo with two central systems and one station. Everything lives in $(VENV).
+# for a demo with two central systems and one station, `make cluster-demo` for three
+# instances behind HAProxy sharing a Redis. Everything lives in $(VENV).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +15,7 @@ DEPENDENCY_FILES := $(BIN)/python setup.cfg pyproject.toml constraints/ci.txt
 INSTALLED := $(VENV)/.installed
 EXTRAS := test,apprise
 
-.PHONY: venv run test test-oldest container-test plugin-check demo bench clean
+.PHONY: venv run test test-oldest container-test plugin-check demo cluster-demo bench clean
 
 venv: $(INSTALLED)
 
@@ -66,6 +67,10 @@ container-test: $(INSTALLED)
 
 demo: $(INSTALLED)
 	$(BIN)/python demo/run_demo.py
+
+# Needs redis-server and haproxy (Debian packages of those names); stops by itself.
+cluster-demo: $(INSTALLED)
+	$(BIN)/python demo/run_cluster_demo.py
 
 # Not part of the tests: a few minutes on 127.0.0.1; BENCH_ARGS="--help" lists the knobs.
 bench: $(INSTALLED)

@@ -8,8 +8,9 @@ Phases: direct, ocppproxy and naive relay (K stations in a closed Heartbeat loop
 seconds each), idle scale (N stations held through ocppproxy, each relaying a Heartbeat
 afterwards), reconnect storm (the primary restarts under N stations), proxy restart (R
 stations that retry as real ones do; the proxy itself restarts under them, with its
-default limits). Prints a table and the ratios, and writes the results as JSON. Every
-loop is bounded in count and time.
+default limits), cluster (C stations through HAProxy over three instances sharing a
+redis-server, one instance killed: see cluster.py). Prints a table and the ratios, and
+writes the results as JSON. Every loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 
 from autobahn.websocket import USES_NVX  # the proxy runs in this same environment
+from cluster import cluster_phase, print_cluster
 from fleet import Fleet
 from websockets.asyncio.client import connect
 
@@ -496,7 +498,15 @@ async def main(args) -> None:
     primary_port, secondary_port, proxy_port, naive_port, status_port = (free_port() for _ in range(5))
     phases = args.phases.split(",")
     # The proxy holds three sockets per station (its own, two upstream links); this process one.
-    raise_file_limit(3 * max(args.scale if "scale" in phases else 0, args.restart if "restart" in phases else 0) + 1000)
+    raise_file_limit(
+        3
+        * max(
+            args.scale if "scale" in phases else 0,
+            args.restart if "restart" in phases else 0,
+            args.cluster if "cluster" in phases else 0,
+        )
+        + 1000
+    )
     primary = central("primary", primary_port, workdir)
     secondary = central("secondary", secondary_port, workdir)
     proxy = Process(
@@ -545,6 +555,7 @@ async def main(args) -> None:
     loops: list[LoopResult] = []
     scale = None
     restart = None
+    cluster = None
     try:
         await primary.start()
         await secondary.start()
@@ -577,12 +588,18 @@ async def main(args) -> None:
             print("  scale done", file=sys.stderr)
         if "restart" in phases:
             restart = await proxy_restart(args, restarting, [primary, secondary], status_port, proxy_port)
+        if "cluster" in phases:
+            cluster = await cluster_phase(
+                args, workdir, os.path.join(BIN, "twistd"), free_port, primary_port, secondary_port
+            )
     finally:
         for process in (proxy, naive, restarting, primary, secondary):
             process.stop()
     ratios = print_table(loops, scale)
     if restart:
         print_restart(restart)
+    if cluster:
+        print_cluster(cluster)
     machine = (
         f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
         f"{platform.python_version()}, {platform.platform()}, Autobahn NVX {'on' if USES_NVX else 'OFF'}"
@@ -597,11 +614,13 @@ async def main(args) -> None:
             "scale": args.scale,
             "outage": args.outage,
             "restart": args.restart,
+            "cluster": args.cluster,
         },
         "loops": [asdict(r) for r in loops],
         "ratios": ratios,
         "scale": asdict(scale) if scale else None,
         "restart": restart,
+        "cluster": cluster,
     }
     with open(args.output, "w") as stream:
         json.dump(results, stream, indent=2)
@@ -624,7 +643,12 @@ if __name__ == "__main__":
     parser.add_argument(
         "--restart-timeout", type=float, default=180.0, help="seconds the restart phase waits for every station"
     )
-    parser.add_argument("--phases", default="direct,proxy,naive,scale,restart", help="comma-separated subset, in order")
+    parser.add_argument(
+        "--cluster", type=int, default=3000, help="C, stations over three instances in the cluster phase (default 3000)"
+    )
+    parser.add_argument(
+        "--phases", default="direct,proxy,naive,scale,restart,cluster", help="comma-separated subset, in order"
+    )
     parser.add_argument(
         "--profile",
         help="write the proxy's cProfile stats to this file (pstats format); the restarted proxy's to FILE.restart",

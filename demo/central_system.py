@@ -19,7 +19,6 @@ from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
 PATH_PREFIX = "/ocpp/"
-_transaction_ids = itertools.count(1)
 
 
 def now() -> str:
@@ -30,9 +29,10 @@ def now() -> str:
 class StationHandler(ChargePoint):
     """The central system's side of one station connection: accepts everything."""
 
-    def __init__(self, station_id: str, websocket, log: logging.Logger) -> None:
+    def __init__(self, station_id: str, websocket, system: CentralSystem) -> None:
         super().__init__(station_id, websocket)
-        self.log = log
+        self.system = system
+        self.log = system.log
 
     @on(Action.boot_notification)
     def on_boot_notification(self, charge_point_vendor, charge_point_model, **kwargs):
@@ -56,7 +56,8 @@ class StationHandler(ChargePoint):
 
     @on(Action.start_transaction)
     def on_start_transaction(self, connector_id, id_tag, meter_start, timestamp, **kwargs):
-        transaction_id = next(_transaction_ids)
+        transaction_id = next(self.system.transaction_ids)
+        self.system.started[self.id] = transaction_id
         self.log.info(
             "%s: StartTransaction on connector %s for %s at %s Wh: transaction %s",
             self.id,
@@ -78,16 +79,24 @@ class StationHandler(ChargePoint):
     @on(Action.stop_transaction)
     def on_stop_transaction(self, meter_stop, timestamp, transaction_id, **kwargs):
         self.log.info("%s: StopTransaction %s at %s Wh", self.id, transaction_id, meter_stop)
+        self.system.stopped.setdefault(self.id, []).append(transaction_id)
         return call_result.StopTransaction(id_tag_info={"status": AuthorizationStatus.accepted})
 
 
 class CentralSystem:
-    """One demo central system on 127.0.0.1:C{port}; C{name} prefixes its log lines."""
+    """
+    One demo central system on 127.0.0.1:C{port}; C{name} prefixes its log lines. Its
+    transaction ids count up from C{first_transaction_id}; C{started} holds the last one
+    given to each station, C{stopped} the ids each station's StopTransactions carried.
+    """
 
-    def __init__(self, name: str, port: int) -> None:
+    def __init__(self, name: str, port: int, first_transaction_id: int = 1) -> None:
         self.name = name
         self.port = port
         self.log = logging.getLogger(f"central-system.{name}")
+        self.transaction_ids = itertools.count(first_transaction_id)
+        self.started: dict[str, int] = {}
+        self.stopped: dict[str, list[int]] = {}
         self._server = None
 
     async def start(self) -> None:
@@ -118,7 +127,7 @@ class CentralSystem:
             headers.get("User-Agent"),
         )
         try:
-            await StationHandler(station_id, websocket, self.log).start()
+            await StationHandler(station_id, websocket, self).start()
         except websockets.ConnectionClosed:
             pass
         self.log.info("%s disconnected (code %s)", station_id, websocket.close_code)
@@ -126,7 +135,7 @@ class CentralSystem:
 
 async def serve_forever() -> None:
     """Run the primary (9001) and the secondary (9002) until cancelled."""
-    systems = [CentralSystem("primary", 9001), CentralSystem("secondary", 9002)]
+    systems = [CentralSystem("primary", 9001), CentralSystem("secondary", 9002, first_transaction_id=5001)]
     for system in systems:
         await system.start()
     try:

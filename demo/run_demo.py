@@ -83,7 +83,7 @@ async def stop_proxy(proxy: asyncio.subprocess.Process) -> int:
 
 
 async def demo() -> int:
-    systems = [CentralSystem("primary", 9001), CentralSystem("secondary", 9002)]
+    systems = [CentralSystem("primary", 9001), CentralSystem("secondary", 9002, first_transaction_id=5001)]
     proxy = None
     try:
         for system in systems:

@@ -242,6 +242,30 @@ class ClusterServiceTests(ProxyTestCase):
         await self.until_claimed(server, "CP_1", "proxy-a")
 
     @async_test
+    async def test_many_commands_waiting_on_a_frozen_redis_make_one_warning(self):
+        """
+        200 stations connect while Redis answers nothing: when the first reply times out,
+        txredisapi fails all 200 claims at once; the log has one warning, naming the timeout, and no line per claim.
+        """
+        server = await self.redis()
+        service, _ = self.instance(server, "proxy-a", reply_timeout=0.5)
+        await self.until(lambda: service.redis_up)
+        server.freeze()
+        self.addCleanup(server.thaw)
+        for number in range(200):
+            service.station_connected(SimpleNamespace(station_id=f"CP_{number}"))
+        await self.until(lambda: not service.redis_up, timeout=5)
+        await asyncio.sleep(0.1)
+        self.assertEqual(
+            [line for line in self.log_lines if "cluster:" in line and "connected to Redis" not in line][-2:],
+            [
+                "cluster: this is instance proxy-a",
+                f"cluster: Redis at redis://127.0.0.1:{server.port} is unreachable (Not received Redis response in 0.5"
+                " seconds); relaying goes on with local state",
+            ],
+        )
+
+    @async_test
     async def test_stops_cleanly_while_redis_is_away(self):
         server = await self.redis(start=False)
         service, _ = self.instance(server, "proxy-a")

@@ -38,10 +38,13 @@ _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
 def exported_metric_names() -> set[str]:
     """
     Every series name /metrics can show, read from the collector's output for a proxy
-    just built (the traffic log's family included, which appears only when that log is on).
+    just built (the traffic log's and cluster mode's families included, which appear only
+    when those are on).
     """
     config = config_from_mapping({"primary_url": "ws://127.0.0.1:1/", "secondary_url": "ws://127.0.0.1:2/"})
     proxy, activity = ProxyService(config, Clock()), StationActivity(Clock())
+    # Cluster mode's metric too (ocppproxy_cluster_redis_up).
+    proxy.ownership = SimpleNamespace(instance="proxy-a", redis_up=True)
     traffic_log = SimpleNamespace(written=0, dropped=0, failed=0)
     collector = ProxyCollector(reactor, lambda: metrics_snapshot(proxy.snapshot(), activity, {}, traffic_log))
     text = generate_latest(metrics_registry(collector)).decode()

@@ -200,7 +200,17 @@ class RedisLink(MultiService):
         """Run a Lua script; fails at once with L{RedisUnavailable} while Redis is not reachable."""
         if not self.up or self._commands is None:
             return fail(RedisUnavailable("Redis is not reachable"))
-        return self._commands.eval(script, keys, args)
+        return self._commands.eval(script, keys, args).addErrback(self._command_failed, self._commands)
+
+    def _command_failed(self, failure, protocol: _Commands):
+        """
+        A reply timed out or the connection went: Redis is down from now on, before the
+        callers hear of it. txredisapi fails every waiting command at once (thousands with
+        many stations), and each caller then knows the outage is already logged.
+        """
+        if failure.check(txredisapi.ConnectionError):
+            self._lost(protocol, failure.getErrorMessage())
+        return failure
 
     # --- the connections
 
@@ -225,7 +235,7 @@ class RedisLink(MultiService):
         self._ever_up = True
         self._on_up()
 
-    def _lost(self, protocol) -> None:
+    def _lost(self, protocol, reason: str | None = None) -> None:
         if protocol is self._commands:
             self._commands = None
         elif protocol is self._subscriber:
@@ -234,7 +244,7 @@ class RedisLink(MultiService):
             return
         was_up, self.up = self.up, False
         if was_up and self.running:
-            self._outage(f"connection lost: {type(protocol).__name__.strip('_').lower()}")
+            self._outage(reason or f"connection lost: {type(protocol).__name__.strip('_').lower()}")
 
     def _attempt_failed(self, reason: str) -> None:
         if self.running:

@@ -13,6 +13,7 @@ from twisted.application.service import MultiService
 from twisted.internet.task import LoopingCall
 
 from ..config.model import ClusterConfig
+from ..core.transactions import TransactionStore
 from ..logs import proxy_logger
 from .claims import (
     CLAIMS_CHANNEL,
@@ -25,6 +26,7 @@ from .claims import (
     station_key,
 )
 from .redis import REPLY_TIMEOUT, RedisLink, RedisUnavailable
+from .transactions import SharedTransactions
 
 # Claim a station: number the claim, store it with a TTL and announce it, atomically, so
 # that the key and the announcements agree on the order. The number is Redis's clock in
@@ -107,6 +109,16 @@ class ClusterService(MultiService):
         self.redis.setServiceParent(self)
         self._refresher = LoopingCall(self._refresh)
         self._refresher.clock = reactor
+        # The transaction ids for the secondary, once shared (L{share_transactions}).
+        self.transactions: SharedTransactions | None = None
+
+    def share_transactions(self, local: TransactionStore) -> SharedTransactions:
+        """
+        The store the proxy must use instead of C{local}: the same pairs, also kept in
+        Redis, and read from it for each station that connects here.
+        """
+        self.transactions = SharedTransactions(local, self.redis)
+        return self.transactions
 
     @property
     def redis_up(self) -> bool:
@@ -131,6 +143,8 @@ class ClusterService(MultiService):
         claim = self._claims.connected(session.station_id)
         self._sessions[session.station_id] = (session, claim.serial)
         self._claim(claim)
+        if self.transactions is not None:
+            self.transactions.read(session.station_id)
 
     def station_ended(self, session) -> None:
         """A session ended: release its claim if it was the station's current one here."""
@@ -138,6 +152,8 @@ class ClusterService(MultiService):
         if held is None or held[0] is not session:
             return
         del self._sessions[session.station_id]
+        if self.transactions is not None:
+            self.transactions.left(session.station_id)
         claim = self._claims.ended(session.station_id, held[1])
         if claim is not None and claim.order is not None and self.redis.up and self.running:
             released = self.redis.execute(RELEASE_SCRIPT, [station_key(claim.station)], [claim.value()])
@@ -173,6 +189,8 @@ class ClusterService(MultiService):
         """Another instance holds a newer connection of C{station}: close ours, leaving its claim alone."""
         session, serial = self._sessions.pop(station)
         self._claims.ended(station, serial)
+        if self.transactions is not None:
+            self.transactions.left(station)
         self._replace_session(session, instance)
 
     def _refresh(self) -> None:
@@ -207,6 +225,8 @@ class ClusterService(MultiService):
             self._log.info("cluster: writing back {count} station claims", count=len(claims))
         for claim in claims:
             self._claim(claim)
+        if self.transactions is not None:
+            self.transactions.write_back()
 
     def _failed(self, failure, what: str, station: str | None) -> None:
         # While Redis is away the outage was logged once; each refused command says nothing new.

@@ -146,13 +146,16 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
 
 def add_cluster(config: Config, reactor, proxy: ProxyService, top: MultiService) -> None:
     """
-    Cluster mode: the C{cluster} service, started before C{proxy}, and the proxy's
-    ownership hook. Imported only here: txredisapi imports the global reactor.
+    Cluster mode: the C{cluster} service, started before C{proxy}, the proxy's
+    ownership hook and, with a secondary, its transaction ids shared through Redis.
+    Imported only here: txredisapi imports the global reactor.
     """
     from ..cluster.service import ClusterService
 
     cluster = ClusterService(config.cluster, reactor, proxy.close_replaced)
     proxy.ownership = cluster
+    if config.secondary_url:
+        proxy.transactions = cluster.share_transactions(proxy.transactions)
     cluster.setName("cluster")
     cluster.setServiceParent(top)
 
