@@ -24,6 +24,7 @@ from .claims import (
     parse_claim,
     station_key,
 )
+from .fleet import ClusterFleet
 from .redis import REPLY_TIMEOUT, RedisLink, RedisUnavailable
 
 # Claim a station: number the claim, store it with a TTL and announce it, atomically, so
@@ -105,6 +106,9 @@ class ClusterService(MultiService):
             settings.redis_url, CLAIMS_CHANNEL, reactor, self._write_back, self._announced, reply_timeout
         )
         self.redis.setServiceParent(self)
+        # The cluster-wide record of stations seen, for the status page.
+        self.fleet = ClusterFleet(self.redis, reactor, settings.instance)
+        self.fleet.setServiceParent(self)
         self._refresher = LoopingCall(self._refresh)
         self._refresher.clock = reactor
 
@@ -131,6 +135,7 @@ class ClusterService(MultiService):
         claim = self._claims.connected(session.station_id)
         self._sessions[session.station_id] = (session, claim.serial)
         self._claim(claim)
+        self.fleet.station_connected(session.station_id)
 
     def station_ended(self, session) -> None:
         """A session ended: release its claim if it was the station's current one here."""
@@ -138,6 +143,7 @@ class ClusterService(MultiService):
         if held is None or held[0] is not session:
             return
         del self._sessions[session.station_id]
+        self.fleet.station_left(session.station_id)
         claim = self._claims.ended(session.station_id, held[1])
         if claim is not None and claim.order is not None and self.redis.up and self.running:
             released = self.redis.execute(RELEASE_SCRIPT, [station_key(claim.station)], [claim.value()])

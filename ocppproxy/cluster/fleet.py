@@ -1,0 +1,244 @@
+"""
+The fleet as the whole cluster knows it, for the status page (issue 17): which stations
+are connected to which instance, and which were seen by any instance and when they left.
+
+Two things in Redis tell it. The claims (L{ocppproxy.cluster.claims}) say who holds a
+station now: an instance that stops without releasing them lets them expire. And one
+hash, L{FLEET_KEY}, remembers every station seen, as C{"<event> <time> <instance>"}:
+C{connected} when a connection starts, C{left} when the station's last connection on
+that instance ends; written and forgotten, like the claims, never on the relaying path.
+A C{left} never overwrites another instance's C{connected}: the station has moved there,
+and the two writes may reach Redis in either order. Entries older than a day whose
+station holds no claim are dropped, as the local memory forgets stations after a day.
+
+This module imports no Redis client (it is given a L{ocppproxy.cluster.redis.RedisLink}):
+the status side imports L{ClusterFleetView} from here on a single instance too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.defer import TimeoutError as ReadTimeout
+from twisted.internet.task import LoopingCall
+
+from ..logs import proxy_logger
+from .claims import KEY_PREFIX, ClaimError, parse_claim, station_key
+
+FLEET_KEY = KEY_PREFIX + "fleet"
+CONNECTED = "connected"
+LEFT = "left"
+FORGET_AFTER = 86_400.0
+"""Seconds after which a station that no instance holds is dropped from L{FLEET_KEY}."""
+PRUNE_EVERY = 3_600.0
+"""Also pruned this often, so that the hash stays bounded when nobody reads the page."""
+
+# Remember a station's connection or departure; a departure leaves another instance's connection alone.
+SEEN_SCRIPT = """
+if ARGV[2] == 'left' then
+  local current = redis.call('HGET', KEYS[1], ARGV[1])
+  if current then
+    local event, _, instance = string.match(current, '^(%S+) (%S+) (%S+)$')
+    if event == 'connected' and instance ~= ARGV[4] then
+      return 0
+    end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+return 1
+"""
+
+# Drop the entries older than ARGV[2] (a time) whose station holds no claim (ARGV[1] is the claims' key
+# prefix). With ARGV[3] == 'read', return every claim and every entry kept: {station, claim, ...} and
+# {station, entry, ...}. The claims are found with SCAN: a station whose entry was never written (Redis
+# was away when it connected) is still seen connected.
+READ_SCRIPT = """
+local prefix, cutoff, reading = ARGV[1], tonumber(ARGV[2]), ARGV[3] == 'read'
+local claims, held, cursor = {}, {}, '0'
+if reading then
+  repeat
+    local reply = redis.call('SCAN', cursor, 'MATCH', prefix .. '*', 'COUNT', 1000)
+    cursor = reply[1]
+    for _, key in ipairs(reply[2]) do
+      local value = redis.call('GET', key)
+      if value then
+        local station = string.sub(key, #prefix + 1)
+        held[station] = true
+        claims[#claims + 1] = station
+        claims[#claims + 1] = value
+      end
+    end
+  until cursor == '0'
+end
+local entries, seen = {}, redis.call('HGETALL', KEYS[1])
+for i = 1, #seen, 2 do
+  local station, entry = seen[i], seen[i + 1]
+  local time = tonumber(string.match(entry, '^%S+ (%S+) '))
+  local claimed = held[station] or (not reading and redis.call('EXISTS', prefix .. station) == 1)
+  if time and time < cutoff and not claimed then
+    redis.call('HDEL', KEYS[1], station)
+  elseif reading then
+    entries[#entries + 1] = station
+    entries[#entries + 1] = entry
+  end
+end
+return {claims, entries}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetEntry:
+    """What L{FLEET_KEY} remembers of a station: its last C{event} (connected or left), when, on which instance."""
+
+    event: str
+    time: float
+    instance: str
+
+
+@dataclass(frozen=True)
+class ClusterFleetView:
+    """
+    The cluster's fleet at one moment: C{holders}, the instance holding each connected
+    station (its claim), and C{seen}, the last event of every station remembered.
+    """
+
+    holders: dict[str, str] = field(default_factory=dict)
+    seen: dict[str, FleetEntry] = field(default_factory=dict)
+
+
+class FleetReadError(Exception):
+    """The cluster's fleet could not be read (Redis away, too slow, or an answer out of shape)."""
+
+
+def parse_entry(value: str) -> FleetEntry:
+    """An entry of L{FLEET_KEY}; raises ValueError."""
+    event, time, instance = value.split(" ")
+    if event not in (CONNECTED, LEFT):
+        raise ValueError(f"unknown event {event[:20]!r}")
+    return FleetEntry(event, float(time), instance)
+
+
+def parse_fleet(reply) -> tuple[ClusterFleetView, list[str]]:
+    """
+    The view from L{READ_SCRIPT}'s answer, and what was wrong with it (claims and entries
+    out of shape are left out and named). Raises L{FleetReadError} if the answer is not
+    two lists of pairs.
+    """
+    if not isinstance(reply, list | tuple) or len(reply) != 2 or any(len(part) % 2 for part in reply):
+        raise FleetReadError(f"unexpected answer from Redis: {str(reply)[:80]}")
+    claims, entries = ([_text(item) for item in part] for part in reply)
+    view, problems = ClusterFleetView(), []
+    for station, value in zip(claims[::2], claims[1::2], strict=True):
+        try:
+            view.holders[station] = parse_claim(station, value).instance
+        except ClaimError as error:
+            problems.append(f"station {station}: {error}")
+    for station, value in zip(entries[::2], entries[1::2], strict=True):
+        try:
+            view.seen[station] = parse_entry(value)
+        except ValueError as error:
+            problems.append(f"station {station}: not a fleet entry ({error}): {value[:80]!r}")
+    return view, problems
+
+
+def _text(item) -> str:
+    return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
+
+
+class ClusterFleet(Service):
+    """
+    This instance's part of the cluster's fleet record in Redis, through C{redis} (a
+    L{ocppproxy.cluster.redis.RedisLink}): L{station_connected} and L{station_left} write
+    (sent and forgotten; nothing is sent while Redis is away), L{read} reads. Prunes the
+    record every L{PRUNE_EVERY} seconds while running. Times come from C{clock}.
+    """
+
+    _log = proxy_logger()
+
+    def __init__(self, redis, clock, instance: str) -> None:
+        self._redis = redis
+        self._clock = clock
+        self.instance = instance
+        self._pruner = LoopingCall(self._prune)
+        self._pruner.clock = clock
+        # Whether the last read failed for another reason than Redis being away (logged once until one succeeds).
+        self._read_failing = False
+
+    def startService(self) -> None:
+        super().startService()
+        self._pruner.start(PRUNE_EVERY, now=False)
+
+    def stopService(self):
+        if self._pruner.running:
+            self._pruner.stop()
+        return super().stopService()
+
+    def station_connected(self, station_id: str) -> None:
+        """A connection of C{station_id} started here."""
+        self._write(station_id, CONNECTED)
+
+    def station_left(self, station_id: str) -> None:
+        """The station's current connection here ended (not replaced by another instance's)."""
+        self._write(station_id, LEFT)
+
+    def _write(self, station_id: str, event: str) -> None:
+        if not self._redis.up:
+            return
+        written = self._redis.execute(
+            SEEN_SCRIPT, [FLEET_KEY], [station_id, event, f"{self._clock.seconds():.3f}", self.instance]
+        )
+        written.addErrback(self._write_failed, event, station_id)
+
+    def _write_failed(self, failure, event: str, station_id: str) -> None:
+        # An outage is logged once by the Redis link; a refused command adds nothing.
+        if self._redis.up:
+            self._log.warn(
+                "cluster: fleet record of {station} ({event}) not written: {reason}",
+                station=station_id,
+                event=event,
+                reason=failure.getErrorMessage(),
+            )
+
+    def read(self, timeout: float) -> Deferred[ClusterFleetView]:
+        """
+        The cluster's fleet now (pruning it on the way); fails with L{FleetReadError} at once
+        while Redis is away, and when Redis has not answered within C{timeout} seconds.
+        """
+        if not self._redis.up:
+            failed: Deferred[ClusterFleetView] = Deferred()
+            failed.errback(FleetReadError("Redis unreachable"))
+            return failed
+        reading = self._redis.execute(READ_SCRIPT, [FLEET_KEY], self._script_args("read"))
+        reading.addTimeout(timeout, self._clock)
+        return reading.addCallback(self._read).addErrback(self._read_failed, timeout)
+
+    def _script_args(self, mode: str) -> list:
+        return [station_key(""), f"{self._clock.seconds() - FORGET_AFTER:.3f}", mode]
+
+    def _read(self, reply) -> ClusterFleetView:
+        view, problems = parse_fleet(reply)
+        for problem in problems:
+            self._log.warn("cluster: fleet record: {problem}", problem=problem)
+        self._read_failing = False
+        return view
+
+    def _read_failed(self, failure, timeout: float):
+        if not self._redis.up:
+            raise FleetReadError("Redis unreachable")  # the outage is logged once by the Redis link
+        if failure.check(ReadTimeout):
+            reason = f"Redis did not answer within {timeout:g} s"
+        else:
+            reason = failure.getErrorMessage()
+        if not self._read_failing:
+            self._read_failing = True
+            self._log.warn(
+                "cluster: cannot read the fleet record: {reason}; the status shows the local view", reason=reason
+            )
+        raise FleetReadError(reason)
+
+    def _prune(self) -> None:
+        if self._redis.up:
+            pruned = self._redis.execute(READ_SCRIPT, [FLEET_KEY], self._script_args("prune"))
+            pruned.addErrback(self._write_failed, "prune", "every station")
