@@ -138,16 +138,18 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
         status.setName("status")
         status.setServiceParent(top)
     if config.cluster is not None:
-        add_cluster(config, reactor, proxy, top)
+        cluster = add_cluster(config, reactor, proxy, top)
+        if activity is not None:
+            status.cluster_fleet = cluster.fleet
     proxy.setName("proxy")
     proxy.setServiceParent(top)
     return top
 
 
-def add_cluster(config: Config, reactor, proxy: ProxyService, top: MultiService) -> None:
+def add_cluster(config: Config, reactor, proxy: ProxyService, top: ServiceTree):
     """
     Cluster mode: the C{cluster} service, started before C{proxy}, and the proxy's
-    ownership hook. Imported only here: txredisapi imports the global reactor.
+    ownership hook; returns the service. Imported only here: txredisapi imports the global reactor.
     """
     from ..cluster.service import ClusterService
 
@@ -155,6 +157,7 @@ def add_cluster(config: Config, reactor, proxy: ProxyService, top: MultiService)
     proxy.ownership = cluster
     cluster.setName("cluster")
     cluster.setServiceParent(top)
+    return cluster
 
 
 def build_notifier(config: Config, reactor) -> NotifierService:
