@@ -148,17 +148,18 @@ class FleetRecordTests(ProxyTestCase):
 
 class ParseFleetTests(SynchronousTestCase):
     def test_claims_and_entries(self):
-        view, problems = parse_fleet([["CP_1", "5 proxy-b 2"], ["CP_1", "connected 10.5 proxy-b", "CP_2", "left 9 a"]])
+        view, problems = parse_fleet('[["CP_1","5 proxy-b 2"],["CP_1","connected 10.5 proxy-b","CP_2","left 9 a"]]')
         self.assertEqual(view.holders, {"CP_1": "proxy-b"})
         self.assertEqual(view.seen["CP_2"], FleetEntry("left", 9.0, "a"))
         self.assertEqual(problems, [])
 
     def test_entries_out_of_shape_are_named_and_left_out(self):
-        view, problems = parse_fleet([["CP_1", "nonsense"], ["CP_2", "gone 1 a", "CP_3", "left x a"]])
+        view, problems = parse_fleet('[["CP_1","nonsense"],["CP_2","gone 1 a","CP_3","left x a"]]')
         self.assertEqual((view.holders, view.seen), ({}, {}))
         self.assertEqual(len(problems), 3)
         self.assertIn("station CP_2", problems[1])
 
     def test_an_answer_out_of_shape_is_a_read_error(self):
-        with self.assertRaises(FleetReadError):
-            parse_fleet(["CP_1"])
+        for reply in ('["CP_1"]', "[[1, 2], []]", '[["CP_1"], []]', "{", b"\xff"):
+            with self.assertRaises(FleetReadError, msg=reply):
+                parse_fleet(reply)

@@ -17,6 +17,7 @@ the status side imports L{ClusterFleetView} from here on a single instance too.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from twisted.application.service import Service
@@ -51,9 +52,10 @@ return 1
 """
 
 # Drop the entries older than ARGV[2] (a time) whose station holds no claim (ARGV[1] is the claims' key
-# prefix). With ARGV[3] == 'read', return every claim and every entry kept: {station, claim, ...} and
-# {station, entry, ...}. The claims are found with SCAN: a station whose entry was never written (Redis
-# was away when it connected) is still seen connected.
+# prefix). With ARGV[3] == 'read', return every claim and every entry kept, as one JSON text:
+# [[station, claim, ...], [station, entry, ...]] (one string parses in C: thousands of bulk replies would
+# be parsed by txredisapi in Python, on the reactor thread). The claims are found with SCAN: a station
+# whose entry was never written (Redis was away when it connected) is still seen connected.
 READ_SCRIPT = """
 local prefix, cutoff, reading = ARGV[1], tonumber(ARGV[2]), ARGV[3] == 'read'
 local claims, held, cursor = {}, {}, '0'
@@ -84,7 +86,11 @@ for i = 1, #seen, 2 do
     entries[#entries + 1] = entry
   end
 end
-return {claims, entries}
+if not reading then
+  return 0
+end
+-- An empty Lua table would be encoded as an object.
+return '[' .. (#claims > 0 and cjson.encode(claims) or '[]') .. ',' .. (#entries > 0 and cjson.encode(entries) or '[]') .. ']'
 """
 
 
@@ -120,15 +126,18 @@ def parse_entry(value: str) -> FleetEntry:
     return FleetEntry(event, float(time), instance)
 
 
-def parse_fleet(reply) -> tuple[ClusterFleetView, list[str]]:
+def parse_fleet(reply: str | bytes) -> tuple[ClusterFleetView, list[str]]:
     """
     The view from L{READ_SCRIPT}'s answer, and what was wrong with it (claims and entries
     out of shape are left out and named). Raises L{FleetReadError} if the answer is not
-    two lists of pairs.
+    JSON holding two lists of pairs of strings.
     """
-    if not isinstance(reply, list | tuple) or len(reply) != 2 or any(len(part) % 2 for part in reply):
-        raise FleetReadError(f"unexpected answer from Redis: {str(reply)[:80]}")
-    claims, entries = ([_text(item) for item in part] for part in reply)
+    try:
+        claims, entries = json.loads(reply)
+        if len(claims) % 2 or len(entries) % 2 or not all(isinstance(item, str) for item in (*claims, *entries)):
+            raise ValueError("not two lists of pairs of strings")
+    except (ValueError, TypeError) as error:
+        raise FleetReadError(f"unexpected answer from Redis ({error}): {str(reply)[:80]}") from None
     view, problems = ClusterFleetView(), []
     for station, value in zip(claims[::2], claims[1::2], strict=True):
         try:
@@ -141,10 +150,6 @@ def parse_fleet(reply) -> tuple[ClusterFleetView, list[str]]:
         except ValueError as error:
             problems.append(f"station {station}: not a fleet entry ({error}): {value[:80]!r}")
     return view, problems
-
-
-def _text(item) -> str:
-    return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
 
 
 class ClusterFleet(Service):
