@@ -132,6 +132,25 @@ class FleetRecordTests(ProxyTestCase):
         a.station_connected(SimpleNamespace(station_id="CP_1"))  # not sent, not raised
 
     @async_test
+    async def test_what_happened_while_redis_was_away_is_written_when_it_returns(self):
+        """CP_1 connected and left, CP_2 connected, with Redis away: written when Redis is back, with their times."""
+        await self.asyncSetUp()
+        a = await self.instance("proxy-a")
+        await self.redis.kill()
+        await self.until(lambda: not a.redis_up, timeout=5)
+        one, two = SimpleNamespace(station_id="CP_1"), SimpleNamespace(station_id="CP_2")
+        a.station_connected(one)
+        a.station_connected(two)
+        before = time.time()
+        a.station_ended(one)
+        after = time.time()
+        await self.redis.start()
+        await self.until_entry("CP_1", "left ", "proxy-a")
+        await self.until_entry("CP_2", "connected ", "proxy-a")
+        when = float((await self.entry("CP_1")).split(" ")[1])
+        self.assertTrue(before - 0.001 <= when <= after + 0.001, (before, when, after))  # not when Redis returned
+
+    @async_test
     async def test_frozen_redis_fails_within_the_timeout(self):
         """A Redis that answers nothing: the read fails after its timeout, not Redis's reply timeout."""
         await self.asyncSetUp()

@@ -35,16 +35,21 @@ FORGET_AFTER = 86_400.0
 """Seconds after which a station that no instance holds is dropped from L{FLEET_KEY}."""
 PRUNE_EVERY = 3_600.0
 """Also pruned this often, so that the hash stays bounded when nobody reads the page."""
+UNSENT_LIMIT = 10_000
+"""Stations whose last event is kept, while Redis is away, to be written when it returns; beyond, the oldest is dropped."""
 
-# Remember a station's connection or departure; a departure leaves another instance's connection alone.
+# Remember a station's connection or departure (ARGV: station, event, time, instance), unless the entry
+# is newer (a write kept through an outage comes late), or the station left here after connecting to
+# another instance.
 SEEN_SCRIPT = """
-if ARGV[2] == 'left' then
-  local current = redis.call('HGET', KEYS[1], ARGV[1])
-  if current then
-    local event, _, instance = string.match(current, '^(%S+) (%S+) (%S+)$')
-    if event == 'connected' and instance ~= ARGV[4] then
-      return 0
-    end
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local event, time, instance = string.match(current, '^(%S+) (%S+) (%S+)$')
+  if tonumber(time) and tonumber(time) > tonumber(ARGV[3]) then
+    return 0
+  end
+  if ARGV[2] == 'left' and event == 'connected' and instance ~= ARGV[4] then
+    return 0
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
@@ -156,8 +161,9 @@ class ClusterFleet(Service):
     """
     This instance's part of the cluster's fleet record in Redis, through C{redis} (a
     L{ocppproxy.cluster.redis.RedisLink}): L{station_connected} and L{station_left} write
-    (sent and forgotten; nothing is sent while Redis is away), L{read} reads. Prunes the
-    record every L{PRUNE_EVERY} seconds while running. Times come from C{clock}.
+    (sent and forgotten; while Redis is away, each station's last event is kept and written
+    by L{redis_back}), L{read} reads. Prunes the record every L{PRUNE_EVERY} seconds while
+    running. Times come from C{clock}.
     """
 
     _log = proxy_logger()
@@ -170,6 +176,8 @@ class ClusterFleet(Service):
         self._pruner.clock = clock
         # Whether the last read failed for another reason than Redis being away (logged once until one succeeds).
         self._read_failing = False
+        # station id -> (event, time): what happened while Redis was away, oldest first.
+        self._unsent: dict[str, tuple[str, float]] = {}
 
     def startService(self) -> None:
         super().startService()
@@ -188,12 +196,21 @@ class ClusterFleet(Service):
         """The station's current connection here ended (not replaced by another instance's)."""
         self._write(station_id, LEFT)
 
-    def _write(self, station_id: str, event: str) -> None:
+    def redis_back(self) -> None:
+        """Redis is reachable (again): write what happened while it was away, with the times it happened."""
+        unsent, self._unsent = self._unsent, {}
+        for station_id, (event, when) in unsent.items():
+            self._write(station_id, event, when)
+
+    def _write(self, station_id: str, event: str, when: float | None = None) -> None:
+        when = self._clock.seconds() if when is None else when
         if not self._redis.up:
+            self._unsent.pop(station_id, None)
+            self._unsent[station_id] = (event, when)
+            if len(self._unsent) > UNSENT_LIMIT:
+                del self._unsent[next(iter(self._unsent))]
             return
-        written = self._redis.execute(
-            SEEN_SCRIPT, [FLEET_KEY], [station_id, event, f"{self._clock.seconds():.3f}", self.instance]
-        )
+        written = self._redis.execute(SEEN_SCRIPT, [FLEET_KEY], [station_id, event, f"{when:.3f}", self.instance])
         written.addErrback(self._write_failed, event, station_id)
 
     def _write_failed(self, failure, event: str, station_id: str) -> None:

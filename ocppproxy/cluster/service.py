@@ -213,6 +213,7 @@ class ClusterService(MultiService):
             self._log.info("cluster: writing back {count} station claims", count=len(claims))
         for claim in claims:
             self._claim(claim)
+        self.fleet.redis_back()
 
     def _failed(self, failure, what: str, station: str | None) -> None:
         # While Redis is away the outage was logged once; each refused command says nothing new.
