@@ -203,6 +203,16 @@ class ClusterStatusServiceTests(SynchronousTestCase):
         self.assertIn(b'"view":"local","reason":"Redis unreachable"', page)
         self.assertIn(b'id="scope"', page)
 
+    def test_a_single_instance_page_has_no_cluster_line(self):
+        """Without a cluster the page and /stations are as they always were: answered at once, no cluster line."""
+        fleet = Fleet()
+        status = StatusService("tcp:0", fleet.clock, fleet.proxy, fleet.activity, StationNames({}))
+        request = DummyRequest([b""])
+        page = status.site.resource.render(request)
+        self.assertIn(b'id="meta"', page)
+        self.assertNotIn(b'id="scope"', page)
+        self.assertNotIn("cluster", status.stations())
+
     def test_a_failing_listing_is_a_500(self):
         """Whatever goes wrong after the read, the request is answered (500) and the error logged."""
         status = self.service(FakeClusterFleet(cluster_fleet()))

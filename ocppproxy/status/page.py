@@ -74,6 +74,10 @@ _LABELS = {
 }
 
 
+# Cluster mode only: the line saying whose fleet the page shows (drawn by the script).
+_SCOPE = '<div class="meta" id="scope"></div>'
+
+
 def _text(value) -> str:
     return escape(str(value), quote=True)
 
@@ -106,7 +110,7 @@ def render_page(stations: dict, alerts: dict, q: str = "", state: str = "") -> b
         f"<style>{_STYLE}</style></head><body><main>"
         "<h1>ocppproxy</h1>"
         f'<div class="meta" id="meta">{_text(stations["time"])}</div>'
-        '<div class="meta" id="scope" hidden></div>'
+        f"{_SCOPE if 'cluster' in stations else ''}"
         '<nav class="tiles" id="counts"></nav>'
         '<div class="ups" id="upstreams"></div>'
         '<form class="find" id="find" method="get" action="/">'

@@ -69,8 +69,7 @@ SCRIPT = r"""
 
   function drawScope() {
     var scope = byId("scope"), cluster = stations.cluster;
-    scope.hidden = !cluster;
-    if (!cluster) { return; }
+    if (!scope || !cluster) { return; }
     var here = stations.instance, others = Object.keys(cluster.connected).filter(function (name) {
       return name !== here;
     }).sort();
