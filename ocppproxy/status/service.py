@@ -31,6 +31,8 @@ from .snapshot import metrics_snapshot
 CLUSTER_READ_TIMEOUT = 1.0
 """Seconds a page or /stations waits for the cluster's record in Redis before answering with the local view."""
 
+_log = proxy_logger()
+
 
 class _StatusSite(Site):
     """A Site that writes no access log line per request (Prometheus scrapes often)."""
@@ -66,7 +68,7 @@ def _answer_later(request, document: Deferred[dict], render: Callable[[dict], by
             request.finish()
 
     def failed(failure) -> None:
-        StatusService._log.failure("status: cannot answer {uri}", failure, uri=request.uri)
+        _log.failure("status: cannot answer {uri}", failure, uri=request.uri)
         if not gone:
             request.setResponseCode(500)
             _no_cache(request, b"text/plain; charset=utf-8")
