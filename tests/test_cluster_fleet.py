@@ -1,7 +1,8 @@
 """
-The cluster's fleet record against a real redis-server: what the cluster service writes
-when stations connect and leave, what a read returns, the pruning after a day, and reads
-that fail fast (Redis away) or in bounded time (Redis frozen); and the answers it parses.
+The cluster's fleet record against a real redis-server: what an instance writes when
+stations connect and leave (and, kept, when Redis returns), what a read returns with the
+claims, the pruning after a day, and reads that fail fast (Redis away) or in bounded time
+(Redis frozen); and the answers it parses.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class FleetRecordTests(ProxyTestCase):
         await self.redis.start()
 
     async def instance(self, name: str, reply_timeout: float = 5.0) -> ClusterService:
+        """A started cluster service (claims, and its C{fleet} record) once it reaches Redis."""
         service = ClusterService(
             ClusterConfig(redis_url=self.redis.url, instance=name, ownership_ttl=30),
             reactor,
@@ -71,12 +73,14 @@ class FleetRecordTests(ProxyTestCase):
         a = await self.instance("proxy-a")
         session = SimpleNamespace(station_id="CP 1")
         before = time.time()
-        a.station_connected(session)
+        a.station_connected(session)  # the proxy claims it...
+        a.fleet.station_connected("CP 1")  # ... and the status page's activity records it once it is open
         await self.until_entry("CP 1", "connected ", "proxy-a")
         view = await self.read(a)
         self.assertEqual(view.holders, {"CP 1": "proxy-a"})
         self.assertEqual(view.seen["CP 1"].instance, "proxy-a")
         a.station_ended(session)
+        a.fleet.station_left("CP 1")
         await self.until_entry("CP 1", "left ", "proxy-a")
         view = await self.read(a)
         self.assertEqual(view.holders, {})
@@ -91,11 +95,13 @@ class FleetRecordTests(ProxyTestCase):
         a, b = await self.instance("proxy-a"), await self.instance("proxy-b")
         on_a, on_b = SimpleNamespace(station_id="CP_1"), SimpleNamespace(station_id="CP_1")
         a.station_connected(on_a)
+        a.fleet.station_connected("CP_1")
         await self.until_entry("CP_1", "connected ", "proxy-a")
         b.station_connected(on_b)
+        b.fleet.station_connected("CP_1")
         await self.until(lambda: not a._sessions, timeout=5)  # B's claim replaced A's connection
         await self.until_entry("CP_1", "connected ", "proxy-b")
-        a.fleet.station_left("CP_1")
+        a.fleet.station_left("CP_1")  # A's connection closed
         view = await self.read(a)  # after A's departure: one connection answers in order
         self.assertEqual(view.seen["CP_1"].event, "connected")
         self.assertEqual(view.seen["CP_1"].instance, "proxy-b")
@@ -129,26 +135,48 @@ class FleetRecordTests(ProxyTestCase):
             await self.read(a, timeout=5)
         self.assertEqual(str(raised.exception), "Redis unreachable")
         self.assertLess(asyncio.get_event_loop().time() - started, 0.5)
-        a.station_connected(SimpleNamespace(station_id="CP_1"))  # not sent, not raised
+        a.fleet.station_connected("CP_1")  # not sent, not raised
 
     @async_test
     async def test_what_happened_while_redis_was_away_is_written_when_it_returns(self):
-        """CP_1 connected and left, CP_2 connected, with Redis away: written when Redis is back, with their times."""
+        """CP_1 connected and left A, CP_2 connected, with Redis away: written when Redis is back, with their times."""
         await self.asyncSetUp()
         a = await self.instance("proxy-a")
         await self.redis.kill()
         await self.until(lambda: not a.redis_up, timeout=5)
-        one, two = SimpleNamespace(station_id="CP_1"), SimpleNamespace(station_id="CP_2")
-        a.station_connected(one)
-        a.station_connected(two)
+        a.fleet.station_connected("CP_1")
+        a.fleet.station_connected("CP_2")
         before = time.time()
-        a.station_ended(one)
+        a.fleet.station_left("CP_1")
         after = time.time()
         await self.redis.start()
         await self.until_entry("CP_1", "left ", "proxy-a")
         await self.until_entry("CP_2", "connected ", "proxy-a")
         when = float((await self.entry("CP_1")).split(" ")[1])
         self.assertTrue(before - 0.001 <= when <= after + 0.001, (before, when, after))  # not when Redis returned
+
+    @async_test
+    async def test_a_late_write_leaves_a_newer_entry_alone(self):
+        """
+        CP_1 connected to A while Redis hung; meanwhile the record says it left B later: A's
+        write, kept until Redis answers again, changes nothing. (A live write would.)
+        """
+        await self.asyncSetUp()
+        a = await self.instance("proxy-a", reply_timeout=0.5)
+        await self.redis.command("HSET", FLEET_KEY, "CP_1", f"left {time.time() + 60:.3f} proxy-b")
+        self.redis.freeze()
+        self.addCleanup(self.redis.thaw)
+        with self.assertRaises(FleetReadError):
+            await self.read(a, timeout=0.1)  # a command for the reply timeout to notice the hang
+        await self.until(lambda: not a.redis_up, timeout=5)
+        a.fleet.station_connected("CP_1")
+        a.fleet.station_connected("CP_2")
+        self.redis.thaw()
+        await self.until_entry("CP_2", "connected ", "proxy-a")
+        await self.read(a)  # after A's writes: one connection answers in order
+        self.assertTrue((await self.entry("CP_1")).startswith("left "))
+        a.fleet.station_connected("CP_1")
+        await self.until_entry("CP_1", "connected ", "proxy-a")
 
     @async_test
     async def test_frozen_redis_fails_within_the_timeout(self):

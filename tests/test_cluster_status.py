@@ -153,6 +153,27 @@ class ClusterFleetListingTests(SynchronousTestCase):
         self.assertEqual(ids(self.listing(None, state="offline")), ["CP_GONE", "CP_MOVED", "CP_NAMED"])
 
 
+class FleetRecordHookTests(SynchronousTestCase):
+    def test_the_record_hears_first_arrivals_and_last_departures(self):
+        """
+        The activity tells the cluster's record when a station is first connected here and
+        when its last connection here ends: a second connection of it (replacing the first)
+        is no departure.
+        """
+        told: list[tuple[str, str]] = []
+        activity = StationActivity(Clock())
+        activity.fleet_record = SimpleNamespace(
+            station_connected=lambda station: told.append(("connected", station)),
+            station_left=lambda station: told.append(("left", station)),
+        )
+        activity.station_connected("CP_1", "peer")
+        activity.station_connected("CP_1", "peer")
+        activity.station_disconnected("CP_1", 4000, "replaced")
+        self.assertEqual(told, [("connected", "CP_1")])
+        activity.station_disconnected("CP_1", 1000, None)
+        self.assertEqual(told, [("connected", "CP_1"), ("left", "CP_1")])
+
+
 class FakeClusterFleet:
     """The record's read: answers with C{view}, or fails with C{reason}."""
 

@@ -5,8 +5,9 @@ are connected to which instance, and which were seen by any instance and when th
 Two things in Redis tell it. The claims (L{ocppproxy.cluster.claims}) say who holds a
 station now: an instance that stops without releasing them lets them expire. And one
 hash, L{FLEET_KEY}, remembers every station seen, as C{"<event> <time> <instance>"}:
-C{connected} when a connection starts, C{left} when the station's last connection on
-that instance ends; written and forgotten, like the claims, never on the relaying path.
+C{connected} when a station's handshake on an instance is done, C{left} when its last
+connection there ends (as the instance's status page counts them); written and
+forgotten, like the claims, never on the relaying path; kept while Redis is away.
 A C{left} never overwrites another instance's C{connected}: the station has moved there,
 and the two writes may reach Redis in either order. Entries older than a day whose
 station holds no claim are dropped, as the local memory forgets stations after a day.
@@ -21,9 +22,10 @@ import json
 from dataclasses import dataclass, field
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.defer import TimeoutError as ReadTimeout
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 
 from ..logs import proxy_logger
 from .claims import KEY_PREFIX, ClaimError, parse_claim, station_key
@@ -38,14 +40,14 @@ PRUNE_EVERY = 3_600.0
 UNSENT_LIMIT = 10_000
 """Stations whose last event is kept, while Redis is away, to be written when it returns; beyond, the oldest is dropped."""
 
-# Remember a station's connection or departure (ARGV: station, event, time, instance), unless the entry
-# is newer (a write kept through an outage comes late), or the station left here after connecting to
-# another instance.
+# Remember a station's connection or departure (ARGV: station, event, time, instance, and 'late' for a
+# write kept through an outage), unless the station left here after connecting to another instance, or
+# a late write finds a newer entry.
 SEEN_SCRIPT = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current then
   local event, time, instance = string.match(current, '^(%S+) (%S+) (%S+)$')
-  if tonumber(time) and tonumber(time) > tonumber(ARGV[3]) then
+  if ARGV[5] == 'late' and tonumber(time) and tonumber(time) > tonumber(ARGV[3]) then
     return 0
   end
   if ARGV[2] == 'left' and event == 'connected' and instance ~= ARGV[4] then
@@ -157,10 +159,34 @@ def parse_fleet(reply: str | bytes) -> tuple[ClusterFleetView, list[str]]:
     return view, problems
 
 
+def _first_of(reading: Deferred, timeout: float, clock) -> Deferred:
+    """
+    A Deferred with C{reading}'s outcome, or failing with C{ReadTimeout} after C{timeout}
+    seconds. Unlike C{addTimeout}, C{reading} is not cancelled: txredisapi would cancel
+    its own reply timeout with it, and a Redis that hangs would go unnoticed.
+    """
+    answer: Deferred = Deferred()
+    timer = clock.callLater(timeout, lambda: answer.errback(ReadTimeout()))
+
+    def settle(outcome) -> None:
+        if timer.active():
+            timer.cancel()
+            if isinstance(outcome, Failure):
+                answer.errback(outcome)
+            else:
+                answer.callback(outcome)
+        # Too late: the answer or failure is dropped.
+
+    reading.addBoth(settle)
+    return answer
+
+
 class ClusterFleet(Service):
     """
     This instance's part of the cluster's fleet record in Redis, through C{redis} (a
-    L{ocppproxy.cluster.redis.RedisLink}): L{station_connected} and L{station_left} write
+    L{ocppproxy.cluster.redis.RedisLink}): L{station_connected} and L{station_left} (called
+    by the status page's L{ocppproxy.status.activity.StationActivity}, so that a station
+    counts as seen exactly when it does on a single instance: once its handshake is done) write
     (sent and forgotten; while Redis is away, each station's last event is kept and written
     by L{redis_back}), L{read} reads. Prunes the record every L{PRUNE_EVERY} seconds while
     running. Times come from C{clock}.
@@ -189,11 +215,11 @@ class ClusterFleet(Service):
         return super().stopService()
 
     def station_connected(self, station_id: str) -> None:
-        """A connection of C{station_id} started here."""
+        """C{station_id} is connected here (its first connection here opened)."""
         self._write(station_id, CONNECTED)
 
     def station_left(self, station_id: str) -> None:
-        """The station's current connection here ended (not replaced by another instance's)."""
+        """The last connection of C{station_id} here ended."""
         self._write(station_id, LEFT)
 
     def redis_back(self) -> None:
@@ -202,15 +228,20 @@ class ClusterFleet(Service):
         for station_id, (event, when) in unsent.items():
             self._write(station_id, event, when)
 
-    def _write(self, station_id: str, event: str, when: float | None = None) -> None:
-        when = self._clock.seconds() if when is None else when
+    def _write(self, station_id: str, event: str, happened: float | None = None) -> None:
+        """Write C{event} now, or keep it while Redis is away; C{happened} is the time of a kept one."""
+        when = self._clock.seconds() if happened is None else happened
         if not self._redis.up:
             self._unsent.pop(station_id, None)
             self._unsent[station_id] = (event, when)
             if len(self._unsent) > UNSENT_LIMIT:
                 del self._unsent[next(iter(self._unsent))]
             return
-        written = self._redis.execute(SEEN_SCRIPT, [FLEET_KEY], [station_id, event, f"{when:.3f}", self.instance])
+        written = self._redis.execute(
+            SEEN_SCRIPT,
+            [FLEET_KEY],
+            [station_id, event, f"{when:.3f}", self.instance, "live" if happened is None else "late"],
+        )
         written.addErrback(self._write_failed, event, station_id)
 
     def _write_failed(self, failure, event: str, station_id: str) -> None:
@@ -229,12 +260,9 @@ class ClusterFleet(Service):
         while Redis is away, and when Redis has not answered within C{timeout} seconds.
         """
         if not self._redis.up:
-            failed: Deferred[ClusterFleetView] = Deferred()
-            failed.errback(FleetReadError("Redis unreachable"))
-            return failed
+            return fail(FleetReadError("Redis unreachable"))
         reading = self._redis.execute(READ_SCRIPT, [FLEET_KEY], self._script_args("read"))
-        reading.addTimeout(timeout, self._clock)
-        return reading.addCallback(self._read).addErrback(self._read_failed, timeout)
+        return _first_of(reading, timeout, self._clock).addCallback(self._read).addErrback(self._read_failed, timeout)
 
     def _script_args(self, mode: str) -> list:
         return [station_key(""), f"{self._clock.seconds() - FORGET_AFTER:.3f}", mode]

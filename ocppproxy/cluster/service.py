@@ -106,7 +106,7 @@ class ClusterService(MultiService):
             settings.redis_url, CLAIMS_CHANNEL, reactor, self._write_back, self._announced, reply_timeout
         )
         self.redis.setServiceParent(self)
-        # The cluster-wide record of stations seen, for the status page.
+        # The cluster-wide record of stations seen, for the status page (written by its activity).
         self.fleet = ClusterFleet(self.redis, reactor, settings.instance)
         self.fleet.setServiceParent(self)
         self._refresher = LoopingCall(self._refresh)
@@ -135,7 +135,6 @@ class ClusterService(MultiService):
         claim = self._claims.connected(session.station_id)
         self._sessions[session.station_id] = (session, claim.serial)
         self._claim(claim)
-        self.fleet.station_connected(session.station_id)
 
     def station_ended(self, session) -> None:
         """A session ended: release its claim if it was the station's current one here."""
@@ -143,7 +142,6 @@ class ClusterService(MultiService):
         if held is None or held[0] is not session:
             return
         del self._sessions[session.station_id]
-        self.fleet.station_left(session.station_id)
         claim = self._claims.ended(session.station_id, held[1])
         if claim is not None and claim.order is not None and self.redis.up and self.running:
             released = self.redis.execute(RELEASE_SCRIPT, [station_key(claim.station)], [claim.value()])

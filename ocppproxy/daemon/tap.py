@@ -140,7 +140,7 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
     if config.cluster is not None:
         cluster = add_cluster(config, reactor, proxy, top)
         if activity is not None:
-            status.cluster_fleet = cluster.fleet
+            status.cluster_fleet = activity.fleet_record = cluster.fleet
     proxy.setName("proxy")
     proxy.setServiceParent(top)
     return top
