@@ -13,12 +13,14 @@ from types import SimpleNamespace
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.cluster.claims import station_key
 from ocppproxy.cluster.fleet import (
     FLEET_KEY,
     FORGET_AFTER,
+    ClusterFleet,
     ClusterFleetView,
     FleetEntry,
     FleetReadError,
@@ -191,6 +193,41 @@ class FleetRecordTests(ProxyTestCase):
         self.assertEqual(str(raised.exception), "Redis did not answer within 0.3 s")
         self.assertLess(asyncio.get_event_loop().time() - started, 2.0)
         self.assertEqual(len(self.logged("cannot read the fleet record")), 1)
+
+
+class ReadTimeoutTests(SynchronousTestCase):
+    """L{ClusterFleet.read} on a Clock, over a stand-in for the Redis link that answers when told."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.pending: list[Deferred] = []
+
+        def execute(script, keys, args):
+            self.pending.append(Deferred())
+            return self.pending[-1]
+
+        self.fleet = ClusterFleet(SimpleNamespace(up=True, execute=execute), self.clock, "proxy-a")
+
+    def test_an_answer_in_time(self):
+        """The answer within the timeout is the view; no timer is left behind."""
+        reading = self.fleet.read(1.0)
+        self.pending[0].callback('[["CP_1","5 proxy-b 2"],[]]')
+        self.assertEqual(self.successResultOf(reading).holders, {"CP_1": "proxy-b"})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_no_answer_in_time_leaves_the_command_alone(self):
+        """
+        No answer within the timeout: the read fails then, saying so; the command is not
+        cancelled (its own reply timeout must still notice a hung Redis), its late answer is dropped.
+        """
+        reading = self.fleet.read(1.0)
+        self.clock.advance(0.99)
+        self.assertNoResult(reading)
+        self.clock.advance(0.01)
+        self.assertEqual(str(self.failureResultOf(reading, FleetReadError).value), "Redis did not answer within 1 s")
+        self.assertFalse(self.pending[0].called)
+        self.pending[0].callback("[[],[]]")
+        self.pending[0].addErrback(self.fail)
 
 
 class ParseFleetTests(SynchronousTestCase):

@@ -62,7 +62,7 @@ return 1
 # prefix). With ARGV[3] == 'read', return every claim and every entry kept, as one JSON text:
 # [[station, claim, ...], [station, entry, ...]] (one string parses in C: thousands of bulk replies would
 # be parsed by txredisapi in Python, on the reactor thread). The claims are found with SCAN: a station
-# whose entry was never written (Redis was away when it connected) is still seen connected.
+# without an entry (its instance has no status page, or its write was lost) is still seen connected.
 READ_SCRIPT = """
 local prefix, cutoff, reading = ARGV[1], tonumber(ARGV[2]), ARGV[3] == 'read'
 local claims, held, cursor = {}, {}, '0'
@@ -202,6 +202,8 @@ class ClusterFleet(Service):
         self._pruner.clock = clock
         # Whether the last read failed for another reason than Redis being away (logged once until one succeeds).
         self._read_failing = False
+        # What the last read found out of shape (logged when it changes, not every read).
+        self._problems: list[str] = []
         # station id -> (event, time): what happened while Redis was away, oldest first.
         self._unsent: dict[str, tuple[str, float]] = {}
 
@@ -269,8 +271,13 @@ class ClusterFleet(Service):
 
     def _read(self, reply) -> ClusterFleetView:
         view, problems = parse_fleet(reply)
-        for problem in problems:
-            self._log.warn("cluster: fleet record: {problem}", problem=problem)
+        if problems and problems != self._problems:
+            self._log.warn(
+                "cluster: fleet record: {count} entries out of shape, left out: {problems}",
+                count=len(problems),
+                problems="; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else ""),
+            )
+        self._problems = problems
         self._read_failing = False
         return view
 
