@@ -227,7 +227,7 @@ class ReadTimeoutTests(SynchronousTestCase):
         self.assertEqual(str(self.failureResultOf(reading, FleetReadError).value), "Redis did not answer within 1 s")
         self.assertFalse(self.pending[0].called)
         self.pending[0].callback("[[],[]]")
-        self.pending[0].addErrback(self.fail)
+        self.assertIsNone(self.successResultOf(self.pending[0]))  # consumed, no error
 
 
 class ParseFleetTests(SynchronousTestCase):
