@@ -15,8 +15,11 @@ This package owns what the instances agree on through Redis, and only that:
   station connects or leaves: it claims and announces stations, refreshes the claims in
   batches, closes local connections that another instance replaced, and writes the
   local claims back when Redis returns.
+- L{ocppproxy.cluster.fleet}: the cluster's record of the stations seen (connected and
+  left, by instance) that the status page reads to list the whole cluster's fleet.
 
 Redis never sits on the relaying path: claims, refreshes and releases are sent and
 forgotten (their outcome logged); with Redis away, every instance relays on with its
-local state. Without a C{cluster} section, nothing here is imported.
+local state. Without a C{cluster} section, nothing here that talks to Redis is imported
+(the status page imports the fleet record's plain types).
 """

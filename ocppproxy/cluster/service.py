@@ -25,6 +25,7 @@ from .claims import (
     parse_claim,
     station_key,
 )
+from .fleet import ClusterFleet
 from .redis import REPLY_TIMEOUT, RedisLink, RedisUnavailable
 from .transactions import SharedTransactions
 
@@ -107,6 +108,9 @@ class ClusterService(MultiService):
             settings.redis_url, CLAIMS_CHANNEL, reactor, self._write_back, self._announced, reply_timeout
         )
         self.redis.setServiceParent(self)
+        # The cluster-wide record of stations seen, for the status page (written by its activity).
+        self.fleet = ClusterFleet(self.redis, reactor, settings.instance)
+        self.fleet.setServiceParent(self)
         self._refresher = LoopingCall(self._refresh)
         self._refresher.clock = reactor
         # The transaction ids for the secondary, once shared (L{share_transactions}).
@@ -227,6 +231,7 @@ class ClusterService(MultiService):
             self._claim(claim)
         if self.transactions is not None:
             self.transactions.write_back()
+        self.fleet.redis_back()
 
     def _failed(self, failure, what: str, station: str | None) -> None:
         # While Redis is away the outage was logged once; each refused command says nothing new.

@@ -138,17 +138,19 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
         status.setName("status")
         status.setServiceParent(top)
     if config.cluster is not None:
-        add_cluster(config, reactor, proxy, top)
+        cluster = add_cluster(config, reactor, proxy, top)
+        if activity is not None:
+            status.cluster_fleet = activity.fleet_record = cluster.fleet
     proxy.setName("proxy")
     proxy.setServiceParent(top)
     return top
 
 
-def add_cluster(config: Config, reactor, proxy: ProxyService, top: MultiService) -> None:
+def add_cluster(config: Config, reactor, proxy: ProxyService, top: ServiceTree):
     """
     Cluster mode: the C{cluster} service, started before C{proxy}, the proxy's
-    ownership hook and, with a secondary, its transaction ids shared through Redis.
-    Imported only here: txredisapi imports the global reactor.
+    ownership hook and, with a secondary, its transaction ids shared through Redis;
+    returns the service. Imported only here: txredisapi imports the global reactor.
     """
     from ..cluster.service import ClusterService
 
@@ -158,6 +160,7 @@ def add_cluster(config: Config, reactor, proxy: ProxyService, top: MultiService)
         proxy.transactions = cluster.share_transactions(proxy.transactions)
     cluster.setName("cluster")
     cluster.setServiceParent(top)
+    return cluster
 
 
 def build_notifier(config: Config, reactor) -> NotifierService:

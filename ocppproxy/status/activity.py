@@ -89,7 +89,8 @@ class StationActivity:
     A L{ocppproxy.core.observer.ProxyObserver} keeping, per connected station, the last
     status of each connector and the time of its last frame; the same of the stations
     that left (C{departed}, oldest departure first, at most L{DEPARTED_LIMIT}; see
-    L{forget_departed}); and, for the metrics:
+    L{forget_departed}), telling C{fleet_record} (cluster mode) of arrivals and departures;
+    and, for the metrics:
     frames by direction, message type and upstream (C{frames}, keyed by
     C{(direction, kind, upstream)} with the numeric OCPP message type), frames dropped
     from full queues by upstream, connection attempts by upstream and outcome, and
@@ -98,6 +99,9 @@ class StationActivity:
 
     def __init__(self, clock) -> None:
         self._clock = clock
+        # Cluster mode: the cluster's fleet record (ocppproxy.cluster.fleet.ClusterFleet), told when a
+        # station is first connected here and when its last connection here ends.
+        self.fleet_record = None
         self.stations: dict[str, StationRecord] = {}
         self.departed: OrderedDict[str, StationRecord] = OrderedDict()
         self.frames: dict[tuple[str, int, str], int] = {}
@@ -110,6 +114,8 @@ class StationActivity:
         if record is None:
             self.departed.pop(station_id, None)  # back: its new connection starts a new record
             record = self.stations[station_id] = StationRecord()
+            if self.fleet_record is not None:
+                self.fleet_record.station_connected(station_id)
         record.connections += 1
 
     def station_disconnected(self, station_id: str, code, reason) -> None:
@@ -123,6 +129,8 @@ class StationActivity:
                 self.departed[station_id] = record
                 if len(self.departed) > DEPARTED_LIMIT:
                     self.departed.popitem(last=False)
+                if self.fleet_record is not None:
+                    self.fleet_record.station_left(station_id)
 
     def forget_departed(self, keep: Callable[[str], bool]) -> None:
         """

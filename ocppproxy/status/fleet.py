@@ -2,6 +2,8 @@
 The fleet as C{/} and C{/stations} show it: the connected stations and the ones known
 to be offline (seen since start-up, or named in C{client_names}), each with a state;
 counted, searched, filtered, ordered (offline, then faulted, first) and cut into pages.
+In cluster mode, the fleet of every instance, from the cluster's record in Redis
+(L{ocppproxy.cluster.fleet.ClusterFleetView}), when it could be read.
 Pure: reads the proxy's snapshot, the activity and the names, and returns JSON-ready data.
 """
 
@@ -10,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..cluster.fleet import CONNECTED as SEEN_CONNECTED
+from ..cluster.fleet import LEFT as SEEN_LEFT
+from ..cluster.fleet import ClusterFleetView
 from ..notify.names import StationNames
 from ..relay.snapshot import LINK_STATES, ProxySnapshot
-from .activity import StationActivity
+from .activity import StationActivity, StationRecord
 from .snapshot import iso_time, station_entry
 
 CONNECTED = "connected"
@@ -78,7 +83,12 @@ def _states(record) -> tuple[bool, bool]:
 
 
 def fleet_listing(
-    proxy: ProxySnapshot, activity: StationActivity, names: StationNames, query: StationQuery, now: float
+    proxy: ProxySnapshot,
+    activity: StationActivity,
+    names: StationNames,
+    query: StationQuery,
+    now: float,
+    cluster: ClusterFleetView | None = None,
 ) -> dict:
     """
     The /stations document (C{proxy} is the proxy's snapshot): C{counts} of the whole fleet by state, each upstream's links
@@ -86,12 +96,20 @@ def fleet_listing(
     Every station has a C{state}: offline, faulted, charging or connected, in that
     order of precedence; offline stations come first (the last to leave first, then
     those never seen), then faulted ones, then the others, each by id.
+
+    With C{cluster} (cluster mode, the cluster's record read), the fleet is the cluster's:
+    a station another instance holds is connected (C{instance} names it), one that left
+    any instance and is held by none is offline (its last C{left}, and C{instance}, the
+    one it left); C{faulted} and C{charging} stay this instance's (only it hears the
+    statuses of its stations), and the document's C{cluster} counts the connected
+    stations by instance.
     """
     counts = dict.fromkeys(STATES, 0)
     upstreams: dict[str, dict[str, int]] = {}
     for (upstream, state), count in proxy.links.items():
         upstreams.setdefault(upstream, dict.fromkeys(LINK_STATES, 0))[state] = count
     needle = query.q.casefold()
+    here = {"instance": proxy.instance} if cluster is not None else {}
     matching = []
     connected = set()
     for station_id, station in proxy.stations.items():
@@ -105,25 +123,31 @@ def fleet_listing(
         wanted = wanted or (query.state == CHARGING and charging)
         if wanted and _found(needle, station_id, names):
             state = FAULTED if faulted else CHARGING if charging else CONNECTED
-            matching.append(((1 if faulted else 2, 0.0, station_id), station_id, state, station, record))
-    offline = {station_id: activity.departed.get(station_id) for station_id in activity.departed}
-    offline.update((station_id, None) for station_id in names.station_ids() if station_id not in offline)
-    for station_id, record in offline.items():
+            matching.append(((1 if faulted else 2, 0.0, station_id), station_id, state, station, record, here))
+    offline = _offline(activity, names, cluster, proxy.instance)
+    if cluster is not None:
+        elsewhere = _connected_elsewhere(cluster, connected, proxy.instance)
+        for station_id, extra in elsewhere.items():
+            counts[CONNECTED] += 1
+            offline.pop(station_id, None)
+            if query.state in ("", CONNECTED) and _found(needle, station_id, names):
+                matching.append(((2, 0.0, station_id), station_id, CONNECTED, None, None, extra))
+    for station_id, (record, left, extra) in offline.items():
         if station_id in connected:
             continue
         counts[OFFLINE] += 1
         if query.state in ("", OFFLINE) and _found(needle, station_id, names):
-            left = record.left if record else None
             key = (0, -left if left is not None else float("inf"), station_id)
-            matching.append((key, station_id, OFFLINE, None, record))
+            matching.append((key, station_id, OFFLINE, None, record, extra))
     matching.sort(key=lambda row: row[0])
     page = matching[query.offset : query.offset + query.limit]
     stations = []
-    for _, station_id, state, station, record in page:
+    for _, station_id, state, station, record, extra in page:
         entry = station_entry(station_id, station, record, names)
         entry["state"] = state
+        entry.update(extra)
         stations.append(entry)
-    return {
+    document = {
         "time": iso_time(now),
         "counts": counts,
         "upstreams": upstreams,
@@ -132,6 +156,55 @@ def fleet_listing(
         "limit": query.limit,
         "stations": stations,
     }
+    if cluster is not None:
+        by_instance = {proxy.instance: len(connected)}
+        for extra in elsewhere.values():
+            by_instance[extra["instance"]] = by_instance.get(extra["instance"], 0) + 1
+        document["cluster"] = {"view": "cluster", "connected": by_instance}
+    return document
+
+
+def _connected_elsewhere(cluster: ClusterFleetView, here: set[str], instance: str | None) -> dict[str, dict]:
+    """The stations another instance holds (not connected here), with what their entries add: instance, since when."""
+    elsewhere = {}
+    for station_id, holder in cluster.holders.items():
+        if station_id in here or holder == instance:
+            continue
+        seen = cluster.seen.get(station_id)
+        since = seen.time if seen is not None and seen.event == SEEN_CONNECTED and seen.instance == holder else None
+        elsewhere[station_id] = {"instance": holder, "connected_since": iso_time(since)}
+    return elsewhere
+
+
+def _offline(
+    activity: StationActivity, names: StationNames, cluster: ClusterFleetView | None, instance: str | None
+) -> dict[str, tuple[StationRecord | None, float | None, dict]]:
+    """
+    The stations known and maybe offline (the caller leaves out the connected ones): id ->
+    (what this instance remembers of it, when it left, what its entry adds). Alone, they are
+    the stations that left here and those named; in the cluster's view, also those any
+    instance saw, each with the latest departure any instance recorded and its instance.
+    """
+    offline: dict[str, tuple[StationRecord | None, float | None, dict]] = {}
+    for station_id, record in activity.departed.items():
+        offline[station_id] = (record, record.left, {})
+    for station_id in names.station_ids():
+        offline.setdefault(station_id, (None, None, {}))
+    if cluster is None:
+        return offline
+    for station_id, (record, left, _) in offline.items():
+        offline[station_id] = (record, left, {"instance": instance if record else None, "left": iso_time(left)})
+    for station_id, seen in cluster.seen.items():
+        record, left, _ = offline.get(station_id, (None, None, {}))
+        if (record is not None and seen.instance == instance) or (left is not None and seen.time <= left):
+            continue  # what this instance remembers is as new, and has more
+        # Newer elsewhere: what this instance remembers of the station is older than its last connection.
+        if seen.event == SEEN_LEFT:
+            offline[station_id] = (None, seen.time, {"instance": seen.instance, "left": iso_time(seen.time)})
+        else:
+            # Connected there, held by nobody now: that instance stopped without a word; when it left is unknown.
+            offline[station_id] = (None, None, {"instance": seen.instance, "left": None})
+    return offline
 
 
 def _found(needle: str, station_id: str, names: StationNames) -> bool:

@@ -7,6 +7,11 @@ round trip); the page's own script draws everything from them with C{textContent
 no text a station or the names file provides can become markup, and fetches them again
 to search, filter, show more and refresh. The search box and filter are a plain GET
 form: C{/?q=gare&state=offline} is a link to that view.
+
+In cluster mode a line under the time says whose fleet the page shows: the cluster's
+(connected stations by instance; faulted and charging are this instance's stations), or
+this instance's alone, marked "local view", when Redis could not be read. A station
+another instance holds is "connected elsewhere (instance X)".
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ table{border-collapse:collapse;width:100%;font-size:.85em;background:#fff;border
 td,th{padding:5px 6px;border-top:1px solid #e3e5ea;text-align:left;vertical-align:top;word-break:break-word}
 th{border-top:0;color:#5b6478;font-weight:600}
 .empty{color:#5b6478;font-style:italic}
+.meta.local{color:#b3261e;font-weight:600}
 @media (max-width:520px){.list{grid-template-columns:1fr}.tiles{gap:5px}.tile{padding:6px}
 .tile b{font-size:1.2em}.tile span{font-size:.72em}}
 """
@@ -66,6 +72,10 @@ _LABELS = {
     "faulted": "Faulted",
     "charging": "Charging",
 }
+
+
+# Cluster mode only: the line saying whose fleet the page shows (drawn by the script).
+_SCOPE = '<div class="meta" id="scope"></div>'
 
 
 def _text(value) -> str:
@@ -100,6 +110,7 @@ def render_page(stations: dict, alerts: dict, q: str = "", state: str = "") -> b
         f"<style>{_STYLE}</style></head><body><main>"
         "<h1>ocppproxy</h1>"
         f'<div class="meta" id="meta">{_text(stations["time"])}</div>'
+        f"{_SCOPE if 'cluster' in stations else ''}"
         '<nav class="tiles" id="counts"></nav>'
         '<div class="ups" id="upstreams"></div>'
         '<form class="find" id="find" method="get" action="/">'

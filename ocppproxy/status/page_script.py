@@ -64,11 +64,39 @@ SCRIPT = r"""
       add(line, "span", links.given_up ? "bad" : null, count(links.given_up) + " given up");
     });
     byId("meta").textContent = "Updated " + when(stations.time) + " \u00b7 refreshes every " + data.refresh + " s";
+    drawScope();
+  }
+
+  function drawScope() {
+    var scope = byId("scope"), cluster = stations.cluster;
+    if (!scope || !cluster) { return; }
+    var here = stations.instance, others = Object.keys(cluster.connected).filter(function (name) {
+      return name !== here;
+    }).sort();
+    scope.className = "meta " + cluster.view;
+    scope.dataset.view = cluster.view;
+    if (cluster.view === "local") {
+      scope.textContent = "Instance " + here + " \u00b7 local view: " + cluster.reason
+        + " \u00b7 the counts and stations are this instance's only";
+      return;
+    }
+    var parts = [count(cluster.connected[here] || 0) + " here"].concat(others.map(function (name) {
+      return count(cluster.connected[name]) + " on " + name;
+    }));
+    scope.textContent = "Instance " + here + " \u00b7 cluster view: connected " + parts.join(", ")
+      + " \u00b7 faulted and charging count this instance's stations";
+  }
+
+  function elsewhere(station) {
+    return station.instance && station.instance !== stations.instance ? station.instance : null;
   }
 
   function stateText(station, now) {
-    if (station.state !== "offline") { return station.state; }
-    return station.left ? "offline for " + duration(now - seconds(station.left)) : "offline, not seen since start-up";
+    if (station.state !== "offline") {
+      return elsewhere(station) ? "connected elsewhere (" + station.instance + ")" : station.state;
+    }
+    if (station.left) { return "offline for " + duration(now - seconds(station.left)); }
+    return station.instance ? "offline, last connected on " + station.instance : "offline, not seen since start-up";
   }
 
   function card(station, now) {
@@ -100,7 +128,8 @@ SCRIPT = r"""
       });
     }
     var times = station.connected_since ? "Connected since " + when(station.connected_since)
-      : station.left ? "Left " + when(station.left) : "Not seen since start-up";
+      : station.left ? "Left " + when(station.left) : station.instance ? "Left: unknown" : "Not seen since start-up";
+    if (station.state === "offline" && station.instance) { times += " (" + station.instance + ")"; }
     add(box, "div", "row", times + " \u00b7 last message " + when(station.last_message));
     return box;
   }

@@ -14,8 +14,9 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.python.failure import Failure
 from twisted.web.resource import NoResource, Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
+from ..cluster.fleet import ClusterFleetView
 from ..logs import proxy_logger
 from ..notify.delivery import DeliveryQueue
 from ..notify.names import StationNames
@@ -26,6 +27,11 @@ from .health import HealthResource
 from .metrics import ProxyCollector, metrics_registry
 from .page import render_page
 from .snapshot import metrics_snapshot
+
+CLUSTER_READ_TIMEOUT = 1.0
+"""Seconds a page or /stations waits for the cluster's record in Redis before answering with the local view."""
+
+_log = proxy_logger()
 
 
 class _StatusSite(Site):
@@ -48,6 +54,31 @@ def _json(request, document: dict) -> bytes:
     return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
 
 
+def _answer_later(request, document: Deferred[dict], render: Callable[[dict], bytes]) -> int:
+    """
+    Answer C{request} with C{render(document)} once C{document} fires (NOT_DONE_YET); a
+    client gone meanwhile gets nothing, a failure a 500 and one log line.
+    """
+    gone: list[bool] = []
+    request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+    def answer(ready: dict) -> None:
+        if not gone:
+            request.write(render(ready))
+            request.finish()
+
+    def failed(failure) -> None:
+        _log.failure("status: cannot answer {uri}", failure, uri=request.uri)
+        if not gone:
+            request.setResponseCode(500)
+            _no_cache(request, b"text/plain; charset=utf-8")
+            request.write(b"internal error, see the daemon's log\n")
+            request.finish()
+
+    document.addCallback(answer).addErrback(failed)
+    return NOT_DONE_YET
+
+
 def _bad_query(request, error: QueryError, as_json: bool) -> bytes:
     """A 400 answer naming the parameter: JSON for /stations, plain text for the page."""
     request.setResponseCode(400)
@@ -66,12 +97,14 @@ class StationsResource(Resource):
         super().__init__()
         self._status = status
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> bytes | int:
         try:
             query = parse_query(request.args)
         except QueryError as error:
             return _bad_query(request, error, as_json=True)
-        return _json(request, self._status.stations(query))
+        if self._status.cluster_fleet is None:
+            return _json(request, self._status.stations(query))
+        return _answer_later(request, self._status.read_stations(query), lambda document: _json(request, document))
 
 
 class AlertsResource(Resource):
@@ -103,14 +136,20 @@ class StatusRoot(Resource):
             return self
         return NoResource()
 
-    def render_GET(self, request) -> bytes:
+    def render_GET(self, request) -> bytes | int:
         try:
             query = parse_query(request.args)
         except QueryError as error:
             return _bad_query(request, error, as_json=False)
-        _no_cache(request, b"text/html; charset=utf-8")
         view = StationQuery(query.q, query.state)
-        return render_page(self._status.stations(view), self._status.alerts_sent(), query.q, query.state)
+
+        def page(stations: dict) -> bytes:
+            _no_cache(request, b"text/html; charset=utf-8")
+            return render_page(stations, self._status.alerts_sent(), query.q, query.state)
+
+        if self._status.cluster_fleet is None:
+            return page(self._status.stations(view))
+        return _answer_later(request, self._status.read_stations(view), page)
 
 
 def _current(value):
@@ -127,6 +166,12 @@ class StatusService(Service):
     relays on without a status page. L{stopService}
     closes the port; it fires when it is closed. C{alerts} is what the notifier reports
     its alerts to (see L{RecentAlerts}); without it the page lists none.
+
+    In cluster mode, C{cluster_fleet} is the cluster's fleet record
+    (L{ocppproxy.cluster.fleet.ClusterFleet}, set once the cluster service exists): C{/}
+    and C{/stations} then read it (at most L{CLUSTER_READ_TIMEOUT} seconds) and show the
+    whole cluster's fleet, or this instance's, marked as the local view, when Redis
+    does not answer.
     """
 
     _log = proxy_logger()
@@ -152,21 +197,47 @@ class StatusService(Service):
         self.alert_log = alerts if alerts is not None else RecentAlerts(reactor)
         self.registry = metrics_registry(ProxyCollector(reactor, self.metrics_snapshot))
         self.site = _StatusSite(StatusRoot(self, MetricsResource(self.registry)))
+        self.cluster_fleet = None
         self._port = None
         self.listening: Deferred = Deferred()
 
-    def stations(self, query: StationQuery | None = None) -> dict:
+    def stations(
+        self,
+        query: StationQuery | None = None,
+        cluster: ClusterFleetView | None = None,
+        local_because: str = "the cluster's record was not read",
+    ) -> dict:
         """
-        The /stations document for C{query} (default: the first page of all), with this
-        instance's name in cluster mode; forgets stations gone too long first.
+        The /stations document for C{query} (default: the first page of all); forgets
+        stations gone too long first. In cluster mode it names this instance, and is the
+        cluster's view with C{cluster} (the record read from Redis); without it, the local
+        view, C{cluster.reason} saying why (C{local_because}).
         """
         names = _current(self.names)
         self.activity.forget_departed(names.station_ids().__contains__)
         snapshot = self.proxy.snapshot()
-        document = fleet_listing(snapshot, self.activity, names, query or StationQuery(), self.clock.seconds())
+        if snapshot.instance is None:
+            cluster = None
+        document = fleet_listing(snapshot, self.activity, names, query or StationQuery(), self.clock.seconds(), cluster)
         if snapshot.instance is not None:
             document["instance"] = snapshot.instance
+            if cluster is None:
+                connected = {snapshot.instance: snapshot.stations_connected}
+                document["cluster"] = {"view": "local", "reason": local_because, "connected": connected}
         return document
+
+    def read_stations(self, query: StationQuery | None = None) -> Deferred[dict]:
+        """
+        The /stations document as L{stations}, after reading the cluster's record when there
+        is one (a failure to read it gives the local view, saying why); never fails for Redis.
+        """
+        if self.cluster_fleet is None:
+            return succeed(self.stations(query))
+        reading = self.cluster_fleet.read(CLUSTER_READ_TIMEOUT)
+        return reading.addCallbacks(
+            lambda view: self.stations(query, view),
+            lambda failure: self.stations(query, local_because=failure.getErrorMessage()),
+        )
 
     def alerts_sent(self) -> dict:
         """The /alerts document."""
