@@ -107,6 +107,8 @@ class ClusterService(MultiService):
         self.redis.setServiceParent(self)
         self._refresher = LoopingCall(self._refresh)
         self._refresher.clock = reactor
+        # Called with each claim announced by any instance (the cluster's alerts hear where stations go).
+        self.claim_listeners: list[Callable[[Claim], None]] = []
 
     @property
     def redis_up(self) -> bool:
@@ -166,6 +168,8 @@ class ClusterService(MultiService):
         except ClaimError as error:
             self._log.warn("cluster: ignoring an announcement: {reason}", reason=str(error))
             return
+        for listener in self.claim_listeners:
+            listener(remote)
         if self._claims.heard(remote):
             self._replaced(remote.station, remote.instance)
 

@@ -138,23 +138,27 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
         status.setName("status")
         status.setServiceParent(top)
     if config.cluster is not None:
-        add_cluster(config, reactor, proxy, top)
+        add_cluster(config, reactor, proxy, notifier, top)
     proxy.setName("proxy")
     proxy.setServiceParent(top)
     return top
 
 
-def add_cluster(config: Config, reactor, proxy: ProxyService, top: MultiService) -> None:
+def add_cluster(config: Config, reactor, proxy: ProxyService, notifier: NotifierService, top: ServiceTree) -> None:
     """
-    Cluster mode: the C{cluster} service, started before C{proxy}, and the proxy's
-    ownership hook. Imported only here: txredisapi imports the global reactor.
+    Cluster mode: the C{cluster} service, started before C{proxy}, the proxy's
+    ownership hook, and the notifier's alerts shared through it (a child of C{cluster}).
+    Imported only here: txredisapi imports the global reactor.
     """
+    from ..cluster.alerts import ClusterAlerts
     from ..cluster.service import ClusterService
 
     cluster = ClusterService(config.cluster, reactor, proxy.close_replaced)
     proxy.ownership = cluster
     cluster.setName("cluster")
     cluster.setServiceParent(top)
+    notifier.sharing = ClusterAlerts(cluster, reactor)
+    notifier.sharing.setServiceParent(cluster)
 
 
 def build_notifier(config: Config, reactor) -> NotifierService:

@@ -37,24 +37,39 @@ def _station_list(ids: list[str]) -> str:
 class FlapDamping:
     """
     Holds a disconnection alert for the flap window: it is raised only if nothing
-    cancels its slot (the peer reconnecting) before the window ends.
+    cancels its slot (the peer reconnecting) before the window ends, and C{unless}
+    (the peer went elsewhere in the meantime) does not hold at its end.
     """
+
+    _log = proxy_logger()
 
     def __init__(self, clock: IReactorTime, emit: Emit) -> None:
         self._clock = clock
         self._emit = emit
         self._held: dict[Hashable, IDelayedCall] = {}
 
-    def hold(self, slot: Hashable, event: StationEvent, window: float) -> None:
-        """Raise C{event} after C{window} seconds (at once if 0) unless L{cancel} comes first; replaces C{slot}'s."""
+    def hold(
+        self, slot: Hashable, event: StationEvent, window: float, unless: Callable[[], bool] | None = None
+    ) -> None:
+        """
+        Raise C{event} after C{window} seconds (at once if 0) unless L{cancel} comes
+        first or C{unless()} is True then; replaces C{slot}'s.
+        """
         if window <= 0:
             self._emit(event)
             return
         _cancel(self._held.pop(slot, None))
-        self._held[slot] = self._clock.callLater(window, self._release, slot, event)
+        self._held[slot] = self._clock.callLater(window, self._release, slot, event, unless)
 
-    def _release(self, slot: Hashable, event: StationEvent) -> None:
+    def _release(self, slot: Hashable, event: StationEvent, unless: Callable[[], bool] | None) -> None:
         self._held.pop(slot, None)
+        if unless is not None and unless():
+            self._log.info(
+                "alerts: {key} of station {station} not sent: it went to another instance within the flap window",
+                key=event.key,
+                station=event.station_id,
+            )
+            return
         self._emit(event)
 
     def cancel(self, slot: Hashable) -> bool:
