@@ -21,6 +21,7 @@ from ocppproxy.cluster.alerts import (
     REPLY_WAIT,
     ClusterAlerts,
     alert_key,
+    burst_key,
     parse_statuses,
     status_field,
     status_value,
@@ -191,6 +192,26 @@ class ClusterAlertsTests(ProxyTestCase):
         self.assertEqual(b.keys(), ["con_status_available"])
         await self.until_redis(("HGET", statuses_key("CP_1"), field), status_value(("Available", "NoError", None)))
         self.assertTrue(0 < int(await self.redis.command("TTL", statuses_key("CP_1"))) <= 7 * 86400)
+
+    @async_test
+    async def test_burst_limit_counts_across_the_cluster(self):
+        """
+        Four stations Faulted on A, then four on B within the summary window: five alerts
+        go out one by one in the whole cluster (burst_limit 5), and B's summary names the three it held.
+        """
+        a, b = await self.start("con_status_faulted")
+        for instance, names in ((a, ("CP_1", "CP_2", "CP_3", "CP_4")), (b, ("CP_5", "CP_6", "CP_7", "CP_8"))):
+            for station_id in names:
+                instance.connect(station_id)
+                instance.notifier.station_frame(station_id, status(1, "Faulted"))
+            await self.until(lambda instance=instance: len(instance.alerts) == (4 if instance is a else 1))
+        # A later command on B's connection answered: B has had every count before it.
+        await Deferred.asFuture(b.notifier.sharing.load_statuses("CP_5"), asyncio.get_event_loop())
+        self.assertEqual(await self.redis.command("GET", burst_key("con_status_faulted", "")), "8")
+        self.clock.advance(10)
+        self.assertEqual([alert.station_id for alert in a.alerts], ["CP_1", "CP_2", "CP_3", "CP_4"])
+        self.assertEqual([alert.station_id for alert in b.alerts], ["CP_5", ""])
+        self.assertEqual(b.alerts[-1].details["station_ids"], "CP_6, CP_7, CP_8")
 
     @async_test
     async def test_redis_down_each_instance_alerts_alone_then_converges(self):

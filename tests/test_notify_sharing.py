@@ -38,6 +38,12 @@ class ScriptedSharing:
         self.saved: list[tuple] = []
         self.left: list[str] = []
         self.moved: set[str] = set()
+        self.counted = 0
+
+    def count_alert(self, kind, subject, window):
+        # As if other instances had already sent two alerts of this kind in the window.
+        self.counted += 1
+        return succeed(self.counted + 2)
 
     def claim_alert(self, kind, subject, hold):
         self.claims.append(Deferred())
@@ -62,11 +68,13 @@ class ScriptedSharing:
 
 
 class SharedNotifierTests(SynchronousTestCase):
-    def make(self, *events, sharing=None):
+    def make(self, *events, sharing=None, burst_limit=0):
         self.clock = Clock()
         self.alerts = []
-        # No burst summaries: each alert counts here.
-        settings = NotifyConfig(events=frozenset(events), flap_window=30.0, upstream_down_after=120.0, burst_limit=0)
+        # Without a burst limit, each alert counts here.
+        settings = NotifyConfig(
+            events=frozenset(events), flap_window=30.0, upstream_down_after=120.0, burst_limit=burst_limit
+        )
 
         def channel(alert):
             self.alerts.append(alert)
@@ -155,6 +163,20 @@ class SharedNotifierTests(SynchronousTestCase):
             self.assertEqual(self.alerts, [])
             self.sharing.claims[0].callback(ours)
             self.assertEqual(self.keys(), expected)
+
+    def test_burst_counted_by_the_cluster(self):
+        """
+        Two alerts of the kind already went out elsewhere: of five stations here, three go
+        out (limit 5) and two are in this instance's summary at the window's end.
+        """
+        notifier = self.make("con_status_faulted", burst_limit=5)
+        for number in range(5):
+            notifier.station_connected(f"CP_{number}", "peer")
+            self.sharing.loads[-1].callback({})
+            notifier.station_frame(f"CP_{number}", status(1, "Faulted"))
+        self.assertEqual([alert.station_id for alert in self.alerts], ["CP_0", "CP_1", "CP_2"])
+        self.clock.advance(10)
+        self.assertEqual(self.alerts[-1].details["station_ids"], "CP_3, CP_4")
 
     def test_single_instance_holds_nothing(self):
         """With LocalOnly, every alert goes out at once, as it always did."""

@@ -11,7 +11,10 @@ the cluster's, not each instance's:
   returning, not new; and the claims other instances announce tell an instance that a
   station it lost went elsewhere;
 - the last status of each connector is kept in a hash per station (a few days), read
-  when a station arrives, so a moved station's repeated statuses raise nothing.
+  when a station arrives, so a moved station's repeated statuses raise nothing;
+- the alerts of one kind are counted in a counter that the first of them opens for a
+  summary window: the burst limit is the cluster's (each instance summarises the
+  stations it held back).
 
 Nothing here is on the relaying path, and no alert waits on Redis for more than
 C{reply_wait} seconds: a Redis that is away, slow or failing gets the single
@@ -77,11 +80,26 @@ return redis.call('EXPIRE', KEYS[1], ARGV[3])
 
 LOAD_STATUSES_SCRIPT = "return redis.call('HGETALL', KEYS[1])"
 
+# The first alert of a kind opens the cluster's window: the counter lives that long.
+COUNT_ALERT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return count
+"""
+
 
 def alert_key(kind: str, subject: str) -> str:
     """The key of the claim on alert C{kind} about C{subject} (an upstream URL, which may be long: hashed)."""
     digest = hashlib.sha256(subject.encode("utf-8")).hexdigest()[:32]
     return f"{KEY_PREFIX}alert:{kind}:{digest}"
+
+
+def burst_key(kind: str, subject: str) -> str:
+    """The counter of the alerts of C{kind} about C{subject} (an upstream name, or empty) in the current window."""
+    digest = hashlib.sha256(subject.encode("utf-8")).hexdigest()[:32]
+    return f"{KEY_PREFIX}burst:{kind}:{digest}"
 
 
 def seen_key(station_id: str) -> str:
@@ -199,6 +217,11 @@ class ClusterAlerts(Service):
         """Whether another instance announced a claim on C{station_id} at or after C{since}."""
         heard = self._heard.get(station_id)
         return heard is not None and heard >= since
+
+    def count_alert(self, kind: str, subject: str, window: float) -> Deferred[int | None]:
+        """C{INCR} of the burst's counter (which expires C{window} s after the first); None if Redis does not answer."""
+        counting = self._redis_call(COUNT_ALERT_SCRIPT, [burst_key(kind, subject)], [_seconds(window)])
+        return self._bounded(counting.addCallback(int), None, f"the count of {kind}")
 
     def load_statuses(self, station_id: str) -> Deferred[dict[Place, Status]]:
         """The hash of C{station_id}'s statuses; none if Redis does not answer in time."""

@@ -113,8 +113,11 @@ class BurstLimiter:
         self._send = send
         self._bursts: dict[tuple, _Burst] = {}
 
-    def held(self, event: StationEvent, limit: int, window: float) -> bool:
-        """Count C{event} in its burst; True if it waits for the burst's summary instead of going out."""
+    def held(self, event: StationEvent, limit: int, window: float, counted: int | None = None) -> bool:
+        """
+        Count C{event} in its burst; True if it waits for the burst's summary instead of
+        going out. C{counted}, if known, is its number in the cluster's burst, which then decides.
+        """
         if limit <= 0 or window <= 0:
             return False
         kind = (event.key, event.details.get("upstream"))
@@ -123,7 +126,7 @@ class BurstLimiter:
             timer = self._clock.callLater(window, self._end_burst, kind)
             burst = self._bursts[kind] = _Burst(timer, event.details.get("upstream"), window)
         burst.sent += 1
-        if burst.sent <= limit:
+        if (burst.sent if counted is None else counted) <= limit:
             return False
         burst.held.add(event.station_id)
         return True

@@ -56,7 +56,8 @@ class NotifierService(Service):
     station that went to another instance within the flap window raises neither its
     disconnection there nor its connection here; a station's last statuses come from the
     instance that saw it last (its frames are judged once they are read, within a bounded
-    wait; none is held on the relaying path). By default (L{LocalOnly}) nothing is shared.
+    wait; none is held on the relaying path); bursts are counted across the cluster (each
+    instance summarises the stations it held back). By default (L{LocalOnly}) nothing is shared.
     """
 
     _log = proxy_logger()
@@ -196,7 +197,20 @@ class NotifierService(Service):
         if self._stopping or event.key not in self._enabled:
             return
         limited = event.station_id and event.key not in _NOT_BURST_LIMITED
+        if limited and self.sharing.shared and self.settings.burst_limit > 0 and self.settings.summary_window > 0:
+            # The cluster's count decides: bursts are the cluster's, summaries each instance's.
+            subject = event.details.get("upstream") or ""
+            counting = self.sharing.count_alert(event.key, subject, self.settings.summary_window)
+            counting.addCallback(self._counted, event)
+            return
         if limited and self._bursts.held(event, self.settings.burst_limit, self.settings.summary_window):
+            return
+        self._send(event)
+
+    def _counted(self, counted: int | None, event: StationEvent) -> None:
+        if self._stopping or event.key not in self._enabled:
+            return
+        if self._bursts.held(event, self.settings.burst_limit, self.settings.summary_window, counted):
             return
         self._send(event)
 

@@ -45,6 +45,13 @@ class AlertSharing(Protocol):
     def moved_since(self, station_id: str, since: float) -> bool:
         """Whether another instance claimed C{station_id} at or after C{since} (the notifier's clock)."""
 
+    def count_alert(self, kind: str, subject: str, window: float) -> Deferred[int | None]:
+        """
+        Count an alert of C{kind} about C{subject} in the cluster's current window of
+        C{window} seconds (which the first such alert anywhere opens): fires with its
+        number in that window, or None when the cluster cannot tell (count locally).
+        """
+
     def load_statuses(self, station_id: str) -> Deferred[dict[Place, Status]]:
         """The last statuses the cluster knows of C{station_id}'s connectors (possibly none)."""
 
@@ -71,6 +78,10 @@ class LocalOnly:
     def moved_since(self, station_id: str, since: float) -> bool:
         """There is nowhere else."""
         return False
+
+    def count_alert(self, kind: str, subject: str, window: float) -> Deferred[int | None]:
+        """Counted locally, at once."""
+        return succeed(None)
 
     def load_statuses(self, station_id: str) -> Deferred[dict[Place, Status]]:
         """Nothing stored, at once."""
