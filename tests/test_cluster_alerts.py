@@ -12,6 +12,7 @@ import asyncio
 import json
 from types import SimpleNamespace
 
+from ocpp.v16 import call
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
@@ -29,11 +30,14 @@ from ocppproxy.cluster.alerts import (
 )
 from ocppproxy.cluster.service import ClusterService
 from ocppproxy.config.model import ClusterConfig, NotifyConfig
+from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.ocppj import parse_frame
+from ocppproxy.daemon.tap import build_services, client_tls_factory
 from ocppproxy.notify.names import StationNames
 from ocppproxy.notify.service import NotifierService
 
-from .e2e import ProxyTestCase, async_test
+from .e2e import ProxyTestCase, async_test, autobahn_timers_settled
+from .peers import WAIT, CentralSystem, connect_station
 from .redisserver import RedisServer
 
 PRIMARY_URL = "ws://csms.example/ocpp/"
@@ -271,3 +275,62 @@ class StatusCodecTests(SynchronousTestCase):
         flat = ["x/1", status_value(("Available", None, None)), "/1", "not json", "/2", "[1, 2, 3]"]
         flat += ["/3", status_value(("Available", None, None))]
         self.assertEqual(parse_statuses(flat), {(None, 3): ("Available", None, None)})
+
+
+class ClusterAlertsEndToEndTests(ProxyTestCase):
+    """The daemon's whole service tree twice, alerts in the log: what an operator sees when a station moves."""
+
+    timeout = 30
+
+    async def instance(self, redis: RedisServer, primary_url: str, name: str):
+        """A started instance alerting in its log on connections (flap window 1 s); returns its ws:// base URL."""
+        config = config_from_mapping(
+            {
+                "listen": "tcp:port=0:interface=127.0.0.1",
+                "primary_url": primary_url,
+                "cluster": {"redis_url": redis.url, "instance": name},
+                "notify": {
+                    "log": True,
+                    "flap_window": 1,
+                    "events": {"connected_to_proxy": True, "disconnected_from_proxy": True},
+                },
+            }
+        )
+        services = build_services(config, reactor, client_tls_factory(config))
+        services.startService()
+        self.addCleanup(lambda: Deferred.fromFuture(asyncio.ensure_future(self._stop(services))))
+        port = await Deferred.asFuture(services.getServiceNamed("proxy").listening, asyncio.get_event_loop())
+        await self.until(lambda: services.getServiceNamed("cluster").redis_up, timeout=WAIT)
+        return f"ws://127.0.0.1:{port.getHost().port}/"
+
+    async def _stop(self, services) -> None:
+        await Deferred.asFuture(services.stopService(), asyncio.get_event_loop())
+        await autobahn_timers_settled()
+
+    @async_test
+    async def test_station_moved_to_another_instance_raises_no_connection_alert(self):
+        """
+        CP_1 boots on A (one connected alert), then connects to B, which replaces A's
+        connection: a flap window later, no disconnected alert from A, no connected one from B.
+        """
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        await redis.start()
+        primary = CentralSystem(100)
+        primary_url = f"ws://127.0.0.1:{await primary.start()}/ocpp/"
+        self.addCleanup(lambda: asyncio.ensure_future(primary.stop()))
+        a = await self.instance(redis, primary_url, "proxy-a")
+        b = await self.instance(redis, primary_url, "proxy-b")
+        on_a, websocket_a, _ = await connect_station(a, "CP_1")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket_a.close()))
+        await on_a.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        await self.until(lambda: self.logged("ALERT"), timeout=WAIT)
+        _, websocket_b, _ = await connect_station(b, "CP_1")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket_b.close()))
+        await asyncio.wait_for(websocket_a.wait_closed(), WAIT)
+        self.assertEqual(websocket_a.close_code, 4000)
+        await self.until(lambda: self.logged("it went to another instance within the flap window"), timeout=WAIT)
+        self.assertTrue(self.logged("station CP_1 came from another instance within the flap window"))
+        (alert,) = self.logged("ALERT")
+        self.assertIn("connected", alert)
+        self.assertNotIn("disconnected", alert)
