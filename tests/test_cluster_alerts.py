@@ -160,9 +160,27 @@ class ClusterAlertsTests(ProxyTestCase):
         b.connect("CP_1")
         await self.until(lambda: self.logged("came from another instance") and a.replaced == ["CP_1"])
         self.clock.advance(FLAP_WINDOW)
+        await self.settled(a, b)
         self.assertEqual(b.alerts, [])
         self.assertEqual(a.keys(), ["connected_to_proxy"])
         self.assertTrue(self.logged("disconnected_from_proxy of station CP_1 not sent: it went to another instance"))
+
+    @async_test
+    async def test_station_that_came_from_elsewhere_and_leaves_for_good_is_alerted(self):
+        """
+        CP_1 on B, then on A (B's connection replaced), then gone from A: after the flap
+        window A alerts its disconnection (B's older claim does not count), B does not.
+        """
+        a, b = await self.start("connected_to_proxy", "disconnected_from_proxy")
+        b.connect("CP_1")
+        await self.until(lambda: b.keys() == ["connected_to_proxy"] and a.notifier.sharing.moved_since("CP_1", 0))
+        a.connect("CP_1")
+        await self.until(lambda: self.logged("came from another instance") and b.replaced == ["CP_1"])
+        a.notifier.station_disconnected("CP_1", 1006, "connection lost")
+        self.clock.advance(FLAP_WINDOW)
+        await self.settled(a, b)
+        self.assertEqual(a.keys(), ["disconnected_from_proxy"])
+        self.assertEqual(b.keys(), ["connected_to_proxy"])
 
     @async_test
     async def test_station_of_a_killed_instance_reconnecting_elsewhere_is_no_new_station(self):
@@ -209,8 +227,7 @@ class ClusterAlertsTests(ProxyTestCase):
                 instance.connect(station_id)
                 instance.notifier.station_frame(station_id, status(1, "Faulted"))
             await self.until(lambda instance=instance: len(instance.alerts) == (4 if instance is a else 1))
-        # A later command on B's connection answered: B has had every count before it.
-        await Deferred.asFuture(b.notifier.sharing.load_statuses("CP_5"), asyncio.get_event_loop())
+        await self.settled(b)
         self.assertEqual(await self.redis.command("GET", burst_key("con_status_faulted", "")), "8")
         self.clock.advance(10)
         self.assertEqual([alert.station_id for alert in a.alerts], ["CP_1", "CP_2", "CP_3", "CP_4"])
@@ -251,6 +268,14 @@ class ClusterAlertsTests(ProxyTestCase):
         self.clock.advance(REPLY_WAIT)
         self.assertEqual([alert.key for alert in a.alerts + b.alerts], ["upstream_down"] * 2)
         self.assertEqual(len(self.logged("did not answer the claim of upstream_down")), 2)
+
+    async def settled(self, *instances: Instance) -> None:
+        """
+        A later command on each instance's Redis connection answered: every answer asked
+        for before it (a burst count deciding an alert, say) has been acted on.
+        """
+        for instance in instances:
+            await Deferred.asFuture(instance.notifier.sharing.load_statuses("-"), asyncio.get_event_loop())
 
     async def until_redis(self, command: tuple, expected: str) -> None:
         loop = asyncio.get_event_loop()

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 
 from ..logs import proxy_logger
@@ -197,9 +197,16 @@ class ClusterAlerts(Service):
         return self._bounded(claiming.addCallback(lambda won: int(won) == 1), True, f"the claim of {kind}")
 
     def station_arrived(self, station_id: str, window: float) -> Deferred[bool]:
-        """True if the last-seen key of C{station_id} names another instance; it names this one from now on."""
-        self._here.add(station_id)
+        """
+        True if the last-seen key of C{station_id} names another instance; it names this
+        one from now on. Without a flap window, every arrival is new.
+        """
+        # Only claims heard from now on say that the station left us for another instance.
+        self._heard.pop(station_id, None)
         self._window = window
+        if window <= 0:
+            return succeed(False)
+        self._here.add(station_id)
         arriving = self._redis_call(
             ARRIVED_SCRIPT, [seen_key(station_id)], [self.instance, _seconds(window + SEEN_REFRESH)]
         )
