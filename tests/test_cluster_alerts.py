@@ -36,6 +36,7 @@ from ocppproxy.daemon.tap import build_services, client_tls_factory
 from ocppproxy.notify.names import StationNames
 from ocppproxy.notify.service import NotifierService
 
+from . import test_layers
 from .e2e import ProxyTestCase, async_test, autobahn_timers_settled
 from .peers import WAIT, CentralSystem, connect_station
 from .redisserver import RedisServer
@@ -359,3 +360,15 @@ class ClusterAlertsEndToEndTests(ProxyTestCase):
         (alert,) = self.logged("ALERT")
         self.assertIn("connected", alert)
         self.assertNotIn("disconnected", alert)
+
+
+class NotifierLayerTests(SynchronousTestCase):
+    def test_notify_knows_nothing_of_redis(self):
+        """ocppproxy/notify imports neither txredisapi nor ocppproxy.cluster: the cluster reaches it through sharing.py."""
+
+        def allowed(module: str) -> bool:
+            return module.split(".")[0] != "txredisapi" and not module.startswith("ocppproxy.cluster")
+
+        self.assertEqual(test_layers.violations("notify", allowed), [])
+        # The rule sees such imports where they are.
+        self.assertNotEqual(test_layers.violations("cluster", allowed), [])
