@@ -15,6 +15,9 @@ This package owns what the instances agree on through Redis, and only that:
   station connects or leaves: it claims and announces stations, refreshes the claims in
   batches, closes local connections that another instance replaced, and writes the
   local claims back when Redis returns.
+- L{ocppproxy.cluster.alerts}: L{ClusterAlerts}, the notifier's view of the cluster
+  (L{ocppproxy.notify.sharing.AlertSharing}): alerts claimed once for the cluster,
+  stations seen on other instances, their last statuses, bursts counted cluster-wide.
 
 Redis never sits on the relaying path: claims, refreshes and releases are sent and
 forgotten (their outcome logged); with Redis away, every instance relays on with its
