@@ -303,18 +303,12 @@ class NotifierService(Service):
         self._silence.heard(station_id)
         if self._loading and self._held_while_loading(station_id, None, frame):
             return
-        self._judge_station_frame(station_id, frame)
-
-    def _judge_station_frame(self, station_id: str, frame: Frame) -> None:
         for event in self._tracker(station_id).station_frame(frame):
             self._emit(event)
 
     def upstream_frame(self, station_id: str, upstream: str, frame: Frame, payload: bytes = b"") -> None:
         if self._loading and self._held_while_loading(station_id, upstream, frame):
             return
-        self._judge_upstream_frame(station_id, upstream, frame)
-
-    def _judge_upstream_frame(self, station_id: str, upstream: str, frame: Frame) -> None:
         tracker = self._tracker(station_id)
         before = tracker.heartbeat_interval
         for event in tracker.upstream_frame(upstream, frame):
@@ -348,11 +342,12 @@ class NotifierService(Service):
         self._judge_held(station_id, waiting)
 
     def _judge_held(self, station_id: str, waiting: list[tuple[str | None, Frame]]) -> None:
+        """Judge the frames that waited, in their order (no longer waiting: they are judged at once)."""
         for upstream, frame in waiting:
             if upstream is None:
-                self._judge_station_frame(station_id, frame)
+                self.station_frame(station_id, frame)
             else:
-                self._judge_upstream_frame(station_id, upstream, frame)
+                self.upstream_frame(station_id, upstream, frame)
 
     # --- ProxyObserver: upstreams
 
