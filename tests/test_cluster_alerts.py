@@ -309,16 +309,21 @@ class ClusterAlertsEndToEndTests(ProxyTestCase):
     timeout = 30
 
     async def instance(self, redis: RedisServer, primary_url: str, name: str):
-        """A started instance alerting in its log on connections (flap window 1 s); returns its ws:// base URL."""
+        """
+        A started instance alerting in its log on connections and upstream_down (flap
+        window 1 s, upstream down after 1 s); returns its ws:// base URL.
+        """
         config = config_from_mapping(
             {
                 "listen": "tcp:port=0:interface=127.0.0.1",
                 "primary_url": primary_url,
+                "reconnect": {"initial_delay": 0.2, "max_delay": 0.5},
                 "cluster": {"redis_url": redis.url, "instance": name},
                 "notify": {
                     "log": True,
                     "flap_window": 1,
-                    "events": {"connected_to_proxy": True, "disconnected_from_proxy": True},
+                    "upstream_down_after": 1,
+                    "events": {"connected_to_proxy": True, "disconnected_from_proxy": True, "upstream_down": True},
                 },
             }
         )
@@ -333,26 +338,55 @@ class ClusterAlertsEndToEndTests(ProxyTestCase):
         await Deferred.asFuture(services.stopService(), asyncio.get_event_loop())
         await autobahn_timers_settled()
 
+    def down_alerts(self) -> list[str]:
+        return [line for line in self.logged("ALERT") if "unreachable" in line]
+
+    async def station(self, base: str, station_id: str):
+        station, websocket, _ = await connect_station(base, station_id)
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        return station, websocket
+
+    async def redis_and_primary(self, primary_running: bool = True) -> tuple[RedisServer, str]:
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        await redis.start()
+        primary = CentralSystem(100)
+        primary_url = f"ws://127.0.0.1:{await primary.start()}/ocpp/"
+        if primary_running:
+            self.addCleanup(lambda: asyncio.ensure_future(primary.stop()))
+        else:
+            await primary.stop()  # its port now refuses connections
+        return redis, primary_url
+
+    @async_test
+    async def test_primary_down_with_stations_on_both_instances_is_one_alert(self):
+        """The primary refuses every connection, CP_1 on A and CP_2 on B: one upstream_down in the cluster."""
+        redis, primary_url = await self.redis_and_primary(primary_running=False)
+        a = await self.instance(redis, primary_url, "proxy-a")
+        b = await self.instance(redis, primary_url, "proxy-b")
+        await self.station(a, "CP_1")
+        await self.station(b, "CP_2")
+        # Each instance reports an outage once: the winner alerts, the other says it does not.
+        await self.until(
+            lambda: self.logged("upstream_down of primary is sent by another instance") and self.down_alerts(),
+            timeout=WAIT,
+        )
+        (alert,) = self.down_alerts()
+        self.assertIn("127.0.0.1", alert)
+
     @async_test
     async def test_station_moved_to_another_instance_raises_no_connection_alert(self):
         """
         CP_1 boots on A (one connected alert), then connects to B, which replaces A's
         connection: a flap window later, no disconnected alert from A, no connected one from B.
         """
-        redis = RedisServer()
-        self.addCleanup(redis.stop)
-        await redis.start()
-        primary = CentralSystem(100)
-        primary_url = f"ws://127.0.0.1:{await primary.start()}/ocpp/"
-        self.addCleanup(lambda: asyncio.ensure_future(primary.stop()))
+        redis, primary_url = await self.redis_and_primary()
         a = await self.instance(redis, primary_url, "proxy-a")
         b = await self.instance(redis, primary_url, "proxy-b")
-        on_a, websocket_a, _ = await connect_station(a, "CP_1")
-        self.addCleanup(lambda: asyncio.ensure_future(websocket_a.close()))
+        on_a, websocket_a = await self.station(a, "CP_1")
         await on_a.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
         await self.until(lambda: self.logged("ALERT"), timeout=WAIT)
-        _, websocket_b, _ = await connect_station(b, "CP_1")
-        self.addCleanup(lambda: asyncio.ensure_future(websocket_b.close()))
+        await self.station(b, "CP_1")
         await asyncio.wait_for(websocket_a.wait_closed(), WAIT)
         self.assertEqual(websocket_a.close_code, 4000)
         await self.until(lambda: self.logged("it went to another instance within the flap window"), timeout=WAIT)
