@@ -20,10 +20,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.cluster.alerts import (
     REPLY_WAIT,
+    SEEN_REFRESH,
     ClusterAlerts,
     alert_key,
     burst_key,
     parse_statuses,
+    seen_key,
     status_field,
     status_value,
     statuses_key,
@@ -193,6 +195,25 @@ class ClusterAlertsTests(ProxyTestCase):
         b.connect("CP_1")
         await self.until(lambda: self.logged("came from another instance"))
         self.assertEqual(b.alerts, [])
+
+    @async_test
+    async def test_last_seen_is_kept_while_the_station_stays(self):
+        """
+        CP_1 connected to A for longer than a flap window: A keeps its last-seen key alive
+        (so it still tells B where CP_1 was if A dies); once CP_1 left, the key expires a flap window later.
+        """
+        a, _ = await self.start("connected_to_proxy")
+        a.connect("CP_1")
+        await self.until(lambda: a.alerts)
+        key = seen_key("CP_1")
+        self.assertEqual(await self.redis.command("GET", key), "proxy-a")
+        self.assertLessEqual(int(await self.redis.command("TTL", key)), FLAP_WINDOW + SEEN_REFRESH)
+        self.clock.advance(SEEN_REFRESH)
+        await self.settled(a)
+        self.assertGreater(int(await self.redis.command("TTL", key)), FLAP_WINDOW + SEEN_REFRESH)
+        a.notifier.station_disconnected("CP_1", 1000, "bye")
+        await self.settled(a)
+        self.assertLessEqual(int(await self.redis.command("TTL", key)), FLAP_WINDOW)
 
     @async_test
     async def test_moved_station_repeating_faulted_raises_no_second_alert(self):

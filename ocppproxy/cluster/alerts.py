@@ -193,7 +193,7 @@ class ClusterAlerts(Service):
 
     def claim_alert(self, kind: str, subject: str, hold: float) -> Deferred[bool]:
         """Claim with C{SET NX EX}: True if ours, or if Redis does not answer in time (better twice than never)."""
-        claiming = self._redis_call(CLAIM_ALERT_SCRIPT, [alert_key(kind, subject)], [self.instance, _seconds(hold)])
+        claiming = self._redis.execute(CLAIM_ALERT_SCRIPT, [alert_key(kind, subject)], [self.instance, _seconds(hold)])
         return self._bounded(claiming.addCallback(lambda won: int(won) == 1), True, f"the claim of {kind}")
 
     def station_arrived(self, station_id: str, window: float) -> Deferred[bool]:
@@ -207,7 +207,7 @@ class ClusterAlerts(Service):
         if window <= 0:
             return succeed(False)
         self._here.add(station_id)
-        arriving = self._redis_call(
+        arriving = self._redis.execute(
             ARRIVED_SCRIPT, [seen_key(station_id)], [self.instance, _seconds(window + SEEN_REFRESH)]
         )
         return self._bounded(arriving.addCallback(lambda seen: int(seen) == 1), False, "the station's last place")
@@ -217,7 +217,7 @@ class ClusterAlerts(Service):
         self._here.discard(station_id)
         if window > 0:
             self._forget_outcome(
-                self._redis_call(SEEN_SCRIPT, [seen_key(station_id)], [self.instance, _seconds(window)])
+                self._redis.execute(SEEN_SCRIPT, [seen_key(station_id)], [self.instance, _seconds(window)])
             )
 
     def moved_since(self, station_id: str, since: float) -> bool:
@@ -227,17 +227,17 @@ class ClusterAlerts(Service):
 
     def count_alert(self, kind: str, subject: str, window: float) -> Deferred[int | None]:
         """C{INCR} of the burst's counter (which expires C{window} s after the first); None if Redis does not answer."""
-        counting = self._redis_call(COUNT_ALERT_SCRIPT, [burst_key(kind, subject)], [_seconds(window)])
+        counting = self._redis.execute(COUNT_ALERT_SCRIPT, [burst_key(kind, subject)], [_seconds(window)])
         return self._bounded(counting.addCallback(int), None, f"the count of {kind}")
 
     def load_statuses(self, station_id: str) -> Deferred[dict[Place, Status]]:
         """The hash of C{station_id}'s statuses; none if Redis does not answer in time."""
-        loading = self._redis_call(LOAD_STATUSES_SCRIPT, [statuses_key(station_id)], [])
+        loading = self._redis.execute(LOAD_STATUSES_SCRIPT, [statuses_key(station_id)], [])
         return self._bounded(loading.addCallback(parse_statuses), {}, "the station's last statuses")
 
     def save_status(self, station_id: str, place: Place, status: Status) -> None:
         """Write C{status} into the hash of C{station_id} and extend its life; the outcome is only logged."""
-        saving = self._redis_call(
+        saving = self._redis.execute(
             SAVE_STATUS_SCRIPT,
             [statuses_key(station_id)],
             [status_field(place), status_value(status), STATUS_DAYS * 86400],
@@ -247,7 +247,7 @@ class ClusterAlerts(Service):
     # --- the rest
 
     def _claim_heard(self, claim: Claim) -> None:
-        """Another instance (or this one) announced a claim: remember when, for L{moved_since}."""
+        """A claim announced by any instance: if another's, remember when, for L{moved_since}."""
         if claim.instance == self.instance:
             return
         now = self._clock.seconds()
@@ -259,14 +259,11 @@ class ClusterAlerts(Service):
     def _refresh_seen(self) -> None:
         if not self._redis.up or not self._here:
             return
-        stations = sorted(self._here)
+        stations = list(self._here)
         expiry = _seconds(self._window + 2 * SEEN_REFRESH)
         for start in range(0, len(stations), _BATCH):
             keys = [seen_key(station) for station in stations[start : start + _BATCH]]
-            self._forget_outcome(self._redis_call(SEEN_SCRIPT, keys, [self.instance, expiry]))
-
-    def _redis_call(self, script: str, keys: list[str], args: list) -> Deferred:
-        return self._redis.execute(script, keys, args)
+            self._forget_outcome(self._redis.execute(SEEN_SCRIPT, keys, [self.instance, expiry]))
 
     def _bounded(self, asking: Deferred, fallback, what: str) -> Deferred:
         """A Deferred that fires with C{asking}'s result, or C{fallback} if it fails or takes over C{reply_wait} s."""
