@@ -24,6 +24,7 @@ from ocppproxy.cluster.alerts import (
     ClusterAlerts,
     alert_key,
     burst_key,
+    held_key,
     parse_statuses,
     seen_key,
     status_field,
@@ -238,23 +239,33 @@ class ClusterAlertsTests(ProxyTestCase):
         self.assertTrue(0 < int(await self.redis.command("TTL", statuses_key("CP_1"))) <= 7 * 86400)
 
     @async_test
-    async def test_burst_limit_counts_across_the_cluster(self):
+    async def test_burst_limit_and_summary_are_the_clusters(self):
         """
-        Four stations Faulted on A, then four on B within the summary window: five alerts
-        go out one by one in the whole cluster (burst_limit 5), and B's summary names the three it held.
+        Four stations Faulted on A, four on B, then two more on A, within the summary
+        window: five alerts go out one by one in the whole cluster (burst_limit 5), and one
+        summary names the five held back on both instances.
         """
         a, b = await self.start("con_status_faulted")
-        for instance, names in ((a, ("CP_1", "CP_2", "CP_3", "CP_4")), (b, ("CP_5", "CP_6", "CP_7", "CP_8"))):
+        batches = (
+            (a, ("CP_1", "CP_2", "CP_3", "CP_4"), 4),
+            (b, ("CP_5", "CP_6", "CP_7", "CP_8"), 1),
+            (a, ("CP_9", "CP_10"), 4),
+        )
+        for instance, names, sent in batches:
             for station_id in names:
                 instance.connect(station_id)
                 instance.notifier.station_frame(station_id, status(1, "Faulted"))
-            await self.until(lambda instance=instance: len(instance.alerts) == (4 if instance is a else 1))
-        await self.settled(b)
-        self.assertEqual(await self.redis.command("GET", burst_key("con_status_faulted", "")), "8")
+            await self.settled(instance)
+            self.assertEqual(len(instance.alerts), sent)
+        self.assertEqual(await self.redis.command("GET", burst_key("con_status_faulted", "")), "10")
         self.clock.advance(10)
-        self.assertEqual([alert.station_id for alert in a.alerts], ["CP_1", "CP_2", "CP_3", "CP_4"])
-        self.assertEqual([alert.station_id for alert in b.alerts], ["CP_5", ""])
-        self.assertEqual(b.alerts[-1].details["station_ids"], "CP_6, CP_7, CP_8")
+        await self.until(lambda: any(not alert.station_id for alert in a.alerts + b.alerts))
+        await self.settled(a, b)
+        self.assertEqual([alert.station_id for alert in a.alerts if alert.station_id], ["CP_1", "CP_2", "CP_3", "CP_4"])
+        self.assertEqual([alert.station_id for alert in b.alerts if alert.station_id], ["CP_5"])
+        (summary,) = [alert for alert in a.alerts + b.alerts if not alert.station_id]
+        self.assertEqual(summary.details["station_ids"].split(", "), ["CP_10", "CP_6", "CP_7", "CP_8", "CP_9"])
+        self.assertEqual(await self.redis.command("EXISTS", held_key("con_status_faulted", "")), "0")
 
     @async_test
     async def test_redis_down_each_instance_alerts_alone_then_converges(self):
@@ -293,11 +304,13 @@ class ClusterAlertsTests(ProxyTestCase):
 
     async def settled(self, *instances: Instance) -> None:
         """
-        A later command on each instance's Redis connection answered: every answer asked
-        for before it (a burst count deciding an alert, say) has been acted on.
+        A later command on each instance's Redis connection answered, twice: every answer
+        asked for before it has been acted on, and so has the answer that asked (a new
+        station's frames wait for its statuses, and then an alert for its burst count).
         """
-        for instance in instances:
-            await Deferred.asFuture(instance.notifier.sharing.load_statuses("-"), asyncio.get_event_loop())
+        for _ in range(2):
+            for instance in instances:
+                await Deferred.asFuture(instance.notifier.sharing.load_statuses("-"), asyncio.get_event_loop())
 
     async def until_redis(self, command: tuple, expected: str) -> None:
         loop = asyncio.get_event_loop()

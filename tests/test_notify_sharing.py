@@ -39,6 +39,7 @@ class ScriptedSharing:
         self.left: list[str] = []
         self.moved: set[str] = set()
         self.counted = 0
+        self.held_back_here: list[str] = []
 
     def count_alert(self, kind, subject, window):
         # As if other instances had already sent two alerts of this kind in the window.
@@ -48,6 +49,13 @@ class ScriptedSharing:
     def claim_alert(self, kind, subject, hold):
         self.claims.append(Deferred())
         return self.claims[-1]
+
+    def held_back(self, kind, subject, station_id, window):
+        self.held_back_here.append(station_id)
+
+    def gather_held(self, kind, subject, station_ids):
+        # As if another instance had held one back too.
+        return succeed([*station_ids, "CP_elsewhere"])
 
     def station_arrived(self, station_id, window):
         self.arrivals.append(Deferred())
@@ -167,7 +175,8 @@ class SharedNotifierTests(SynchronousTestCase):
     def test_burst_counted_by_the_cluster(self):
         """
         Two alerts of the kind already went out elsewhere: of five stations here, three go
-        out (limit 5) and two are in this instance's summary at the window's end.
+        out (limit 5), two are held back for the cluster's summary, which names them and
+        the one held back elsewhere at the window's end.
         """
         notifier = self.make("con_status_faulted", burst_limit=5)
         for number in range(5):
@@ -175,8 +184,9 @@ class SharedNotifierTests(SynchronousTestCase):
             self.sharing.loads[-1].callback({})
             notifier.station_frame(f"CP_{number}", status(1, "Faulted"))
         self.assertEqual([alert.station_id for alert in self.alerts], ["CP_0", "CP_1", "CP_2"])
+        self.assertEqual(self.sharing.held_back_here, ["CP_3", "CP_4"])
         self.clock.advance(10)
-        self.assertEqual(self.alerts[-1].details["station_ids"], "CP_3, CP_4")
+        self.assertEqual(self.alerts[-1].details["station_ids"], "CP_3, CP_4, CP_elsewhere")
 
     def test_single_instance_holds_nothing(self):
         """With LocalOnly, every alert goes out at once, as it always did."""

@@ -13,8 +13,9 @@ the cluster's, not each instance's:
 - the last status of each connector is kept in a hash per station (a few days), read
   when a station arrives, so a moved station's repeated statuses raise nothing;
 - the alerts of one kind are counted in a counter that the first of them opens for a
-  summary window: the burst limit is the cluster's (each instance summarises the
-  stations it held back).
+  summary window: the burst limit is the cluster's; the stations held back go to a set
+  that the first summary at the end of a window reads and empties, so it names the
+  stations held back on every instance (a later summary names only those held back since).
 
 Nothing here is on the relaying path, and no alert waits on Redis for more than
 C{reply_wait} seconds: a Redis that is away, slow or failing gets the single
@@ -80,6 +81,18 @@ return redis.call('EXPIRE', KEYS[1], ARGV[3])
 
 LOAD_STATUSES_SCRIPT = "return redis.call('HGETALL', KEYS[1])"
 
+HELD_BACK_SCRIPT = """
+redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
+
+# The stations held back and not summarised yet: the summary that reads them names them.
+GATHER_SCRIPT = """
+local ids = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return ids
+"""
+
 # The first alert of a kind opens the cluster's window: the counter lives that long.
 COUNT_ALERT_SCRIPT = """
 local count = redis.call('INCR', KEYS[1])
@@ -100,6 +113,11 @@ def burst_key(kind: str, subject: str) -> str:
     """The counter of the alerts of C{kind} about C{subject} (an upstream name, or empty) in the current window."""
     digest = hashlib.sha256(subject.encode("utf-8")).hexdigest()[:32]
     return f"{KEY_PREFIX}burst:{kind}:{digest}"
+
+
+def held_key(kind: str, subject: str) -> str:
+    """The set of the stations held back from alerts of C{kind} about C{subject}, waiting for a summary."""
+    return burst_key(kind, subject) + ":held"
 
 
 def seen_key(station_id: str) -> str:
@@ -175,6 +193,8 @@ class ClusterAlerts(Service):
         self._here: set[str] = set()
         self._window = 0.0
         self._heard: OrderedDict[str, float] = OrderedDict()
+        # (kind, subject) -> stations held back that Redis did not take: summarised here
+        self._unshared: dict[tuple[str, str], set[str]] = {}
         cluster.claim_listeners.append(self._claim_heard)
         self._refresher = LoopingCall(self._refresh_seen)
         self._refresher.clock = clock
@@ -229,6 +249,25 @@ class ClusterAlerts(Service):
         """C{INCR} of the burst's counter (which expires C{window} s after the first); None if Redis does not answer."""
         counting = self._redis.execute(COUNT_ALERT_SCRIPT, [burst_key(kind, subject)], [_seconds(window)])
         return self._bounded(counting.addCallback(int), None, f"the count of {kind}")
+
+    def held_back(self, kind: str, subject: str, station_id: str, window: float) -> None:
+        """C{SADD} to the set of the burst (kept three windows); if Redis refuses, this instance's summary names it."""
+        holding = self._redis.execute(HELD_BACK_SCRIPT, [held_key(kind, subject)], [station_id, _seconds(3 * window)])
+        holding.addErrback(self._not_held_back, kind, subject, station_id)
+
+    def _not_held_back(self, failure, kind: str, subject: str, station_id: str) -> None:
+        self._unshared.setdefault((kind, subject), set()).add(station_id)
+        self._failed(failure, "a held-back alert")
+
+    def gather_held(self, kind: str, subject: str, station_ids: list[str]) -> Deferred[list[str]]:
+        """
+        The set of the burst, read and emptied at once (so no two summaries name a
+        station), with the ones Redis refused; C{station_ids} if Redis does not answer.
+        """
+        unshared = self._unshared.pop((kind, subject), set())
+        gathering = self._redis.execute(GATHER_SCRIPT, [held_key(kind, subject)], [])
+        gathering.addCallback(lambda found: sorted(unshared.union(_text(station) for station in found)))
+        return self._bounded(gathering, station_ids, "the stations held back")
 
     def load_statuses(self, station_id: str) -> Deferred[dict[Place, Status]]:
         """The hash of C{station_id}'s statuses; none if Redis does not answer in time."""

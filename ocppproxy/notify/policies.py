@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from ..logs import proxy_logger
@@ -104,13 +105,21 @@ class BurstLimiter:
     """
     Of one kind of station alert (same key, same upstream), lets at most C{limit} go out
     in a summary window; the stations of the others are sent as one summary at its end.
+    C{gather(key, upstream, station ids)}, if given, turns the stations held back here
+    into the ones the summary names (a Deferred; none: no summary).
     """
 
     _log = proxy_logger()
 
-    def __init__(self, clock: IReactorTime, send: Emit) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        send: Emit,
+        gather: Callable[[str, str | None, list[str]], Deferred[list[str]]] | None = None,
+    ) -> None:
         self._clock = clock
         self._send = send
+        self._gather = gather
         self._bursts: dict[tuple, _Burst] = {}
 
     def held(self, event: StationEvent, limit: int, window: float, counted: int | None = None) -> bool:
@@ -136,6 +145,16 @@ class BurstLimiter:
         if burst is None or not burst.held:
             return
         ids = sorted(burst.held)
+        if self._gather is None:
+            self._summarise(kind, burst, ids)
+        else:
+            self._gather(kind[0], burst.upstream, ids).addCallback(self._gathered, kind, burst)
+
+    def _gathered(self, ids: list[str], kind: tuple, burst: _Burst) -> None:
+        if ids:
+            self._summarise(kind, burst, sorted(ids))
+
+    def _summarise(self, kind: tuple, burst: _Burst, ids: list[str]) -> None:
         details = {"stations": len(ids), "station_ids": _station_list(ids), "more": True}
         if burst.upstream is not None:
             details["upstream"] = burst.upstream

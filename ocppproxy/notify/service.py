@@ -56,8 +56,9 @@ class NotifierService(Service):
     station that went to another instance within the flap window raises neither its
     disconnection there nor its connection here; a station's last statuses come from the
     instance that saw it last (its frames are judged once they are read, within a bounded
-    wait; none is held on the relaying path); bursts are counted across the cluster (each
-    instance summarises the stations it held back). By default (L{LocalOnly}) nothing is shared.
+    wait; none is held on the relaying path); bursts are counted across the cluster, and a
+    summary names the stations held back on every instance. By default (L{LocalOnly})
+    nothing is shared.
     """
 
     _log = proxy_logger()
@@ -86,7 +87,7 @@ class NotifierService(Service):
         self._trackers: dict[str, StationTracker] = {}
         self._connections: dict[str, int] = {}
         self._flaps = FlapDamping(clock, self._emit)
-        self._bursts = BurstLimiter(clock, self._send)
+        self._bursts = BurstLimiter(clock, self._send, self._gather_held)
         self._silence = SilenceWatch(clock, self._emit)
         self._down = UpstreamDownWatch(clock, lambda upstream: self.links_connected(upstream), self._report_down)
         self._failovers = FailoverBatches(clock, self._emit)
@@ -210,9 +211,16 @@ class NotifierService(Service):
     def _counted(self, counted: int | None, event: StationEvent) -> None:
         if self._stopping or event.key not in self._enabled:
             return
-        if self._bursts.held(event, self.settings.burst_limit, self.settings.summary_window, counted):
+        window = self.settings.summary_window
+        if self._bursts.held(event, self.settings.burst_limit, window, counted):
+            self.sharing.held_back(event.key, event.details.get("upstream") or "", event.station_id, window)
             return
         self._send(event)
+
+    def _gather_held(self, key: str, upstream: str | None, station_ids: list[str]) -> Deferred[list[str]]:
+        """The stations a burst's summary names: the cluster's, none once the notifier stops."""
+        gathering = self.sharing.gather_held(key, upstream or "", station_ids)
+        return gathering.addCallback(lambda gathered: [] if self._stopping else gathered)
 
     def _send(self, event: StationEvent) -> None:
         alert = format_alert(event, self.names, datetime.fromtimestamp(self._clock.seconds(), UTC))

@@ -52,6 +52,16 @@ class AlertSharing(Protocol):
         number in that window, or None when the cluster cannot tell (count locally).
         """
 
+    def held_back(self, kind: str, subject: str, station_id: str, window: float) -> None:
+        """An alert of C{kind} about C{station_id} waits for a summary (the cluster's burst is over its limit)."""
+
+    def gather_held(self, kind: str, subject: str, station_ids: list[str]) -> Deferred[list[str]]:
+        """
+        This instance's summary window of C{kind} ended, holding back C{station_ids}: the
+        stations the summary names, those held back anywhere in the cluster and not yet
+        summarised (none if another instance's summary named them already).
+        """
+
     def load_statuses(self, station_id: str) -> Deferred[dict[Place, Status]]:
         """The last statuses the cluster knows of C{station_id}'s connectors (possibly none)."""
 
@@ -82,6 +92,13 @@ class LocalOnly:
     def count_alert(self, kind: str, subject: str, window: float) -> Deferred[int | None]:
         """Counted locally, at once."""
         return succeed(None)
+
+    def held_back(self, kind: str, subject: str, station_id: str, window: float) -> None:
+        """The burst limiter keeps it."""
+
+    def gather_held(self, kind: str, subject: str, station_ids: list[str]) -> Deferred[list[str]]:
+        """Ours are all there is, at once."""
+        return succeed(station_ids)
 
     def load_statuses(self, station_id: str) -> Deferred[dict[Place, Status]]:
         """Nothing stored, at once."""
