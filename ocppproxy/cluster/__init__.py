@@ -17,6 +17,9 @@ This package owns what the instances agree on through Redis, and only that:
   local claims back when Redis returns.
 - L{ocppproxy.cluster.fleet}: the cluster's record of the stations seen (connected and
   left, by instance) that the status page reads to list the whole cluster's fleet.
+- L{ocppproxy.cluster.alerts}: L{ClusterAlerts}, the notifier's view of the cluster
+  (L{ocppproxy.notify.sharing.AlertSharing}): alerts claimed once for the cluster,
+  stations seen on other instances, their last statuses, bursts counted cluster-wide.
 
 Redis never sits on the relaying path: claims, refreshes and releases are sent and
 forgotten (their outcome logged); with Redis away, every instance relays on with its

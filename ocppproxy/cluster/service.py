@@ -115,6 +115,8 @@ class ClusterService(MultiService):
         self._refresher.clock = reactor
         # The transaction ids for the secondary, once shared (L{share_transactions}).
         self.transactions: SharedTransactions | None = None
+        # Called with each claim announced by any instance (the cluster's alerts hear where stations go).
+        self.claim_listeners: list[Callable[[Claim], None]] = []
 
     def share_transactions(self, local: TransactionStore) -> SharedTransactions:
         """
@@ -186,6 +188,8 @@ class ClusterService(MultiService):
         except ClaimError as error:
             self._log.warn("cluster: ignoring an announcement: {reason}", reason=str(error))
             return
+        for listener in self.claim_listeners:
+            listener(remote)
         if self._claims.heard(remote):
             self._replaced(remote.station, remote.instance)
 

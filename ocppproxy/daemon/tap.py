@@ -138,7 +138,7 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
         status.setName("status")
         status.setServiceParent(top)
     if config.cluster is not None:
-        cluster = add_cluster(config, reactor, proxy, top)
+        cluster = add_cluster(config, reactor, proxy, notifier, top)
         if activity is not None:
             status.cluster_fleet = activity.fleet_record = cluster.fleet
     proxy.setName("proxy")
@@ -146,12 +146,14 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
     return top
 
 
-def add_cluster(config: Config, reactor, proxy: ProxyService, top: ServiceTree):
+def add_cluster(config: Config, reactor, proxy: ProxyService, notifier: NotifierService, top: ServiceTree):
     """
     Cluster mode: the C{cluster} service, started before C{proxy}, the proxy's
-    ownership hook and, with a secondary, its transaction ids shared through Redis;
-    returns the service. Imported only here: txredisapi imports the global reactor.
+    ownership hook, with a secondary its transaction ids shared through Redis, and the
+    notifier's alerts shared through it (a child of C{cluster}); returns the service.
+    Imported only here: txredisapi imports the global reactor.
     """
+    from ..cluster.alerts import ClusterAlerts
     from ..cluster.service import ClusterService
 
     cluster = ClusterService(config.cluster, reactor, proxy.close_replaced)
@@ -160,6 +162,8 @@ def add_cluster(config: Config, reactor, proxy: ProxyService, top: ServiceTree):
         proxy.transactions = cluster.share_transactions(proxy.transactions)
     cluster.setName("cluster")
     cluster.setServiceParent(top)
+    notifier.sharing = ClusterAlerts(cluster, reactor)
+    notifier.sharing.setServiceParent(cluster)
     return cluster
 
 

@@ -10,7 +10,7 @@ and every map a station can grow is bounded.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -82,8 +82,10 @@ class StationTracker:
         BootNotification; None until it accepts one, and again once it rejects one.
     """
 
-    def __init__(self, station_id: str) -> None:
+    def __init__(self, station_id: str, remember: Callable[[tuple, tuple], None] | None = None) -> None:
+        """C{remember}, if given, hears C{(place, status)} each time a connector's remembered status changes."""
         self.station_id = station_id
+        self._remember = remember
         self.heartbeat_interval: int | None = None
         self._awaited: OrderedDict[str, Callable[[Any], None]] = OrderedDict()
         self._transactions: OrderedDict[int | str, _Mark] = OrderedDict()
@@ -157,7 +159,18 @@ class StationTracker:
         """Store a connector's status; returns the one it had before, if known."""
         previous = self._statuses.pop(place, None)
         _bounded_put(self._statuses, place, status, CONNECTORS_LIMIT)
+        if self._remember is not None and previous != status:
+            self._remember(place, status)
         return previous
+
+    def restore_statuses(self, statuses: Mapping[tuple, tuple]) -> None:
+        """
+        Take C{statuses} (place -> status, as kept elsewhere: another instance saw the
+        station last) as the connectors' last statuses, before the station's next ones are judged.
+        """
+        for place, status in statuses.items():
+            self._statuses.pop(place, None)
+            _bounded_put(self._statuses, place, status, CONNECTORS_LIMIT)
 
     # --- transactions, OCPP 1.6
 

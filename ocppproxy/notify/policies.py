@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from ..logs import proxy_logger
@@ -37,24 +38,39 @@ def _station_list(ids: list[str]) -> str:
 class FlapDamping:
     """
     Holds a disconnection alert for the flap window: it is raised only if nothing
-    cancels its slot (the peer reconnecting) before the window ends.
+    cancels its slot (the peer reconnecting) before the window ends, and C{unless}
+    (the peer went elsewhere in the meantime) does not hold at its end.
     """
+
+    _log = proxy_logger()
 
     def __init__(self, clock: IReactorTime, emit: Emit) -> None:
         self._clock = clock
         self._emit = emit
         self._held: dict[Hashable, IDelayedCall] = {}
 
-    def hold(self, slot: Hashable, event: StationEvent, window: float) -> None:
-        """Raise C{event} after C{window} seconds (at once if 0) unless L{cancel} comes first; replaces C{slot}'s."""
+    def hold(
+        self, slot: Hashable, event: StationEvent, window: float, unless: Callable[[], bool] | None = None
+    ) -> None:
+        """
+        Raise C{event} after C{window} seconds (at once if 0) unless L{cancel} comes
+        first or C{unless()} is True then; replaces C{slot}'s.
+        """
         if window <= 0:
             self._emit(event)
             return
         _cancel(self._held.pop(slot, None))
-        self._held[slot] = self._clock.callLater(window, self._release, slot, event)
+        self._held[slot] = self._clock.callLater(window, self._release, slot, event, unless)
 
-    def _release(self, slot: Hashable, event: StationEvent) -> None:
+    def _release(self, slot: Hashable, event: StationEvent, unless: Callable[[], bool] | None) -> None:
         self._held.pop(slot, None)
+        if unless is not None and unless():
+            self._log.info(
+                "alerts: {key} of station {station} not sent: it went to another instance within the flap window",
+                key=event.key,
+                station=event.station_id,
+            )
+            return
         self._emit(event)
 
     def cancel(self, slot: Hashable) -> bool:
@@ -89,17 +105,28 @@ class BurstLimiter:
     """
     Of one kind of station alert (same key, same upstream), lets at most C{limit} go out
     in a summary window; the stations of the others are sent as one summary at its end.
+    C{gather(key, upstream, station ids)}, if given, turns the stations held back here
+    into the ones the summary names (a Deferred; none: no summary).
     """
 
     _log = proxy_logger()
 
-    def __init__(self, clock: IReactorTime, send: Emit) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        send: Emit,
+        gather: Callable[[str, str | None, list[str]], Deferred[list[str]]] | None = None,
+    ) -> None:
         self._clock = clock
         self._send = send
+        self._gather = gather
         self._bursts: dict[tuple, _Burst] = {}
 
-    def held(self, event: StationEvent, limit: int, window: float) -> bool:
-        """Count C{event} in its burst; True if it waits for the burst's summary instead of going out."""
+    def held(self, event: StationEvent, limit: int, window: float, counted: int | None = None) -> bool:
+        """
+        Count C{event} in its burst; True if it waits for the burst's summary instead of
+        going out. C{counted}, if known, is its number in the cluster's burst, which then decides.
+        """
         if limit <= 0 or window <= 0:
             return False
         kind = (event.key, event.details.get("upstream"))
@@ -108,7 +135,7 @@ class BurstLimiter:
             timer = self._clock.callLater(window, self._end_burst, kind)
             burst = self._bursts[kind] = _Burst(timer, event.details.get("upstream"), window)
         burst.sent += 1
-        if burst.sent <= limit:
+        if (burst.sent if counted is None else counted) <= limit:
             return False
         burst.held.add(event.station_id)
         return True
@@ -118,6 +145,16 @@ class BurstLimiter:
         if burst is None or not burst.held:
             return
         ids = sorted(burst.held)
+        if self._gather is None:
+            self._summarise(kind, burst, ids)
+        else:
+            self._gather(kind[0], burst.upstream, ids).addCallback(self._gathered, kind, burst)
+
+    def _gathered(self, ids: list[str], kind: tuple, burst: _Burst) -> None:
+        if ids:
+            self._summarise(kind, burst, sorted(ids))
+
+    def _summarise(self, kind: tuple, burst: _Burst, ids: list[str]) -> None:
         details = {"stations": len(ids), "station_ids": _station_list(ids), "more": True}
         if burst.upstream is not None:
             details["upstream"] = burst.upstream

@@ -22,9 +22,12 @@ from .events import StationTracker
 from .messages import format_alert
 from .names import StationNames
 from .policies import BurstLimiter, DepartedStations, FailoverBatches, FlapDamping, SilenceWatch, UpstreamDownWatch
+from .sharing import AlertSharing, LocalOnly
 
 # Already one alert per upstream (upstream_down), or summarised on their own (failover).
 _NOT_BURST_LIMITED = frozenset(("upstream_down", "failover_started", "failover_ended"))
+# Frames of a station kept while its last statuses are read from the cluster (a bounded wait).
+_HELD_WHILE_LOADING = 100
 
 
 class NotifierService(Service):
@@ -47,6 +50,15 @@ class NotifierService(Service):
     C{alert_observer}, if set (the status page sets it), hears C{alert_sent(alert,
     channel names)} for each alert sent and C{alert_outcome(alert, channel, outcome)}
     as each channel delivers, gives up or drops it.
+
+    C{sharing} (L{ocppproxy.notify.sharing.AlertSharing}, set before start) makes the
+    alerts the cluster's: upstream_down is sent by the one instance that claims it; a
+    station that went to another instance within the flap window raises neither its
+    disconnection there nor its connection here; a station's last statuses come from the
+    instance that saw it last (its frames are judged once they are read, within a bounded
+    wait; none is held on the relaying path); bursts are counted across the cluster, and a
+    summary names the stations held back on every instance. By default (L{LocalOnly})
+    nothing is shared.
     """
 
     _log = proxy_logger()
@@ -75,13 +87,16 @@ class NotifierService(Service):
         self._trackers: dict[str, StationTracker] = {}
         self._connections: dict[str, int] = {}
         self._flaps = FlapDamping(clock, self._emit)
-        self._bursts = BurstLimiter(clock, self._send)
+        self._bursts = BurstLimiter(clock, self._send, self._gather_held)
         self._silence = SilenceWatch(clock, self._emit)
         self._down = UpstreamDownWatch(clock, lambda upstream: self.links_connected(upstream), self._report_down)
         self._failovers = FailoverBatches(clock, self._emit)
         self._departed = DepartedStations(clock, self._forget)
         self._stopping = False
         self.alert_observer = None
+        self.sharing: AlertSharing = LocalOnly()
+        # station id -> its frames waiting for the station's last statuses from the cluster
+        self._loading: dict[str, list[tuple[str | None, Frame]]] = {}
 
     # --- service
 
@@ -183,9 +198,29 @@ class NotifierService(Service):
         if self._stopping or event.key not in self._enabled:
             return
         limited = event.station_id and event.key not in _NOT_BURST_LIMITED
+        if limited and self.sharing.shared and self.settings.burst_limit > 0 and self.settings.summary_window > 0:
+            # The cluster's count decides: bursts are the cluster's, summaries each instance's.
+            subject = event.details.get("upstream") or ""
+            counting = self.sharing.count_alert(event.key, subject, self.settings.summary_window)
+            counting.addCallback(self._counted, event)
+            return
         if limited and self._bursts.held(event, self.settings.burst_limit, self.settings.summary_window):
             return
         self._send(event)
+
+    def _counted(self, counted: int | None, event: StationEvent) -> None:
+        if self._stopping or event.key not in self._enabled:
+            return
+        window = self.settings.summary_window
+        if self._bursts.held(event, self.settings.burst_limit, window, counted):
+            self.sharing.held_back(event.key, event.details.get("upstream") or "", event.station_id, window)
+            return
+        self._send(event)
+
+    def _gather_held(self, key: str, upstream: str | None, station_ids: list[str]) -> Deferred[list[str]]:
+        """The stations a burst's summary names: the cluster's, none once the notifier stops."""
+        gathering = self.sharing.gather_held(key, upstream or "", station_ids)
+        return gathering.addCallback(lambda gathered: [] if self._stopping else gathered)
 
     def _send(self, event: StationEvent) -> None:
         alert = format_alert(event, self.names, datetime.fromtimestamp(self._clock.seconds(), UTC))
@@ -200,16 +235,22 @@ class NotifierService(Service):
         if self.alert_observer is not None:
             self.alert_observer.alert_outcome(alert, channel, outcome)
 
-    def _emit_later(self, slot: tuple, event: StationEvent) -> None:
+    def _emit_later(self, slot: tuple, event: StationEvent, unless: Callable[[], bool] | None = None) -> None:
         """Report C{event} after the flap window unless the peer comes back first (see L{FlapDamping})."""
         if event.key not in self._enabled:
             return
-        self._flaps.hold(slot, event, self.settings.flap_window)
+        self._flaps.hold(slot, event, self.settings.flap_window, unless)
 
     def _tracker(self, station_id: str) -> StationTracker:
         tracker = self._trackers.get(station_id)
         if tracker is None:
-            tracker = self._trackers[station_id] = StationTracker(station_id)
+            remember = None
+            if self.sharing.shared:
+
+                def remember(place: tuple, status: tuple) -> None:
+                    self.sharing.save_status(station_id, place, status)
+
+            tracker = self._trackers[station_id] = StationTracker(station_id, remember)
         return tracker
 
     def _forget(self, station_id: str) -> None:
@@ -224,12 +265,23 @@ class NotifierService(Service):
         self._connections[station_id] = count + 1
         self._departed.returned(station_id)
         self._silence.heard(station_id)
+        arrived = self.sharing.station_arrived(station_id, self.settings.flap_window) if count == 0 else None
+        if count == 0 and self.sharing.shared and station_id not in self._loading:
+            self._load_statuses(station_id)
         if self._flaps.cancel(("station", station_id)):
             self._log.info("alerts: station {station} reconnected within the flap window", station=station_id)
             return
         self._watch_silence(station_id)
-        if count == 0:
-            self._emit(StationEvent("connected_to_proxy", station_id, {"peer": peer}))
+        if arrived is not None:
+            arrived.addCallback(self._connected_alert, station_id, peer)
+
+    def _connected_alert(self, elsewhere: bool, station_id: str, peer: str) -> None:
+        if elsewhere:
+            self._log.info(
+                "alerts: station {station} came from another instance within the flap window", station=station_id
+            )
+            return
+        self._emit(StationEvent("connected_to_proxy", station_id, {"peer": peer}))
 
     def station_disconnected(self, station_id: str, code: int | None, reason: str | None) -> None:
         count = self._connections.get(station_id, 1) - 1
@@ -238,25 +290,72 @@ class NotifierService(Service):
             return
         self._connections.pop(station_id, None)
         self._silence.unwatch(station_id)
+        window = self.settings.flap_window
+        self.sharing.station_left(station_id, window)
         if not self._stopping:
             self._departed.left(station_id)
+            moved = None
+            if self.sharing.shared:
+                since = self._clock.seconds() - window
+
+                def moved() -> bool:
+                    return self.sharing.moved_since(station_id, since)
+
             self._emit_later(
                 ("station", station_id),
                 StationEvent("disconnected_from_proxy", station_id, {"code": code, "reason": reason}),
+                moved,
             )
 
     def station_frame(self, station_id: str, frame: Frame, payload: bytes = b"") -> None:
         self._silence.heard(station_id)
+        if self._loading and self._held_while_loading(station_id, None, frame):
+            return
         for event in self._tracker(station_id).station_frame(frame):
             self._emit(event)
 
     def upstream_frame(self, station_id: str, upstream: str, frame: Frame, payload: bytes = b"") -> None:
+        if self._loading and self._held_while_loading(station_id, upstream, frame):
+            return
         tracker = self._tracker(station_id)
         before = tracker.heartbeat_interval
         for event in tracker.upstream_frame(upstream, frame):
             self._emit(event)
         if tracker.heartbeat_interval != before:
             self._watch_silence(station_id)
+
+    # --- a station's last statuses, from the instance that saw it last
+
+    def _load_statuses(self, station_id: str) -> None:
+        self._loading[station_id] = waiting = []
+        self.sharing.load_statuses(station_id).addCallback(self._statuses_loaded, station_id, waiting)
+
+    def _held_while_loading(self, station_id: str, upstream: str | None, frame: Frame) -> bool:
+        """Keep the frame until the station's statuses are read (True); past a bound, judge what waits now."""
+        waiting = self._loading.get(station_id)
+        if waiting is None:
+            return False
+        if len(waiting) < _HELD_WHILE_LOADING:
+            waiting.append((upstream, frame))
+            return True
+        self._judge_held(station_id, self._loading.pop(station_id))
+        return False
+
+    def _statuses_loaded(self, statuses: dict, station_id: str, waiting: list) -> None:
+        if self._loading.get(station_id) is not waiting:
+            return  # judged already, without them
+        del self._loading[station_id]
+        if statuses:
+            self._tracker(station_id).restore_statuses(statuses)
+        self._judge_held(station_id, waiting)
+
+    def _judge_held(self, station_id: str, waiting: list[tuple[str | None, Frame]]) -> None:
+        """Judge the frames that waited, in their order (no longer waiting: they are judged at once)."""
+        for upstream, frame in waiting:
+            if upstream is None:
+                self.station_frame(station_id, frame)
+            else:
+                self.upstream_frame(station_id, upstream, frame)
 
     # --- ProxyObserver: upstreams
 
@@ -300,13 +399,27 @@ class NotifierService(Service):
         self._down.failing(upstream, self.settings.upstream_down_after)
 
     def _report_down(self, upstream: str, down_for: float) -> None:
+        """Claimed first: in a cluster, only the instance that claims the outage sends it."""
         details = {
             "upstream": upstream,
             "url": self._upstream_urls.get(upstream, ""),
             "down_for_s": round(down_for),
             "stations": len(self._connections),
         }
-        self._emit(StationEvent("upstream_down", "", details))
+        if "upstream_down" not in self._enabled or self._stopping:
+            return
+        claiming = self.sharing.claim_alert(
+            "upstream_down", details["url"] or upstream, self.settings.upstream_down_after
+        )
+        claiming.addCallback(self._down_claimed, StationEvent("upstream_down", "", details))
+
+    def _down_claimed(self, ours: bool, event: StationEvent) -> None:
+        if not ours:
+            self._log.info(
+                "alerts: upstream_down of {upstream} is sent by another instance", upstream=event.details["upstream"]
+            )
+            return
+        self._emit(event)
 
     # --- failover: one summary when many stations fail over together
 
