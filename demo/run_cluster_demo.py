@@ -29,7 +29,7 @@ import tempfile
 import websockets
 from central_system import CentralSystem
 from ocpp.v16 import ChargePoint, call
-from run_demo import TWISTD, DemoError
+from run_demo import TWISTD, DemoError, port_accepts
 from station import ID_TAG, now
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,7 +62,7 @@ async def until(check, what: str, timeout: float = STEP_TIMEOUT):
 
 
 class Processes:
-    """The demo's child processes; each one's output is printed with its name in front, and all are stopped at the end."""
+    """The demo's child processes: each one's output printed with its name in front, all stopped at the end."""
 
     def __init__(self) -> None:
         self.running: dict[str, asyncio.subprocess.Process] = {}
@@ -154,18 +154,8 @@ async def start_instance(processes: Processes, name: str, directory: str, redis:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["PYTHONUNBUFFERED"] = "1"
     await processes.start(name, TWISTD, "-n", "--pidfile=", "ocppproxy", "-c", config, env=env)
-    await until(lambda: port_open(port), f"{name} listening on port {port}")
+    await until(lambda: port_accepts(port), f"{name} listening on port {port}")
     return port, status_port
-
-
-async def port_open(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
 
 
 async def start_haproxy(processes: Processes, directory: str, servers) -> int:
@@ -186,7 +176,7 @@ async def start_haproxy(processes: Processes, directory: str, servers) -> int:
     with open(path, "w", encoding="utf-8") as out:
         out.write(text)
     await processes.start("haproxy", binary, "-db", "-f", path)
-    await until(lambda: port_open(port), f"haproxy listening on port {port}")
+    await until(lambda: port_accepts(port), f"haproxy listening on port {port}")
     log.info("HAProxy listening on ws://127.0.0.1:%s/<stationId>, hashing on the station id", port)
     return port
 
