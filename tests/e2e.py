@@ -86,6 +86,26 @@ class ProxyTestCase(TestCase):
         port = await Deferred.asFuture(self.proxy.listening, asyncio.get_event_loop())
         return f"ws://127.0.0.1:{port.getHost().port}/"
 
+    def start_tree(self, raw: dict):
+        """
+        Build and start a whole service tree for the configuration mapping C{raw}, as
+        twistd would, stopped (and Autobahn's timers left to settle) at cleanup; returns it.
+        Tests of several instances start one per instance.
+        """
+        config = config_from_mapping(raw)
+        services = build_services(config, reactor, client_tls_factory(config))
+        services.startService()
+        self.addCleanup(self._stop_tree, services)
+        return services
+
+    def _stop_tree(self, services) -> Deferred:
+        async def stop() -> None:
+            if services.running:
+                await Deferred.asFuture(services.stopService(), asyncio.get_event_loop())
+            await autobahn_timers_settled()
+
+        return Deferred.fromFuture(asyncio.ensure_future(stop()))
+
     def _stop_proxy(self) -> Deferred:
         stopped = self.proxy.stopService() if self.proxy.running else None
         return Deferred.fromFuture(asyncio.ensure_future(self._after(stopped)))

@@ -33,14 +33,12 @@ from ocppproxy.cluster.alerts import (
 )
 from ocppproxy.cluster.service import ClusterService
 from ocppproxy.config.model import ClusterConfig, NotifyConfig
-from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.ocppj import parse_frame
-from ocppproxy.daemon.tap import build_services, client_tls_factory
 from ocppproxy.notify.names import StationNames
 from ocppproxy.notify.service import NotifierService
 
 from . import test_layers
-from .e2e import ProxyTestCase, async_test, autobahn_timers_settled
+from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, connect_station
 from .redisserver import RedisServer
 
@@ -347,7 +345,7 @@ class ClusterAlertsEndToEndTests(ProxyTestCase):
         A started instance alerting in its log on connections and upstream_down (flap
         window 1 s, upstream down after 1 s); returns its ws:// base URL.
         """
-        config = config_from_mapping(
+        services = self.start_tree(
             {
                 "listen": "tcp:port=0:interface=127.0.0.1",
                 "primary_url": primary_url,
@@ -361,16 +359,9 @@ class ClusterAlertsEndToEndTests(ProxyTestCase):
                 },
             }
         )
-        services = build_services(config, reactor, client_tls_factory(config))
-        services.startService()
-        self.addCleanup(lambda: Deferred.fromFuture(asyncio.ensure_future(self._stop(services))))
         port = await Deferred.asFuture(services.getServiceNamed("proxy").listening, asyncio.get_event_loop())
         await self.until(lambda: services.getServiceNamed("cluster").redis_up, timeout=WAIT)
         return f"ws://127.0.0.1:{port.getHost().port}/"
-
-    async def _stop(self, services) -> None:
-        await Deferred.asFuture(services.stopService(), asyncio.get_event_loop())
-        await autobahn_timers_settled()
 
     def down_alerts(self) -> list[str]:
         return [line for line in self.logged("ALERT") if "unreachable" in line]

@@ -10,14 +10,11 @@ import asyncio
 import treq
 import websockets
 from ocpp.v16 import call
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from ocppproxy.cluster.claims import parse_claim, station_key
-from ocppproxy.config.parse import config_from_mapping
-from ocppproxy.daemon.tap import build_services, client_tls_factory
 
-from .e2e import ProxyTestCase, async_test, autobahn_timers_settled
+from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, connect_station
 from .redisserver import RedisServer
 
@@ -45,7 +42,7 @@ class ClusterEndToEndTests(ProxyTestCase):
         self.primary_url = f"ws://127.0.0.1:{port}/ocpp/"
 
     async def instance(self, name: str) -> Instance:
-        config = config_from_mapping(
+        services = self.start_tree(
             {
                 "listen": "tcp:port=0:interface=127.0.0.1",
                 "primary_url": self.primary_url,
@@ -54,23 +51,12 @@ class ClusterEndToEndTests(ProxyTestCase):
                 "cluster": {"redis_url": self.redis.url, "instance": name, "ownership_ttl": 3},
             }
         )
-        services = build_services(config, reactor, client_tls_factory(config))
-        services.startService()
-        self.addCleanup(self._stop, services)
         loop = asyncio.get_event_loop()
         port = await Deferred.asFuture(services.getServiceNamed("proxy").listening, loop)
         status_port = await Deferred.asFuture(services.getServiceNamed("status").listening, loop)
         return Instance(
             services, f"ws://127.0.0.1:{port.getHost().port}/", f"http://127.0.0.1:{status_port.getHost().port}"
         )
-
-    def _stop(self, services) -> Deferred:
-        async def stop() -> None:
-            if services.running:
-                await Deferred.asFuture(services.stopService(), asyncio.get_event_loop())
-            await autobahn_timers_settled()
-
-        return Deferred.fromFuture(asyncio.ensure_future(stop()))
 
     async def station(self, instance: Instance, station_id: str):
         station, websocket, _ = await connect_station(instance.base, station_id)

@@ -37,7 +37,6 @@ class ClusterStatusEndToEndTests(ProxyTestCase):
     _set_up = cluster_end_to_end.ClusterEndToEndTests
     asyncSetUp = _set_up.asyncSetUp
     instance = _set_up.instance
-    _stop = _set_up._stop
     station = _set_up.station
     get = _set_up.get
     until_claimed = _set_up.until_claimed

@@ -16,11 +16,9 @@ from twisted.internet.defer import Deferred
 from ocppproxy.cluster.service import ClusterService
 from ocppproxy.cluster.transactions import parse_pairs, transactions_key
 from ocppproxy.config.model import ClusterConfig
-from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.transactions import TransactionStore
-from ocppproxy.daemon.tap import build_services, client_tls_factory
 
-from .e2e import ProxyTestCase, async_test, autobahn_timers_settled
+from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, connect_station, wait_until
 from .redisserver import RedisServer
 
@@ -50,7 +48,7 @@ class SharedTransactionIdsTests(ProxyTestCase):
 
     async def instance(self, name: str):
         """An instance (the whole service tree) in cluster mode: its ws:// base URL and its cluster service."""
-        config = config_from_mapping(
+        services = self.start_tree(
             {
                 "listen": "tcp:port=0:interface=127.0.0.1",
                 "primary_url": self.primary_url,
@@ -58,19 +56,8 @@ class SharedTransactionIdsTests(ProxyTestCase):
                 "cluster": {"redis_url": self.redis.url, "instance": name, "ownership_ttl": 3},
             }
         )
-        services = build_services(config, reactor, client_tls_factory(config))
-        services.startService()
-        self.addCleanup(self._stop, services)
         port = await Deferred.asFuture(services.getServiceNamed("proxy").listening, asyncio.get_event_loop())
         return f"ws://127.0.0.1:{port.getHost().port}/", services.getServiceNamed("cluster")
-
-    def _stop(self, services) -> Deferred:
-        async def stop() -> None:
-            if services.running:
-                await Deferred.asFuture(services.stopService(), asyncio.get_event_loop())
-            await autobahn_timers_settled()
-
-        return Deferred.fromFuture(asyncio.ensure_future(stop()))
 
     async def station(self, base: str, station_id: str = "CP_1"):
         station, websocket, _ = await connect_station(base, station_id)

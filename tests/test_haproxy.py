@@ -13,14 +13,10 @@ import subprocess
 
 import websockets
 from ocpp.v16 import call
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from ocppproxy.config.parse import config_from_mapping
-from ocppproxy.daemon.tap import build_services, client_tls_factory
-
-from .e2e import ProxyTestCase, async_test, autobahn_timers_settled
+from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, connect_station
 from .redisserver import free_port
 
@@ -77,28 +73,17 @@ class RoutingTests(ProxyTestCase):
         central = CentralSystem(interval)
         central_port = await central.start()
         self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
-        config = config_from_mapping(
+        services = self.start_tree(
             {
                 "listen": "tcp:port=0:interface=127.0.0.1",
                 "primary_url": f"ws://127.0.0.1:{central_port}/ocpp/",
                 "status": {"listen": "tcp:port=0:interface=127.0.0.1"},
             }
         )
-        services = build_services(config, reactor, client_tls_factory(config))
-        services.startService()
-        self.addCleanup(self._stop, services)
         loop = asyncio.get_event_loop()
         port = await Deferred.asFuture(services.getServiceNamed("proxy").listening, loop)
         status = await Deferred.asFuture(services.getServiceNamed("status").listening, loop)
         return port.getHost().port, status.getHost().port, services
-
-    def _stop(self, services) -> Deferred:
-        async def stop() -> None:
-            if services.running:
-                await Deferred.asFuture(services.stopService(), asyncio.get_event_loop())
-            await autobahn_timers_settled()
-
-        return Deferred.fromFuture(asyncio.ensure_future(stop()))
 
     def write_config(self, listen_port: int, servers) -> str:
         path = os.path.abspath(self.mktemp() + ".cfg")
