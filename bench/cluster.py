@@ -24,8 +24,7 @@ import subprocess
 import sys
 import time
 
-from fleet import OPEN_TIMEOUT, RETRY_DELAY, source_address
-from websockets.asyncio.client import connect
+from fleet import OPEN_TIMEOUT, RETRY_DELAY, source_address, station_connection
 from websockets.exceptions import WebSocketException
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -69,15 +68,7 @@ class HeartbeatingStation:
         return message_id in answer
 
     async def _connect_once(self, stop: asyncio.Event, attempt: int) -> None:
-        async with connect(
-            self.url,
-            subprotocols=["ocpp1.6"],
-            compression=None,
-            open_timeout=OPEN_TIMEOUT,
-            ping_interval=None,
-            close_timeout=2,
-            local_addr=(self.source, 0),
-        ) as ws:
+        async with station_connection(self.url, self.source) as ws:
             self.connections += 1
             if await self._call(
                 ws, f"boot-{attempt}", "BootNotification", '{"chargePointVendor":"V","chargePointModel":"M"}'

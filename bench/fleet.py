@@ -20,6 +20,19 @@ OPEN_TIMEOUT = 30.0
 RETRY_DELAY = (0.5, 1.5)
 
 
+def station_connection(url: str, source: str):
+    """An OCPP 1.6 WebSocket to C{url} from the loopback address C{source}, as a retrying station opens it."""
+    return connect(
+        url,
+        subprotocols=["ocpp1.6"],
+        compression=None,
+        open_timeout=OPEN_TIMEOUT,
+        ping_interval=None,
+        close_timeout=2,
+        local_addr=(source, 0),
+    )
+
+
 def source_address(index: int) -> str:
     """The loopback address station C{index} connects from: 127.1.0.1, 127.1.0.2, ..."""
     if not 0 <= index < MAX_STATIONS:
@@ -62,15 +75,7 @@ class RetryingStation:
                 pass
 
     async def _connect_once(self, stop: asyncio.Event, attempt: int) -> None:
-        async with connect(
-            self.url,
-            subprotocols=["ocpp1.6"],
-            compression=None,
-            open_timeout=OPEN_TIMEOUT,
-            ping_interval=None,
-            close_timeout=2,
-            local_addr=(self.source, 0),
-        ) as ws:
+        async with station_connection(self.url, self.source) as ws:
             message_id = f"boot-{attempt}"
             await ws.send(f'[2,"{message_id}","BootNotification",{{"chargePointVendor":"V","chargePointModel":"M"}}]')
             answer = await asyncio.wait_for(ws.recv(), OPEN_TIMEOUT)
