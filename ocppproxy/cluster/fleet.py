@@ -38,7 +38,7 @@ FORGET_AFTER = 86_400.0
 PRUNE_EVERY = 3_600.0
 """Also pruned this often, so that the hash stays bounded when nobody reads the page."""
 UNSENT_LIMIT = 10_000
-"""Stations whose last event is kept, while Redis is away, to be written when it returns; beyond, the oldest is dropped."""
+"""Stations whose last event is kept while Redis is away, to be written when it returns; beyond, the oldest goes."""
 
 # Remember a station's connection or departure (ARGV: station, event, time, instance, and 'late' for a
 # write kept through an outage), unless the station left here after connecting to another instance, or
@@ -97,7 +97,8 @@ if not reading then
   return 0
 end
 -- An empty Lua table would be encoded as an object.
-return '[' .. (#claims > 0 and cjson.encode(claims) or '[]') .. ',' .. (#entries > 0 and cjson.encode(entries) or '[]') .. ']'
+return '[' .. (#claims > 0 and cjson.encode(claims) or '[]') .. ','
+    .. (#entries > 0 and cjson.encode(entries) or '[]') .. ']'
 """
 
 

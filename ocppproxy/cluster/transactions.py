@@ -121,8 +121,8 @@ class SharedTransactions:
         found = self.local.secondary_id(station_id, primary_id)
         if found is None and station_id in self._loading:
             self._log.warn(
-                "station {station}: transaction {transaction} reached the secondary before its ids were read from Redis:"
-                " sent with the primary's id",
+                "station {station}: transaction {transaction} reached the secondary before its ids were read"
+                " from Redis: sent with the primary's id",
                 station=station_id,
                 transaction=primary_id,
             )

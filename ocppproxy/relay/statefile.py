@@ -48,7 +48,8 @@ def read_state(path: str, clock: Callable[[], float] = time.time) -> Any:
         except OSError as move_error:
             kept = f"left in place ({move_error.strerror})"
         StateFile._log.error(
-            "state file {path} is corrupt ({size} bytes, {reason}); {kept}; starting without the transaction ids it held",
+            "state file {path} is corrupt ({size} bytes, {reason}); {kept};"
+            " starting without the transaction ids it held",
             path=path,
             size=len(text),
             reason=str(error),

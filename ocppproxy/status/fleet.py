@@ -91,8 +91,9 @@ def fleet_listing(
     cluster: ClusterFleetView | None = None,
 ) -> dict:
     """
-    The /stations document (C{proxy} is the proxy's snapshot): C{counts} of the whole fleet by state, each upstream's links
-    by state, C{total} stations matching C{query}, and the page of them it asks for.
+    The /stations document (C{proxy} is the proxy's snapshot): C{counts} of the whole
+    fleet by state, each upstream's links by state, C{total} stations matching C{query},
+    and the page of them it asks for.
     Every station has a C{state}: offline, faulted, charging or connected, in that
     order of precedence; offline stations come first (the last to leave first, then
     those never seen), then faulted ones, then the others, each by id.

@@ -182,7 +182,8 @@ SCRIPT = r"""
       drawStations(doc, append);
       drawCounts();
     }).catch(function (error) {
-      byId("meta").textContent = "Cannot read the status (" + error.message + "); trying again in " + data.refresh + " s";
+      byId("meta").textContent =
+        "Cannot read the status (" + error.message + "); trying again in " + data.refresh + " s";
     });
   }
 

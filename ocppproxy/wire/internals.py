@@ -250,7 +250,8 @@ def decide(missing: list[str], masker: Callable[[bytes, bytes], bytes] = xor_mas
     if missing:
         _log.warn(
             "fast path off: the installed Autobahn/Twisted lack {missing}; relaying through their stock paths "
-            "(more CPU per frame; a station whose primary refuses it is refused with HTTP 502, not the primary's status)",
+            "(more CPU per frame; a station whose primary refuses it is refused with HTTP 502,"
+            " not the primary's status)",
             missing=", ".join(missing),
         )
     _decided = FastPath(tuple(missing), masker)
