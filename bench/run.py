@@ -455,6 +455,41 @@ def print_restart(restart: dict) -> None:
     )
 
 
+# CPU per relayed CALL, (numerator, denominator) by row name, and the issue's targets for it.
+CPU_RATIOS = (("ocppproxy", "naive relay"),)
+MEDIAN_TARGET = 0.8
+ROUND_TARGET = 1.0
+
+
+def round_ratios(rounds: dict[str, list[LoopResult]], numerator: str, denominator: str) -> list[float]:
+    """CPU per call of row C{numerator} over row C{denominator}, round by round (rounds run so far)."""
+    pairs = zip(rounds.get(numerator, []), rounds.get(denominator, []))
+    return [round(top.cpu_us_per_call / bottom.cpu_us_per_call, 3) for top, bottom in pairs if bottom.cpu_us_per_call]
+
+
+def judge_ratios(ratios: list[float]) -> dict:
+    """The rounds' ratios, their median and highest, and whether each target holds."""
+    median = round(statistics.median(ratios), 3)
+    return {
+        "rounds": ratios,
+        "median": median,
+        "highest": max(ratios),
+        "median_target_met": median <= MEDIAN_TARGET,
+        "every_round_target_met": max(ratios) <= ROUND_TARGET,
+    }
+
+
+def print_round_ratios(verdicts: dict[str, dict]) -> None:
+    for name, verdict in verdicts.items():
+        rounds = " ".join(f"{ratio:.3f}" for ratio in verdict["rounds"])
+        print(
+            f"CPU per call {name}, by round: {rounds}; median {verdict['median']:.3f} "
+            f"(target <= {MEDIAN_TARGET}: {'met' if verdict['median_target_met'] else 'MISSED'}), "
+            f"highest {verdict['highest']:.3f} "
+            f"(target <= {ROUND_TARGET} in every round: {'met' if verdict['every_round_target_met'] else 'MISSED'})"
+        )
+
+
 def print_table(loops: list[LoopResult], scale: ScaleResult | None) -> dict:
     print()
     print(f"{'':14} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/call':>12} {'RSS MiB':>8}")
@@ -553,6 +588,7 @@ async def main(args) -> None:
         "StationFactory starting on",
     )
     loops: list[LoopResult] = []
+    verdicts: dict[str, dict] = {}
     scale = None
     restart = None
     cluster = None
@@ -577,8 +613,18 @@ async def main(args) -> None:
                 name, url, process = targets[phase]
                 result = await closed_loop(name, url, args.stations, args.seconds, process.pid if process else None)
                 rounds.setdefault(name, []).append(result)
-            print(f"  round {number + 1} of {args.rounds} done", file=sys.stderr)
+            this_round = ", ".join(
+                f"{top}/{bottom} {ratios[-1]:.3f}"
+                for top, bottom in CPU_RATIOS
+                if (ratios := round_ratios(rounds, top, bottom)) and len(ratios) == number + 1
+            )
+            print(f"  round {number + 1} of {args.rounds} done; CPU per call {this_round or '-'}", file=sys.stderr)
         loops = [median_result(results) for results in rounds.values()]
+        verdicts = {
+            f"{top}/{bottom}": judge_ratios(ratios)
+            for top, bottom in CPU_RATIOS
+            if (ratios := round_ratios(rounds, top, bottom))
+        }
         proxy.stop()
         naive.stop()
         if "scale" in phases:
@@ -596,6 +642,7 @@ async def main(args) -> None:
         for process in (proxy, naive, restarting, primary, secondary):
             process.stop()
     ratios = print_table(loops, scale)
+    print_round_ratios(verdicts)
     if restart:
         print_restart(restart)
     if cluster:
@@ -618,6 +665,7 @@ async def main(args) -> None:
         },
         "loops": [asdict(r) for r in loops],
         "ratios": ratios,
+        "cpu_ratios_by_round": verdicts,
         "scale": asdict(scale) if scale else None,
         "restart": restart,
         "cluster": cluster,
@@ -631,7 +679,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stations", type=int, default=50, help="K, stations in the closed loops (default 50)")
     parser.add_argument("--seconds", type=float, default=10.0, help="T, seconds per closed loop (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the closed loops, medians shown")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleaved rounds of the closed loops (default 5): medians and each round's ratios shown",
+    )
     parser.add_argument(
         "--scale", type=int, default=5000, help="N, stations held in the idle scale phase (default 5000)"
     )
