@@ -741,6 +741,7 @@ async def main(args) -> None:
     loop_phases = [phase for phase in phases if phase in LOOP_PHASES]
     tls_processes, tls_targets = tls_loops(args, workdir, loop_phases)
     loops: list[LoopResult] = []
+    rounds: dict[str, list[LoopResult]] = {}
     verdicts: dict[str, dict] = {}
     costs: dict[str, dict] = {}
     scale = None
@@ -762,7 +763,6 @@ async def main(args) -> None:
             **tls_targets,
         }
         loop_phases = [phase for phase in loop_phases if phase in targets]
-        rounds: dict[str, list[LoopResult]] = {}
         # Interleaved rounds, medians reported: a neighbour's burst on a shared machine
         # then spoils one round of each, not a whole column.
         for number in range(args.rounds):
@@ -825,6 +825,7 @@ async def main(args) -> None:
             "cluster": args.cluster,
         },
         "loops": [asdict(r) for r in loops],
+        "rounds": {name: [asdict(result) for result in results] for name, results in rounds.items()},
         "ratios": ratios,
         "cpu_ratios_by_round": verdicts,
         "tls_costs_by_round": costs,
