@@ -1,5 +1,6 @@
 """
-A benchmark central system: a plain ``websockets`` server that answers every CALL.
+A benchmark central system: a plain ``websockets`` server that answers every CALL
+(over TLS with ``--certificate`` and ``--key``).
 
 Run as its own process by ``bench/run.py``; prints ``READY <port>`` once it listens. A
 connection to ``/_stats`` gets one JSON object (connected stations, CALLs received) and
@@ -14,7 +15,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from serving import serve_until_signalled
+from serving import serve_until_signalled, server_tls
 from websockets.exceptions import ConnectionClosed
 
 STATS = {"connected": 0, "calls": 0, "connections": 0}
@@ -50,5 +51,8 @@ async def handler(websocket) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(serve_until_signalled(handler, parser.parse_args().port))
+    parser.add_argument("--certificate", help="PEM certificate: serve wss:// (with --key)")
+    parser.add_argument("--key", help="PEM private key of --certificate")
+    arguments = parser.parse_args()
+    asyncio.run(serve_until_signalled(handler, arguments.port, server_tls(arguments.certificate, arguments.key)))
     sys.exit(0)

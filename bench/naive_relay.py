@@ -4,6 +4,10 @@ small OCPP proxies have (one asyncio task per direction and connection, no routi
 logic beyond forwarding). Station frames go to both central systems, the primary's
 frames go back to the station, the secondary's are read and dropped.
 
+With ``--certificate``, ``--key`` and ``--ca-file`` it does TLS both ways, as a deployed
+relay would: ``wss://`` towards the stations, and ``wss://`` central systems whose
+certificates that CA signs.
+
 Run as its own process by ``bench/run.py``; prints ``READY <port>`` once it listens.
 """
 
@@ -11,19 +15,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 
-from serving import serve_until_signalled
+from serving import serve_until_signalled, server_tls
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 
-def relay_handler(primary: str, secondary: str):
+def relay_handler(primary: str, secondary: str, upstream_tls: ssl.SSLContext | None):
     async def handler(station) -> None:
         station_id = station.request.path.lstrip("/")
         subprotocols = [station.subprotocol] if station.subprotocol else None
         async with (
-            connect(primary + station_id, subprotocols=subprotocols, compression=None) as first,
-            connect(secondary + station_id, subprotocols=subprotocols, compression=None) as second,
+            connect(primary + station_id, subprotocols=subprotocols, compression=None, ssl=upstream_tls) as first,
+            connect(secondary + station_id, subprotocols=subprotocols, compression=None, ssl=upstream_tls) as second,
         ):
 
             async def from_station() -> None:
@@ -56,5 +61,15 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--primary", required=True)
     parser.add_argument("--secondary", required=True)
+    parser.add_argument("--certificate", help="PEM certificate: serve wss:// to the stations (with --key)")
+    parser.add_argument("--key", help="PEM private key of --certificate")
+    parser.add_argument("--ca-file", help="PEM CA of wss:// central systems' certificates")
     arguments = parser.parse_args()
-    asyncio.run(serve_until_signalled(relay_handler(arguments.primary, arguments.secondary), arguments.port))
+    upstream_tls = ssl.create_default_context(cafile=arguments.ca_file) if arguments.ca_file else None
+    asyncio.run(
+        serve_until_signalled(
+            relay_handler(arguments.primary, arguments.secondary, upstream_tls),
+            arguments.port,
+            server_tls(arguments.certificate, arguments.key),
+        )
+    )

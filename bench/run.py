@@ -5,8 +5,11 @@ a naive ``websockets`` relay, in one run on 127.0.0.1.
     make bench                      # or: .venv/bin/python bench/run.py --help
 
 Phases: direct, ocppproxy and naive relay (K stations in a closed Heartbeat loop for T
-seconds each), idle scale (N stations held through ocppproxy, each relaying a Heartbeat
-afterwards), reconnect storm (the primary restarts under N stations), proxy restart (R
+seconds each); the same through ocppproxy and the naive relay with TLS as deployed
+(stations on wss://, both central systems wss://), and through HAProxy ending the
+stations' TLS in front of ocppproxy (plain ws:// between them, wss:// upstream); idle
+scale (N stations held through ocppproxy, each relaying a Heartbeat afterwards),
+reconnect storm (the primary restarts under N stations), proxy restart (R
 stations that retry as real ones do; the proxy itself restarts under them, with its
 default limits), cluster (C stations through HAProxy over three instances sharing a
 redis-server, one instance killed: see cluster.py). Prints a table and the ratios, and
@@ -21,8 +24,10 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -66,12 +71,25 @@ def rss_bytes(pid: int) -> int:
 class Process:
     """A child process whose output goes to a file; started once a marker line appears in it."""
 
-    def __init__(self, name: str, argv: list[str], workdir: str, ready_marker: str) -> None:
+    def __init__(
+        self, name: str, argv: list[str], workdir: str, ready_marker: str | None, ready_port: int | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.ready_marker = ready_marker
+        """A line in its output that says it is ready; or None, and it is ready once C{ready_port} accepts."""
+        self.ready_port = ready_port
         self.popen: subprocess.Popen | None = None
+
+    def _ready(self, output: str) -> bool:
+        if self.ready_marker is not None:
+            return self.ready_marker in output
+        try:
+            socket.create_connection(("127.0.0.1", self.ready_port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     async def start(self) -> None:
         log = open(self.log_path, "a")
@@ -82,7 +100,7 @@ class Process:
         while time.monotonic() < deadline:
             with open(self.log_path) as stream:
                 stream.seek(offset)
-                if self.ready_marker in stream.read():
+                if self._ready(stream.read()):
                     return
             if self.popen.poll() is not None:
                 break
@@ -115,8 +133,9 @@ class Process:
             self.popen.wait(timeout=10)
 
 
-def central(name: str, port: int, workdir: str) -> Process:
-    return Process(name, [sys.executable, "central.py", "--port", str(port)], workdir, "READY")
+def central(name: str, port: int, workdir: str, certs: dict[str, str] | None = None) -> Process:
+    tls = ["--certificate", certs["server.pem"], "--key", certs["server-key.pem"]] if certs else []
+    return Process(name, [sys.executable, "central.py", "--port", str(port), *tls], workdir, "READY")
 
 
 @dataclass
@@ -135,9 +154,13 @@ class LoopResult:
     rss_mib: float | None = None
 
 
-async def station_loop(url: str, station_id: str, deadline: float, latencies: list[float], errors: list[str]) -> None:
+async def station_loop(
+    url: str, tls: ssl.SSLContext | None, station_id: str, deadline: float, latencies: list[float], errors: list[str]
+) -> None:
     try:
-        async with connect(url + station_id, subprotocols=["ocpp1.6"], compression=None, open_timeout=20) as ws:
+        async with connect(
+            url + station_id, subprotocols=["ocpp1.6"], compression=None, open_timeout=20, ssl=tls
+        ) as ws:
             number = 0
             while time.monotonic() < deadline:
                 number += 1
@@ -152,16 +175,37 @@ async def station_loop(url: str, station_id: str, deadline: float, latencies: li
         errors.append(f"{station_id}: {error!r}")
 
 
-async def closed_loop(name: str, url: str, stations: int, seconds: float, pid: int | None) -> LoopResult:
+@dataclass
+class LoopTarget:
+    """Where a closed loop's stations connect, and the processes whose CPU is its cost."""
+
+    name: str
+    url: str
+    processes: list[Process]
+    tls: ssl.SSLContext | None = None
+
+
+def processes_cpu(processes: list[Process]) -> tuple[float, float]:
+    """User and system CPU time of C{processes}, summed."""
+    times = [cpu_times(process.pid) for process in processes]
+    return sum(user for user, _ in times), sum(system for _, system in times)
+
+
+async def closed_loop(target: LoopTarget, stations: int, seconds: float) -> LoopResult:
     """K stations, each sending a Heartbeat and awaiting its answer, for T seconds."""
+    name, url, tls, processes = target.name, target.url, target.tls, target.processes
     latencies: list[float] = []
     errors: list[str] = []
     warmup_deadline = time.monotonic() + min(2.0, seconds / 5)
-    await asyncio.gather(*(station_loop(url, f"WARM-{n:04d}", warmup_deadline, [], errors) for n in range(stations)))
-    cpu_before = cpu_times(pid) if pid else None
+    await asyncio.gather(
+        *(station_loop(url, tls, f"WARM-{n:04d}", warmup_deadline, [], errors) for n in range(stations))
+    )
+    cpu_before = processes_cpu(processes) if processes else None
     started = time.monotonic()
     deadline = started + seconds
-    await asyncio.gather(*(station_loop(url, f"BENCH-{n:04d}", deadline, latencies, errors) for n in range(stations)))
+    await asyncio.gather(
+        *(station_loop(url, tls, f"BENCH-{n:04d}", deadline, latencies, errors) for n in range(stations))
+    )
     elapsed = time.monotonic() - started
     latencies.sort()
     result = LoopResult(
@@ -174,12 +218,12 @@ async def closed_loop(name: str, url: str, stations: int, seconds: float, pid: i
         p99_ms=round(1000 * latencies[int(len(latencies) * 0.99)], 3) if latencies else float("nan"),
         errors=len(errors),
     )
-    if pid:
-        user, system = (after - before for after, before in zip(cpu_times(pid), cpu_before))
+    if processes:
+        user, system = (after - before for after, before in zip(processes_cpu(processes), cpu_before))
         result.cpu_seconds = round(user + system, 2)
         result.system_cpu_share = round(system / max(0.01, user + system), 2)
         result.cpu_us_per_call = round(1e6 * result.cpu_seconds / max(1, len(latencies)), 1)
-        result.rss_mib = round(rss_bytes(pid) / 2**20, 1)
+        result.rss_mib = round(sum(rss_bytes(process.pid) for process in processes) / 2**20, 1)
     for error in errors[:5]:
         print(f"  {name}: {error}", file=sys.stderr)
     return result
@@ -302,18 +346,42 @@ async def idle_scale_and_storm(
     return result
 
 
-def proxy_config(workdir: str, port: int, primary_port: int, secondary_port: int) -> str:
-    path = os.path.join(workdir, "ocppproxy.yaml")
+def proxy_config(
+    workdir: str, port: int, primary_port: int, secondary_port: int, name: str = "ocppproxy", tls: str = ""
+) -> str:
+    """The closed loops' and idle phase's configuration; C{tls} (YAML lines) makes the upstreams wss://."""
+    path = os.path.join(workdir, f"{name}.yaml")
+    scheme = "wss" if tls else "ws"
     with open(path, "w") as stream:
         stream.write(
             f'listen: "tcp:port={port}:interface=127.0.0.1:backlog=4096"\n'
-            f'primary_url: "ws://127.0.0.1:{primary_port}/"\n'
-            f'secondary_url: "ws://127.0.0.1:{secondary_port}/"\n'
+            f'primary_url: "{scheme}://127.0.0.1:{primary_port}/"\n'
+            f'secondary_url: "{scheme}://127.0.0.1:{secondary_port}/"\n'
+            f"{tls}"
             "log_level: warn\n"
             "reconnect: {initial_delay: 1.0, factor: 2.0, max_delay: 10.0, max_attempts: 1000}\n"
             # The idle phase opens --batch stations at once, all from 127.0.0.1, and unlike
             # real ones they do not retry.
             "limits: {max_handshakes: 100000, max_handshakes_per_address: 100000}\n"
+        )
+    return path
+
+
+def haproxy_config(workdir: str, port: int, certs: dict[str, str], proxy_port: int) -> str:
+    """HAProxy ending the stations' TLS (as etc/haproxy.cfg shows it) in front of one ocppproxy on C{proxy_port}."""
+    pem = os.path.join(workdir, "haproxy.pem")
+    with open(pem, "w") as stream:
+        for name in ("server.pem", "server-key.pem"):
+            with open(certs[name]) as part:
+                stream.write(part.read())
+    path = os.path.join(workdir, "haproxy-tls.cfg")
+    with open(path, "w") as stream:
+        stream.write(
+            "global\n    maxconn 4000\n"
+            "defaults\n    mode http\n    option forwardfor\n    timeout connect 5s\n"
+            "    timeout client 60s\n    timeout server 60s\n    timeout tunnel 1h\n"
+            f"frontend ocpp\n    bind 127.0.0.1:{port} ssl crt {pem} alpn http/1.1\n    default_backend ocppproxy\n"
+            f"backend ocppproxy\n    server proxy 127.0.0.1:{proxy_port}\n"
         )
     return path
 
@@ -417,7 +485,105 @@ def raise_file_limit(needed: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
-LOOP_PHASES = ("direct", "proxy", "naive")
+LOOP_PHASES = ("direct", "proxy", "naive", "proxy-tls", "naive-tls", "haproxy-tls")
+TLS_PHASES = ("proxy-tls", "naive-tls", "haproxy-tls")
+
+
+def ocppproxy_process(name: str, config: str, workdir: str, profile: str | None) -> Process:
+    """C{twistd -n ocppproxy -c config}, its cProfile stats written to C{profile} if given."""
+    return Process(
+        name,
+        [
+            os.path.join(BIN, "twistd"),
+            "-n",
+            "--pidfile=",
+            *(["--profiler=cprofile", "--savestats", f"--profile={profile}"] if profile else []),
+            "ocppproxy",
+            "-c",
+            config,
+        ],
+        workdir,
+        "StationFactory starting on",
+    )
+
+
+def naive_process(name: str, port: int, primary: str, secondary: str, workdir: str, tls: list[str]) -> Process:
+    """bench/naive_relay.py on C{port}; C{tls}, its TLS options (none: plain both ways)."""
+    argv = [sys.executable, "naive_relay.py", "--port", str(port), "--primary", primary, "--secondary", secondary]
+    return Process(name, [*argv, *tls], workdir, "READY")
+
+
+def tls_loops(args, workdir: str, loop_phases: list[str]) -> tuple[list[Process], dict[str, LoopTarget]]:
+    """
+    The TLS closed loops' processes (in start order) and targets: central systems on
+    wss://, ocppproxy and the naive relay with TLS both ways, and HAProxy ending the
+    stations' TLS in front of an ocppproxy with wss:// upstreams (skipped, saying why,
+    without haproxy). One CA signs every certificate; the stations trust it.
+    """
+    if not set(loop_phases) & set(TLS_PHASES):
+        return [], {}
+    # The tests' CA and certificates (tests/certs.py), from this checkout.
+    sys.path.insert(0, os.path.dirname(HERE))
+    from tests.certs import make_ca_and_server_cert
+
+    certs = make_ca_and_server_cert(workdir)
+    stations_tls = ssl.create_default_context(cafile=certs["ca.pem"])
+    primary_port, secondary_port, proxy_port, naive_port, behind_port, haproxy_port = (free_port() for _ in range(6))
+    processes = [
+        central("primary-tls", primary_port, workdir, certs),
+        central("secondary-tls", secondary_port, workdir, certs),
+    ]
+    targets = {}
+    upstream_tls = f'ca_file: "{certs["ca.pem"]}"\n'
+    profile = args.profile and f"{args.profile}.tls"
+    if "proxy-tls" in loop_phases:
+        station_tls = (
+            f'station_tls: {{certificate: "{certs["server.pem"]}", private_key: "{certs["server-key.pem"]}"}}\n'
+        )
+        config = proxy_config(
+            workdir, proxy_port, primary_port, secondary_port, "ocppproxy-tls", upstream_tls + station_tls
+        )
+        # Wrapped in TLS, the listening factory has another name: ready once it accepts.
+        proxy = ocppproxy_process("ocppproxy-tls", config, workdir, profile)
+        proxy.ready_marker, proxy.ready_port = None, proxy_port
+        processes.append(proxy)
+        targets["proxy-tls"] = LoopTarget("ocppproxy TLS", f"wss://127.0.0.1:{proxy_port}/", [proxy], stations_tls)
+    if "naive-tls" in loop_phases:
+        tls = ["--certificate", certs["server.pem"], "--key", certs["server-key.pem"], "--ca-file", certs["ca.pem"]]
+        naive = naive_process(
+            "naive-tls",
+            naive_port,
+            f"wss://127.0.0.1:{primary_port}/",
+            f"wss://127.0.0.1:{secondary_port}/",
+            workdir,
+            tls,
+        )
+        processes.append(naive)
+        targets["naive-tls"] = LoopTarget("naive relay TLS", f"wss://127.0.0.1:{naive_port}/", [naive], stations_tls)
+    if "haproxy-tls" in loop_phases:
+        if shutil.which("haproxy") is None:
+            print("  haproxy-tls: skipped, haproxy not installed (Debian: apt-get install haproxy)", file=sys.stderr)
+        else:
+            behind = ocppproxy_process(
+                "ocppproxy-behind-haproxy",
+                proxy_config(
+                    workdir,
+                    behind_port,
+                    primary_port,
+                    secondary_port,
+                    "ocppproxy-behind-haproxy",
+                    upstream_tls + "trusted_proxies: [127.0.0.1]\n",
+                ),
+                workdir,
+                args.profile and f"{args.profile}.behind-haproxy",
+            )
+            haproxy_argv = ["haproxy", "-db", "-f", haproxy_config(workdir, haproxy_port, certs, behind_port)]
+            haproxy = Process("haproxy-tls", haproxy_argv, workdir, None, haproxy_port)
+            processes += [behind, haproxy]
+            targets["haproxy-tls"] = LoopTarget(
+                "HAProxy TLS + ocppproxy", f"wss://127.0.0.1:{haproxy_port}/", [haproxy, behind], stations_tls
+            )
+    return processes, targets
 
 
 def median_result(results: list[LoopResult]) -> LoopResult:
@@ -455,13 +621,59 @@ def print_restart(restart: dict) -> None:
     )
 
 
+# CPU per relayed CALL, (numerator, denominator) by row name, and the issue's targets for it.
+CPU_RATIOS = (("ocppproxy", "naive relay"), ("ocppproxy TLS", "naive relay TLS"))
+# What TLS costs, as multiples of CPU per call (no target): each with TLS over itself
+# without, and the two ways of deploying ocppproxy with TLS against each other.
+TLS_COSTS = (
+    ("ocppproxy TLS", "ocppproxy"),
+    ("naive relay TLS", "naive relay"),
+    ("HAProxy TLS + ocppproxy", "ocppproxy TLS"),
+    ("HAProxy TLS + ocppproxy", "naive relay TLS"),
+)
+MEDIAN_TARGET = 0.8
+ROUND_TARGET = 1.0
+
+
+def round_ratios(rounds: dict[str, list[LoopResult]], numerator: str, denominator: str) -> list[float]:
+    """CPU per call of row C{numerator} over row C{denominator}, round by round (rounds run so far)."""
+    pairs = zip(rounds.get(numerator, []), rounds.get(denominator, []))
+    return [round(top.cpu_us_per_call / bottom.cpu_us_per_call, 3) for top, bottom in pairs if bottom.cpu_us_per_call]
+
+
+def judge_ratios(ratios: list[float]) -> dict:
+    """The rounds' ratios, their median and highest, and whether each target holds."""
+    median = round(statistics.median(ratios), 3)
+    return {
+        "rounds": ratios,
+        "median": median,
+        "highest": max(ratios),
+        "median_target_met": median <= MEDIAN_TARGET,
+        "every_round_target_met": max(ratios) <= ROUND_TARGET,
+    }
+
+
+def print_round_ratios(verdicts: dict[str, dict], costs: dict[str, dict]) -> None:
+    for name, cost in costs.items():
+        rounds = " ".join(f"{ratio:.3f}" for ratio in cost["rounds"])
+        print(f"CPU per call {name}, by round: {rounds}; median {cost['median']:.3f}")
+    for name, verdict in verdicts.items():
+        rounds = " ".join(f"{ratio:.3f}" for ratio in verdict["rounds"])
+        print(
+            f"CPU per call {name}, by round: {rounds}; median {verdict['median']:.3f} "
+            f"(target <= {MEDIAN_TARGET}: {'met' if verdict['median_target_met'] else 'MISSED'}), "
+            f"highest {verdict['highest']:.3f} "
+            f"(target <= {ROUND_TARGET} in every round: {'met' if verdict['every_round_target_met'] else 'MISSED'})"
+        )
+
+
 def print_table(loops: list[LoopResult], scale: ScaleResult | None) -> dict:
     print()
-    print(f"{'':14} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/call':>12} {'RSS MiB':>8}")
+    print(f"{'':24} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/call':>12} {'RSS MiB':>8}")
     for r in loops:
         cpu = "" if r.cpu_us_per_call is None else f"{r.cpu_us_per_call:.0f}"
         rss = "" if r.rss_mib is None else f"{r.rss_mib:.0f}"
-        print(f"{r.name:14} {r.calls_per_second:10.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7} {cpu:>12} {rss:>8}")
+        print(f"{r.name:24} {r.calls_per_second:10.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7} {cpu:>12} {rss:>8}")
     by_name = {r.name: r for r in loops}
     ratios = {}
     direct, proxied, naive = by_name.get("direct"), by_name.get("ocppproxy"), by_name.get("naive relay")
@@ -472,6 +684,11 @@ def print_table(loops: list[LoopResult], scale: ScaleResult | None) -> dict:
         ratios["throughput ocppproxy/naive"] = round(proxied.calls_per_second / naive.calls_per_second, 3)
         ratios["p50 ocppproxy/naive"] = round(proxied.p50_ms / naive.p50_ms, 3)
         ratios["CPU per call ocppproxy/naive"] = round(proxied.cpu_us_per_call / naive.cpu_us_per_call, 3)
+    proxied_tls, naive_tls = by_name.get("ocppproxy TLS"), by_name.get("naive relay TLS")
+    if proxied_tls and naive_tls:
+        ratios["throughput TLS ocppproxy/naive"] = round(proxied_tls.calls_per_second / naive_tls.calls_per_second, 3)
+        ratios["p50 TLS ocppproxy/naive"] = round(proxied_tls.p50_ms / naive_tls.p50_ms, 3)
+        ratios["CPU per call TLS ocppproxy/naive"] = round(proxied_tls.cpu_us_per_call / naive_tls.cpu_us_per_call, 3)
     print()
     for name, value in ratios.items():
         print(f"{name:32} {value:6.3f}")
@@ -509,78 +726,68 @@ async def main(args) -> None:
     )
     primary = central("primary", primary_port, workdir)
     secondary = central("secondary", secondary_port, workdir)
-    proxy = Process(
-        "ocppproxy",
-        [
-            os.path.join(BIN, "twistd"),
-            "-n",
-            "--pidfile=",
-            *(["--profiler=cprofile", "--savestats", f"--profile={args.profile}"] if args.profile else []),
-            "ocppproxy",
-            "-c",
-            proxy_config(workdir, proxy_port, primary_port, secondary_port),
-        ],
-        workdir,
-        "StationFactory starting on",
+    proxy = ocppproxy_process(
+        "ocppproxy", proxy_config(workdir, proxy_port, primary_port, secondary_port), workdir, args.profile
     )
-    naive = Process(
-        "naive",
-        [
-            sys.executable,
-            "naive_relay.py",
-            "--port",
-            str(naive_port),
-            "--primary",
-            f"ws://127.0.0.1:{primary_port}/",
-            "--secondary",
-            f"ws://127.0.0.1:{secondary_port}/",
-        ],
-        workdir,
-        "READY",
+    naive = naive_process(
+        "naive", naive_port, f"ws://127.0.0.1:{primary_port}/", f"ws://127.0.0.1:{secondary_port}/", workdir, []
     )
-    restarting = Process(
+    restarting = ocppproxy_process(
         "ocppproxy-restart",
-        [
-            os.path.join(BIN, "twistd"),
-            "-n",
-            "--pidfile=",
-            *(["--profiler=cprofile", "--savestats", f"--profile={args.profile}.restart"] if args.profile else []),
-            "ocppproxy",
-            "-c",
-            restart_config(workdir, proxy_port, status_port, primary_port, secondary_port),
-        ],
+        restart_config(workdir, proxy_port, status_port, primary_port, secondary_port),
         workdir,
-        "StationFactory starting on",
+        args.profile and f"{args.profile}.restart",
     )
+    loop_phases = [phase for phase in phases if phase in LOOP_PHASES]
+    tls_processes, tls_targets = tls_loops(args, workdir, loop_phases)
     loops: list[LoopResult] = []
+    rounds: dict[str, list[LoopResult]] = {}
+    verdicts: dict[str, dict] = {}
+    costs: dict[str, dict] = {}
     scale = None
     restart = None
     cluster = None
     try:
         await primary.start()
         await secondary.start()
-        loop_phases = [phase for phase in phases if phase in LOOP_PHASES]
         if "proxy" in loop_phases:
             await proxy.start()
         if "naive" in loop_phases:
             await naive.start()
+        for process in tls_processes:
+            await process.start()
         targets = {
-            "direct": ("direct", f"ws://127.0.0.1:{primary_port}/", None),
-            "proxy": ("ocppproxy", f"ws://127.0.0.1:{proxy_port}/", proxy),
-            "naive": ("naive relay", f"ws://127.0.0.1:{naive_port}/", naive),
+            "direct": LoopTarget("direct", f"ws://127.0.0.1:{primary_port}/", []),
+            "proxy": LoopTarget("ocppproxy", f"ws://127.0.0.1:{proxy_port}/", [proxy]),
+            "naive": LoopTarget("naive relay", f"ws://127.0.0.1:{naive_port}/", [naive]),
+            **tls_targets,
         }
-        rounds: dict[str, list[LoopResult]] = {}
+        loop_phases = [phase for phase in loop_phases if phase in targets]
         # Interleaved rounds, medians reported: a neighbour's burst on a shared machine
         # then spoils one round of each, not a whole column.
         for number in range(args.rounds):
             for phase in loop_phases:
-                name, url, process = targets[phase]
-                result = await closed_loop(name, url, args.stations, args.seconds, process.pid if process else None)
-                rounds.setdefault(name, []).append(result)
-            print(f"  round {number + 1} of {args.rounds} done", file=sys.stderr)
+                result = await closed_loop(targets[phase], args.stations, args.seconds)
+                rounds.setdefault(targets[phase].name, []).append(result)
+            this_round = ", ".join(
+                f"{top}/{bottom} {ratios[-1]:.3f}"
+                for top, bottom in CPU_RATIOS
+                if (ratios := round_ratios(rounds, top, bottom)) and len(ratios) == number + 1
+            )
+            print(f"  round {number + 1} of {args.rounds} done; CPU per call {this_round or '-'}", file=sys.stderr)
         loops = [median_result(results) for results in rounds.values()]
-        proxy.stop()
-        naive.stop()
+        verdicts = {
+            f"{top}/{bottom}": judge_ratios(ratios)
+            for top, bottom in CPU_RATIOS
+            if (ratios := round_ratios(rounds, top, bottom))
+        }
+        costs = {
+            f"{top}/{bottom}": {"rounds": ratios, "median": round(statistics.median(ratios), 3)}
+            for top, bottom in TLS_COSTS
+            if (ratios := round_ratios(rounds, top, bottom))
+        }
+        for process in (proxy, naive, *tls_processes):
+            process.stop()
         if "scale" in phases:
             await proxy.start()
             scale = await idle_scale_and_storm(args, proxy, primary, proxy_port, primary_port, secondary_port)
@@ -593,9 +800,10 @@ async def main(args) -> None:
                 args, workdir, os.path.join(BIN, "twistd"), free_port, primary_port, secondary_port
             )
     finally:
-        for process in (proxy, naive, restarting, primary, secondary):
+        for process in (proxy, naive, *tls_processes, restarting, primary, secondary):
             process.stop()
     ratios = print_table(loops, scale)
+    print_round_ratios(verdicts, costs)
     if restart:
         print_restart(restart)
     if cluster:
@@ -617,7 +825,10 @@ async def main(args) -> None:
             "cluster": args.cluster,
         },
         "loops": [asdict(r) for r in loops],
+        "rounds": {name: [asdict(result) for result in results] for name, results in rounds.items()},
         "ratios": ratios,
+        "cpu_ratios_by_round": verdicts,
+        "tls_costs_by_round": costs,
         "scale": asdict(scale) if scale else None,
         "restart": restart,
         "cluster": cluster,
@@ -631,7 +842,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stations", type=int, default=50, help="K, stations in the closed loops (default 50)")
     parser.add_argument("--seconds", type=float, default=10.0, help="T, seconds per closed loop (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the closed loops, medians shown")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleaved rounds of the closed loops (default 5): medians and each round's ratios shown",
+    )
     parser.add_argument(
         "--scale", type=int, default=5000, help="N, stations held in the idle scale phase (default 5000)"
     )
@@ -647,7 +863,9 @@ if __name__ == "__main__":
         "--cluster", type=int, default=3000, help="C, stations over three instances in the cluster phase (default 3000)"
     )
     parser.add_argument(
-        "--phases", default="direct,proxy,naive,scale,restart,cluster", help="comma-separated subset, in order"
+        "--phases",
+        default="direct,proxy,naive,proxy-tls,naive-tls,haproxy-tls,scale,restart,cluster",
+        help="comma-separated subset, in order",
     )
     parser.add_argument(
         "--profile",
