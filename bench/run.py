@@ -667,7 +667,9 @@ def print_round_ratios(verdicts: dict[str, dict], costs: dict[str, dict]) -> Non
         )
 
 
-def print_table(loops: list[LoopResult], scale: ScaleResult | None) -> dict:
+def print_table(
+    loops: list[LoopResult], verdicts: dict[str, dict], costs: dict[str, dict], scale: ScaleResult | None
+) -> dict:
     print()
     print(f"{'':24} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/call':>12} {'RSS MiB':>8}")
     for r in loops:
@@ -692,6 +694,7 @@ def print_table(loops: list[LoopResult], scale: ScaleResult | None) -> dict:
     print()
     for name, value in ratios.items():
         print(f"{name:32} {value:6.3f}")
+    print_round_ratios(verdicts, costs)
     if scale:
         print()
         print(
@@ -802,8 +805,7 @@ async def main(args) -> None:
     finally:
         for process in (proxy, naive, *tls_processes, restarting, primary, secondary):
             process.stop()
-    ratios = print_table(loops, scale)
-    print_round_ratios(verdicts, costs)
+    ratios = print_table(loops, verdicts, costs, scale)
     if restart:
         print_restart(restart)
     if cluster:
