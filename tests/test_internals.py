@@ -7,16 +7,29 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+from unittest import SkipTest
 
 import websockets
 from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
 from ocpp.v16 import call
 from twisted.internet import tcp
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python import context as legacy_context
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.wire import internals
-from ocppproxy.wire.internals import FastPath, LeanFrames, decide, missing_internals, nvx_xor_mask
+from ocppproxy.wire.internals import (
+    EPollReactor,
+    FastPath,
+    LeanFrames,
+    decide,
+    missing_internals,
+    nvx_xor_mask,
+    use_lean_poll,
+)
 from ocppproxy.wire.station import StationProtocol
 from ocppproxy.wire.wsframes import xor_mask
 
@@ -152,3 +165,81 @@ class RelayOnEitherPathTests(ProxyTestCase):
         with self.assertRaises(websockets.InvalidStatus) as caught:
             await websockets.connect(base + "CP_2", subprotocols=["ocpp1.6"], open_timeout=WAIT)
         self.assertEqual(caught.exception.response.status_code, 502)
+
+
+class ChangedDoPollReactor(EPollReactor or object):
+    """A Twisted whose epoll reactor polls otherwise."""
+
+    def doPoll(self, timeout):
+        return super().doPoll(timeout)
+
+    doIteration = doPoll
+
+
+class SocketReader(FileDescriptor):
+    """One end of a socket pair, read by the reactor: what it read, or the error it raises."""
+
+    def __init__(self, reactor, sock, fail=False):
+        super().__init__(reactor)
+        self.socket, self.fail, self.received = sock, fail, []
+
+    def fileno(self):
+        return self.socket.fileno()
+
+    def doRead(self):
+        if self.fail:
+            raise RuntimeError("handler failed")
+        self.received.append(self.socket.recv(100))
+
+
+class LeanPollTests(SynchronousTestCase):
+    """Twisted's epoll reactor without its per-event log context."""
+
+    def setUp(self) -> None:
+        if EPollReactor is None:
+            raise SkipTest("no epoll reactor here (not Linux)")
+        self.reactor = EPollReactor()
+        self.addCleanup(self.reactor._poller.close)
+        self.patch(internals, "_decided", FastPath())
+
+    def reader(self, fail=False) -> SocketReader:
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        reader = SocketReader(self.reactor, ours, fail)
+        self.reactor.addReader(reader)
+        self.addCleanup(self.reactor.removeReader, reader)
+        theirs.send(b"frame")
+        return reader
+
+    def test_changed_do_poll_is_named(self):
+        """A doPoll that is not the one lean_do_poll replaces: named, the fast path off."""
+        self.assertEqual(missing_internals(), [])
+        missing = missing_internals(reactor_class=ChangedDoPollReactor)
+        self.assertEqual(missing, ["ChangedDoPollReactor.doPoll (changed)"])
+
+    def test_events_are_handled_without_log_context(self):
+        """Installed on an epoll reactor, each ready reader is read; no legacy log context is made per event."""
+        self.assertTrue(use_lean_poll(self.reactor))
+        readers = [self.reader(), self.reader()]
+        contexts = []
+        self.patch(legacy_context, "call", lambda *args, **kwargs: contexts.append(args))
+        self.reactor.doIteration(1.0)
+        self.assertEqual([reader.received for reader in readers], [[b"frame"], [b"frame"]])
+        self.assertEqual(contexts, [])
+
+    def test_failure_is_logged_and_connection_dropped(self):
+        """A handler that raises is logged as before and its connection dropped; the others still read."""
+        use_lean_poll(self.reactor)
+        failing, working = self.reader(fail=True), self.reader()
+        self.reactor.doIteration(1.0)
+        self.assertEqual(working.received, [b"frame"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertNotIn(failing, self.reactor.getReaders())
+
+    def test_other_reactors_and_stock_path_untouched(self):
+        """Not the epoll reactor, or the fast path off: nothing replaced."""
+        self.assertFalse(use_lean_poll(Clock()))
+        self.patch(internals, "_decided", FastPath(("X.y",)))
+        self.assertFalse(use_lean_poll(self.reactor))
+        self.assertNotIn("doIteration", vars(self.reactor))

@@ -22,6 +22,7 @@ from ..core.observer import FrameRecorder, NullObserver, ProxyObserver
 from ..core.transactions import TransactionStore
 from ..logs import proxy_logger
 from ..wire.backpressure import WriteLimits
+from ..wire.internals import use_lean_poll
 from ..wire.limits import StationLimits
 from ..wire.station import StationFactory, StationProtocol
 from ..wire.station_tls import station_tls_options, wrap_station_factory
@@ -107,6 +108,8 @@ class ProxyService(ServiceTree):
 
     def startService(self) -> None:
         """Start the listener; a listen address that cannot be used stops start-up (exit status 1)."""
+        # Twisted's epoll reactor (twistd's on Linux) handles I/O events without its legacy log context.
+        use_lean_poll(self._reactor)
         super().startService()
         if self._listen_error is not None:
             # Most endpoints listen synchronously: stop start-up with that one line.

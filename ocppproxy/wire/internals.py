@@ -32,6 +32,7 @@ and time per connection: Autobahn also formats those options for a debug line.
 
 from __future__ import annotations
 
+import errno
 import random
 import re
 import socket
@@ -48,6 +49,12 @@ from autobahn.twisted.websocket import (
 from twisted.internet import tcp
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python import log as legacy_log
+
+try:
+    from twisted.internet.epollreactor import EPollReactor
+except ImportError:  # not Linux: no epoll reactor, nothing of it to replace
+    EPollReactor = None
 
 from ..logs import proxy_logger
 from .wsframes import FAST_LIMIT, read_text_frame, text_frame, xor_mask
@@ -93,6 +100,14 @@ AUTOBAHN_CLIENT_NAMES = ("maskClientFrames",)
 # abstract.FileDescriptor's).
 TWISTED_NAMES = ("TLS", "disconnecting", "socket", "dataBuffer", "offset", "_tempDataBuffer", "bufferSize")
 
+# What Twisted's epoll reactor's C{doPoll} uses, as read from its code: L{lean_do_poll}
+# replaces it, and a C{doPoll} that uses anything else (or less) is no longer the one it
+# was written against.
+EPOLL_DO_POLL_NAMES = frozenset(
+    ("_poller", "poll", "len", "_selectables", "OSError", "errno", "EINTR", "_doReadOrWrite", "log")
+    + ("callWithLogger", "KeyError")
+)
+
 # Autobahn's text when a server refuses the upgrade, from which the HTTP status is read.
 REFUSAL_TEXT = "upgrade failed ["
 _REFUSED = re.compile(r"upgrade failed \[(\d{3})\]")
@@ -104,11 +119,12 @@ def missing_internals(
     server: type = WebSocketServerProtocol,
     client: type = WebSocketClientProtocol,
     connection: type = tcp.Connection,
+    reactor_class: type | None = EPollReactor,
 ) -> list[str]:
     """
-    The names listed above (Autobahn's, Twisted's, the refusal text) that the given
-    classes lack (by default the installed Autobahn's and Twisted's), each as
-    C{Class.name}; empty when the fast path may be used.
+    The names listed above (Autobahn's, Twisted's, the refusal text, the epoll reactor's
+    C{doPoll}) that the given classes lack (by default the installed Autobahn's and
+    Twisted's), each as C{Class.name}; empty when the fast path may be used.
     """
     missing = []
     for protocol, factory, own in (
@@ -128,7 +144,18 @@ def missing_internals(
     finally:
         for end in ends:
             end.close()
+    if reactor_class is not None and not _is_stock_do_poll(reactor_class):
+        missing.append(f"{reactor_class.__name__}.doPoll (changed)")
     return missing
+
+
+def _is_stock_do_poll(reactor_class: type) -> bool:
+    do_poll = getattr(reactor_class, "doPoll", None)
+    return (
+        getattr(do_poll, "__code__", None) is not None
+        and frozenset(do_poll.__code__.co_names) == EPOLL_DO_POLL_NAMES
+        and getattr(reactor_class, "doIteration", None) is do_poll
+    )
 
 
 def _connected(protocol: type, factory_class: type):
@@ -422,6 +449,53 @@ def use_fast_path(factory, lean_protocol: type) -> None:
     if fast_path().enabled:
         factory.protocol = lean_protocol
         share_protocol_options(factory)
+
+
+def lean_do_poll(reactor, timeout: float | None) -> None:
+    """
+    Twisted's C{EPollReactor.doPoll} without C{callWithLogger} around each I/O event.
+
+    That wrapper gives every event a legacy log context (a dict built and pushed on a
+    stack, the connection's C{logPrefix} asked), used only by C{twisted.python.log}
+    lines written while the event is handled: about a sixth of the proxy's Python time
+    per relayed CALL. ocppproxy logs through C{twisted.logger}, which does not read it.
+    An exception escaping the event handler is still logged (C{log.err}), as the
+    wrapper did; Twisted's own C{_doReadOrWrite} already logs what the protocol raises
+    and drops the connection. The only difference: such legacy lines carry no
+    C{system} (the connection's log prefix).
+    """
+    if timeout is None:
+        timeout = -1  # wait indefinitely
+    try:
+        events = reactor._poller.poll(timeout, len(reactor._selectables))
+    except OSError as error:
+        if error.errno == errno.EINTR:
+            return
+        raise
+    selectables = reactor._selectables
+    handle = reactor._doReadOrWrite
+    for fd, event in events:
+        selectable = selectables.get(fd)
+        if selectable is not None:
+            try:
+                handle(selectable, fd, event)
+            except KeyboardInterrupt:
+                raise
+            except BaseException:
+                legacy_log.err()
+
+
+def use_lean_poll(reactor) -> bool:
+    """
+    Where the fast path is on and C{reactor} is Twisted's epoll reactor (as C{twistd}
+    installs on Linux), have it poll with L{lean_do_poll}; True if it now does. Other
+    reactors (asyncio's in the tests, select, kqueue) are left as they are.
+    """
+    if EPollReactor is None or type(reactor) is not EPollReactor or not fast_path().enabled:
+        return False
+    if "doIteration" not in vars(reactor):
+        reactor.doIteration = types.MethodType(lean_do_poll, reactor)
+    return True
 
 
 def request_bytes(protocol) -> bytes:
