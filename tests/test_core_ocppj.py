@@ -53,6 +53,7 @@ CASES = {
                 ("SEND", "1", "NotifyPeriodicEventStream", {"id": 1}),
             ),
             (("parse", ' [ 2 , "é" , "A" , [] ] '), ("CALL", "é", "A", [])),
+            (("parse", '[2,"1","A",{}]\r\n\t '), ("CALL", "1", "A", {})),
         ],
     ),
     "bad_frames_named": (
@@ -60,6 +61,10 @@ CASES = {
         {},
         [
             (("parse", "hello"), ("bad", "not JSON")),
+            (("parse", ""), ("bad", "not JSON")),
+            (("parse", '[2,"1","Heartbeat",{}] [3]'), ("bad", "not JSON")),
+            (("parse", '[2,"1","Heartbeat",{}]x'), ("bad", "not JSON")),
+            (("parse", '[2,"1","Heartbeat",{'), ("bad", "not JSON")),
             (("parse", '{"a":1}'), ("bad", "not a JSON array")),
             (("parse", "[]"), ("bad", "not a JSON array")),
             (("parse", '[7,"1",{}]'), ("bad", "unknown message type 7")),

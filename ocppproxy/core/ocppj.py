@@ -6,8 +6,7 @@ few fields routing needs. Pure: no I/O, no reactor.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 CALL = 2
 CALLRESULT = 3
@@ -31,8 +30,11 @@ class FrameError(ValueError):
     """A text that is not a valid OCPP-J frame; the message says what is wrong."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+# json.loads without its two Python layers (one frame in costs three decodes); see L{_decode}.
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+class Frame(NamedTuple):
     """One OCPP-J message: its type, message id, action (requests only) and decoded body."""
 
     kind: int
@@ -48,27 +50,45 @@ class Frame:
 
 def parse_frame(data: bytes | str) -> Frame:
     """Parse one WebSocket text message; raises L{FrameError} naming the problem."""
-    try:
-        # Decoded first: json.loads would otherwise guess the encoding of bytes each time.
-        message = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
-    except (ValueError, UnicodeDecodeError):
-        raise FrameError("not JSON") from None
+    message = _decode(data)
     if not isinstance(message, list) or not message:
         raise FrameError("not a JSON array")
     kind = message[0]
-    if isinstance(kind, bool) or kind not in _LENGTHS:
+    length = None if isinstance(kind, bool) else _LENGTHS.get(kind)
+    if length is None:
         raise FrameError(f"unknown message type {kind!r}")
-    if len(message) != _LENGTHS[kind]:
-        raise FrameError(f"{_NAMES[kind]} must have {_LENGTHS[kind]} elements, has {len(message)}")
+    if len(message) != length:
+        raise FrameError(f"{_NAMES[kind]} must have {length} elements, has {len(message)}")
     message_id = message[1]
     if not isinstance(message_id, str) or not message_id:
         raise FrameError("message id is not a non-empty string")
+    if length == 3:  # an answer
+        return Frame(kind, message_id, None, message[2])
     if kind in REQUESTS:
         action = message[2]
         if not isinstance(action, str) or not action:
             raise FrameError("action is not a non-empty string")
         return Frame(kind, message_id, action, message[3])
     return Frame(kind, message_id, None, message[2])
+
+
+def _decode(data: bytes | str) -> Any:
+    """The JSON value of a frame, as C{json.loads} reads it; raises L{FrameError}."""
+    try:
+        # Decoded first: json.loads would otherwise guess the encoding of bytes each time.
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        raise FrameError("not JSON") from None
+    try:
+        value, end = _raw_decode(text)
+    except ValueError:
+        end = -1
+    if end != len(text):  # white space around it, more after it, or not JSON: as json.loads decides
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise FrameError("not JSON") from None
+    return value
 
 
 def shorten(data: bytes | str, limit: int = 120) -> str:
