@@ -98,6 +98,16 @@ class CheckTests(SynchronousTestCase):
             ],
         )
 
+    def test_changed_endpoint_wrapper_is_named(self):
+        """An endpoint wrapper whose dataReceived does more than pass the data on: named."""
+
+        def data_received(self, data):
+            self.bytes_seen = len(data)
+            return self._wrappedProtocol.dataReceived(data)
+
+        self.patch(internals._WrappingProtocol, "dataReceived", data_received)
+        self.assertEqual(missing_internals(), ["_WrappingProtocol.dataReceived (changed)"])
+
     def test_refusal_status(self):
         """With the fast path, the primary's status is read from Autobahn's text; without, it is 502."""
         text = "WebSocket connection upgrade failed [404]: Not Found"
@@ -112,7 +122,7 @@ class NvxMaskTests(SynchronousTestCase):
         nvx = nvx_xor_mask()
         if nvx is None:
             self.skipTest("this Autobahn has no NVX masker (_nvx_xormasker)")
-        for size in (0, 1, 3, 4, 5, 15, 16, 17, 200, 2048, 65535):
+        for size in (0, 1, 3, 4, 5, 15, 16, 17, 127, 128, 129, 200, 2048, 65535):
             payload, key = os.urandom(size), os.urandom(4)
             self.assertEqual(nvx(payload, key), xor_mask(payload, key), size)
 
@@ -144,6 +154,13 @@ class RelayOnEitherPathTests(ProxyTestCase):
         session = await self.boot(await self.relay_boot())
         self.assertIsInstance(session.protocol, LeanFrames)
         self.assertTrue(all(isinstance(link.protocol, LeanFrames) for link in session.links.values()))
+        # Each upstream connection hands its data to the link's protocol itself (read_directly).
+        for link in session.links.values():
+            self.assertEqual(link.protocol.transport.protocol.dataReceived, link.protocol.dataReceived)
+        # ... and the relaying still works through it: the secondary heard the station's boot.
+        (secondary_side,) = self.secondary.connections
+        await wait_until(lambda: secondary_side.session.received, secondary_side.session.changed)
+        self.assertEqual(secondary_side.session.received[0][2], "BootNotification")
 
     @async_test
     async def test_stock_path_relays(self):
