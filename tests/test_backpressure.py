@@ -137,7 +137,7 @@ class WriteBufferWatchTests(SynchronousTestCase):
         self.assertEqual(self.owner.events, ["full"])
 
     def test_tls_is_full_at_twisted_mark(self):
-        """On TLS Twisted passes on only its first pause: the watch is full at Twisted's own 64 KiB."""
+        """On Twisted's TLS (ssl: listen), which passes on only its first pause: full at Twisted's own 64 KiB."""
         transport = SocketTransport()
         transport.TLS = True
         owner = Calls()

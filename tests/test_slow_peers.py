@@ -254,7 +254,7 @@ class SlowPeerTests(DaemonTestCase):
 
     @async_test
     async def test_station_that_stops_reading_over_tls(self):
-        """The same with TLS towards the stations (station_tls), where Twisted's TLS layer does the writing."""
+        """The same with TLS towards the stations (station_tls), where the proxy's TLS layer does the writing."""
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         paths = make_station_pki(directory, "CP_MUTE")

@@ -5,6 +5,7 @@ wires each station to its upstream links through the pure routing rules.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Mapping
 
 from autobahn.websocket.types import ConnectionDeny
@@ -12,8 +13,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamServerEndpoint
-from twisted.internet.ssl import CertificateOptions
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -26,6 +26,7 @@ from ..wire.internals import use_lean_poll
 from ..wire.limits import StationLimits
 from ..wire.station import StationFactory, StationProtocol
 from ..wire.station_tls import station_tls_options, wrap_station_factory
+from ..wire.tls import ClientTLS
 from ..wire.upstream import GOING_AWAY, UpstreamLink
 from .connection_options import upstream_headers, websocket_options
 from .observers import isolated_recorder
@@ -50,10 +51,10 @@ class ProxyService(ServiceTree):
         self,
         config: Config,
         reactor,
-        upstream_tls: Mapping[str, IOpenSSLClientConnectionCreator] | None = None,
+        upstream_tls: Mapping[str, ClientTLS] | None = None,
         observer: ProxyObserver | None = None,
         recorder: FrameRecorder | None = None,
-        station_tls: CertificateOptions | None = None,
+        station_tls: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__()
         self.observer: ProxyObserver = observer or NullObserver()

@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from ..config.model import Config
 from .internals import buffer_size, set_buffer_size
+from .tls import TLSConnection
 
 
 class WriteLimits:
@@ -71,8 +72,9 @@ class WriteBufferWatch:
     Twisted also reads C{bufferSize} bytes at a time, and a read into a buffer of a MiB
     costs some ten times a 64 KiB one: so the transport keeps Twisted's C{bufferSize}
     until Twisted first pauses the watch, which then raises it to the limit until the
-    buffer drains. On TLS, Twisted passes on only the first pause, so there the limit is
-    Twisted's C{bufferSize} (64 KiB), which is lower.
+    buffer drains. The same on TLS towards stations and wss:// central systems (the
+    proxy's own, L{ocppproxy.wire.tls}); on an C{ssl:} listen endpoint (Twisted's TLS,
+    which passes on only the first pause) the limit is Twisted's C{bufferSize} (64 KiB).
     """
 
     # A proxy holds three per station.
@@ -84,8 +86,12 @@ class WriteBufferWatch:
         self._socket = socket_transport(transport)
         # None where the fast path is off: Twisted's bufferSize is then left alone.
         self._normal_size = buffer_size(self._socket)
+        # The proxy's own TLS (ocppproxy.wire.tls) sends through the socket's buffer at once
+        # and passes every pause on: the same as a plain connection. Twisted's TLS does not.
         self._raisable = (
-            self._normal_size is not None and self._socket is transport and not getattr(transport, "TLS", False)
+            self._normal_size is not None
+            and (self._socket is transport or isinstance(transport, TLSConnection))
+            and not getattr(self._socket, "TLS", False)
         )
         self._stall_timer = None
         self._stopped = False

@@ -6,6 +6,8 @@ L{ocppproxy.core.handshake}.
 
 from __future__ import annotations
 
+import ssl
+
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from OpenSSL import SSL
@@ -50,7 +52,7 @@ class StationProtocol(WebSocketServerProtocol):
             self.transport.abortConnection()
 
     def connectionLost(self, reason) -> None:
-        if self._handshaking and reason.check(SSL.Error):
+        if self._handshaking and reason.check(ssl.SSLError, SSL.Error):
             self._log.info(
                 "TLS handshake with station {peer} failed: {reason}", peer=self.peer, reason=reason.getErrorMessage()
             )

@@ -1,18 +1,21 @@
 """
 TLS towards the stations on a plain listen endpoint (OCPP security profiles 2 and 3):
-the server-side TLS options from the C{station_tls} section, the wrapping of the
-station factory, and the subject of a station's client certificate.
+the server-side TLS context from the C{station_tls} section, the wrapping of the
+station factory (L{ocppproxy.wire.tls}), and the subject of a station's client
+certificate.
 """
 
 from __future__ import annotations
 
+import ssl
+
 from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IProtocolFactory, ISSLTransport
 from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from ..config.model import ConfigError, StationTLS
 from .pem import certificate_blocks, read_pem_file
+from .tls import TLSConnection, TLSServerFactory, common_name
 
 
 def _certificates(key: str, path: str) -> list[Certificate]:
@@ -27,12 +30,32 @@ def _certificates(key: str, path: str) -> list[Certificate]:
     return certificates
 
 
-def station_tls_options(settings: StationTLS) -> CertificateOptions:
+def station_tls_options(settings: StationTLS) -> ssl.SSLContext:
     """
-    The proxy's TLS server options: its certificate (the file's further certificates
+    The proxy's TLS server context: its certificate (the file's further certificates
     are sent as the chain) and key; with C{client_ca_file}, a station must present a
     client certificate signed by one of that file's CAs, or the TLS handshake fails.
     Reads and checks every file now: raises L{ConfigError} naming the key.
+    """
+    _check_files(settings)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(settings.certificate, settings.private_key)
+        if settings.client_ca_file:
+            context.load_verify_locations(cafile=settings.client_ca_file)
+    except (OSError, ssl.SSLError) as error:
+        # The files were read and matched above: only a change since then gets here.
+        raise ConfigError("station_tls", f"cannot be used: {error}") from None
+    if settings.client_ca_file:
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _check_files(settings: StationTLS) -> CertificateOptions:
+    """
+    Each file of C{settings} read and checked, so that a problem is named by its key
+    (the C{ssl} module's own errors do not say which file): a PEM certificate, a PEM key
+    that matches it, PEM CA certificates. Returns them as Twisted's TLS options.
     """
     chain = _certificates("station_tls.certificate", settings.certificate)
     try:
@@ -57,13 +80,16 @@ def station_tls_options(settings: StationTLS) -> CertificateOptions:
     return options
 
 
-def wrap_station_factory(factory: IProtocolFactory, options: CertificateOptions) -> TLSMemoryBIOFactory:
+def wrap_station_factory(factory: IProtocolFactory, context: ssl.SSLContext) -> TLSServerFactory:
     """C{factory} behind TLS: each station's TLS handshake comes before its WebSocket one."""
-    return TLSMemoryBIOFactory(options, False, factory)
+    return TLSServerFactory(context, factory)
 
 
 def client_certificate_name(transport) -> str | None:
     """The subject CN of the client certificate a TLS station presented; None without one (or without TLS)."""
+    if isinstance(transport, TLSConnection):
+        return common_name(transport.peer_certificate())
+    # An ssl: listen endpoint: Twisted's TLS.
     if not ISSLTransport.providedBy(transport):
         return None
     certificate = transport.getPeerCertificate()

@@ -14,10 +14,9 @@ from urllib.parse import urlsplit
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.application.internet import ClientService
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionAborted, ConnectionDone
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime, IStreamClientEndpoint
-from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -28,6 +27,7 @@ from ..core.ocppj import shorten
 from ..logs import autobahn_logger, debug_enabled, proxy_logger
 from .backpressure import WriteBufferWatch, WriteLimits
 from .internals import LeanFrames, fast_path, use_fast_path
+from .tls import ClientTLS, TLSClientEndpoint, default_client_tls
 
 GOING_AWAY = 1001
 
@@ -142,14 +142,14 @@ class UpstreamFactory(WebSocketClientFactory):
         use_fast_path(self, LeanUpstreamProtocol)
 
 
-def upstream_endpoint(reactor, url: str, tls: IOpenSSLClientConnectionCreator | None = None):
-    """The client endpoint for a ws:// or wss:// URL (wss verifies the server's certificate)."""
+def upstream_endpoint(reactor, url: str, tls: ClientTLS | None = None):
+    """The client endpoint for a ws:// or wss:// URL (wss verifies the server's certificate and name)."""
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     port = parts.port or (443 if secure else 80)
     endpoint = HostnameEndpoint(reactor, parts.hostname, port, timeout=10)
     if secure:
-        endpoint = wrapClientTLS(tls or optionsForClientTLS(parts.hostname), endpoint)
+        endpoint = TLSClientEndpoint(endpoint, tls or default_client_tls(parts.hostname))
     return endpoint
 
 
@@ -196,7 +196,7 @@ class UpstreamLink:
         subprotocols: list[str],
         headers: dict[str, str],
         useragent: str | None,
-        tls: IOpenSSLClientConnectionCreator | None = None,
+        tls: ClientTLS | None = None,
         jitter: Callable[[], float] = random.random,
         endpoint: IStreamClientEndpoint | None = None,
         websocket_options: dict | None = None,

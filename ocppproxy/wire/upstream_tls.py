@@ -6,23 +6,23 @@ Everything is read once, at start-up; a problem is a L{ConfigError} naming the k
 
 from __future__ import annotations
 
+import ssl
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from OpenSSL import crypto
 from twisted.internet.error import VerifyError
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import (
     Certificate,
     KeyPair,
     PrivateCertificate,
-    optionsForClientTLS,
     trustRootFromCertificates,
 )
 
 from ..config.model import Config, ConfigError, UpstreamTLS
 from .pem import certificate_blocks, read_pem_file
+from .tls import ClientTLS
 
 
 def trust_root_from_pem_file(path: str, key: str = "ca_file"):
@@ -61,27 +61,43 @@ def client_certificate_from_pem_files(cert_path: str, key_path: str, key: str) -
         raise ConfigError(f"{key}.client_key", f"{key_path} does not match the certificate in {cert_path}") from None
 
 
-def client_tls_factory(config: Config) -> dict[str, IOpenSSLClientConnectionCreator]:
+def client_tls_factory(config: Config) -> dict[str, ClientTLS]:
     """
-    The TLS client options of each wss:// upstream, by upstream name: certificates
+    The TLS client settings of each wss:// upstream, by upstream name: certificates
     verified against the upstream's C{upstream_tls} C{ca_file}, else the top-level
-    C{ca_file}, else the system trust store; the proxy's client certificate where
-    C{upstream_tls} gives one. Reads the files now; raises L{ConfigError}.
+    C{ca_file}, else the system trust store, and the host name checked; the proxy's
+    client certificate where C{upstream_tls} gives one. Reads the files now (each is
+    checked first, so that a problem names its key); raises L{ConfigError}.
     """
-    default_root = trust_root_from_pem_file(config.ca_file) if config.ca_file else None
+    if config.ca_file:
+        trust_root_from_pem_file(config.ca_file)
+    contexts: dict[tuple[str | None, str | None, str | None], ssl.SSLContext] = {}
     options = {}
     for name, url in config.upstream_urls().items():
         if not url.startswith("wss:"):
             continue
         settings = config.upstream_tls.get(name, UpstreamTLS())
         key = f"upstream_tls.{name}"
-        trust_root = default_root
+        ca_file = config.ca_file
         if settings.ca_file:
-            trust_root = trust_root_from_pem_file(settings.ca_file, f"{key}.ca_file")
-        extra = {}
+            trust_root_from_pem_file(settings.ca_file, f"{key}.ca_file")
+            ca_file = settings.ca_file
         if settings.client_cert:
-            extra["clientCertificate"] = client_certificate_from_pem_files(
-                settings.client_cert, settings.client_key, key
-            )
-        options[name] = optionsForClientTLS(urlsplit(url).hostname, trustRoot=trust_root, **extra)
+            client_certificate_from_pem_files(settings.client_cert, settings.client_key, key)
+        # Upstreams with the same files share one context (each costs a read of the trust store).
+        files = (ca_file, settings.client_cert, settings.client_key)
+        if files not in contexts:
+            contexts[files] = _client_context(key, *files)
+        options[name] = ClientTLS(contexts[files], urlsplit(url).hostname)
     return options
+
+
+def _client_context(key: str, ca_file: str | None, client_cert: str | None, client_key: str | None) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+        if client_cert:
+            context.load_cert_chain(client_cert, client_key)
+    except (OSError, ssl.SSLError) as error:
+        # The files were read and checked just before: only a change since then gets here.
+        raise ConfigError(key, f"cannot be used: {error}") from None
+    return context
