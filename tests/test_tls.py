@@ -126,7 +126,7 @@ class TLSConnectionTests(SynchronousTestCase):
         self.assertEqual(pair.server_inside.received, [])
 
     def test_untrusted_server_is_refused_with_the_reason(self):
-        """A server certificate no trusted CA signed: the client closes, its protocol told 'certificate verify failed'."""
+        """A server certificate no trusted CA signed: the client closes, and its protocol is told why."""
         pair = Pair(self.server_context(), ssl.create_default_context())  # the system's CAs, not the test CA
         pair.client.write(b"never delivered")
         pair.pump()
