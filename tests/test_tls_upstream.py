@@ -10,6 +10,8 @@ import ssl
 
 from ocpp.v16 import call
 
+from ocppproxy.wire.tls import TLSConnection
+
 from .certs import make_ca_and_server_cert, make_proxy_client_cert
 from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, connect_station
@@ -51,6 +53,10 @@ class TLSUpstreamTests(ProxyTestCase):
         await self.boot_answered_by_primary(base, "CP_TLS")
         (connection,) = await central.wait_connections(1)
         self.assertEqual(connection.path, "/ocpp/CP_TLS")
+        # The proxy's own TLS layer, which the TCP connection hands its data to directly.
+        tls = self.proxy.sessions["CP_TLS"].links["primary"].protocol.transport
+        self.assertIsInstance(tls, TLSConnection)
+        self.assertEqual(tls.transport.protocol.dataReceived, tls.dataReceived)
 
     @async_test
     async def test_untrusted_certificate_is_refused_and_logged(self):

@@ -385,15 +385,15 @@ _PLAIN_TCP = (tcp.Server, tcp.Client)
 def read_directly(protocol) -> bool:
     """
     Have the TCP connection under C{protocol} (an upstream link's, connected through a
-    client endpoint and C{ClientService}) call C{protocol.dataReceived} itself; True if
-    it now does.
+    client endpoint and C{ClientService}; or the TLS layer under it, L{ocppproxy.wire.tls})
+    call C{protocol.dataReceived} itself; True if it now does.
 
     Twisted's client endpoints put a wrapper protocol between the connection and the
     protocol, and C{ClientService} a proxy inside that, both only passing the data on
     (the proxy through C{__getattr__}): two calls and an attribute search per read, for
     each of a station's central systems. Their other methods (connection lost, the
     service's reconnection) stay as they are. Any other arrangement (a station's
-    connection, TLS in between) is left alone.
+    connection, Twisted's TLS in between) is left alone.
     """
     wrapper = getattr(protocol.transport, "protocol", None)
     if type(wrapper) is not _WrappingProtocol:

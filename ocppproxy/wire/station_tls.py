@@ -39,6 +39,7 @@ def station_tls_options(settings: StationTLS) -> ssl.SSLContext:
     """
     _check_files(settings)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # the OCPP security white paper's floor
     try:
         context.load_cert_chain(settings.certificate, settings.private_key)
         if settings.client_ca_file:

@@ -32,7 +32,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .internals import write_now
+from .internals import fast_path, read_directly, write_now
 
 # Plain text read from the TLS object at a time: a TLS record holds at most 16 KiB.
 _READ_SIZE = 1 << 16
@@ -53,24 +53,31 @@ class TLSConnection(ProtocolWrapper):
         self._failure: Failure | None = None  # why TLS failed: given to the wrapped protocol
         self._shut = False  # close_notify sent, TLS failed, or the connection is gone: nothing more is written
         self._aborted = False
+        self._deliver = None  # the wrapped protocol's dataReceived, once looked up
 
     # --- the TCP connection's side
 
     def connectionMade(self) -> None:
+        # An upstream's TCP connection hands its data to this object directly (see read_directly).
+        if fast_path().enabled:
+            read_directly(self)
         # A client starts the handshake now (its hello goes out); a server waits for the client's.
         self._handshake()
 
     def dataReceived(self, data: bytes) -> None:
         if self._shut or self._aborted:
             return
-        self._incoming.write(data)
+        incoming, tls = self._incoming, self._tls
+        incoming.write(data)
         if not self.handshake_done and not self._handshake():
             return
-        read = self._tls.read
-        deliver = self.wrappedProtocol.dataReceived
+        deliver = self._deliver
+        if deliver is None:
+            # Looked up once: for an upstream, through ClientService's proxy (__getattr__).
+            deliver = self._deliver = self.wrappedProtocol.dataReceived
         while not (self._aborted or self._shut):
             try:
-                plain = read(_READ_SIZE)
+                plain = tls.read(_READ_SIZE)
             except ssl.SSLWantReadError:
                 break  # the rest of a record is still to come
             except ssl.SSLError:
@@ -80,11 +87,14 @@ class TLSConnection(ProtocolWrapper):
                 self.loseConnection()
                 return
             deliver(plain)
+            if not (incoming.pending or tls.pending()):
+                break  # all read: asking again would only raise SSLWantReadError
         if self._outgoing.pending:
             self._flush()  # e.g. a TLS 1.3 key update answered
 
     def connectionLost(self, reason: Failure) -> None:
         self._shut = True
+        self._deliver = None
         super().connectionLost(self._failure or reason)
 
     # --- the wrapped protocol's side (its transport)
@@ -215,7 +225,9 @@ class TLSClientEndpoint:
 @lru_cache(maxsize=64)
 def default_client_tls(hostname: str) -> ClientTLS:
     """TLS to C{hostname} verified against the system's trust store (or C{SSL_CERT_FILE}); one context per host."""
-    return ClientTLS(ssl.create_default_context(), hostname)
+    context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ClientTLS(context, hostname)
 
 
 def common_name(certificate: dict | None) -> str | None:

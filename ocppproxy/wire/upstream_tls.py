@@ -95,6 +95,7 @@ def client_tls_factory(config: Config) -> dict[str, ClientTLS]:
 def _client_context(key: str, ca_file: str | None, client_cert: str | None, client_key: str | None) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
         if client_cert:
             context.load_cert_chain(client_cert, client_key)
     except (OSError, ssl.SSLError) as error:
