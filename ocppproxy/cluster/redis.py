@@ -62,7 +62,34 @@ def redis_endpoint(reactor, url: str):
 # machine does not have.
 
 
-class _Commands(txredisapi.RedisProtocol):
+class _SameTurnReplies:
+    """
+    txredisapi's reading, with every reply in what was read handled in the same reactor
+    turn.
+
+    After each bulk string (a claim, a station's statuses, ...) txredisapi's line reader
+    puts the rest of what it read off to the next reactor turn (C{setLineMode}'s
+    C{callLater(0)}): a read holding a hundred replies took a hundred turns. While a
+    site connects at once a turn can last a second or more, so replies that had arrived
+    waited past the reply timeout and Redis was declared down (C{make bench}'s cluster
+    phase: every instance, at every boot). Here the rest is read at once, in order.
+    """
+
+    _rest = b""
+
+    def setLineMode(self, extra=b""):
+        self.line_mode = 1
+        if extra:
+            self._rest += extra  # read by dataReceived below, before it returns
+
+    def dataReceived(self, data, unpause=False):
+        super().dataReceived(data, unpause)
+        while self._rest:
+            rest, self._rest = self._rest, b""
+            super().dataReceived(rest)
+
+
+class _Commands(_SameTurnReplies, txredisapi.RedisProtocol):
     def connectionMade(self):
         connecting = super().connectionMade()
         # Ready once Redis has answered: a frozen Redis still accepts TCP connections.
@@ -76,7 +103,7 @@ class _Commands(txredisapi.RedisProtocol):
         self.factory.link._lost(self)
 
 
-class _Subscriber(txredisapi.SubscriberProtocol):
+class _Subscriber(_SameTurnReplies, txredisapi.SubscriberProtocol):
     def connectionMade(self):
         connecting = super().connectionMade()
         self.whenConnected().addCallback(self.factory.link._subscribe)
