@@ -9,11 +9,14 @@ import os
 from ocpp.v16 import call
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.core.transactions import PER_STATION_LIMIT, TransactionIdTranslator, TransactionStore
+from ocppproxy.relay.proxy import ProxyService
 from ocppproxy.relay.statefile import StateFile, read_state, write_state
 
 from .e2e import ProxyTestCase, async_test
@@ -79,10 +82,12 @@ class TranslatorTests(SynchronousTestCase):
         dumped = self.store.dump()
         self.assertEqual(len(dumped["CP_1"]), PER_STATION_LIMIT)
         restored = TransactionStore()
-        restored.load(json.loads(json.dumps(dumped)))
+        self.assertEqual(restored.load(json.loads(json.dumps(dumped))), 0)
         self.assertEqual(restored.secondary_id("CP_1", PER_STATION_LIMIT + 9), PER_STATION_LIMIT + 1009)
-        restored.load({"CP_2": "garbage", "CP_3": [[1, "x"], [2, 3]]})
+        # What is not in dump's shape is skipped and counted: a station, a pair; the whole file.
+        self.assertEqual(restored.load({"CP_2": "garbage", "CP_3": [[1, "x"], [2, 3]]}), 2)
         self.assertEqual(restored.secondary_id("CP_3", 2), 3)
+        self.assertEqual((restored.load([]), restored.load(None)), (1, 0))
 
 
 class TransactionEndToEndTests(ProxyTestCase):
@@ -187,6 +192,16 @@ class StateFileReadWriteTests(SynchronousTestCase):
             self.assertIsNone(read_state(self.path))
         self.assertEqual(len(self.errors()), 2)
         self.assertTrue(all(" is corrupt (" in line for line in self.errors()))
+
+    def test_json_of_another_shape_is_named(self):
+        """Valid JSON that is not what the proxy writes: one warning with the count skipped; start-up goes on."""
+        with open(self.path, "w") as out:
+            json.dump({"CP_1": [[101, 201], "x"], "CP_2": 7}, out)
+        config = config_from_mapping({"primary_url": "ws://127.0.0.1:9/ocpp/", "state_file": self.path})
+        proxy = ProxyService(config, MemoryReactorClock())
+        self.assertEqual(proxy.transactions.secondary_id("CP_1", 101), 201)
+        (line,) = self.errors()
+        self.assertIn(f"state file {self.path}: 2 entries not in the expected shape were skipped", line)
 
     def test_write_is_synced_then_renamed_then_directory_synced(self):
         """write_state syncs the temporary file, renames it over the old file, then syncs the directory."""

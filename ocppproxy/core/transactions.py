@@ -29,17 +29,29 @@ class TransactionStore:
         self._stations: dict[str, OrderedDict[int, int]] = {}
         self._on_change = on_change
 
-    def load(self, data: Any) -> None:
-        """Restore from L{dump}'s shape; anything malformed is skipped."""
+    def load(self, data: Any) -> int:
+        """
+        Restore from L{dump}'s shape (None: nothing to restore). Anything malformed is
+        skipped; returns how many entries were (the whole of C{data} counts as one when it
+        is not a mapping, else each station whose value is not a list, and each pair that
+        is not two integers).
+        """
+        if data is None:
+            return 0
         if not isinstance(data, dict):
-            return
+            return 1
+        skipped = 0
         for station_id, pairs in data.items():
             if not isinstance(pairs, list):
+                skipped += 1
                 continue
             mapping = self._stations.setdefault(str(station_id), OrderedDict())
             for pair in pairs[-PER_STATION_LIMIT:]:
                 if isinstance(pair, list) and len(pair) == 2 and all(type(value) is int for value in pair):
                     mapping[pair[0]] = pair[1]
+                else:
+                    skipped += 1
+        return skipped
 
     def dump(self) -> dict[str, list[list[int]]]:
         """A JSON-ready copy."""

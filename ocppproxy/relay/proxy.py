@@ -66,7 +66,15 @@ class ProxyService(ServiceTree):
             # The transaction ids the secondary knows survive a restart.
             self.state_file = StateFile(config.state_file, lambda: self.transactions.dump(), reactor)
             self.transactions = TransactionStore(self.state_file.changed)
-            self.transactions.load(read_state(config.state_file))
+            skipped = self.transactions.load(read_state(config.state_file))
+            if skipped:
+                # JSON, but not what the proxy writes (edited by hand, another program's file).
+                self._log.warn(
+                    "state file {path}: {skipped} entries not in the expected shape were skipped"
+                    " ({{station id: [[primary id, secondary id], ...]}})",
+                    path=config.state_file,
+                    skipped=skipped,
+                )
         self._websocket_options = websocket_options(config)
         self.config = config
         self._reactor = reactor
