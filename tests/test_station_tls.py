@@ -91,9 +91,10 @@ class StationTLSConfigTests(SynchronousTestCase):
         self.assertEqual(str(caught.exception), "station_tls.private_key: does not match station_tls.certificate")
 
     def test_context_asks_tls_1_2_and_client_certificates_with_a_ca(self):
-        """The context accepts TLS 1.2 at least; with client_ca_file it requires a client certificate."""
+        """The context: TLS 1.2 at least, no renegotiation; with client_ca_file it requires a client certificate."""
         plain = station_tls_options(StationTLS(self.paths["server.pem"], self.paths["server-key.pem"]))
         self.assertEqual((plain.minimum_version, plain.verify_mode), (ssl.TLSVersion.TLSv1_2, ssl.CERT_NONE))
+        self.assertTrue(plain.options & ssl.OP_NO_RENEGOTIATION)
         settings = StationTLS(self.paths["server.pem"], self.paths["server-key.pem"], self.paths["ca.pem"])
         self.assertEqual(station_tls_options(settings).verify_mode, ssl.CERT_REQUIRED)
 

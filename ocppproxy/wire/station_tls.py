@@ -40,6 +40,8 @@ def station_tls_options(settings: StationTLS) -> ssl.SSLContext:
     _check_files(settings)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # the OCPP security white paper's floor
+    # A station may not make the proxy renegotiate (a TLS 1.2 CPU sink; OpenSSL 3 refuses by default, 1.1.1 not).
+    context.options |= ssl.OP_NO_RENEGOTIATION
     try:
         context.load_cert_chain(settings.certificate, settings.private_key)
         if settings.client_ca_file:
