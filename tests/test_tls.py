@@ -12,6 +12,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from ocppproxy.wire import internals
+from ocppproxy.wire.internals import FastPath
 from ocppproxy.wire.tls import ClientTLS, TLSClientFactory, TLSServerFactory, common_name
 
 from .certs import make_station_pki
@@ -95,6 +97,15 @@ class TLSConnectionTests(SynchronousTestCase):
         pair.pump()
         self.assertEqual(b"".join(pair.client_inside.received), b"frame" * 5000)
         self.assertEqual(common_name(pair.client.peer_certificate()), "127.0.0.1")
+
+    def test_fast_path_off(self):
+        """With the fast path off (an internal missing), TLS writes go through the transport's write, and flow."""
+        self.patch(internals, "_decided", FastPath(("X.y",)))
+        pair = Pair(self.server_context(), self.client_context())
+        self.assertEqual(pair.client._send, pair.client_wire.write)
+        pair.client.write(b"hello")
+        pair.pump()
+        self.assertEqual(pair.server_inside.received, [b"hello"])
 
     def test_close_notify_both_ways(self):
         """loseConnection sends close_notify; the peer answers with its own and closes; later writes are dropped."""

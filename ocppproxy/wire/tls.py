@@ -10,7 +10,7 @@ more is to be read, and Twisted's buffering of each write to the next reactor tu
 timer, then the socket's buffer, then two C{epoll_ctl} calls). Here the same OpenSSL
 work is a few calls into the C{ssl} module per frame: the bytes read go into a memory
 BIO, the frames come out of the C{SSLObject}, and what it encrypts goes out at once
-(L{write_now}), as plain frames do.
+(L{write_now}, where the fast path is on), as plain frames do.
 
 L{TLSConnection} is the transport the WebSocket protocol writes to and the protocol the
 TCP connection reads into (a L{ProtocolWrapper}: what it does not define, such as
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -58,9 +58,13 @@ class TLSConnection(ProtocolWrapper):
     # --- the TCP connection's side
 
     def connectionMade(self) -> None:
-        # An upstream's TCP connection hands its data to this object directly (see read_directly).
         if fast_path().enabled:
+            # An upstream's TCP connection hands its data to this object directly (see
+            # read_directly), and what TLS produces goes out at once (see write_now).
             read_directly(self)
+            self._send = partial(write_now, self.transport)
+        else:
+            self._send = self.transport.write
         # A client starts the handshake now (its hello goes out); a server waits for the client's.
         self._handshake()
 
@@ -110,7 +114,7 @@ class TLSConnection(ProtocolWrapper):
         except ssl.SSLError:
             self._fail(Failure())
             return
-        write_now(self.transport, self._outgoing.read())
+        self._send(self._outgoing.read())
 
     def writeSequence(self, data) -> None:
         self.write(b"".join(data))
@@ -173,7 +177,7 @@ class TLSConnection(ProtocolWrapper):
     def _flush(self) -> None:
         data = self._outgoing.read()
         if data:
-            write_now(self.transport, data)
+            self._send(data)
 
 
 class TLSServerFactory(WrappingFactory):
