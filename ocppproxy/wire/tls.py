@@ -54,6 +54,7 @@ class TLSConnection(ProtocolWrapper):
         self._shut = False  # close_notify sent, TLS failed, or the connection is gone: nothing more is written
         self._aborted = False
         self._deliver = None  # the wrapped protocol's dataReceived, once looked up
+        self._send = None  # how TLS's output goes to the TCP connection: set once connected
 
     # --- the TCP connection's side
 
@@ -98,13 +99,13 @@ class TLSConnection(ProtocolWrapper):
 
     def connectionLost(self, reason: Failure) -> None:
         self._shut = True
-        self._deliver = None
+        self._deliver = self._send = None  # (references to the protocol and the TCP connection)
         super().connectionLost(self._failure or reason)
 
     # --- the wrapped protocol's side (its transport)
 
     def write(self, data: bytes) -> None:
-        if self._shut or self.disconnecting:
+        if self._shut or self.disconnecting or not data:
             return
         if not self.handshake_done:
             self._waiting.append(data)
