@@ -107,6 +107,8 @@ class CheckTests(SynchronousTestCase):
 
         self.patch(internals._WrappingProtocol, "dataReceived", data_received)
         self.assertEqual(missing_internals(), ["_WrappingProtocol.dataReceived (changed)"])
+        self.patch(internals, "_WrappingProtocol", None)  # a Twisted without it at all
+        self.assertEqual(missing_internals(), ["twisted.internet.endpoints._WrappingProtocol"])
 
     def test_refusal_status(self):
         """With the fast path, the primary's status is read from Autobahn's text; without, it is 502."""

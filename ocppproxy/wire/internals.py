@@ -47,7 +47,6 @@ from autobahn.twisted.websocket import (
     WebSocketServerProtocol,
 )
 from twisted.internet import tcp
-from twisted.internet.endpoints import _WrappingProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python import log as legacy_log
@@ -56,6 +55,10 @@ try:
     from twisted.internet.epollreactor import EPollReactor
 except ImportError:  # not Linux: no epoll reactor, nothing of it to replace
     EPollReactor = None
+try:
+    from twisted.internet.endpoints import _WrappingProtocol
+except ImportError:  # a Twisted without it: named by missing_internals, the fast path off
+    _WrappingProtocol = None
 
 from ..logs import proxy_logger
 from .wsframes import FAST_LIMIT, read_text_frame, text_frame, xor_mask
@@ -149,7 +152,9 @@ def missing_internals(
     finally:
         for end in ends:
             end.close()
-    if _WrappingProtocol.dataReceived.__code__.co_names != WRAPPER_DATA_RECEIVED_NAMES:
+    if _WrappingProtocol is None:
+        missing.append("twisted.internet.endpoints._WrappingProtocol")
+    elif _WrappingProtocol.dataReceived.__code__.co_names != WRAPPER_DATA_RECEIVED_NAMES:
         missing.append("_WrappingProtocol.dataReceived (changed)")
     if reactor_class is not None and not _is_stock_do_poll(reactor_class):
         missing.append(f"{reactor_class.__name__}.doPoll (changed)")
@@ -396,7 +401,7 @@ def read_directly(protocol) -> bool:
     connection, Twisted's TLS in between) is left alone.
     """
     wrapper = getattr(protocol.transport, "protocol", None)
-    if type(wrapper) is not _WrappingProtocol:
+    if _WrappingProtocol is None or type(wrapper) is not _WrappingProtocol:
         return False
     inner = wrapper._wrappedProtocol
     if getattr(inner, "_protocol", None) is protocol and "dataReceived" not in vars(type(inner)):
