@@ -9,7 +9,8 @@ seconds each); the same through ocppproxy and the naive relay with TLS as deploy
 (stations on wss://, both central systems wss://), and through HAProxy ending the
 stations' TLS in front of ocppproxy (plain ws:// between them, wss:// upstream); idle
 scale (N stations held through ocppproxy, each relaying a Heartbeat afterwards),
-reconnect storm (the primary restarts under N stations), proxy restart (R
+reconnect storm (the primary restarts under N stations), idle scale over TLS (N
+stations held as in the ocppproxy TLS loop: station_tls, wss:// central systems), proxy restart (R
 stations that retry as real ones do; the proxy itself restarts under them, with its
 default limits), cluster (C stations through HAProxy over three instances sharing a
 redis-server, one instance killed: see cluster.py). Prints a table and the ratios, and
@@ -271,25 +272,58 @@ async def heartbeat_all(connections: list, prefix: str, timeout: float) -> int:
     return sum(results)
 
 
-async def idle_scale_and_storm(
-    args, proxy: Process, primary: Process, proxy_port: int, primary_port: int, secondary_port: int
-) -> ScaleResult:
-    """N stations connected in batches through the proxy, then the primary restarts under them."""
-    url = f"ws://127.0.0.1:{proxy_port}/"
-    rss_before = rss_bytes(proxy.pid)
+async def hold_idle_stations(url: str, stations: int, batch: int, tls: ssl.SSLContext | None = None):
+    """C{stations} stations connected to C{url}, C{batch} at a time: the open connections, the seconds it took."""
     connections = []
     started = time.monotonic()
-    for first in range(0, args.scale, args.batch):
-        batch = range(first, min(args.scale, first + args.batch))
+    for first in range(0, stations, batch):
         opened = await asyncio.gather(
             *(
-                connect(url + f"IDLE-{n:05d}", subprotocols=["ocpp1.6"], compression=None, open_timeout=60)
-                for n in batch
+                connect(url + f"IDLE-{n:05d}", subprotocols=["ocpp1.6"], compression=None, open_timeout=60, ssl=tls)
+                for n in range(first, min(stations, first + batch))
             ),
             return_exceptions=True,
         )
         connections.extend(ws for ws in opened if not isinstance(ws, BaseException))
-    connect_seconds = time.monotonic() - started
+    return connections, time.monotonic() - started
+
+
+async def idle_scale_tls(args, workdir: str) -> dict:
+    """
+    N stations held over TLS as deployed (station_tls, both central systems wss://, as in
+    the ocppproxy TLS loop): the proxy's RSS per station, each then relaying a Heartbeat.
+    """
+    processes, targets = tls_loops(args, workdir, ["proxy-tls"])
+    target = targets["proxy-tls"]
+    (proxy,) = target.processes
+    try:
+        for process in processes:
+            await process.start()
+        rss_before = rss_bytes(proxy.pid)
+        connections, seconds = await hold_idle_stations(target.url, args.scale, args.batch, target.tls)
+        answered = await heartbeat_all(connections, "idle", 60)
+        rss_after = rss_bytes(proxy.pid)
+        for ws in connections:
+            ws.transport.abort()
+    finally:
+        for process in processes:
+            process.stop()
+    print(f"  idle scale over TLS: {len(connections)} stations held, {answered} answered", file=sys.stderr)
+    return {
+        "stations": args.scale,
+        "connected": len(connections),
+        "connect_seconds": round(seconds, 2),
+        "kib_per_station": round((rss_after - rss_before) / 1024 / max(1, len(connections)), 1),
+        "answered_after": answered,
+    }
+
+
+async def idle_scale_and_storm(
+    args, proxy: Process, primary: Process, proxy_port: int, primary_port: int, secondary_port: int
+) -> ScaleResult:
+    """N stations connected in batches through the proxy, then the primary restarts under them."""
+    rss_before = rss_bytes(proxy.pid)
+    connections, connect_seconds = await hold_idle_stations(f"ws://127.0.0.1:{proxy_port}/", args.scale, args.batch)
 
     async def all_linked() -> bool:
         # Both links of every station: with its primary gone and no secondary yet, the
@@ -721,7 +755,7 @@ async def main(args) -> None:
     raise_file_limit(
         3
         * max(
-            args.scale if "scale" in phases else 0,
+            args.scale if "scale" in phases or "scale-tls" in phases else 0,
             args.restart if "restart" in phases else 0,
             args.cluster if "cluster" in phases else 0,
         )
@@ -748,6 +782,7 @@ async def main(args) -> None:
     verdicts: dict[str, dict] = {}
     costs: dict[str, dict] = {}
     scale = None
+    scale_tls = None
     restart = None
     cluster = None
     try:
@@ -796,6 +831,8 @@ async def main(args) -> None:
             scale = await idle_scale_and_storm(args, proxy, primary, proxy_port, primary_port, secondary_port)
             proxy.stop()
             print("  scale done", file=sys.stderr)
+        if "scale-tls" in phases:
+            scale_tls = await idle_scale_tls(args, workdir)
         if "restart" in phases:
             restart = await proxy_restart(args, restarting, [primary, secondary], status_port, proxy_port)
         if "cluster" in phases:
@@ -806,6 +843,12 @@ async def main(args) -> None:
         for process in (proxy, naive, *tls_processes, restarting, primary, secondary):
             process.stop()
     ratios = print_table(loops, verdicts, costs, scale)
+    if scale_tls:
+        print(
+            f"idle scale over TLS: {scale_tls['connected']}/{scale_tls['stations']} stations (station_tls, wss://"
+            f" upstreams) connected in {scale_tls['connect_seconds']} s, {scale_tls['kib_per_station']} KiB RSS per"
+            f" station (its two upstream links included), {scale_tls['answered_after']} answered a Heartbeat"
+        )
     if restart:
         print_restart(restart)
     if cluster:
@@ -832,6 +875,7 @@ async def main(args) -> None:
         "cpu_ratios_by_round": verdicts,
         "tls_costs_by_round": costs,
         "scale": asdict(scale) if scale else None,
+        "scale_tls": scale_tls,
         "restart": restart,
         "cluster": cluster,
     }
@@ -866,7 +910,7 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--phases",
-        default="direct,proxy,naive,proxy-tls,naive-tls,haproxy-tls,scale,restart,cluster",
+        default="direct,proxy,naive,proxy-tls,naive-tls,haproxy-tls,scale,scale-tls,restart,cluster",
         help="comma-separated subset, in order",
     )
     parser.add_argument(
