@@ -15,7 +15,7 @@ from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair
 
 from ..config.model import ConfigError, StationTLS
 from .pem import certificate_blocks, read_pem_file
-from .tls import TLSConnection, TLSServerFactory, common_name
+from .tls import TLS_FLOOR, TLSConnection, TLSServerFactory, common_name
 
 
 def _certificates(key: str, path: str) -> list[Certificate]:
@@ -39,7 +39,7 @@ def station_tls_options(settings: StationTLS) -> ssl.SSLContext:
     """
     _check_files(settings)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2  # the OCPP security white paper's floor
+    context.minimum_version = TLS_FLOOR
     # A station may not make the proxy renegotiate (a TLS 1.2 CPU sink; OpenSSL 3 refuses by default, 1.1.1 not).
     context.options |= ssl.OP_NO_RENEGOTIATION
     try:
@@ -54,11 +54,11 @@ def station_tls_options(settings: StationTLS) -> ssl.SSLContext:
     return context
 
 
-def _check_files(settings: StationTLS) -> CertificateOptions:
+def _check_files(settings: StationTLS) -> None:
     """
     Each file of C{settings} read and checked, so that a problem is named by its key
     (the C{ssl} module's own errors do not say which file): a PEM certificate, a PEM key
-    that matches it, PEM CA certificates. Returns them as Twisted's TLS options.
+    that matches it (pyOpenSSL's context says whether it does), PEM CA certificates.
     """
     chain = _certificates("station_tls.certificate", settings.certificate)
     try:
@@ -80,7 +80,6 @@ def _check_files(settings: StationTLS) -> CertificateOptions:
         options.getContext()
     except SSL.Error:
         raise ConfigError("station_tls.private_key", "does not match station_tls.certificate") from None
-    return options
 
 
 def wrap_station_factory(factory: IProtocolFactory, context: ssl.SSLContext) -> TLSServerFactory:

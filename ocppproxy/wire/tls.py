@@ -36,6 +36,8 @@ from .internals import fast_path, read_directly, write_now
 
 # Plain text read from the TLS object at a time: a TLS record holds at most 16 KiB.
 _READ_SIZE = 1 << 16
+# The oldest TLS accepted either way: the OCPP security white paper's floor.
+TLS_FLOOR = ssl.TLSVersion.TLSv1_2
 
 
 class TLSConnection(ProtocolWrapper):
@@ -227,12 +229,20 @@ class TLSClientEndpoint:
         )
 
 
+def client_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """
+    A client context verifying certificates and host names against C{ca_file}'s CAs, or
+    the system's trust store (or C{SSL_CERT_FILE}) without one; L{TLS_FLOOR} at least.
+    """
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = TLS_FLOOR
+    return context
+
+
 @lru_cache(maxsize=64)
 def default_client_tls(hostname: str) -> ClientTLS:
-    """TLS to C{hostname} verified against the system's trust store (or C{SSL_CERT_FILE}); one context per host."""
-    context = ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ClientTLS(context, hostname)
+    """TLS to C{hostname} verified against the system's trust store; one context per host."""
+    return ClientTLS(client_context(), hostname)
 
 
 def common_name(certificate: dict | None) -> str | None:

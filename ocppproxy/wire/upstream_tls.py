@@ -22,7 +22,7 @@ from twisted.internet.ssl import (
 
 from ..config.model import Config, ConfigError, UpstreamTLS
 from .pem import certificate_blocks, read_pem_file
-from .tls import ClientTLS
+from .tls import ClientTLS, client_context
 
 
 def trust_root_from_pem_file(path: str, key: str = "ca_file"):
@@ -94,8 +94,7 @@ def client_tls_factory(config: Config) -> dict[str, ClientTLS]:
 
 def _client_context(key: str, ca_file: str | None, client_cert: str | None, client_key: str | None) -> ssl.SSLContext:
     try:
-        context = ssl.create_default_context(cafile=ca_file)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context = client_context(ca_file)
         if client_cert:
             context.load_cert_chain(client_cert, client_key)
     except (OSError, ssl.SSLError) as error:
