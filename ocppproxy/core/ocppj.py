@@ -62,8 +62,6 @@ def parse_frame(data: bytes | str) -> Frame:
     message_id = message[1]
     if not isinstance(message_id, str) or not message_id:
         raise FrameError("message id is not a non-empty string")
-    if length == 3:  # an answer
-        return Frame(kind, message_id, None, message[2])
     if kind in REQUESTS:
         action = message[2]
         if not isinstance(action, str) or not action:
