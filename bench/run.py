@@ -10,9 +10,9 @@ seconds each); the same through ocppproxy and the naive relay with TLS as deploy
 stations' TLS in front of ocppproxy (plain ws:// between them, wss:// upstream); idle
 scale (N stations held through ocppproxy, each relaying a Heartbeat afterwards),
 reconnect storm (the primary restarts under N stations), idle scale over TLS (N
-stations held as in the ocppproxy TLS loop: station_tls, wss:// central systems), proxy restart (R
-stations that retry as real ones do; the proxy itself restarts under them, with its
-default limits), cluster (C stations through HAProxy over three instances sharing a
+stations held as in the ocppproxy TLS loop: station_tls, wss:// central systems),
+proxy restart (R stations that retry as real ones do; the proxy itself restarts under
+them, with its default limits), cluster (C stations through HAProxy over three instances sharing a
 redis-server, one instance killed: see cluster.py). Prints a table and the ratios, and
 writes the results as JSON. Every loop is bounded in count and time.
 """
@@ -288,10 +288,11 @@ async def hold_idle_stations(url: str, stations: int, batch: int, tls: ssl.SSLCo
     return connections, time.monotonic() - started
 
 
-async def idle_scale_tls(args, workdir: str) -> dict:
+async def idle_scale_tls(args, workdir: str) -> ScaleResult:
     """
     N stations held over TLS as deployed (station_tls, both central systems wss://, as in
-    the ocppproxy TLS loop): the proxy's RSS per station, each then relaying a Heartbeat.
+    the ocppproxy TLS loop): the proxy's RSS per station once each has relayed a Heartbeat
+    (the answer shows its primary link is up; the TLS central systems have no _stats).
     """
     processes, targets = tls_loops(args, workdir, ["proxy-tls"])
     target = targets["proxy-tls"]
@@ -302,20 +303,29 @@ async def idle_scale_tls(args, workdir: str) -> dict:
         rss_before = rss_bytes(proxy.pid)
         connections, seconds = await hold_idle_stations(target.url, args.scale, args.batch, target.tls)
         answered = await heartbeat_all(connections, "idle", 60)
-        rss_after = rss_bytes(proxy.pid)
+        result = scale_result(args.scale, connections, seconds, rss_before, rss_bytes(proxy.pid), answered)
         for ws in connections:
             ws.transport.abort()
     finally:
         for process in processes:
             process.stop()
     print(f"  idle scale over TLS: {len(connections)} stations held, {answered} answered", file=sys.stderr)
-    return {
-        "stations": args.scale,
-        "connected": len(connections),
-        "connect_seconds": round(seconds, 2),
-        "kib_per_station": round((rss_after - rss_before) / 1024 / max(1, len(connections)), 1),
-        "answered_after": answered,
-    }
+    return result
+
+
+def scale_result(
+    stations: int, connections: list, seconds: float, rss_before: int, rss_after: int, answered: int
+) -> ScaleResult:
+    """What an idle scale phase measured: the proxy's RSS before and after, per station held."""
+    return ScaleResult(
+        stations=stations,
+        connected=len(connections),
+        connect_seconds=round(seconds, 2),
+        rss_before_mib=round(rss_before / 2**20, 1),
+        rss_after_mib=round(rss_after / 2**20, 1),
+        kib_per_station=round((rss_after - rss_before) / 1024 / max(1, len(connections)), 1),
+        answered_after=answered,
+    )
 
 
 async def idle_scale_and_storm(
@@ -335,15 +345,7 @@ async def idle_scale_and_storm(
         print("  idle scale: not every station got both upstream links within 60 s", file=sys.stderr)
     rss_after = rss_bytes(proxy.pid)
     answered = await heartbeat_all(connections, "idle", 60)
-    result = ScaleResult(
-        stations=args.scale,
-        connected=len(connections),
-        connect_seconds=round(connect_seconds, 2),
-        rss_before_mib=round(rss_before / 2**20, 1),
-        rss_after_mib=round(rss_after / 2**20, 1),
-        kib_per_station=round((rss_after - rss_before) / 1024 / max(1, len(connections)), 1),
-        answered_after=answered,
-    )
+    result = scale_result(args.scale, connections, connect_seconds, rss_before, rss_after, answered)
     print(f"  idle scale: {len(connections)} stations held, {answered} answered", file=sys.stderr)
 
     # Reconnect storm: the primary dies; every station sends a Heartbeat meanwhile (the
@@ -701,6 +703,14 @@ def print_round_ratios(verdicts: dict[str, dict], costs: dict[str, dict]) -> Non
         )
 
 
+def print_idle_scale(name: str, scale: ScaleResult) -> None:
+    print(
+        f"{name}: {scale.connected}/{scale.stations} stations connected in {scale.connect_seconds} s, "
+        f"{scale.kib_per_station} KiB RSS per station (its two upstream links included), "
+        f"{scale.answered_after} answered a Heartbeat afterwards"
+    )
+
+
 def print_table(
     loops: list[LoopResult], verdicts: dict[str, dict], costs: dict[str, dict], scale: ScaleResult | None
 ) -> dict:
@@ -731,11 +741,7 @@ def print_table(
     print_round_ratios(verdicts, costs)
     if scale:
         print()
-        print(
-            f"idle scale: {scale.connected}/{scale.stations} stations connected in {scale.connect_seconds} s, "
-            f"{scale.kib_per_station} KiB RSS per station (its two upstream links included), "
-            f"{scale.answered_after} answered a Heartbeat afterwards"
-        )
+        print_idle_scale("idle scale", scale)
         storm = scale.storm
         print(
             f"reconnect storm: primary down {storm['outage_seconds']} s; all {scale.connected} primary links back "
@@ -844,11 +850,7 @@ async def main(args) -> None:
             process.stop()
     ratios = print_table(loops, verdicts, costs, scale)
     if scale_tls:
-        print(
-            f"idle scale over TLS: {scale_tls['connected']}/{scale_tls['stations']} stations (station_tls, wss://"
-            f" upstreams) connected in {scale_tls['connect_seconds']} s, {scale_tls['kib_per_station']} KiB RSS per"
-            f" station (its two upstream links included), {scale_tls['answered_after']} answered a Heartbeat"
-        )
+        print_idle_scale("idle scale over TLS (station_tls, wss:// upstreams)", scale_tls)
     if restart:
         print_restart(restart)
     if cluster:
@@ -875,7 +877,7 @@ async def main(args) -> None:
         "cpu_ratios_by_round": verdicts,
         "tls_costs_by_round": costs,
         "scale": asdict(scale) if scale else None,
-        "scale_tls": scale_tls,
+        "scale_tls": asdict(scale_tls) if scale_tls else None,
         "restart": restart,
         "cluster": cluster,
     }
