@@ -21,6 +21,26 @@ from ocpp.v16.enums import Action, AuthorizationStatus, AvailabilityStatus, Regi
 WAIT = 10.0
 
 
+async def poll_until(
+    probe: Callable[[], Any],
+    done: Callable[[Any], bool],
+    failure: Callable[[Any], str],
+    interval: float = 0.02,
+    timeout: float = WAIT,
+) -> Any:
+    """
+    Await C{probe()} every C{interval} seconds until C{done(value)} holds, and return that
+    value; after C{timeout} seconds, fail with C{failure(value)} of the last value.
+    """
+    loop = asyncio.get_event_loop()
+    deadline = loop.time() + timeout
+    while not done(value := await probe()):
+        if loop.time() > deadline:
+            raise AssertionError(failure(value))
+        await asyncio.sleep(interval)
+    return value
+
+
 async def wait_until(condition: Callable[[], Any], changed: asyncio.Condition, timeout: float = WAIT) -> Any:
     """Wait, at most C{timeout} seconds, until C{condition()} is true; return its value."""
     async with changed:

@@ -27,7 +27,7 @@ from ocppproxy.cluster.transactions import transactions_key
 from .cluster_site import CHECK_FALL, CHECK_INTERVAL, ConnectionCounting, HAProxy, Instance, boot, connect_through
 from .cluster_site import instance_config as config_text
 from .e2e import ProxyTestCase, async_test
-from .peers import WAIT, connect_station
+from .peers import WAIT, connect_station, poll_until
 from .redisserver import RedisServer, free_port
 
 # How long a test station waits before it tries again, as a real one does after losing its connection.
@@ -92,15 +92,12 @@ class ClusterUnderTwistdTests(ProxyTestCase):
 
     async def holder(self, redis: RedisServer, station_id: str, not_on: str | None = None) -> str:
         """The instance whose claim on C{station_id} Redis holds (other than C{not_on}), waiting for it (bounded)."""
-        loop = asyncio.get_event_loop()
-        deadline = loop.time() + WAIT
-        while True:
-            value = await redis.command("GET", station_key(station_id))
-            if value and (instance := parse_claim(station_id, value).instance) != not_on:
-                return instance
-            if loop.time() > deadline:
-                raise AssertionError(f"{station_id} is claimed by {value!r}")
-            await asyncio.sleep(0.02)
+        value = await poll_until(
+            lambda: redis.command("GET", station_key(station_id)),
+            lambda value: value and parse_claim(station_id, value).instance != not_on,
+            lambda value: f"{station_id} is claimed by {value!r}",
+        )
+        return parse_claim(station_id, value).instance
 
     @async_test
     async def test_a_station_id_lands_on_one_instance_every_time(self):
@@ -199,12 +196,11 @@ class ClusterUnderTwistdTests(ProxyTestCase):
         )
 
     async def until_stored(self, redis: RedisServer, station_id: str) -> None:
-        loop = asyncio.get_event_loop()
-        deadline = loop.time() + WAIT
-        while await redis.command("HLEN", transactions_key(station_id)) != "1":
-            if loop.time() > deadline:
-                raise AssertionError(f"the transaction ids of {station_id} never reached Redis")
-            await asyncio.sleep(0.02)
+        await poll_until(
+            lambda: redis.command("HLEN", transactions_key(station_id)),
+            lambda count: count == "1",
+            lambda _: f"the transaction ids of {station_id} never reached Redis",
+        )
 
     @async_test
     async def test_one_id_connected_directly_to_two_instances(self):
@@ -319,12 +315,12 @@ class ClusterUnderTwistdTests(ProxyTestCase):
 
     async def until_health(self, instance: Instance, text: str) -> None:
         url = f"http://127.0.0.1:{instance.status_port}/health"
-        loop = asyncio.get_event_loop()
-        deadline = loop.time() + WAIT
-        while (answer := await asyncio.to_thread(http_get, url)) != (200, text):
-            if loop.time() > deadline:
-                raise AssertionError(f"{instance.name}'s /health answers {answer}")
-            await asyncio.sleep(0.1)
+        await poll_until(
+            lambda: asyncio.to_thread(http_get, url),
+            lambda answer: answer == (200, text),
+            lambda answer: f"{instance.name}'s /health answers {answer}",
+            interval=0.1,
+        )
 
 
 def http_get(url: str) -> tuple[int, str]:

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from ocppproxy.cluster.claims import parse_claim, station_key
 
 from .e2e import ProxyTestCase, async_test
-from .peers import WAIT, CentralSystem, connect_station
+from .peers import WAIT, CentralSystem, connect_station, poll_until
 from .redisserver import RedisServer
 
 
@@ -73,20 +73,19 @@ class ClusterEndToEndTests(ProxyTestCase):
         return parse_claim(station_id, value) if value else None
 
     async def until_claimed(self, station_id: str, instance: str) -> None:
-        loop = asyncio.get_event_loop()
-        deadline = loop.time() + WAIT
-        while getattr(await self.claim_of(station_id), "instance", None) != instance:
-            if loop.time() > deadline:
-                raise AssertionError(f"{station_id} never claimed by {instance}")
-            await asyncio.sleep(0.02)
+        await poll_until(
+            lambda: self.claim_of(station_id),
+            lambda claim: getattr(claim, "instance", None) == instance,
+            lambda _: f"{station_id} never claimed by {instance}",
+        )
 
     async def until_health(self, instance: Instance, text: str) -> None:
-        loop = asyncio.get_event_loop()
-        deadline = loop.time() + WAIT
-        while (answer := await self.get(instance.status + "/health")) != (200, text):
-            if loop.time() > deadline:
-                raise AssertionError(f"/health still answers {answer}")
-            await asyncio.sleep(0.05)
+        await poll_until(
+            lambda: self.get(instance.status + "/health"),
+            lambda answer: answer == (200, text),
+            lambda answer: f"/health still answers {answer}",
+            interval=0.05,
+        )
 
     @async_test
     async def test_same_station_on_another_instance_replaces_the_first(self):

@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred
 
 from . import test_cluster_end_to_end as cluster_end_to_end
 from .e2e import ProxyTestCase, async_test
-from .peers import WAIT
+from .peers import WAIT, poll_until
 from .test_cluster_end_to_end import Instance
 from .test_status_screenshot import BROWSER_TIMEOUT, CHROMIUM_FLAGS, VIRTUAL_TIME, find_chromium, run_bounded
 
@@ -57,16 +57,16 @@ class ClusterStatusEndToEndTests(ProxyTestCase):
 
     async def until_listed(self, instance: Instance, station_id: str, state: str, query: str = "") -> dict:
         """/stations of C{instance} until it lists C{station_id} in C{state} (bounded); that station's entry."""
-        loop = asyncio.get_event_loop()
-        deadline = loop.time() + WAIT
-        while True:
-            document = await self.stations(instance, query or f"?q={quote(station_id)}")
-            found = [s for s in document["stations"] if s["id"] == station_id and s["state"] == state]
-            if found:
-                return found[0]
-            if loop.time() > deadline:
-                raise AssertionError(f"{station_id} not {state} on {instance.status}: {document}")
-            await asyncio.sleep(0.05)
+        def listed(document: dict) -> list[dict]:
+            return [s for s in document["stations"] if s["id"] == station_id and s["state"] == state]
+
+        document = await poll_until(
+            lambda: self.stations(instance, query or f"?q={quote(station_id)}"),
+            listed,
+            lambda document: f"{station_id} not {state} on {instance.status}: {document}",
+            interval=0.05,
+        )
+        return listed(document)[0]
 
     async def moved_station(self, a: Instance, b: Instance) -> None:
         """CP_MOVED connects to A, then to B: A closes its connection (replaced)."""

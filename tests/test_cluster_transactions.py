@@ -19,7 +19,7 @@ from ocppproxy.config.model import ClusterConfig
 from ocppproxy.core.transactions import TransactionStore
 
 from .e2e import ProxyTestCase, async_test
-from .peers import WAIT, CentralSystem, connect_station, wait_until
+from .peers import WAIT, CentralSystem, connect_station, poll_until, wait_until
 from .redisserver import RedisServer
 
 PRIMARY_INTERVAL, SECONDARY_INTERVAL = 100, 200
@@ -69,12 +69,9 @@ class SharedTransactionIdsTests(ProxyTestCase):
         return parse_pairs(flat.split("\n")) if flat else {}
 
     async def until_stored(self, pairs: dict[int, int]) -> None:
-        loop = asyncio.get_event_loop()
-        deadline = loop.time() + WAIT
-        while (stored := await self.stored_pairs()) != pairs:
-            if loop.time() > deadline:
-                raise AssertionError(f"Redis holds {stored}, not {pairs}")
-            await asyncio.sleep(0.02)
+        await poll_until(
+            self.stored_pairs, lambda stored: stored == pairs, lambda stored: f"Redis holds {stored}, not {pairs}"
+        )
 
     async def start_transaction(self, station) -> int:
         await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
@@ -194,11 +191,8 @@ class TransactionHashTests(ProxyTestCase):
             store.remember("CP_1", primary, 1000 + primary)
         store.forget("CP_1", 70)
         expected = {primary: 1000 + primary for primary in range(7, 70)}
-        loop = asyncio.get_event_loop()
-        deadline = loop.time() + WAIT
-        while True:
-            flat = await redis.command("HGETALL", transactions_key("CP_1"))
-            if parse_pairs(flat.split("\n")) == expected:
-                break
-            self.assertLess(loop.time(), deadline, f"Redis holds {flat!r}")
-            await asyncio.sleep(0.02)
+        await poll_until(
+            lambda: redis.command("HGETALL", transactions_key("CP_1")),
+            lambda flat: parse_pairs(flat.split("\n")) == expected,
+            lambda flat: f"Redis holds {flat!r}",
+        )

@@ -24,7 +24,7 @@ from twisted.trial.unittest import SkipTest
 from ocppproxy.relay import statefile
 
 from .e2e import async_test
-from .peers import WAIT, CentralSystem, connect_station, wait_until
+from .peers import WAIT, CentralSystem, connect_station, poll_until, wait_until
 from .test_daemon import DaemonTestCase
 
 NOW = "2026-12-03T10:00:00Z"
@@ -304,15 +304,17 @@ class TrafficLogDiskFullTests(FaultTestCase):
     async def until_counted(self, status_port: str, outcome: str, count: int) -> None:
         """Wait (at most WAIT seconds) until the daemon's /metrics counts C{count} traffic-log lines C{outcome}."""
         loop = asyncio.get_event_loop()
-        deadline = loop.time() + WAIT
         wanted = f'ocppproxy_traffic_log_lines_total{{outcome="{outcome}"}} {float(count)}'
-        while True:
+
+        async def metrics() -> list[str]:
             response = await Deferred.asFuture(
                 treq.get(f"http://127.0.0.1:{status_port}/metrics", persistent=False), loop
             )
-            metrics = (await Deferred.asFuture(response.content(), loop)).decode()
-            if wanted in metrics.splitlines():
-                return
-            if loop.time() > deadline:
-                raise AssertionError(f"{wanted!r} not in time: {[m for m in metrics.splitlines() if 'traffic' in m]}")
-            await asyncio.sleep(0.05)
+            return (await Deferred.asFuture(response.content(), loop)).decode().splitlines()
+
+        await poll_until(
+            metrics,
+            lambda lines: wanted in lines,
+            lambda lines: f"{wanted!r} not in time: {[m for m in lines if 'traffic' in m]}",
+            interval=0.05,
+        )
