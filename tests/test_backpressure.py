@@ -5,8 +5,11 @@ write buffer (L{abstract.FileDescriptor}) in front of a socket that takes what a
 
 from __future__ import annotations
 
+import ssl
+
 from twisted.internet import abstract
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
@@ -17,6 +20,7 @@ from ocppproxy.core.routing import StationRelay
 from ocppproxy.daemon.reload import compare_configs
 from ocppproxy.relay.session import NOT_READING, StationSession
 from ocppproxy.wire.backpressure import WriteBufferWatch, WriteLimits
+from ocppproxy.wire.tls import TLSServerFactory
 from ocppproxy.wire.upstream import UpstreamLink
 
 from .test_upstream_link import Owner, RefusingEndpoint
@@ -135,6 +139,19 @@ class WriteBufferWatchTests(SynchronousTestCase):
         self.clock.advance(10.0)
         self.transport.drain()
         self.assertEqual(self.owner.events, ["full"])
+
+    def test_proxy_tls_is_full_at_the_limit(self):
+        """On the proxy's own TLS (station_tls, wss://), which passes every pause on: full at the limit, as plain."""
+        socket = SocketTransport()
+        factory = TLSServerFactory(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), Factory.forProtocol(Protocol))
+        tls = factory.buildProtocol(None)
+        tls.makeConnection(socket)
+        owner = Calls()
+        WriteBufferWatch(tls, self.limits, owner)
+        socket.write(b"x" * 70 * KIB)  # what the TLS layer sent, past Twisted's 64 KiB
+        self.assertEqual((owner.events, socket.bufferSize), ([], LIMIT))
+        socket.write(b"x" * LIMIT)
+        self.assertEqual(owner.events, ["full"])
 
     def test_tls_is_full_at_twisted_mark(self):
         """On Twisted's TLS (ssl: listen), which passes on only its first pause: full at Twisted's own 64 KiB."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
+from urllib.parse import urlsplit
 
 import yaml
 from twisted.trial.unittest import SynchronousTestCase
@@ -145,6 +147,12 @@ class UpstreamTLSConfigTests(SynchronousTestCase):
         )
         options = client_tls_factory(config)
         self.assertEqual(sorted(options), ["primary", "secondary"])
+        # Each verifies certificates and host names, TLS 1.2 at least; the secondary (no files of its own) too.
+        for tls in options.values():
+            context = tls.context
+            self.assertEqual((context.verify_mode, context.check_hostname), (ssl.CERT_REQUIRED, True))
+            self.assertEqual(context.minimum_version, ssl.TLSVersion.TLSv1_2)
+        self.assertEqual(options["primary"].hostname, urlsplit(config.primary_url).hostname)
 
     def test_no_tls_options_for_ws_upstreams(self):
         config = config_from_mapping({"primary_url": PRIMARY})
