@@ -1,9 +1,13 @@
 """
-Loggers for the daemon's own events, filtered by the configured C{log_level}.
+Loggers for the daemon's own events, filtered by the configured C{log_level}, and the
+same filter in front of the observers twistd attached, for Twisted's and Autobahn's
+own events.
 
-twistd owns the log observers; we only put a level filter in front of the events
-that ocppproxy emits, so Twisted's and Autobahn's own events are left as they are,
-but for Autobahn's debug events of our protocols, which are never emitted (see
+twistd owns the log observers. Our events pass the level filter on their way out
+(L{proxy_logger}); once twistd has attached its observers, L{filter_twistd_observers}
+puts the same filter in front of them, so Twisted's own lines (ClientService's
+"Scheduling retry", factories starting and stopping) follow C{log_level} too.
+Autobahn's debug events of our protocols are never emitted, whatever the level (see
 L{autobahn_logger}).
 """
 
@@ -11,9 +15,11 @@ from __future__ import annotations
 
 from twisted.logger import (
     FilteringLogObserver,
+    ILogObserver,
     Logger,
     LogLevel,
     LogLevelFilterPredicate,
+    LogPublisher,
     globalLogPublisher,
 )
 from txaio.tx import Logger as TxaioLogger
@@ -42,6 +48,30 @@ def set_log_level(name: str) -> None:
     global _debug
     _predicate.setLogLevelForNamespace("", _LEVELS[name])
     _debug = name == "debug"
+
+
+def filter_twistd_observers(publisher: LogPublisher = globalLogPublisher) -> bool:
+    """
+    Put the C{log_level} filter in front of every observer of C{publisher} (twistd's
+    log file, standard output or journal), so that Twisted's and Autobahn's own events
+    are filtered like ours; call once logging has begun (when the reactor runs).
+
+    L{LogPublisher} has no public way to list its observers: this reads its private
+    C{_observers} (a list since Twisted 15.2). Without it nothing changes and False is
+    returned (the caller warns); True once the observers are wrapped.
+    """
+    observers: list[ILogObserver] | None = getattr(publisher, "_observers", None)
+    if not isinstance(observers, list):
+        return False
+    for observer in list(observers):
+        if not isinstance(observer, _LevelFilter):
+            publisher.removeObserver(observer)
+            publisher.addObserver(_LevelFilter(observer, [_predicate]))
+    return True
+
+
+class _LevelFilter(FilteringLogObserver):
+    """The C{log_level} filter in front of one of twistd's observers (a type of its own: never wrapped twice)."""
 
 
 def debug_enabled() -> bool:

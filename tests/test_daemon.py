@@ -18,7 +18,8 @@ from ocpp.v16 import call
 from twisted.trial.unittest import SkipTest
 
 from .e2e import ProxyTestCase, async_test
-from .peers import WAIT, CentralSystem, connect_station
+from .peers import WAIT, CentralSystem, connect_station, poll_until
+from .redisserver import free_port
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 
@@ -235,6 +236,66 @@ class ReloadTests(DaemonTestCase):
         self.write(self.config_path, settings + "log_level: debug\n")
         process.send_signal(signal.SIGHUP)
         await self.read_until(process.stdout, r"configuration reloaded .*: log_level applied")
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+
+
+class LogLevelTests(DaemonTestCase):
+    """C{log_level} governs Twisted's own lines too; a reload that applied something says so at warn."""
+
+    async def reconnecting_secondary(self, level: str) -> tuple[asyncio.subprocess.Process, list[str]]:
+        """
+        A daemon at C{level} whose station's secondary goes away and is given up after
+        three quick attempts; the lines up to the giving up, and the running daemon.
+        """
+        primary, secondary = CentralSystem(100), CentralSystem(200)
+        primary_port, secondary_port = await primary.start(), await secondary.start()
+        self.addCleanup(lambda: asyncio.ensure_future(primary.stop()))
+        port = free_port()
+        self.settings = (
+            f'listen: "tcp:port={port}:interface=127.0.0.1"\n'
+            f'primary_url: "ws://127.0.0.1:{primary_port}/ocpp/"\n'
+            f'secondary_url: "ws://127.0.0.1:{secondary_port}/ocpp/"\n'
+            "reconnect: {initial_delay: 0.05, factor: 1, max_delay: 0.05, max_attempts: 3}\n"
+        )
+        process = await self.run_daemon(self.settings + f"log_level: {level}\n")
+
+        async def connect():
+            try:
+                return await connect_station(f"ws://127.0.0.1:{port}/", "CP_L")
+            except OSError:
+                return None
+
+        station, websocket, _ = await poll_until(connect, bool, lambda _: "the daemon never listened", interval=0.1)
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        await secondary.wait_connections(1)
+        await secondary.stop()
+        _, lines = await self.read_until(process.stdout, r"giving up on secondary")
+        await station.call(call.Heartbeat())
+        return process, lines
+
+    @async_test
+    async def test_twisted_retry_lines_follow_log_level(self):
+        """At warn, ClientService's "Scheduling retry" info lines are not shown (at info they are)."""
+        process, lines = await self.reconnecting_secondary("info")
+        self.assertTrue([line for line in lines if "Scheduling retry" in line], lines)
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+
+        process, lines = await self.reconnecting_secondary("warn")
+        self.assertEqual([line for line in lines if "Scheduling retry" in line], [])
+        # twistd's own two start-up lines are written before the configuration's level can apply.
+        self.assertEqual([line for line in lines if "#info]" in line and "AppLogger#info" not in line], [])
+
+    @async_test
+    async def test_reload_summary_at_warn(self):
+        """At log_level warn, a SIGHUP that applied a change leaves one line naming the keys."""
+        process, _ = await self.reconnecting_secondary("warn")
+        with open(self.config_path, "w") as out:
+            out.write(self.settings + "log_level: warn\nnotify: {log: true}\n")
+        process.send_signal(signal.SIGHUP)
+        found, _ = await self.read_until(process.stdout, r"configuration reloaded .*: (.*) applied")
+        self.assertEqual(found.group(1), "notify.log")
         process.send_signal(signal.SIGTERM)
         self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
 

@@ -126,7 +126,10 @@ class Reloader:
             )
             return None
         changes = compare_configs(self.running, new)
-        self._log.info(
+        # The new level first, and what was applied at warn: at log_level warn a reload
+        # that changed something must still leave a line saying so.
+        set_log_level(new.log_level)
+        (self._log.warn if changes.live else self._log.info)(
             "configuration reloaded from {path}: {changed}",
             path=self.path,
             changed=f"{', '.join(changes.live)} applied" if changes.live else "no live setting changed",
@@ -138,7 +141,6 @@ class Reloader:
                 keys=", ".join(changes.restart),
                 restart=changes.restart,
             )
-        set_log_level(new.log_level)
         names = load_station_names(new.client_names)
         if channels_differ(self.running.notify, new.notify):
             built = build_channels(new.notify, self._reactor)

@@ -14,7 +14,7 @@ from twisted.python import usage
 
 from ..config.load import load_config
 from ..config.model import Config, ConfigError
-from ..logs import proxy_logger, set_log_level
+from ..logs import filter_twistd_observers, proxy_logger, set_log_level
 from ..notify.channels import build_channels, load_station_names
 from ..notify.service import NotifierService
 from ..relay.observers import Observers
@@ -98,7 +98,17 @@ def makeService(options: Options, reactor=None) -> IService:
     SystemdService(proxy.listening, reactor).setServiceParent(top)
     install_reload_signal(reactor, Reloader(options["config"], config, notifier, reactor).reload)
     reactor.callWhenRunning(install_shutdown_signals, reactor)
+    reactor.callWhenRunning(filter_twisted_lines)
     return top
+
+
+def filter_twisted_lines() -> None:
+    """
+    C{log_level} for Twisted's and Autobahn's own lines too, once twistd's observers are
+    attached (they are when the reactor runs); one warning if that cannot be done.
+    """
+    if not filter_twistd_observers():
+        _log.warn("log_level cannot filter Twisted's own log lines with this Twisted release; they are all shown")
 
 
 def build_services(config: Config, reactor, upstream_tls=None, station_tls=None) -> ServiceTree:
