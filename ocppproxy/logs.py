@@ -35,9 +35,13 @@ _predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
 _observer = FilteringLogObserver(globalLogPublisher, [_predicate])
 
 
-def proxy_logger() -> Logger:
-    """A L{Logger} whose events pass the configured level filter (use as class attribute)."""
-    return Logger(observer=_observer)
+def proxy_logger(namespace: str | None = None) -> Logger:
+    """
+    A L{Logger} whose events pass the configured level filter. As a class attribute it
+    is named after the class; at module level pass C{__name__} (else every module-level
+    logger would be named after this module).
+    """
+    return Logger(namespace=namespace, observer=_observer)
 
 
 _debug = False

@@ -47,3 +47,16 @@ class FilterTwistdObserversTests(SynchronousTestCase):
                 pass
 
         self.assertFalse(filter_twistd_observers(Publisher()))
+
+
+class ModuleLoggerNamespaceTests(SynchronousTestCase):
+    def test_module_level_loggers_named_after_their_module(self):
+        """Module-level loggers report their own module's name, not ocppproxy.logs."""
+        from ocppproxy.daemon import tap
+        from ocppproxy.notify import channels
+        from ocppproxy.relay import connection_options, observers, service_tree
+        from ocppproxy.status import service
+        from ocppproxy.wire import internals
+
+        for module in (channels, tap, service_tree, connection_options, observers, internals, service):
+            self.assertEqual(module._log.namespace, module.__name__)

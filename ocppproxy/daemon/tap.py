@@ -29,7 +29,7 @@ from .reload import Reloader
 from .systemd import SystemdService
 from .trafficlog import TrafficLog
 
-_log = proxy_logger()
+_log = proxy_logger(__name__)
 
 
 class Options(usage.Options):

@@ -21,7 +21,7 @@ from .names import StationNames, load_client_names
 from .pushover import PushoverChannel
 from .webhook import WebhookChannel
 
-_log = proxy_logger()
+_log = proxy_logger(__name__)
 
 Channels = dict[str, Callable[[Alert], Deferred]]
 

@@ -10,7 +10,7 @@ from ..core.forwarded import forwarded_headers
 from ..core.upstream_auth import CredentialsError, authorization_for
 from ..logs import proxy_logger
 
-_log = proxy_logger()
+_log = proxy_logger(__name__)
 
 
 def upstream_headers(request, peer_host: str, station_id: str, config: Config) -> dict[str, dict[str, str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..core.observer import FrameRecorder, ProxyObserver
 from ..logs import proxy_logger
 
-_log = proxy_logger()
+_log = proxy_logger(__name__)
 
 
 class _FailureLog:

@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 
 from ..logs import proxy_logger
 
-_log = proxy_logger()
+_log = proxy_logger(__name__)
 
 
 def first_failure(results: list[tuple[bool, object]]) -> Failure | None:

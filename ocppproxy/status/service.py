@@ -31,7 +31,7 @@ from .snapshot import metrics_snapshot
 CLUSTER_READ_TIMEOUT = 1.0
 """Seconds a page or /stations waits for the cluster's record in Redis before answering with the local view."""
 
-_log = proxy_logger()
+_log = proxy_logger(__name__)
 
 
 class _StatusSite(Site):

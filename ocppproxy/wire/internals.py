@@ -273,7 +273,7 @@ class FastPath:
         return int(found.group(1)) if found else None
 
 
-_log = proxy_logger()
+_log = proxy_logger(__name__)
 _decided: FastPath | None = None
 
 
