@@ -144,3 +144,9 @@ class SessionEffectTests(SynchronousTestCase):
         self.assertEqual([link.stopped for link in self.links.values()], [True, True])
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.observer.events, ["upstream_connected", "upstream_frame", "upstream_disconnected"])
+
+    def test_unknown_effect_raises(self):
+        """An effect the session does not know is a bug: it raises, it never closes the station in its place."""
+        with self.assertRaises(TypeError):
+            self.session._carry_out([object()])
+        self.assertIsNone(self.station.closed_with)

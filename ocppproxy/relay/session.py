@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import LogLevel
 
 from ..config.model import Config
-from ..core.effects import STATION, Effect, Event, Log, Send, Timer
+from ..core.effects import STATION, Close, Effect, Event, Log, Send, Timer
 from ..core.observer import FROM_STATION, FROM_UPSTREAM, TO_STATION, FrameRecorder, ProxyObserver
 from ..core.ocppj import shorten
 from ..core.routing import PRIMARY, StationRelay
@@ -149,8 +149,10 @@ class StationSession:
                 self._log.emit(_LEVELS[effect.level], effect.text, **effect.fields)
             elif kind is Timer:
                 self._schedule_expiry(effect.deadline)
-            else:
+            elif kind is Close:
                 self.close(effect.code, effect.reason)
+            else:
+                raise TypeError(f"unknown effect {effect!r}")
 
     # --- the station's side
 
