@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from twisted.internet.defer import fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
@@ -9,7 +11,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config.model import ReconnectPolicy
-from ocppproxy.wire.upstream import UpstreamLink
+from ocppproxy.wire.upstream import UpstreamLink, UpstreamProtocol
 
 
 class RefusingEndpoint:
@@ -167,3 +169,16 @@ class RecorderTests(SynchronousTestCase):
                 ("CP_1", "to_upstream", "primary", b'[2,"2","Heartbeat",{}]'),
             ],
         )
+
+
+class WhenClosedTests(SynchronousTestCase):
+    def test_already_closed_fires_at_once(self):
+        """when_closed() asked after the connection closed fires at once (it used to wait for good)."""
+        protocol = UpstreamProtocol()
+        closed = []
+        protocol.factory = SimpleNamespace(link=SimpleNamespace(closed=lambda proto, why: closed.append(why)))
+        waiting = protocol.when_closed()
+        protocol.onClose(True, 1000, None)
+        self.assertEqual(closed, ["close code 1000"])
+        self.successResultOf(waiting)
+        self.successResultOf(protocol.when_closed())

@@ -81,13 +81,15 @@ class UpstreamProtocol(WebSocketClientProtocol):
         super().__init__()
         self._lost_reason: Failure | None = None
         self._close_waiters: list[Deferred[None]] = []
+        self._closed = False
         self.was_open = False
         self.refused_status: int | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        # Autobahn never applies its tcpNoDelay option (see STYLE.md); without it a
-        # relayed frame can wait ~40 ms for Nagle and delayed ACKs.
+        # Autobahn never applies its tcpNoDelay option (WebSocketAdapterProtocol's
+        # connectionMade reads it before _connectionMade copies it from the factory);
+        # without it a relayed frame can wait ~40 ms for Nagle and delayed ACKs.
         self.transport.setTcpNoDelay(True)
 
     def onOpen(self) -> None:
@@ -113,13 +115,16 @@ class UpstreamProtocol(WebSocketClientProtocol):
             detail = lost.getErrorMessage()
             if detail and detail not in why:
                 why = f"{why}: {detail}"
+        self._closed = True
         self.factory.link.closed(self, why)
         waiters, self._close_waiters = self._close_waiters, []
         for waiter in waiters:
             waiter.callback(None)
 
     def when_closed(self) -> Deferred[None]:
-        """A Deferred that fires once the connection is closed."""
+        """A Deferred that fires once the connection is closed (at once if it already is)."""
+        if self._closed:
+            return succeed(None)
         waiter: Deferred[None] = Deferred()
         self._close_waiters.append(waiter)
         return waiter
