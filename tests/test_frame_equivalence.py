@@ -38,6 +38,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.relay.connection_options import websocket_options
 from ocppproxy.wire.station import StationFactory
+from ocppproxy.wire.internals import LeanFrames, fast_path
 from ocppproxy.wire.upstream import UpstreamFactory
 from ocppproxy.wire.wsframes import FAST_LIMIT, xor_mask
 
@@ -164,6 +165,12 @@ def _connect(factory) -> tuple:
     return protocol, transport
 
 
+def assert_fast_path_if_proxy(kind: str, protocol) -> None:
+    """The proxy's side is on the fast path: otherwise the tests would compare stock Autobahn with itself."""
+    if kind == "proxy":
+        assert isinstance(protocol, LeanFrames), f"fast path off (missing: {fast_path().missing}): nothing to compare"
+
+
 def open_server(kind: str, options: dict, clock: Clock) -> tuple:
     """(protocol, transport, events) of a server side after its opening handshake."""
     if kind == "proxy":
@@ -176,6 +183,7 @@ def open_server(kind: str, options: dict, clock: Clock) -> tuple:
         factory.protocol = StockServer
         factory.events = events
     protocol, transport = _connect(factory)
+    assert_fast_path_if_proxy(kind, protocol)
     protocol.dataReceived(REQUEST)
     assert transport.value().startswith(b"HTTP/1.1 101"), transport.value()
     transport.clear()
@@ -195,6 +203,7 @@ def open_client(kind: str, options: dict, clock: Clock) -> tuple:
         factory.protocol = StockClient
         factory.events = events
     protocol, transport = _connect(factory)
+    assert_fast_path_if_proxy(kind, protocol)
     protocol.dataReceived(_accept(transport.value()))
     assert events.seen == [("open",)], (kind, transport.value())
     transport.clear()
@@ -364,6 +373,7 @@ class SameAsAutobahnTests(SynchronousTestCase):
     """The proxy's protocols do what stock Autobahn protocols with the same options do, byte for byte."""
 
     def setUp(self) -> None:
+        self.assertTrue(fast_path().enabled, f"the fast path is off (missing: {fast_path().missing})")
         # Autobahn formats all its options for a debug line at every connection (about a
         # millisecond); the examples here make thousands of connections, on both sides.
         self.patch(autobahn_protocol, "pformat", lambda value: "")
