@@ -2,7 +2,9 @@
 Per-channel delivery: a bounded queue, one alert in flight, retries with backoff.
 
 Relaying never waits on a channel: L{DeliveryQueue.put} returns at once, and a slow
-or broken channel costs at most C{limit} waiting alerts.
+or broken channel costs at most C{limit} waiting alerts. Every attempt has one deadline,
+from connecting to the last byte of the answer: past it the attempt is cancelled (the
+channel drops its connection) and counts as a transient failure.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from .alert import Alert, DeliveryError
 MAX_RETRY_DELAY = 300.0
 """No retry waits longer than this many seconds, whatever the attempt number."""
 
+DEFAULT_DEADLINE = 30.0
+"""Seconds one delivery attempt may take unless the queue is given another deadline."""
+
 
 def _reason(error: BaseException) -> str:
     if isinstance(error, DeliveryError):
@@ -36,7 +41,9 @@ class DeliveryQueue:
     failure (a L{DeliveryError} with C{transient} set, or any other exception) is
     retried after C{retry_delay * 2 ** (attempt - 1)} seconds (at most
     L{MAX_RETRY_DELAY}), up to C{max_attempts} attempts; a permanent one gives the
-    alert up at once. Given-up alerts are counted in C{failed}, delivered ones in
+    alert up at once. An attempt still unfinished C{deadline} seconds after it started
+    is cancelled (the channel's Deferred must then drop its connection) and counts as
+    a transient failure. Given-up alerts are counted in C{failed}, delivered ones in
     C{sent}, alerts abandoned by a timed-out L{flush} in C{abandoned}. C{report}, if
     given, hears C{(alert, channel name, "sent" | "failed" | "dropped")} as each alert's
     fate is decided.
@@ -53,8 +60,10 @@ class DeliveryQueue:
         max_attempts: int,
         retry_delay: float,
         report: Callable[[Alert, str, str], None] | None = None,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self.name = name
+        self.deadline = deadline
         self._report = report
         self._send = send
         self._clock = clock
@@ -161,9 +170,17 @@ class DeliveryQueue:
         self._attempts += 1
         alert = self._current
         sending = self._in_flight = maybeDeferred(self._send, alert)
+        sending.addTimeout(self.deadline, self._clock, onTimeoutCancel=self._past_deadline)
         sending.addCallbacks(
             self._delivered, self._not_delivered, callbackArgs=(sending, alert), errbackArgs=(sending, alert)
         )
+
+    @staticmethod
+    def _past_deadline(result: object, deadline: float) -> object:
+        # A channel may still have succeeded as it was cancelled: then it counts.
+        if isinstance(result, Failure):
+            raise DeliveryError(f"no answer within the deadline of {deadline:g} s", transient=True)
+        return result
 
     def _delivered(self, _: object, sending: Deferred, alert: Alert) -> None:
         if sending is not self._in_flight:
