@@ -66,7 +66,7 @@ class ThreadlessPool:
     def _run(work, args) -> tuple[bool, object]:
         try:
             return True, work(*args)
-        except Exception:
+        except Exception:  # noqa: BLE001 (a thread pool hands back any exception)
             return False, Failure()
 
     def finish(self) -> None:
@@ -121,7 +121,9 @@ class AppriseChannelTests(SynchronousTestCase):
         channel = AppriseChannel("apprise[1]", TELEGRAM, ReactorClock(), ThreadlessPool(), 20.0, notify=notify)
         error = self.failureResultOf(channel.send(ALERT), DeliveryError).value
         self.assertTrue(error.transient)
-        self.assertEqual(str(error), "Apprise could not notify apprise[1] (tgram://): OSError: cannot connect to <redacted>")
+        self.assertEqual(
+            str(error), "Apprise could not notify apprise[1] (tgram://): OSError: cannot connect to <redacted>"
+        )
 
     def test_call_past_the_deadline_fails_and_its_late_success_is_ignored(self) -> None:
         """

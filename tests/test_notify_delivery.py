@@ -67,7 +67,6 @@ class QueueTestCase(SynchronousTestCase):
         return call.getTime() - self.clock.seconds()
 
 
-
 class DeliveryQueueTests(QueueTestCase):
     def test_one_at_a_time_in_order(self) -> None:
         """Alerts are delivered in the order they were put, the next one only after the previous."""

@@ -191,7 +191,9 @@ class AppriseChannel:
             )
 
 
-def apprise_channels(settings: AppriseSettings, reactor, timeout: float) -> dict[str, tuple[AppriseChannel, ThreadPool]]:
+def apprise_channels(
+    settings: AppriseSettings, reactor, timeout: float
+) -> dict[str, tuple[AppriseChannel, ThreadPool]]:
     """
     One channel per URL of C{settings}, by name (C{apprise[0]}, ...), each with its own
     thread pool of one thread (not started): a notification that outlives its deadline

@@ -59,7 +59,10 @@ def build_channels(settings: NotifyConfig, reactor) -> BuiltChannels:
     if settings.email is not None:
         try:
             channels["email"] = EmailChannel(
-                settings.email, reactor, ca_file=settings.email.smtp.ca_file, deadline=settings.attempt_deadline("email")
+                settings.email,
+                reactor,
+                ca_file=settings.email.smtp.ca_file,
+                deadline=settings.attempt_deadline("email"),
             ).send
         except (ValueError, OSError) as error:
             _log.warn("alerts: email channel disabled: {problem}", problem=str(error))
