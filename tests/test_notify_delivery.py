@@ -297,3 +297,25 @@ class DeadlineTests(QueueTestCase):
         flushed = queue.flush(5.0)
         self.clock.advance(5.0)
         return flushed
+
+    def test_channel_that_ignores_cancellation_does_not_hold_the_queue(self) -> None:
+        """A channel whose Deferred survives cancellation (its canceller raises) still fails at the deadline."""
+
+        def broken(_: Deferred) -> None:
+            raise RuntimeError("canceller bug")
+
+        attempts: list[Deferred[None]] = []
+
+        def send(alert: Alert) -> Deferred[None]:
+            attempts.append(Deferred(broken))
+            return attempts[-1]
+
+        queue = self.queue(deadline=5.0, retry_delay=1.0, max_attempts=1, send=send)
+        queue.put(alert(1))
+        queue.put(alert(2))
+        self.clock.advance(5.0)
+        self.assertEqual((queue.failed, len(attempts)), (1, 2))
+        self.assertIn("no answer within the deadline of 5 s", self.logged(LogLevel.error)[-1])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        attempts[0].callback(None)
+        self.assertEqual(queue.sent, 0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
@@ -74,6 +74,8 @@ class DeliveryQueue:
         self._current: Alert | None = None
         self._attempts = 0
         self._in_flight: Deferred | None = None
+        self._deadline_call: IDelayedCall | None = None
+        self._expired: Deferred | None = None
         self._retry_call: IDelayedCall | None = None
         self._pumping = False
         self._flushing = False
@@ -170,22 +172,37 @@ class DeliveryQueue:
         self._attempts += 1
         alert = self._current
         sending = self._in_flight = maybeDeferred(self._send, alert)
-        sending.addTimeout(self.deadline, self._clock, onTimeoutCancel=self._past_deadline)
+        # Set before the callbacks: an attempt already over cancels it at once.
+        self._deadline_call = self._clock.callLater(self.deadline, self._past_deadline, sending, alert)
         sending.addCallbacks(
             self._delivered, self._not_delivered, callbackArgs=(sending, alert), errbackArgs=(sending, alert)
         )
 
-    @staticmethod
-    def _past_deadline(result: object, deadline: float) -> object:
-        # A channel may still have succeeded as it was cancelled: then it counts.
-        if isinstance(result, Failure):
-            raise DeliveryError(f"no answer within the deadline of {deadline:g} s", transient=True)
-        return result
+    def _past_deadline(self, sending: Deferred, alert: Alert) -> None:
+        self._deadline_call = None
+        if sending is not self._in_flight:
+            return
+        self._expired = sending
+        # The channel drops its connection on cancellation; a success it finds then still counts.
+        try:
+            sending.cancel()
+        except Exception:  # noqa: BLE001
+            self._log.failure("alerts: {channel} failed to cancel an attempt past its deadline", channel=self.name)
+        if sending is self._in_flight:
+            # Cancelling did not finish the attempt (a channel bug): the queue moves on all the same.
+            self._not_delivered(Failure(CancelledError()), sending, alert)
+
+    def _finished(self) -> None:
+        """The attempt in flight is over: forget it and its deadline."""
+        self._in_flight = None
+        if self._deadline_call is not None and self._deadline_call.active():
+            self._deadline_call.cancel()
+        self._deadline_call = None
 
     def _delivered(self, _: object, sending: Deferred, alert: Alert) -> None:
         if sending is not self._in_flight:
             return
-        self._in_flight = None
+        self._finished()
         self.sent += 1
         self._outcome(alert, "sent")
         self._log.info(
@@ -200,8 +217,11 @@ class DeliveryQueue:
     def _not_delivered(self, failure: Failure, sending: Deferred, alert: Alert) -> None:
         if sending is not self._in_flight:
             return
-        self._in_flight = None
+        self._finished()
         error = failure.value
+        if sending is self._expired:
+            self._expired = None
+            error = DeliveryError(f"no answer within the deadline of {self.deadline:g} s", transient=True)
         transient = not isinstance(error, DeliveryError) or error.transient
         if transient and self._attempts < self._max_attempts and not self._flushing:
             delay = min(self._retry_delay * 2 ** (self._attempts - 1), MAX_RETRY_DELAY)
@@ -253,7 +273,8 @@ class DeliveryQueue:
         )
         self._waiting.clear()
         self._current = None
-        in_flight, self._in_flight = self._in_flight, None
+        in_flight = self._in_flight
+        self._finished()
         self._close()
         if in_flight is not None:
             in_flight.cancel()
