@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.protocols.policies import WrappingFactory
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 
 @dataclass(frozen=True)
@@ -36,19 +36,23 @@ class RecordingReceiver(Resource):
         self._waiters: list[tuple[int, Deferred[ReceivedPost]]] = []
 
     def render_POST(self, request) -> bytes:
+        self.record(request)
+        request.setResponseCode(self.codes.pop(0) if self.codes else 200)
+        request.setHeader(b"content-type", b"text/plain")
+        return b"received"
+
+    def record(self, request) -> None:
+        """Keep C{request} as a L{ReceivedPost} and fire the waiters it satisfies."""
         headers = {
             name.decode().lower(): values[-1].decode() for name, values in request.requestHeaders.getAllRawHeaders()
         }
         self.posts.append(ReceivedPost(request.path.decode(), headers, request.content.read()))
-        request.setResponseCode(self.codes.pop(0) if self.codes else 200)
-        request.setHeader(b"content-type", b"text/plain")
         waiting, self._waiters = self._waiters, []
         for count, waiter in waiting:
             if len(self.posts) >= count:
                 waiter.callback(self.posts[count - 1])
             else:
                 self._waiters.append((count, waiter))
-        return b"received"
 
     def nth_post(self, count: int) -> Deferred[ReceivedPost]:
         """Fires with the C{count}-th POST (1-based) once it has arrived."""
@@ -57,6 +61,35 @@ class RecordingReceiver(Resource):
         waiter: Deferred[ReceivedPost] = Deferred()
         self._waiters.append((count, waiter))
         return waiter
+
+
+class StallingReceiver(RecordingReceiver):
+    """
+    To the first C{stall} POSTs: the status line, the headers and the first bytes of a
+    body (C{sent}) that never ends; the later ones are answered like
+    L{RecordingReceiver}'s. C{dropped[i]} fires once the client of the i-th stalled POST
+    has dropped its connection.
+    """
+
+    def __init__(self, stall: int = 1, *codes: int, sent: bytes = b"{") -> None:
+        super().__init__(*codes)
+        self.stall = stall
+        self.sent = sent
+        self.dropped: list[Deferred[None]] = []
+
+    def render_POST(self, request):
+        if len(self.dropped) >= self.stall:
+            return super().render_POST(request)
+        self.record(request)
+        request.setResponseCode(200)
+        request.setHeader(b"content-type", b"application/json")
+        request.write(self.sent)
+        self.dropped.append(request.notifyFinish().addCallbacks(self._finished, lambda _: None))
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _finished(_: object) -> None:
+        raise AssertionError("a stalled answer was finished")
 
 
 class TrackingFactory(WrappingFactory):

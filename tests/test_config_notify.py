@@ -114,7 +114,10 @@ class NotifySectionTests(SynchronousTestCase):
         self.assertEqual(notify_config(None), NotifyConfig())
 
     def test_defaults(self):
-        """flap_window 30, upstream_down_after 120, queue_limit 100, max_attempts 5, retry_delay 10, flush_timeout 5."""
+        """
+        flap_window 30, upstream_down_after 120, queue_limit 100, max_attempts 5, retry_delay 10, flush_timeout 5,
+        delivery_timeout 30.
+        """
         settings = notify_config({})
         self.assertEqual(
             (
@@ -129,8 +132,9 @@ class NotifySectionTests(SynchronousTestCase):
                 settings.max_attempts,
                 settings.retry_delay,
                 settings.flush_timeout,
+                settings.delivery_timeout,
             ),
-            (frozenset(), False, None, None, (), 30.0, 120.0, 100, 5, 10.0, 5.0),
+            (frozenset(), False, None, None, (), 30.0, 120.0, 100, 5, 10.0, 5.0, 30.0),
         )
 
     def test_settings_are_read(self):
@@ -144,6 +148,7 @@ class NotifySectionTests(SynchronousTestCase):
                 "max_attempts": 1,
                 "retry_delay": 0.5,
                 "flush_timeout": 0,
+                "delivery_timeout": 2.5,
             }
         )
         self.assertEqual(
@@ -155,8 +160,9 @@ class NotifySectionTests(SynchronousTestCase):
                 settings.max_attempts,
                 settings.retry_delay,
                 settings.flush_timeout,
+                settings.delivery_timeout,
             ),
-            (True, 0, 45.5, 7, 1, 0.5, 0),
+            (True, 0, 45.5, 7, 1, 0.5, 0, 2.5),
         )
 
     def test_not_a_mapping(self):
@@ -202,6 +208,36 @@ class NotifySectionTests(SynchronousTestCase):
     def test_flush_timeout_not_negative(self):
         """flush_timeout may be 0 but not negative."""
         self.assertEqual(notify_error({"flush_timeout": -5}).key, "notify.flush_timeout")
+
+    def test_delivery_timeout_above_zero(self):
+        """delivery_timeout must be more than 0 seconds: an attempt with no time at all could never succeed."""
+        self.assertEqual(
+            str(notify_error({"delivery_timeout": 0})), "notify.delivery_timeout: must be a number of seconds above 0"
+        )
+
+    def test_attempt_deadline_is_the_channels_own_timeout_or_delivery_timeout(self):
+        """A channel's timeout, where the file sets one, is its deadline; otherwise notify.delivery_timeout."""
+        own = notify_config(
+            {
+                "delivery_timeout": 12,
+                "email": email(smtp=smtp(timeout=4)),
+                "webhook": {"url": "https://hooks.example.com/a", "timeout": 5},
+                "apprise": {"urls": ["json://127.0.0.1:1/a", "json://127.0.0.1:1/b"], "timeout": 6},
+            }
+        )
+        channels = ("email", "webhook", "apprise[0]", "apprise[1]", "pushover")
+        self.assertEqual([own.attempt_deadline(name) for name in channels], [4.0, 5.0, 6.0, 6.0, 12.0])
+        unset = notify_config(
+            {
+                "delivery_timeout": 12,
+                "email": email(),
+                "webhook": {"url": "https://hooks.example.com/a"},
+                "apprise": {"urls": ["json://127.0.0.1:1/a"]},
+            }
+        )
+        self.assertEqual((unset.email.smtp.timeout, unset.webhook.timeout, unset.apprise.timeout), (None, None, None))
+        self.assertEqual([unset.attempt_deadline(name) for name in channels[:3]], [12.0, 12.0, 12.0])
+        self.assertEqual(notify_config({}).attempt_deadline("webhook"), 30.0)
 
     def test_booleans_are_not_numbers(self):
         """true is not taken for 1 in a number setting."""
@@ -316,8 +352,9 @@ class EmailTests(SynchronousTestCase):
         self.assertEqual((server.username, server.password), (None, None))
 
     def test_timeout_default(self):
-        """The SMTP timeout defaults to 30 seconds."""
-        self.assertEqual(notify_config({"email": email()}).email.smtp.timeout, 30.0)
+        """Without smtp.timeout the e-mail channel's deadline is notify.delivery_timeout (30 seconds)."""
+        settings = notify_config({"email": email()})
+        self.assertEqual((settings.email.smtp.timeout, settings.attempt_deadline("email")), (None, 30.0))
 
     def test_ca_file_relative_to_config(self):
         """smtp.ca_file is taken from the configuration file's directory."""
@@ -405,7 +442,7 @@ class EmailTests(SynchronousTestCase):
     def test_bad_timeout(self):
         """A timeout of 0 disables the channel."""
         self.assertProblem(
-            email(smtp=smtp(timeout=0)), "notify.email.smtp.timeout: must be a number of seconds above 0, got a number"
+            email(smtp=smtp(timeout=0)), "notify.email.smtp.timeout: must be a number of seconds above 0"
         )
 
     def test_missing_ca_file(self):

@@ -11,8 +11,10 @@ import os
 import threading
 
 from twisted.internet import reactor
+from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -22,6 +24,7 @@ from ocppproxy.daemon.reload import Reloader
 from ocppproxy.notify.alert import Alert, DeliveryError
 from ocppproxy.notify.apprise_channel import AppriseChannel, apprise_channels, scrub, stop_pool
 from ocppproxy.notify.channels import build_channels
+from ocppproxy.notify.delivery import DeliveryQueue
 from ocppproxy.notify.names import StationNames
 from ocppproxy.notify.service import NotifierService
 
@@ -43,16 +46,33 @@ def write(path: str, text: str) -> None:
 
 
 class ThreadlessPool:
-    """Runs the work at once, or never (C{hang}), in place of a thread pool."""
+    """
+    Runs the work at once in place of a thread pool. With C{hang}, its outcome comes
+    back only when the test calls L{finish} (a call under way in its thread), or, with
+    C{started} false too, the work itself waits for L{finish} (waiting for a thread).
+    """
 
-    def __init__(self, hang: bool = False) -> None:
+    def __init__(self, hang: bool = False, started: bool = True) -> None:
         self.hang = hang
-        self.calls: list[tuple] = []
+        self.started = started
+        self.waiting: list[tuple] = []
 
     def callInThreadWithCallback(self, on_result, work, *args) -> None:
-        self.calls.append(args)
+        self.waiting.append((on_result, self._run(work, args) if self.started else (work, args)))
         if not self.hang:
-            on_result(True, work(*args))
+            self.finish()
+
+    @staticmethod
+    def _run(work, args) -> tuple[bool, object]:
+        try:
+            return True, work(*args)
+        except Exception:  # noqa: BLE001 (a thread pool hands back any exception)
+            return False, Failure()
+
+    def finish(self) -> None:
+        """Hand back the oldest outcome held back (running its work first if it had not started)."""
+        on_result, outcome = self.waiting.pop(0)
+        on_result(*(outcome if self.started else self._run(*outcome)))
 
 
 class ReactorClock(Clock):
@@ -63,18 +83,28 @@ class ReactorClock(Clock):
 
 
 class AppriseChannelTests(SynchronousTestCase):
-    def channel(self, outcome: str | None = None, hang: bool = False, url: str = TELEGRAM):
-        self.clock, self.pool = ReactorClock(), ThreadlessPool(hang)
+    def setUp(self) -> None:
+        self.logged: list[dict] = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def channel(self, outcome: str | None = None, hang: bool = False, url: str = TELEGRAM, started: bool = True):
+        self.clock, self.pool = ReactorClock(), ThreadlessPool(hang, started)
+        self.notified: list[tuple] = []
 
         def notify(*args):
+            self.notified.append(args)
             return outcome
 
         return AppriseChannel("apprise[1]", url, self.clock, self.pool, 20.0, notify=notify)
 
+    def text(self) -> str:
+        return "\n".join(formatEvent(event) for event in self.logged)
+
     def test_success(self) -> None:
-        """The subject and text go to the URL through the pool; Apprise's success is the channel's."""
+        """The subject and text go to the URL through the pool, with the timeout; Apprise's success is the channel's."""
         self.assertIsNone(self.successResultOf(self.channel().send(ALERT)))
-        self.assertEqual(self.pool.calls, [(TELEGRAM, ALERT.subject, ALERT.text, 20.0)])
+        self.assertEqual(self.notified, [(TELEGRAM, ALERT.subject, ALERT.text, 20.0)])
 
     def test_failure_is_transient_and_names_the_scheme_only(self) -> None:
         """Apprise cannot tell a refusal from an outage: retried, named by position and scheme."""
@@ -82,16 +112,63 @@ class AppriseChannelTests(SynchronousTestCase):
         self.assertTrue(error.transient)
         self.assertEqual(str(error), "Apprise could not notify apprise[1] (tgram://): failure: HTTP 502")
 
-    def test_thread_that_does_not_come_back(self) -> None:
-        """A notification still running 5 s after its timeout fails as transient; no timer is left."""
-        sending = self.channel(hang=True).send(ALERT)
-        self.clock.advance(24.9)
-        self.assertNoResult(sending)
-        self.clock.advance(0.1)
-        error = self.failureResultOf(sending, DeliveryError).value
+    def test_exception_in_the_thread_is_scrubbed(self) -> None:
+        """An exception raised in Apprise's call is a transient failure whose text holds no part of the URL."""
+
+        def notify(url, *_):
+            raise OSError(f"cannot connect to {url}")
+
+        channel = AppriseChannel("apprise[1]", TELEGRAM, ReactorClock(), ThreadlessPool(), 20.0, notify=notify)
+        error = self.failureResultOf(channel.send(ALERT), DeliveryError).value
         self.assertTrue(error.transient)
-        self.assertIn("did not finish notifying apprise[1] (tgram://) within 25 s", str(error))
+        self.assertEqual(
+            str(error), "Apprise could not notify apprise[1] (tgram://): OSError: cannot connect to <redacted>"
+        )
+
+    def test_call_past_the_deadline_fails_and_its_late_success_is_ignored(self) -> None:
+        """
+        A call still running at the delivery queue's deadline fails the attempt at once;
+        its late success is not counted (the retry delivers the alert) but logged as a
+        possible duplicate. No timer is left.
+        """
+        channel = self.channel(hang=True)
+        queue = DeliveryQueue("apprise[1]", channel.send, self.clock, 10, 3, 10.0, deadline=20.0)
+        queue.put(ALERT)
+        self.clock.advance(20.0)
+        self.assertEqual((queue.sent, queue.pending, len(self.pool.waiting)), (0, 1, 1))
+        self.assertIn("no answer within the deadline of 20 s", self.text())
+        self.pool.finish()
+        self.assertEqual(queue.sent, 0)
+        self.assertIn(
+            "Apprise notified apprise[1] (tgram://) of alert con_status_faulted for CP_1 after the attempt's deadline;"
+            " it counted as failed, so the alert may arrive twice",
+            self.text(),
+        )
+        self.clock.advance(10.0)
+        self.pool.finish()
+        self.assertEqual((queue.sent, queue.failed, len(self.notified)), (1, 0, 2))
         self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertNotIn(TOKEN, self.text())
+
+    def test_attempt_cancelled_before_its_thread_started_never_starts(self) -> None:
+        """An attempt still waiting for the channel's thread when cancelled is never sent."""
+        sending = self.channel(hang=True, started=False).send(ALERT)
+        sending.cancel()
+        self.failureResultOf(sending, CancelledError)
+        self.pool.finish()
+        self.assertEqual(self.notified, [])
+        self.assertEqual(self.logged, [])
+
+    def test_one_channel_per_url_each_with_a_pool_of_one_thread(self) -> None:
+        """Each URL is its own channel with its own pool of one thread (not yet started): a hung call holds only its own."""
+        channels = apprise_channels(AppriseSettings(urls=(TELEGRAM, "json://127.0.0.1:1/a")), Clock(), 12.0)
+        self.assertEqual(list(channels), ["apprise[0]", "apprise[1]"])
+        pools = [pool for _, pool in channels.values()]
+        self.assertEqual(
+            [(pool.max, pool.started, pool.name) for pool in pools],
+            [(1, False, "ocppproxy-apprise[0]"), (1, False, "ocppproxy-apprise[1]")],
+        )
+        self.assertIsNot(*pools)
 
     def test_scrub_removes_every_part_of_the_url(self) -> None:
         """The bot token (the URL's host), the chat id and the whole URL are replaced."""
@@ -100,14 +177,6 @@ class AppriseChannelTests(SynchronousTestCase):
         for part in (TOKEN.split(":")[0], TOKEN.split(":")[1], "100987654"):
             self.assertNotIn(part, cleaned)
         self.assertTrue(cleaned.startswith("error for <redacted>; bot <redacted>"))
-
-    def test_one_channel_per_url_sharing_a_small_pool(self) -> None:
-        """Each URL is its own channel; they share one thread pool of at most 4 threads, not yet started."""
-        channels, pool = apprise_channels(AppriseSettings(urls=(TELEGRAM, "json://127.0.0.1:1/a")), Clock())
-        self.assertEqual(list(channels), ["apprise[0]", "apprise[1]"])
-        self.assertEqual((pool.max, pool.started, pool.name), (2, False, "ocppproxy-apprise"))
-        _, big = apprise_channels(AppriseSettings(urls=("json://127.0.0.1:1/a",) * 9), Clock())
-        self.assertEqual(big.max, 4)
 
 
 class AppriseOverNetworkTests(TestCase):

@@ -1,4 +1,4 @@
-"""Tests for L{ocppproxy.notify.delivery}: order, bound, retries, giving up, flushing."""
+"""Tests for L{ocppproxy.notify.delivery}: order, bound, retries, giving up, flushing, deadlines."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ class FakeChannel:
         self.calls[-1][1].errback(DeliveryError(message, transient))
 
 
-class DeliveryQueueTests(SynchronousTestCase):
+class QueueTestCase(SynchronousTestCase):
+    """A queue on a clock, with a channel finished by hand and the log kept."""
+
     def setUp(self) -> None:
         self.clock = Clock()
         self.channel = FakeChannel()
@@ -46,8 +48,16 @@ class DeliveryQueueTests(SynchronousTestCase):
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
-    def queue(self, limit: int = 10, max_attempts: int = 3, retry_delay: float = 10.0, send=None) -> DeliveryQueue:
-        return DeliveryQueue("email", send or self.channel.send, self.clock, limit, max_attempts, retry_delay)
+    def queue(
+        self, limit: int = 10, max_attempts: int = 3, retry_delay: float = 10.0, send=None, deadline: float = 30.0
+    ) -> DeliveryQueue:
+        return DeliveryQueue(
+            "email", send or self.channel.send, self.clock, limit, max_attempts, retry_delay, deadline=deadline
+        )
+
+    def timers(self) -> list[float]:
+        """When the clock's pending calls are due, from now."""
+        return sorted(call.getTime() - self.clock.seconds() for call in self.clock.getDelayedCalls())
 
     def logged(self, level: LogLevel) -> list[str]:
         return [formatEvent(event) for event in self.events if event.get("log_level") == level]
@@ -56,6 +66,8 @@ class DeliveryQueueTests(SynchronousTestCase):
         (call,) = self.clock.getDelayedCalls()
         return call.getTime() - self.clock.seconds()
 
+
+class DeliveryQueueTests(QueueTestCase):
     def test_one_at_a_time_in_order(self) -> None:
         """Alerts are delivered in the order they were put, the next one only after the previous."""
         queue = self.queue()
@@ -134,7 +146,7 @@ class DeliveryQueueTests(SynchronousTestCase):
         )
         self.assertEqual((queue.failed, queue.sent), (1, 0))
         self.assertEqual(self.channel.sent[-1], "key2")
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.timers(), [30.0], "only key2's deadline, no retry of key1")
 
     def test_permanent_failure_not_retried(self) -> None:
         """A permanent failure gives the alert up at once, at error level."""
@@ -142,7 +154,7 @@ class DeliveryQueueTests(SynchronousTestCase):
         queue.put(alert(1))
         queue.put(alert(2))
         self.channel.fail("535 Authentication failed", transient=False)
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.timers(), [30.0], "only key2's deadline, no retry of key1")
         self.assertEqual(self.channel.sent, ["key1", "key2"])
         self.assertEqual(
             self.logged(LogLevel.error),
@@ -208,7 +220,7 @@ class DeliveryQueueTests(SynchronousTestCase):
         self.channel.fail()
         flushed = queue.flush(5.0)
         self.assertEqual(self.channel.sent, ["key1", "key1"])
-        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.assertEqual(self.timers(), [5.0, 30.0], "the flush's timeout and the attempt's deadline")
         self.channel.fail("still down")
         self.successResultOf(flushed)
         self.assertEqual(queue.failed, 1)
@@ -222,3 +234,88 @@ class DeliveryQueueTests(SynchronousTestCase):
         queue.put(alert(1))
         self.assertEqual((self.channel.sent, queue.dropped), ([], 1))
         self.successResultOf(queue.flush(5.0))
+
+
+class DeadlineTests(QueueTestCase):
+    """Every attempt has one deadline: past it the attempt is cancelled and is a transient failure."""
+
+    def test_attempt_past_its_deadline_is_cancelled_and_retried(self) -> None:
+        """A channel that never answers is cancelled at the deadline; the retry follows after retry_delay."""
+        queue = self.queue(deadline=30.0, retry_delay=10.0)
+        queue.put(alert(1))
+        queue.put(alert(2))
+        self.clock.advance(29.9)
+        self.assertEqual((self.channel.cancelled, self.channel.sent), ([], ["key1"]))
+        self.clock.advance(0.1)
+        self.assertEqual(self.channel.cancelled, ["key1"])
+        (warning,) = self.logged(LogLevel.warn)
+        self.assertIn("not delivered on email (attempt 1 of 3): no answer within the deadline of 30 s", warning)
+        self.assertIn("retrying in 10 s", warning)
+        self.clock.advance(10.0)
+        self.assertEqual(self.channel.sent, ["key1", "key1"])
+        self.channel.succeed()
+        self.assertEqual(self.channel.sent, ["key1", "key1", "key2"], "the next alert goes at deadline + retry delay")
+        self.assertEqual((queue.sent, queue.failed, queue.pending), (1, 0, 1))
+
+    def test_each_attempt_has_its_own_deadline(self) -> None:
+        """The retry gets a whole deadline again; after max_attempts stalls the alert is given up."""
+        queue = self.queue(deadline=5.0, retry_delay=1.0, max_attempts=2)
+        queue.put(alert(1))
+        queue.put(alert(2))
+        self.clock.advance(5.0)
+        self.clock.advance(1.0)
+        self.assertEqual(self.timers(), [5.0])
+        self.clock.advance(5.0)
+        self.assertEqual(self.channel.cancelled, ["key1", "key1"])
+        self.assertEqual(queue.failed, 1)
+        self.assertIn("after 2 attempts: no answer within the deadline of 5 s", self.logged(LogLevel.error)[0])
+        self.assertEqual(self.channel.sent[-1], "key2")
+
+    def test_no_timer_left_once_answered(self) -> None:
+        """An answer in time cancels the deadline: nothing is left on the clock."""
+        queue = self.queue()
+        queue.put(alert(1))
+        self.assertEqual(self.timers(), [30.0])
+        self.channel.succeed()
+        self.assertEqual((self.clock.getDelayedCalls(), queue.sent), ([], 1))
+
+    def test_success_while_being_cancelled_counts(self) -> None:
+        """A channel whose cancellation finds the alert delivered after all reports success, not a failure."""
+        queue = self.queue(deadline=5.0, send=lambda alert: Deferred(lambda sending: sending.callback(None)))
+        queue.put(alert(1))
+        self.clock.advance(5.0)
+        self.assertEqual((queue.sent, queue.failed, self.clock.getDelayedCalls()), (1, 0, []))
+
+    def test_flush_cancels_the_deadline(self) -> None:
+        """A flush that times out cancels the attempt and its deadline with it."""
+        queue = self.queue(deadline=30.0)
+        queue.put(alert(1))
+        self.successResultOf(self.advance_flush(queue))
+        self.assertEqual((self.channel.cancelled, self.clock.getDelayedCalls()), (["key1"], []))
+
+    def advance_flush(self, queue: DeliveryQueue) -> Deferred[None]:
+        flushed = queue.flush(5.0)
+        self.clock.advance(5.0)
+        return flushed
+
+    def test_channel_that_ignores_cancellation_does_not_hold_the_queue(self) -> None:
+        """A channel whose Deferred survives cancellation (its canceller raises) still fails at the deadline."""
+
+        def broken(_: Deferred) -> None:
+            raise RuntimeError("canceller bug")
+
+        attempts: list[Deferred[None]] = []
+
+        def send(alert: Alert) -> Deferred[None]:
+            attempts.append(Deferred(broken))
+            return attempts[-1]
+
+        queue = self.queue(deadline=5.0, retry_delay=1.0, max_attempts=1, send=send)
+        queue.put(alert(1))
+        queue.put(alert(2))
+        self.clock.advance(5.0)
+        self.assertEqual((queue.failed, len(attempts)), (1, 2))
+        self.assertIn("no answer within the deadline of 5 s", self.logged(LogLevel.error)[-1])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        attempts[0].callback(None)
+        self.assertEqual(queue.sent, 0)

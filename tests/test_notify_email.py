@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ocppproxy.config.model import EmailSettings, SmtpSettings
 from ocppproxy.notify.alert import Alert, DeliveryError
+from ocppproxy.notify.delivery import DeliveryQueue
 from ocppproxy.notify.email import EmailChannel, compose
 
 from .certs import make_ca_and_server_cert
@@ -71,13 +72,14 @@ class ComposeTests(SynchronousTestCase):
 class EmailChannelInMemoryTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = ResolvingMemoryReactor()
-        self.channel = EmailChannel(email_settings(2525), self.reactor)
+        self.channel = EmailChannel(email_settings(2525), self.reactor, deadline=4.0)
 
-    def connect(self) -> StringTransport:
-        (host, port, factory, _, _) = self.reactor.tcpClients[0]
+    def connect(self, attempt: int = 0) -> StringTransport:
+        (host, port, factory, _, _) = self.reactor.tcpClients[attempt]
         self.assertEqual((host, port), ("127.0.0.1", 2525))
         transport = StringTransport()
-        factory.buildProtocol(None).makeConnection(transport)
+        self.protocol = factory.buildProtocol(None)
+        self.protocol.makeConnection(transport)
         return transport
 
     def test_silent_server_times_out(self) -> None:
@@ -92,6 +94,26 @@ class EmailChannelInMemoryTests(SynchronousTestCase):
         self.assertIn("Timeout", str(error))
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_slow_server_is_cut_at_the_attempt_deadline(self) -> None:
+        """
+        A server that answers each command just within the reply timeout still has the
+        whole attempt cut at the delivery queue's deadline: the connection is dropped and
+        the alert retried on a new one.
+        """
+        channel = EmailChannel(email_settings(2525), self.reactor, deadline=10.0)
+        queue = DeliveryQueue("email", channel.send, self.reactor, 10, 3, 5.0, deadline=10.0)
+        queue.put(ALERT)
+        transport = self.connect()
+        for reply in (b"220 slow.example.com ESMTP", b"250 slow.example.com", b"250 sender ok"):
+            self.reactor.advance(3.0)
+            self.protocol.dataReceived(reply + b"\r\n")
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(1.0)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual((queue.sent, queue.pending), (0, 1))
+        self.reactor.advance(5.0)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
 
     def test_cancel_while_connecting(self) -> None:
         """Cancelling the send stops the connection attempt."""

@@ -1,7 +1,8 @@
 """
 Alerts end to end: the real proxy and notifier between the `ocpp` library's charge point
 and central systems, delivering to a real SMTP server and a real HTTP server standing in
-for the Pushover API, all on 127.0.0.1.
+for the Pushover API, all on 127.0.0.1; and the installed daemon under ``twistd`` behind
+a webhook that stalls.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from email import message_from_bytes, policy
 from urllib.parse import parse_qs
 
@@ -24,9 +26,10 @@ from ocppproxy.daemon.tap import build_notifier
 from ocppproxy.relay.proxy import ProxyService
 
 from .e2e import ProxyTestCase, async_test
-from .httpserver import RecordingReceiver, serve_locally
+from .httpserver import RecordingReceiver, StallingReceiver, serve_locally
 from .peers import WAIT, CentralSystem, connect_station
 from .smtpserver import SmtpTestServer
+from .test_daemon import DaemonTestCase
 
 SMTP_PASSWORD = "smtp-pa55word-xyz"
 PUSHOVER_TOKEN = "azGDORePK8gMaC0QOYAMyEEuzJnyUi"
@@ -209,3 +212,58 @@ class AlertTests(ProxyTestCase):
         self.assertEqual(json.loads(notified.body)["title"], body["subject"])
         await until(lambda: self.notifier.queues["webhook"].sent == self.notifier.queues["apprise[0]"].sent == 1)
         self.assertEqual([line for line in self.log_lines if WEBHOOK_TOKEN in line or APPRISE_TOKEN in line], [])
+
+
+class StalledWebhookTests(DaemonTestCase):
+    """The installed daemon (``twistd``) delivering to a real webhook on 127.0.0.1 that stalls."""
+
+    DEADLINE = 1.0
+    RETRY_DELAY = 0.5
+    # Scheduling, a subprocess and a loopback round trip or three; far below another deadline.
+    MARGIN = 0.8
+
+    @async_test
+    async def test_alert_after_a_stalled_answer_is_delivered_within_deadline_and_retry_delay(self):
+        """
+        The webhook sends its first answer's headers and first byte, then nothing: the
+        daemon drops that connection at notify.delivery_timeout, retries after
+        retry_delay, and the alert queued behind it arrives within deadline + retry
+        delay of the stalled POST.
+        """
+        webhook = StallingReceiver(1)
+        webhook_port = serve_locally(self, webhook, reactor)
+        central = CentralSystem(100)
+        central_port = await central.start()
+        self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
+        process = await self.run_daemon(
+            'listen: "tcp:port=0:interface=127.0.0.1"\n'
+            f'primary_url: "ws://127.0.0.1:{central_port}/ocpp/"\n'
+            "notify:\n"
+            "  events: {con_status_faulted: true}\n"
+            "  flap_window: 0\n"
+            f"  delivery_timeout: {self.DEADLINE}\n"
+            f"  retry_delay: {self.RETRY_DELAY}\n"
+            f'  webhook: {{url: "http://127.0.0.1:{webhook_port}/hook"}}\n'
+        )
+        found, _ = await self.read_until(process.stdout, r"listening on .*port=(\d+)")
+        _, websocket, _ = await connect_station(f"ws://127.0.0.1:{found.group(1)}/", "CP_E")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        for connector in (1, 2):
+            await websocket.send(
+                f'[2,"s{connector}","StatusNotification",'
+                f'{{"connectorId":{connector},"errorCode":"GroundFailure","status":"Faulted"}}]'
+            )
+        loop = asyncio.get_event_loop()
+        await asyncio.wait_for(Deferred.asFuture(webhook.nth_post(1), loop), WAIT)
+        stalled_at = loop.time()
+        await asyncio.wait_for(Deferred.asFuture(webhook.dropped[0], loop), WAIT)
+        dropped_after = loop.time() - stalled_at
+        await asyncio.wait_for(Deferred.asFuture(webhook.nth_post(3), loop), WAIT)
+        delivered_after = loop.time() - stalled_at
+        self.assertGreater(dropped_after, self.DEADLINE - 0.2)
+        self.assertLess(delivered_after, self.DEADLINE + self.RETRY_DELAY + self.MARGIN)
+        connectors = [json.loads(post.body)["details"]["connector"] for post in webhook.posts]
+        self.assertEqual(connectors, [1, 1, 2])
+        await self.read_until(process.stdout, r"not delivered on webhook \(attempt 1 of 5\): no answer within the")
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)

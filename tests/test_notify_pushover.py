@@ -8,13 +8,15 @@ from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 from ocppproxy.config.model import PushoverSettings
 from ocppproxy.notify.alert import Alert, DeliveryError
+from ocppproxy.notify.delivery import DeliveryQueue
 from ocppproxy.notify.pushover import PushoverChannel
 
 from .httpserver import serve_locally
@@ -41,6 +43,31 @@ class FakePushoverApi(Resource):
         request.setResponseCode(code)
         request.setHeader(b"content-type", b"application/json")
         return body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
+class StallingApi(FakePushoverApi):
+    """
+    Sends its first answer's headers and first byte, then nothing (a proxy in front of
+    the API that hangs); answers the later ones like L{FakePushoverApi}. C{dropped}
+    fires once the client dropped the stalled connection.
+    """
+
+    def __init__(self, *answers: tuple[int, object]) -> None:
+        super().__init__(*answers)
+        self.dropped: Deferred[None] | None = None
+
+    def render_POST(self, request):
+        if self.dropped is not None:
+            return super().render_POST(request)
+        self.forms.append({key.decode(): values[0].decode() for key, values in request.args.items()})
+        request.setHeader(b"content-type", b"application/json")
+        request.write(b"{")
+        self.dropped = request.notifyFinish().addCallbacks(lambda _: self.fail(), lambda _: None)
+        return NOT_DONE_YET
+
+    @staticmethod
+    def fail() -> None:
+        raise AssertionError("the stalled answer was finished")
 
 
 def settings(url: str = "https://api.pushover.net/1/messages.json", priority: int = 0) -> PushoverSettings:
@@ -120,6 +147,28 @@ class PushoverChannelTests(SynchronousTestCase):
         )
 
 
+class PushoverDeadlineTests(SynchronousTestCase):
+    def test_headers_then_nothing_is_cut_at_the_deadline(self) -> None:
+        """
+        An answer that stops after its headers fails at the deadline, its connection
+        dropped; the retry, retry_delay later, is delivered.
+        """
+        clock, api = Clock(), StallingApi(OK)
+        http = StubTreq(api)
+        queue = DeliveryQueue("pushover", PushoverChannel(settings(), http=http).send, clock, 10, 3, 5.0, deadline=20.0)
+        queue.put(ALERT)
+        http.flush()
+        clock.advance(19.9)
+        http.flush()
+        self.assertNoResult(api.dropped)
+        clock.advance(0.1)
+        http.flush()
+        self.successResultOf(api.dropped)
+        clock.advance(5.0)
+        http.flush()
+        self.assertEqual((len(api.forms), queue.sent, queue.failed, clock.getDelayedCalls()), (2, 1, 0, []))
+
+
 class PushoverOverNetworkTests(TestCase):
     timeout = 5
 
@@ -133,7 +182,7 @@ class PushoverOverNetworkTests(TestCase):
     async def test_delivery_to_a_real_http_server(self) -> None:
         """With real treq over a socket, the alert reaches the API and status 1 is success."""
         api = FakePushoverApi(OK)
-        channel = PushoverChannel(settings(self.serve(api)), http=self.http, timeout=4)
+        channel = PushoverChannel(settings(self.serve(api)), http=self.http)
         self.assertIsNone(await channel.send(ALERT))
         self.assertEqual((api.forms[0]["token"], api.forms[0]["title"]), (TOKEN, ALERT.subject))
 
@@ -142,7 +191,7 @@ class PushoverOverNetworkTests(TestCase):
         port = reactor.listenTCP(0, Site(Resource()), interface="127.0.0.1")
         url = f"http://127.0.0.1:{port.getHost().port}/1/messages.json"
         await port.stopListening()
-        channel = PushoverChannel(settings(url), http=self.http, timeout=4)
+        channel = PushoverChannel(settings(url), http=self.http)
         with self.assertRaises(DeliveryError) as caught:
             await channel.send(ALERT)
         self.assertTrue(caught.exception.transient)

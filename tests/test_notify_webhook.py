@@ -13,14 +13,15 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 from ocppproxy.config.model import WebhookSettings
 from ocppproxy.notify.alert import Alert, DeliveryError
 from ocppproxy.notify.delivery import DeliveryQueue
+from ocppproxy.notify.httpbody import BODY_LIMIT
 from ocppproxy.notify.webhook import WebhookChannel
 
-from .httpserver import RecordingReceiver, serve_locally
+from .httpserver import RecordingReceiver, StallingReceiver, serve_locally
 
 TOKEN = "Bearer whk-6f1c0b7e9a2d4c55"
 PATH_SECRET = "T0123/B0456/xoxb-secret-path"
@@ -36,7 +37,7 @@ ALERT = Alert(
 )
 
 
-def settings(url: str = URL, timeout: float = 30.0) -> WebhookSettings:
+def settings(url: str = URL, timeout: float | None = None) -> WebhookSettings:
     return WebhookSettings(url=url, headers=(("Authorization", TOKEN), ("X-Team", "ops")), timeout=timeout)
 
 
@@ -154,6 +155,66 @@ class WebhookChannelTests(SynchronousTestCase):
         self.assertIn("retrying in 10 s", text)
         for secret in (TOKEN, PATH_SECRET, "q-secret-99"):
             self.assertNotIn(secret, text)
+
+
+class WebhookDeadlineTests(SynchronousTestCase):
+    """An answer whose body never ends, in memory (StubTreq) with the delivery queue on a clock."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+
+    def queue(self, receiver: Resource) -> tuple[DeliveryQueue, StubTreq]:
+        http = StubTreq(receiver)
+        channel = WebhookChannel(settings(), http=http)
+        return DeliveryQueue("webhook", channel.send, self.clock, 10, 3, 10.0, deadline=30.0), http
+
+    def test_headers_then_nothing_is_cut_at_the_deadline(self) -> None:
+        """
+        Headers and a first byte, then nothing: at the deadline the attempt fails and its
+        connection is dropped; the retry, retry_delay later, delivers, and the next alert
+        follows at once.
+        """
+        receiver = StallingReceiver(1)
+        queue, http = self.queue(receiver)
+        queue.put(ALERT)
+        queue.put(Alert("station_boot", "CP_2", "CP_2 booted", "Station id: CP_2\n"))
+        http.flush()
+        self.clock.advance(29.9)
+        http.flush()
+        self.assertEqual((len(receiver.posts), queue.sent), (1, 0))
+        self.assertNoResult(receiver.dropped[0])
+        self.clock.advance(0.1)
+        http.flush()
+        self.successResultOf(receiver.dropped[0])
+        self.clock.advance(10.0)
+        http.flush()
+        self.assertEqual([json.loads(post.body)["station"] for post in receiver.posts], ["CP_1", "CP_1", "CP_2"])
+        self.assertEqual((queue.sent, queue.failed, self.clock.getDelayedCalls()), (2, 0, []))
+
+    def test_endless_body_read_up_to_its_limit(self) -> None:
+        """A 2xx whose body goes on past 64 KiB is judged on what came: delivered at once, the connection dropped."""
+        receiver = StallingReceiver(1, sent=b"x" * (BODY_LIMIT + 1))
+        queue, http = self.queue(receiver)
+        queue.put(ALERT)
+        http.flush()
+        self.assertEqual((queue.sent, self.clock.getDelayedCalls()), (1, []))
+        self.successResultOf(receiver.dropped[0])
+
+    def test_long_refusal_is_quoted_from_the_first_bytes(self) -> None:
+        """A refusal with an endless body is still judged, on its first 64 KiB, and quoted on one line."""
+
+        class EndlessRefusal(Resource):
+            isLeaf = True
+
+            def render_POST(self, request):
+                request.setResponseCode(503)
+                request.write(b"busy " * (BODY_LIMIT // 4))
+                return NOT_DONE_YET
+
+        sending = WebhookChannel(settings(), http=StubTreq(EndlessRefusal())).send(ALERT)
+        error = self.failureResultOf(sending, DeliveryError).value
+        self.assertTrue(error.transient)
+        self.assertIn("(HTTP 503): busy busy", str(error))
 
 
 class WebhookOverNetworkTests(TestCase):

@@ -246,3 +246,21 @@ class ReloaderTests(SynchronousTestCase):
         self.assertNotIn("hook-t0ken-77", repr(self.events))
         self.assertNotIn("xoxb-path-secret", repr(self.events))
         self.successResultOf(self.notifier.stopService())
+
+    def test_delivery_timeout_change_gives_queues_with_the_new_deadline(self):
+        """A new notify.delivery_timeout alone rebuilds the channels: the new queue's attempts have the new deadline."""
+        hook = (
+            'primary_url: "ws://csms.example/ocpp/"\n'
+            "notify:\n"
+            "  events: {connected_to_proxy: true}\n"
+            "  webhook: {url: 'https://hooks.example.com/h'}\n"
+        )
+        self.write(hook)
+        self.reloader.reload()
+        first = self.notifier.queues["webhook"]
+        self.assertEqual(first.deadline, 30.0)
+        self.write(hook + "  delivery_timeout: 7\n")
+        self.assertEqual(self.reloader.reload().live, ("notify.delivery_timeout",))
+        self.assertIsNot(self.notifier.queues["webhook"], first)
+        self.assertEqual(self.notifier.queues["webhook"].deadline, 7.0)
+        self.successResultOf(self.notifier.stopService())

@@ -52,7 +52,8 @@ class SmtpSettings:
     tls: str = "starttls"
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    timeout: float = 30.0
+    timeout: float | None = None
+    """The whole delivery attempt's deadline, if the file sets one; None: C{notify.delivery_timeout}."""
     ca_file: str | None = None
 
 
@@ -81,7 +82,8 @@ class WebhookSettings:
 
     url: str = field(repr=False)
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    timeout: float = 30.0
+    timeout: float | None = None
+    """The whole delivery attempt's deadline, if the file sets one; None: C{notify.delivery_timeout}."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ class AppriseSettings:
     """The Apprise channel: one delivery per URL (URLs carry tokens: never logged whole)."""
 
     urls: tuple[str, ...] = field(repr=False)
-    timeout: float = 30.0
+    timeout: float | None = None
+    """One notification's deadline, if the file sets one; None: C{notify.delivery_timeout}."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,24 @@ class NotifyConfig:
     max_attempts: int = 5
     retry_delay: float = 10.0
     flush_timeout: float = 5.0
+    delivery_timeout: float = 30.0
     summary_window: float = 10.0
     burst_limit: int = 5
+
+    def attempt_deadline(self, channel: str) -> float:
+        """
+        Seconds one delivery attempt on C{channel} (C{email}, C{pushover}, C{webhook},
+        C{apprise[0]}, ...) may take, from connecting to the last byte of the answer:
+        the channel's own C{timeout} where the file sets one, else C{delivery_timeout}.
+        """
+        own = None
+        if channel == "email" and self.email is not None:
+            own = self.email.smtp.timeout
+        elif channel == "webhook" and self.webhook is not None:
+            own = self.webhook.timeout
+        elif channel.startswith("apprise[") and self.apprise is not None:
+            own = self.apprise.timeout
+        return self.delivery_timeout if own is None else own
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ _NOTIFY_KEYS = (
     "max_attempts",
     "retry_delay",
     "flush_timeout",
+    "delivery_timeout",
     "summary_window",
     "burst_limit",
 )
@@ -69,6 +70,7 @@ _NOTIFY_NUMBERS = (
     ("max_attempts", 1, True, False),
     ("retry_delay", 0, False, False),
     ("flush_timeout", 0, False, False),
+    ("delivery_timeout", 0, False, True),
     ("summary_window", 0, False, False),
     ("burst_limit", 0, True, False),
 )
@@ -206,17 +208,13 @@ def _smtp(value: Any, base_dir: str) -> SmtpSettings:
     if len(credentials) == 1:
         missing = "password" if "username" in credentials else "username"
         raise ConfigError(f"{key}.{missing}", f"is mandatory when {key}.{next(iter(credentials))} is set")
-    timeout = SmtpSettings.timeout
-    if section.get("timeout") is not None:
-        timeout = section["timeout"]
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigError(f"{key}.timeout", f"must be a number of seconds above 0, got {kind_of(timeout)}")
+    timeout = _timeout(key, section)
     ca_file = None
     if section.get("ca_file") is not None:
         ca_file = os.path.abspath(os.path.join(base_dir, _text(f"{key}.ca_file", section["ca_file"])))
         if not os.path.isfile(ca_file):
             raise ConfigError(f"{key}.ca_file", f"no such file: {ca_file}")
-    return SmtpSettings(host=host, port=port, tls=tls, timeout=float(timeout), ca_file=ca_file, **credentials)
+    return SmtpSettings(host=host, port=port, tls=tls, timeout=timeout, ca_file=ca_file, **credentials)
 
 
 def _pushover(value: Any, base_dir: str) -> PushoverSettings:
@@ -247,9 +245,10 @@ def _http_url(key: str, value: Any) -> str:
     return url
 
 
-def _timeout(key: str, section: Mapping[str, Any], default: float) -> float:
+def _timeout(key: str, section: Mapping[str, Any]) -> float | None:
+    """A channel's own C{timeout}; None where the file sets none (C{notify.delivery_timeout} applies)."""
     if section.get("timeout") is None:
-        return default
+        return None
     return _setting(f"{key}.timeout", section["timeout"], 0, False, True)
 
 
@@ -268,7 +267,7 @@ def _webhook(value: Any, base_dir: str) -> WebhookSettings:
         if any(character in text for character in "\r\n\0"):
             raise ConfigError(f"{key}.headers.{name}", "must be one line")
         pairs.append((name, text))
-    return WebhookSettings(url=url, headers=tuple(pairs), timeout=_timeout(key, section, WebhookSettings.timeout))
+    return WebhookSettings(url=url, headers=tuple(pairs), timeout=_timeout(key, section))
 
 
 def _apprise(value: Any, base_dir: str) -> AppriseSettings:
@@ -283,4 +282,4 @@ def _apprise(value: Any, base_dir: str) -> AppriseSettings:
     refused = unsupported_urls(urls)
     if refused:
         raise ConfigError(f"{key}.urls[{refused[0]}]", "is not a URL Apprise accepts (unknown scheme or missing part)")
-    return AppriseSettings(urls=urls, timeout=_timeout(key, section, AppriseSettings.timeout))
+    return AppriseSettings(urls=urls, timeout=_timeout(key, section))

@@ -2,9 +2,13 @@
 The Apprise channel: alerts to any service the C{apprise} library knows (ntfy, Telegram,
 Slack, Teams, mailto, json, ...), one delivery queue per URL.
 
-Apprise is synchronous: each notification runs in a thread of a small pool of our own
-(not the reactor's), bounded twice: Apprise's own call timeout ends the thread's work,
-and the Deferred gives up a little later should the thread not come back.
+Apprise is synchronous: each notification runs in a thread of the channel's own pool of
+one thread (not the reactor's). A thread cannot be stopped: when the delivery queue
+cancels an attempt past its deadline, the attempt fails at once, the call goes on in
+its thread (Apprise's own timeout, the same deadline, ends it) and what it returns is
+ignored, only logged. A late success therefore means the alert may arrive twice, once
+more by the retry. The channel's next attempt waits in its pool for that thread, and
+an attempt cancelled before its thread started never starts.
 
 Apprise URLs carry tokens in any of their parts (Telegram's bot token is the host):
 nothing here logs a URL, only its scheme and its place in the list (C{apprise[0]}),
@@ -19,18 +23,17 @@ from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from ..config.model import AppriseSettings
+from ..logs import proxy_logger
 from .alert import Alert, DeliveryError
 
 EXTRA = "ocppproxy[apprise]"
 """The pip extra that installs Apprise."""
 
-POOL_THREADS = 4
-"""At most this many Apprise notifications run at once (one per URL, up to this)."""
-
-_GRACE = 5.0
+_NOT_STARTED = object()
 # Parts of a URL shorter than this (ports, "json") are not worth hiding and would blank out words.
 _SHORTEST_SECRET = 4
 
@@ -97,12 +100,21 @@ def notify_once(url: str, title: str, body: str, timeout: float) -> str | None:
     return scrub(f"{status}: {reason}", url)[:500]
 
 
+class _Attempt:
+    """Whether an attempt was cancelled: read by its thread before it starts the call."""
+
+    cancelled = False
+
+
 class AppriseChannel:
     """
-    Sends alerts to one Apprise URL in a thread of C{pool}; C{name} (C{apprise[0]}) is
-    how logs call it. C{notify} is the blocking call, L{notify_once} unless a test
-    replaces it.
+    Sends alerts to one Apprise URL in a thread of C{pool} (the channel's own, of one
+    thread); C{name} (C{apprise[0]}) is how logs call it. C{timeout} is Apprise's own
+    for one notification (the channel's deadline). C{notify} is the blocking call,
+    L{notify_once} unless a test replaces it.
     """
+
+    _log = proxy_logger()
 
     def __init__(
         self,
@@ -125,32 +137,75 @@ class AppriseChannel:
         """
         Notify C{alert}'s subject and text; the Deferred fires with None once Apprise
         reports success, or fails with a transient L{DeliveryError} (Apprise does not
-        tell a refusal from an outage, so every failure is worth a retry).
+        tell a refusal from an outage, so every failure is worth a retry). Cancelling
+        it fails it at once; the call, if under way, is left to finish in its thread
+        and its outcome is only logged.
         """
-        working = deferToThreadPool(
-            self._reactor, self._pool, self._notify, self._url, alert.subject, alert.text, self._timeout
-        )
-        working.addCallback(self._check)
-        working.addTimeout(self._timeout + _GRACE, self._reactor, onTimeoutCancel=self._timed_out)
-        return working
+        attempt = _Attempt()
 
-    def _check(self, problem: str | None) -> None:
-        if problem is not None:
-            raise DeliveryError(f"Apprise could not notify {self._where}: {problem}", transient=True)
+        def cancel(_: Deferred) -> None:
+            attempt.cancelled = True
 
-    def _timed_out(self, _: object, timeout: float) -> None:
-        raise DeliveryError(f"Apprise did not finish notifying {self._where} within {timeout:g} s", transient=True)
+        result: Deferred[None] = Deferred(cancel)
+
+        def work() -> object:
+            if attempt.cancelled:
+                return _NOT_STARTED
+            return self._notify(self._url, alert.subject, alert.text, self._timeout)
+
+        working = deferToThreadPool(self._reactor, self._pool, work)
+        working.addBoth(self._finished, result, alert)
+        return result
+
+    def _finished(self, outcome: object, result: Deferred[None], alert: Alert) -> None:
+        if isinstance(outcome, Failure):
+            problem: str | None = f"{outcome.type.__name__}: {scrub(outcome.getErrorMessage(), self._url)}"
+        else:
+            problem = outcome
+        if result.called:
+            if outcome is not _NOT_STARTED:
+                self._late(problem, alert)
+            return
+        if problem is None:
+            result.callback(None)
+        else:
+            result.errback(DeliveryError(f"Apprise could not notify {self._where}: {problem}", transient=True))
+
+    def _late(self, problem: str | None, alert: Alert) -> None:
+        if problem is None:
+            self._log.warn(
+                "alerts: Apprise notified {channel} of alert {key} for {station} after the attempt's deadline; it"
+                " counted as failed, so the alert may arrive twice",
+                channel=self._where,
+                key=alert.key,
+                station=alert.station_id,
+            )
+        else:
+            self._log.info(
+                "alerts: Apprise gave up notifying {channel} of alert {key} for {station} after the attempt's"
+                " deadline: {problem}",
+                channel=self._where,
+                key=alert.key,
+                station=alert.station_id,
+                problem=problem,
+            )
 
 
-def apprise_channels(settings: AppriseSettings, reactor) -> tuple[dict[str, AppriseChannel], ThreadPool]:
-    """One channel per URL of C{settings}, by name (C{apprise[0]}, ...), sharing one thread pool (not started)."""
+def apprise_channels(
+    settings: AppriseSettings, reactor, timeout: float
+) -> dict[str, tuple[AppriseChannel, ThreadPool]]:
+    """
+    One channel per URL of C{settings}, by name (C{apprise[0]}, ...), each with its own
+    thread pool of one thread (not started): a notification that outlives its deadline
+    holds its own channel's thread only. C{timeout} is Apprise's for one notification.
+    """
     _quiet_apprise_logger()
-    pool = ThreadPool(minthreads=0, maxthreads=min(len(settings.urls), POOL_THREADS), name="ocppproxy-apprise")
-    channels = {
-        f"apprise[{index}]": AppriseChannel(f"apprise[{index}]", url, reactor, pool, settings.timeout)
-        for index, url in enumerate(settings.urls)
-    }
-    return channels, pool
+    channels = {}
+    for index, url in enumerate(settings.urls):
+        name = f"apprise[{index}]"
+        pool = ThreadPool(minthreads=0, maxthreads=1, name=f"ocppproxy-{name}")
+        channels[name] = (AppriseChannel(name, url, reactor, pool, timeout), pool)
+    return channels
 
 
 def stop_pool(pool: ThreadPool, reactor) -> Deferred[None]:

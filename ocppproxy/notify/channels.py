@@ -6,6 +6,7 @@ the station names, at start-up and again at each configuration reload.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 from treq.client import HTTPClient
@@ -57,7 +58,12 @@ def build_channels(settings: NotifyConfig, reactor) -> BuiltChannels:
     closers: list[Callable[[], object]] = []
     if settings.email is not None:
         try:
-            channels["email"] = EmailChannel(settings.email, reactor, ca_file=settings.email.smtp.ca_file).send
+            channels["email"] = EmailChannel(
+                settings.email,
+                reactor,
+                ca_file=settings.email.smtp.ca_file,
+                deadline=settings.attempt_deadline("email"),
+            ).send
         except (ValueError, OSError) as error:
             _log.warn("alerts: email channel disabled: {problem}", problem=str(error))
     if settings.pushover is not None:
@@ -65,10 +71,12 @@ def build_channels(settings: NotifyConfig, reactor) -> BuiltChannels:
     if settings.webhook is not None:
         channels["webhook"] = WebhookChannel(settings.webhook, http=_http_client(reactor, closers)).send
     if settings.apprise is not None:
-        by_url, pool = apprise_channels(settings.apprise, reactor)
-        channels.update((name, channel.send) for name, channel in by_url.items())
-        starters.append(pool.start)
-        closers.append(lambda: stop_pool(pool, reactor))
+        # One deadline for every URL: the Apprise section's timeout, else delivery_timeout.
+        by_url = apprise_channels(settings.apprise, reactor, settings.attempt_deadline("apprise[0]"))
+        for name, (channel, pool) in by_url.items():
+            channels[name] = channel.send
+            starters.append(pool.start)
+            closers.append(partial(stop_pool, pool, reactor))
     return BuiltChannels(channels, starters, closers)
 
 
@@ -83,4 +91,5 @@ def load_station_names(path: str | None) -> StationNames:
 def channels_differ(old: NotifyConfig, new: NotifyConfig) -> bool:
     """Whether going from C{old} to C{new} needs new channels and delivery queues."""
     keys = ("email", "pushover", "webhook", "apprise", "queue_limit", "max_attempts", "retry_delay")
+    keys += ("delivery_timeout",)
     return any(getattr(old, key) != getattr(new, key) for key in keys)

@@ -2,7 +2,9 @@
 Per-channel delivery: a bounded queue, one alert in flight, retries with backoff.
 
 Relaying never waits on a channel: L{DeliveryQueue.put} returns at once, and a slow
-or broken channel costs at most C{limit} waiting alerts.
+or broken channel costs at most C{limit} waiting alerts. Every attempt has one deadline,
+from connecting to the last byte of the answer: past it the attempt is cancelled (the
+channel drops its connection) and counts as a transient failure.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
@@ -19,6 +21,9 @@ from .alert import Alert, DeliveryError
 
 MAX_RETRY_DELAY = 300.0
 """No retry waits longer than this many seconds, whatever the attempt number."""
+
+DEFAULT_DEADLINE = 30.0
+"""Seconds one delivery attempt may take unless the queue is given another deadline."""
 
 
 def _reason(error: BaseException) -> str:
@@ -36,7 +41,9 @@ class DeliveryQueue:
     failure (a L{DeliveryError} with C{transient} set, or any other exception) is
     retried after C{retry_delay * 2 ** (attempt - 1)} seconds (at most
     L{MAX_RETRY_DELAY}), up to C{max_attempts} attempts; a permanent one gives the
-    alert up at once. Given-up alerts are counted in C{failed}, delivered ones in
+    alert up at once. An attempt still unfinished C{deadline} seconds after it started
+    is cancelled (the channel's Deferred must then drop its connection) and counts as
+    a transient failure. Given-up alerts are counted in C{failed}, delivered ones in
     C{sent}, alerts abandoned by a timed-out L{flush} in C{abandoned}. C{report}, if
     given, hears C{(alert, channel name, "sent" | "failed" | "dropped")} as each alert's
     fate is decided.
@@ -53,8 +60,10 @@ class DeliveryQueue:
         max_attempts: int,
         retry_delay: float,
         report: Callable[[Alert, str, str], None] | None = None,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self.name = name
+        self.deadline = deadline
         self._report = report
         self._send = send
         self._clock = clock
@@ -65,6 +74,8 @@ class DeliveryQueue:
         self._current: Alert | None = None
         self._attempts = 0
         self._in_flight: Deferred | None = None
+        self._deadline_call: IDelayedCall | None = None
+        self._expired: Deferred | None = None
         self._retry_call: IDelayedCall | None = None
         self._pumping = False
         self._flushing = False
@@ -161,14 +172,37 @@ class DeliveryQueue:
         self._attempts += 1
         alert = self._current
         sending = self._in_flight = maybeDeferred(self._send, alert)
+        # Set before the callbacks: an attempt already over cancels it at once.
+        self._deadline_call = self._clock.callLater(self.deadline, self._past_deadline, sending, alert)
         sending.addCallbacks(
             self._delivered, self._not_delivered, callbackArgs=(sending, alert), errbackArgs=(sending, alert)
         )
 
+    def _past_deadline(self, sending: Deferred, alert: Alert) -> None:
+        self._deadline_call = None
+        if sending is not self._in_flight:
+            return
+        self._expired = sending
+        # The channel drops its connection on cancellation; a success it finds then still counts.
+        try:
+            sending.cancel()
+        except Exception:  # noqa: BLE001
+            self._log.failure("alerts: {channel} failed to cancel an attempt past its deadline", channel=self.name)
+        if sending is self._in_flight:
+            # Cancelling did not finish the attempt (a channel bug): the queue moves on all the same.
+            self._not_delivered(Failure(CancelledError()), sending, alert)
+
+    def _finished(self) -> None:
+        """The attempt in flight is over: forget it and its deadline."""
+        self._in_flight = None
+        if self._deadline_call is not None and self._deadline_call.active():
+            self._deadline_call.cancel()
+        self._deadline_call = None
+
     def _delivered(self, _: object, sending: Deferred, alert: Alert) -> None:
         if sending is not self._in_flight:
             return
-        self._in_flight = None
+        self._finished()
         self.sent += 1
         self._outcome(alert, "sent")
         self._log.info(
@@ -183,8 +217,11 @@ class DeliveryQueue:
     def _not_delivered(self, failure: Failure, sending: Deferred, alert: Alert) -> None:
         if sending is not self._in_flight:
             return
-        self._in_flight = None
+        self._finished()
         error = failure.value
+        if sending is self._expired:
+            self._expired = None
+            error = DeliveryError(f"no answer within the deadline of {self.deadline:g} s", transient=True)
         transient = not isinstance(error, DeliveryError) or error.transient
         if transient and self._attempts < self._max_attempts and not self._flushing:
             delay = min(self._retry_delay * 2 ** (self._attempts - 1), MAX_RETRY_DELAY)
@@ -236,7 +273,8 @@ class DeliveryQueue:
         )
         self._waiting.clear()
         self._current = None
-        in_flight, self._in_flight = self._in_flight, None
+        in_flight = self._in_flight
+        self._finished()
         self._close()
         if in_flight is not None:
             in_flight.cancel()

@@ -118,14 +118,19 @@ class EmailChannel:
     C{settings.smtp.tls} is C{starttls} (STARTTLS required), C{ssl} (TLS from the
     first byte) or C{none}; AUTH is used when a username and password are set. The
     server certificate is checked against the system's trust store, or against the
-    PEM certificates in C{ca_file} when given. C{settings.smtp.timeout} bounds the
-    connection attempt and each wait for a server reply.
+    PEM certificates in C{ca_file} when given. C{deadline} (the delivery queue's, for
+    this channel) also bounds the connection attempt and each wait for a server reply,
+    so that the channel alone never waits for ever; the queue's deadline bounds the
+    whole attempt, and cancelling the Deferred of L{send} drops the connection.
     """
 
     _log = proxy_logger()
 
-    def __init__(self, settings: EmailSettings, reactor: Any, ca_file: str | None = None) -> None:
+    def __init__(
+        self, settings: EmailSettings, reactor: Any, ca_file: str | None = None, deadline: float = 30.0
+    ) -> None:
         smtp = settings.smtp
+        self._deadline = deadline
         if smtp.tls not in TLS_MODES:
             raise ValueError(f"smtp.tls must be one of {', '.join(TLS_MODES)}, got {smtp.tls!r}")
         self._settings = settings
@@ -161,7 +166,7 @@ class EmailChannel:
             toEmail=self._envelope_to,
             file=BytesIO(message.as_bytes(policy=_WIRE_POLICY)),
             deferred=result,
-            timeout=smtp.timeout,
+            timeout=self._deadline,
             contextFactory=self._tls if smtp.tls == "starttls" else None,
             heloFallback=True,
             requireAuthentication=authenticate,
@@ -174,7 +179,7 @@ class EmailChannel:
 
     def _endpoint(self) -> Any:
         smtp = self._settings.smtp
-        endpoint = HostnameEndpoint(self._reactor, smtp.host, smtp.port, timeout=smtp.timeout)
+        endpoint = HostnameEndpoint(self._reactor, smtp.host, smtp.port, timeout=self._deadline)
         return wrapClientTLS(self._tls, endpoint) if smtp.tls == "ssl" else endpoint
 
     def _sent(self, outcome: tuple[int, list], alert: Alert) -> None:

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 
 from ..config.model import PushoverSettings
 from .alert import Alert, DeliveryError
+from .httpbody import read_body
 
 TITLE_LIMIT = 250
 MESSAGE_LIMIT = 1024
@@ -33,21 +34,22 @@ class PushoverChannel:
     Sends alerts as Pushover notifications.
 
     C{http} is anything with treq's API (the C{treq} module, an L{treq.client.HTTPClient},
-    L{treq.testing.StubTreq}); C{timeout} bounds each request in seconds.
+    L{treq.testing.StubTreq}). The time an attempt may take is the delivery queue's
+    deadline: cancelling the Deferred of L{send} drops the connection.
     """
 
-    def __init__(self, settings: PushoverSettings, http: Any = treq, timeout: float = 30.0) -> None:
+    def __init__(self, settings: PushoverSettings, http: Any = treq) -> None:
         self._settings = settings
         self._http = http
-        self._timeout = timeout
 
     def send(self, alert: Alert) -> Deferred[None]:
         """
         Post C{alert}; the Deferred fires with None once the API accepted it, or fails
         with a L{DeliveryError}: transient for connection problems, HTTP 5xx and 429,
-        permanent for other refusals (with the API's C{errors} in the message).
+        permanent for other refusals (with the API's C{errors} in the message). At most
+        L{BODY_LIMIT<ocppproxy.notify.httpbody.BODY_LIMIT>} bytes of the answer are read.
         """
-        posting = self._http.post(self._settings.api_url, data=self._fields(alert), timeout=self._timeout)
+        posting = self._http.post(self._settings.api_url, data=self._fields(alert), unbuffered=True)
         posting.addCallback(self._read)
         posting.addErrback(self._unreachable)
         return posting
@@ -74,7 +76,7 @@ class PushoverChannel:
         )
 
     def _read(self, response: Any) -> Deferred[None]:
-        reading = response.content()
+        reading = read_body(response)
         reading.addCallback(self._check, response.code)
         return reading
 

@@ -141,6 +141,7 @@ class NotifierService(Service):
                 settings.max_attempts,
                 settings.retry_delay,
                 self._report_outcome,
+                deadline=settings.attempt_deadline(name),
             )
             for name, send in channels.items()
         }

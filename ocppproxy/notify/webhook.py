@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 
 from ..config.model import WebhookSettings
 from .alert import Alert, DeliveryError
+from .httpbody import read_body
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -54,7 +55,8 @@ class WebhookChannel:
     Sends alerts as JSON POSTs.
 
     C{http} is anything with treq's API (the C{treq} module, an L{treq.client.HTTPClient},
-    L{treq.testing.StubTreq}); C{settings.timeout} bounds each request in seconds.
+    L{treq.testing.StubTreq}). The time an attempt may take is the delivery queue's
+    deadline: cancelling the Deferred of L{send} drops the connection.
     """
 
     def __init__(self, settings: WebhookSettings, http: Any = treq) -> None:
@@ -66,12 +68,11 @@ class WebhookChannel:
     def send(self, alert: Alert) -> Deferred[None]:
         """
         Post C{alert}; the Deferred fires with None on any 2xx answer, or fails with a
-        L{DeliveryError}: transient for connection problems, timeouts, HTTP 5xx, 408
-        and 429, permanent for other answers.
+        L{DeliveryError}: transient for connection problems, HTTP 5xx, 408 and 429,
+        permanent for other answers. At most L{BODY_LIMIT<ocppproxy.notify.httpbody.BODY_LIMIT>}
+        bytes of the answer are read.
         """
-        posting = self._http.post(
-            self._settings.url, data=alert_body(alert), headers=self._headers, timeout=self._settings.timeout
-        )
+        posting = self._http.post(self._settings.url, data=alert_body(alert), headers=self._headers, unbuffered=True)
         posting.addCallback(self._read)
         posting.addErrback(self._unreachable)
         return posting
@@ -85,7 +86,7 @@ class WebhookChannel:
 
     def _read(self, response: Any) -> Deferred[None]:
         # Read the body even on success, so that the connection can be reused.
-        reading = response.content()
+        reading = read_body(response)
         reading.addCallback(self._check, response.code)
         return reading
 
