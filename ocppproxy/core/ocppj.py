@@ -56,7 +56,9 @@ def parse_frame(data: bytes | str) -> Frame:
     kind = message[0]
     length = None if isinstance(kind, bool) else _LENGTHS.get(kind)
     if length is None:
-        raise FrameError(f"unknown message type {kind!r}")
+        # Quoted only when short and plain: the reason is logged, and the frame may hold a secret.
+        shown = repr(kind) if isinstance(kind, int | float) or (isinstance(kind, str) and len(kind) <= 20) else None
+        raise FrameError(f"unknown message type {shown or 'of type ' + type(kind).__name__}")
     if len(message) != length:
         raise FrameError(f"{_NAMES[kind]} must have {length} elements, has {len(message)}")
     message_id = message[1]
