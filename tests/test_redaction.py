@@ -220,9 +220,7 @@ class RedactionDaemonTests(DaemonTestCase):
 
         # Malformed frames holding a secret, from the central system and from a station.
         await connection16.websocket.send(
-            '[2,"bad-1","ChangeConfiguration",{"key":"AuthorizationKey","value":"'
-            + SECRETS["malformed upstream"]
-            + '"'
+            '[2,"bad-1","ChangeConfiguration",{"key":"AuthorizationKey","value":"' + SECRETS["malformed upstream"] + '"'
         )
         await self.wait_in_log(r"CP_16: primary sent a bad frame \(not JSON\)")
         await websocket16.send(
