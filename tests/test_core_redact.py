@@ -267,6 +267,17 @@ class RedactorTests(SynchronousTestCase):
         self.assertNotIn(SECRET, shown)
         self.assertLessEqual(len(shown), 123)
 
+    def test_nested_too_deep(self):
+        """A frame nested deeper than the parser goes is not shown (if it mentions a name); a deep value is masked whole."""
+        deep = "[" * 100_000 + '{"AuthorizationKey":"' + SECRET + '"}' + "]" * 100_000
+        self.assertEqual(
+            Redactor().text(deep), f"(nested too deep, {len(deep)} characters, not shown: it mentions a masked key)"
+        )
+        value: list = ["AuthorizationKey=" + SECRET]
+        for _ in range(100_000):
+            value = [value]
+        self.assertEqual(Redactor().value(value), MASK)
+
     def test_keys_kept(self):
         """The operator's keys are kept as given."""
         self.assertEqual(Redactor(["idTag", "idToken"]).keys, frozenset(("idTag", "idToken")))

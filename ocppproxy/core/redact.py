@@ -43,10 +43,13 @@ _MENTIONED = (*_QUOTED, "vpn")
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
-def _search_for(names: Iterable[str]):
-    """The C{search} of a regular expression finding any of C{names}, regardless of case."""
-    ordered = sorted(set(names), key=len, reverse=True)
-    return re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE).search
+def _names_any(names: tuple[str, ...], text: str) -> bool:
+    """Whether C{text} holds any of C{names} (lower case), regardless of case, escapes decoded."""
+    lowered = text.lower()
+    for name in names:
+        if name in lowered:
+            return True
+    return "\\u" in text and _names_any(names, _unescape(text))
 
 
 def _unescape(text: str) -> str:
@@ -61,20 +64,18 @@ class Redactor:
     payload, an object or a list replaced whole).
 
     Use it only where a frame is shown: a frame that mentions none of the names is
-    returned as it is after one regular-expression search; one that does is parsed.
+    returned as it is after a search for each name; one that does is parsed.
     """
 
     def __init__(self, keys: Iterable[str] = ()) -> None:
         self.keys = frozenset(keys)
-        self._mentions_name = _search_for((*_MENTIONED, *self.keys))
-        self._quotes = _search_for((*_QUOTED, *self.keys))
+        self._mentioned = tuple({name.lower() for name in (*_MENTIONED, *self.keys)})
+        self._quoted = tuple({name.lower() for name in (*_QUOTED, *self.keys)})
         self._names = frozenset((*_SECRET_KEYS, *(key.lower() for key in self.keys)))
 
     def mentions(self, text: str) -> bool:
         """Whether C{text} names a masked key, even through C{\\uXXXX} escapes (may say yes for nothing)."""
-        if self._mentions_name(text) is not None:
-            return True
-        return "\\u" in text and self._mentions_name(_unescape(text)) is not None
+        return _names_any(self._mentioned, text)
 
     def text(self, payload: bytes | str) -> str:
         """
@@ -89,6 +90,8 @@ class Redactor:
             value = json.loads(text)
         except ValueError:
             return f"(not JSON, {len(text)} characters, not shown: it mentions a masked key)"
+        except RecursionError:
+            return f"(nested too deep, {len(text)} characters, not shown: it mentions a masked key)"
         masked = self.value(value)
         if masked is value:
             return text
@@ -99,8 +102,14 @@ class Redactor:
         return shorten(self.text(payload), limit)
 
     def value(self, value: Any) -> Any:
-        """A decoded JSON value with the secrets masked: C{value} itself when nothing is masked, else a copy."""
-        return self._mask(value, None)
+        """
+        A decoded JSON value with the secrets masked: C{value} itself when nothing is
+        masked, else a copy; a value nested too deep to walk is masked whole.
+        """
+        try:
+            return self._mask(value, None)
+        except RecursionError:
+            return MASK
 
     def _mask(self, value: Any, parent: str | None) -> Any:
         if isinstance(value, dict):
@@ -114,7 +123,7 @@ class Redactor:
 
     def _quotes_name(self, text: str) -> bool:
         """Whether a string holds a masked key's name inside a longer text (an echoed frame), not just the name."""
-        if self._quotes(text) is None and ("\\u" not in text or self._quotes(_unescape(text)) is None):
+        if not _names_any(self._quoted, text):
             return False
         return _unescape(text).strip().strip('"').lower() not in self._names
 
