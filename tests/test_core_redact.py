@@ -268,7 +268,7 @@ class RedactorTests(SynchronousTestCase):
         self.assertLessEqual(len(shown), 123)
 
     def test_nested_too_deep(self):
-        """A frame nested deeper than the parser goes is not shown (if it mentions a name); a deep value is masked whole."""
+        """A frame nested deeper than the parser goes is not shown if it names a key; a deep value is masked whole."""
         deep = "[" * 100_000 + '{"AuthorizationKey":"' + SECRET + '"}' + "]" * 100_000
         self.assertEqual(
             Redactor().text(deep), f"(nested too deep, {len(deep)} characters, not shown: it mentions a masked key)"
