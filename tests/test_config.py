@@ -158,3 +158,31 @@ class StatusAndTrafficLogTests(SynchronousTestCase):
     def test_traffic_log_max_pending(self):
         error = self.error({"traffic_log": {"directory": "/", "max_pending": 0}})
         self.assertEqual(str(error), "traffic_log.max_pending: must be at least 1, got 0")
+
+
+class RedactTests(SynchronousTestCase):
+    """The top-level redact list: payload keys masked wherever a frame is shown."""
+
+    def error(self, raw):
+        with self.assertRaises(ConfigError) as caught:
+            config_from_mapping({"primary_url": PRIMARY, **raw})
+        return caught.exception
+
+    def test_empty_by_default(self):
+        """Without redact (or with an empty or null one), no key beyond the credentials is masked."""
+        for raw in ({}, {"redact": []}, {"redact": None}):
+            self.assertEqual(config_from_mapping({"primary_url": PRIMARY, **raw}).redact, ())
+
+    def test_keys_in_order_once(self):
+        """The keys are kept as given, a repeated one once."""
+        config = config_from_mapping({"primary_url": PRIMARY, "redact": ["idTag", "idToken", "idTag"]})
+        self.assertEqual(config.redact, ("idTag", "idToken"))
+
+    def test_not_a_list(self):
+        """A single key name, not in a list, is refused naming the key."""
+        self.assertEqual(str(self.error({"redact": "idTag"})), "redact: must be a list of payload key names, got 'idTag'")
+
+    def test_bad_entry(self):
+        """An entry that is not a non-empty string is named by its position."""
+        self.assertEqual(str(self.error({"redact": ["idTag", ""]})), "redact[1]: must be a non-empty key name, got ''")
+        self.assertEqual(self.error({"redact": [{"a": 1}]}).key, "redact[0]")

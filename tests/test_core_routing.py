@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.core.effects import Close, Event, Log, Send, Timer
 from ocppproxy.core.ocppj import Frame, parse_frame
+from ocppproxy.core.redact import Redactor
 from ocppproxy.core.routing import StationRelay
 from ocppproxy.core.transactions import TransactionStore
 
@@ -810,6 +811,75 @@ CASES = {
                     ANY,
                     ("timer", None),
                     station_frame('[3,"nobody",{}]'),
+                ],
+            ),
+        ],
+    ),
+    # --- what log lines quote of a frame: credentials and redact keys masked
+    "debug_line_masks_credentials": (
+        "A debug line quotes a frame with the station's password masked; the frame relayed keeps it.",
+        {"upstreams": (P,), "debug": True},
+        [
+            (
+                ("station", '[2,"c1","X",{"key":"AuthorizationKey","value":"s3cret"}]', 0.0),
+                [
+                    ("log", "debug", 'station CP_1 -> primary: [2,"c1","X",{"key":"AuthorizationKey","value":"***"}]'),
+                    ("send", P, '[2,"c1","X",{"key":"AuthorizationKey","value":"s3cret"}]'),
+                    ANY,
+                ],
+            ),
+        ],
+    ),
+    "debug_line_masks_redact_keys": (
+        "The operator's redact keys are masked in debug lines too.",
+        {"upstreams": (P,), "debug": True, "redactor": Redactor(["idTag"])},
+        [
+            (
+                ("station", '[2,"a1","Authorize",{"idTag":"ABC"}]', 0.0),
+                [
+                    ("log", "debug", 'station CP_1 -> primary: [2,"a1","Authorize",{"idTag":"***"}]'),
+                    ("send", P, '[2,"a1","Authorize",{"idTag":"ABC"}]'),
+                    ANY,
+                ],
+            ),
+        ],
+    ),
+    "bad_frame_warning_masks_credentials": (
+        "The warning about a bad frame never quotes a password: masked if JSON, the frame left out if not.",
+        ONLY_PRIMARY,
+        [
+            (
+                (P, '[2,"c2","ChangeConfiguration",{"key":"AuthorizationKey","value":"s3cret"},1]', 0.0),
+                [
+                    (
+                        "log",
+                        "warn",
+                        "station CP_1: primary sent a bad frame (CALL must have 4 elements, has 5), answered with a"
+                        ' CALLERROR: [2,"c2","ChangeConfiguration",{"key":"AuthorizationKey","value":"***"},1]',
+                    ),
+                    ANY,
+                ],
+            ),
+            (
+                (P, '[2,"c3","ChangeConfiguration",{"key":"AuthorizationKey","value":"s3cret', 0.0),
+                [
+                    (
+                        "log",
+                        "warn",
+                        "station CP_1: primary sent a bad frame (not JSON): (not JSON, 71 characters, not shown: it"
+                        " mentions a masked key)",
+                    ),
+                ],
+            ),
+            (
+                ("station", '[{"key":"AuthorizationKey","value":"s3cret"},"x",{}]', 0.0),
+                [
+                    (
+                        "log",
+                        "warn",
+                        "station CP_1 sent a bad frame (unknown message type of type dict):"
+                        ' [{"key":"AuthorizationKey","value":"***"},"x",{}]',
+                    ),
                 ],
             ),
         ],

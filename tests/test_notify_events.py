@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.core.ocppj import CALL, CALLERROR, CALLRESULT, Frame
+from ocppproxy.core.redact import Redactor
 from ocppproxy.notify.events import AWAITED_ANSWERS_LIMIT, CONNECTORS_LIMIT, OPEN_TRANSACTIONS_LIMIT, StationTracker
 
 _ids = itertools.count(1)
@@ -612,3 +613,47 @@ class FuzzTests(SynchronousTestCase):
             for event in tracker.station_frame(call(action, body, message_id)):
                 self.assertEqual(event.station_id, "CP_1")
             tracker.upstream_frame(upstream, result(message_id, answer))
+
+
+class RedactionTests(SynchronousTestCase):
+    """What an alert quotes of a frame: the operator's redact keys and quoted credentials masked."""
+
+    def test_redact_key_masked_in_details(self):
+        """With redact: [idTag], a start's id tag is *** in the event; the stop still finds its connector."""
+        tracker = StationTracker("CP_1", redactor=Redactor(["idTag"]))
+        start = call("StartTransaction", {"connectorId": 2, "idTag": "TAG1", "meterStart": 0, "timestamp": "x"})
+        [event] = tracker.station_frame(start)
+        self.assertEqual(event.details["id_tag"], "***")
+        tracker.upstream_frame("primary", result(start.message_id, {"transactionId": 7}))
+        [stop] = tracker.station_frame(call("StopTransaction", {"transactionId": 7, "idTag": "TAG1", "meterStop": 5}))
+        self.assertEqual((stop.details["connector"], stop.details["id_tag"]), (2, "***"))
+
+    def test_ocpp201_id_token_masked_whole(self):
+        """redact: [idToken] masks the 2.0.1 idToken object whole: the event names no id tag."""
+        tracker = StationTracker("CS_1", redactor=Redactor(["idToken"]))
+        body = {
+            "eventType": "Started",
+            "timestamp": "x",
+            "triggerReason": "Authorized",
+            "seqNo": 0,
+            "transactionInfo": {"transactionId": "T1"},
+            "evse": {"id": 1, "connectorId": 1},
+            "idToken": {"idToken": "TAG1", "type": "ISO14443"},
+        }
+        [event] = tracker.station_frame(call("TransactionEvent", body))
+        self.assertNotIn("TAG1", repr(event))
+
+    def test_quoted_credential_masked(self):
+        """A text detail quoting a masked key (a station echoing a frame) is masked, even without redact keys."""
+        tracker = StationTracker("CP_1", redactor=Redactor())
+        info = 'set {"key":"AuthorizationKey","value":"s3cret"}'
+        events = tracker.station_frame(status16(1, "Faulted", "OtherError", info=info))
+        self.assertTrue(events)
+        self.assertEqual({event.details["info"] for event in events}, {"***"})
+
+    def test_without_redactor_unchanged(self):
+        """Without a redactor (and with no keys) the details are as the station sent them."""
+        for tracker in (StationTracker("CP_1"), StationTracker("CP_1", redactor=Redactor())):
+            start = call("StartTransaction", {"connectorId": 2, "idTag": "TAG1", "meterStart": 0, "timestamp": "x"})
+            [event] = tracker.station_frame(start)
+            self.assertEqual(event.details["id_tag"], "TAG1")

@@ -12,7 +12,9 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from ocppproxy.core.redact import Redactor
 from ocppproxy.core.transactions import TransactionStore
+from ocppproxy.logs import set_log_level
 from ocppproxy.relay.session import StationSession
 
 
@@ -150,3 +152,28 @@ class SessionEffectTests(SynchronousTestCase):
         with self.assertRaises(TypeError):
             self.session._carry_out([object()])
         self.assertIsNone(self.station.closed_with)
+
+    def test_debug_lines_mask_credentials(self):
+        """At debug, a central system's frame is logged with the station's password masked, and relayed whole."""
+        set_log_level("debug")
+        self.addCleanup(set_log_level, "info")
+        frame = b'[2,"c","ChangeConfiguration",{"key":"AuthorizationKey","value":"s3cret"}]'
+        self.session.from_upstream("primary", frame)
+        self.assertEqual(self.station.received, [frame])
+        self.assertIn(
+            'station CP_1: primary -> [2,"c","ChangeConfiguration",{"key":"AuthorizationKey","value":"***"}]',
+            self.lines(LogLevel.debug),
+        )
+        self.assertNotIn("s3cret", "".join(formatEvent(event) for event in self.logged))
+
+    def test_failure_line_masks_the_frame(self):
+        """A frame whose relaying fails is quoted in the failure line with the redact keys masked."""
+        session = StationSession(
+            "CP_1", self.station, self.clock, lambda session: None, self.observer, redactor=Redactor(["idTag"])
+        )
+        session.relay = None  # relaying then raises
+        session.from_station(b'[2,"1","Authorize",{"idTag":"TAG1"}]', False)
+        self.assertEqual(len(self.flushLoggedErrors(AttributeError)), 1)
+        shown = "".join(formatEvent(event) for event in self.logged)
+        self.assertIn('{"idTag":"***"}', shown)
+        self.assertNotIn("TAG1", shown)

@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.ocppj import parse_frame
+from ocppproxy.core.redact import Redactor
 from ocppproxy.notify.alert import Alert
 from ocppproxy.notify.names import StationNames
 from ocppproxy.relay.snapshot import LinkSnapshot, proxy_snapshot
@@ -116,6 +117,16 @@ class ActivityTests(SynchronousTestCase):
         )
         self.assertEqual(record.connectors["2/1"].status, "Occupied")
         self.assertEqual(record.last_message, T0 + 5)
+
+    def test_redact_keys_masked_in_statuses(self):
+        """With a key under redact (here errorCode), the status kept for the page says *** for it."""
+        activity = StationActivity(self.clock, Redactor(["errorCode"]))
+        activity.station_connected("CP_1", "tcp4:127.0.0.1:1")
+        activity.station_frame(
+            "CP_1", frame('[2,"1","StatusNotification",{"connectorId":1,"status":"Faulted","errorCode":"Secret"}]')
+        )
+        connector = activity.stations["CP_1"].connectors["1"]
+        self.assertEqual((connector.status, connector.error_code), ("Faulted", "***"))
 
     def test_odd_status_notifications_are_ignored(self):
         """A StatusNotification without a usable status, or whose body is no object, leaves no trace."""

@@ -13,6 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from ocppproxy.core.redact import Redactor
 from ocppproxy.daemon.trafficlog import FILE_NAME, TrafficLog, format_line
 
 # 2030-01-01 23:59:59 UTC
@@ -65,6 +66,18 @@ class FormatTests(SynchronousTestCase):
                 "frame": '[2,"1","Heartbeat",{}]',
             },
         )
+
+    def test_credentials_masked(self):
+        """A station password set through a frame is masked in the line; a frame without one stays verbatim."""
+        frame = b'[2, "1", "ChangeConfiguration", {"key": "AuthorizationKey", "value": "s3cret"}]'
+        line = json.loads(format_line(LATE, "CP_1", "from_upstream", "primary", frame))
+        self.assertEqual(line["frame"], '[2,"1","ChangeConfiguration",{"key":"AuthorizationKey","value":"***"}]')
+
+    def test_redact_keys_masked(self):
+        """The operator's redact keys are masked too, by the redactor the log is given."""
+        frame = b'[2,"1","Authorize",{"idTag":"TAG1"}]'
+        line = json.loads(format_line(LATE, "CP_1", "from_station", None, frame, Redactor(["idTag"])))
+        self.assertEqual(line["frame"], '[2,"1","Authorize",{"idTag":"***"}]')
 
     def test_bad_utf8_is_replaced(self):
         """A frame that is not UTF-8 still gives one valid JSON line."""

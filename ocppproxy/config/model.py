@@ -195,6 +195,8 @@ class Config:
     stall_timeout: float = 60.0
     station_tls: StationTLS | None = None
     cluster: ClusterConfig | None = None
+    redact: tuple[str, ...] = ()
+    """Payload keys whose values are masked wherever a frame is shown, beyond the credentials always masked."""
 
     def upstream_urls(self) -> dict[str, str]:
         """The configured upstreams by name, primary first."""

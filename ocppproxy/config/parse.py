@@ -74,6 +74,7 @@ TOP_KEYS = (
     "limits",
     "station_tls",
     "cluster",
+    "redact",
 )
 
 
@@ -150,6 +151,7 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
         kwargs["failover"] = top["failover"]
     kwargs.update(_upstream_security(top, base_dir, kwargs))
     kwargs["cluster"] = cluster_config(top.get("cluster"), kwargs.get("listen", Config.listen))
+    kwargs["redact"] = _redact(top.get("redact"))
     return Config(**kwargs)
 
 
@@ -205,6 +207,18 @@ def _traffic_log(value: Any, base_dir: str) -> dict[str, Any]:
     if "max_pending" in section:
         settings["traffic_log_max_pending"] = require_number("traffic_log.max_pending", section["max_pending"], 1, True)
     return settings
+
+
+def _redact(value: Any) -> tuple[str, ...]:
+    """The extra keys to mask where frames are shown: a list of key names (empty or absent: none)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError("redact", f"must be a list of payload key names, got {describe(value)}")
+    for index, key in enumerate(value):
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"redact[{index}]", f"must be a non-empty key name, got {describe(key)}")
+    return tuple(dict.fromkeys(value))
 
 
 def _call_policy(key: str, value: Any) -> frozenset | None:

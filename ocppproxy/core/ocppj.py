@@ -54,9 +54,14 @@ def parse_frame(data: bytes | str) -> Frame:
     if not isinstance(message, list) or not message:
         raise FrameError("not a JSON array")
     kind = message[0]
-    length = None if isinstance(kind, bool) else _LENGTHS.get(kind)
+    try:
+        length = None if isinstance(kind, bool) else _LENGTHS.get(kind)
+    except TypeError:  # an object or a list: not hashable, and no message type
+        length = None
     if length is None:
-        raise FrameError(f"unknown message type {kind!r}")
+        # Quoted only when short and plain: the reason is logged, and the frame may hold a secret.
+        shown = repr(kind) if isinstance(kind, (int, float)) or (isinstance(kind, str) and len(kind) <= 20) else None
+        raise FrameError(f"unknown message type {shown or 'of type ' + type(kind).__name__}")
     if len(message) != length:
         raise FrameError(f"{_NAMES[kind]} must have {length} elements, has {len(message)}")
     message_id = message[1]

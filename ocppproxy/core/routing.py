@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 
 from .answers import LATE, StationCallAnswers
 from .effects import STATION, Close, Effect, Event, Log, Send, Timer
-from .ocppj import ANSWERS, CALL, Frame, FrameError, format_error_reply, parse_frame, shorten
+from .ocppj import ANSWERS, CALL, Frame, FrameError, format_error_reply, parse_frame
+from .redact import Redactor
 from .station_calls import StationBoundCalls
 from .transactions import TransactionIdTranslator, TransactionStore
 
@@ -39,7 +40,7 @@ class StationRelay:
     C{upstreams} maps each upstream's name to its URL (primary first). Every method
     returns the effects to carry out, in order; L{Timer} effects say when to call
     L{expire}. C{debug} says whether debug log lines are wanted (asked per frame, as the
-    level can change while running).
+    level can change while running); C{redactor} masks what a log line quotes of a frame.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class StationRelay:
         failover: bool = False,
         call_policies: Mapping[str, frozenset | None] = {},
         debug: Callable[[], bool] = lambda: False,
+        redactor: Redactor | None = None,
     ) -> None:
         self.station_id = station_id
         self._urls = dict(upstreams)
@@ -62,6 +64,7 @@ class StationRelay:
         self._answers = StationCallAnswers(pending_timeout, pending_limit, self._failover)
         self._translator: TransactionIdTranslator | None = None
         self._debug = debug
+        self._redactor = redactor or Redactor()
         self._connected: set[str] = set()
         self._primary_failed = False
         self._failover_since: float | None = None
@@ -129,7 +132,11 @@ class StationRelay:
             Log(
                 "debug",
                 "station {station} -> {targets}: {frame}",
-                {"station": self.station_id, "targets": ",".join(targets) or "nowhere", "frame": shorten(payload)},
+                {
+                    "station": self.station_id,
+                    "targets": ",".join(targets) or "nowhere",
+                    "frame": self._redactor.shorten(payload),
+                },
             )
         )
 
@@ -147,7 +154,7 @@ class StationRelay:
             "station": self.station_id,
             "reason": str(error),
             "answered": ", answered with a CALLERROR" if reply else "",
-            "frame": shorten(payload),
+            "frame": self._redactor.shorten(payload),
         }
         if sender == STATION:
             text = "station {station} sent a bad frame ({reason}){answered}: {frame}"

@@ -14,6 +14,7 @@ from twisted.python import usage
 
 from ..config.load import load_config
 from ..config.model import Config, ConfigError
+from ..core.redact import Redactor
 from ..logs import filter_twistd_observers, proxy_logger, set_log_level
 from ..notify.channels import build_channels, load_station_names
 from ..notify.service import NotifierService
@@ -120,18 +121,24 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
     isolated from the others (see L{Observers}).
     """
     top = ServiceTree()
-    notifier = build_notifier(config, reactor)
+    # One masker of secrets for every place a frame or a value from it is shown.
+    redactor = Redactor(config.redact)
+    notifier = build_notifier(config, reactor, redactor)
     notifier.setName("notifier")
     notifier.setServiceParent(top)
     traffic_log = None
     if config.traffic_log_directory:
-        traffic_log = TrafficLog(config.traffic_log_directory, reactor, max_pending=config.traffic_log_max_pending)
+        traffic_log = TrafficLog(
+            config.traffic_log_directory, reactor, max_pending=config.traffic_log_max_pending, redactor=redactor
+        )
         traffic_log.setName("traffic_log")
         traffic_log.setServiceParent(top)
-    activity = StationActivity(reactor) if config.status_listen else None
+    activity = StationActivity(reactor, redactor) if config.status_listen else None
     observer = notifier if activity is None else Observers(notifier, activity)
     recorder = traffic_log.record if traffic_log is not None else None
-    proxy = ProxyService(config, reactor, upstream_tls, observer=observer, recorder=recorder, station_tls=station_tls)
+    proxy = ProxyService(
+        config, reactor, upstream_tls, observer=observer, recorder=recorder, station_tls=station_tls, redactor=redactor
+    )
     notifier.links_connected = proxy.connected_links
     if activity is not None:
         notifier.alert_observer = alerts = RecentAlerts(reactor)
@@ -177,8 +184,8 @@ def add_cluster(config: Config, reactor, proxy: ProxyService, notifier: Notifier
     return cluster
 
 
-def build_notifier(config: Config, reactor) -> NotifierService:
-    """The notifier with the channels the configuration enables."""
+def build_notifier(config: Config, reactor, redactor: Redactor | None = None) -> NotifierService:
+    """The notifier with the channels the configuration enables; C{redactor} masks what its alerts quote."""
     built = build_channels(config.notify, reactor)
     return NotifierService(
         config.notify,
@@ -189,4 +196,5 @@ def build_notifier(config: Config, reactor) -> NotifierService:
         links_connected=lambda upstream: 0,
         closers=built.closers,
         starters=built.starters,
+        redactor=redactor,
     )

@@ -24,9 +24,11 @@ from twisted.python.failure import Failure
 from twisted.python.logfile import BaseLogFile, DailyLogFile
 from twisted.python.threadpool import ThreadPool
 
+from ..core.redact import Redactor
 from ..logs import proxy_logger
 
 FILE_NAME = "traffic.jsonl"
+_DEFAULT_REDACTOR = Redactor()
 
 
 class TrafficFile(DailyLogFile):
@@ -78,14 +80,24 @@ class TrafficFile(DailyLogFile):
         self.lastDate = max(self.lastDate, self.toDate())
 
 
-def format_line(when: float, station_id: str, direction: str, upstream: str | None, payload: bytes) -> bytes:
-    """One traffic log line: the frame verbatim as a JSON string, with time, station, direction, upstream."""
+def format_line(
+    when: float,
+    station_id: str,
+    direction: str,
+    upstream: str | None,
+    payload: bytes,
+    redactor: Redactor = _DEFAULT_REDACTOR,
+) -> bytes:
+    """
+    One traffic log line: the frame as a JSON string, with time, station, direction,
+    upstream; verbatim but for the secrets C{redactor} masks.
+    """
     record = {
         "time": datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "station": station_id,
         "direction": direction,
         "upstream": upstream,
-        "frame": payload.decode("utf-8", "replace"),
+        "frame": redactor.text(payload),
     }
     return json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
 
@@ -100,6 +112,7 @@ class TrafficLog(Service):
     one waiting, and at once while the writer keeps up with a backlog. L{stopService}
     writes what is waiting, closes the file and stops the thread. C{written} counts the
     lines written, C{failed} those lost to write errors (logged once per outage).
+    C{redactor} masks the secrets in the frames (in the writer thread, off the reactor).
     """
 
     _log = proxy_logger()
@@ -111,8 +124,10 @@ class TrafficLog(Service):
         clock=None,
         max_pending: int = 10000,
         flush_delay: float = 0.2,
+        redactor: Redactor | None = None,
     ) -> None:
         self.directory = directory
+        self._redactor = redactor or _DEFAULT_REDACTOR
         self._reactor = reactor
         self._clock = clock or reactor
         self._max_pending = max_pending
@@ -215,7 +230,7 @@ class TrafficLog(Service):
                 run = []
             if not run:
                 run_start, run_day = when, day
-            run.append(format_line(*entry))
+            run.append(format_line(*entry, self._redactor))
         if run:
             self._write_run(run_start, run)
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from ..core.ocppj import ANSWERS, CALL, CALLRESULT, Frame
+from ..core.redact import Redactor
 from .alert import StationEvent
 
 PRIMARY = "primary"
@@ -82,10 +83,23 @@ class StationTracker:
         BootNotification; None until it accepts one, and again once it rejects one.
     """
 
-    def __init__(self, station_id: str, remember: Callable[[tuple, tuple], None] | None = None) -> None:
-        """C{remember}, if given, hears C{(place, status)} each time a connector's remembered status changes."""
+    def __init__(
+        self,
+        station_id: str,
+        remember: Callable[[tuple, tuple], None] | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
+        """
+        C{remember}, if given, hears C{(place, status)} each time a connector's remembered
+        status changes; C{redactor}, if given, masks the operator's C{redact} keys in the
+        payloads read (an alert then says C{***}) and any text of an event that quotes a
+        masked key (a station echoing a frame).
+        """
         self.station_id = station_id
         self._remember = remember
+        self._redactor = redactor
+        # Masking a payload costs a walk through it: only when the operator named keys.
+        self._redact = redactor.value if redactor is not None and redactor.keys else None
         self.heartbeat_interval: int | None = None
         self._awaited: OrderedDict[str, Callable[[Any], None]] = OrderedDict()
         self._transactions: OrderedDict[int | str, _Mark] = OrderedDict()
@@ -98,7 +112,17 @@ class StationTracker:
         read = self._READERS.get(frame.action)
         if read is None or not isinstance(frame.body, dict):
             return []
-        return read(self, frame.message_id, frame.body)
+        events = read(self, frame.message_id, frame.body if self._redact is None else self._redact(frame.body))
+        if events and self._redactor is not None:
+            events = [self._masked(event) for event in events]
+        return events
+
+    def _masked(self, event: StationEvent) -> StationEvent:
+        """C{event} with each text detail that quotes a masked key replaced by C{***} (rare: events are)."""
+        details = {name: self._redactor.value(value) for name, value in event.details.items()}
+        if all(details[name] is value for name, value in event.details.items()):
+            return event
+        return StationEvent(event.key, event.station_id, details)
 
     def upstream_frame(self, upstream: str, frame: Frame) -> list[StationEvent]:
         """

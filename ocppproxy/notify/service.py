@@ -15,6 +15,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from ..config.model import NotifyConfig
 from ..core.ocppj import Frame
+from ..core.redact import Redactor
 from ..logs import proxy_logger
 from .alert import Alert, StationEvent
 from .delivery import DeliveryQueue
@@ -73,8 +74,11 @@ class NotifierService(Service):
         links_connected: Callable[[str], int],
         closers: list[Callable[[], object]] = (),
         starters: list[Callable[[], object]] = (),
+        redactor: Redactor | None = None,
     ) -> None:
         self.settings = settings
+        # Masks what alerts quote of frames (see StationTracker).
+        self._redactor = redactor
         self.names = names
         self._clock = clock
         self._enabled = settings.events
@@ -251,7 +255,7 @@ class NotifierService(Service):
                 def remember(place: tuple, status: tuple) -> None:
                     self.sharing.save_status(station_id, place, status)
 
-            tracker = self._trackers[station_id] = StationTracker(station_id, remember)
+            tracker = self._trackers[station_id] = StationTracker(station_id, remember, self._redactor)
         return tracker
 
     def _forget(self, station_id: str) -> None:

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from ..config.model import Config
 from ..core.observer import FrameRecorder, NullObserver, ProxyObserver
+from ..core.redact import Redactor
 from ..core.transactions import TransactionStore
 from ..logs import proxy_logger
 from ..wire.backpressure import WriteLimits
@@ -55,8 +56,11 @@ class ProxyService(ServiceTree):
         observer: ProxyObserver | None = None,
         recorder: FrameRecorder | None = None,
         station_tls: ssl.SSLContext | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         super().__init__()
+        # What log lines may quote of a frame: the secrets masked (see ocppproxy.core.redact).
+        self.redactor = redactor or Redactor(config.redact)
         self.observer: ProxyObserver = observer or NullObserver()
         # A failing traffic log must not cost a relayed frame.
         self.recorder = None if recorder is None else isolated_recorder(recorder)
@@ -150,7 +154,14 @@ class ProxyService(ServiceTree):
         offers = offers or [self.config.default_subprotocol]
         previous = self.sessions.get(station_id)
         session = StationSession(
-            station_id, protocol, self._reactor, self._session_ended, self.observer, self.recorder, self.write_limits
+            station_id,
+            protocol,
+            self._reactor,
+            self._session_ended,
+            self.observer,
+            self.recorder,
+            self.write_limits,
+            self.redactor,
         )
         self.sessions[station_id] = session
         self._all_sessions.add(session)

@@ -16,7 +16,7 @@ from twisted.logger import LogLevel
 from ..config.model import Config
 from ..core.effects import STATION, Close, Effect, Event, Log, Send, Timer
 from ..core.observer import FROM_STATION, FROM_UPSTREAM, TO_STATION, FrameRecorder, ProxyObserver
-from ..core.ocppj import shorten
+from ..core.redact import Redactor
 from ..core.routing import PRIMARY, StationRelay
 from ..core.transactions import TransactionStore
 from ..logs import debug_enabled, proxy_logger
@@ -43,8 +43,11 @@ class StationSession:
         observer: ProxyObserver,
         recorder: FrameRecorder | None = None,
         write_limits: WriteLimits | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.station_id = station_id
+        # What a log line may quote of a frame (see ocppproxy.core.redact).
+        self._redactor = redactor or Redactor()
         self._write_limits = write_limits or WriteLimits(clock)
         self._write_watch: WriteBufferWatch | None = None
         self._observer = observer
@@ -77,6 +80,7 @@ class StationSession:
             failover=config.failover,
             call_policies=config.upstream_calls,
             debug=debug_enabled,
+            redactor=self._redactor,
         )
         links[PRIMARY].start()
 
@@ -172,7 +176,7 @@ class StationSession:
             self._log.failure(
                 "station {station}: error relaying a frame from the station: {frame}",
                 station=self.station_id,
-                frame=shorten(payload),
+                frame=self._redactor.shorten(payload),
             )
 
     def _to_station(self, payload: bytes) -> None:
@@ -185,7 +189,9 @@ class StationSession:
                 recorder(self.station_id, TO_STATION, None, payload)
         elif debug_enabled():
             self._log.debug(
-                "station {station} is closing: {frame} not sent", station=self.station_id, frame=shorten(payload)
+                "station {station} is closing: {frame} not sent",
+                station=self.station_id,
+                frame=self._redactor.shorten(payload),
             )
 
     def _schedule_expiry(self, deadline: float | None) -> None:
@@ -253,6 +259,13 @@ class StationSession:
     def from_upstream(self, name: str, payload: bytes) -> None:
         """A frame from a central system: to the station, or consumed."""
         try:
+            if debug_enabled():
+                self._log.debug(
+                    "station {station}: {upstream} -> {frame}",
+                    station=self.station_id,
+                    upstream=name,
+                    frame=self._redactor.shorten(payload),
+                )
             recorder = self._recorder
             if recorder is not None:
                 recorder(self.station_id, FROM_UPSTREAM, name, payload)
@@ -262,7 +275,7 @@ class StationSession:
                 "station {station}: error relaying a frame from {upstream}: {frame}",
                 station=self.station_id,
                 upstream=name,
-                frame=shorten(payload),
+                frame=self._redactor.shorten(payload),
             )
 
     def upstream_connected(self, name: str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..core.observer import FROM_STATION, FROM_UPSTREAM
 from ..core.ocppj import ANSWERS, CALL, Frame
+from ..core.redact import Redactor
 from ..core.routing import PRIMARY
 
 CALLS_LIMIT = 100
@@ -97,8 +98,10 @@ class StationActivity:
     C{latency}: seconds from relaying a station's CALL to handling the primary's answer.
     """
 
-    def __init__(self, clock) -> None:
+    def __init__(self, clock, redactor: Redactor | None = None) -> None:
         self._clock = clock
+        # The operator's redact keys, masked in the statuses the page shows (a walk: only if named).
+        self._redact = redactor.value if redactor is not None and redactor.keys else None
         # Cluster mode: the cluster's fleet record (ocppproxy.cluster.fleet.ClusterFleet), told when a
         # station is first connected here and when its last connection here ends.
         self.fleet_record = None
@@ -162,7 +165,7 @@ class StationActivity:
             if len(calls) > CALLS_LIMIT:
                 calls.popitem(last=False)
             if frame.action == "StatusNotification":
-                record.status_notification(frame.body, now)
+                record.status_notification(frame.body if self._redact is None else self._redact(frame.body), now)
 
     def upstream_frame(self, station_id: str, upstream: str, frame: Frame, payload: bytes = b"") -> None:
         key = (FROM_UPSTREAM, frame.kind, upstream)

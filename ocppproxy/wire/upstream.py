@@ -23,8 +23,7 @@ from zope.interface import implementer
 from ..config.model import ReconnectPolicy
 from ..core.frame_queue import FrameQueue
 from ..core.observer import TO_UPSTREAM, FrameRecorder
-from ..core.ocppj import shorten
-from ..logs import autobahn_logger, debug_enabled, proxy_logger
+from ..logs import autobahn_logger, proxy_logger
 from .backpressure import WriteBufferWatch, WriteLimits
 from .internals import LeanFrames, fast_path, use_fast_path
 from .tls import ClientTLS, TLSClientEndpoint, default_client_tls
@@ -443,13 +442,6 @@ class UpstreamLink:
             if self.protocol is not None:
                 self.protocol.sendCloseFrame(1003, b"OCPP-J frames are text", False)
             return
-        if debug_enabled():
-            self._log.debug(
-                "station {station}: {upstream} -> {frame}",
-                station=self.station_id,
-                upstream=self.name,
-                frame=shorten(payload),
-            )
         self._owner.from_upstream(self.name, payload)
 
     def _attempt_failed(self, reason: str, refused_status: int | None = None) -> None:
