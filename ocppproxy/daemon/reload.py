@@ -1,6 +1,12 @@
 """
 Configuration reload (SIGHUP): re-read the file, apply what the running daemon can
 change without dropping a station, and name what waits for a restart.
+
+A reload has two phases: the file is read and checked, and the new alert channels
+built (Apprise's plugins load on first use, about half a second), in a thread of the
+reactor's pool; the reactor then only swaps the checked result in. Frames keep flowing
+meanwhile. A SIGHUP that arrives while a reload runs is not lost: one more reload
+follows the running one (several such signals make one).
 """
 
 from __future__ import annotations
@@ -9,10 +15,15 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+
 from ..config.load import load_config
 from ..config.model import Config, ConfigError, NotifyConfig
 from ..logs import proxy_logger, set_log_level
-from ..notify.channels import build_channels, channels_differ, load_station_names
+from ..notify.channels import BuiltChannels, build_channels, channels_differ, read_station_names, station_names
+from ..notify.names import StationNames
 from ..notify.service import NotifierService
 
 LIVE_SETTINGS = ("log_level", "client_names", "notify")
@@ -77,13 +88,24 @@ def _notify_keys(old: NotifyConfig, new: NotifyConfig) -> list[str]:
     return keys
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What the thread phase of a reload made, for the reactor to swap in."""
+
+    config: Config
+    changes: ConfigChanges
+    names: tuple[StationNames, str | None]
+    built: BuiltChannels | None
+
+
 class Reloader:
     """
     Applies a re-read configuration file to the running daemon (see L{reload}).
 
     C{running} is the configuration in force: the start-up one with the live settings
     of every successful reload, so a change waiting for a restart is named again at
-    each reload until the restart.
+    each reload until the restart. C{threads} is the pool the file is read in (the
+    reactor's by default).
     """
 
     _log = proxy_logger()
@@ -95,37 +117,74 @@ class Reloader:
         notifier: NotifierService,
         reactor,
         load: Callable[[str], Config] = load_config,
+        threads=None,
     ) -> None:
         self.path = os.path.abspath(path)
         self.running = running
         self._notifier = notifier
         self._reactor = reactor
         self._load = load
+        self._threads = threads
+        self._busy = False
+        self._waiting: list[Deferred] = []
 
-    def reload(self) -> ConfigChanges | None:
+    def reload(self) -> Deferred[ConfigChanges | None]:
         """
         Re-read the file and apply the log level, client names and notify settings.
 
         Stations stay connected. A broken file is refused with one error line (the
-        start-up error text) and changes nothing; returns None then (and during
-        shutdown), else the changes.
+        start-up error text) and changes nothing. The Deferred fires with the changes
+        once they are applied, or None (refused, or ignored during shutdown). Called
+        while a reload runs, it waits for that one and then reloads once more (one
+        more for any number of calls meanwhile).
         The client names file is re-read even when its path did not change.
         """
+        if self._busy:
+            waiting: Deferred[ConfigChanges | None] = Deferred()
+            self._waiting.append(waiting)
+            return waiting
+        return self._run()
+
+    def _run(self) -> Deferred[ConfigChanges | None]:
         if not self._notifier.running:
             self._log.info("configuration reload ignored: the daemon is shutting down")
-            return None
-        # A few kilobytes of local file, read once per SIGHUP as at start-up.
-        try:
-            new = self._load(self.path)
-        except ConfigError as error:
+            return succeed(None)
+        self._busy = True
+        threads = self._threads if self._threads is not None else self._reactor.getThreadPool()
+        running = deferToThreadPool(self._reactor, threads, self._prepare, self.running)
+        running.addCallback(self._apply)
+        running.addErrback(self._refused)
+        running.addBoth(self._finished)
+        return running
+
+    def _prepare(self, running: Config) -> _Prepared:
+        """In a thread: read and check the file, read the names, build the channels that changed."""
+        new = self._load(self.path)
+        changes = compare_configs(running, new)
+        names = read_station_names(new.client_names)
+        built = build_channels(new.notify, self._reactor) if channels_differ(running.notify, new.notify) else None
+        return _Prepared(new, changes, names, built)
+
+    def _refused(self, failure: Failure) -> None:
+        if failure.check(ConfigError):
             self._log.error(
                 "configuration reload refused: configuration error in {path}: {problem};"
                 " the running configuration stays",
                 path=self.path,
-                problem=str(error),
+                problem=str(failure.value),
             )
+        else:
+            self._log.failure("configuration reload failed; the running configuration stays", failure)
+
+    def _apply(self, prepared: _Prepared) -> ConfigChanges | None:
+        """On the reactor: swap the checked configuration in."""
+        new, changes = prepared.config, prepared.changes
+        if not self._notifier.running:
+            self._log.info("configuration reload ignored: the daemon is shutting down")
+            if prepared.built is not None:
+                for close in prepared.built.closers:
+                    close()
             return None
-        changes = compare_configs(self.running, new)
         self._log.info(
             "configuration reloaded from {path}: {changed}",
             path=self.path,
@@ -139,11 +198,24 @@ class Reloader:
                 restart=changes.restart,
             )
         set_log_level(new.log_level)
-        names = load_station_names(new.client_names)
-        if channels_differ(self.running.notify, new.notify):
-            built = build_channels(new.notify, self._reactor)
+        names = station_names(*prepared.names)
+        if prepared.built is not None:
+            built = prepared.built
             self._notifier.reconfigure(new.notify, names, built.channels, built.closers, built.starters)
         else:
             self._notifier.reconfigure(new.notify, names)
         self.running = replace(self.running, **{setting: getattr(new, setting) for setting in LIVE_SETTINGS})
         return changes
+
+    def _finished(self, result: ConfigChanges | None) -> ConfigChanges | None:
+        self._busy = False
+        waiting, self._waiting = self._waiting, []
+        if waiting:
+            again = self._run()
+
+            def tell(outcome: ConfigChanges | None) -> None:
+                for each in waiting:
+                    each.callback(outcome)
+
+            again.addCallback(tell)
+        return result

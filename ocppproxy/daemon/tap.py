@@ -68,9 +68,10 @@ def install_shutdown_signals(reactor) -> None:
 
 def install_reload_signal(reactor, reload: Callable[[], object]) -> None:
     """
-    SIGHUP calls C{reload} in the reactor thread. The reactor leaves SIGHUP alone, so
-    this is installed before it runs: a reload sent as soon as the daemon listens (and
-    told systemd it is ready) is then applied, never fatal.
+    SIGHUP calls C{reload} in the reactor thread (it returns at once: see
+    L{Reloader.reload}, whose blocking work runs in a thread). The reactor leaves
+    SIGHUP alone, so this is installed before it runs: a reload sent as soon as the
+    daemon listens (and told systemd it is ready) is then applied, never fatal.
     """
 
     def hangup(signum, frame) -> None:
