@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
@@ -25,9 +26,20 @@ from ..logs import proxy_logger, set_log_level
 from ..notify.channels import BuiltChannels, build_channels, channels_differ, read_station_names, station_names
 from ..notify.names import StationNames
 from ..notify.service import NotifierService
+from ..wire.certificates import KeyMismatch
+from ..wire.tls_files import TLSFiles, TLSMaterial, files_for_reload, read_tls_files
 
-LIVE_SETTINGS = ("log_level", "client_names", "notify")
-"""The L{Config} fields a reload applies at once; every other change needs a restart."""
+LIVE_SETTINGS = ("log_level", "client_names", "notify", "station_tls", "ca_file", "upstream_tls")
+"""
+The L{Config} fields a reload applies at once; every other change needs a restart (and
+so does adding or removing the C{station_tls} section: the listener is TLS or not).
+"""
+
+MISMATCH_RETRY_DELAY = 5.0
+"""
+Seconds before a reload that found a key not matching its certificate reads the files
+once more: renewal scripts often replace the certificate and the key one after the other.
+"""
 
 _KEY_NAMES = {
     "buffer_max_messages": "buffer.max_messages",
@@ -70,8 +82,23 @@ def compare_configs(old: Config, new: Config) -> ConfigChanges:
             keys = [f"{name}.{part}" for part in parts if before.get(part) != after.get(part)]
         else:
             keys = [name]
-        (live if setting.name in LIVE_SETTINGS else restart).extend(keys)
+        (live if _applied_live(setting.name, before, after) else restart).extend(keys)
     return ConfigChanges(tuple(live), tuple(restart))
+
+
+def _applied_live(name: str, before, after) -> bool:
+    if name == "station_tls":
+        return (before is None) == (after is None)
+    return name in LIVE_SETTINGS
+
+
+def _live_values(running: Config, new: Config) -> dict:
+    """The live settings of C{new} that a reload puts in force over C{running}."""
+    return {
+        name: getattr(new, name)
+        for name in LIVE_SETTINGS
+        if _applied_live(name, getattr(running, name), getattr(new, name))
+    }
 
 
 def _notify_keys(old: NotifyConfig, new: NotifyConfig) -> list[str]:
@@ -96,6 +123,7 @@ class _Prepared:
     changes: ConfigChanges
     names: tuple[StationNames, str | None]
     built: BuiltChannels | None
+    tls: TLSMaterial | None
 
 
 class Reloader:
@@ -105,7 +133,9 @@ class Reloader:
     C{running} is the configuration in force: the start-up one with the live settings
     of every successful reload, so a change waiting for a restart is named again at
     each reload until the restart. C{threads} is the pool the file is read in (the
-    reactor's by default).
+    reactor's by default). With C{tls} (the holder the listener and the upstream links
+    ask), every TLS file is read again and checked, and swapped in for new connections;
+    C{tls_swapped} is then called (the expiry watch checks the new certificates).
     """
 
     _log = proxy_logger()
@@ -118,6 +148,9 @@ class Reloader:
         reactor,
         load: Callable[[str], Config] = load_config,
         threads=None,
+        tls: TLSFiles | None = None,
+        tls_swapped: Callable[[], object] | None = None,
+        retry_delay: float = MISMATCH_RETRY_DELAY,
     ) -> None:
         self.path = os.path.abspath(path)
         self.running = running
@@ -127,6 +160,9 @@ class Reloader:
         self._threads = threads
         self._busy = False
         self._waiting: list[Deferred] = []
+        self._tls = tls
+        self._tls_swapped = tls_swapped
+        self._retry_delay = retry_delay
 
     def reload(self) -> Deferred[ConfigChanges | None]:
         """
@@ -150,20 +186,38 @@ class Reloader:
             self._log.info("configuration reload ignored: the daemon is shutting down")
             return succeed(None)
         self._busy = True
-        threads = self._threads if self._threads is not None else self._reactor.getThreadPool()
-        running = deferToThreadPool(self._reactor, threads, self._prepare, self.running)
+        running = self._in_thread()
+        running.addErrback(self._retry_mismatch)
         running.addCallback(self._apply)
         running.addErrback(self._refused)
         running.addBoth(self._finished)
         return running
 
-    def _prepare(self, running: Config) -> _Prepared:
-        """In a thread: read and check the file, read the names, build the channels that changed."""
+    def _in_thread(self) -> Deferred[_Prepared]:
+        threads = self._threads if self._threads is not None else self._reactor.getThreadPool()
+        return deferToThreadPool(self._reactor, threads, self._prepare, self.running, self._reactor.seconds())
+
+    def _prepare(self, running: Config, now: float) -> _Prepared:
+        """
+        In a thread: read and check the file and the TLS files (whose certificates must
+        be valid at C{now}), read the names, build the channels that changed.
+        """
         new = self._load(self.path)
+        tls = read_tls_files(files_for_reload(running, new), now) if self._tls is not None else None
         changes = compare_configs(running, new)
         names = read_station_names(new.client_names)
         built = build_channels(new.notify, self._reactor) if channels_differ(running.notify, new.notify) else None
-        return _Prepared(new, changes, names, built)
+        return _Prepared(new, changes, names, built, tls)
+
+    def _retry_mismatch(self, failure: Failure) -> Deferred[_Prepared]:
+        """A key not matching its certificate may be a renewal half written: read everything once more, a bit later."""
+        failure.trap(KeyMismatch)
+        self._log.warn(
+            "configuration reload: {problem}; reading the files again in {delay:g} s",
+            problem=str(failure.value),
+            delay=self._retry_delay,
+        )
+        return deferLater(self._reactor, self._retry_delay, self._in_thread)
 
     def _refused(self, failure: Failure) -> None:
         if failure.check(ConfigError):
@@ -204,7 +258,11 @@ class Reloader:
             self._notifier.reconfigure(new.notify, names, built.channels, built.closers, built.starters)
         else:
             self._notifier.reconfigure(new.notify, names)
-        self.running = replace(self.running, **{setting: getattr(new, setting) for setting in LIVE_SETTINGS})
+        if prepared.tls is not None:
+            self._tls.swap(prepared.tls)
+            if self._tls_swapped is not None:
+                self._tls_swapped()
+        self.running = replace(self.running, **_live_values(self.running, new))
         return changes
 
     def _finished(self, result: ConfigChanges | None) -> ConfigChanges | None:
