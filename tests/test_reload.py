@@ -289,7 +289,8 @@ class ReloaderTests(SynchronousTestCase):
         self.assertFalse(debug_enabled())
         (work,) = self.threads.held
         work()
-        self.assertEqual(self.successResultOf(reloaded).live, ("log_level", "client_names", "notify.events", "notify.flap_window"))
+        changes = self.successResultOf(reloaded)
+        self.assertEqual(changes.live, ("log_level", "client_names", "notify.events", "notify.flap_window"))
         self.assertTrue(debug_enabled())
 
     def test_sighups_during_a_reload_make_one_more(self):

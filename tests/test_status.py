@@ -12,6 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from ocppproxy.wire.tls_files import TLSFiles, TLSMaterial
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.notify.alert import Alert
@@ -67,6 +68,7 @@ class FakeProxy:
         self.limits = StationLimits(Clock(), max_handshakes=1, max_handshakes_per_address=1)
         self.accepting = True
         self.ownership = None  # a single instance
+        self.tls = TLSFiles(TLSMaterial())
 
     def snapshot(self, with_stations=True):
         return proxy_snapshot(self, with_stations)

@@ -25,6 +25,7 @@ from ..status.activity import StationActivity
 from ..status.alerts import RecentAlerts
 from ..status.service import StatusService
 from ..wire.tls_files import TLSFiles, read_tls_files
+from .certificate_watch import CertificateWatch
 from .reload import Reloader
 from .systemd import SystemdService
 from .trafficlog import TrafficLog
@@ -96,7 +97,10 @@ def makeService(options: Options, reactor=None) -> IService:
     top = build_services(config, reactor, TLSFiles(options["tls"]))
     proxy, notifier = top.getServiceNamed("proxy"), top.getServiceNamed("notifier")
     SystemdService(proxy.listening, reactor).setServiceParent(top)
-    install_reload_signal(reactor, Reloader(options["config"], config, notifier, reactor, tls=proxy.tls).reload)
+    watch = top.namedServices.get("certificates")
+    checked = watch.check if watch is not None else None
+    reloader = Reloader(options["config"], config, notifier, reactor, tls=proxy.tls, tls_swapped=checked)
+    install_reload_signal(reactor, reloader.reload)
     reactor.callWhenRunning(install_shutdown_signals, reactor)
     return top
 
@@ -104,8 +108,9 @@ def makeService(options: Options, reactor=None) -> IService:
 def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> ServiceTree:
     """
     A L{ServiceTree} (a MultiService that reports a child's failure to stop) with the
-    named services C{notifier}, C{traffic_log} and C{status} (when configured) and
-    C{proxy}, started in that order. Without a status page and a traffic log, the proxy
+    named services C{notifier}, C{traffic_log} and C{status} (when configured),
+    C{proxy} and C{certificates} (the expiry watch, with station_tls or a wss://
+    upstream), started in that order. Without a status page and a traffic log, the proxy
     has no observer but the notifier and no frame recorder; with them, each observer is
     isolated from the others (see L{Observers}). C{tls} holds the TLS files read at
     start-up; without it the proxy reads them.
@@ -144,6 +149,10 @@ def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> Serv
             status.cluster_fleet = activity.fleet_record = cluster.fleet
     proxy.setName("proxy")
     proxy.setServiceParent(top)
+    if config.station_tls is not None or any(url.startswith("wss:") for url in config.upstream_urls().values()):
+        watch = CertificateWatch(proxy.tls, notifier, reactor)
+        watch.setName("certificates")
+        watch.setServiceParent(top)
     return top
 
 
