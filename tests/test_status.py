@@ -12,7 +12,6 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from ocppproxy.wire.tls_files import TLSFiles, TLSMaterial
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.notify.alert import Alert
@@ -25,6 +24,7 @@ from ocppproxy.status.service import StatusService
 from ocppproxy.status.snapshot import metrics_snapshot
 from ocppproxy.wire.backpressure import WriteLimits
 from ocppproxy.wire.limits import StationLimits
+from ocppproxy.wire.tls_files import TLSFiles, TLSMaterial
 
 T0 = 1_800_000_000.0
 

@@ -68,4 +68,5 @@ class CertificateWatch(TimerService):
                 **details,
             )
             claim = f"{notice.fingerprint}:{notice.tier}"
-            self._notifier.certificate_expiry("certificate_expiring", claim, _CLAIM_HOLD, {**details, "days_left": days})
+            details["days_left"] = days
+            self._notifier.certificate_expiry("certificate_expiring", claim, _CLAIM_HOLD, details)
