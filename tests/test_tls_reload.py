@@ -45,6 +45,11 @@ def serial(path: str) -> int:
         return x509.load_pem_x509_certificate(stream.read()).serial_number
 
 
+def presented(connection) -> int:
+    """The serial number of the client certificate the proxy presented on a central system's C{connection}."""
+    return int(connection.websocket.transport.get_extra_info("peercert")["serialNumber"], 16)
+
+
 class TLSReloadTestCase(DaemonTestCase):
     timeout = 60
 
@@ -169,14 +174,14 @@ class StationCertificateReloadTests(TLSReloadTestCase):
     @async_test
     async def test_expired_certificate_refused(self):
         """A renewal that is already expired is refused, naming the file; the old certificate keeps serving."""
-        old, expired = make_station_pki(self.directory("old"), STATION), make_station_pki(self.directory("x"), STATION, -0.5)
+        old = make_station_pki(self.directory("old"), STATION)
+        expired = make_station_pki(self.directory("expired"), STATION, days=-0.5)
         process, port = await self.proxy_with(old)
         replace_file(expired["server-key.pem"], self.key)
         replace_file(expired["server.pem"], self.certificate)
         refusal = await self.reload(process)
-        self.assertRegex(
-            refusal, rf"station_tls.certificate: the certificate in {re.escape(self.certificate)} \(CN=127.0.0.1\) expired on"
-        )
+        expected = rf"station_tls.certificate: the certificate in {re.escape(self.certificate)} \(CN=127.0.0.1\) expired on"
+        self.assertRegex(refusal, expected)
         await self.tls_station(port, old["ca.pem"], STATION)
         await self.stop(process)
 
@@ -230,7 +235,8 @@ class UpstreamClientCertificateReloadTests(TLSReloadTestCase):
         the upstream sees the new certificate on the next connection; the open link stays.
         """
         server = make_ca_and_server_cert(self.directory("server"))
-        old, new = make_proxy_client_cert(self.directory("old")), make_proxy_client_cert(self.directory("new"), "renewed client CA")
+        old = make_proxy_client_cert(self.directory("old"))
+        new = make_proxy_client_cert(self.directory("new"), "renewed client CA")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(server["server.pem"], server["server-key.pem"])
         context.verify_mode = ssl.CERT_REQUIRED
@@ -249,14 +255,14 @@ class UpstreamClientCertificateReloadTests(TLSReloadTestCase):
         first, _, _ = await connect_station(f"ws://127.0.0.1:{port}/", "CP_1")
         self.assertEqual((await first.call(BOOT)).interval, 100)
         (before,) = await central.wait_connections(1)
-        self.assertEqual(int(before.websocket.transport.get_extra_info("peercert")["serialNumber"], 16), serial(certificate))
+        self.assertEqual(presented(before), serial(certificate))
         replace_file(new["proxy-key.pem"], key)
         replace_file(new["proxy.pem"], certificate)
         self.assertIn("reloaded", await self.reload(process))
         second, _, _ = await connect_station(f"ws://127.0.0.1:{port}/", "CP_2")
         self.assertEqual((await second.call(BOOT)).interval, 100)
         _, after = await central.wait_connections(2)
-        self.assertEqual(int(after.websocket.transport.get_extra_info("peercert")["serialNumber"], 16), serial(new["proxy.pem"]))
+        self.assertEqual(presented(after), serial(new["proxy.pem"]))
         await asyncio.wait_for(first.call(call.Heartbeat()), WAIT)
         self.assertFalse(before.closed.is_set())
         await self.stop(process)
