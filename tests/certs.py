@@ -33,7 +33,7 @@ def _write(path: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | 
 def _issue(
     subject: str, issuer: x509.Certificate | None, issuer_key, extensions, days: float = 30
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A certificate for C{subject} signed by C{issuer} (self-signed when None), valid C{days} more days; its new key."""
+    """A certificate for C{subject} signed by C{issuer} (self-signed if None), valid C{days} more days; its key."""
     now = datetime.datetime.now(datetime.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     builder = (
