@@ -31,9 +31,9 @@ def _write(path: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | 
 
 
 def _issue(
-    subject: str, issuer: x509.Certificate | None, issuer_key, extensions
+    subject: str, issuer: x509.Certificate | None, issuer_key, extensions, days: float = 30
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A certificate for C{subject} signed by C{issuer} (self-signed when None), and its new key."""
+    """A certificate for C{subject} signed by C{issuer} (self-signed if None), valid C{days} more days; its key."""
     now = datetime.datetime.now(datetime.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     builder = (
@@ -43,7 +43,7 @@ def _issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
+        .not_valid_after(now + datetime.timedelta(days=days))
     )
     for extension, critical in extensions:
         builder = builder.add_extension(extension, critical=critical)
@@ -76,14 +76,15 @@ def make_ca_and_server_cert(directory: str) -> dict[str, str]:
     return paths
 
 
-def make_proxy_client_cert(directory: str) -> dict[str, str]:
+def make_proxy_client_cert(directory: str, ca_name: str = "ocppproxy test client CA") -> dict[str, str]:
     """
     For mutual TLS towards an upstream: write proxy-ca.pem, proxy.pem and proxy-key.pem
     (a certificate for the proxy signed by a CA of its own), other-key.pem (a key that
     does not match it) and encrypted-key.pem (proxy.pem's key, encrypted) into
-    C{directory}; return their paths.
+    C{directory}; return their paths. C{ca_name} names the CA (two CAs an upstream
+    trusts together need different names).
     """
-    ca, ca_key = _ca("ocppproxy test client CA")
+    ca, ca_key = _ca(ca_name)
     cert, key = _issue("ocppproxy", ca, ca_key, [])
     paths = {
         name: os.path.join(directory, name)
@@ -98,12 +99,13 @@ def make_proxy_client_cert(directory: str) -> dict[str, str]:
     return paths
 
 
-def make_station_pki(directory: str, station_id: str) -> dict[str, str]:
+def make_station_pki(directory: str, station_id: str, days: float = 30) -> dict[str, str]:
     """
     For TLS towards the stations, write into C{directory} and return the paths of:
     ca.pem (the test CA), server.pem and server-key.pem (127.0.0.1 and localhost, from
-    that CA), client.pem and client-key.pem (CN C{station_id}, from that CA), and
-    other-client.pem and other-client-key.pem (CN C{station_id}, from another CA).
+    that CA, valid C{days} more days), client.pem and client-key.pem (CN C{station_id},
+    from that CA), and other-client.pem and other-client-key.pem (CN C{station_id}, from
+    another CA).
     """
     ca, ca_key = _ca("ocppproxy test CA")
     other_ca, other_ca_key = _ca("another test CA")
@@ -115,7 +117,7 @@ def make_station_pki(directory: str, station_id: str) -> dict[str, str]:
     paths["other-client.pem"] = os.path.join(directory, "other-client.pem")
     paths["other-client-key.pem"] = os.path.join(directory, "other-client-key.pem")
     _write(paths["ca.pem"], ca)
-    _write(paths["server.pem"], *_issue("127.0.0.1", ca, ca_key, [(_SERVER_NAMES, False)]))
+    _write(paths["server.pem"], *_issue("127.0.0.1", ca, ca_key, [(_SERVER_NAMES, False)], days))
     _write(paths["client.pem"], *_issue(station_id, ca, ca_key, [(client_use, False)]))
     _write(paths["other-client.pem"], *_issue(station_id, other_ca, other_ca_key, [(client_use, False)]))
     return paths

@@ -11,7 +11,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 
 from ocppproxy.config.parse import config_from_mapping
-from ocppproxy.daemon.tap import build_services, client_tls_factory
+from ocppproxy.daemon.tap import build_services
 from ocppproxy.relay.proxy import ProxyService
 
 
@@ -65,7 +65,7 @@ class ProxyTestCase(TestCase):
         raw = {"listen": "tcp:port=0:interface=127.0.0.1", "reconnect": {"initial_delay": 0.2, "max_delay": 1.0}}
         raw.update(settings)
         config = config_from_mapping(raw)
-        self.proxy = ProxyService(config, reactor, client_tls_factory(config))
+        self.proxy = ProxyService(config, reactor)
         self.proxy.startService()
         self.addCleanup(self._stop_proxy)
         port = await Deferred.asFuture(self.proxy.listening, asyncio.get_event_loop())
@@ -79,7 +79,7 @@ class ProxyTestCase(TestCase):
         raw = {"listen": "tcp:port=0:interface=127.0.0.1", "reconnect": {"initial_delay": 0.2, "max_delay": 1.0}}
         raw.update(settings)
         config = config_from_mapping(raw)
-        self.services = build_services(config, reactor, client_tls_factory(config))
+        self.services = build_services(config, reactor)
         self.proxy = self.services.getServiceNamed("proxy")
         self.services.startService()
         self.addCleanup(lambda: self.services.running and self.services.stopService())
@@ -93,7 +93,7 @@ class ProxyTestCase(TestCase):
         Tests of several instances start one per instance.
         """
         config = config_from_mapping(raw)
-        services = build_services(config, reactor, client_tls_factory(config))
+        services = build_services(config, reactor)
         services.startService()
         self.addCleanup(self._stop_tree, services)
         return services

@@ -240,6 +240,52 @@ class ReloadTests(DaemonTestCase):
         self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
 
 
+    @async_test
+    async def test_frames_flow_while_a_slow_reload_runs(self):
+        """
+        A reload whose new Apprise channel takes 2 s to load (a slow stand-in for
+        Apprise's plugin import) runs beside the relaying: a Heartbeat sent meanwhile is
+        answered at once, and the reload is applied afterwards.
+        """
+        central = CentralSystem(100)
+        port = await central.start()
+        self.addCleanup(lambda: asyncio.ensure_future(central.stop()))
+        stand_in = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(stand_in, "apprise"))
+        started = os.path.join(stand_in, "import-started")
+        with open(os.path.join(stand_in, "apprise", "__init__.py"), "w") as out:
+            out.write(
+                "import time\n"
+                f"open({started!r}, 'w').close()\n"
+                "time.sleep(2)\n"
+                "class Apprise:\n"
+                "    @staticmethod\n"
+                "    def instantiate(url):\n"
+                "        return object()\n"
+            )
+        settings = f'listen: "tcp:port=0:interface=127.0.0.1"\nprimary_url: "ws://127.0.0.1:{port}/ocpp/"\n'
+        process = await self.run_daemon(settings, environ={"PYTHONPATH": stand_in})
+        found, _ = await self.read_until(process.stdout, r"listening on .*port=(\d+)")
+        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{found.group(1)}/", "CP_SLOW")
+        self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))
+        await station.call(call.Heartbeat())
+        self.write(self.config_path, settings + 'notify: {apprise: {urls: ["json://127.0.0.1:1/"]}}\n')
+        process.send_signal(signal.SIGHUP)
+        loop = asyncio.get_event_loop()
+
+        async def import_started() -> bool:
+            return os.path.exists(started)
+
+        await poll_until(import_started, bool, lambda _: "the reload did not import apprise")
+        sent = loop.time()
+        await asyncio.wait_for(station.call(call.Heartbeat()), WAIT)
+        self.assertLess(loop.time() - sent, 1.0)
+        await self.read_until(process.stdout, r"configuration reloaded .*: notify.apprise applied")
+        self.assertGreater(loop.time() - sent, 1.0)
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(await asyncio.wait_for(process.wait(), WAIT), 0)
+
+
 class LogLevelTests(DaemonTestCase):
     """C{log_level} governs Twisted's own lines too; a reload that applied something says so at warn."""
 

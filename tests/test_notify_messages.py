@@ -41,6 +41,15 @@ EXAMPLES = {
     "status_error": {"connector": 1, "status": "Faulted", "error_code": "GroundFailure", "vendor_error_code": "E42"},
     "failover_started": {},
     "failover_ended": {"duration_s": 95},
+    "certificate_expiring": {
+        "role": "station",
+        "subject": "CN=proxy.example.com",
+        "file": "/etc/ocppproxy/tls/cert.pem",
+        "expires": "2024-05-04 10:00 UTC",
+        "fingerprint": "ab" * 32,
+        "days_left": 3,
+    },
+    "certificate_expired": {"role": "ca", "subject": "CN=Stations CA", "file": "/etc/ocppproxy/tls/ca.pem"},
 }
 
 

@@ -80,13 +80,14 @@ class CompareConfigsTests(SynchronousTestCase):
         )
 
     def test_files_need_a_restart(self):
-        """ca_file and state_file are read at start-up only."""
+        """state_file is read at start-up only; ca_file is re-read by a reload."""
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         with open(os.path.join(directory, "ca.pem"), "w") as out:
             out.write("read at start-up only\n")
         new = config_from_mapping({**BASE, "ca_file": "ca.pem", "state_file": "state.json"}, directory)
-        self.assertEqual(compare_configs(config(), new).restart, ("ca_file", "state_file"))
+        changes = compare_configs(config(), new)
+        self.assertEqual((changes.live, changes.restart), (("ca_file",), ("state_file",)))
 
     def test_broken_channel_is_named(self):
         """A channel switched off by a mistake in its section counts as a change to that channel."""
@@ -103,6 +104,38 @@ class CompareConfigsTests(SynchronousTestCase):
         self.assertNotIn(SMTP_PASSWORD, repr(changes))
 
 
+class ThreadClock(Clock):
+    """A Clock that is also a reactor's thread interface: calls "from a thread" run at once."""
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+
+class InlineThreads:
+    """A thread pool stand-in that runs each call at once (or holds it, when C{hold} is set)."""
+
+    def __init__(self):
+        self.hold = False
+        self.held = []
+
+    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
+        if self.hold:
+            self.held.append(lambda: self._run(on_result, f, args, kwargs))
+        else:
+            self._run(on_result, f, args, kwargs)
+
+    @staticmethod
+    def _run(on_result, f, args, kwargs):
+        try:
+            result = f(*args, **kwargs)
+        except BaseException:
+            from twisted.python.failure import Failure
+
+            on_result(False, Failure())
+        else:
+            on_result(True, result)
+
+
 class ReloaderTests(SynchronousTestCase):
     """A Reloader on a real file and a NotifierService driven by a Clock."""
 
@@ -116,7 +149,8 @@ class ReloaderTests(SynchronousTestCase):
             "client_names: names.yaml\n"
             "notify: {events: {connected_to_proxy: true}, flap_window: 0}\n"
         )
-        self.clock = Clock()
+        self.clock = ThreadClock()
+        self.threads = InlineThreads()
         self.alerts = []
         running = load_config(self.path)
         self.notifier = NotifierService(
@@ -128,7 +162,7 @@ class ReloaderTests(SynchronousTestCase):
             links_connected=lambda upstream: 0,
         )
         self.notifier.startService()
-        self.reloader = Reloader(self.path, running, self.notifier, self.clock)
+        self.reloader = Reloader(self.path, running, self.notifier, self.clock, threads=self.threads)
         self.addCleanup(set_log_level, "info")
         self.events = []
         globalLogPublisher.addObserver(self.events.append)
@@ -159,7 +193,7 @@ class ReloaderTests(SynchronousTestCase):
             "client_names: names.yaml\n"
             "notify: {events: {disconnected_from_proxy: true}, flap_window: 0}\n"
         )
-        changes = self.reloader.reload()
+        changes = self.successResultOf(self.reloader.reload())
         self.assertEqual(changes.live, ("log_level", "notify.events"))
         self.assertTrue(debug_enabled())
         self.notifier.station_connected("CP_2", "peer")
@@ -175,8 +209,8 @@ class ReloaderTests(SynchronousTestCase):
     def test_restart_keys_named_and_kept(self):
         """A change needing a restart is named in one warning, not applied, and named again at the next reload."""
         self.write('primary_url: "ws://other.example/ocpp/"\nlisten: "tcp:port=9100"\nclient_names: names.yaml\n')
-        self.reloader.reload()
-        self.reloader.reload()
+        self.successResultOf(self.reloader.reload())
+        self.successResultOf(self.reloader.reload())
         warnings = [line for line in self.lines(LogLevel.warn) if "applied only after a restart" in line]
         self.assertEqual(len(warnings), 2)
         self.assertIn("primary_url, listen changed; applied only after a restart", warnings[0])
@@ -186,7 +220,7 @@ class ReloaderTests(SynchronousTestCase):
     def test_broken_file_refused_with_one_line(self):
         """A broken file is refused with the start-up error text in one error line; nothing changes."""
         self.write('primary_url: "http://csms.example/"\nlog_level: debug\n')
-        self.assertIsNone(self.reloader.reload())
+        self.assertIsNone(self.successResultOf(self.reloader.reload()))
         (line,) = self.lines(LogLevel.error)
         self.assertIn(f"configuration error in {self.path}: primary_url: must be a ws:// or wss:// URL", line)
         self.assertNotIn("\n", line)
@@ -197,7 +231,7 @@ class ReloaderTests(SynchronousTestCase):
     def test_missing_file_refused(self):
         """A configuration file that vanished is refused the same way."""
         os.remove(self.path)
-        self.assertIsNone(self.reloader.reload())
+        self.assertIsNone(self.successResultOf(self.reloader.reload()))
         (line,) = self.lines(LogLevel.error)
         self.assertIn("cannot read config file", line)
 
@@ -205,7 +239,7 @@ class ReloaderTests(SynchronousTestCase):
         """A SIGHUP while the daemon shuts down changes nothing: the notifier's queues are already flushing."""
         self.write('primary_url: "ws://csms.example/ocpp/"\nlog_level: debug\n')
         self.successResultOf(self.notifier.stopService())
-        self.assertIsNone(self.reloader.reload())
+        self.assertIsNone(self.successResultOf(self.reloader.reload()))
         self.assertFalse(debug_enabled())
         self.assertIn("test", self.notifier.queues)
 
@@ -213,7 +247,7 @@ class ReloaderTests(SynchronousTestCase):
         """Changing only events keeps the delivery queues (and what they hold)."""
         queue = self.notifier.queues["test"]
         self.write('primary_url: "ws://csms.example/ocpp/"\nclient_names: names.yaml\nnotify: {flap_window: 0}\n')
-        self.reloader.reload()
+        self.successResultOf(self.reloader.reload())
         self.assertIs(self.notifier.queues["test"], queue)
 
     def test_new_channel_built_and_secrets_not_logged(self):
@@ -225,7 +259,7 @@ class ReloaderTests(SynchronousTestCase):
             "  email: {from: a@example.com, to: b@example.com,\n"
             f"          smtp: {{host: 127.0.0.1, port: 1, tls: none, username: u, password: {SMTP_PASSWORD}}}}}\n"
         )
-        self.reloader.reload()
+        self.successResultOf(self.reloader.reload())
         self.assertEqual(sorted(self.notifier.queues), ["email"])
         self.assertNotIn(SMTP_PASSWORD, repr(self.events))
         self.successResultOf(self.notifier.stopService())
@@ -241,7 +275,7 @@ class ReloaderTests(SynchronousTestCase):
             "  webhook: {url: 'https://hooks.example.com/h/xoxb-path-secret',\n"
             "            headers: {Authorization: 'Bearer hook-t0ken-77'}}\n"
         )
-        self.assertEqual(self.reloader.reload().live, ("notify.webhook",))
+        self.assertEqual(self.successResultOf(self.reloader.reload()).live, ("notify.webhook",))
         self.assertEqual(sorted(self.notifier.queues), ["webhook"])
         self.assertNotIn("hook-t0ken-77", repr(self.events))
         self.assertNotIn("xoxb-path-secret", repr(self.events))
@@ -256,11 +290,59 @@ class ReloaderTests(SynchronousTestCase):
             "  webhook: {url: 'https://hooks.example.com/h'}\n"
         )
         self.write(hook)
-        self.reloader.reload()
+        self.successResultOf(self.reloader.reload())
         first = self.notifier.queues["webhook"]
         self.assertEqual(first.deadline, 30.0)
         self.write(hook + "  delivery_timeout: 7\n")
-        self.assertEqual(self.reloader.reload().live, ("notify.delivery_timeout",))
+        self.assertEqual(self.successResultOf(self.reloader.reload()).live, ("notify.delivery_timeout",))
         self.assertIsNot(self.notifier.queues["webhook"], first)
         self.assertEqual(self.notifier.queues["webhook"].deadline, 7.0)
         self.successResultOf(self.notifier.stopService())
+
+    def test_file_read_in_the_thread_pool(self):
+        """Nothing is read on the reactor: until the pool runs the work, the running settings stay."""
+        self.threads.hold = True
+        self.write('primary_url: "ws://csms.example/ocpp/"\nlog_level: debug\n')
+        reloaded = self.reloader.reload()
+        self.assertNoResult(reloaded)
+        self.assertFalse(debug_enabled())
+        (work,) = self.threads.held
+        work()
+        changes = self.successResultOf(reloaded)
+        self.assertEqual(changes.live, ("log_level", "client_names", "notify.events", "notify.flap_window"))
+        self.assertTrue(debug_enabled())
+
+    def test_sighups_during_a_reload_make_one_more(self):
+        """Reloads asked for while one runs wait for it, then make one reload together; never two at once."""
+        self.threads.hold = True
+        loads = []
+
+        def load(path):
+            loads.append(path)
+            return load_config(path)
+
+        self.reloader._load = load
+        first = self.reloader.reload()
+        second, third = self.reloader.reload(), self.reloader.reload()
+        self.assertEqual(len(self.threads.held), 1)
+        self.threads.held.pop()()
+        self.assertEqual(self.successResultOf(first).live, ())
+        self.assertNoResult(second)
+        self.assertEqual(len(self.threads.held), 1)
+        self.write('primary_url: "ws://csms.example/ocpp/"\nlog_level: debug\n')
+        self.threads.held.pop()()
+        self.assertEqual(len(loads), 2)
+        changes = self.successResultOf(second)
+        self.assertEqual(changes.live, ("log_level", "client_names", "notify.events", "notify.flap_window"))
+        self.assertIs(self.successResultOf(third), changes)
+        self.assertEqual(self.threads.held, [])
+
+    def test_shutdown_while_reading(self):
+        """A reload whose file was read after shutdown began changes nothing."""
+        self.threads.hold = True
+        self.write('primary_url: "ws://csms.example/ocpp/"\nlog_level: debug\n')
+        reloaded = self.reloader.reload()
+        self.successResultOf(self.notifier.stopService())
+        self.threads.held.pop()()
+        self.assertIsNone(self.successResultOf(reloaded))
+        self.assertFalse(debug_enabled())

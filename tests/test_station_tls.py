@@ -51,13 +51,15 @@ class StationTLSConfigTests(SynchronousTestCase):
         self.assertEqual(config.station_tls, StationTLS(self.paths["server.pem"], self.paths["server-key.pem"]))
 
     def test_reload_names_the_key(self):
-        """A changed station_tls file is named by its key and waits for a restart."""
+        """A changed station_tls file is named by its key and applied by a reload; adding the section needs a restart."""
         section = {"certificate": "server.pem", "private_key": "server-key.pem"}
         old = config_from_mapping({"primary_url": PRIMARY, "station_tls": section}, self.base)
         new = config_from_mapping(
             {"primary_url": PRIMARY, "station_tls": {**section, "client_ca_file": "ca.pem"}}, self.base
         )
-        self.assertEqual(compare_configs(old, new).restart, ("station_tls.client_ca_file",))
+        self.assertEqual(compare_configs(old, new).live, ("station_tls.client_ca_file",))
+        plain = config_from_mapping({"primary_url": PRIMARY}, self.base)
+        self.assertEqual(compare_configs(plain, new).restart, ("station_tls",))
 
     def test_certificate_and_key_mandatory(self):
         error = self.error({"certificate": "server.pem"})
@@ -88,7 +90,10 @@ class StationTLSConfigTests(SynchronousTestCase):
         settings = StationTLS(self.paths["server.pem"], self.paths["client-key.pem"])
         with self.assertRaises(ConfigError) as caught:
             station_tls_options(settings)
-        self.assertEqual(str(caught.exception), "station_tls.private_key: does not match station_tls.certificate")
+        self.assertEqual(
+            str(caught.exception),
+            f"station_tls.private_key: {settings.private_key} does not match the certificate in {settings.certificate}",
+        )
 
     def test_context_asks_tls_1_2_and_client_certificates_with_a_ca(self):
         """The context: TLS 1.2 at least, no renegotiation; with client_ca_file it requires a client certificate."""
@@ -106,8 +111,8 @@ class StationTLSConfigTests(SynchronousTestCase):
             out.write("station_tls: {certificate: server.pem, private_key: client-key.pem}\n")
         self.assertEqual(
             config_error_output(self, path),
-            f"ocppproxy: configuration error in {path}: "
-            "station_tls.private_key: does not match station_tls.certificate\n",
+            f"ocppproxy: configuration error in {path}: station_tls.private_key: "
+            f"{self.paths['client-key.pem']} does not match the certificate in {self.paths['server.pem']}\n",
         )
 
 

@@ -25,6 +25,7 @@ from ocppproxy.status.service import StatusService
 from ocppproxy.status.snapshot import metrics_snapshot
 from ocppproxy.wire.backpressure import WriteLimits
 from ocppproxy.wire.limits import StationLimits
+from ocppproxy.wire.tls_files import TLSFiles, TLSMaterial
 
 T0 = 1_800_000_000.0
 
@@ -68,6 +69,7 @@ class FakeProxy:
         self.limits = StationLimits(Clock(), max_handshakes=1, max_handshakes_per_address=1)
         self.accepting = True
         self.ownership = None  # a single instance
+        self.tls = TLSFiles(TLSMaterial())
 
     def snapshot(self, with_stations=True):
         return proxy_snapshot(self, with_stations)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from twisted.application.service import IService
@@ -24,8 +25,8 @@ from ..relay.service_tree import ServiceTree
 from ..status.activity import StationActivity
 from ..status.alerts import RecentAlerts
 from ..status.service import StatusService
-from ..wire.station_tls import station_tls_options
-from ..wire.upstream_tls import client_tls_factory
+from ..wire.tls_files import TLSFiles, read_tls_files
+from .certificate_watch import CertificateWatch
 from .reload import Reloader
 from .systemd import SystemdService
 from .trafficlog import TrafficLog
@@ -44,10 +45,9 @@ class Options(usage.Options):
         # twistd prints its whole usage text for a UsageError; a config error deserves one line.
         try:
             self["parsed_config"] = load_config(self["config"])
-            # The certificates are read now: a bad file stops start-up with one line.
-            self["upstream_tls"] = client_tls_factory(self["parsed_config"])
-            station_tls = self["parsed_config"].station_tls
-            self["station_tls"] = station_tls_options(station_tls) if station_tls is not None else None
+            # The certificates are read now: a bad file (or an expired certificate) stops
+            # start-up with one line. (No reactor yet: the wall clock says what now is.)
+            self["tls"] = read_tls_files(self["parsed_config"], time.time())
         except ConfigError as error:
             sys.stderr.write(f"ocppproxy: configuration error in {self['config']}: {error}\n")
             raise SystemExit(2) from None
@@ -69,9 +69,10 @@ def install_shutdown_signals(reactor) -> None:
 
 def install_reload_signal(reactor, reload: Callable[[], object]) -> None:
     """
-    SIGHUP calls C{reload} in the reactor thread. The reactor leaves SIGHUP alone, so
-    this is installed before it runs: a reload sent as soon as the daemon listens (and
-    told systemd it is ready) is then applied, never fatal.
+    SIGHUP calls C{reload} in the reactor thread (it returns at once: see
+    L{Reloader.reload}, whose blocking work runs in a thread). The reactor leaves
+    SIGHUP alone, so this is installed before it runs: a reload sent as soon as the
+    daemon listens (and told systemd it is ready) is then applied, never fatal.
     """
 
     def hangup(signum, frame) -> None:
@@ -94,10 +95,13 @@ def makeService(options: Options, reactor=None) -> IService:
         from twisted.internet import reactor
     config: Config = options["parsed_config"]
     set_log_level(config.log_level)
-    top = build_services(config, reactor, options["upstream_tls"], options["station_tls"])
+    top = build_services(config, reactor, TLSFiles(options["tls"]))
     proxy, notifier = top.getServiceNamed("proxy"), top.getServiceNamed("notifier")
     SystemdService(proxy.listening, reactor).setServiceParent(top)
-    install_reload_signal(reactor, Reloader(options["config"], config, notifier, reactor).reload)
+    watch = top.namedServices.get("certificates")
+    checked = watch.check if watch is not None else None
+    reloader = Reloader(options["config"], config, notifier, reactor, tls=proxy.tls, tls_swapped=checked)
+    install_reload_signal(reactor, reloader.reload)
     reactor.callWhenRunning(install_shutdown_signals, reactor)
     reactor.callWhenRunning(filter_twisted_lines)
     return top
@@ -112,13 +116,15 @@ def filter_twisted_lines() -> None:
         _log.warn("log_level cannot filter Twisted's own log lines with this Twisted release; they are all shown")
 
 
-def build_services(config: Config, reactor, upstream_tls=None, station_tls=None) -> ServiceTree:
+def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> ServiceTree:
     """
     A L{ServiceTree} (a MultiService that reports a child's failure to stop) with the
-    named services C{notifier}, C{traffic_log} and C{status} (when configured) and
-    C{proxy}, started in that order. Without a status page and a traffic log, the proxy
+    named services C{notifier}, C{traffic_log} and C{status} (when configured),
+    C{proxy} and C{certificates} (the expiry watch, with station_tls or a wss://
+    upstream), started in that order. Without a status page and a traffic log, the proxy
     has no observer but the notifier and no frame recorder; with them, each observer is
-    isolated from the others (see L{Observers}).
+    isolated from the others (see L{Observers}). C{tls} holds the TLS files read at
+    start-up; without it the proxy reads them.
     """
     top = ServiceTree()
     # One masker of secrets for every place a frame or a value from it is shown.
@@ -136,9 +142,7 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
     activity = StationActivity(reactor, redactor) if config.status_listen else None
     observer = notifier if activity is None else Observers(notifier, activity)
     recorder = traffic_log.record if traffic_log is not None else None
-    proxy = ProxyService(
-        config, reactor, upstream_tls, observer=observer, recorder=recorder, station_tls=station_tls, redactor=redactor
-    )
+    proxy = ProxyService(config, reactor, tls, observer=observer, recorder=recorder, redactor=redactor)
     notifier.links_connected = proxy.connected_links
     if activity is not None:
         notifier.alert_observer = alerts = RecentAlerts(reactor)
@@ -160,6 +164,10 @@ def build_services(config: Config, reactor, upstream_tls=None, station_tls=None)
             status.cluster_fleet = activity.fleet_record = cluster.fleet
     proxy.setName("proxy")
     proxy.setServiceParent(top)
+    if config.station_tls is not None or any(url.startswith("wss:") for url in config.upstream_urls().values()):
+        watch = CertificateWatch(proxy.tls, notifier, reactor)
+        watch.setName("certificates")
+        watch.setServiceParent(top)
     return top
 
 

@@ -82,10 +82,23 @@ def build_channels(settings: NotifyConfig, reactor) -> BuiltChannels:
 
 def load_station_names(path: str | None) -> StationNames:
     """The names in the C{client_names} file; a problem is one warning and no names."""
+    return station_names(*read_station_names(path))
+
+
+def read_station_names(path: str | None) -> tuple[StationNames, str | None]:
+    """
+    The names in the C{client_names} file and the problem reading it, if any (no names
+    then), logging nothing: a reload reads the file in a thread (see L{station_names}).
+    """
     names, problem = load_client_names(path)
+    return StationNames(names), problem
+
+
+def station_names(names: StationNames, problem: str | None) -> StationNames:
+    """C{names}, after one warning for C{problem} if there is one."""
     if problem:
         _log.warn("client names: {problem}; stations are named by their ids", problem=problem)
-    return StationNames(names)
+    return names
 
 
 def channels_differ(old: NotifyConfig, new: NotifyConfig) -> bool:

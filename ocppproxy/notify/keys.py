@@ -26,6 +26,7 @@ CONNECTOR_STATUS_KEYS = (
 TRANSACTION_KEYS = ("con_start_transaction", "con_stop_transaction")
 BEYOND_NODE_KEYS = ("station_boot", "station_silent", "upstream_down", "status_error")
 FAILOVER_KEYS = ("failover_started", "failover_ended")
+CERTIFICATE_KEYS = ("certificate_expiring", "certificate_expired")
 
 EVENT_KEYS = (
     CONNECTION_KEYS
@@ -34,4 +35,5 @@ EVENT_KEYS = (
     + TRANSACTION_KEYS
     + BEYOND_NODE_KEYS
     + FAILOVER_KEYS
+    + CERTIFICATE_KEYS
 )

@@ -158,6 +158,22 @@ def _failover(started: bool) -> Callable[[Mapping[str, Any]], str]:
     return words
 
 
+_ROLES = {"station": "station", "client": "client", "ca": "CA"}
+
+
+def _certificate(expired: bool) -> Callable[[Mapping[str, Any]], str]:
+    def words(details: Mapping[str, Any]) -> str:
+        what = f"{_ROLES.get(details.get('role'), 'TLS')} certificate {_clean(details.get('subject', ''))}".rstrip()
+        if expired:
+            return f"{what} has expired"
+        days = details.get("days_left")
+        if days is None:
+            return f"{what} expires soon"
+        return f"{what} expires in {_clean(days)} day{'' if days == 1 else 's'}"
+
+    return words
+
+
 _WORDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "connected_to_proxy": lambda details: "connected to proxy",
     "disconnected_from_proxy": lambda details: "disconnected from proxy",
@@ -184,6 +200,8 @@ _WORDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "status_error": _status_error,
     "failover_started": _failover(True),
     "failover_ended": _failover(False),
+    "certificate_expiring": _certificate(False),
+    "certificate_expired": _certificate(True),
 }
 
 
@@ -286,4 +304,7 @@ _DETAIL_LINES: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("stations", "Stations", _clean),
     ("station_ids", "Station ids", _clean),
     ("station_timestamp", "Station time", _clean),
+    ("file", "Certificate file", _clean),
+    ("expires", "Expires", _clean),
+    ("fingerprint", "SHA-256 fingerprint", _clean),
 )

@@ -438,3 +438,16 @@ class NotifierService(Service):
         if key not in self._enabled or self._stopping:
             return
         self._failovers.add(key, station_id, duration, self.settings.summary_window)
+
+    # --- certificates: once per certificate and tier, cluster-wide
+
+    def certificate_expiry(self, key: str, claim: str, hold: float, details: Mapping[str, object]) -> None:
+        """
+        Raise C{key} (C{certificate_expiring} or C{certificate_expired}) with C{details};
+        in a cluster only the instance that wins C{claim} (the certificate's fingerprint
+        and tier) for C{hold} seconds sends it.
+        """
+        if key not in self._enabled or self._stopping:
+            return
+        claiming = self.sharing.claim_alert(key, claim, hold)
+        claiming.addCallback(lambda ours: self._emit(StationEvent(key, "", details)) if ours else None)

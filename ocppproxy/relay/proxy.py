@@ -5,8 +5,8 @@ wires each station to its upstream links through the pure routing rules.
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from functools import partial
 
 from autobahn.websocket.types import ConnectionDeny
 from twisted.application.internet import StreamServerEndpointService
@@ -26,8 +26,8 @@ from ..wire.backpressure import WriteLimits
 from ..wire.internals import use_lean_poll
 from ..wire.limits import StationLimits
 from ..wire.station import StationFactory, StationProtocol
-from ..wire.station_tls import station_tls_options, wrap_station_factory
-from ..wire.tls import ClientTLS
+from ..wire.station_tls import wrap_station_factory
+from ..wire.tls_files import TLSFiles, read_tls_files
 from ..wire.upstream import GOING_AWAY, UpstreamLink
 from .connection_options import upstream_headers, websocket_options
 from .observers import isolated_recorder
@@ -52,10 +52,9 @@ class ProxyService(ServiceTree):
         self,
         config: Config,
         reactor,
-        upstream_tls: Mapping[str, ClientTLS] | None = None,
+        tls: TLSFiles | None = None,
         observer: ProxyObserver | None = None,
         recorder: FrameRecorder | None = None,
-        station_tls: ssl.SSLContext | None = None,
         redactor: Redactor | None = None,
     ) -> None:
         super().__init__()
@@ -83,9 +82,10 @@ class ProxyService(ServiceTree):
         self.config = config
         self._reactor = reactor
         self.write_limits = WriteLimits(reactor, config.max_write_buffer, config.stall_timeout)
-        # TLS options per wss:// upstream name (see upstream_tls.client_tls_factory); without
-        # them a wss:// upstream is verified against the system trust store.
-        self._upstream_tls = upstream_tls or {}
+        # The TLS files in force (station context, client TLS per wss:// upstream), asked
+        # at each new connection: a reload swaps them (see TLSFiles). Read by the command
+        # line already (see tap.Options); read here for other callers.
+        self.tls = tls if tls is not None else TLSFiles(read_tls_files(config, reactor.seconds()))
         self.sessions: dict[str, StationSession] = {}
         self._all_sessions: set[StationSession] = set()
         self.limits = StationLimits(
@@ -96,9 +96,6 @@ class ProxyService(ServiceTree):
             config.trusted_proxies,
         )
         self.factory = StationFactory(self, reactor, self._websocket_options, self.limits)
-        # Read by the command line already (see tap.Options); read here for other callers.
-        if station_tls is None and config.station_tls:
-            station_tls = station_tls_options(config.station_tls)
         # Whether stations are accepted: from listening until shutdown begins (/health).
         self.accepting = False
         self._listen_error: str | None = None
@@ -106,7 +103,9 @@ class ProxyService(ServiceTree):
         # Cluster mode's hook (ocppproxy.cluster.ClusterService): told when a station
         # connects and when a session ends; None on a single instance.
         self.ownership = None
-        factory = self.factory if station_tls is None else wrap_station_factory(self.factory, station_tls)
+        factory = self.factory
+        if config.station_tls is not None:
+            factory = wrap_station_factory(self.factory, self.tls.station_context)
         endpoint = ListenEndpoint(reactor, config.listen, self._listening, self._listen_failed)
         listener = StreamServerEndpointService(endpoint, factory)
         listener.setName("listener")
@@ -185,7 +184,7 @@ class ProxyService(ServiceTree):
                 list(offers),
                 headers[name],
                 useragent,
-                tls=self._upstream_tls.get(name),
+                tls=partial(self.tls.upstream, name),
                 websocket_options=self._websocket_options,
                 recorder=self.recorder,
                 write_limits=self.write_limits,

@@ -63,6 +63,8 @@ class ProxySnapshot:
     # Cluster mode only: this instance's name, and whether it reaches Redis now.
     instance: str | None = None
     cluster_redis_up: bool | None = None
+    # Every certificate the proxy presents or trusts (wire.certificates.CertificateInfo).
+    certificates: tuple = ()
 
 
 def link_state(link) -> str:
@@ -124,4 +126,5 @@ def proxy_snapshot(proxy, with_stations: bool = True) -> ProxySnapshot:
         proxy.limits.shed,
         None if ownership is None else ownership.instance,
         None if ownership is None else ownership.redis_up,
+        certificates=proxy.tls.certificates,
     )

@@ -158,6 +158,16 @@ def families(snapshot: MetricsSnapshot):
     latency.add_metric([], buckets, snapshot.latency_sum)
     yield latency
 
+    expiry = GaugeMetricFamily(
+        "ocppproxy_certificate_expiry_timestamp_seconds",
+        "When each certificate the proxy presents or trusts expires (Unix time), by role"
+        " (station: towards stations, client: towards an upstream, ca: trusted), file and subject.",
+        labels=["role", "file", "subject"],
+    )
+    for role, file, subject, not_after in snapshot.certificates:
+        expiry.add_metric([role, file, subject], not_after)
+    yield expiry
+
     if snapshot.traffic_log is not None:
         traffic = CounterMetricFamily(
             "ocppproxy_traffic_log_lines",

@@ -95,10 +95,28 @@ def _options(state: str) -> str:
     )
 
 
+_ROLES = {"station": "station certificate", "client": "client certificate", "ca": "trusted CA"}
+
+
+def _certificate_line(certificate: dict | None) -> str:
+    """The line naming the certificate that expires first (red within 14 days); nothing without certificates."""
+    if certificate is None:
+        return ""
+    days = certificate["days_left"]
+    when = "expired" if days < 0 else f"in {days} day{'' if days == 1 else 's'}"
+    warn = " warn" if days < 14 else ""
+    return (
+        f'<div class="meta{warn}" id="certificate">Nearest certificate expiry: {_text(certificate["expires"])}'
+        f" ({_text(when)}), {_text(_ROLES.get(certificate['role'], certificate['role']))}"
+        f" {_text(certificate['subject'])} in {_text(certificate['file'])}</div>"
+    )
+
+
 def render_page(stations: dict, alerts: dict, q: str = "", state: str = "") -> bytes:
     """
     The whole page, UTF-8: C{stations} a L{ocppproxy.status.fleet.fleet_listing} document
-    for the view C{q} and C{state}, C{alerts} an L{ocppproxy.status.alerts.alerts_document}.
+    for the view C{q} and C{state} (with the C{certificate} that expires first, if the
+    proxy has any), C{alerts} an L{ocppproxy.status.alerts.alerts_document}.
     """
     counts = stations["counts"]
     data = _json_in_script({"stations": stations, "alerts": alerts, "refresh": REFRESH_SECONDS})
@@ -111,6 +129,7 @@ def render_page(stations: dict, alerts: dict, q: str = "", state: str = "") -> b
         "<h1>ocppproxy</h1>"
         f'<div class="meta" id="meta">{_text(stations["time"])}</div>'
         f"{_SCOPE if 'cluster' in stations else ''}"
+        f"{_certificate_line(stations.get('certificate'))}"
         '<nav class="tiles" id="counts"></nav>'
         '<div class="ups" id="upstreams"></div>'
         '<form class="find" id="find" method="get" action="/">'

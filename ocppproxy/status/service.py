@@ -26,7 +26,7 @@ from .fleet import QueryError, StationQuery, fleet_listing, parse_query
 from .health import HealthResource
 from .metrics import ProxyCollector, metrics_registry
 from .page import render_page
-from .snapshot import metrics_snapshot
+from .snapshot import metrics_snapshot, nearest_certificate
 
 CLUSTER_READ_TIMEOUT = 1.0
 """Seconds a page or /stations waits for the cluster's record in Redis before answering with the local view."""
@@ -219,6 +219,9 @@ class StatusService(Service):
         if snapshot.instance is None:
             cluster = None
         document = fleet_listing(snapshot, self.activity, names, query or StationQuery(), self.clock.seconds(), cluster)
+        certificate = nearest_certificate(snapshot.certificates, self.clock.seconds())
+        if certificate is not None:
+            document["certificate"] = certificate
         if snapshot.instance is not None:
             document["instance"] = snapshot.instance
             if cluster is None:

@@ -78,6 +78,8 @@ class MetricsSnapshot:
     stalls: dict[str, int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
     shed: int = 0
+    # (role, file, subject, expiry time) of every certificate presented or trusted.
+    certificates: list[tuple[str, str, str, float]] = field(default_factory=list)
 
 
 def metrics_snapshot(
@@ -102,6 +104,7 @@ def metrics_snapshot(
         snapshot.alerts[(channel, "failed")] = queue.failed
         snapshot.alerts[(channel, "dropped")] = queue.dropped
     snapshot.instance, snapshot.cluster_redis_up = proxy.instance, proxy.cluster_redis_up
+    snapshot.certificates = [(info.role, info.file, info.subject, info.not_after) for info in proxy.certificates]
     if traffic_log is not None:
         snapshot.traffic_log = {
             "written": traffic_log.written,
@@ -109,3 +112,20 @@ def metrics_snapshot(
             "failed": traffic_log.failed,
         }
     return snapshot
+
+
+def nearest_certificate(certificates, now: float) -> dict | None:
+    """
+    The certificate that expires first among C{certificates} (as L{ProxySnapshot} holds
+    them), as the status page shows it; None without any.
+    """
+    if not certificates:
+        return None
+    first = min(certificates, key=lambda info: info.not_after)
+    return {
+        "role": first.role,
+        "file": first.file,
+        "subject": first.subject,
+        "expires": iso_time(first.not_after),
+        "days_left": int((first.not_after - now) // 86400),
+    }

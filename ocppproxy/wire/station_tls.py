@@ -8,12 +8,14 @@ certificate.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 
 from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IProtocolFactory, ISSLTransport
 from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair
 
 from ..config.model import ConfigError, StationTLS
+from .certificates import KeyMismatch
 from .pem import certificate_blocks, read_pem_file
 from .tls import TLS_FLOOR, TLSConnection, TLSServerFactory, common_name
 
@@ -79,11 +81,19 @@ def _check_files(settings: StationTLS) -> None:
     try:
         options.getContext()
     except SSL.Error:
-        raise ConfigError("station_tls.private_key", "does not match station_tls.certificate") from None
+        raise KeyMismatch(
+            "station_tls.private_key",
+            f"{settings.private_key} does not match the certificate in {settings.certificate}",
+        ) from None
 
 
-def wrap_station_factory(factory: IProtocolFactory, context: ssl.SSLContext) -> TLSServerFactory:
-    """C{factory} behind TLS: each station's TLS handshake comes before its WebSocket one."""
+def wrap_station_factory(
+    factory: IProtocolFactory, context: ssl.SSLContext | Callable[[], ssl.SSLContext]
+) -> TLSServerFactory:
+    """
+    C{factory} behind TLS: each station's TLS handshake comes before its WebSocket one;
+    C{context} may be a function, asked at each new connection.
+    """
     return TLSServerFactory(context, factory)
 
 

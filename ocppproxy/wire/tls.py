@@ -24,6 +24,7 @@ Listening on an C{ssl:} endpoint string still uses Twisted's own TLS.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, partial
 
@@ -184,15 +185,24 @@ class TLSConnection(ProtocolWrapper):
 
 
 class TLSServerFactory(WrappingFactory):
-    """Wraps a server factory: each connection's TLS handshake (as server, with C{context}) comes first."""
+    """
+    Wraps a server factory: each connection's TLS handshake (as server, with C{context})
+    comes first. C{context} may be a function returning the context, asked at each
+    new connection (a reload's renewed certificate then serves the next handshake).
+    """
 
     protocol = TLSConnection
     server_side = True
     server_hostname = None
 
-    def __init__(self, context: ssl.SSLContext, wrappedFactory) -> None:
+    def __init__(self, context: ssl.SSLContext | Callable[[], ssl.SSLContext], wrappedFactory) -> None:
         super().__init__(wrappedFactory)
-        self.context = context
+        self._context = context
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The context for a connection made now."""
+        return self._context() if callable(self._context) else self._context
 
 
 @dataclass(frozen=True)
@@ -217,14 +227,18 @@ class TLSClientFactory(WrappingFactory):
 
 @implementer(IStreamClientEndpoint)
 class TLSClientEndpoint:
-    """C{endpoint}'s connections with TLS over them (as Twisted's C{wrapClientTLS}, on L{TLSConnection})."""
+    """
+    C{endpoint}'s connections with TLS over them (as Twisted's C{wrapClientTLS}, on
+    L{TLSConnection}); C{tls} may be a function, asked at each connection attempt.
+    """
 
-    def __init__(self, endpoint: IStreamClientEndpoint, tls: ClientTLS) -> None:
+    def __init__(self, endpoint: IStreamClientEndpoint, tls: ClientTLS | Callable[[], ClientTLS]) -> None:
         self._endpoint = endpoint
         self._tls = tls
 
     def connect(self, factory):
-        return self._endpoint.connect(TLSClientFactory(self._tls, factory)).addCallback(
+        tls = self._tls() if callable(self._tls) else self._tls
+        return self._endpoint.connect(TLSClientFactory(tls, factory)).addCallback(
             lambda connection: connection.wrappedProtocol
         )
 

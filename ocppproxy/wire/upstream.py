@@ -146,13 +146,20 @@ class UpstreamFactory(WebSocketClientFactory):
         use_fast_path(self, LeanUpstreamProtocol)
 
 
-def upstream_endpoint(reactor, url: str, tls: ClientTLS | None = None):
-    """The client endpoint for a ws:// or wss:// URL (wss verifies the server's certificate and name)."""
+def upstream_endpoint(reactor, url: str, tls: ClientTLS | Callable[[], ClientTLS | None] | None = None):
+    """
+    The client endpoint for a ws:// or wss:// URL (wss verifies the server's certificate
+    and name). C{tls} may be a function asked at each connection attempt (the TLS files
+    in force then); where it gives None, the system's trust store is used.
+    """
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     port = parts.port or (443 if secure else 80)
     endpoint = HostnameEndpoint(reactor, parts.hostname, port, timeout=10)
-    if secure:
+    if secure and callable(tls):
+        asked = tls
+        endpoint = TLSClientEndpoint(endpoint, lambda: asked() or default_client_tls(parts.hostname))
+    elif secure:
         endpoint = TLSClientEndpoint(endpoint, tls or default_client_tls(parts.hostname))
     return endpoint
 
@@ -200,7 +207,7 @@ class UpstreamLink:
         subprotocols: list[str],
         headers: dict[str, str],
         useragent: str | None,
-        tls: ClientTLS | None = None,
+        tls: ClientTLS | Callable[[], ClientTLS | None] | None = None,
         jitter: Callable[[], float] = random.random,
         endpoint: IStreamClientEndpoint | None = None,
         websocket_options: dict | None = None,

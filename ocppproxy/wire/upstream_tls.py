@@ -1,7 +1,8 @@
 """
 TLS towards wss:// central systems (OCPP security profiles 2 and 3): which CA each
 upstream's certificate must chain to, and the client certificate the proxy presents.
-Everything is read once, at start-up; a problem is a L{ConfigError} naming the key.
+Read at start-up and at each reload (see L{ocppproxy.wire.tls_files}); a problem is a
+L{ConfigError} naming the key.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from twisted.internet.ssl import (
 )
 
 from ..config.model import Config, ConfigError, UpstreamTLS
+from .certificates import KeyMismatch
 from .pem import certificate_blocks, read_pem_file
 from .tls import ClientTLS, client_context
 
@@ -58,7 +60,7 @@ def client_certificate_from_pem_files(cert_path: str, key_path: str, key: str) -
     try:
         return PrivateCertificate.fromCertificateAndKeyPair(certificate, KeyPair(private_key))
     except VerifyError:
-        raise ConfigError(f"{key}.client_key", f"{key_path} does not match the certificate in {cert_path}") from None
+        raise KeyMismatch(f"{key}.client_key", f"{key_path} does not match the certificate in {cert_path}") from None
 
 
 def client_tls_factory(config: Config) -> dict[str, ClientTLS]:
