@@ -90,8 +90,12 @@ class ProxyService(ServiceTree):
             config.max_handshakes,
             config.max_handshakes_per_address,
             config.trusted_proxies,
+            max_frames_per_second=config.max_frames_per_second,
+            frame_burst=config.frame_burst,
+            max_connects_per_minute=config.max_connects_per_minute,
         )
-        self.factory = StationFactory(self, reactor, self._websocket_options, self.limits)
+        check_client_id = config.station_tls.check_client_id if config.station_tls else "warn"
+        self.factory = StationFactory(self, reactor, self._websocket_options, self.limits, check_client_id)
         # Read by the command line already (see tap.Options); read here for other callers.
         if station_tls is None and config.station_tls:
             station_tls = station_tls_options(config.station_tls)
@@ -150,7 +154,14 @@ class ProxyService(ServiceTree):
         offers = offers or [self.config.default_subprotocol]
         previous = self.sessions.get(station_id)
         session = StationSession(
-            station_id, protocol, self._reactor, self._session_ended, self.observer, self.recorder, self.write_limits
+            station_id,
+            protocol,
+            self._reactor,
+            self._session_ended,
+            self.observer,
+            self.recorder,
+            self.write_limits,
+            limits=self.limits,
         )
         self.sessions[station_id] = session
         self._all_sessions.add(session)
