@@ -99,13 +99,15 @@ def make_proxy_client_cert(directory: str, ca_name: str = "ocppproxy test client
     return paths
 
 
-def make_station_pki(directory: str, station_id: str, days: float = 30) -> dict[str, str]:
+def make_station_pki(
+    directory: str, station_id: str, days: float = 30, client_dns_names: tuple[str, ...] = ()
+) -> dict[str, str]:
     """
     For TLS towards the stations, write into C{directory} and return the paths of:
     ca.pem (the test CA), server.pem and server-key.pem (127.0.0.1 and localhost, from
     that CA, valid C{days} more days), client.pem and client-key.pem (CN C{station_id},
-    from that CA), and other-client.pem and other-client-key.pem (CN C{station_id}, from
-    another CA).
+    SAN DNS names C{client_dns_names} if any, from that CA), and other-client.pem and
+    other-client-key.pem (CN C{station_id}, from another CA).
     """
     ca, ca_key = _ca("ocppproxy test CA")
     other_ca, other_ca_key = _ca("another test CA")
@@ -118,6 +120,9 @@ def make_station_pki(directory: str, station_id: str, days: float = 30) -> dict[
     paths["other-client-key.pem"] = os.path.join(directory, "other-client-key.pem")
     _write(paths["ca.pem"], ca)
     _write(paths["server.pem"], *_issue("127.0.0.1", ca, ca_key, [(_SERVER_NAMES, False)], days))
-    _write(paths["client.pem"], *_issue(station_id, ca, ca_key, [(client_use, False)]))
+    client_extensions = [(client_use, False)]
+    if client_dns_names:
+        client_extensions.append((x509.SubjectAlternativeName([x509.DNSName(n) for n in client_dns_names]), False))
+    _write(paths["client.pem"], *_issue(station_id, ca, ca_key, client_extensions))
     _write(paths["other-client.pem"], *_issue(station_id, other_ca, other_ca_key, [(client_use, False)]))
     return paths

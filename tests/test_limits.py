@@ -58,7 +58,8 @@ class LimitsConfigTests(SynchronousTestCase):
             (
                 {"max_peers": 1},
                 "limits.max_peers: unknown key (expected one of: max_stations, max_handshakes,"
-                " max_handshakes_per_address, max_write_buffer, stall_timeout)",
+                " max_handshakes_per_address, max_write_buffer, stall_timeout, max_frames_per_second,"
+                " frame_burst, max_connects_per_minute)",
             ),
         ):
             with self.assertRaises(ConfigError) as caught:

@@ -153,3 +153,44 @@ class HandshakeFloodTests(SynchronousTestCase):
         station.send(BOOT)
         harness.flush()
         self.assertEqual(station.received, [PRIMARYS_ANSWER])
+
+
+class ConnectRateTests(SynchronousTestCase):
+    """limits.max_connects_per_minute on the synchronous harness."""
+
+    def test_over_the_limit_429_with_retry_after_and_the_open_connection_stays(self):
+        """
+        After 3 accepted connections within a minute the 4th is refused with 429 and
+        Retry-After, before any upstream attempt; the station's open connection stays.
+        """
+        harness = RelayHarness(self, limits={"max_connects_per_minute": 3})
+        for _ in range(3):
+            live = harness.connect_station("CP_FLAP")
+            harness.advance(10, step=1)
+        self.assertTrue(live.opened)
+        attempts = harness.primary.attempts
+        refused = harness.connect_station("CP_FLAP")
+        self.assertEqual(refused.refused_status, 429)
+        self.assertIn(b"Retry-After: 30\r\n", refused.http_response_data)
+        self.assertEqual(harness.primary.attempts, attempts)
+        self.assertFalse(live.closed)
+        live.send(BOOT)
+        harness.flush()
+        self.assertEqual(live.received, [PRIMARYS_ANSWER])
+        self.assertEqual(harness.proxy.limits.refused["max_connects_per_minute"], 1)
+        self.assertEqual(len(harness.logged("(limits.max_connects_per_minute)")), 1)
+        harness.connect_station("CP_FLAP")
+        self.assertEqual(len(harness.logged("(limits.max_connects_per_minute)")), 1)
+        self.assertEqual(harness.connect_station("CP_OTHER").refused_status, None)
+        harness.advance(31, step=1)
+        self.assertTrue(harness.connect_station("CP_FLAP").opened)
+
+    def test_refused_by_the_primary_does_not_count(self):
+        """Connections the primary refuses (someone who merely knows the id) do not lock the station out."""
+        harness = RelayHarness(self, limits={"max_connects_per_minute": 2})
+        harness.primary.refuse_status = 401
+        for _ in range(5):
+            self.assertEqual(harness.connect_station("CP_KNOWN").refused_status, 401)
+        harness.primary.refuse_status = None
+        self.assertTrue(harness.connect_station("CP_KNOWN").opened)
+        self.assertEqual(harness.proxy.limits.refused["max_connects_per_minute"], 0)

@@ -198,7 +198,9 @@ class RelaySmokeTests(SmokeTestCase):
         for central in (self.primary, self.secondary):
             urls.append(f"ws://127.0.0.1:{(yield self.peers.run(central.start()))}/ocpp/")
             self.addCleanup(lambda central=central: self.peers.run(central.stop()))
-        base = self.start_proxy(primary_url=urls[0], secondary_url=urls[1])
+        # Not the frame rate limit under test: 2000 frames at once pass.
+        limits = {"max_frames_per_second": 100000, "frame_burst": 100000}
+        base = self.start_proxy(primary_url=urls[0], secondary_url=urls[1], limits=limits)
         _, websocket, _ = yield self.peers.run(connect_station(base, "CP_B", subprotocols=["ocpp2.1"]))
         self.addCleanup(lambda: self.peers.run(websocket.close()))
         body = "z" * 2000

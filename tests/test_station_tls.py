@@ -24,10 +24,13 @@ PRIMARY = "ws://127.0.0.1:9001/ocpp/"
 STATION = "CP_TLS"
 
 
+ALIAS = "CP_ALIAS"
+
+
 def pki(test) -> dict[str, str]:
     directory = os.path.abspath(test.mktemp())
     os.makedirs(directory)
-    return make_station_pki(directory, STATION)
+    return make_station_pki(directory, STATION, client_dns_names=(ALIAS,))
 
 
 class StationTLSConfigTests(SynchronousTestCase):
@@ -60,6 +63,19 @@ class StationTLSConfigTests(SynchronousTestCase):
         self.assertEqual(compare_configs(old, new).live, ("station_tls.client_ca_file",))
         plain = config_from_mapping({"primary_url": PRIMARY}, self.base)
         self.assertEqual(compare_configs(plain, new).restart, ("station_tls",))
+
+    def test_check_client_id(self):
+        """check_client_id: warn by default; refuse, warn or off (YAML's bare off too); anything else named."""
+        section = {"certificate": "server.pem", "private_key": "server-key.pem"}
+        config = config_from_mapping({"primary_url": PRIMARY, "station_tls": section}, self.base)
+        self.assertEqual(config.station_tls.check_client_id, "warn")
+        for value, expected in (("refuse", "refuse"), ("off", "off"), (False, "off")):
+            config = config_from_mapping(
+                {"primary_url": PRIMARY, "station_tls": {**section, "check_client_id": value}}, self.base
+            )
+            self.assertEqual(config.station_tls.check_client_id, expected)
+        error = self.error({**section, "check_client_id": "deny"})
+        self.assertEqual(str(error), "station_tls.check_client_id: must be one of refuse, warn, off, got 'deny'")
 
     def test_certificate_and_key_mandatory(self):
         error = self.error({"certificate": "server.pem"})
@@ -191,6 +207,43 @@ class StationTLSEndToEndTests(ProxyTestCase):
         base = await self.tls_proxy(station_tls=self.station_tls(client_ca_file=self.paths["ca.pem"]))
         await self.boots(base, self.context("client"), "CP_ELSE")
         self.assertEqual(len(self.logged(f"station CP_ELSE: its client certificate names '{STATION}'")), 1)
+
+    @async_test
+    async def test_profile_3_other_name_refused_with_403(self):
+        """
+        check_client_id: refuse: a valid client certificate naming another station is
+        refused with 403 before any upstream handshake, with one line naming both ids.
+        """
+        base = await self.tls_proxy(
+            station_tls=self.station_tls(client_ca_file=self.paths["ca.pem"], check_client_id="refuse")
+        )
+        with self.assertRaises(websockets.InvalidStatus) as caught:
+            await self.connect(base + "CP_ELSE", self.context("client"))
+        self.assertEqual(caught.exception.response.status_code, 403)
+        (line,) = self.logged("refused station CP_ELSE")
+        self.assertIn(f"with 403: its client certificate is for '{STATION}'", line)
+        self.assertEqual(self.central.connections, [])
+        await self.boots(base, self.context("client"))
+
+    @async_test
+    async def test_profile_3_san_dns_name_is_the_station(self):
+        """check_client_id: refuse accepts a certificate whose SAN DNS name is the station id; case counts."""
+        base = await self.tls_proxy(
+            station_tls=self.station_tls(client_ca_file=self.paths["ca.pem"], check_client_id="refuse")
+        )
+        await self.boots(base, self.context("client"), ALIAS)
+        with self.assertRaises(websockets.InvalidStatus) as caught:
+            await self.connect(base + ALIAS.lower(), self.context("client"))
+        self.assertEqual(caught.exception.response.status_code, 403)
+
+    @async_test
+    async def test_profile_3_check_off(self):
+        """check_client_id: off: another station's certificate is accepted without a word."""
+        base = await self.tls_proxy(
+            station_tls=self.station_tls(client_ca_file=self.paths["ca.pem"], check_client_id="off")
+        )
+        await self.boots(base, self.context("client"), "CP_ELSE")
+        self.assertEqual(self.logged("client certificate"), [])
 
     @async_test
     async def test_profile_3_without_client_certificate_refused(self):

@@ -48,9 +48,10 @@ class FakeProtocol:
 
 
 class FakeSession:
-    def __init__(self, links, connected_since=T0, subprotocol="ocpp1.6", stalled=False) -> None:
+    def __init__(self, links, connected_since=T0, subprotocol="ocpp1.6", stalled=False, throttled=False) -> None:
         self.links = links
         self.stalled = stalled
+        self.throttled = throttled
         self.connected_since = connected_since
         self.subprotocol = subprotocol
         self.protocol = FakeProtocol()
@@ -78,7 +79,9 @@ class FakeProxy:
 def busy_proxy() -> FakeProxy:
     return FakeProxy(
         {
-            "CP_1": FakeSession({"primary": FakeLink(), "secondary": FakeLink(False, failed_attempts=3, queued=2)}),
+            "CP_1": FakeSession(
+                {"primary": FakeLink(), "secondary": FakeLink(False, failed_attempts=3, queued=2)}, throttled=True
+            ),
             "CP_2": FakeSession(
                 {"primary": FakeLink(False, gave_up=True), "secondary": FakeLink(stalled=True)}, stalled=True
             ),
@@ -285,6 +288,7 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn('ocppproxy_frames_dropped_total{upstream="secondary"} 1.0', text)
         self.assertIn('ocppproxy_upstream_stalled_links{upstream="secondary"} 1.0', text)
         self.assertIn("ocppproxy_stations_stalled 1.0", text)
+        self.assertIn("ocppproxy_stations_throttled 1.0", text)
         self.assertIn('ocppproxy_write_stalls_total{connection="secondary"} 2.0', text)
         self.assertIn('ocppproxy_write_stalls_total{connection="station"} 0.0', text)
         self.assertIn('ocppproxy_upstream_connect_attempts_total{outcome="failed",upstream="primary"} 0.0', text)
@@ -292,6 +296,7 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn("ocppproxy_primary_answer_seconds_count 1.0", text)
         self.assertIn('ocppproxy_connections_refused_total{limit="max_handshakes_per_address"} 1.0', text)
         self.assertIn('ocppproxy_connections_refused_total{limit="max_stations"} 0.0', text)
+        self.assertIn('ocppproxy_connections_refused_total{limit="max_connects_per_minute"} 0.0', text)
         self.assertIn("ocppproxy_handshakes_shed_total 1.0", text)
         self.assertNotIn("python_gc", text)  # not the global registry
 

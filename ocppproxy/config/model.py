@@ -135,17 +135,24 @@ class NotifyConfig:
         return self.delivery_timeout if own is None else own
 
 
+# station_tls.check_client_id: what a client certificate for another station id gets.
+CLIENT_ID_CHECKS = ("refuse", "warn", "off")
+
+
 @dataclass(frozen=True)
 class StationTLS:
     """
     TLS towards the stations on a tcp: or systemd: listen endpoint (absolute paths):
-    the proxy's certificate (and chain) and key, and the CA(s) whose client
-    certificates stations must present, if any.
+    the proxy's certificate (and chain) and key, the CA(s) whose client certificates
+    stations must present, if any, and what to do with a client certificate issued for
+    another station id (one of L{CLIENT_ID_CHECKS}).
     """
 
     certificate: str
     private_key: str
     client_ca_file: str | None = None
+    check_client_id: str = "warn"
+    """A client certificate that names another station: C{refuse} (HTTP 403), C{warn} (accepted), C{off}."""
 
 
 DEFAULT_OWNERSHIP_TTL = 30
@@ -193,6 +200,9 @@ class Config:
     max_handshakes_per_address: int = 20
     max_write_buffer: int = 1024 * 1024
     stall_timeout: float = 60.0
+    max_frames_per_second: float = 50
+    frame_burst: int = 100
+    max_connects_per_minute: int = 20
     station_tls: StationTLS | None = None
     cluster: ClusterConfig | None = None
     redact: tuple[str, ...] = ()

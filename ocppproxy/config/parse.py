@@ -78,8 +78,19 @@ TOP_KEYS = (
 )
 
 
-# (minimum, whole number): a write buffer below Twisted's own 64 KiB would cost reads.
-_WRITE_LIMITS = {"max_write_buffer": (65536, True), "stall_timeout": (0.1, False)}
+# (minimum, whole number): a write buffer below Twisted's own 64 KiB would cost reads;
+# the other limits are whole numbers of at least 1.
+_LIMIT_BOUNDS = {"max_write_buffer": (65536, True), "stall_timeout": (0.1, False), "max_frames_per_second": (0.1, False)}
+_LIMIT_KEYS = (
+    "max_stations",
+    "max_handshakes",
+    "max_handshakes_per_address",
+    "max_write_buffer",
+    "stall_timeout",
+    "max_frames_per_second",
+    "frame_burst",
+    "max_connects_per_minute",
+)
 
 
 def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
@@ -138,11 +149,9 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
     kwargs.update(_traffic_log(top.get("traffic_log"), base_dir))
     if top.get("station_tls") is not None:
         kwargs["station_tls"] = _station_tls(top["station_tls"], base_dir, kwargs.get("listen", Config.listen))
-    limits = require_mapping(
-        "limits", top.get("limits"), ("max_stations", "max_handshakes", "max_handshakes_per_address", *_WRITE_LIMITS)
-    )
+    limits = require_mapping("limits", top.get("limits"), _LIMIT_KEYS)
     for name in limits:
-        kwargs[name] = require_number(f"limits.{name}", limits[name], *_WRITE_LIMITS.get(name, (1, True)))
+        kwargs[name] = require_number(f"limits.{name}", limits[name], *_LIMIT_BOUNDS.get(name, (1, True)))
     policies = require_mapping("upstream_calls", top.get("upstream_calls"), ("primary", "secondary"))
     kwargs["upstream_calls"] = {name: _call_policy(f"upstream_calls.{name}", value) for name, value in policies.items()}
     if "failover" in top:
@@ -167,7 +176,7 @@ def _upstream_security(top: Mapping[str, Any], base_dir: str, settings: Mapping[
 
 def _station_tls(value: Any, base_dir: str, listen: str) -> StationTLS:
     """The station_tls section: certificate and private_key mandatory, files relative to C{base_dir}."""
-    section = require_mapping("station_tls", value, ("certificate", "private_key", "client_ca_file"))
+    section = require_mapping("station_tls", value, ("certificate", "private_key", "client_ca_file", "check_client_id"))
     if listen.startswith("ssl:"):
         raise ConfigError("station_tls", "cannot be combined with an ssl: listen endpoint (use tcp: or systemd:)")
     paths = {}
@@ -180,7 +189,7 @@ def _station_tls(value: Any, base_dir: str, listen: str) -> StationTLS:
         if not os.path.isfile(path):
             raise ConfigError(f"station_tls.{name}", f"no such file: {path}")
         paths[name] = path
-    return StationTLS(**paths)
+    return StationTLS(**paths, check_client_id=security.check_client_id(section.get("check_client_id", "warn")))
 
 
 def _status(value: Any) -> dict[str, Any]:

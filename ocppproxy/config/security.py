@@ -1,6 +1,7 @@
 """
 The configuration keys that secure the way to the central systems: C{upstream_auth},
-C{upstream_tls} and C{trusted_proxies}, validated for L{ocppproxy.config.parse}.
+C{upstream_tls} and C{trusted_proxies}, and the station certificates' identity check
+(C{station_tls.check_client_id}), validated for L{ocppproxy.config.parse}.
 
 No error text quotes a value under C{upstream_auth}: any of them may be a password.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from ..core.forwarded import Network
 from ..core.upstream_auth import BASIC, DROP, PASS, UpstreamAuth
-from .model import ConfigError, UpstreamTLS, kind_of, refuse_unknown_keys
+from .model import CLIENT_ID_CHECKS, ConfigError, UpstreamTLS, describe, kind_of, refuse_unknown_keys
 
 UPSTREAM_NAMES = ("primary", "secondary")
 _CREDENTIAL_KEYS = ("username", "password")
@@ -110,3 +111,14 @@ def trusted_proxies(value: Any) -> tuple[Network, ...]:
         except ValueError as error:
             raise ConfigError(key, str(error)) from None
     return tuple(networks)
+
+
+def check_client_id(value: Any) -> str:
+    """C{station_tls.check_client_id}: refuse, warn or off (YAML reads a bare C{off} as false: that is off too)."""
+    if value is False:
+        return "off"
+    if not isinstance(value, str) or value not in CLIENT_ID_CHECKS:
+        raise ConfigError(
+            "station_tls.check_client_id", f"must be one of {', '.join(CLIENT_ID_CHECKS)}, got {describe(value)}"
+        )
+    return value

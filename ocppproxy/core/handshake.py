@@ -1,6 +1,6 @@
 """
-The pure checks of a station's WebSocket handshake: the station id from the request path
-and the choice of the OCPP subprotocol. No I/O: the station's edge (L{ocppproxy.wire.station})
+The pure checks of a station's WebSocket handshake: the station id from the request path,
+the choice of the OCPP subprotocol, and whether a client certificate names the station. No I/O: the station's edge (L{ocppproxy.wire.station})
 applies them.
 """
 
@@ -49,3 +49,12 @@ def choose_subprotocol(offered: list[str]) -> str | None:
 def ocpp_offers(offered: list[str]) -> list[str]:
     """The OCPP subprotocols a station offers, in its order, without empty entries or spaces."""
     return [entry.strip() for entry in offered if entry.strip().lower().startswith("ocpp")]
+
+
+def certificate_names_station(station_id: str, common_name: str, dns_names: tuple[str, ...]) -> bool:
+    """
+    Whether a client certificate with subject CN C{common_name} and SAN DNS names
+    C{dns_names} was issued for C{station_id}: one of them is exactly the id
+    (case-sensitive, as station ids are).
+    """
+    return common_name == station_id or station_id in dns_names

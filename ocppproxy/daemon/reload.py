@@ -50,6 +50,9 @@ _KEY_NAMES = {
     "max_handshakes_per_address": "limits.max_handshakes_per_address",
     "max_write_buffer": "limits.max_write_buffer",
     "stall_timeout": "limits.stall_timeout",
+    "max_frames_per_second": "limits.max_frames_per_second",
+    "frame_burst": "limits.frame_burst",
+    "max_connects_per_minute": "limits.max_connects_per_minute",
 }
 
 

@@ -94,8 +94,11 @@ class ProxyService(ServiceTree):
             config.max_handshakes,
             config.max_handshakes_per_address,
             config.trusted_proxies,
+            max_frames_per_second=config.max_frames_per_second,
+            frame_burst=config.frame_burst,
+            max_connects_per_minute=config.max_connects_per_minute,
         )
-        self.factory = StationFactory(self, reactor, self._websocket_options, self.limits)
+        self.factory = StationFactory(self, reactor, self._websocket_options, self.limits, self.tls.check_client_id)
         # Whether stations are accepted: from listening until shutdown begins (/health).
         self.accepting = False
         self._listen_error: str | None = None
@@ -161,6 +164,7 @@ class ProxyService(ServiceTree):
             self.recorder,
             self.write_limits,
             self.redactor,
+            limits=self.limits,
         )
         self.sessions[station_id] = session
         self._all_sessions.add(session)

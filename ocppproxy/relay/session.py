@@ -17,20 +17,31 @@ from ..config.model import Config
 from ..core.effects import STATION, Close, Effect, Event, Log, Send, Timer
 from ..core.observer import FROM_STATION, FROM_UPSTREAM, TO_STATION, FrameRecorder, ProxyObserver
 from ..core.redact import Redactor
+from ..core.rates import TokenBucket
 from ..core.routing import PRIMARY, StationRelay
 from ..core.transactions import TransactionStore
 from ..logs import debug_enabled, proxy_logger
 from ..wire.backpressure import WriteBufferWatch, WriteLimits
+from ..wire.limits import StationLimits
 from ..wire.station import StationProtocol
 from ..wire.upstream import UpstreamLink
 
 REPLACED = 4000
 NOT_READING = 1008
 _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error}
+# Why reading from a station is paused (both may hold at once): its write buffer is
+# full, or it sends frames faster than limits.max_frames_per_second.
+BUFFER_FULL = 1
+THROTTLED = 2
 
 
 class StationSession:
-    """One station connection and its links to the central systems, doing what its L{StationRelay} decides."""
+    """
+    One station connection and its links to the central systems, doing what its
+    L{StationRelay} decides. C{limits} gives the station's frame rate (a L{TokenBucket}
+    over every frame it sends: over it, reading from the station pauses until the debt
+    is paid) and is told when the primary accepted the connection.
+    """
 
     _log = proxy_logger()
 
@@ -44,10 +55,17 @@ class StationSession:
         recorder: FrameRecorder | None = None,
         write_limits: WriteLimits | None = None,
         redactor: Redactor | None = None,
+        *,
+        limits: StationLimits | None = None,
     ) -> None:
         self.station_id = station_id
         # What a log line may quote of a frame (see ocppproxy.core.redact).
         self._redactor = redactor or Redactor()
+        self._limits = limits if limits is not None else StationLimits(clock)
+        self._bucket = TokenBucket(self._limits.max_frames_per_second, self._limits.frame_burst, clock.seconds())
+        self._paused_by = 0
+        self._throttle_timer = None
+        self._primary_accepted = False
         self._write_limits = write_limits or WriteLimits(clock)
         self._write_watch: WriteBufferWatch | None = None
         self._observer = observer
@@ -166,12 +184,18 @@ class StationSession:
         self._carry_out(self.relay.station_opened(self.protocol.peer))
 
     def from_station(self, payload: bytes, is_binary: bool) -> None:
-        """A frame from the station: relay it to the upstreams the rules name."""
+        """
+        A frame from the station: relay it to the upstreams the rules name. Over its
+        frame rate, reading pauses; the frames of the same read are relayed all the same.
+        """
         try:
+            now = self._clock.seconds()
+            if self._bucket.take(now) < 0.0 and not self._paused_by & THROTTLED:
+                self._throttle(now)
             recorder = self._recorder
             if recorder is not None and not is_binary:
                 recorder(self.station_id, FROM_STATION, None, payload)
-            self._carry_out(self.relay.from_station(payload, self._clock.seconds(), is_binary))
+            self._carry_out(self.relay.from_station(payload, now, is_binary))
         except Exception:
             self._log.failure(
                 "station {station}: error relaying a frame from the station: {frame}",
@@ -217,6 +241,49 @@ class StationSession:
         """Whether the station is not taking what is sent to it: its sources are paused."""
         return self._write_watch is not None and self._write_watch.full
 
+    @property
+    def throttled(self) -> bool:
+        """Whether reading from the station is paused because it sends over its frame rate."""
+        return bool(self._paused_by & THROTTLED)
+
+    def _pause_reading(self, reason: int) -> None:
+        if not self._paused_by:
+            self.protocol.transport.pauseProducing()
+        self._paused_by |= reason
+
+    def _resume_reading(self, reason: int) -> None:
+        if self._paused_by & reason:
+            self._paused_by &= ~reason
+            if not self._paused_by:
+                self.protocol.transport.resumeProducing()
+
+    def _throttle(self, now: float) -> None:
+        """Over the frame rate: stop reading from the station until its debt is paid (one warning per episode)."""
+        if self._closing:
+            return  # its close handshake is read whatever it sends
+        bucket = self._bucket
+        if bucket.rested:
+            bucket.rested = False
+            self._log.warn(
+                "station {station} ({peer}) sends over {rate:g} frames/s (limits.max_frames_per_second, burst"
+                " limits.frame_burst {burst}): reading from it paused until its rate is back under the limit",
+                station=self.station_id,
+                peer=self.protocol.peer,
+                rate=bucket.rate,
+                burst=int(bucket.burst),
+            )
+        self._pause_reading(THROTTLED)
+        self._throttle_timer = self._clock.callLater(bucket.wait(now), self._throttle_over)
+
+    def _throttle_over(self) -> None:
+        # Frames read after the pause began (the rest of that read) added to the debt.
+        wait = self._bucket.wait(self._clock.seconds())
+        if wait > 0.0:
+            self._throttle_timer = self._clock.callLater(wait, self._throttle_over)
+            return
+        self._throttle_timer = None
+        self._resume_reading(THROTTLED)
+
     def write_buffer_full(self) -> None:
         """
         Over C{max_write_buffer} unsent to the station: stop reading from its upstream
@@ -224,13 +291,13 @@ class StationSession:
         so that TCP holds the senders back.
         """
         self._write_limits.count_stall("station")
-        self.protocol.transport.pauseProducing()
+        self._pause_reading(BUFFER_FULL)
         for link in self.links.values():
             link.pause_reading()
 
     def write_buffer_drained(self) -> None:
-        """The station's buffer has drained: read from it and its upstream links again."""
-        self.protocol.transport.resumeProducing()
+        """The station's buffer has drained: read from it (unless throttled) and its upstream links again."""
+        self._resume_reading(BUFFER_FULL)
         for link in self.links.values():
             link.resume_reading()
 
@@ -279,6 +346,10 @@ class StationSession:
             )
 
     def upstream_connected(self, name: str) -> None:
+        if name == PRIMARY and not self._primary_accepted:
+            # What limits.max_connects_per_minute counts: connections the primary accepted.
+            self._primary_accepted = True
+            self._limits.connect_accepted(self.station_id)
         self._carry_out(self.relay.upstream_connected(name, self._clock.seconds()))
 
     def upstream_disconnected(self, name: str, reason: str) -> None:
@@ -317,10 +388,14 @@ class StationSession:
             self._closing = True
             watch = self._write_watch
             if watch is not None:
-                if watch.full:
-                    # Frames to a closing station are not sent: read its close handshake.
-                    self.protocol.transport.resumeProducing()
                 watch.stopProducing()
+            timer, self._throttle_timer = self._throttle_timer, None
+            if timer is not None and timer.active():
+                timer.cancel()
+            if self._paused_by:
+                # Frames to a closing station are not sent, nor throttled: read its close handshake.
+                self._paused_by = 0
+                self.protocol.transport.resumeProducing()
             self._carry_out(self.relay.closing(self._clock.seconds()))
             self._stopped = DeferredList([link.stop() for link in self.links.values()]).addCallback(lambda _: None)
             self._stopped.addCallback(lambda _: self._end())

@@ -44,7 +44,8 @@ class ProxySnapshot:
     every upstream present, the frames C{queued} and the C{stalled_links} by upstream,
     and its counters (handshakes refused, write stall episodes by side, connections
     refused by reason, handshakes shed); in cluster mode, its C{instance} name and whether
-    it reaches Redis (C{cluster_redis_up}). The mappings are copies: changing them changes
+    it reaches Redis (C{cluster_redis_up}); the C{throttled_stations} (reading paused
+    over their frame rate). The mappings are copies: changing them changes
     nothing in the proxy. (Stations and links are named tuples: cheap to take by the thousand.)
     """
 
@@ -63,6 +64,8 @@ class ProxySnapshot:
     # Cluster mode only: this instance's name, and whether it reaches Redis now.
     instance: str | None = None
     cluster_redis_up: bool | None = None
+    # Stations whose reading is paused now: over limits.max_frames_per_second.
+    throttled_stations: int = 0
     # Every certificate the proxy presents or trusts (wire.certificates.CertificateInfo).
     certificates: tuple = ()
 
@@ -84,7 +87,7 @@ def proxy_snapshot(proxy, with_stations: bool = True) -> ProxySnapshot:
     """
     upstreams = tuple(proxy.config.upstream_urls())
     stations = {}
-    connected = stalled = 0
+    connected = stalled = throttled = 0
     links = {(upstream, state): 0 for upstream in upstreams for state in LINK_STATES}
     queued = dict.fromkeys(upstreams, 0)
     stalled_links = dict.fromkeys(upstreams, 0)
@@ -93,6 +96,7 @@ def proxy_snapshot(proxy, with_stations: bool = True) -> ProxySnapshot:
             continue
         connected += 1
         stalled += session.stalled
+        throttled += session.throttled
         link_snapshots = {}
         for upstream, link in session.links.items():
             state, waiting = link_state(link), len(link.queue)
@@ -126,5 +130,6 @@ def proxy_snapshot(proxy, with_stations: bool = True) -> ProxySnapshot:
         proxy.limits.shed,
         None if ownership is None else ownership.instance,
         None if ownership is None else ownership.redis_up,
+        throttled,
         certificates=proxy.tls.certificates,
     )

@@ -89,6 +89,13 @@ def families(snapshot: MetricsSnapshot):
     stalled_stations.add_metric([], snapshot.stalled_stations)
     yield stalled_stations
 
+    throttled = GaugeMetricFamily(
+        "ocppproxy_stations_throttled",
+        "Stations sending over limits.max_frames_per_second: reading from them paused until their rate is back.",
+    )
+    throttled.add_metric([], snapshot.throttled_stations)
+    yield throttled
+
     stalls = CounterMetricFamily(
         "ocppproxy_write_stalls",
         "Times a connection's unsent frames went over limits.max_write_buffer, by connection (station or upstream).",
@@ -126,7 +133,8 @@ def families(snapshot: MetricsSnapshot):
 
     refused = CounterMetricFamily(
         "ocppproxy_connections_refused",
-        "Station connections refused by a limit (max_handshakes, max_handshakes_per_address, max_stations).",
+        "Station connections refused by a limit (max_handshakes, max_handshakes_per_address, max_stations,"
+        " max_connects_per_minute).",
         labels=["limit"],
     )
     for limit, count in sorted(snapshot.refused.items()):

@@ -74,6 +74,7 @@ class MetricsSnapshot:
     latency_sum: float = 0.0
     traffic_log: dict[str, int] | None = None
     stalled_stations: int = 0
+    throttled_stations: int = 0
     stalled_links: dict[str, int] = field(default_factory=dict)
     stalls: dict[str, int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
@@ -90,6 +91,7 @@ def metrics_snapshot(
     snapshot.links = dict(proxy.links)
     snapshot.queued = dict(proxy.queued)
     snapshot.stalled_stations = proxy.stalled_stations
+    snapshot.throttled_stations = proxy.throttled_stations
     snapshot.stalled_links = dict(proxy.stalled_links)
     snapshot.stalls = dict(proxy.stalls)
     snapshot.frames = dict(activity.frames)

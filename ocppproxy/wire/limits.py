@@ -1,7 +1,9 @@
 """
 Bounds on what connecting stations can make the proxy hold: stations, opening
-handshakes in progress (in all and per source address), and the bytes of one handshake
-request. Pure counting and deciding; the station protocol applies the decisions.
+handshakes in progress (in all and per source address), the bytes of one handshake
+request, the connections of one station id per minute, and the frame rate settings
+each station's session applies. Counting and deciding; the station protocol and its
+session apply the decisions.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import NamedTuple
 from twisted.logger import Logger
 
 from ..core.forwarded import Network, is_trusted, parse_address
+from ..core.rates import ConnectCounter
 from ..logs import proxy_logger
 
 # Autobahn buffers an HTTP request until its blank line, without a bound: a peer sending
@@ -130,6 +133,10 @@ class StationLimits:
     only for the primary and are never shed (shedding them would trade one station's
     progress for another's, and a reconnecting site would make none). Refusals and
     sheddings are logged as throttled warnings and counted in C{refused} and C{shed}.
+
+    At most C{max_connects_per_minute} connections of one station id that its primary
+    accepted within a sliding minute (L{admit_connect}, L{connect_accepted}); and each
+    station's session reads C{max_frames_per_second} and C{frame_burst} here.
     """
 
     _log = proxy_logger()
@@ -141,7 +148,14 @@ class StationLimits:
         max_handshakes: int = 1000,
         max_handshakes_per_address: int = 20,
         trusted_proxies: Sequence[Network] = (),
+        max_frames_per_second: float = 50,
+        frame_burst: int = 100,
+        max_connects_per_minute: int = 20,
     ) -> None:
+        self._clock = clock
+        self.max_frames_per_second = max_frames_per_second
+        self.frame_burst = frame_burst
+        self._connects = ConnectCounter(max_connects_per_minute)
         self.max_stations = max_stations
         self.max_handshakes = max_handshakes
         self.max_handshakes_per_address = max_handshakes_per_address
@@ -150,7 +164,12 @@ class StationLimits:
         # Handshakes whose request is not read yet, oldest first: the ones that may be shed.
         self._unread: dict[Hashable, None] = {}
         self._per_source: dict[str, int] = {}
-        self.refused = {"max_handshakes": 0, "max_handshakes_per_address": 0, "max_stations": 0}
+        self.refused = {
+            "max_handshakes": 0,
+            "max_handshakes_per_address": 0,
+            "max_stations": 0,
+            "max_connects_per_minute": 0,
+        }
         """Connections refused, by the limit that refused them."""
         self.shed = 0
         """Unfinished handshakes aborted to make room for a newer connection."""
@@ -239,3 +258,29 @@ class StationLimits:
             self._stations_full(limit=self.max_stations, station=station)
             return False
         return True
+
+    def admit_connect(self, station: str, peer: str) -> int | None:
+        """
+        None if C{station} may connect now; else the seconds after which it may, when its
+        primary accepted C{max_connects_per_minute} of its connections within the last
+        minute (refused, counted, and one warning per episode).
+        """
+        refusal = self._connects.check(station, self._clock.seconds())
+        if refusal is None:
+            return None
+        self.refused["max_connects_per_minute"] += 1
+        if refusal.first:
+            self._log.warn(
+                "station {station} connected {limit} times within a minute (limits.max_connects_per_minute):"
+                " refusing its new connections with 429 for {retry_after} s, first from {peer};"
+                " its open connection, if any, stays",
+                station=station,
+                limit=self._connects.limit,
+                retry_after=refusal.retry_after,
+                peer=peer,
+            )
+        return refusal.retry_after
+
+    def connect_accepted(self, station: str) -> None:
+        """The primary accepted a connection of C{station}: it counts against C{max_connects_per_minute}."""
+        self._connects.accepted(station, self._clock.seconds())

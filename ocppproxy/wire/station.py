@@ -7,17 +7,20 @@ L{ocppproxy.core.handshake}.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred, succeed
 
-from ..core.handshake import BadStationPath, ocpp_offers, station_id_from_path
+from ..core.handshake import BadStationPath, certificate_names_station, ocpp_offers, station_id_from_path
 from ..logs import autobahn_logger, proxy_logger
 from .internals import LeanFrames, request_bytes, use_fast_path
 from .limits import MAX_HANDSHAKE_BYTES, StationLimits
-from .station_tls import client_certificate_name
+from .station_tls import client_certificate_names
+
+TOO_MANY_REQUESTS = 429
 
 
 class StationProtocol(WebSocketServerProtocol):
@@ -39,6 +42,7 @@ class StationProtocol(WebSocketServerProtocol):
         self.was_opened = False
         self._handshaking = False
         self._request_read = False
+        self._retry_after: int | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -106,7 +110,12 @@ class StationProtocol(WebSocketServerProtocol):
                 offered=", ".join(offered)[:100],
             )
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "no OCPP subprotocol offered")
-        self._note_client_certificate(station_id)
+        self._check_client_certificate(station_id)
+        retry_after = self.factory.limits.admit_connect(station_id, request.peer)
+        if retry_after is not None:
+            # Before any upstream handshake, and without touching the station's open connection.
+            self._retry_after = retry_after
+            raise ConnectionDeny(TOO_MANY_REQUESTS, "too many connections of this station, retry later")
         self.station_id = station_id
         self.session = self.factory.proxy.station_connecting(self, station_id, request, offers)
         # Autobahn lets onConnect return a Deferred: the station's handshake waits for
@@ -114,23 +123,51 @@ class StationProtocol(WebSocketServerProtocol):
         # (or refused with the primary's HTTP status).
         return self.session.negotiate(station_offered=bool(offers))
 
-    def _note_client_certificate(self, station_id: str) -> None:
-        name = client_certificate_name(self.transport)
-        if name is None:
+    def _check_client_certificate(self, station_id: str) -> None:
+        """
+        A client certificate that names another station: refused with 403 (one warning
+        naming both), accepted with a warning, or not looked at, as
+        C{station_tls.check_client_id} says.
+        """
+        check = self.factory.check_client_id()
+        if check == "off":
             return
-        self._log.info("station {station} presented a client certificate for {name!r}", station=station_id, name=name)
-        if name != station_id:
-            # Accepted all the same: the certificate's CA vouches for the station, not for its id.
-            self._log.warn(
-                "station {station}: its client certificate names {name!r}, not the station id",
-                station=station_id,
-                name=name,
+        names = client_certificate_names(self.transport)
+        if names is None:
+            return
+        common_name, dns_names = names
+        if certificate_names_station(station_id, common_name, dns_names):
+            self._log.info(
+                "station {station} presented a client certificate for {name!r}", station=station_id, name=common_name
             )
+            return
+        if check == "refuse":
+            self._log.warn(
+                "refused station {station} from {peer} with 403: its client certificate is for {name!r}"
+                " (station_tls.check_client_id: refuse)",
+                station=station_id,
+                peer=self.peer,
+                name=common_name,
+                dns_names=dns_names,
+            )
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "client certificate issued for another station")
+        self._log.info(
+            "station {station} presented a client certificate for {name!r}", station=station_id, name=common_name
+        )
+        # Accepted all the same (station_tls.check_client_id: warn): the CA vouches for the station, not its id.
+        self._log.warn(
+            "station {station}: its client certificate names {name!r}, not the station id",
+            station=station_id,
+            name=common_name,
+            dns_names=dns_names,
+        )
 
     def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:
         # Every refusal with an HTTP error passes here: a bad request, a refused id or
-        # subprotocol, too many stations, the primary's own refusal.
+        # subprotocol, too many stations or connections, the primary's own refusal.
         self.factory.handshakes_refused += 1
+        if code == TOO_MANY_REQUESTS and self._retry_after is not None:
+            responseHeaders = [*(responseHeaders or ()), ("Retry-After", str(self._retry_after))]
         super().failHandshake(reason, code, responseHeaders)
 
     def onOpen(self) -> None:
@@ -165,16 +202,26 @@ class LeanStationProtocol(LeanFrames, StationProtocol):
 class StationFactory(WebSocketServerFactory):
     """
     Server factory for charging stations; C{proxy} is the L{ProxyService} they report to,
-    C{limits} counts their handshakes in progress (default limits when not given).
+    C{limits} counts their handshakes in progress and connections (default limits when
+    not given), C{check_client_id} says what C{station_tls.check_client_id} is now
+    (a reload may change it).
     C{handshakes_refused} counts the handshakes answered with an HTTP error.
     """
 
     protocol = StationProtocol
     noisy = False
 
-    def __init__(self, proxy, reactor, websocket_options: dict, limits: StationLimits | None = None) -> None:
+    def __init__(
+        self,
+        proxy,
+        reactor,
+        websocket_options: dict,
+        limits: StationLimits | None = None,
+        check_client_id: Callable[[], str] = lambda: "warn",
+    ) -> None:
         super().__init__(reactor=reactor)
         self.proxy = proxy
+        self.check_client_id = check_client_id
         self.handshakes_refused = 0
         self.limits = limits if limits is not None else StationLimits(reactor)
         self.server = "ocppproxy"

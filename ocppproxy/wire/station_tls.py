@@ -1,7 +1,7 @@
 """
 TLS towards the stations on a plain listen endpoint (OCPP security profiles 2 and 3):
 the server-side TLS context from the C{station_tls} section, the wrapping of the
-station factory (L{ocppproxy.wire.tls}), and the subject of a station's client
+station factory (L{ocppproxy.wire.tls}), and the names of a station's client
 certificate.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 
+from cryptography import x509
 from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IProtocolFactory, ISSLTransport
 from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair
@@ -97,14 +98,26 @@ def wrap_station_factory(
     return TLSServerFactory(context, factory)
 
 
-def client_certificate_name(transport) -> str | None:
-    """The subject CN of the client certificate a TLS station presented; None without one (or without TLS)."""
+def client_certificate_names(transport) -> tuple[str, tuple[str, ...]] | None:
+    """
+    The subject CN ("" without one) and the SAN DNS names of the client certificate a
+    TLS station presented; None without one (or without TLS).
+    """
     if isinstance(transport, TLSConnection):
-        return common_name(transport.peer_certificate())
+        certificate = transport.peer_certificate()
+        if not certificate:
+            return None
+        names = tuple(value for kind, value in certificate.get("subjectAltName", ()) if kind == "DNS")
+        return common_name(certificate) or "", names
     # An ssl: listen endpoint: Twisted's TLS.
     if not ISSLTransport.providedBy(transport):
         return None
     certificate = transport.getPeerCertificate()
     if certificate is None:
         return None
-    return certificate.get_subject().commonName or ""
+    try:
+        extension = certificate.to_cryptography().extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = tuple(extension.value.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        names = ()
+    return certificate.get_subject().commonName or "", names

@@ -25,6 +25,8 @@ class TLSMaterial:
     station: ssl.SSLContext | None = None
     upstream: Mapping[str, ClientTLS] = field(default_factory=dict)
     certificates: tuple[CertificateInfo, ...] = ()
+    check_client_id: str = "warn"
+    """C{station_tls.check_client_id}: swapped with the files, so a reload applies it too."""
 
 
 def read_tls_files(config: Config, now: float) -> TLSMaterial:
@@ -60,7 +62,8 @@ def read_tls_files(config: Config, now: float) -> TLSMaterial:
     station = station_tls_options(config.station_tls) if config.station_tls is not None else None
     upstream = client_tls_factory(config)
     unique = {(info.role, info.file, info.fingerprint): info for info in certificates}
-    return TLSMaterial(station, upstream, tuple(unique.values()))
+    check = config.station_tls.check_client_id if config.station_tls is not None else "warn"
+    return TLSMaterial(station, upstream, tuple(unique.values()), check)
 
 
 def _authorities(path: str, key: str, now: float) -> list[CertificateInfo]:
@@ -94,6 +97,10 @@ class TLSFiles:
     def station_context(self) -> ssl.SSLContext:
         """The server context for the next station's TLS handshake."""
         return self.material.station
+
+    def check_client_id(self) -> str:
+        """What a station's client certificate naming another station gets now (refuse, warn or off)."""
+        return self.material.check_client_id
 
     def upstream(self, name: str) -> ClientTLS | None:
         """The client TLS for the next connection attempt to upstream C{name}; None: the system's trust store."""
