@@ -51,6 +51,13 @@ class ValidationTests(SynchronousTestCase):
             roles, [("ca", "ca.pem", "CN=ocppproxy test CA"), ("station", "server.pem", "CN=127.0.0.1")]
         )
 
+    def test_check_client_id_swapped_with_the_files(self):
+        """station_tls.check_client_id travels with the files: a reload that swaps them applies it."""
+        tls = TLSFiles(self.read(client_ca_file="ca.pem"))
+        self.assertEqual(tls.check_client_id(), "warn")
+        tls.swap(self.read(client_ca_file="ca.pem", check_client_id="refuse"))
+        self.assertEqual(tls.check_client_id(), "refuse")
+
     def test_missing_file(self):
         """A file gone since the configuration was checked."""
         os.remove(self.paths["server-key.pem"])
