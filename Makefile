@@ -1,4 +1,5 @@
-# ocppproxy: `make run` to run the daemon, `make test` to run the tests, `make demo`
+# ocppproxy: `make run` to run the daemon, `make test` to run the tests, `make docs` to
+# build the documentation in docs/_build/html, `make demo`
 # for a demo with two central systems and one station, `make cluster-demo` for three
 # instances behind HAProxy sharing a Redis. Everything lives in $(VENV).
 
@@ -15,7 +16,7 @@ DEPENDENCY_FILES := $(BIN)/python setup.cfg pyproject.toml constraints/ci.txt
 INSTALLED := $(VENV)/.installed
 EXTRAS := test,apprise
 
-.PHONY: venv run test test-oldest container-test plugin-check demo cluster-demo bench clean
+.PHONY: venv run test test-oldest container-test plugin-check docs demo cluster-demo bench clean
 
 venv: $(INSTALLED)
 
@@ -45,6 +46,19 @@ plugin-check: $(INSTALLED)
 
 test: plugin-check
 	$(BIN)/python tests/summary.py
+
+# The Sphinx site of docs/ in docs/_build/html; a warning (a broken reference, a page in
+# no table of contents) fails the build. Sphinx comes with the docs extra, installed into
+# $(VENV) at CI's versions the first time and whenever the dependencies may have changed.
+DOCS_INSTALLED := $(VENV)/.docs-installed
+$(DOCS_INSTALLED): $(INSTALLED) setup.cfg constraints/ci.txt
+	rm -rf build
+	$(BIN)/pip install -q -c constraints/ci.txt '.[docs]'
+	rm -rf build
+	touch $@
+
+docs: $(DOCS_INSTALLED)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 # The suite again on the oldest releases setup.cfg allows (constraints/oldest.txt), in
 # a venv of its own made anew each time: CI's second step, so the floors are real.
@@ -77,5 +91,5 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(OLDEST) build dist *.egg-info _trial_temp* twisted/plugins/dropin.cache
+	rm -rf $(VENV) $(OLDEST) build dist *.egg-info _trial_temp* twisted/plugins/dropin.cache docs/_build
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,6 +1,6 @@
 #!/bin/sh
 # certbot deploy hook for ocppproxy: copies a renewed certificate where the service
-# reads it (station_tls in /etc/ocppproxy/tls, see README.rst "Renewing certificates")
+# reads it (station_tls in /etc/ocppproxy/tls, see docs/howto/certificates.rst)
 # and reloads it; no station is dropped. Install:
 #   install -m 755 etc/certbot-deploy-hook.sh /etc/letsencrypt/renewal-hooks/deploy/ocppproxy.sh
 # certbot sets RENEWED_LINEAGE (/etc/letsencrypt/live/<name>) for each renewed lineage.

@@ -5,7 +5,8 @@ systems (issue 15, "Tests"): a station id lands on one instance every time; ``ki
 an instance in the middle of transactions moves its stations to the others, the secondary
 still gets its own transaction ids, and the primary never sees two connections of a
 station; one id connected directly to two instances keeps only the newer connection;
-README's rolling upgrade through HAProxy's runtime API; redis-server killed and restarted.
+the rolling upgrade of docs/howto/cluster.rst through HAProxy's runtime API; redis-server
+killed and restarted.
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ class ClusterUnderTwistdTests(ProxyTestCase):
     @async_test
     async def test_rolling_upgrade_of_one_instance(self):
         """
-        README's steps: proxy-a drained through HAProxy's runtime API, stopped with
+        The docs' steps (docs/howto/cluster.rst): proxy-a drained through HAProxy's runtime API, stopped with
         SIGTERM (exit 0, its stations closed with 1001 come back through the others, whose
         own stations see nothing), started again on its ports and set ready: a station id
         of proxy-a's that connects anew lands on proxy-a again.

@@ -1,4 +1,4 @@
-"""The YAML configuration: the example in etc/, the README's table, and errors naming the key."""
+"""The YAML configuration: the example in etc/, the reference's table, and errors naming the key."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ocppproxy.config.parse import config_from_mapping
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "etc", "ocppproxy.yaml")
-README = os.path.join(ROOT, "README.rst")
+REFERENCE = os.path.join(ROOT, "docs", "reference", "configuration.rst")
 PRIMARY = "ws://127.0.0.1:9001/ocpp/"
 
 
@@ -59,11 +59,11 @@ class ExampleFileTests(SynchronousTestCase):
                 self.assertRegex(notify, rf"(?m)^#\s+(# )?{key}:", f"notify.{channel}.{key}")
 
     def test_every_key_documented(self):
-        """Every top-level key has a row in README.rst's configuration table."""
-        with open(README, encoding="utf-8") as stream:
-            readme = stream.read()
+        """Every top-level key has a row in the configuration reference (docs/reference/configuration.rst)."""
+        with open(REFERENCE, encoding="utf-8") as stream:
+            reference = stream.read()
         for key in config_module.TOP_KEYS:
-            self.assertIn(f"``{key}", readme, key)
+            self.assertIn(f"``{key}", reference, key)
 
     def test_commented_notify_section_is_valid(self):
         """The commented-out notify section, switched on, is a valid configuration."""

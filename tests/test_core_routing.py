@@ -1,7 +1,7 @@
 """
-The relaying rules of README.rst ("How it relays", "What the proxy does that a naive
-relay does not", "Failover") as a table: frames as JSON text and link or timer events
-in, the effects L{StationRelay} returns out, written as plain tuples:
+The relaying rules of the docs (docs/explanation/relaying.rst, including "What the proxy
+does that a naive relay does not", and docs/explanation/failover.rst) as a table: frames
+as JSON text and link or timer events in, the effects L{StationRelay} returns out, written as plain tuples:
 
     ("send", target, text)    ("close", code, reason)    ("event", name, *args)
     ("log", level, text as formatted)    ("timer", deadline)

@@ -629,10 +629,10 @@ class LoadConfigTests(SynchronousTestCase):
         self.assertEqual(set(raw), {"logLevel", "primaryUrl", "secondaryUrl", "proxy", "notify"})
         self.assertEqual(set(raw["notify"]), set(NODE_TOOL_EVENTS) | {"email", "pushover"})
 
-    def test_readme_example_is_the_example_file(self):
-        """The config.json README.rst shows Node users is etc/node-config.example.json, which loads unchanged."""
-        readme = os.path.join(os.path.dirname(os.path.dirname(EXAMPLE)), "README.rst")
-        with open(readme, encoding="utf-8") as stream:
+    def test_docs_example_is_the_example_file(self):
+        """The config.json the docs show Node users is etc/node-config.example.json, which loads unchanged."""
+        guide = os.path.join(os.path.dirname(os.path.dirname(EXAMPLE)), "docs", "howto", "node.rst")
+        with open(guide, encoding="utf-8") as stream:
             text = stream.read()
         section = text[text.index("Coming from the Node tool") :]
         block = section[section.index("::\n\n") + 3 : section.index("\n.. list-table::")]
