@@ -9,8 +9,9 @@ A test holds the committed page to this output, so the page cannot drift from th
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TextIO
 
 from .schema import LIVE, LIVE_WHILE_PRESENT, PLACEHOLDERS, SCHEMA, Setting
 from .setting import RESTART
@@ -101,7 +102,10 @@ def _literal(value: Any) -> str:
     return f"``{value}``"
 
 
-if __name__ == "__main__":  # pragma: no cover - the command line
-    import sys
+def main(out: TextIO = sys.stdout) -> None:
+    """The command line: the page on C{out}."""
+    out.write(render_rst())
 
-    sys.stdout.write(render_rst())
+
+if __name__ == "__main__":
+    main()
