@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from .checks import Check, Rule
+from .checks import Check
 
 LIVE = "live"
 """A reload applies the key at once."""
@@ -72,4 +72,4 @@ def at(owner: type, attribute: str) -> tuple[type, str]:
     return (owner, attribute)
 
 
-__all__ = ["LIVE", "LIVE_WHILE_PRESENT", "MANDATORY", "RESTART", "Rule", "Setting", "at"]
+__all__ = ["LIVE", "LIVE_WHILE_PRESENT", "MANDATORY", "RESTART", "Setting", "at"]
