@@ -1,7 +1,8 @@
 """
 The layering the packages promise, checked by reading the source (no import needed):
-the pure core imports nothing outside itself and the standard library, and the
-configuration's model nothing of ours at run time.
+the pure core imports nothing outside itself and the standard library, the
+configuration nothing of ours but itself and the core, and its model nothing of ours
+at run time.
 """
 
 import ast
@@ -64,6 +65,13 @@ def core_may_import(module: str) -> bool:
     return top not in FORBIDDEN_IN_CORE
 
 
+def config_may_import(module: str) -> bool:
+    """The configuration's rule: anything but ocppproxy outside config and the core (nothing above it)."""
+    if module.split(".")[0] != "ocppproxy":
+        return True
+    return module.startswith(("ocppproxy.config.", "ocppproxy.core.")) or module in ("ocppproxy.config", "ocppproxy.core")
+
+
 class LayerTests(SynchronousTestCase):
     def test_core_imports_nothing_outside_core(self):
         """No module of ocppproxy/core imports Twisted, Autobahn, txaio, zope or ocppproxy outside core."""
@@ -73,6 +81,19 @@ class LayerTests(SynchronousTestCase):
         """ocppproxy/config/model.py imports no ocppproxy module at run time (type-checking imports aside)."""
         found = imported_modules(os.path.join(PACKAGE, "config", "model.py"), "ocppproxy.config")
         self.assertEqual([module for _, module in found if module.startswith("ocppproxy")], [])
+
+    def test_config_imports_nothing_above_it(self):
+        """No module of ocppproxy/config imports ocppproxy outside config and core (the notifier's keys live in config)."""
+        self.assertEqual(violations("config", config_may_import), [])
+
+    def test_the_config_rule_refuses_the_layers_above(self):
+        """The configuration's rule refuses notify, wire and the daemon, and allows the core and itself."""
+        self.assertFalse(config_may_import("ocppproxy.notify.keys"))
+        self.assertFalse(config_may_import("ocppproxy.notify"))
+        self.assertFalse(config_may_import("ocppproxy.logs"))
+        self.assertTrue(config_may_import("ocppproxy.core.forwarded"))
+        self.assertTrue(config_may_import("ocppproxy.config.model"))
+        self.assertTrue(config_may_import("attrs"))
 
     def test_the_check_sees_a_forbidden_import(self):
         """The rule refuses what it must: a Twisted import, a relative import leaving core, and a type-only one is ignored."""

@@ -89,6 +89,31 @@ class CompareConfigsTests(SynchronousTestCase):
         changes = compare_configs(config(), new)
         self.assertEqual((changes.live, changes.restart), (("ca_file",), ("state_file",)))
 
+    def test_status_and_traffic_log_named_as_in_the_file(self):
+        """
+        status.listen and the traffic_log keys are named as the file names them (the
+        schema's names): before the schema, the warning said status_listen and
+        traffic_log_directory, which are no keys of the file.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        new = config_from_mapping(
+            {**BASE, "status": {"listen": "tcp:9100"}, "traffic_log": {"directory": ".", "max_pending": 5}}, directory
+        )
+        changes = compare_configs(config(), new)
+        self.assertEqual(
+            changes.restart, ("status.listen", "traffic_log.directory", "traffic_log.max_pending")
+        )
+
+    def test_every_config_field_has_a_reload_rule(self):
+        """Each field of Config comes from one declared key, which says whether a reload applies it."""
+        from dataclasses import fields
+
+        from ocppproxy.config.model import Config
+        from ocppproxy.config.schema import config_fields
+
+        self.assertEqual(sorted(config_fields()), sorted(field.name for field in fields(Config)))
+
     def test_broken_channel_is_named(self):
         """A channel switched off by a mistake in its section counts as a change to that channel."""
         new = config(notify={"email": {"from": "a@example.com"}})

@@ -1,15 +1,18 @@
 """
 The configuration: L{model} (the frozen settings types, L{model.ConfigError} and the
-checks the parsers share), the section parsers (L{parse} for the top level,
-L{notify_section}, L{security}, L{nodecompat} for the Node tool's file) and L{load}
-(reading the file: C{load_config}).
+checks the parsers share), L{schema} (every key declared once: its check, doc, default
+and reload rule, from L{checks}, L{values}, L{events} and L{apprise_urls}), the section
+parsers (L{parse} for the top level, L{notify_section}, L{security}, L{cluster},
+L{nodecompat} for the Node tool's file), L{load} (reading the file: C{load_config}),
+L{reference} (the reference page, from the schema) and L{convert} (the Node tool's file
+as YAML).
 
 May import: inside the package, only downwards (load -> nodecompat -> parse -> sections ->
-model; model imports nothing of ours at run time). Outside it, only pure value types: the
-core's L{ocppproxy.core.forwarded.Network} and L{ocppproxy.core.upstream_auth.UpstreamAuth},
-and the notifier's event names and Apprise URL checks. This package re-exports only the
-model: re-exporting the loader here would make every importer of the settings types (the
-alert channels among them) load the parsers, which import those channels back.
+schema -> checks and values -> model; model imports nothing of ours at run time). Outside
+it, only the core's pure value types (L{ocppproxy.core.forwarded.Network},
+L{ocppproxy.core.upstream_auth.UpstreamAuth}): nothing above (tests/test_layers.py). The
+notifier takes its event keys and Apprise URL checks from here. This package re-exports
+only the model, so that importing the settings types loads no parser.
 """
 
 from .model import (

@@ -11,12 +11,11 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from .model import DEFAULT_OWNERSHIP_TTL, ClusterConfig, ConfigError, kind_of, refuse_unknown_keys
+from .schema import check, children
 
-CLUSTER_KEYS = ("redis_url", "instance", "ownership_ttl")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_KEYS = children("cluster")
 
 
 def cluster_config(value: Any, listen: str) -> ClusterConfig | None:
@@ -32,47 +31,15 @@ def cluster_config(value: Any, listen: str) -> ClusterConfig | None:
     refuse_unknown_keys("cluster", value, CLUSTER_KEYS)
     if value.get("redis_url") is None:
         raise ConfigError("cluster.redis_url", "is mandatory in a cluster section")
-    redis_url = _redis_url(value["redis_url"])
+    redis_url = check("cluster.redis_url", value["redis_url"])
     instance = value.get("instance")
     if instance is None:
         port = listen_port(listen)
         instance = socket.gethostname() if port is None else f"{socket.gethostname()}:{port}"
-    elif not isinstance(instance, str) or not instance.strip():
-        raise ConfigError("cluster.instance", f"must be a non-empty string, got {kind_of(instance)}")
-    elif any(ord(character) < 33 or ord(character) == 127 for character in instance):
-        raise ConfigError("cluster.instance", "must not contain spaces or control characters")
-    ttl = value.get("ownership_ttl", DEFAULT_OWNERSHIP_TTL)
-    if isinstance(ttl, bool) or not isinstance(ttl, int):
-        raise ConfigError("cluster.ownership_ttl", f"must be a whole number of seconds, got {kind_of(ttl)}")
-    if ttl < 3:
-        # Claims are refreshed every third of it, at most once a second.
-        raise ConfigError("cluster.ownership_ttl", f"must be at least 3, got {ttl}")
+    else:
+        instance = check("cluster.instance", instance)
+    ttl = check("cluster.ownership_ttl", value.get("ownership_ttl", DEFAULT_OWNERSHIP_TTL))
     return ClusterConfig(redis_url=redis_url, instance=instance, ownership_ttl=ttl)
-
-
-def _redis_url(value: Any) -> str:
-    key = "cluster.redis_url"
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(key, f"must be a redis://, rediss:// or unix:// URL, got {kind_of(value)}")
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise ConfigError(key, "is not a valid URL (check the port)") from None
-    if parts.scheme not in REDIS_SCHEMES:
-        raise ConfigError(key, "must be a redis://, rediss:// or unix:///path URL")
-    if parts.scheme == "unix":
-        if not parts.path.startswith("/"):
-            raise ConfigError(key, "a unix:// URL needs an absolute socket path (unix:///run/redis/redis.sock)")
-        return value
-    if not parts.hostname:
-        raise ConfigError(key, "has no host name")
-    if port == 0:
-        raise ConfigError(key, "port must not be 0")
-    database = parts.path.strip("/")
-    if database and not database.isdigit():
-        raise ConfigError(key, "the path must be a database number (redis://host:6379/0)")
-    return value
 
 
 def listen_port(listen: str) -> int | None:

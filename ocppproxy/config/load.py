@@ -23,11 +23,16 @@ def load_config(path: str) -> Config:
     A C{.json} file is read as JSON, anything else as YAML. The Node tool's
     C{config.json} (see L{ocppproxy.config.nodecompat.is_node_config}) is translated first.
     """
-    raw = _read_json(path) if path.lower().endswith(".json") else _read_yaml(path)
+    raw = read_document(path)
     base_dir = os.path.dirname(os.path.abspath(path))
     if nodecompat.is_node_config(raw, path):
         return nodecompat.config_from_node(raw, base_dir)
     return config_from_mapping(raw, base_dir)
+
+
+def read_document(path: str) -> Any:
+    """The parsed content of the file at C{path}: JSON for a C{.json} file, YAML otherwise; a L{ConfigError} if unreadable."""
+    return _read_json(path) if path.lower().endswith(".json") else _read_yaml(path)
 
 
 def _read_yaml(path: str) -> Any:

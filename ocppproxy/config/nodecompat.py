@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from email.utils import formataddr
 from typing import Any
 
-from ..notify.keys import EVENT_KEYS
+from .events import EVENT_KEYS
 from .model import Config, ConfigError
 from .parse import TOP_KEYS, config_from_mapping
 

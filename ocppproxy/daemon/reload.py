@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 
 from ..config.load import load_config
 from ..config.model import Config, ConfigError, NotifyConfig
+from ..config.schema import LIVE, LIVE_WHILE_PRESENT, config_fields
 from ..logs import proxy_logger, set_log_level
 from ..notify.channels import BuiltChannels, build_channels, channels_differ, read_station_names, station_names
 from ..notify.names import StationNames
@@ -29,10 +30,13 @@ from ..notify.service import NotifierService
 from ..wire.certificates import KeyMismatch
 from ..wire.tls_files import TLSFiles, TLSMaterial, files_for_reload, read_tls_files
 
-LIVE_SETTINGS = ("log_level", "client_names", "notify", "station_tls", "ca_file", "upstream_tls")
+_FIELDS = config_fields()
+
+LIVE_SETTINGS = tuple(name for name, setting in _FIELDS.items() if setting.reload in (LIVE, LIVE_WHILE_PRESENT))
 """
-The L{Config} fields a reload applies at once; every other change needs a restart (and
-so does adding or removing the C{station_tls} section: the listener is TLS or not).
+The L{Config} fields a reload applies at once, as the schema declares them; every other
+change needs a restart (and so does adding or removing a section declared live only
+while present, C{station_tls}: the listener is TLS or not).
 """
 
 MISMATCH_RETRY_DELAY = 5.0
@@ -41,19 +45,8 @@ Seconds before a reload that found a key not matching its certificate reads the 
 once more: renewal scripts often replace the certificate and the key one after the other.
 """
 
-_KEY_NAMES = {
-    "buffer_max_messages": "buffer.max_messages",
-    "keepalive_interval": "keepalive.interval",
-    "keepalive_timeout": "keepalive.timeout",
-    "max_stations": "limits.max_stations",
-    "max_handshakes": "limits.max_handshakes",
-    "max_handshakes_per_address": "limits.max_handshakes_per_address",
-    "max_write_buffer": "limits.max_write_buffer",
-    "stall_timeout": "limits.stall_timeout",
-    "max_frames_per_second": "limits.max_frames_per_second",
-    "frame_burst": "limits.frame_burst",
-    "max_connects_per_minute": "limits.max_connects_per_minute",
-}
+_KEY_NAMES = {name: setting.key for name, setting in _FIELDS.items() if setting.key != name}
+"""A L{Config} field's name as the file says it (C{limits.max_stations}), where they differ."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +83,7 @@ def compare_configs(old: Config, new: Config) -> ConfigChanges:
 
 
 def _applied_live(name: str, before, after) -> bool:
-    if name == "station_tls":
+    if _FIELDS[name].reload == LIVE_WHILE_PRESENT:
         return (before is None) == (after is None)
     return name in LIVE_SETTINGS
 

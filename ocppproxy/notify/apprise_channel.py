@@ -17,7 +17,6 @@ and texts from Apprise are cleared of every part of the URL.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 
@@ -26,44 +25,14 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from ..config.apprise_urls import quiet_apprise_logger as _quiet_apprise_logger
 from ..config.model import AppriseSettings
 from ..logs import proxy_logger
 from .alert import Alert, DeliveryError
 
-EXTRA = "ocppproxy[apprise]"
-"""The pip extra that installs Apprise."""
-
 _NOT_STARTED = object()
 # Parts of a URL shorter than this (ports, "json") are not worth hiding and would blank out words.
 _SHORTEST_SECRET = 4
-
-
-def apprise_missing() -> bool:
-    """Whether the C{apprise} library cannot be imported."""
-    try:
-        import apprise  # noqa: F401
-    except ImportError:
-        return True
-    return False
-
-
-def _quiet_apprise_logger() -> None:
-    """
-    Keep Apprise's own log records off stderr (Python's last-resort handler): each
-    notification's warnings come back in its result, and only scrubbed reach our log.
-    """
-    apprise_logger = logging.getLogger("apprise")
-    if not any(isinstance(handler, logging.NullHandler) for handler in apprise_logger.handlers):
-        apprise_logger.addHandler(logging.NullHandler())
-    apprise_logger.propagate = False
-
-
-def unsupported_urls(urls: tuple[str, ...]) -> list[int]:
-    """The positions of the URLs in C{urls} that Apprise does not accept (unknown scheme, missing token)."""
-    import apprise
-
-    _quiet_apprise_logger()
-    return [index for index, url in enumerate(urls) if apprise.Apprise.instantiate(url) is None]
 
 
 def url_scheme(url: str) -> str:
