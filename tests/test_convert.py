@@ -13,7 +13,7 @@ from ocppproxy.config.convert import convert, main
 from ocppproxy.config.load import load_config
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-NODE_TOOL = os.path.join(TESTS, "fixtures", "node-tool")
+NODE_TOOL = os.path.join(TESTS, "fixtures", "node-config")
 NODE_EXAMPLE = os.path.join(os.path.dirname(TESTS), "etc", "node-config.example.json")
 
 
@@ -36,11 +36,11 @@ class ConvertTests(SynchronousTestCase):
         self.assertEqual(load_config(yaml_path), load_config(json_path))
         return out.getvalue()
 
-    def test_node_tools_own_example(self):
-        """The Node tool's config.json (and its clientIdToHuman.json beside it) converts to an equal configuration."""
+    def test_node_tool_config(self):
+        """A config.json in the Node tool's format (its clientIdToHuman.json beside it) converts to an equal configuration."""
         directory = self.copy(*(os.path.join(NODE_TOOL, name) for name in ("config.json", "clientIdToHuman.json")))
         text = self.assertSameConfig(os.path.join(directory, "config.json"))
-        self.assertIn("primary_url: ws://ws1.ocpp.fr/\n", text)
+        self.assertIn("primary_url: ws://csms-a.example.com/ocpp/\n", text)
         self.assertIn("client_names: clientIdToHuman.json\n", text)
         config = load_config(os.path.join(directory, "ocppproxy.yaml"))
         self.assertEqual(config.client_names, os.path.join(directory, "clientIdToHuman.json"))
