@@ -82,7 +82,7 @@ class OfflineMemoryTests(SynchronousTestCase):
         self.assertEqual(list(fleet.activity.departed), ["CP_2", "CP_3", "CP_4"])
 
     def test_forgotten_after_a_day_unless_named(self):
-        """Stations gone a day are forgotten when the list is read, except those named in client_names."""
+        """Stations gone a day are forgotten by the sweep, except those named in client_names."""
         fleet = Fleet()
         for station_id in ("CP_OLD", "CP_NAMED", "CP_RECENT"):
             fleet.connect(station_id)
@@ -245,8 +245,8 @@ class NotifierReportsTests(SynchronousTestCase):
             {"email": lambda alert: pending_email, "pushover": lambda alert: fail(DeliveryError("HTTP 400", False))},
             {},
             links_connected=lambda upstream: 0,
+            alert_observer=(recent := RecentAlerts(clock)),
         )
-        recent = notifier.alert_observer = RecentAlerts(clock)
         notifier.station_connected("CP_1", "peer")
         (entry,) = recent.recent
         self.assertEqual((entry.alert.key, entry.alert.station_id), ("connected_to_proxy", "CP_1"))
