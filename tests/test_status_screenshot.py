@@ -173,7 +173,12 @@ class BrowserTests(TestCase):
         self.chromium = find_chromium()
         proxy, activity, names, alerts = made_up_fleet(count)
         service = StatusService(
-            "tcp:port=0:interface=127.0.0.1", reactor, proxy, activity, SimpleNamespace(names=names, queues={}), alerts=alerts
+            "tcp:port=0:interface=127.0.0.1",
+            reactor,
+            proxy,
+            activity,
+            SimpleNamespace(names=names, queues={}),
+            alerts=alerts,
         )
         service.startService()
         self.addCleanup(service.stopService)

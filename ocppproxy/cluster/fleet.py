@@ -59,7 +59,8 @@ return 1
 """
 
 # Drop the entries older than ARGV[2] (a time) whose station holds no claim (ARGV[1] is the claims' key
-# prefix). With ARGV[3] == 'read', drop nothing (reading the status page changes nothing) but return every claim and every entry kept, as one JSON text:
+# prefix). With ARGV[3] == 'read', drop nothing (reading the status page changes nothing), and return
+# every claim and every entry not that old, as one JSON text:
 # [[station, claim, ...], [station, entry, ...]] (one string parses in C: thousands of bulk replies would
 # be parsed by txredisapi in Python, on the reactor thread). The claims are found with SCAN: a station
 # without an entry (its instance has no status page, or its write was lost) is still seen connected.

@@ -15,7 +15,9 @@ from ..logs import proxy_logger
 
 _log = proxy_logger(__name__)
 
-_EVENTS = tuple(name for name in vars(ProxyObserver) if not name.startswith("_") and callable(getattr(ProxyObserver, name)))
+_EVENTS = tuple(
+    name for name in vars(ProxyObserver) if not name.startswith("_") and callable(getattr(ProxyObserver, name))
+)
 """The methods of L{ProxyObserver}, one per event."""
 
 

@@ -15,7 +15,15 @@ from twisted.logger import LogLevel
 
 from ..config.model import Config
 from ..core.effects import STATION, Close, Effect, Log, Send, Timer
-from ..core.observer import FROM_STATION, FROM_UPSTREAM, TO_STATION, FrameRecorder, ProxyEvent, ProxyObserver, event_name
+from ..core.observer import (
+    FROM_STATION,
+    FROM_UPSTREAM,
+    TO_STATION,
+    FrameRecorder,
+    ProxyEvent,
+    ProxyObserver,
+    event_name,
+)
 from ..core.redact import Redactor
 from ..core.rates import TokenBucket
 from ..core.routing import PRIMARY, StationRelay
