@@ -45,6 +45,7 @@ from twisted.test.iosim import FakeTransport, IOPump, connect
 from txaio.tx import Logger as TxaioLogger
 
 from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.relay.observers import Observers
 from ocppproxy.relay.proxy import ProxyService
 
 from .memory import ResolvingMemoryReactor
@@ -251,12 +252,20 @@ def websocket_request(path: str, protocols: str | None = None) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+class _FrameLog:
+    """A frame observer calling C{record} (see L{ocppproxy.core.observer.FrameObserver})."""
+
+    def __init__(self, record) -> None:
+        self.frame_crossed = record
+
+
 class RelayHarness:
     """
     The real proxy service between in-memory stations and central systems, for C{testcase}
     (a SynchronousTestCase). C{settings} are configuration keys, as in the YAML file; the
     primary listens on 127.0.0.1:9001 and, with C{secondary}, the secondary on 9002, both
-    choosing from C{subprotocols} in their order; C{recorder} is the proxy's frame recorder.
+    choosing from C{subprotocols} in their order; C{recorder} sees the frames crossing the wire
+    (as a frame observer's C{frame_crossed}).
     C{log_lines} holds every log line formatted. Reconnects back off from 0.5 s (factor 2,
     at most 4 s, 3 attempts) unless C{reconnect} says otherwise.
     """
@@ -285,7 +294,8 @@ class RelayHarness:
             raw["secondary_url"] = f"ws://127.0.0.1:{SECONDARY_PORT}/ocpp/"
             self._centrals[SECONDARY_PORT] = self.secondary
         raw.update(settings)
-        self.proxy = ProxyService(config_from_mapping(raw), self.clock, recorder=recorder)
+        observer = None if recorder is None else Observers(_FrameLog(recorder))
+        self.proxy = ProxyService(config_from_mapping(raw), self.clock, observer=observer)
         self._pumps: list[IOPump] = []
         self._peer_port = 40000
         self.proxy.startService()

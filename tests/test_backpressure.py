@@ -331,7 +331,7 @@ class StationStallTests(SynchronousTestCase):
         self.limits = WriteLimits(self.clock, LIMIT, 5.0)
         self.protocol = StationProtocolStandIn()
         self.session = StationSession(
-            "CP_1", self.protocol, self.clock, lambda session: None, Silent(), None, self.limits
+            "CP_1", self.protocol, self.clock, lambda session: None, Silent(), self.limits
         )
         self.session.links = {"primary": LinkStandIn(), "secondary": LinkStandIn()}
         self.session.relay = StationRelay(

@@ -69,11 +69,11 @@ class Instance:
             self.alerts.append(alert)
             return succeed(None)
 
+        sharing = ClusterAlerts(self.cluster, clock)
+        sharing.setServiceParent(self.cluster)
         self.notifier = NotifierService(
-            settings, StationNames({}), clock, {"test": channel}, {"primary": PRIMARY_URL}, lambda _: 0
+            settings, StationNames({}), clock, {"test": channel}, {"primary": PRIMARY_URL}, lambda _: 0, sharing=sharing
         )
-        self.notifier.sharing = ClusterAlerts(self.cluster, clock)
-        self.notifier.sharing.setServiceParent(self.cluster)
         self.cluster.startService()
         self.notifier.startService()
         test.addCleanup(lambda: self.cluster.running and self.cluster.stopService())

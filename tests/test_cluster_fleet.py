@@ -111,7 +111,10 @@ class FleetRecordTests(ProxyTestCase):
 
     @async_test
     async def test_entries_older_than_a_day_are_pruned_unless_held(self):
-        """A read drops the stations that left more than a day ago, except one that an instance holds."""
+        """
+        A read leaves out the stations that left more than a day ago, except one that an instance
+        holds, and deletes nothing (reading the status page changes nothing); the prune deletes them.
+        """
         await self.asyncSetUp()
         a = await self.instance("proxy-a")
         old = f"{time.time() - FORGET_AFTER - 60:.3f}"
@@ -123,7 +126,18 @@ class FleetRecordTests(ProxyTestCase):
         view = await self.read(a)
         self.assertEqual(sorted(view.seen), ["HELD", "RECENT"])
         self.assertEqual(view.holders, {"HELD": "proxy-b"})
-        self.assertEqual(await self.redis.command("HEXISTS", FLEET_KEY, "OLD"), "0")
+        self.assertEqual(await self.redis.command("HEXISTS", FLEET_KEY, "OLD"), "1")
+        a.fleet._prune()  # what the fleet's periodic child calls every PRUNE_EVERY seconds
+        await self.until_gone("OLD")
+        self.assertEqual(await self.redis.command("HEXISTS", FLEET_KEY, "HELD"), "1")
+
+    async def until_gone(self, station_id: str) -> None:
+        """Wait (bounded) until the fleet record has no entry for C{station_id}."""
+        for _ in range(100):
+            if await self.redis.command("HEXISTS", FLEET_KEY, station_id) == "0":
+                return
+            await asyncio.sleep(0.02)
+        self.fail(f"{station_id} still in the fleet record")
 
     @async_test
     async def test_redis_away_fails_at_once(self):

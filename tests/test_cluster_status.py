@@ -27,7 +27,7 @@ from ocppproxy.status.metrics import ProxyCollector, metrics_registry
 from ocppproxy.status.service import StatusService
 from ocppproxy.status.snapshot import metrics_snapshot
 
-from .test_status import T0
+from .test_status import T0, no_notifier
 from .test_status_fleet import Fleet, ids
 
 
@@ -189,8 +189,9 @@ class ClusterStatusServiceTests(SynchronousTestCase):
         fleet = Fleet()
         fleet.proxy.ownership = SimpleNamespace(instance="proxy-a", redis_up=record is not None)
         fleet.connect("CP_HERE")
-        status = StatusService("tcp:0", fleet.clock, fleet.proxy, fleet.activity, StationNames({}))
-        status.cluster_fleet = record
+        status = StatusService(
+            "tcp:0", fleet.clock, fleet.proxy, fleet.activity, no_notifier(), cluster_fleet=record
+        )
         return status
 
     def get(self, status: StatusService, path: bytes) -> tuple[int, bytes]:
@@ -227,7 +228,7 @@ class ClusterStatusServiceTests(SynchronousTestCase):
     def test_a_single_instance_page_has_no_cluster_line(self):
         """Without a cluster the page and /stations are as they always were: answered at once, no cluster line."""
         fleet = Fleet()
-        status = StatusService("tcp:0", fleet.clock, fleet.proxy, fleet.activity, StationNames({}))
+        status = StatusService("tcp:0", fleet.clock, fleet.proxy, fleet.activity, no_notifier())
         request = DummyRequest([b""])
         page = status.site.resource.render(request)
         self.assertIn(b'id="meta"', page)

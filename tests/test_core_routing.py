@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.core.effects import Close, Event, Log, Send, Timer
+from ocppproxy.core.effects import Close, Log, Send, Timer
+from ocppproxy.core.observer import ProxyEvent
 from ocppproxy.core.ocppj import Frame, parse_frame
 from ocppproxy.core.redact import Redactor
 from ocppproxy.core.routing import StationRelay
@@ -83,15 +84,28 @@ def plain(effect):
         return ("log", effect.level, effect.text.format(**effect.fields))
     if isinstance(effect, Timer):
         return ("timer", effect.deadline)
-    assert isinstance(effect, Event), effect
+    assert isinstance(effect, ProxyEvent), effect
+    told = _Told()
+    effect.tell(told)
+    name, told_args = told.told
     args = []
-    for arg in effect.args:
+    for arg in told_args:
         if isinstance(arg, Frame):
             arg = f"{arg.kind_name} {arg.message_id}"
         elif isinstance(arg, bytes):
             arg = arg.decode()
         args.append(arg)
-    return ("event", effect.name, *args)
+    return ("event", name, *args)
+
+
+class _Told:
+    """Takes note of the one observer method an event calls, and its arguments."""
+
+    def __getattr__(self, name):
+        def method(*args):
+            self.told = (name, args)
+
+        return method
 
 
 def run_step(relay, step):

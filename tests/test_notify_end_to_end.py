@@ -23,6 +23,7 @@ from twisted.web.server import Site
 
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.daemon.tap import build_notifier
+from ocppproxy.relay.registry import StationSessions
 from ocppproxy.relay.proxy import ProxyService
 
 from .e2e import ProxyTestCase, async_test
@@ -113,9 +114,9 @@ class AlertTests(ProxyTestCase):
             },
             base_dir=directory,
         )
-        self.notifier = build_notifier(config, reactor)
-        self.proxy = ProxyService(config, reactor, observer=self.notifier)
-        self.notifier.links_connected = self.proxy.connected_links
+        sessions = StationSessions()
+        self.notifier = build_notifier(config, reactor, links_connected=sessions.connected_links)
+        self.proxy = ProxyService(config, reactor, observer=self.notifier, sessions=sessions)
         self.notifier.startService()
         self.proxy.startService()
         self.addCleanup(self._stop_all)

@@ -88,10 +88,16 @@ class SharedNotifierTests(SynchronousTestCase):
             self.alerts.append(alert)
             return succeed(None)
 
+        self.sharing = sharing if sharing is not None else ScriptedSharing()
         notifier = NotifierService(
-            settings, StationNames({}), self.clock, {"test": channel}, {"primary": PRIMARY_URL}, lambda _: 0
+            settings,
+            StationNames({}),
+            self.clock,
+            {"test": channel},
+            {"primary": PRIMARY_URL},
+            lambda _: 0,
+            sharing=self.sharing,
         )
-        self.sharing = notifier.sharing = sharing if sharing is not None else ScriptedSharing()
         notifier.startService()
         self.addCleanup(notifier.stopService)
         return notifier

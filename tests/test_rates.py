@@ -111,7 +111,7 @@ class StationThrottleTests(SynchronousTestCase):
         self.limits = StationLimits(self.clock, max_frames_per_second=20, frame_burst=10)
         self.write_limits = WriteLimits(self.clock, LIMIT, 5.0)
         self.session = StationSession(
-            "CP_1", self.protocol, self.clock, lambda session: None, Silent(), None, self.write_limits,
+            "CP_1", self.protocol, self.clock, lambda session: None, Silent(), self.write_limits,
             limits=self.limits,
         )
         self.session.links = {"primary": LinkStandIn()}

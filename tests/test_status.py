@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
+from types import SimpleNamespace
 
 import treq
 from prometheus_client import generate_latest
@@ -28,6 +29,11 @@ from ocppproxy.wire.limits import StationLimits
 from ocppproxy.wire.tls_files import TLSFiles, TLSMaterial
 
 T0 = 1_800_000_000.0
+
+
+def no_notifier(names: StationNames | None = None) -> SimpleNamespace:
+    """What the status service reads of the notifier: the station names, and no alert queues."""
+    return SimpleNamespace(names=names if names is not None else StationNames({}), queues={})
 
 
 def frame(text: str):
@@ -234,13 +240,13 @@ class SnapshotTests(SynchronousTestCase):
         self.assertEqual(proxy.write_limits.stalls["secondary"], 2)
 
     def test_names_followed_after_a_reload(self):
-        """Given the names as a function (as tap does), the list shows the names a reload put in place."""
+        """Given the notifier (as tap does), the list shows the names a reload put in place."""
         activity = StationActivity(Clock())
         activity.station_connected("CP_1", "")
-        current = {"names": StationNames({"CP_1": "Old name"})}
-        service = StatusService("tcp:port=0", Clock(), busy_proxy(), activity, lambda: current["names"])
+        notifier = SimpleNamespace(names=StationNames({"CP_1": "Old name"}), queues={})
+        service = StatusService("tcp:port=0", Clock(), busy_proxy(), activity, notifier)
         self.assertEqual(service.stations()["stations"][0]["name"], "Old name")
-        current["names"] = StationNames({"CP_1": "New name"})
+        notifier.names = StationNames({"CP_1": "New name"})
         self.assertEqual(service.stations()["stations"][0]["name"], "New name")
 
     def test_metrics_snapshot_counts_link_states(self):
@@ -312,7 +318,7 @@ class StatusServiceTests(TestCase):
         activity.station_frame(
             "CP_1", frame('[2,"1","StatusNotification",{"connectorId":1,"status":"Charging","errorCode":"NoError"}]')
         )
-        self.service = StatusService("tcp:port=0:interface=127.0.0.1", reactor, proxy, activity, StationNames({}))
+        self.service = StatusService("tcp:port=0:interface=127.0.0.1", reactor, proxy, activity, no_notifier())
         self.service.startService()
         self.addCleanup(self.service.stopService)
         port = await self.service.listening
@@ -388,7 +394,7 @@ class ListenProblemTests(TestCase):
         lines = []
         globalLogPublisher.addObserver(lines.append)
         self.addCleanup(globalLogPublisher.removeObserver, lines.append)
-        service = StatusService("nonsense:port=1", reactor, FakeProxy({}), StationActivity(reactor), StationNames({}))
+        service = StatusService("nonsense:port=1", reactor, FakeProxy({}), StationActivity(reactor), no_notifier())
         service.startService()
         self.assertTrue(service.listening.called)
         self.assertIsNone(self.successResultOf(service.stopService()))

@@ -15,6 +15,8 @@ from ocpp.v16 import call
 from ocpp.v16.enums import ChargePointErrorCode, ChargePointStatus
 from twisted.internet.defer import Deferred
 
+from ocppproxy.relay.observers import frame_recorder
+
 from .e2e import ProxyTestCase, async_test
 from .peers import CentralSystem, connect_station
 
@@ -132,8 +134,8 @@ class StatusEndToEndTests(ProxyTestCase):
 
     @async_test
     async def test_off_by_default(self):
-        """Without status and traffic_log the proxy has only the notifier as observer and no recorder."""
+        """Without status and traffic_log the proxy has only the notifier as observer and nothing records frames."""
         await self.start()
         self.assertEqual(sorted(service.name for service in self.services), ["notifier", "proxy"])
-        self.assertIsNone(self.proxy.recorder)
-        self.assertIs(self.proxy.observer, self.services.getServiceNamed("notifier"))
+        self.assertIsNone(frame_recorder(self.proxy.observer))
+        self.assertEqual(self.proxy.observer.observers, [self.services.getServiceNamed("notifier")])

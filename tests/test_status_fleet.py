@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -18,8 +19,9 @@ from ocppproxy.status.activity import FORGET_AFTER, StationActivity
 from ocppproxy.status.alerts import RECENT_LIMIT, RecentAlerts, alerts_document
 from ocppproxy.status.fleet import QueryError, StationQuery, fleet_listing, parse_query
 from ocppproxy.status.page import render_page
+from ocppproxy.status.service import FORGET_EVERY, StatusService
 
-from .test_status import T0, FakeLink, FakeProxy, FakeSession
+from .test_status import T0, FakeLink, FakeProxy, FakeSession, no_notifier
 
 
 def status(activity: StationActivity, station_id: str, *statuses: str) -> None:
@@ -82,7 +84,7 @@ class OfflineMemoryTests(SynchronousTestCase):
         self.assertEqual(list(fleet.activity.departed), ["CP_2", "CP_3", "CP_4"])
 
     def test_forgotten_after_a_day_unless_named(self):
-        """Stations gone a day are forgotten when the list is read, except those named in client_names."""
+        """Stations gone a day are forgotten by the sweep, except those named in client_names."""
         fleet = Fleet()
         for station_id in ("CP_OLD", "CP_NAMED", "CP_RECENT"):
             fleet.connect(station_id)
@@ -245,8 +247,8 @@ class NotifierReportsTests(SynchronousTestCase):
             {"email": lambda alert: pending_email, "pushover": lambda alert: fail(DeliveryError("HTTP 400", False))},
             {},
             links_connected=lambda upstream: 0,
+            alert_observer=(recent := RecentAlerts(clock)),
         )
-        recent = notifier.alert_observer = RecentAlerts(clock)
         notifier.station_connected("CP_1", "peer")
         (entry,) = recent.recent
         self.assertEqual((entry.alert.key, entry.alert.station_id), ("connected_to_proxy", "CP_1"))
@@ -285,3 +287,45 @@ class PageTests(SynchronousTestCase):
         data = page.split('<script id="data" type="application/json">')[1].split("</script>")[0]
         self.assertEqual(json.loads(data)["stations"]["stations"][0]["name"], names["CP_1"])
         self.assertIn('<meta name="viewport" content="width=device-width, initial-scale=1">', page)
+
+
+class ReadingChangesNothingTests(SynchronousTestCase):
+    """Reading the page or /stations never changes state; the stations gone too long go by a periodic sweep."""
+
+    def service(self, fleet: Fleet, named=()) -> StatusService:
+        names = StationNames({station_id: station_id for station_id in named})
+        return StatusService("tcp:0", fleet.clock, fleet.proxy, fleet.activity, no_notifier(names))
+
+    def gone_a_day(self) -> Fleet:
+        fleet = Fleet()
+        for station_id in ("CP_OLD", "CP_NAMED"):
+            fleet.connect(station_id)
+            fleet.leave(station_id)
+        fleet.clock.advance(FORGET_AFTER + 1)
+        return fleet
+
+    def test_reading_forgets_nothing(self):
+        """A station gone a day is still listed however often the list is read, while the sweep has not run."""
+        fleet = self.gone_a_day()
+        status = self.service(fleet, named=["CP_NAMED"])
+        for _ in range(3):
+            listed = [entry["id"] for entry in status.stations()["stations"]]
+        self.assertEqual(sorted(listed), ["CP_NAMED", "CP_OLD"])
+        self.assertEqual(sorted(fleet.activity.departed), ["CP_NAMED", "CP_OLD"])
+
+    def test_periodic_sweep_forgets_the_stations_gone_too_long(self):
+        """Once running, the status service's sweep (a TimerService child) forgets them, named ones kept."""
+        fleet = self.gone_a_day()
+        status = self.service(fleet, named=["CP_NAMED"])
+        forget = status.getServiceNamed("forget")
+        self.assertIsInstance(forget, TimerService)
+        forget.startService()
+        self.addCleanup(forget.stopService)
+        self.assertEqual(sorted(fleet.activity.departed), ["CP_NAMED", "CP_OLD"])  # one interval after start
+        fleet.clock.advance(FORGET_EVERY)
+        self.assertEqual(list(fleet.activity.departed), ["CP_NAMED"])
+
+    def test_listener_is_a_stream_server_endpoint_service(self):
+        """The page listens through a StreamServerEndpointService child, as the proxy does."""
+        status = self.service(Fleet())
+        self.assertIsInstance(status.getServiceNamed("listener"), StreamServerEndpointService)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import treq
@@ -171,7 +172,14 @@ class BrowserTests(TestCase):
     async def serve(self, count: int) -> str:
         self.chromium = find_chromium()
         proxy, activity, names, alerts = made_up_fleet(count)
-        service = StatusService("tcp:port=0:interface=127.0.0.1", reactor, proxy, activity, names, alerts=alerts)
+        service = StatusService(
+            "tcp:port=0:interface=127.0.0.1",
+            reactor,
+            proxy,
+            activity,
+            SimpleNamespace(names=names, queues={}),
+            alerts=alerts,
+        )
         service.startService()
         self.addCleanup(service.stopService)
         port = await service.listening

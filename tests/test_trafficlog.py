@@ -105,8 +105,8 @@ class TrafficLogTests(TestCase):
     async def test_frames_are_written_by_flush(self):
         """Recording touches no file; a flush writes every frame in order."""
         log = self.make_log()
-        log.record("CP_1", "from_station", None, b'[2,"1","Heartbeat",{}]')
-        log.record("CP_1", "to_upstream", "secondary", b'[2,"1","Heartbeat",{}]')
+        log.frame_crossed("CP_1", "from_station", None, b'[2,"1","Heartbeat",{}]')
+        log.frame_crossed("CP_1", "to_upstream", "secondary", b'[2,"1","Heartbeat",{}]')
         self.assertFalse(os.path.exists(self.path()))
         await log.flush()
         lines = read_lines(self.path())
@@ -122,7 +122,7 @@ class TrafficLogTests(TestCase):
     async def test_the_timer_writes_waiting_lines(self):
         """Lines are written flush_delay seconds after the first one waiting, without a flush."""
         log = self.make_log(flush_delay=0.5)
-        log.record("CP_1", "from_station", None, b"[]")
+        log.frame_crossed("CP_1", "from_station", None, b"[]")
         self.clock.advance(0.5)
         await log.flush()
         self.assertEqual(len(read_lines(self.path())), 1)
@@ -131,11 +131,11 @@ class TrafficLogTests(TestCase):
     async def test_rotation_by_utc_day_of_each_line(self):
         """A line goes to the file of its own UTC day, even when written in the same batch as the next day's."""
         log = self.make_log()
-        log.record("CP_1", "from_station", None, b'"day 1"')
+        log.frame_crossed("CP_1", "from_station", None, b'"day 1"')
         self.clock.advance(2)
-        log.record("CP_1", "from_station", None, b'"day 2, batch 1"')
+        log.frame_crossed("CP_1", "from_station", None, b'"day 2, batch 1"')
         await log.flush()
-        log.record("CP_1", "from_station", None, b'"day 2, batch 2"')
+        log.frame_crossed("CP_1", "from_station", None, b'"day 2, batch 2"')
         await log.flush()
         self.assertEqual(sorted(os.listdir(self.directory)), [FILE_NAME, FILE_NAME + ".2030_1_1"])
         self.assertEqual([line["frame"] for line in read_lines(self.path(FILE_NAME + ".2030_1_1"))], ['"day 1"'])
@@ -144,10 +144,10 @@ class TrafficLogTests(TestCase):
     async def test_rotation_across_batches(self):
         """A later batch on a new day rotates the file written by an earlier one."""
         log = self.make_log()
-        log.record("CP_1", "from_station", None, b'"day 1"')
+        log.frame_crossed("CP_1", "from_station", None, b'"day 1"')
         await log.flush()
         self.clock.advance(86400)
-        log.record("CP_1", "from_station", None, b'"day 2"')
+        log.frame_crossed("CP_1", "from_station", None, b'"day 2"')
         await log.flush()
         self.assertEqual(read_lines(self.path(FILE_NAME + ".2030_1_1"))[0]["time"], "2030-01-01T23:59:59.000Z")
         self.assertEqual(read_lines(self.path())[0]["time"], "2030-01-02T23:59:59.000Z")
@@ -165,7 +165,7 @@ class TrafficLogTests(TestCase):
         globalLogPublisher.addObserver(observe)
         self.addCleanup(globalLogPublisher.removeObserver, observe)
         for number in range(5):
-            log.record("CP_1", "from_station", None, b"%d" % number)
+            log.frame_crossed("CP_1", "from_station", None, b"%d" % number)
         self.assertEqual(log.dropped, 3)
         self.assertEqual(len(warnings), 1)
         await log.flush()
@@ -174,10 +174,10 @@ class TrafficLogTests(TestCase):
     async def test_stop_flushes_closes_and_refuses_later_frames(self):
         """stopService writes what is waiting; frames after it are dropped, not written."""
         log = self.make_log()
-        log.record("CP_1", "to_station", None, b'[3,"1",{}]')
+        log.frame_crossed("CP_1", "to_station", None, b'[3,"1",{}]')
         await log.stopService()
         self.assertEqual(len(read_lines(self.path())), 1)
-        log.record("CP_1", "to_station", None, b'[3,"2",{}]')
+        log.frame_crossed("CP_1", "to_station", None, b'[3,"2",{}]')
         self.assertEqual(log.dropped, 1)
         self.assertFalse(log._pool.started)
 
@@ -191,11 +191,11 @@ class TrafficLogTests(TestCase):
         log = self.make_log()
         shutil.rmtree(self.directory)
         for _ in range(3):
-            log.record("CP_1", "from_station", None, b"[]")
+            log.frame_crossed("CP_1", "from_station", None, b"[]")
             await log.flush()
         self.assertEqual((log.written, log.failed), (0, 3))
         os.makedirs(self.directory)
-        log.record("CP_1", "from_station", None, b"[]")
+        log.frame_crossed("CP_1", "from_station", None, b"[]")
         await log.flush()
         self.assertEqual(log.written, 1)
         texts = [formatEvent(event) for event in messages if "traffic log:" in formatEvent(event)]
@@ -225,17 +225,17 @@ class TrafficLogTests(TestCase):
         self.clock = Clock()
         self.clock.advance(time.time())
         log = self.make_log()
-        log.record("CP_1", "from_station", None, b'[2,"a","Heartbeat",{}]')
+        log.frame_crossed("CP_1", "from_station", None, b'[2,"a","Heartbeat",{}]')
         await log.flush()
         disk.free = 40  # less than one line
         for number in range(3):
-            log.record("CP_1", "from_station", None, b'[2,"%d","Heartbeat",{}]' % number)
-            log.record("CP_1", "to_upstream", "primary", b'[2,"%d","Heartbeat",{}]' % number)
+            log.frame_crossed("CP_1", "from_station", None, b'[2,"%d","Heartbeat",{}]' % number)
+            log.frame_crossed("CP_1", "to_upstream", "primary", b'[2,"%d","Heartbeat",{}]' % number)
             await log.flush()
         self.assertEqual((log.written, log.failed), (1, 6))
         self.assertEqual([line["frame"] for line in read_lines(self.path())], ['[2,"a","Heartbeat",{}]'])
         disk.free = None
-        log.record("CP_1", "from_station", None, b'[2,"b","Heartbeat",{}]')
+        log.frame_crossed("CP_1", "from_station", None, b'[2,"b","Heartbeat",{}]')
         await log.flush()
         self.assertEqual((log.written, log.failed), (2, 6))
         frames = [line["frame"] for line in read_lines(self.path())]
@@ -250,7 +250,7 @@ class TrafficLogTests(TestCase):
         from ocppproxy.daemon.trafficlog import TrafficFile
 
         log = self.make_log()
-        log.record("CP_1", "from_station", None, b'"day 1"')
+        log.frame_crossed("CP_1", "from_station", None, b'"day 1"')
         await log.flush()
         self.clock.advance(2)
         opened = TrafficFile._openFile
@@ -259,10 +259,10 @@ class TrafficLogTests(TestCase):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
         self.patch(TrafficFile, "_openFile", disk_full)
-        log.record("CP_1", "from_station", None, b'"day 2, lost"')
+        log.frame_crossed("CP_1", "from_station", None, b'"day 2, lost"')
         await log.flush()
         self.patch(TrafficFile, "_openFile", opened)
-        log.record("CP_1", "from_station", None, b'"day 2"')
+        log.frame_crossed("CP_1", "from_station", None, b'"day 2"')
         await log.flush()
         self.assertEqual((log.written, log.failed), (2, 1))
         self.assertEqual([line["frame"] for line in read_lines(self.path())], ['"day 2"'])

@@ -31,11 +31,11 @@ import math
 from collections import OrderedDict
 from typing import Any
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.task import LoopingCall
 
 from ..logs import proxy_logger
+from ..periodic import Periodic
 from ..notify.sharing import Place, Status
 from .claims import KEY_PREFIX, Claim
 from .redis import RedisUnavailable
@@ -174,7 +174,7 @@ def _status(value: str) -> Status | None:
     return status[0], status[1], status[2]
 
 
-class ClusterAlerts(Service):
+class ClusterAlerts(MultiService):
     """
     L{ocppproxy.notify.sharing.AlertSharing} on the Redis of C{cluster} (a
     L{ocppproxy.cluster.service.ClusterService}, whose claim announcements it hears).
@@ -186,6 +186,7 @@ class ClusterAlerts(Service):
     shared = True
 
     def __init__(self, cluster, clock, reply_wait: float = REPLY_WAIT) -> None:
+        super().__init__()
         self.instance = cluster.instance
         self._redis = cluster.redis
         self._clock = clock
@@ -196,18 +197,7 @@ class ClusterAlerts(Service):
         # (kind, subject) -> stations held back that Redis did not take: summarised here
         self._unshared: dict[tuple[str, str], set[str]] = {}
         cluster.claim_listeners.append(self._claim_heard)
-        self._refresher = LoopingCall(self._refresh_seen)
-        self._refresher.clock = clock
-
-    def startService(self) -> None:
-        super().startService()
-        self._refresher.start(SEEN_REFRESH, now=False)
-
-    def stopService(self):
-        """Stop refreshing the last-seen keys."""
-        if self._refresher.running:
-            self._refresher.stop()
-        return super().stopService()
+        Periodic(SEEN_REFRESH, self._refresh_seen, clock).setServiceParent(self)
 
     # --- AlertSharing
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.defer import TimeoutError as ReadTimeout
-from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from ..logs import proxy_logger
+from ..periodic import Periodic
 from .claims import KEY_PREFIX, ClaimError, parse_claim, station_key
 
 FLEET_KEY = KEY_PREFIX + "fleet"
@@ -59,7 +59,8 @@ return 1
 """
 
 # Drop the entries older than ARGV[2] (a time) whose station holds no claim (ARGV[1] is the claims' key
-# prefix). With ARGV[3] == 'read', return every claim and every entry kept, as one JSON text:
+# prefix). With ARGV[3] == 'read', drop nothing (reading the status page changes nothing), and return
+# every claim and every entry not that old, as one JSON text:
 # [[station, claim, ...], [station, entry, ...]] (one string parses in C: thousands of bulk replies would
 # be parsed by txredisapi in Python, on the reactor thread). The claims are found with SCAN: a station
 # without an entry (its instance has no status page, or its write was lost) is still seen connected.
@@ -87,7 +88,9 @@ for i = 1, #seen, 2 do
   local time = tonumber(string.match(entry, '^%S+ (%S+) '))
   local claimed = held[station] or (not reading and redis.call('EXISTS', prefix .. station) == 1)
   if time and time < cutoff and not claimed then
-    redis.call('HDEL', KEYS[1], station)
+    if not reading then
+      redis.call('HDEL', KEYS[1], station)
+    end
   elseif reading then
     entries[#entries + 1] = station
     entries[#entries + 1] = entry
@@ -182,7 +185,7 @@ def _first_of(reading: Deferred, timeout: float, clock) -> Deferred:
     return answer
 
 
-class ClusterFleet(Service):
+class ClusterFleet(MultiService):
     """
     This instance's part of the cluster's fleet record in Redis, through C{redis} (a
     L{ocppproxy.cluster.redis.RedisLink}): L{station_connected} and L{station_left} (called
@@ -196,26 +199,17 @@ class ClusterFleet(Service):
     _log = proxy_logger()
 
     def __init__(self, redis, clock, instance: str) -> None:
+        super().__init__()
         self._redis = redis
         self._clock = clock
         self.instance = instance
-        self._pruner = LoopingCall(self._prune)
-        self._pruner.clock = clock
+        Periodic(PRUNE_EVERY, self._prune, clock).setServiceParent(self)
         # Whether the last read failed for another reason than Redis being away (logged once until one succeeds).
         self._read_failing = False
         # What the last read found out of shape (logged when it changes, not every read).
         self._problems: list[str] = []
         # station id -> (event, time): what happened while Redis was away, oldest first.
         self._unsent: dict[str, tuple[str, float]] = {}
-
-    def startService(self) -> None:
-        super().startService()
-        self._pruner.start(PRUNE_EVERY, now=False)
-
-    def stopService(self):
-        if self._pruner.running:
-            self._pruner.stop()
-        return super().stopService()
 
     def station_connected(self, station_id: str) -> None:
         """C{station_id} is connected here (its first connection here opened)."""
@@ -259,7 +253,8 @@ class ClusterFleet(Service):
 
     def read(self, timeout: float) -> Deferred[ClusterFleetView]:
         """
-        The cluster's fleet now (pruning it on the way); fails with L{FleetReadError} at once
+        The cluster's fleet now (entries past C{FORGET_AFTER} left out: reading changes
+        nothing, the periodic prune deletes them); fails with L{FleetReadError} at once
         while Redis is away, and when Redis has not answered within C{timeout} seconds.
         """
         if not self._redis.up:

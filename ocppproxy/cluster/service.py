@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.application.service import MultiService
-from twisted.internet.task import LoopingCall
 
 from ..config.model import ClusterConfig
 from ..core.transactions import TransactionStore
 from ..logs import proxy_logger
+from ..periodic import Periodic
 from .claims import (
     CLAIMS_CHANNEL,
     ORDER_KEY,
@@ -82,7 +82,7 @@ class ClusterService(MultiService):
     The proxy's ownership hook in cluster mode: L{station_connected} and
     L{station_ended} are called by the proxy; C{replace(session, instance)} is the
     proxy's way to close a session another instance replaced (see
-    L{ocppproxy.relay.proxy.ProxyService.close_replaced}). C{redis_up} says whether Redis is
+    L{ocppproxy.relay.registry.close_replaced}). C{redis_up} says whether Redis is
     reachable. Claims are refreshed every third of C{ownership_ttl}, all in a few
     batches, and written back each time Redis becomes reachable. A Redis command
     unanswered for C{reply_timeout} seconds counts as an outage.
@@ -111,8 +111,9 @@ class ClusterService(MultiService):
         # The cluster-wide record of stations seen, for the status page (written by its activity).
         self.fleet = ClusterFleet(self.redis, reactor, settings.instance)
         self.fleet.setServiceParent(self)
-        self._refresher = LoopingCall(self._refresh)
-        self._refresher.clock = reactor
+        refresh = Periodic(settings.ownership_ttl / 3, self._refresh, reactor)
+        refresh.setName("refresh")
+        refresh.setServiceParent(self)
         # The transaction ids for the secondary, once shared (L{share_transactions}).
         self.transactions: SharedTransactions | None = None
         # Called with each claim announced by any instance (the cluster's alerts hear where stations go).
@@ -134,13 +135,6 @@ class ClusterService(MultiService):
     def startService(self) -> None:
         super().startService()
         self._log.info("cluster: this is instance {instance}", instance=self.instance)
-        self._refresher.start(self._ttl / 3, now=False)
-
-    def stopService(self):
-        """Stop refreshing and close the Redis connections; fires when they are closed."""
-        if self._refresher.running:
-            self._refresher.stop()
-        return super().stopService()
 
     # --- what the proxy calls
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .observer import ProxyEvent
+
 STATION = "station"
 
 
@@ -29,14 +31,6 @@ class Close:
 
 
 @dataclass(slots=True)
-class Event:
-    """Tell the observer: call its method C{name} with C{args}."""
-
-    name: str
-    args: tuple[Any, ...]
-
-
-@dataclass(slots=True)
 class Log:
     """Log C{text} (a format string of C{fields}) at C{level}: "debug", "info", "warn" or "error"."""
 
@@ -52,4 +46,5 @@ class Timer:
     deadline: float | None
 
 
-Effect = Send | Close | Event | Log | Timer
+Effect = Send | Close | ProxyEvent | Log | Timer
+"""A L{ProxyEvent} (see L{ocppproxy.core.observer}): tell the observer."""

@@ -10,7 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from .answers import LATE, StationCallAnswers
-from .effects import STATION, Close, Effect, Event, Log, Send, Timer
+from .effects import STATION, Close, Effect, Log, Send, Timer
+from .observer import (
+    FailoverEnded,
+    FailoverStarted,
+    FrameDropped,
+    StationConnected,
+    StationDisconnected,
+    StationFrame,
+    UpstreamAttemptFailed,
+    UpstreamConnected,
+    UpstreamDisconnected,
+    UpstreamFrame,
+)
 from .ocppj import ANSWERS, CALL, Frame, FrameError, format_error_reply, parse_frame
 from .redact import Redactor
 from .station_calls import StationBoundCalls
@@ -84,7 +96,7 @@ class StationRelay:
         station = self.station_id
         return [
             Log("info", "station {station} connected from {peer}", {"station": station, "peer": peer}),
-            Event("station_connected", (station, peer)),
+            StationConnected(station, peer),
         ]
 
     def from_station(self, payload: bytes, now: float, binary: bool = False) -> list[Effect]:
@@ -124,7 +136,7 @@ class StationRelay:
                     effects.append(
                         Send(name, translator.to_secondary(frame, payload) if name == SECONDARY else payload)
                     )
-        effects.append(Event("station_frame", (station, frame, payload)))
+        effects.append(StationFrame(station, frame, payload))
         return effects
 
     def _log_relayed(self, effects: list[Effect], targets, payload: bytes) -> None:
@@ -177,7 +189,7 @@ class StationRelay:
             )
         ]
         if was_opened:
-            effects.append(Event("station_disconnected", (station, code, reason)))
+            effects.append(StationDisconnected(station, code, reason))
         effects.extend(self.closing(now))
         return effects
 
@@ -229,7 +241,7 @@ class StationRelay:
         else:
             effects = []
             self._log_not_relayed(effects, name, frame, f"{frame.kind_name} from a central system is not relayed")
-        effects.append(Event("upstream_frame", (station, name, frame, payload)))
+        effects.append(UpstreamFrame(station, name, frame, payload))
         return effects
 
     def _upstream_call(self, name: str, frame: Frame, payload: bytes, now: float) -> list[Effect]:
@@ -278,7 +290,7 @@ class StationRelay:
         if name == PRIMARY:
             self._primary_failed = False
             self._answers.primary_connected = True
-        effects: list[Effect] = [Event("upstream_connected", (self.station_id, name, self._urls[name]))]
+        effects: list[Effect] = [UpstreamConnected(self.station_id, name, self._urls[name])]
         self._update_failover(effects, now)
         return effects
 
@@ -291,7 +303,7 @@ class StationRelay:
             if self._failover:
                 for answer in self._answers.primary_lost(now):
                     effects.append(Send(STATION, answer))
-        effects.append(Event("upstream_disconnected", (self.station_id, name, self._urls[name], reason)))
+        effects.append(UpstreamDisconnected(self.station_id, name, self._urls[name], reason))
         self._update_failover(effects, now)
         self._close_if_no_upstream(effects)
         return effects
@@ -302,7 +314,7 @@ class StationRelay:
         if name == PRIMARY:
             self._primary_failed = True
             self._update_failover(effects, now)
-        effects.append(Event("upstream_attempt_failed", (self.station_id, name, self._urls[name], reason)))
+        effects.append(UpstreamAttemptFailed(self.station_id, name, self._urls[name], reason))
         return effects
 
     def upstream_gave_up(self, name: str) -> list[Effect]:
@@ -313,7 +325,7 @@ class StationRelay:
 
     def frame_dropped(self, name: str) -> list[Effect]:
         """The queue for C{name} was full: its oldest frame was dropped."""
-        return [Event("frame_dropped", (self.station_id, name))]
+        return [FrameDropped(self.station_id, name)]
 
     def _close_if_no_upstream(self, effects: list[Effect]) -> None:
         if not self._connected and not self._closing:
@@ -330,7 +342,7 @@ class StationRelay:
             effects.append(
                 Log("warn", "station {station}: primary away, the secondary answers (failover)", {"station": station})
             )
-            effects.append(Event("failover_started", (station,)))
+            effects.append(FailoverStarted(station))
         elif not active and self._failover_since is not None:
             duration = now - self._failover_since
             self._failover_since = None
@@ -341,4 +353,4 @@ class StationRelay:
                     {"station": station, "duration": duration},
                 )
             )
-            effects.append(Event("failover_ended", (station, duration)))
+            effects.append(FailoverEnded(station, duration))

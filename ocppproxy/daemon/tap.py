@@ -15,12 +15,15 @@ from twisted.python import usage
 
 from ..config.load import load_config
 from ..config.model import Config, ConfigError
+from ..core.observer import FrameObserver, ProxyObserver
 from ..core.redact import Redactor
 from ..logs import filter_twistd_observers, proxy_logger, set_log_level
 from ..notify.channels import build_channels, load_station_names
 from ..notify.service import NotifierService
+from ..notify.sharing import AlertSharing
 from ..relay.observers import Observers
 from ..relay.proxy import ProxyService
+from ..relay.registry import StationSessions, close_replaced
 from ..relay.service_tree import ServiceTree
 from ..status.activity import StationActivity
 from ..status.alerts import RecentAlerts
@@ -120,18 +123,25 @@ def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> Serv
     """
     A L{ServiceTree} (a MultiService that reports a child's failure to stop) with the
     named services C{notifier}, C{traffic_log} and C{status} (when configured),
-    C{proxy} and C{certificates} (the expiry watch, with station_tls or a wss://
-    upstream), started in that order. Without a status page and a traffic log, the proxy
-    has no observer but the notifier and no frame recorder; with them, each observer is
-    isolated from the others (see L{Observers}). C{tls} holds the TLS files read at
-    start-up; without it the proxy reads them.
+    C{cluster} (cluster mode), C{proxy} and C{certificates} (the expiry watch, with station_tls
+    or a wss:// upstream), started in that order. Each service gets what it talks to in
+    its constructor; nothing is set on one after it is built. The proxy's observers (the
+    notifier, the status page's activity, the traffic log) are isolated from each other
+    (see L{Observers}). C{tls} holds the TLS files read at start-up; without it the proxy
+    reads them.
     """
     top = ServiceTree()
     # One masker of secrets for every place a frame or a value from it is shown.
     redactor = Redactor(config.redact)
-    notifier = build_notifier(config, reactor, redactor)
-    notifier.setName("notifier")
+    cluster = sharing = None
+    if config.cluster is not None:
+        cluster, sharing = build_cluster(config, reactor)
+    # The proxy's sessions, built first: the notifier counts their open links.
+    sessions = StationSessions()
+    alerts = RecentAlerts(reactor) if config.status_listen else None
+    notifier = build_notifier(config, reactor, redactor, sessions.connected_links, alerts, sharing)
     notifier.setServiceParent(top)
+    observers: list[ProxyObserver | FrameObserver] = [notifier]
     traffic_log = None
     if config.traffic_log_directory:
         traffic_log = TrafficLog(
@@ -139,29 +149,37 @@ def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> Serv
         )
         traffic_log.setName("traffic_log")
         traffic_log.setServiceParent(top)
-    activity = StationActivity(reactor, redactor) if config.status_listen else None
-    observer = notifier if activity is None else Observers(notifier, activity)
-    recorder = traffic_log.record if traffic_log is not None else None
-    proxy = ProxyService(config, reactor, tls, observer=observer, recorder=recorder, redactor=redactor)
-    notifier.links_connected = proxy.connected_links
+        observers.append(traffic_log)
+    activity = None
+    if config.status_listen:
+        activity = StationActivity(reactor, redactor, fleet_record=cluster.fleet if cluster is not None else None)
+        observers.append(activity)
+    share_transactions = cluster.share_transactions if cluster is not None and config.secondary_url else None
+    proxy = ProxyService(
+        config,
+        reactor,
+        tls,
+        Observers(*observers),
+        redactor,
+        sessions=sessions,
+        ownership=cluster,
+        share_transactions=share_transactions,
+    )
     if activity is not None:
-        notifier.alert_observer = alerts = RecentAlerts(reactor)
         status = StatusService(
             config.status_listen,
             reactor,
             proxy,
             activity,
-            lambda: notifier.names,
-            lambda: notifier.queues,
+            notifier,
             traffic_log,
             alerts,
+            cluster_fleet=cluster.fleet if cluster is not None else None,
         )
         status.setName("status")
         status.setServiceParent(top)
-    if config.cluster is not None:
-        cluster = add_cluster(config, reactor, proxy, notifier, top)
-        if activity is not None:
-            status.cluster_fleet = activity.fleet_record = cluster.fleet
+    if cluster is not None:
+        cluster.setServiceParent(top)
     proxy.setName("proxy")
     proxy.setServiceParent(top)
     if config.station_tls is not None or any(url.startswith("wss:") for url in config.upstream_urls().values()):
@@ -171,38 +189,48 @@ def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> Serv
     return top
 
 
-def add_cluster(config: Config, reactor, proxy: ProxyService, notifier: NotifierService, top: ServiceTree):
+def build_cluster(config: Config, reactor):
     """
-    Cluster mode: the C{cluster} service, started before C{proxy}, the proxy's
-    ownership hook, with a secondary its transaction ids shared through Redis, and the
-    notifier's alerts shared through it (a child of C{cluster}); returns the service.
-    Imported only here: txredisapi imports the global reactor.
+    Cluster mode: the C{cluster} service (the proxy's ownership hook, and with a secondary
+    the keeper of its shared transaction ids) and the notifier's alert sharing through it
+    (a child of C{cluster}). Imported only here: txredisapi imports the global reactor.
     """
     from ..cluster.alerts import ClusterAlerts
     from ..cluster.service import ClusterService
 
-    cluster = ClusterService(config.cluster, reactor, proxy.close_replaced)
-    proxy.ownership = cluster
-    if config.secondary_url:
-        proxy.transactions = cluster.share_transactions(proxy.transactions)
+    cluster = ClusterService(config.cluster, reactor, close_replaced)
     cluster.setName("cluster")
-    cluster.setServiceParent(top)
-    notifier.sharing = ClusterAlerts(cluster, reactor)
-    notifier.sharing.setServiceParent(cluster)
-    return cluster
+    sharing = ClusterAlerts(cluster, reactor)
+    sharing.setServiceParent(cluster)
+    return cluster, sharing
 
 
-def build_notifier(config: Config, reactor, redactor: Redactor | None = None) -> NotifierService:
-    """The notifier with the channels the configuration enables; C{redactor} masks what its alerts quote."""
+def build_notifier(
+    config: Config,
+    reactor,
+    redactor: Redactor | None = None,
+    links_connected: Callable[[str], int] = lambda upstream: 0,
+    alerts: RecentAlerts | None = None,
+    sharing: AlertSharing | None = None,
+) -> NotifierService:
+    """
+    The C{notifier} with the channels the configuration enables; C{redactor} masks what its
+    alerts quote, C{links_connected} counts a central system's open links, C{alerts} hears
+    of each alert (the status page), C{sharing} shares them across a cluster.
+    """
     built = build_channels(config.notify, reactor)
-    return NotifierService(
+    notifier = NotifierService(
         config.notify,
         load_station_names(config.client_names),
         reactor,
         built.channels,
         config.upstream_urls(),
-        links_connected=lambda upstream: 0,
+        links_connected=links_connected,
         closers=built.closers,
         starters=built.starters,
         redactor=redactor,
+        alert_observer=alerts,
+        sharing=sharing,
     )
+    notifier.setName("notifier")
+    return notifier

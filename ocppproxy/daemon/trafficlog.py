@@ -104,8 +104,9 @@ def format_line(
 
 class TrafficLog(Service):
     """
-    Writes every frame it is given (see L{record}, a L{ocppproxy.core.observer.FrameRecorder})
-    to C{directory}/traffic.jsonl from its own thread.
+    A L{ocppproxy.core.observer.FrameObserver} among the proxy's observers: writes every
+    frame crossing the wire (see L{frame_crossed}) to C{directory}/traffic.jsonl from its
+    own thread.
 
     At most C{max_pending} lines wait for the writer; beyond that new frames are dropped
     and counted in C{dropped}. Lines are written C{flush_delay} seconds after the first
@@ -146,7 +147,7 @@ class TrafficLog(Service):
         self.dropped = 0
         self.failed = 0
 
-    def record(self, station_id: str, direction: str, upstream: str | None, payload: bytes) -> None:
+    def frame_crossed(self, station_id: str, direction: str, upstream: str | None, payload: bytes) -> None:
         """Take note of one frame; returns at once."""
         pending = self._pending
         if len(pending) >= self._max_pending or self._closed:

@@ -7,6 +7,7 @@ channel, so relaying never slows down for an alert.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Protocol
 from datetime import UTC, datetime
 
 from twisted.application.service import Service
@@ -31,6 +32,16 @@ _NOT_BURST_LIMITED = frozenset(("upstream_down", "failover_started", "failover_e
 _HELD_WHILE_LOADING = 100
 
 
+class AlertObserver(Protocol):
+    """Hears of each alert sent and of each channel's outcome (the status page's L{RecentAlerts})."""
+
+    def alert_sent(self, alert: Alert, channels: list[str]) -> None:
+        """C{alert} went to the queues of C{channels}."""
+
+    def alert_outcome(self, alert: Alert, channel: str, outcome: str) -> None:
+        """C{channel} delivered, gave up on or dropped C{alert}."""
+
+
 class NotifierService(Service):
     """
     Observes the proxy (see L{ocppproxy.core.observer.ProxyObserver}) and sends alerts.
@@ -48,11 +59,11 @@ class NotifierService(Service):
     L{ocppproxy.notify.policies}, one class per policy. What is kept per station is
     forgotten once the station has been gone for a day (L{policies.FORGET_AFTER}).
 
-    C{alert_observer}, if set (the status page sets it), hears C{alert_sent(alert,
+    C{alert_observer}, if given (the status page's L{RecentAlerts}), hears C{alert_sent(alert,
     channel names)} for each alert sent and C{alert_outcome(alert, channel, outcome)}
     as each channel delivers, gives up or drops it.
 
-    C{sharing} (L{ocppproxy.notify.sharing.AlertSharing}, set before start) makes the
+    C{sharing} (L{ocppproxy.notify.sharing.AlertSharing}, cluster mode's) makes the
     alerts the cluster's: upstream_down is sent by the one instance that claims it; a
     station that went to another instance within the flap window raises neither its
     disconnection there nor its connection here; a station's last statuses come from the
@@ -75,6 +86,8 @@ class NotifierService(Service):
         closers: list[Callable[[], object]] = (),
         starters: list[Callable[[], object]] = (),
         redactor: Redactor | None = None,
+        alert_observer: AlertObserver | None = None,
+        sharing: AlertSharing | None = None,
     ) -> None:
         self.settings = settings
         # Masks what alerts quote of frames (see StationTracker).
@@ -83,7 +96,6 @@ class NotifierService(Service):
         self._clock = clock
         self._enabled = settings.events
         self._upstream_urls = upstream_urls
-        self.links_connected = links_connected
         self._closers = list(closers)
         self._starters = list(starters)
         self.queues = self._queues(channels)
@@ -93,12 +105,12 @@ class NotifierService(Service):
         self._flaps = FlapDamping(clock, self._emit)
         self._bursts = BurstLimiter(clock, self._send, self._gather_held)
         self._silence = SilenceWatch(clock, self._emit)
-        self._down = UpstreamDownWatch(clock, lambda upstream: self.links_connected(upstream), self._report_down)
+        self._down = UpstreamDownWatch(clock, links_connected, self._report_down)
         self._failovers = FailoverBatches(clock, self._emit)
         self._departed = DepartedStations(clock, self._forget)
         self._stopping = False
-        self.alert_observer = None
-        self.sharing: AlertSharing = LocalOnly()
+        self.alert_observer = alert_observer
+        self.sharing: AlertSharing = sharing if sharing is not None else LocalOnly()
         # station id -> its frames waiting for the station's last statuses from the cluster
         self._loading: dict[str, list[tuple[str | None, Frame]]] = {}
 

@@ -11,14 +11,10 @@ from functools import partial
 from autobahn.websocket.types import ConnectionDeny
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, fail
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.python.failure import Failure
-from zope.interface import implementer
+from twisted.internet.defer import Deferred, DeferredList
 
 from ..config.model import Config
-from ..core.observer import FrameRecorder, NullObserver, ProxyObserver
+from ..core.observer import NullObserver, ProxyObserver
 from ..core.redact import Redactor
 from ..core.transactions import TransactionStore
 from ..logs import proxy_logger
@@ -30,7 +26,8 @@ from ..wire.station_tls import wrap_station_factory
 from ..wire.tls_files import TLSFiles, read_tls_files
 from ..wire.upstream import GOING_AWAY, UpstreamLink
 from .connection_options import upstream_headers, websocket_options
-from .observers import isolated_recorder
+from .listen import ListenEndpoint
+from .registry import Ownership, StationSessions, close_replaced
 from .service_tree import ServiceTree, first_failure, stop_children
 from .session import REPLACED, StationSession
 from .snapshot import ProxySnapshot, proxy_snapshot
@@ -54,15 +51,18 @@ class ProxyService(ServiceTree):
         reactor,
         tls: TLSFiles | None = None,
         observer: ProxyObserver | None = None,
-        recorder: FrameRecorder | None = None,
         redactor: Redactor | None = None,
+        *,
+        sessions: StationSessions | None = None,
+        ownership: Ownership | None = None,
+        share_transactions: Callable[[TransactionStore], TransactionStore] | None = None,
     ) -> None:
         super().__init__()
         # What log lines may quote of a frame: the secrets masked (see ocppproxy.core.redact).
         self.redactor = redactor or Redactor(config.redact)
+        # The notifier, the status page's activity, the traffic log (see Observers): each
+        # isolated from the others, so that a failing observer costs no relayed frame.
         self.observer: ProxyObserver = observer or NullObserver()
-        # A failing traffic log must not cost a relayed frame.
-        self.recorder = None if recorder is None else isolated_recorder(recorder)
         self.state_file: StateFile | None = None
         self.transactions = TransactionStore()
         if config.state_file:
@@ -78,6 +78,9 @@ class ProxyService(ServiceTree):
                     path=config.state_file,
                     skipped=skipped,
                 )
+        if share_transactions is not None:
+            # Cluster mode with a secondary: the ids are the cluster's, shared through Redis.
+            self.transactions = share_transactions(self.transactions)
         self._websocket_options = websocket_options(config)
         self.config = config
         self._reactor = reactor
@@ -86,8 +89,10 @@ class ProxyService(ServiceTree):
         # at each new connection: a reload swaps them (see TLSFiles). Read by the command
         # line already (see tap.Options); read here for other callers.
         self.tls = tls if tls is not None else TLSFiles(read_tls_files(config, reactor.seconds()))
-        self.sessions: dict[str, StationSession] = {}
-        self._all_sessions: set[StationSession] = set()
+        # Shared with whoever counts the open links (the notifier: see StationSessions).
+        self.registry = sessions if sessions is not None else StationSessions()
+        self.sessions: dict[str, StationSession] = self.registry.current
+        self._all_sessions: set[StationSession] = self.registry.every
         self.limits = StationLimits(
             reactor,
             config.max_stations,
@@ -105,7 +110,7 @@ class ProxyService(ServiceTree):
         self.listening: Deferred = Deferred()
         # Cluster mode's hook (ocppproxy.cluster.ClusterService): told when a station
         # connects and when a session ends; None on a single instance.
-        self.ownership = None
+        self.ownership = ownership
         factory = self.factory
         if config.station_tls is not None:
             factory = wrap_station_factory(self.factory, self.tls.station_context)
@@ -161,7 +166,6 @@ class ProxyService(ServiceTree):
             self._reactor,
             self._session_ended,
             self.observer,
-            self.recorder,
             self.write_limits,
             self.redactor,
             limits=self.limits,
@@ -190,7 +194,7 @@ class ProxyService(ServiceTree):
                 useragent,
                 tls=partial(self.tls.upstream, name),
                 websocket_options=self._websocket_options,
-                recorder=self.recorder,
+                recorder=session.recorder,
                 write_limits=self.write_limits,
             )
             for name, url in self.config.upstream_urls().items()
@@ -212,12 +216,7 @@ class ProxyService(ServiceTree):
 
     def connected_links(self, upstream: str) -> int:
         """How many stations have an open link to C{upstream} right now."""
-        count = 0
-        for session in self.sessions.values():
-            link = session.links.get(upstream)
-            if link is not None and link.connected:
-                count += 1
-        return count
+        return self.registry.connected_links(upstream)
 
     def _session_ended(self, session: StationSession) -> None:
         self._all_sessions.discard(session)
@@ -226,17 +225,7 @@ class ProxyService(ServiceTree):
         if self.ownership is not None:
             self.ownership.station_ended(session)
 
-    def close_replaced(self, session: StationSession, instance: str) -> None:
-        """
-        Cluster mode: a newer connection of this station is on C{instance}; close this one
-        with 4000 and its upstream links, as a local replacement does.
-        """
-        self._log.info(
-            "station {station}: new connection on instance {instance} replaces this one",
-            station=session.station_id,
-            instance=instance,
-        )
-        session.close(REPLACED, f"replaced by a new connection of the same station on {instance}")
+    close_replaced = staticmethod(close_replaced)
 
     def stopService(self) -> Deferred[None]:
         """
@@ -253,38 +242,3 @@ class ProxyService(ServiceTree):
         if self.state_file is not None:
             drained.addCallback(lambda _: self.state_file.flush())
         return DeferredList([listener_stopped, drained], consumeErrors=True).addCallback(first_failure)
-
-
-@implementer(IStreamServerEndpoint)
-class ListenEndpoint:
-    """
-    The C{listen} endpoint string, parsed only when listening starts, reporting the
-    outcome: C{listening(port)} or C{failed(failure)}. A failure is consumed (the
-    L{Deferred} from L{listen} then fires with None), so it is told once, by C{failed};
-    a C{systemd:} string naming no inherited socket is such a failure, not a crash.
-    """
-
-    def __init__(
-        self, reactor, description: str, listening: Callable[[object], None], failed: Callable[[Failure], None]
-    ) -> None:
-        self._reactor = reactor
-        self.description = description
-        self._listening = listening
-        self._failed = failed
-
-    def listen(self, factory) -> Deferred:
-        """Listen with C{factory}; fires with the port, or with None once a failure was reported."""
-        try:
-            endpoint = serverFromString(self._reactor, self.description)
-        except (IndexError, KeyError):
-            if not self.description.startswith("systemd:"):
-                raise
-            # Twisted's systemd: parser looks the inherited socket up in a list or by name.
-            listening = fail(ValueError("systemd passed no such socket (is the socket unit active?)"))
-        else:
-            listening = endpoint.listen(factory)
-        return listening.addCallbacks(self._report_port, self._failed)
-
-    def _report_port(self, port):
-        self._listening(port)
-        return port

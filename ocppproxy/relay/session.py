@@ -14,8 +14,16 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import LogLevel
 
 from ..config.model import Config
-from ..core.effects import STATION, Close, Effect, Event, Log, Send, Timer
-from ..core.observer import FROM_STATION, FROM_UPSTREAM, TO_STATION, FrameRecorder, ProxyObserver
+from ..core.effects import STATION, Close, Effect, Log, Send, Timer
+from ..core.observer import (
+    FROM_STATION,
+    FROM_UPSTREAM,
+    TO_STATION,
+    FrameRecorder,
+    ProxyEvent,
+    ProxyObserver,
+    event_name,
+)
 from ..core.redact import Redactor
 from ..core.rates import TokenBucket
 from ..core.routing import PRIMARY, StationRelay
@@ -25,6 +33,7 @@ from ..wire.backpressure import WriteBufferWatch, WriteLimits
 from ..wire.limits import StationLimits
 from ..wire.station import StationProtocol
 from ..wire.upstream import UpstreamLink
+from .observers import frame_recorder
 
 REPLACED = 4000
 NOT_READING = 1008
@@ -52,7 +61,6 @@ class StationSession:
         clock,
         on_ended: Callable[[StationSession], None],
         observer: ProxyObserver,
-        recorder: FrameRecorder | None = None,
         write_limits: WriteLimits | None = None,
         redactor: Redactor | None = None,
         *,
@@ -69,7 +77,8 @@ class StationSession:
         self._write_limits = write_limits or WriteLimits(clock)
         self._write_watch: WriteBufferWatch | None = None
         self._observer = observer
-        self._recorder = recorder
+        # The frames crossing the wire, for the observers that see them (the traffic log).
+        self.recorder: FrameRecorder | None = frame_recorder(observer)
         self.protocol = protocol
         self._clock = clock
         self._on_ended = on_ended
@@ -149,12 +158,14 @@ class StationSession:
 
         return outcome.addCallback(decide)
 
-    def _tell(self, event: str, *args) -> None:
+    def _tell(self, event: ProxyEvent) -> None:
         """Pass an event to the observer; its failures are logged, never relayed."""
         try:
-            getattr(self._observer, event)(*args)
+            event.tell(self._observer)
         except Exception:
-            self._log.failure("station {station}: observer failed on {event}", station=self.station_id, event=event)
+            self._log.failure(
+                "station {station}: observer failed on {event}", station=self.station_id, event=event_name(event)
+            )
 
     def _carry_out(self, effects: list[Effect]) -> None:
         """Do what the relay decided, in order."""
@@ -165,12 +176,12 @@ class StationSession:
                     self._to_station(effect.payload)
                 else:
                     self.links[effect.target].send(effect.payload)
-            elif kind is Event:
-                self._tell(effect.name, *effect.args)
-            elif kind is Log:
-                self._log.emit(_LEVELS[effect.level], effect.text, **effect.fields)
+            elif isinstance(effect, ProxyEvent):
+                self._tell(effect)
             elif kind is Timer:
                 self._schedule_expiry(effect.deadline)
+            elif kind is Log:
+                self._log.emit(_LEVELS[effect.level], effect.text, **effect.fields)
             elif kind is Close:
                 self.close(effect.code, effect.reason)
             else:
@@ -192,7 +203,7 @@ class StationSession:
             now = self._clock.seconds()
             if self._bucket.take(now) < 0.0 and not self._paused_by & THROTTLED:
                 self._throttle(now)
-            recorder = self._recorder
+            recorder = self.recorder
             if recorder is not None and not is_binary:
                 recorder(self.station_id, FROM_STATION, None, payload)
             self._carry_out(self.relay.from_station(payload, now, is_binary))
@@ -208,7 +219,7 @@ class StationSession:
         protocol = self.protocol
         if not self._closing and protocol.state == protocol.STATE_OPEN:
             protocol.sendMessage(payload, False)
-            recorder = self._recorder
+            recorder = self.recorder
             if recorder is not None:
                 recorder(self.station_id, TO_STATION, None, payload)
         elif debug_enabled():
@@ -333,7 +344,7 @@ class StationSession:
                     upstream=name,
                     frame=self._redactor.shorten(payload),
                 )
-            recorder = self._recorder
+            recorder = self.recorder
             if recorder is not None:
                 recorder(self.station_id, FROM_UPSTREAM, name, payload)
             self._carry_out(self.relay.from_upstream(name, payload, self._clock.seconds()))

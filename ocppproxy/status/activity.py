@@ -11,6 +11,7 @@ from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..core.observer import FROM_STATION, FROM_UPSTREAM
 from ..core.ocppj import ANSWERS, CALL, Frame
@@ -85,26 +86,36 @@ class LatencyHistogram:
         self.sum += seconds
 
 
+class FleetRecord(Protocol):
+    """Cluster mode's record of the stations seen (L{ocppproxy.cluster.fleet.ClusterFleet})."""
+
+    def station_connected(self, station_id: str) -> None:
+        """C{station_id}'s first connection here opened."""
+
+    def station_left(self, station_id: str) -> None:
+        """C{station_id}'s last connection here ended."""
+
+
 class StationActivity:
     """
     A L{ocppproxy.core.observer.ProxyObserver} keeping, per connected station, the last
     status of each connector and the time of its last frame; the same of the stations
     that left (C{departed}, oldest departure first, at most L{DEPARTED_LIMIT}; see
-    L{forget_departed}), telling C{fleet_record} (cluster mode) of arrivals and departures;
-    and, for the metrics:
+    L{forget_departed}, which the status service calls periodically), telling
+    C{fleet_record} (cluster mode) of arrivals and departures; and, for the metrics:
     frames by direction, message type and upstream (C{frames}, keyed by
     C{(direction, kind, upstream)} with the numeric OCPP message type), frames dropped
     from full queues by upstream, connection attempts by upstream and outcome, and
     C{latency}: seconds from relaying a station's CALL to handling the primary's answer.
     """
 
-    def __init__(self, clock, redactor: Redactor | None = None) -> None:
+    def __init__(self, clock, redactor: Redactor | None = None, fleet_record: FleetRecord | None = None) -> None:
         self._clock = clock
         # The operator's redact keys, masked in the statuses the page shows (a walk: only if named).
         self._redact = redactor.value if redactor is not None and redactor.keys else None
         # Cluster mode: the cluster's fleet record (ocppproxy.cluster.fleet.ClusterFleet), told when a
         # station is first connected here and when its last connection here ends.
-        self.fleet_record = None
+        self.fleet_record = fleet_record
         self.stations: dict[str, StationRecord] = {}
         self.departed: OrderedDict[str, StationRecord] = OrderedDict()
         self.frames: dict[tuple[str, int, str], int] = {}
@@ -138,8 +149,8 @@ class StationActivity:
     def forget_departed(self, keep: Callable[[str], bool]) -> None:
         """
         Forget the stations that left more than L{FORGET_AFTER} seconds ago, except those
-        C{keep} names (the ones in C{client_names}). Called when the list is read, not on
-        the relaying path; costs one look at each station kept beyond that age.
+        C{keep} names (the ones in C{client_names}). Called periodically, neither when the
+        list is read nor on the relaying path; costs one look at each station kept beyond that age.
         """
         cutoff = self._clock.seconds() - FORGET_AFTER
         forgotten = []

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from prometheus_client.twisted import MetricsResource
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.endpoints import serverFromString
-from twisted.python.failure import Failure
+from twisted.internet.defer import Deferred, succeed
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -20,6 +20,9 @@ from ..cluster.fleet import ClusterFleetView
 from ..logs import proxy_logger
 from ..notify.delivery import DeliveryQueue
 from ..notify.names import StationNames
+from ..periodic import Periodic
+from ..relay.listen import ListenEndpoint
+from ..relay.service_tree import ServiceTree
 from .activity import StationActivity
 from .alerts import RecentAlerts, alerts_document
 from .fleet import QueryError, StationQuery, fleet_listing, parse_query
@@ -30,6 +33,8 @@ from .snapshot import metrics_snapshot, nearest_certificate
 
 CLUSTER_READ_TIMEOUT = 1.0
 """Seconds a page or /stations waits for the cluster's record in Redis before answering with the local view."""
+FORGET_EVERY = 60.0
+"""Seconds between two sweeps of the stations gone too long (off the requests: reading the page changes nothing)."""
 
 _log = proxy_logger(__name__)
 
@@ -152,26 +157,37 @@ class StatusRoot(Resource):
         return _answer_later(request, self._status.read_stations(view), page)
 
 
-def _current(value):
-    """C{value}, or what it returns if it is a function: a reload may replace the notifier's names and queues."""
-    return value() if callable(value) else value
+class ClusterFleetReader(Protocol):
+    """The cluster's fleet record as the page reads it (L{ocppproxy.cluster.fleet.ClusterFleet})."""
+
+    def read(self, timeout: float) -> Deferred[ClusterFleetView]:
+        """The cluster's fleet now; fails when Redis is away or slower than C{timeout} seconds."""
 
 
-class StatusService(Service):
+class NotifierState(Protocol):
+    """What the page shows of the notifier, read at each request (a reload replaces both)."""
+
+    names: StationNames
+    queues: Mapping[str, DeliveryQueue]
+
+
+class StatusService(ServiceTree):
     """
-    Serves the status on C{listen} (a Twisted server endpoint string) while running.
+    Serves the status on C{listen} (a Twisted server endpoint string) while running: its
+    child C{listener} is a L{StreamServerEndpointService}, as the proxy's is.
 
     C{listening} fires with the port once listening. A port that cannot be bound is
     logged as an error (so is an endpoint string that does not parse) and the daemon
-    relays on without a status page. L{stopService}
-    closes the port; it fires when it is closed. C{alerts} is what the notifier reports
-    its alerts to (see L{RecentAlerts}); without it the page lists none.
+    relays on without a status page. L{stopService} closes the port; it fires when it is
+    closed. C{notifier} gives the station names and the alert queues; C{alerts} is what
+    the notifier reports its alerts to (see L{RecentAlerts}); without it the page lists
+    none. Reading the page changes nothing: the stations gone too long are forgotten
+    every L{FORGET_EVERY} seconds by the child C{forget}.
 
     In cluster mode, C{cluster_fleet} is the cluster's fleet record
-    (L{ocppproxy.cluster.fleet.ClusterFleet}, set once the cluster service exists): C{/}
-    and C{/stations} then read it (at most L{CLUSTER_READ_TIMEOUT} seconds) and show the
-    whole cluster's fleet, or this instance's, marked as the local view, when Redis
-    does not answer.
+    (L{ocppproxy.cluster.fleet.ClusterFleet}): C{/} and C{/stations} then read it (at
+    most L{CLUSTER_READ_TIMEOUT} seconds) and show the whole cluster's fleet, or this
+    instance's, marked as the local view, when Redis does not answer.
     """
 
     _log = proxy_logger()
@@ -182,24 +198,41 @@ class StatusService(Service):
         reactor,
         proxy,
         activity: StationActivity,
-        names: StationNames | Callable[[], StationNames],
-        alert_queues: Mapping[str, DeliveryQueue] | Callable[[], Mapping[str, DeliveryQueue]] | None = None,
+        notifier: NotifierState,
         traffic_log=None,
         alerts: RecentAlerts | None = None,
+        cluster_fleet: ClusterFleetReader | None = None,
     ) -> None:
+        super().__init__()
         self.listen = listen
-        self.clock = self._reactor = reactor
+        self.clock = reactor
         self.proxy = proxy
         self.activity = activity
-        self.names = names
-        self._alert_queues = alert_queues or {}
+        self._notifier = notifier
         self._traffic_log = traffic_log
         self.alert_log = alerts if alerts is not None else RecentAlerts(reactor)
         self.registry = metrics_registry(ProxyCollector(reactor, self.metrics_snapshot))
         self.site = _StatusSite(StatusRoot(self, MetricsResource(self.registry)))
-        self.cluster_fleet = None
-        self._port = None
+        self.cluster_fleet = cluster_fleet
         self.listening: Deferred = Deferred()
+        endpoint = ListenEndpoint(
+            reactor, listen, self._listening, self._listen_failed, parse_errors=(ValueError, KeyError, TypeError)
+        )
+        listener = StreamServerEndpointService(endpoint, self.site)
+        listener.setName("listener")
+        listener.setServiceParent(self)
+        forget = Periodic(FORGET_EVERY, self.forget_departed, reactor)
+        forget.setName("forget")
+        forget.setServiceParent(self)
+
+    @property
+    def names(self) -> StationNames:
+        """The station names in force (the notifier's: a reload may replace them)."""
+        return self._notifier.names
+
+    def forget_departed(self) -> None:
+        """Forget the stations gone too long, except those named (see L{StationActivity.forget_departed})."""
+        self.activity.forget_departed(self.names.station_ids().__contains__)
 
     def stations(
         self,
@@ -208,13 +241,12 @@ class StatusService(Service):
         local_because: str = "the cluster's record was not read",
     ) -> dict:
         """
-        The /stations document for C{query} (default: the first page of all); forgets
-        stations gone too long first. In cluster mode it names this instance, and is the
+        The /stations document for C{query} (default: the first page of all); changes
+        nothing. In cluster mode it names this instance, and is the
         cluster's view with C{cluster} (the record read from Redis); without it, the local
         view, C{cluster.reason} saying why (C{local_because}).
         """
-        names = _current(self.names)
-        self.activity.forget_departed(names.station_ids().__contains__)
+        names = self.names
         snapshot = self.proxy.snapshot()
         if snapshot.instance is None:
             cluster = None
@@ -244,25 +276,19 @@ class StatusService(Service):
 
     def alerts_sent(self) -> dict:
         """The /alerts document."""
-        return alerts_document(self.alert_log, _current(self.names), self.clock.seconds())
+        return alerts_document(self.alert_log, self.names, self.clock.seconds())
 
     def metrics_snapshot(self):
         """The numbers /metrics shows, read now (on the reactor thread)."""
         return metrics_snapshot(
-            self.proxy.snapshot(with_stations=False), self.activity, _current(self._alert_queues), self._traffic_log
+            self.proxy.snapshot(with_stations=False), self.activity, self._notifier.queues, self._traffic_log
         )
 
-    def startService(self) -> None:
-        super().startService()
-        try:
-            endpoint = serverFromString(self._reactor, self.listen)
-        except (ValueError, KeyError, TypeError) as error:
-            self._listen_failed(Failure(error))
-            return
-        endpoint.listen(self.site).addCallbacks(self._listening, self._listen_failed)
+    def privilegedStartService(self) -> None:
+        """Nothing yet: the page listens in L{startService}, as the proxy does."""
+        Service.privilegedStartService(self)
 
     def _listening(self, port) -> None:
-        self._port = port
         self._log.info("status page on {address}", address=port.getHost())
         self.listening.callback(port)
 
@@ -274,11 +300,3 @@ class StatusService(Service):
         )
         self.listening.errback(failure)
         self.listening.addErrback(lambda _: None)
-
-    def stopService(self) -> Deferred[None]:
-        """Stop listening; fires when the port is closed."""
-        super().stopService()
-        port, self._port = self._port, None
-        if port is None:
-            return succeed(None)
-        return maybeDeferred(port.stopListening).addCallback(lambda _: None)
