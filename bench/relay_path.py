@@ -21,6 +21,7 @@ from ocppproxy.core.observer import NullObserver
 from ocppproxy.core.routing import StationRelay
 from ocppproxy.core.transactions import TransactionStore
 from ocppproxy.relay.session import StationSession
+from ocppproxy.wire.limits import StationLimits
 
 CALL = b'[2,"19223201","Heartbeat",{}]'
 ANSWER = b'[3,"19223201",{"currentTime":"2026-12-03T08:00:00Z"}]'
@@ -32,6 +33,7 @@ class _Station:
     STATE_OPEN = 3
     state = 3
     peer = "tcp4:127.0.0.1:1"
+    transport = SimpleNamespace(pauseProducing=lambda: None, resumeProducing=lambda: None)
 
     def sendMessage(self, payload: bytes, isBinary: bool) -> None:
         pass
@@ -64,7 +66,10 @@ def core_round(names):
 
 
 def session_round(names):
-    session = StationSession("CP_1", _Station(), Clock(), lambda session: None, NullObserver())
+    clock = Clock()
+    # A closed loop far over limits.max_frames_per_second, which is not what this measures.
+    limits = StationLimits(clock, max_frames_per_second=1e9, frame_burst=10**9)
+    session = StationSession("CP_1", _Station(), clock, lambda session: None, NullObserver(), limits=limits)
     config = SimpleNamespace(handshake_timeout=10, pending_call_timeout=40.0, failover=False, upstream_calls={})
     session.attach({name: _Link(name) for name in names}, ["ocpp1.6"], config, TransactionStore())
     session.relay.use_subprotocol("ocpp1.6")
