@@ -74,7 +74,7 @@ class ProxyService(ServiceTree):
                 # JSON, but not what the proxy writes (edited by hand, another program's file).
                 self._log.warn(
                     "state file {path}: {skipped} entries not in the expected shape were skipped"
-                    " ({{station id: [[primary id, secondary id], ...]}})",
+                    " ({{station id: [[station's transaction id, {{upstream: its own id, ...}}], ...]}})",
                     path=config.state_file,
                     skipped=skipped,
                 )
