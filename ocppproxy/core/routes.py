@@ -44,6 +44,20 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamRules:
+    """
+    What the core needs of one named upstream: its C{url} (for events), the actions of the
+    CALLs it may send to stations (C{calls}; None: all, empty: none; others are answered
+    with SecurityError) and of the station CALLs and SENDs it gets (C{receives}; None:
+    all). Answers to its own CALLs always reach it.
+    """
+
+    url: str
+    calls: frozenset[str] | None = None
+    receives: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RouteRule:
     """One entry of C{routes}: the station ids and patterns it holds, and its route."""
 

@@ -1,25 +1,31 @@
 """
 The relaying rules for one station, as complete decisions: L{StationRelay} takes each
 frame (from the station or an upstream) and each link or timer event, and returns the
-ordered list of L{effects} that carry it out: what to send where, what to close, what to
-tell the observer, what to log. Pure: time is passed in, no I/O.
+ordered list of L{effects} that carry it out: what to send where, which links to open or
+close, what to tell the observer, what to log. Pure: time is passed in, no I/O.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 
 from .answers import LATE, StationCallAnswers
-from .effects import STATION, Close, Effect, Event, Log, Send, Timer
-from .ocppj import ANSWERS, CALL, Frame, FrameError, format_error_reply, parse_frame
+from .effects import STATION, Close, CloseLink, Effect, Event, Log, OpenLink, Send, Timer
+from .membership import JOINING, LEAVING, LIVE, Membership
+from .ocppj import ANSWERS, CALL, Frame, FrameError, call_error, format_error_reply, parse_frame
 from .redact import Redactor
+from .routes import Route, UpstreamRules
 from .station_calls import StationBoundCalls
-from .transactions import TransactionIdTranslator, TransactionStore
+from .transactions import START, STATION_ACTIONS, TransactionIdTranslator, TransactionStore
 
 PRIMARY = "primary"
 SECONDARY = "secondary"
 UNSUPPORTED_DATA = 1003
+SERVICE_RESTART = 1012
 TRY_AGAIN_LATER = 1013
+BOOT = "BootNotification"
+BACKLOG_LIMIT = 1000
 
 _UPSTREAM_CALL_FATES = {
     "sent": None,
@@ -30,23 +36,27 @@ _UPSTREAM_CALL_FATES = {
 
 class StationRelay:
     """
-    One station's relaying state and rules: station CALLs (and SENDs) go to every
-    upstream; only the primary's answers reach the station (with C{failover}, the
-    secondary's too while the primary is away: see L{StationCallAnswers}); upstream CALLs
-    reach the station one at a time (L{StationBoundCalls}) and the station's answer returns
-    to the upstream that asked; OCPP 1.6 transaction ids are translated for the secondary;
-    a station left with no connected upstream is closed with 1013.
+    One station's relaying state and rules. The station's C{route} names its primary and
+    its mirrors: station CALLs (and SENDs) go to each upstream whose C{receives} admits
+    their action; only the primary's answers reach the station (the failover mirror's too
+    while the primary is away: see L{StationCallAnswers}); upstream CALLs reach the station
+    one at a time (L{StationBoundCalls}) and the station's answer returns to the upstream
+    that asked; OCPP 1.6 transaction ids are translated for every upstream with ids of
+    its own (L{TransactionIdTranslator}); a station left with no connected upstream is
+    closed with 1013. L{change_route} moves a connected station to another route.
 
-    C{upstreams} maps each upstream's name to its URL (primary first). Every method
-    returns the effects to carry out, in order; L{Timer} effects say when to call
-    L{expire}. C{debug} says whether debug log lines are wanted (asked per frame, as the
-    level can change while running); C{redactor} masks what a log line quotes of a frame.
+    C{upstreams} maps each upstream's name to its URL, or to its L{UpstreamRules}. Without
+    a C{route}, the first is the primary and the others its mirrors, C{secondary} the
+    failover mirror if C{failover} (the shape of C{primary_url} / C{secondary_url}).
+    Every method returns the effects to carry out, in order; L{Timer} effects say when to
+    call L{expire}. C{debug} says whether debug log lines are wanted (asked per frame, as
+    the level can change while running); C{redactor} masks what a log line quotes of a frame.
     """
 
     def __init__(
         self,
         station_id: str,
-        upstreams: Mapping[str, str],
+        upstreams: Mapping[str, str | UpstreamRules],
         transactions: TransactionStore | None = None,
         pending_timeout: float = 40.0,
         pending_limit: int = 1000,
@@ -54,14 +64,27 @@ class StationRelay:
         call_policies: Mapping[str, frozenset | None] = {},
         debug: Callable[[], bool] = lambda: False,
         redactor: Redactor | None = None,
+        *,
+        route: Route | None = None,
     ) -> None:
         self.station_id = station_id
-        self._urls = dict(upstreams)
-        self._names = tuple(upstreams)
+        if route is None:
+            names = tuple(upstreams)
+            route = Route(names[0], names[1:], SECONDARY if failover and SECONDARY in names[1:] else None)
+        self._route = route
+        # The route waiting for its new primary's link (None: no change under way), and
+        # the names of every upstream the configuration still defines (None: unknown).
+        self._pending: Route | None = None
+        self._known: frozenset[str] | None = None
+        self._pending_timeout = pending_timeout
         self._transactions = transactions
-        self._failover = failover and SECONDARY in self._urls
         self._station_calls = StationBoundCalls(pending_timeout, policies=call_policies)
-        self._answers = StationCallAnswers(pending_timeout, pending_limit, self._failover)
+        self._answers = StationCallAnswers(pending_timeout, pending_limit, route.failover, route.primary)
+        self._urls: dict[str, str] = {}
+        receives: dict[str, frozenset | None] = {}
+        for name, rules in upstreams.items():
+            self._urls[name], receives[name] = self._rules(name, rules)
+        self._links = Membership(route.upstreams, receives, BACKLOG_LIMIT)
         self._translator: TransactionIdTranslator | None = None
         self._debug = debug
         self._redactor = redactor or Redactor()
@@ -69,13 +92,39 @@ class StationRelay:
         self._primary_failed = False
         self._failover_since: float | None = None
         self._closing = False
+        self._last_boot = None
+        self._replays_sent = 0
         self.subprotocol: str | None = None
+
+    def _rules(self, name: str, rules: str | UpstreamRules) -> tuple[str, frozenset | None]:
+        if isinstance(rules, str):
+            return rules, None
+        self._station_calls.set_policy(name, rules.calls)
+        return rules.url, rules.receives
+
+    @property
+    def route(self) -> Route:
+        """The route in force: the one whose primary answers the station's CALLs sent now."""
+        return self._route
+
+    @property
+    def pending_route(self) -> Route | None:
+        """The route the station moves to once its new primary's link is open, or None."""
+        return self._pending
 
     def use_subprotocol(self, subprotocol: str) -> None:
         """The OCPP version agreed with the station: its bad frames are answered in its words; 1.6 ids translated."""
         self.subprotocol = subprotocol
-        if SECONDARY in self._urls and self._transactions is not None and subprotocol.startswith("ocpp1.6"):
-            self._translator = TransactionIdTranslator(self.station_id, self._transactions)
+        self._update_translator()
+
+    def _update_translator(self) -> None:
+        if (
+            self._translator is None
+            and len(self._links) > 1
+            and self._transactions is not None
+            and (self.subprotocol or "").startswith("ocpp1.6")
+        ):
+            self._translator = TransactionIdTranslator(self.station_id, self._transactions, self._route.primary)
 
     # --- the station's side
 
@@ -108,24 +157,48 @@ class StationRelay:
                 effects.append(self._dropped(frame, "answer to no outstanding upstream CALL (late or unknown)"))
             effects.extend(sends)
             effects.append(Timer(self._deadline()))
+            if self._links.leaving():
+                self._close_drained(effects, now)
         else:
+            action = frame.action
             if frame.kind == CALL:
                 self._answers.station_call(frame.message_id, now)
+                if action == BOOT:
+                    self._last_boot = frame.body
+            live, held = self._links.fan_out(action)
             effects = []
             if self._debug():
-                self._log_relayed(effects, self._names, payload)
+                self._log_relayed(effects, live, payload)
             translator = self._translator
-            if translator is None:
-                for name in self._names:
+            if translator is None or action not in STATION_ACTIONS or frame.kind != CALL:
+                for name in live:
                     effects.append(Send(name, payload))
+                for name in held:
+                    self._hold(effects, name, payload)
             else:
-                translator.station_frame(frame)
-                for name in self._names:
-                    effects.append(
-                        Send(name, translator.to_secondary(frame, payload) if name == SECONDARY else payload)
-                    )
+                self._translated(effects, translator, frame, payload, live, held)
         effects.append(Event("station_frame", (station, frame, payload)))
         return effects
+
+    def _translated(self, effects, translator, frame: Frame, payload: bytes, live, held) -> None:
+        """A 1.6 transaction CALL of the station: each upstream gets its own transaction id."""
+        targets = live + held
+        if frame.action == START:
+            translator.start_sent(frame.message_id, len(targets))
+            payloads = None
+        else:
+            payloads, logs = translator.outgoing(frame, payload, targets, self._answers.primary)
+            effects.extend(logs)
+        for number, name in enumerate(targets):
+            translated = payload if payloads is None else payloads[number]
+            if number < len(live):
+                effects.append(Send(name, translated))
+            else:
+                self._hold(effects, name, translated)
+
+    def _hold(self, effects: list[Effect], name: str, payload: bytes) -> None:
+        if self._links.hold(name, payload):
+            effects.append(Event("frame_dropped", (self.station_id, name)))
 
     def _log_relayed(self, effects: list[Effect], targets, payload: bytes) -> None:
         effects.append(
@@ -191,46 +264,100 @@ class StationRelay:
         return effects
 
     def expire(self, now: float) -> list[Effect]:
-        """The L{Timer} is due: CALLERRORs for upstream CALLs that waited too long, and the next CALL."""
+        """
+        The L{Timer} is due: CALLERRORs for upstream CALLs that waited too long, the next
+        CALL, and live traffic for an upstream whose replayed BootNotification went unanswered.
+        """
         effects: list[Effect] = self._station_calls.expire(now)
+        for name, (_, deadline) in list(self._links.replays.items()):
+            if deadline <= now:
+                effects.append(
+                    Log(
+                        "warn",
+                        "station {station}: {upstream} has not answered the replayed BootNotification in {timeout:g} s:"
+                        " relaying to it all the same",
+                        {"station": self.station_id, "upstream": name, "timeout": self._pending_timeout},
+                    )
+                )
+                self._go_live(effects, name, now)
+        if self._links.leaving():
+            self._close_drained(effects, now)
         effects.append(Timer(self._deadline()))
         return effects
 
     def _deadline(self) -> float | None:
-        return None if self._closing else self._station_calls.next_deadline()
+        if self._closing:
+            return None
+        calls = self._station_calls.next_deadline()
+        if not self._links.replays:
+            return calls
+        replay = self._links.next_replay_deadline()
+        return replay if calls is None else min(calls, replay)
 
     # --- the upstreams' side
 
     def from_upstream(self, name: str, payload: bytes, now: float) -> list[Effect]:
         """A frame from upstream C{name}: to the station (a CALL, the answer the station waits for), or consumed."""
         station = self.station_id
+        state = self._links.state(name)
+        if state is None:
+            return self._from_a_stranger(name, payload)
         try:
             frame = parse_frame(payload)
         except FrameError as error:
             return self._bad_frame(name, payload, error)
         translator = self._translator
-        if translator is not None:
-            if name == SECONDARY and frame.kind == CALL:
-                payload = translator.from_secondary(frame, payload)
-            else:
-                translator.upstream_frame(name, frame)
         if frame.kind == CALL:
-            effects = self._upstream_call(name, frame, payload, now)
+            if translator is not None:
+                payload = translator.incoming(name, frame, payload)
+            if state is LEAVING:
+                effects = self._refuse_leaving(name, frame)
+            else:
+                effects = self._upstream_call(name, frame, payload, now)
         elif frame.kind in ANSWERS:
-            if name == PRIMARY:
-                reason = self._answers.primary_answer(frame.message_id, now)
+            effects = []
+            replay = self._links.replays.get(name)
+            if replay is not None and replay[0] == frame.message_id:
+                self._log_not_relayed(effects, name, frame, "answer to the replayed BootNotification")
+                self._go_live(effects, name, now)
+                effects.append(Timer(self._deadline()))
             else:
-                reason = self._answers.secondary_answer(frame.message_id, payload, now)
-            if reason is None:
-                effects = [Send(STATION, payload)]
-            else:
-                effects = []
-                self._log_not_relayed(effects, name, frame, reason, late=reason is LATE)
+                reason = self._answers.answer(name, frame.message_id, payload, now)
+                if translator is not None and frame.message_id in translator.starts:
+                    effects.extend(translator.answer(name, frame, reason is None))
+                if reason is None:
+                    effects.append(Send(STATION, payload))
+                else:
+                    self._log_not_relayed(effects, name, frame, reason, late=reason is LATE)
+                if state is LEAVING:
+                    self._close_drained(effects, now)
         else:
             effects = []
             self._log_not_relayed(effects, name, frame, f"{frame.kind_name} from a central system is not relayed")
         effects.append(Event("upstream_frame", (station, name, frame, payload)))
         return effects
+
+    def _from_a_stranger(self, name: str, payload: bytes) -> list[Effect]:
+        """A frame from an upstream the station no longer has a link to (it crossed the close): dropped."""
+        return [
+            Log(
+                "info",
+                "station {station}: frame from {upstream}, no longer on its route, dropped: {frame}",
+                {"station": self.station_id, "upstream": name, "frame": self._redactor.shorten(payload)},
+            )
+        ]
+
+    def _refuse_leaving(self, name: str, frame: Frame) -> list[Effect]:
+        """A CALL from an upstream that left the station's route: answered, never relayed (its link is closing)."""
+        reason = "the station is no longer routed to this central system"
+        return [
+            Log(
+                "info",
+                "station {station}: {action} {id} from {upstream} refused: {upstream} left the station's route",
+                {"station": self.station_id, "action": frame.action, "id": frame.message_id, "upstream": name},
+            ),
+            Send(name, call_error(frame.message_id, "GenericError", reason)),
+        ]
 
     def _upstream_call(self, name: str, frame: Frame, payload: bytes, now: float) -> list[Effect]:
         outcome, sends = self._station_calls.offer(name, frame, payload, now)
@@ -255,7 +382,7 @@ class StationRelay:
         return effects
 
     def _log_not_relayed(self, effects: list[Effect], name: str, frame: Frame, reason: str, late: bool = False) -> None:
-        # A late answer is worth a warning; a consumed one (the secondary's) is normal.
+        # A late answer is worth a warning; a consumed one (a mirror's) is normal.
         if late or self._debug():
             effects.append(
                 Log(
@@ -272,37 +399,57 @@ class StationRelay:
                 )
             )
 
+    # --- the links
+
     def upstream_connected(self, name: str, now: float) -> list[Effect]:
         """The link to C{name} completed its handshake (its queued frames are already flushed)."""
+        state = self._links.state(name)
+        if state is None:
+            return []
         self._connected.add(name)
-        if name == PRIMARY:
+        if name == self._answers.primary:
             self._primary_failed = False
             self._answers.primary_connected = True
-        effects: list[Effect] = [Event("upstream_connected", (self.station_id, name, self._urls[name]))]
+        effects: list[Effect] = [Event("upstream_connected", (self.station_id, name, self._urls.get(name, "")))]
+        if state is JOINING:
+            self._joined(effects, name, now)
         self._update_failover(effects, now)
         return effects
 
     def upstream_disconnected(self, name: str, reason: str, now: float) -> list[Effect]:
         """An open link dropped: held failover answers are released; with no upstream left, the station is closed."""
+        if name not in self._links:
+            return []
         self._connected.discard(name)
         effects: list[Effect] = []
-        if name == PRIMARY:
+        if name == self._answers.primary:
             self._primary_failed = True
-            if self._failover:
+            if self._route.failover is not None:
                 for answer in self._answers.primary_lost(now):
                     effects.append(Send(STATION, answer))
-        effects.append(Event("upstream_disconnected", (self.station_id, name, self._urls[name], reason)))
+                    self._released(answer)
+        effects.append(Event("upstream_disconnected", (self.station_id, name, self._urls.get(name, ""), reason)))
         self._update_failover(effects, now)
         self._close_if_no_upstream(effects)
         return effects
 
+    def _released(self, answer: bytes) -> None:
+        """A held failover answer reached the station: its transaction id (if any) is the station's."""
+        translator = self._translator
+        if translator is not None and translator.starts:
+            frame = parse_frame(answer)
+            if frame.message_id in translator.starts:
+                translator.answer(self._route.failover, frame, True)
+
     def upstream_attempt_failed(self, name: str, reason: str, now: float) -> list[Effect]:
         """A connection attempt to C{name} failed."""
+        if name not in self._links:
+            return []
         effects: list[Effect] = []
-        if name == PRIMARY:
+        if name == self._answers.primary:
             self._primary_failed = True
             self._update_failover(effects, now)
-        effects.append(Event("upstream_attempt_failed", (self.station_id, name, self._urls[name], reason)))
+        effects.append(Event("upstream_attempt_failed", (self.station_id, name, self._urls.get(name, ""), reason)))
         return effects
 
     def upstream_gave_up(self, name: str) -> list[Effect]:
@@ -320,15 +467,20 @@ class StationRelay:
             effects.append(Close(TRY_AGAIN_LATER, "no central system connected, try again later"))
 
     def _update_failover(self, effects: list[Effect], now: float) -> None:
-        """Failover is on while the primary has failed and the secondary is connected."""
-        if not self._failover:
+        """Failover is on while the primary has failed and the failover mirror is connected."""
+        failover = self._route.failover
+        if failover is None and self._failover_since is None:
             return
-        active = self._primary_failed and SECONDARY in self._connected and not self._closing
+        active = self._primary_failed and failover in self._connected and not self._closing
         station = self.station_id
         if active and self._failover_since is None:
             self._failover_since = now
             effects.append(
-                Log("warn", "station {station}: primary away, the secondary answers (failover)", {"station": station})
+                Log(
+                    "warn",
+                    "station {station}: primary away, the {failover} answers (failover)",
+                    {"station": station, "failover": failover},
+                )
             )
             effects.append(Event("failover_started", (station,)))
         elif not active and self._failover_since is not None:
@@ -342,3 +494,151 @@ class StationRelay:
                 )
             )
             effects.append(Event("failover_ended", (station, duration)))
+
+    # --- a change of route
+
+    def change_route(
+        self, route: Route, now: float, upstreams: Mapping[str, UpstreamRules] | None = None
+    ) -> list[Effect]:
+        """
+        Move the connected station to C{route}. New upstreams get a link (L{OpenLink}) and,
+        once it is open, the station's last BootNotification replayed (its answer consumed),
+        then live traffic; upstreams off the route stop getting the station's frames and
+        their links are closed (L{CloseLink}) once they owe nothing. A new primary that is
+        already a live mirror answers from the next CALL on; otherwise the station keeps
+        its route until the new primary is live (see L{upstream_failed_to_open}).
+        C{upstreams}: every upstream the configuration now defines, with its rules.
+        """
+        if self._closing:
+            return []
+        effects: list[Effect] = []
+        if upstreams is not None:
+            self._known = frozenset(upstreams)
+            for name, rules in upstreams.items():
+                self._urls[name], receives = self._rules(name, rules)
+                self._links.set_receives(name, receives)
+        if route == (self._pending or self._route):
+            return effects
+        if route.primary == self._route.primary or self._links.state(route.primary) is LIVE:
+            self._pending = None
+            self._apply(effects, route, now)
+        else:
+            self._pending = route
+            effects.append(
+                Log(
+                    "info",
+                    "station {station}: moving to primary {primary}: {current} answers until {primary}'s link is open",
+                    {"station": self.station_id, "primary": route.primary, "current": self._route.primary},
+                )
+            )
+        self._reconcile(effects, now)
+        return effects
+
+    def upstream_failed_to_open(self, name: str, reason: str, now: float) -> list[Effect]:
+        """
+        The link to C{name} asked for by a change of route was refused or not open within
+        C{handshake_timeout}. For the new primary, the station keeps its route, or, if its
+        primary is no longer configured, is closed with 1012 to reconnect on the new one;
+        a new mirror's link goes on trying.
+        """
+        pending = self._pending
+        fields = {"station": self.station_id, "upstream": name, "reason": reason, "primary": self._route.primary}
+        if pending is None or name != pending.primary or self._closing:
+            return [Log("warn", "station {station}: the link to {upstream} did not open ({reason})", fields)]
+        self._pending = None
+        known = self._known if self._known is not None else frozenset(pending.upstreams)
+        if self._route.primary not in known:
+            return [
+                Log(
+                    "warn",
+                    "station {station}: its new primary {upstream} did not open ({reason}) and {primary} is no longer"
+                    " configured: closing it with 1012 to reconnect on its new route",
+                    fields,
+                ),
+                Close(SERVICE_RESTART, "the station's central system changed"),
+            ]
+        effects: list[Effect] = [
+            Log(
+                "warn",
+                "station {station}: its new primary {upstream} did not open ({reason}): it keeps its route,"
+                " primary {primary}",
+                fields,
+            )
+        ]
+        self._reconcile(effects, now)
+        return effects
+
+    def _apply(self, effects: list[Effect], route: Route, now: float) -> None:
+        """C{route} is in force: its primary answers the station's CALLs sent from now on."""
+        previous = self._route.primary
+        self._route = route
+        answers = self._answers
+        answers.primary = route.primary
+        answers.failover = route.failover
+        answers.primary_connected = route.primary in self._connected
+        self._primary_failed = route.primary not in self._connected
+        effects.append(
+            Log(
+                "info",
+                "station {station}: route changed: primary {primary} (was {previous}), mirrors {mirrors}",
+                {
+                    "station": self.station_id,
+                    "primary": route.primary,
+                    "previous": previous,
+                    "mirrors": ", ".join(route.mirrors) or "none",
+                },
+            )
+        )
+        self._update_failover(effects, now)
+
+    def _reconcile(self, effects: list[Effect], now: float) -> None:
+        """Links opened for the upstreams now wanted, closed for those no longer wanted."""
+        wanted = dict.fromkeys(self._route.upstreams)
+        if self._pending is not None:
+            wanted.update(dict.fromkeys(self._pending.upstreams))
+        opened, closed = self._links.want(tuple(wanted))
+        for name in closed:
+            self._connected.discard(name)
+            effects.append(CloseLink(name))
+        for name in opened:
+            effects.append(OpenLink(name))
+        self._update_translator()
+        self._close_drained(effects, now)
+
+    def _joined(self, effects: list[Effect], name: str, now: float) -> None:
+        """A new upstream's link is open: the station's last BootNotification first, if it sent one."""
+        if self._last_boot is None:
+            self._go_live(effects, name, now)
+            return
+        self._replays_sent += 1
+        message_id = f"ocppproxy-boot-{self._replays_sent}"
+        self._links.replaying(name, message_id, now + self._pending_timeout)
+        replay = json.dumps([CALL, message_id, BOOT, self._last_boot], separators=(",", ":")).encode()
+        effects.append(Send(name, replay))
+        effects.append(Timer(self._deadline()))
+
+    def _go_live(self, effects: list[Effect], name: str, now: float) -> None:
+        """C{name} gets the frames held for it, then live traffic; a pending route's primary takes over."""
+        for payload in self._links.go_live(name):
+            effects.append(Send(name, payload))
+        pending = self._pending
+        if pending is not None and name == pending.primary:
+            self._pending = None
+            self._apply(effects, pending, now)
+            self._reconcile(effects, now)
+
+    def _close_drained(self, effects: list[Effect], now: float) -> None:
+        """Close the links of upstreams off the route that owe nothing: no CALL of theirs at the station, no answer."""
+        for name in self._links.leaving():
+            if self._station_calls.holds(name) or self._answers.owes(name, now):
+                continue
+            self._links.drop(name)
+            self._connected.discard(name)
+            effects.append(
+                Log(
+                    "info",
+                    "station {station}: closing its link to {upstream}, no longer on its route",
+                    {"station": self.station_id, "upstream": name},
+                )
+            )
+            effects.append(CloseLink(name))

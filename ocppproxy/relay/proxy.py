@@ -176,10 +176,12 @@ class ProxyService(ServiceTree):
         peer_host = getattr(protocol.transport.getPeer(), "host", "unknown")
         headers = upstream_headers(request, peer_host, station_id, self.config)
         useragent = request.headers.get("user-agent")
-        links = {
-            name: UpstreamLink(
+        urls = self.config.upstream_urls()
+
+        def make_link(name: str) -> UpstreamLink:
+            return UpstreamLink(
                 name,
-                url + station_id,
+                urls[name] + station_id,
                 station_id,
                 session,
                 self._reactor,
@@ -193,9 +195,9 @@ class ProxyService(ServiceTree):
                 recorder=self.recorder,
                 write_limits=self.write_limits,
             )
-            for name, url in self.config.upstream_urls().items()
-        }
-        session.attach(links, offers, self.config, self.transactions)
+
+        links = {name: make_link(name) for name in urls}
+        session.attach(links, offers, self.config, self.transactions, make_link)
         return session
 
     @property
