@@ -580,7 +580,9 @@ class StationRelay:
         effects.append(
             Log(
                 "info",
-                "station {station}: route changed: primary {primary} (was {previous}), mirrors {mirrors}",
+                "station {station}: route changed: primary {primary}"
+                + (" (was {previous})" if previous != route.primary else "")
+                + ", mirrors {mirrors}",
                 {
                     "station": self.station_id,
                     "primary": route.primary,
