@@ -128,8 +128,12 @@ CASES = {
                         "info",
                         "station CP_1: Reset r1 from an refused by the proxy (not allowed, or too many waiting)",
                     ),
-                    ("send", "an", '[4, "r1", "SecurityError", "Reset from the an central system is not allowed by the'
-                     ' proxy", {}]'),
+                    (
+                        "send",
+                        "an",
+                        '[4, "r1", "SecurityError", "Reset from the an central system is not allowed by the'
+                        ' proxy", {}]',
+                    ),
                     ("timer", None),
                 ],
             ),
@@ -139,15 +143,25 @@ CASES = {
         "CALLs of A and B reach the station one at a time; each answer goes back to its asker only.",
         {"route": Route("A", ("B", "C"))},
         [
-            (("B", '[2,"u1","GetConfiguration",{}]', 0.0), [("send", ST, '[2,"u1","GetConfiguration",{}]'),
-                                                            ("timer", 40.0)]),
-            (("C", '[2,"u1","GetConfiguration",{}]', 1.0), [
-                ("log", "info", "station CP_1: GetConfiguration u1 from C waits until the station has answered an"
-                 " earlier CALL"),
-                ("timer", 40.0),
-            ]),
-            (("station", ok("u1", "st"), 2.0), [("send", "B", ok("u1", "st")),
-                                                ("send", ST, '[2,"u1","GetConfiguration",{}]'), ("timer", 42.0)]),
+            (
+                ("B", '[2,"u1","GetConfiguration",{}]', 0.0),
+                [("send", ST, '[2,"u1","GetConfiguration",{}]'), ("timer", 40.0)],
+            ),
+            (
+                ("C", '[2,"u1","GetConfiguration",{}]', 1.0),
+                [
+                    (
+                        "log",
+                        "info",
+                        "station CP_1: GetConfiguration u1 from C waits until the station has answered an earlier CALL",
+                    ),
+                    ("timer", 40.0),
+                ],
+            ),
+            (
+                ("station", ok("u1", "st"), 2.0),
+                [("send", "B", ok("u1", "st")), ("send", ST, '[2,"u1","GetConfiguration",{}]'), ("timer", 42.0)],
+            ),
             (("station", ok("u1", "st2"), 3.0), [("send", "C", ok("u1", "st2")), ("timer", None)]),
         ],
     ),
@@ -216,18 +230,26 @@ CASES = {
                 ("change", Route("B", ("A",)), 1.0),
                 [("log", "info", "station CP_1: route changed: primary B (was A), mirrors A")],
             ),
-            (("B", '[2,"u2","GetConfiguration",{}]', 1.5), [
-                ("log", "info", "station CP_1: GetConfiguration u2 from B waits until the station has answered an"
-                 " earlier CALL"),
-                ("timer", 40.0),
-            ]),
+            (
+                ("B", '[2,"u2","GetConfiguration",{}]', 1.5),
+                [
+                    (
+                        "log",
+                        "info",
+                        "station CP_1: GetConfiguration u2 from B waits until the station has answered an earlier CALL",
+                    ),
+                    ("timer", 40.0),
+                ],
+            ),
             (("station", hb("h2"), 2.0), sends(hb("h2"), "B", "A")),
             (("B", ok("h1", "B"), 3.0), []),
             (("A", ok("h1", "A"), 3.0), [("send", ST, ok("h1", "A"))]),
             (("A", ok("h2", "A"), 4.0), []),
             (("B", ok("h2", "B"), 4.0), [("send", ST, ok("h2", "B"))]),
-            (("station", ok("u1"), 5.0), [("send", "A", ok("u1")), ("send", ST, '[2,"u2","GetConfiguration",{}]'),
-                                          ("timer", 45.0)]),
+            (
+                ("station", ok("u1"), 5.0),
+                [("send", "A", ok("u1")), ("send", ST, '[2,"u2","GetConfiguration",{}]'), ("timer", 45.0)],
+            ),
             (("station", ok("u2"), 6.0), [("send", "B", ok("u2")), ("timer", None)]),
         ],
     ),
@@ -282,14 +304,24 @@ CASES = {
                 ("change", Route("A", ("B",)), 1.0),
                 [("log", "info", "station CP_1: route changed: primary A, mirrors B"), ("open link", "B")],
             ),
-            (("connected", "B", 2.0), [("event", "upstream_connected", "CP_1", "B", "ws://B.example/ocpp/"),
-                                       ("send", "B", BOOT_REPLAY), ("timer", 42.0)]),
+            (
+                ("connected", "B", 2.0),
+                [
+                    ("event", "upstream_connected", "CP_1", "B", "ws://B.example/ocpp/"),
+                    ("send", "B", BOOT_REPLAY),
+                    ("timer", 42.0),
+                ],
+            ),
             (("station", hb("h1"), 3.0), sends(hb("h1"), "A")),
             (
                 ("expire", 42.0),
                 [
-                    ("log", "warn", "station CP_1: B has not answered the replayed BootNotification in 40 s: relaying"
-                     " to it all the same"),
+                    (
+                        "log",
+                        "warn",
+                        "station CP_1: B has not answered the replayed BootNotification in 40 s: relaying"
+                        " to it all the same",
+                    ),
                     ("send", "B", hb("h1")),
                     ("timer", None),
                 ],
@@ -301,8 +333,13 @@ CASES = {
         "A station that sent no BootNotification in this connection: the new upstream is live once its link is open.",
         {"route": Route("A"), "connected": ("A",)},
         [
-            (("change", Route("B"), 1.0), [("log", "info", "station CP_1: moving to primary B: A answers until B's"
-                                            " link is open"), ("open link", "B")]),
+            (
+                ("change", Route("B"), 1.0),
+                [
+                    ("log", "info", "station CP_1: moving to primary B: A answers until B's link is open"),
+                    ("open link", "B"),
+                ],
+            ),
             (("station", hb("h1"), 2.0), sends(hb("h1"), "A")),
             (
                 ("connected", "B", 3.0),
@@ -322,16 +359,20 @@ CASES = {
                 ],
             ),
             (("station", hb("h2"), 5.0), sends(hb("h2"), "B")),
-            (("A", ok("h2"), 5.0), [("log", "info", 'station CP_1: frame from A, no longer on its route, dropped:'
-                                     ' [3,"h2",{}]')]),
+            (
+                ("A", ok("h2"), 5.0),
+                [("log", "info", 'station CP_1: frame from A, no longer on its route, dropped: [3,"h2",{}]')],
+            ),
         ],
     ),
     "leaving_upstream_closed_once_its_calls_are_answered": (
         "A mirror dropped from the route gets no more frames; its link closes once the station answered its CALL.",
         {"route": Route("A", ("B", "C")), "connected": ("A", "B", "C")},
         [
-            (("C", '[2,"u1","GetConfiguration",{}]', 0.0), [("send", ST, '[2,"u1","GetConfiguration",{}]'),
-                                                            ("timer", 40.0)]),
+            (
+                ("C", '[2,"u1","GetConfiguration",{}]', 0.0),
+                [("send", ST, '[2,"u1","GetConfiguration",{}]'), ("timer", 40.0)],
+            ),
             (
                 ("change", Route("A", ("B",)), 1.0),
                 [("log", "info", "station CP_1: route changed: primary A, mirrors B")],
@@ -341,8 +382,11 @@ CASES = {
                 ("C", '[2,"u2","Reset",{}]', 2.5),
                 [
                     ("log", "info", "station CP_1: Reset u2 from C refused: C left the station's route"),
-                    ("send", "C", '[4, "u2", "GenericError", "the station is no longer routed to this central system",'
-                     ' {}]'),
+                    (
+                        "send",
+                        "C",
+                        '[4, "u2", "GenericError", "the station is no longer routed to this central system", {}]',
+                    ),
                 ],
             ),
             (
@@ -361,16 +405,23 @@ CASES = {
         " new mirror asked for with it too.",
         {"route": Route("A"), "connected": ("A",)},
         [
-            (("change", Route("C", ("A", "B")), 1.0), [
-                ("log", "info", "station CP_1: moving to primary C: A answers until C's link is open"),
-                ("open link", "C"),
-                ("open link", "B"),
-            ]),
+            (
+                ("change", Route("C", ("A", "B")), 1.0),
+                [
+                    ("log", "info", "station CP_1: moving to primary C: A answers until C's link is open"),
+                    ("open link", "C"),
+                    ("open link", "B"),
+                ],
+            ),
             (
                 ("failed to open", "C", "HTTP 404 Not Found", 2.0),
                 [
-                    ("log", "warn", "station CP_1: its new primary C did not open (HTTP 404 Not Found): it keeps its"
-                     " route, primary A"),
+                    (
+                        "log",
+                        "warn",
+                        "station CP_1: its new primary C did not open (HTTP 404 Not Found): it keeps its"
+                        " route, primary A",
+                    ),
                     ("close link", "C"),
                     ("close link", "B"),
                 ],
@@ -383,16 +434,23 @@ CASES = {
         "The new primary does not open and the old primary is no longer configured: closed with 1012.",
         {"route": Route("A"), "connected": ("A",)},
         [
-            (("change", Route("C"), 1.0, {"C": ALL["C"]}), [
-                ("log", "info", "station CP_1: moving to primary C: A answers until C's link is open"),
-                ("open link", "C"),
-            ]),
+            (
+                ("change", Route("C"), 1.0, {"C": ALL["C"]}),
+                [
+                    ("log", "info", "station CP_1: moving to primary C: A answers until C's link is open"),
+                    ("open link", "C"),
+                ],
+            ),
             (
                 ("failed to open", "C", "no handshake within 10 s (handshake_timeout)", 11.0),
                 [
-                    ("log", "warn", "station CP_1: its new primary C did not open (no handshake within 10 s"
-                     " (handshake_timeout)) and A is no longer configured: closing it with 1012 to reconnect on its"
-                     " new route"),
+                    (
+                        "log",
+                        "warn",
+                        "station CP_1: its new primary C did not open (no handshake within 10 s"
+                        " (handshake_timeout)) and A is no longer configured: closing it with 1012 to reconnect on its"
+                        " new route",
+                    ),
                     ("close", 1012, "the station's central system changed"),
                 ],
             ),
@@ -428,15 +486,21 @@ CASES = {
             (
                 ("station", meter("m1", 201), 4.0),
                 [
-                    ("log", "warn", "station CP_1: transaction 201 started before B was its primary: relayed to B with"
-                     " the station's id"),
+                    (
+                        "log",
+                        "warn",
+                        "station CP_1: transaction 201 started before B was its primary: relayed to B with"
+                        " the station's id",
+                    ),
                     ("send", "B", meter("m1", 201)),
                     ("send", "A", meter("m1", 201)),
                     ("send", "C", meter("m1", 9)),
                 ],
             ),
-            (("station", meter("m2", 201), 5.0), [("send", "B", meter("m2", 201)), ("send", "A", meter("m2", 201)),
-                                                   ("send", "C", meter("m2", 9))]),
+            (
+                ("station", meter("m2", 201), 5.0),
+                [("send", "B", meter("m2", 201)), ("send", "A", meter("m2", 201)), ("send", "C", meter("m2", 9))],
+            ),
         ],
     ),
     "same_id_open_under_old_and_new_primary": (
@@ -453,8 +517,12 @@ CASES = {
             (
                 ("B", given("t2", 201), 4.0),
                 [
-                    ("log", "warn", "station CP_1: transaction id 201 is open twice, started under A and under B:"
-                     " frames naming it are taken as meant for the most recent (under B)"),
+                    (
+                        "log",
+                        "warn",
+                        "station CP_1: transaction id 201 is open twice, started under A and under B:"
+                        " frames naming it are taken as meant for the most recent (under B)",
+                    ),
                     ("send", ST, given("t2", 201)),
                 ],
             ),

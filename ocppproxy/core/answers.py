@@ -49,7 +49,9 @@ class StationCallAnswers:
     station, otherwise why not (L{LATE} for an answer to no pending CALL).
     """
 
-    def __init__(self, timeout: float, limit: int, failover: bool | str | None = False, primary: str = "primary") -> None:
+    def __init__(
+        self, timeout: float, limit: int, failover: bool | str | None = False, primary: str = "primary"
+    ) -> None:
         self._timeout = timeout
         self._limit = limit
         self.failover: str | None = "secondary" if failover is True else (failover or None)
