@@ -7,7 +7,7 @@ one per accepted station handshake.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, DeferredList
@@ -18,6 +18,7 @@ from ..core.effects import STATION, Close, CloseLink, Effect, Event, Log, OpenLi
 from ..core.observer import FROM_STATION, FROM_UPSTREAM, TO_STATION, FrameRecorder, ProxyObserver
 from ..core.redact import Redactor
 from ..core.rates import TokenBucket
+from ..core.routes import Route, UpstreamRules
 from ..core.routing import PRIMARY, StationRelay
 from ..core.transactions import TransactionStore
 from ..logs import debug_enabled, proxy_logger
@@ -191,6 +192,11 @@ class StationSession:
                 self.close(effect.code, effect.reason)
             else:
                 raise TypeError(f"unknown effect {effect!r}")
+
+    def change_route(self, route: Route, upstreams: Mapping[str, UpstreamRules] | None = None) -> None:
+        """Move the station to C{route} (see L{StationRelay.change_route}): links opened and closed as it decides."""
+        if self.relay is not None:
+            self._carry_out(self.relay.change_route(route, self._clock.seconds(), upstreams))
 
     def _open_link(self, name: str) -> None:
         """
