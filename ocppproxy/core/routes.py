@@ -23,6 +23,9 @@ _CHUNK = 64
 # How much of a pattern's literal start (or end) keys its group: few distinct lengths
 # keep a lookup to a few dict probes.
 _KEY_LIMIT = 6
+# A pattern with literal text only inside (*x*) is keyed by a piece of it this long at
+# most: a lookup probes every piece of the station id of each length in use.
+_INNER_KEY_LIMIT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +93,18 @@ def _own_groups(translated: str, number: int) -> str:
     return re.sub(r"\(\?P([<=])(\w+)", lambda m: f"(?P{m.group(1)}p{number}_{m.group(2)}", translated)
 
 
-def _literal_ends(entry: str) -> tuple[str, str]:
+def _literal_parts(entry: str) -> tuple[str, str, str]:
     """
-    What every id a pattern admits starts and ends with: the text before its first
-    special character, and (without a C{[} class) the text after its last one.
+    What every id a pattern admits starts with, ends with and holds: the text before its
+    first special character and (without a C{[} class) the text after its last one and
+    its longest literal run.
     """
     cut = min(entry.index(character) for character in _PATTERN_CHARACTERS if character in entry)
     if "[" in entry:
-        return entry[:cut], ""
+        return entry[:cut], "", ""
     last = max(entry.rindex(character) for character in "*?" if character in entry)
-    return entry[:cut], entry[last + 1 :]
+    inner = max(re.split(r"[*?]", entry), key=len)
+    return entry[:cut], entry[last + 1 :], inner
 
 
 class _PatternGroup:
@@ -142,8 +147,9 @@ class RouteTable:
     The routes, looked up by station id in a few microseconds whatever the table's size:
     exact ids in a dict (the first rule holding each); patterns grouped by the literal
     text every id they admit starts (or ends) with, each group one compiled alternation
-    per chunk, searched only while it could hold an earlier route. Patterns with neither
-    (C{*x*}) are all searched: a few hundred of them cost tens of microseconds.
+    per chunk, searched only while it could hold an earlier route; patterns with neither
+    (C{*x*}) by a piece of the text they hold. Only patterns with no literal text at all
+    outside classes (C{*}, C{*[0-9]*}) are all searched.
     """
 
     def __init__(
@@ -152,12 +158,14 @@ class RouteTable:
         exact: dict[str, int],
         prefixes: dict[int, dict[str, _PatternGroup]],
         suffixes: dict[int, dict[str, _PatternGroup]],
+        inner: dict[int, dict[str, _PatternGroup]],
         rest: _PatternGroup,
     ) -> None:
         self.routes = tuple(routes)
         self._exact = exact
         self._prefixes = tuple(sorted(prefixes.items()))
         self._suffixes = tuple(sorted(suffixes.items()))
+        self._inner = tuple(sorted(inner.items()))
         self._rest = rest if rest.chunks else None
 
     def __len__(self) -> int:
@@ -174,8 +182,21 @@ class RouteTable:
             group = groups.get(station_id[-length:])
             if group is not None:
                 found = group.first(station_id, found)
+        if self._inner:
+            found = self._search_inner(station_id, found)
         if self._rest is not None:
             found = self._rest.first(station_id, found)
+        return found
+
+    def _search_inner(self, station_id: str, found: int | None) -> int | None:
+        """The patterns keyed by a piece of text the id must hold (C{*x*}): each piece of the id looked up."""
+        searched = set()
+        for length, groups in self._inner:
+            for start in range(len(station_id) - length + 1):
+                group = groups.get(station_id[start : start + length])
+                if group is not None and id(group) not in searched:
+                    searched.add(id(group))
+                    found = group.first(station_id, found)
         return found
 
     def match(self, station_id: str) -> Route | None:
@@ -196,6 +217,7 @@ class RouteTableBuilder:
         self._exact: dict[str, int] = {}
         self._prefixes: dict[int, dict[str, _PatternGroup]] = {}
         self._suffixes: dict[int, dict[str, _PatternGroup]] = {}
+        self._inner: dict[int, dict[str, _PatternGroup]] = {}
         self._rest = _PatternGroup()
         self._uncompiled: list[_PatternGroup] = []
 
@@ -212,13 +234,16 @@ class RouteTableBuilder:
                     self._group_for(entry).entries.append((index, entry))
 
     def _group_for(self, entry: str) -> _PatternGroup:
-        prefix, suffix = _literal_ends(entry)
+        prefix, suffix, inner = _literal_parts(entry)
         if prefix:
             key = prefix[:_KEY_LIMIT]
             groups = self._prefixes.setdefault(len(key), {})
         elif suffix:
             key = suffix[-_KEY_LIMIT:]
             groups = self._suffixes.setdefault(len(key), {})
+        elif inner:
+            key = inner[:_INNER_KEY_LIMIT]
+            groups = self._inner.setdefault(len(key), {})
         else:
             group = self._rest
             key = groups = None
@@ -241,7 +266,7 @@ class RouteTableBuilder:
         """The table: every pattern still pending is compiled now."""
         while not self.compile_some():
             pass
-        return RouteTable(self._routes, self._exact, self._prefixes, self._suffixes, self._rest)
+        return RouteTable(self._routes, self._exact, self._prefixes, self._suffixes, self._inner, self._rest)
 
 
 def route_table(rules: Iterable[RouteRule]) -> RouteTable:
