@@ -347,6 +347,7 @@ CASES = {
                     ("event", "upstream_connected", "CP_1", "B", "ws://B.example/ocpp/"),
                     ("send", "B", hb("h1")),
                     ("log", "info", "station CP_1: route changed: primary B (was A), mirrors none"),
+                    ("timer", 42.0),
                 ],
             ),
             (("B", ok("h1"), 4.0), []),
@@ -375,7 +376,7 @@ CASES = {
             ),
             (
                 ("change", Route("A", ("B",)), 1.0),
-                [("log", "info", "station CP_1: route changed: primary A, mirrors B")],
+                [("log", "info", "station CP_1: route changed: primary A, mirrors B"), ("timer", 40.0)],
             ),
             (("station", hb("h1"), 2.0), sends(hb("h1"), "A", "B")),
             (
@@ -393,9 +394,28 @@ CASES = {
                 ("station", ok("u1"), 3.0),
                 [
                     ("send", "C", ok("u1")),
-                    ("timer", None),
                     ("log", "info", "station CP_1: closing its link to C, no longer on its route"),
                     ("close link", "C"),
+                    ("timer", None),
+                ],
+            ),
+        ],
+    ),
+    "old_primary_that_never_answers_closed_when_its_calls_expire": (
+        "An old primary off the route that never answers what it owes is closed once those CALLs expire.",
+        {"route": Route("A", ("B",)), "connected": ("A", "B")},
+        [
+            (("station", hb("h1"), 0.0), sends(hb("h1"), "A", "B")),
+            (
+                ("change", Route("B"), 1.0),
+                [("log", "info", "station CP_1: route changed: primary B (was A), mirrors none"), ("timer", 40.0)],
+            ),
+            (
+                ("expire", 40.0),
+                [
+                    ("log", "info", "station CP_1: closing its link to A, no longer on its route"),
+                    ("close link", "A"),
+                    ("timer", None),
                 ],
             ),
         ],

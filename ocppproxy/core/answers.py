@@ -57,6 +57,7 @@ class StationCallAnswers:
         self.failover: str | None = "secondary" if failover is True else (failover or None)
         self.primary = primary
         self._calls: OrderedDict[str, _StationCall] = OrderedDict()
+        self._reasons: dict[str, str] = {}
         self.primary_connected = False
 
     def __len__(self) -> int:
@@ -78,6 +79,11 @@ class StationCallAnswers:
 
     def answer(self, name: str, message_id: str, payload: bytes, now: float) -> str | None:
         """Upstream C{name} answered C{message_id} (with C{payload}): None if it goes to the station, else why not."""
+        if name != self.primary and name != self.failover:
+            # A mirror's answer, most often: consumed unless that mirror was the primary when the CALL was sent.
+            call = self._calls.get(message_id)
+            if call is None or call.answerer != name:
+                return self._only_primary(name)
         self._expire(now)
         call = self._calls.get(message_id)
         if call is not None and call.answerer == name:
@@ -93,7 +99,13 @@ class StationCallAnswers:
             return LATE
         if call is not None and name == self.primary:
             return f"answer from {name}: {call.answerer} answers the CALLs sent before {name} became the primary"
-        return f"answer from {name}: only the primary answers the station"
+        return self._only_primary(name)
+
+    def _only_primary(self, name: str) -> str:
+        reason = self._reasons.get(name)
+        if reason is None:
+            reason = self._reasons[name] = f"answer from {name}: only the primary answers the station"
+        return reason
 
     def _failover_answer(self, call: _StationCall | None, name: str, payload: bytes) -> str | None:
         if call is None or call.answered:
@@ -112,6 +124,12 @@ class StationCallAnswers:
     def secondary_answer(self, message_id: str, payload: bytes, now: float) -> str | None:
         """The secondary answered C{message_id} (with C{payload}, held if need be): None if it goes to the station."""
         return self.answer("secondary", message_id, payload, now)
+
+    def next_deadline(self) -> float | None:
+        """When the oldest pending station CALL stops waiting for its answer, or None."""
+        for call in self._calls.values():
+            return call.deadline
+        return None
 
     def owes(self, name: str, now: float) -> bool:
         """Whether a pending station CALL waits for C{name}'s answer."""

@@ -26,51 +26,53 @@ class Membership:
     """
 
     def __init__(self, names: Iterable[str], receives: Mapping[str, frozenset | None], backlog_limit: int) -> None:
-        self._states: dict[str, str] = {name: LIVE for name in names}
-        self._wanted: tuple[str, ...] = tuple(self._states)
+        # name -> state, read by the relay on every frame
+        self.states: dict[str, str] = {name: LIVE for name in names}
+        self._wanted: tuple[str, ...] = tuple(self.states)
         self._receives = dict(receives)
         self._backlog_limit = backlog_limit
         self._backlogs: dict[str, FrameQueue[bytes]] = {}
         # name -> (message id of the replayed BootNotification, deadline of its answer)
         self.replays: dict[str, tuple[str, float]] = {}
-        self._fan_out: dict[str | None, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self.fan_out_cache: dict[str | None, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     def __contains__(self, name: str) -> bool:
-        return name in self._states
+        return name in self.states
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self.states)
 
     def state(self, name: str) -> str | None:
         """The state of C{name}'s link, None when the station has none."""
-        return self._states.get(name)
+        return self.states.get(name)
 
     def names(self) -> tuple[str, ...]:
         """Every upstream the station has a link to (or asked for), in route order, then the leaving ones."""
-        return (*self._wanted, *(name for name in self._states if name not in self._wanted))
+        return (*self._wanted, *(name for name in self.states if name not in self._wanted))
 
     def leaving(self) -> list[str]:
         """The upstreams off the route whose links are still open."""
-        return [name for name, state in self._states.items() if state is LEAVING]
+        return [name for name, state in self.states.items() if state is LEAVING]
 
     def set_receives(self, name: str, receives: frozenset | None) -> None:
         """Which station CALLs and SENDs C{name} gets from now on (None: all)."""
         self._receives[name] = receives
-        self._fan_out.clear()
+        self.fan_out_cache.clear()
 
     def fan_out(self, action: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The upstreams a station request with C{action} goes to now, and those it is held for."""
-        found = self._fan_out.get(action)
+        found = self.fan_out_cache.get(action)
         if found is not None:
             return found
-        live, held = [], []
+        live: list[str] = []
+        held: list[str] = []
         for name in self._wanted:
             rule = self._receives.get(name)
             if rule is None or action in rule:
-                (live if self._states[name] is LIVE else held).append(name)
+                (live if self.states[name] is LIVE else held).append(name)
         found = (tuple(live), tuple(held))
-        if len(self._fan_out) < _CACHED_ACTIONS:
-            self._fan_out[action] = found
+        if len(self.fan_out_cache) < _CACHED_ACTIONS:
+            self.fan_out_cache[action] = found
         return found
 
     def hold(self, name: str, payload: bytes) -> bool:
@@ -85,42 +87,42 @@ class Membership:
         """
         opened, closed = [], []
         for name in names:
-            state = self._states.get(name)
+            state = self.states.get(name)
             if state is None:
-                self._states[name] = JOINING
+                self.states[name] = JOINING
                 self._backlogs[name] = FrameQueue(self._backlog_limit)
                 opened.append(name)
             elif state is LEAVING:
-                self._states[name] = LIVE
-        for name, state in list(self._states.items()):
+                self.states[name] = LIVE
+        for name, state in list(self.states.items()):
             if name in names:
                 continue
             if state is LIVE:
-                self._states[name] = LEAVING
+                self.states[name] = LEAVING
             elif state is not LEAVING:
                 self.drop(name)
                 closed.append(name)
         self._wanted = names
-        self._fan_out.clear()
+        self.fan_out_cache.clear()
         return opened, closed
 
     def drop(self, name: str) -> None:
         """The station's link to C{name} is closed."""
-        self._states.pop(name, None)
+        self.states.pop(name, None)
         self._backlogs.pop(name, None)
         self.replays.pop(name, None)
-        self._fan_out.clear()
+        self.fan_out_cache.clear()
 
     def replaying(self, name: str, message_id: str, deadline: float) -> None:
         """C{name}'s link is open and the station's BootNotification was replayed to it as C{message_id}."""
-        self._states[name] = REPLAYING
+        self.states[name] = REPLAYING
         self.replays[name] = (message_id, deadline)
 
     def go_live(self, name: str) -> list[bytes]:
         """C{name} gets live traffic from now on: returns the frames held for it, oldest first."""
-        self._states[name] = LIVE
+        self.states[name] = LIVE
         self.replays.pop(name, None)
-        self._fan_out.clear()
+        self.fan_out_cache.clear()
         backlog = self._backlogs.pop(name, None)
         return backlog.drain() if backlog is not None else []
 

@@ -136,6 +136,8 @@ class RouteChanges:
             effects.append(OpenLink(name))
         self._update_translator()
         self._close_drained(effects, now)
+        if self._links.leaving():
+            effects.append(Timer(self._deadline()))
 
     def _joined(self, effects: list[Effect], name: str, now: float) -> None:
         """A new upstream's link is open: the station's last BootNotification first, if it sent one."""

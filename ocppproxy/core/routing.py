@@ -82,7 +82,11 @@ class StationRelay(RouteChanges):
         receives: dict[str, frozenset | None] = {}
         for name, rules in upstreams.items():
             self._urls[name], receives[name] = self._rules(name, rules)
-        self._links = Membership(route.upstreams, receives, BACKLOG_LIMIT)
+        self._links = links = Membership(route.upstreams, receives, BACKLOG_LIMIT)
+        # The membership's own dicts, read on every frame without a call.
+        self._link_states = links.states
+        self._replays = links.replays
+        self._fan_out = links.fan_out_cache
         self._translator: TransactionIdTranslator | None = None
         self._debug = debug
         self._redactor = redactor or Redactor()
@@ -154,16 +158,16 @@ class StationRelay(RouteChanges):
             if upstream is None:
                 effects.append(self._dropped(frame, "answer to no outstanding upstream CALL (late or unknown)"))
             effects.extend(sends)
-            effects.append(Timer(self._deadline()))
             if self._links.leaving():
                 self._close_drained(effects, now)
+            effects.append(Timer(self._deadline()))
         else:
             action = frame.action
             if frame.kind == CALL:
                 self._answers.station_call(frame.message_id, now)
                 if action == BOOT:
                     self._last_boot = frame.body
-            live, held = self._links.fan_out(action)
+            live, held = self._fan_out.get(action) or self._links.fan_out(action)
             effects = []
             if self._debug():
                 self._log_relayed(effects, live, payload)
@@ -287,17 +291,19 @@ class StationRelay(RouteChanges):
         if self._closing:
             return None
         calls = self._station_calls.next_deadline()
-        if not self._links.replays:
+        leaving = self._links.leaving()
+        if not self._replays and not leaving:
             return calls
-        replay = self._links.next_replay_deadline()
-        return replay if calls is None else min(calls, replay)
+        # A link off the route closes once the station CALLs it owes an answer expire, at the latest.
+        deadlines = (calls, self._links.next_replay_deadline(), self._answers.next_deadline() if leaving else None)
+        return min((deadline for deadline in deadlines if deadline is not None), default=None)
 
     # --- the upstreams' side
 
     def from_upstream(self, name: str, payload: bytes, now: float) -> list[Effect]:
         """A frame from upstream C{name}: to the station (a CALL, the answer the station waits for), or consumed."""
         station = self.station_id
-        state = self._links.state(name)
+        state = self._link_states.get(name)
         if state is None:
             return self._from_a_stranger(name, payload)
         try:
@@ -314,7 +320,7 @@ class StationRelay(RouteChanges):
                 effects = self._upstream_call(name, frame, payload, now)
         elif frame.kind in ANSWERS:
             effects = []
-            replay = self._links.replays.get(name)
+            replay = self._replays.get(name) if self._replays else None
             if replay is not None and replay[0] == frame.message_id:
                 self._log_not_relayed(effects, name, frame, "answer to the replayed BootNotification")
                 self._go_live(effects, name, now)
