@@ -175,8 +175,9 @@ class StationRelay(RouteChanges):
             if translator is None or action not in STATION_ACTIONS or frame.kind != CALL:
                 for name in live:
                     effects.append(Send(name, payload))
-                for name in held:
-                    self._hold(effects, name, payload)
+                if held:
+                    for name in held:
+                        self._hold(effects, name, payload)
             else:
                 self._translated(effects, translator, frame, payload, live, held)
         effects.append(Event("station_frame", (station, frame, payload)))
@@ -320,8 +321,7 @@ class StationRelay(RouteChanges):
                 effects = self._upstream_call(name, frame, payload, now)
         elif frame.kind in ANSWERS:
             effects = []
-            replay = self._replays.get(name) if self._replays else None
-            if replay is not None and replay[0] == frame.message_id:
+            if self._replays and self._replays.get(name, ("",))[0] == frame.message_id:
                 self._log_not_relayed(effects, name, frame, "answer to the replayed BootNotification")
                 self._go_live(effects, name, now)
                 effects.append(Timer(self._deadline()))
