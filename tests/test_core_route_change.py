@@ -4,7 +4,7 @@ live station, as tables: inputs in, the effects L{StationRelay} returns out, wri
 in tests/test_core_routing.py plus ("open link", name) and ("close link", name). The
 observer's station_frame / upstream_frame events (checked there) are left out here.
 
-Inputs: ("station", text, now); (upstream name, text, now); ("connected", name, now);
+Inputs: ("station", text, now); (upstream name, text, now); ("connected" | "disconnected", name, ...);
 ("change", Route, now[, upstreams]); ("failed to open", name, reason, now); ("expire", now).
 """
 
@@ -71,6 +71,8 @@ def run_row(relay, row):
         effects = relay.from_station(args[0].encode(), args[1])
     elif what == "connected":
         effects = relay.upstream_connected(*args)
+    elif what == "disconnected":
+        effects = relay.upstream_disconnected(*args)
     elif what == "change":
         effects = relay.change_route(*args)
     elif what == "failed to open":
@@ -327,6 +329,27 @@ CASES = {
                 ],
             ),
             (("station", hb("h2"), 43.0), sends(hb("h2"), "A", "B")),
+        ],
+    ),
+    "boot_replayed_again_if_the_link_dropped_before_its_answer": (
+        "A new upstream whose link drops before it answered the replayed BootNotification gets it again when back.",
+        {"route": Route("A"), "connected": ("A",)},
+        [
+            (("station", BOOT, 0.0), None),
+            (("change", Route("A", ("B",)), 1.0), None),
+            (("connected", "B", 2.0), None),
+            (("disconnected", "B", "gone", 3.0), None),
+            (
+                ("connected", "B", 4.0),
+                [
+                    ("event", "upstream_connected", "CP_1", "B", "ws://B.example/ocpp/"),
+                    ("send", "B", BOOT_REPLAY.replace("boot-1", "boot-2")),
+                    ("timer", 44.0),
+                ],
+            ),
+            (("B", ok("ocppproxy-boot-1"), 5.0), []),
+            (("B", ok("ocppproxy-boot-2"), 5.0), [("timer", None)]),
+            (("station", hb("h1"), 6.0), sends(hb("h1"), "A", "B")),
         ],
     ),
     "without_a_boot_a_new_upstream_goes_live_at_once": (

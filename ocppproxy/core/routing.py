@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 from .answers import LATE, StationCallAnswers
 from .effects import STATION, Close, Effect, Event, Log, Send, Timer
-from .membership import JOINING, LEAVING, Membership
+from .membership import JOINING, LEAVING, REPLAYING, Membership
 from .ocppj import ANSWERS, CALL, Frame, FrameError, format_error_reply, parse_frame
 from .redact import Redactor
 from .route_change import BOOT, RouteChanges
@@ -393,7 +393,8 @@ class StationRelay(RouteChanges):
             self._primary_failed = False
             self._answers.primary_connected = True
         effects: list[Effect] = [Event("upstream_connected", (self.station_id, name, self._urls.get(name, "")))]
-        if state is JOINING:
+        if state is JOINING or state is REPLAYING:
+            # (Again, if its link dropped before it answered the replayed BootNotification.)
             self._joined(effects, name, now)
         self._update_failover(effects, now)
         return effects
