@@ -5,7 +5,7 @@ Autobahn, so a change to the routing or to the session's handling shows on its o
     .venv/bin/python bench/relay_path.py [--calls N] [--repeat R]   (after make venv)
 
 Each round is a station Heartbeat CALL in and every upstream's answer in (the primary's
-relayed to the station, the secondary's consumed), with one upstream and with two. Prints
+relayed to the station, the mirrors' consumed), with one upstream, two and three. Prints
 the best of R runs of N rounds, in microseconds of process CPU per frame in.
 """
 
@@ -33,6 +33,7 @@ class _Station:
     STATE_OPEN = 3
     state = 3
     peer = "tcp4:127.0.0.1:1"
+    transport = SimpleNamespace(pauseProducing=lambda: None, resumeProducing=lambda: None)
 
     def sendMessage(self, payload: bytes, isBinary: bool) -> None:
         pass
@@ -97,7 +98,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="runs, the best is kept (default 7)")
     options = parser.parse_args()
     for label, make_round in (("core (StationRelay)", core_round), ("session (StationSession)", session_round)):
-        for names in (("primary",), ("primary", "secondary")):
+        for names in (("primary",), ("primary", "secondary"), ("primary", "secondary", "mirror")):
             best = min(cpu_per_frame(make_round, names, options.calls) for _ in range(options.repeat))
             print(f"{label:25s} {' + '.join(names):20s} {best:5.2f} us per frame in")
 

@@ -36,6 +36,11 @@ def run_row(subject, row):
     raise AssertionError(what)
 
 
+def pair(primary_id, secondary_id):
+    """How the store dumps a transaction the station knows by the primary's id, with the secondary's own id."""
+    return [primary_id, {"primary": primary_id, "secondary": secondary_id}]
+
+
 def started(primary_id, secondary_id, message_id="t1"):
     """Rows of a StartTransaction both upstreams answered with their ids."""
     return [
@@ -52,7 +57,7 @@ CASES = {
         {},
         [
             *started(201, 3),
-            (("stored",), {"CP_1": [[201, 3]]}),
+            (("stored",), {"CP_1": [pair(201, 3)]}),
             (
                 ("station", '[2,"m1","MeterValues",{"connectorId":1,"transactionId":201,"meterValue":[]}]'),
                 '[2,"m1","MeterValues",{"connectorId":1,"transactionId":3,"meterValue":[]}]',
@@ -111,17 +116,18 @@ CASES = {
             ),
         ],
     ),
-    "one_answer_is_not_enough": (
-        "Only a StartTransaction both upstreams answered with an integer id is remembered.",
+    "only_integer_ids_of_starts_are_kept": (
+        "The station's id (the primary's answer) is kept; an id that is not an integer, or an answer to no"
+        " StartTransaction, is not.",
         {},
         [
             (("station", '[2,"t1","StartTransaction",{}]'), None),
             (("primary", '[3,"t1",{"transactionId":201}]'), None),
             (("secondary", '[3,"t1",{"transactionId":"7"}]'), None),
-            (("stored",), {}),
+            (("stored",), {"CP_1": [[201, {"primary": 201}]]}),
             (("primary", '[3,"other",{"transactionId":5}]'), None),
             (("secondary", '[3,"other",{"transactionId":6}]'), None),
-            (("stored",), {}),
+            (("stored",), {"CP_1": [[201, {"primary": 201}]]}),
         ],
     ),
     "store_bounded_per_station": (
@@ -129,7 +135,7 @@ CASES = {
         {},
         [
             *[row for n in range(PER_STATION_LIMIT + 1) for row in started(1000 + n, n, f"t{n}")],
-            (("stored",), {"CP_1": [[1000 + n, n] for n in range(1, PER_STATION_LIMIT + 1)]}),
+            (("stored",), {"CP_1": [pair(1000 + n, n) for n in range(1, PER_STATION_LIMIT + 1)]}),
         ],
     ),
 }

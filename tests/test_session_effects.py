@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.core.redact import Redactor
+from ocppproxy.core.routes import Route
 from ocppproxy.core.transactions import TransactionStore
 from ocppproxy.logs import set_log_level
 from ocppproxy.relay.session import StationSession
+from ocppproxy.wire.upstream import HandshakeOutcome
 
 
 class Transport:
@@ -180,3 +182,82 @@ class SessionEffectTests(SynchronousTestCase):
         shown = "".join(formatEvent(event) for event in self.logged)
         self.assertIn('{"idTag":"***"}', shown)
         self.assertNotIn("TAG1", shown)
+
+
+class NewLinkStandIn(LinkStandIn):
+    """A link a change of route asks for: started, offered a subprotocol, its first handshake told on demand."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.started = False
+        self.subprotocols = None
+        self.first_outcome = Deferred()
+
+    def start(self):
+        self.started = True
+
+    def set_subprotocols(self, subprotocols):
+        self.subprotocols = subprotocols
+
+
+class SessionRouteChangeTests(SynchronousTestCase):
+    """The session opens and closes links as a change of route decides, and tells the relay a failed opening."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.station = StationStandIn()
+        self.session = StationSession("CP_1", self.station, self.clock, lambda session: None, Recorder())
+        self.links = {"primary": LinkStandIn("primary"), "secondary": LinkStandIn("secondary")}
+        self.made = {}
+        config = SimpleNamespace(handshake_timeout=10, pending_call_timeout=40.0, failover=False, upstream_calls={})
+        self.session.attach(self.links, ["ocpp1.6"], config, TransactionStore(), self.make_link)
+        self.session.subprotocol = "ocpp1.6"
+        self.session.relay.use_subprotocol("ocpp1.6")
+        self.session.upstream_connected("primary")
+        self.session.upstream_connected("secondary")
+        self.logged = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def make_link(self, name):
+        self.made[name] = NewLinkStandIn(name)
+        return self.made[name]
+
+    def warnings(self):
+        return [formatEvent(event) for event in self.logged if event.get("log_level") == LogLevel.warn]
+
+    def test_links_opened_and_closed(self):
+        """A new mirror's link is made, offered the station's subprotocol and started; the one that left is stopped."""
+        secondary = self.links["secondary"]
+        self.session.change_route(Route("primary", ("third",)))
+        third = self.made["third"]
+        self.assertEqual((third.started, third.subprotocols), (True, ["ocpp1.6"]))
+        self.assertIs(self.session.links["third"], third)
+        self.assertTrue(secondary.stopped)
+        self.assertNotIn("secondary", self.session.links)
+        self.session.upstream_connected("third")
+        self.session.from_station(b'[2,"h","Heartbeat",{}]', False)
+        self.assertEqual(third.sent, [b'[2,"h","Heartbeat",{}]'])
+
+    def test_refused_new_primary_keeps_the_route(self):
+        """A new primary refusing its handshake: its link is stopped, the station keeps its primary, a warning says why."""
+        self.session.change_route(Route("third", ("primary",)))
+        self.made["third"].first_outcome.callback(HandshakeOutcome(refused_status=404, reason="Not Found"))
+        self.assertTrue(self.made["third"].stopped)
+        self.assertEqual(self.session.relay.route, Route("primary", ("secondary",)))
+        self.assertIn(
+            "station CP_1: its new primary third did not open (HTTP 404 Not Found): it keeps its route, primary primary",
+            self.warnings(),
+        )
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_new_primary_silent_past_handshake_timeout(self):
+        """A new primary with no handshake within handshake_timeout is given up the same way."""
+        self.session.change_route(Route("third", ("primary",)))
+        self.clock.advance(10)
+        self.assertTrue(self.made["third"].stopped)
+        self.assertIn(
+            "station CP_1: its new primary third did not open (no handshake within 10 s (handshake_timeout)): it keeps"
+            " its route, primary primary",
+            self.warnings(),
+        )

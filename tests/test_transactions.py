@@ -35,7 +35,9 @@ class TranslatorTests(SynchronousTestCase):
         self.translator = TransactionIdTranslator("CP_1", self.store)
 
     def start(self, primary_id=7, secondary_id=3, order=("primary", "secondary")):
-        start, _ = frame(2, "s1", "StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "x"})
+        start, _ = frame(
+            2, "s1", "StartTransaction", {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "x"}
+        )
         self.translator.station_frame(start)
         answers = {"primary": primary_id, "secondary": secondary_id}
         for upstream in order:
@@ -90,6 +92,35 @@ class TranslatorTests(SynchronousTestCase):
         self.assertEqual((restored.load([]), restored.load(None)), (1, 0))
 
 
+class NamedUpstreamStoreTests(SynchronousTestCase):
+    """The store by upstream name: what earlier releases wrote is read as primary and secondary; names round-trip."""
+
+    def test_earlier_shape_read_as_primary_and_secondary(self):
+        """[[primary id, secondary id]] (the file and Redis shape before named upstreams) becomes named ids."""
+        store = TransactionStore()
+        self.assertEqual(store.load({"CP_1": [[101, 201], [102, 202]]}), 0)
+        self.assertEqual(store.ids("CP_1", 101), {"primary": 101, "secondary": 201})
+        self.assertEqual(store.station_tx("CP_1", "secondary", 202), 102)
+        self.assertEqual(
+            store.dump(),
+            {"CP_1": [[101, {"primary": 101, "secondary": 201}], [102, {"primary": 102, "secondary": 202}]]},
+        )
+
+    def test_names_and_a_twice_open_id_round_trip(self):
+        """Ids of any upstream names, and the same station id open twice, survive dump and load in order."""
+        store = TransactionStore()
+        store.started("CP_1", 201, {"csms-a": 201, "csms-b": 7, "analytics": 3})
+        self.assertEqual(
+            store.started("CP_1", 201, {"csms-b": 201, "csms-a": 305}), {"csms-a": 201, "csms-b": 7, "analytics": 3}
+        )
+        restored = TransactionStore()
+        self.assertEqual(restored.load(json.loads(json.dumps(store.dump()))), 0)
+        self.assertEqual(restored.ids("CP_1", 201), {"csms-b": 201, "csms-a": 305})
+        restored.finished("CP_1", 201)
+        self.assertEqual(restored.ids("CP_1", 201), {"csms-a": 201, "csms-b": 7, "analytics": 3})
+        self.assertEqual(restored.load({"CP_2": [[5, {"a": "x"}], [6, {}], [7, {"a": 1}]]}), 2)
+
+
 class TransactionEndToEndTests(ProxyTestCase):
     @async_test
     async def test_secondary_sees_its_own_ids_across_a_restart(self):
@@ -124,7 +155,7 @@ class TransactionEndToEndTests(ProxyTestCase):
 
         await websocket.close()
         await Deferred.asFuture(self.proxy.stopService(), asyncio.get_event_loop())
-        self.assertEqual(read_state(state), {"CP_T": [[101, 201]]})
+        self.assertEqual(read_state(state), {"CP_T": [[101, {"primary": 101, "secondary": 201}]]})
         base = await self.start_proxy(**settings)
         station, websocket, _ = await connect_station(base, "CP_T")
         self.addCleanup(lambda: asyncio.ensure_future(websocket.close()))

@@ -24,9 +24,10 @@ when Redis is back, and the stations whose read failed are read then.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
-from ..core.transactions import PER_STATION_LIMIT, TransactionStore
+from ..core.transactions import LEGACY_SECONDARY, PER_STATION_LIMIT, TransactionStore
 from ..logs import proxy_logger
 from .claims import KEY_PREFIX
 from .redis import RedisLink, RedisUnavailable
@@ -105,33 +106,55 @@ class SharedTransactions:
         self._loading: set[str] = set()
         self._unread: set[str] = set()
 
-    # --- what TransactionIdTranslator and the state file use
+    # --- what TransactionIdTranslator and the state file use. Redis holds the ids of the
+    # upstream named "secondary" only (the hash's shape before named upstreams); the ids
+    # of other upstreams stay on this instance.
+
+    def started(self, station_id: str, tx: int, ids: Mapping[str, int]) -> dict[str, int] | None:
+        earlier = self.local.started(station_id, tx, ids)
+        if LEGACY_SECONDARY in ids:
+            self._write(station_id, {tx: ids[LEGACY_SECONDARY]})
+        return earlier
+
+    def add_id(self, station_id: str, tx: int, upstream: str, own_id: int) -> None:
+        self.local.add_id(station_id, tx, upstream, own_id)
+        if upstream == LEGACY_SECONDARY:
+            self._write(station_id, {tx: own_id})
+
+    def ids(self, station_id: str, tx: Any) -> Mapping[str, int] | None:
+        found = self.local.ids(station_id, tx)
+        if found is None and station_id in self._loading:
+            self._log.warn(
+                "station {station}: transaction {transaction} reached the secondary before its ids were read"
+                " from Redis: sent with the primary's id",
+                station=station_id,
+                transaction=tx,
+            )
+        return found
+
+    def station_tx(self, station_id: str, upstream: str, own_id: Any) -> int | None:
+        return self.local.station_tx(station_id, upstream, own_id)
+
+    def finished(self, station_id: str, tx: Any) -> None:
+        known = self.local.secondary_id(station_id, tx) is not None
+        self.local.finished(station_id, tx)
+        if known:
+            self._write(station_id, {tx: None})
 
     def remember(self, station_id: str, primary_id: int, secondary_id: int) -> None:
         self.local.remember(station_id, primary_id, secondary_id)
         self._write(station_id, {primary_id: secondary_id})
 
     def forget(self, station_id: str, primary_id: Any) -> None:
-        known = self.local.secondary_id(station_id, primary_id) is not None
-        self.local.forget(station_id, primary_id)
-        if known:
-            self._write(station_id, {primary_id: None})
+        self.finished(station_id, primary_id)
 
     def secondary_id(self, station_id: str, primary_id: Any) -> int | None:
-        found = self.local.secondary_id(station_id, primary_id)
-        if found is None and station_id in self._loading:
-            self._log.warn(
-                "station {station}: transaction {transaction} reached the secondary before its ids were read"
-                " from Redis: sent with the primary's id",
-                station=station_id,
-                transaction=primary_id,
-            )
-        return found
+        return self.local.secondary_id(station_id, primary_id)
 
     def primary_id(self, station_id: str, secondary_id: Any) -> int | None:
         return self.local.primary_id(station_id, secondary_id)
 
-    def dump(self) -> dict[str, list[list[int]]]:
+    def dump(self) -> dict[str, list[list]]:
         return self.local.dump()
 
     def load(self, data: Any) -> None:

@@ -46,5 +46,19 @@ class Timer:
     deadline: float | None
 
 
-Effect = Send | Close | ProxyEvent | Log | Timer
+@dataclass(frozen=True, slots=True)
+class OpenLink:
+    """Open a link from the station to upstream C{name} (with the subprotocol the station agreed), and tell the core how it went."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseLink:
+    """Close the station's link to upstream C{name} (1001): it left the station's route."""
+
+    name: str
+
+
+Effect = Send | Close | ProxyEvent | Log | Timer | OpenLink | CloseLink
 """A L{ProxyEvent} (see L{ocppproxy.core.observer}): tell the observer."""

@@ -1,8 +1,8 @@
 """
 The relaying rules for one station, as complete decisions: L{StationRelay} takes each
 frame (from the station or an upstream) and each link or timer event, and returns the
-ordered list of L{effects} that carry it out: what to send where, what to close, what to
-tell the observer, what to log. Pure: time is passed in, no I/O.
+ordered list of L{effects} that carry it out: what to send where, which links to open or
+close, what to tell the observer, what to log. Pure: time is passed in, no I/O.
 """
 
 from __future__ import annotations
@@ -23,15 +23,19 @@ from .observer import (
     UpstreamDisconnected,
     UpstreamFrame,
 )
+from .membership import JOINING, LEAVING, REPLAYING, Membership
 from .ocppj import ANSWERS, CALL, Frame, FrameError, format_error_reply, parse_frame
 from .redact import Redactor
+from .route_change import BOOT, RouteChanges
+from .routes import Route, UpstreamRules
 from .station_calls import StationBoundCalls
-from .transactions import TransactionIdTranslator, TransactionStore
+from .transactions import START, STATION_ACTIONS, TransactionIdTranslator, TransactionStore
 
 PRIMARY = "primary"
 SECONDARY = "secondary"
 UNSUPPORTED_DATA = 1003
 TRY_AGAIN_LATER = 1013
+BACKLOG_LIMIT = 1000
 
 _UPSTREAM_CALL_FATES = {
     "sent": None,
@@ -40,25 +44,29 @@ _UPSTREAM_CALL_FATES = {
 }
 
 
-class StationRelay:
+class StationRelay(RouteChanges):
     """
-    One station's relaying state and rules: station CALLs (and SENDs) go to every
-    upstream; only the primary's answers reach the station (with C{failover}, the
-    secondary's too while the primary is away: see L{StationCallAnswers}); upstream CALLs
-    reach the station one at a time (L{StationBoundCalls}) and the station's answer returns
-    to the upstream that asked; OCPP 1.6 transaction ids are translated for the secondary;
-    a station left with no connected upstream is closed with 1013.
+    One station's relaying state and rules. The station's C{route} names its primary and
+    its mirrors: station CALLs (and SENDs) go to each upstream whose C{receives} admits
+    their action; only the primary's answers reach the station (the failover mirror's too
+    while the primary is away: see L{StationCallAnswers}); upstream CALLs reach the station
+    one at a time (L{StationBoundCalls}) and the station's answer returns to the upstream
+    that asked; OCPP 1.6 transaction ids are translated for every upstream with ids of
+    its own (L{TransactionIdTranslator}); a station left with no connected upstream is
+    closed with 1013. L{change_route} moves a connected station to another route.
 
-    C{upstreams} maps each upstream's name to its URL (primary first). Every method
-    returns the effects to carry out, in order; L{Timer} effects say when to call
-    L{expire}. C{debug} says whether debug log lines are wanted (asked per frame, as the
-    level can change while running); C{redactor} masks what a log line quotes of a frame.
+    C{upstreams} maps each upstream's name to its URL, or to its L{UpstreamRules}. Without
+    a C{route}, the first is the primary and the others its mirrors, C{secondary} the
+    failover mirror if C{failover} (the shape of C{primary_url} / C{secondary_url}).
+    Every method returns the effects to carry out, in order; L{Timer} effects say when to
+    call L{expire}. C{debug} says whether debug log lines are wanted (asked per frame, as
+    the level can change while running); C{redactor} masks what a log line quotes of a frame.
     """
 
     def __init__(
         self,
         station_id: str,
-        upstreams: Mapping[str, str],
+        upstreams: Mapping[str, str | UpstreamRules],
         transactions: TransactionStore | None = None,
         pending_timeout: float = 40.0,
         pending_limit: int = 1000,
@@ -66,14 +74,31 @@ class StationRelay:
         call_policies: Mapping[str, frozenset | None] = {},
         debug: Callable[[], bool] = lambda: False,
         redactor: Redactor | None = None,
+        *,
+        route: Route | None = None,
     ) -> None:
         self.station_id = station_id
-        self._urls = dict(upstreams)
-        self._names = tuple(upstreams)
+        if route is None:
+            names = tuple(upstreams)
+            route = Route(names[0], names[1:], SECONDARY if failover and SECONDARY in names[1:] else None)
+        self._route = route
+        # The route waiting for its new primary's link (None: no change under way), and
+        # the names of every upstream the configuration still defines (None: unknown).
+        self._pending: Route | None = None
+        self._known: frozenset[str] | None = None
+        self._pending_timeout = pending_timeout
         self._transactions = transactions
-        self._failover = failover and SECONDARY in self._urls
         self._station_calls = StationBoundCalls(pending_timeout, policies=call_policies)
-        self._answers = StationCallAnswers(pending_timeout, pending_limit, self._failover)
+        self._answers = StationCallAnswers(pending_timeout, pending_limit, route.failover, route.primary)
+        self._urls: dict[str, str] = {}
+        receives: dict[str, frozenset | None] = {}
+        for name, rules in upstreams.items():
+            self._urls[name], receives[name] = self._rules(name, rules)
+        self._links = links = Membership(route.upstreams, receives, BACKLOG_LIMIT)
+        # The membership's own dicts, read on every frame without a call.
+        self._link_states = links.states
+        self._replays = links.replays
+        self._fan_out = links.fan_out_cache
         self._translator: TransactionIdTranslator | None = None
         self._debug = debug
         self._redactor = redactor or Redactor()
@@ -81,13 +106,39 @@ class StationRelay:
         self._primary_failed = False
         self._failover_since: float | None = None
         self._closing = False
+        self._last_boot = None
+        self._replays_sent = 0
         self.subprotocol: str | None = None
+
+    def _rules(self, name: str, rules: str | UpstreamRules) -> tuple[str, frozenset | None]:
+        if isinstance(rules, str):
+            return rules, None
+        self._station_calls.set_policy(name, rules.calls)
+        return rules.url, rules.receives
+
+    @property
+    def route(self) -> Route:
+        """The route in force: the one whose primary answers the station's CALLs sent now."""
+        return self._route
+
+    @property
+    def pending_route(self) -> Route | None:
+        """The route the station moves to once its new primary's link is open, or None."""
+        return self._pending
 
     def use_subprotocol(self, subprotocol: str) -> None:
         """The OCPP version agreed with the station: its bad frames are answered in its words; 1.6 ids translated."""
         self.subprotocol = subprotocol
-        if SECONDARY in self._urls and self._transactions is not None and subprotocol.startswith("ocpp1.6"):
-            self._translator = TransactionIdTranslator(self.station_id, self._transactions)
+        self._update_translator()
+
+    def _update_translator(self) -> None:
+        if (
+            self._translator is None
+            and len(self._links) > 1
+            and self._transactions is not None
+            and (self.subprotocol or "").startswith("ocpp1.6")
+        ):
+            self._translator = TransactionIdTranslator(self.station_id, self._transactions, self._route.primary)
 
     # --- the station's side
 
@@ -119,25 +170,50 @@ class StationRelay:
             if upstream is None:
                 effects.append(self._dropped(frame, "answer to no outstanding upstream CALL (late or unknown)"))
             effects.extend(sends)
+            if self._links.leaving():
+                self._close_drained(effects, now)
             effects.append(Timer(self._deadline()))
         else:
+            action = frame.action
             if frame.kind == CALL:
                 self._answers.station_call(frame.message_id, now)
+                if action == BOOT:
+                    self._last_boot = frame.body
+            live, held = self._fan_out.get(action) or self._links.fan_out(action)
             effects = []
             if self._debug():
-                self._log_relayed(effects, self._names, payload)
+                self._log_relayed(effects, live, payload)
             translator = self._translator
-            if translator is None:
-                for name in self._names:
+            if translator is None or action not in STATION_ACTIONS or frame.kind != CALL:
+                for name in live:
                     effects.append(Send(name, payload))
+                if held:
+                    for name in held:
+                        self._hold(effects, name, payload)
             else:
-                translator.station_frame(frame)
-                for name in self._names:
-                    effects.append(
-                        Send(name, translator.to_secondary(frame, payload) if name == SECONDARY else payload)
-                    )
+                self._translated(effects, translator, frame, payload, live, held)
         effects.append(StationFrame(station, frame, payload))
         return effects
+
+    def _translated(self, effects, translator, frame: Frame, payload: bytes, live, held) -> None:
+        """A 1.6 transaction CALL of the station: each upstream gets its own transaction id."""
+        targets = live + held
+        if frame.action == START:
+            translator.start_sent(frame.message_id, len(targets))
+            payloads = None
+        else:
+            payloads, logs = translator.outgoing(frame, payload, targets, self._answers.primary)
+            effects.extend(logs)
+        for number, name in enumerate(targets):
+            translated = payload if payloads is None else payloads[number]
+            if number < len(live):
+                effects.append(Send(name, translated))
+            else:
+                self._hold(effects, name, translated)
+
+    def _hold(self, effects: list[Effect], name: str, payload: bytes) -> None:
+        if self._links.hold(name, payload):
+            effects.append(FrameDropped(self.station_id, name))
 
     def _log_relayed(self, effects: list[Effect], targets, payload: bytes) -> None:
         effects.append(
@@ -203,41 +279,74 @@ class StationRelay:
         return effects
 
     def expire(self, now: float) -> list[Effect]:
-        """The L{Timer} is due: CALLERRORs for upstream CALLs that waited too long, and the next CALL."""
+        """
+        The L{Timer} is due: CALLERRORs for upstream CALLs that waited too long, the next
+        CALL, and live traffic for an upstream whose replayed BootNotification went unanswered.
+        """
         effects: list[Effect] = self._station_calls.expire(now)
+        for name, (_, deadline) in list(self._links.replays.items()):
+            if deadline <= now:
+                effects.append(
+                    Log(
+                        "warn",
+                        "station {station}: {upstream} has not answered the replayed BootNotification in {timeout:g} s:"
+                        " relaying to it all the same",
+                        {"station": self.station_id, "upstream": name, "timeout": self._pending_timeout},
+                    )
+                )
+                self._go_live(effects, name, now)
+        if self._links.leaving():
+            self._close_drained(effects, now)
         effects.append(Timer(self._deadline()))
         return effects
 
     def _deadline(self) -> float | None:
-        return None if self._closing else self._station_calls.next_deadline()
+        if self._closing:
+            return None
+        calls = self._station_calls.next_deadline()
+        leaving = self._links.leaving()
+        if not self._replays and not leaving:
+            return calls
+        # A link off the route closes once the station CALLs it owes an answer expire, at the latest.
+        deadlines = (calls, self._links.next_replay_deadline(), self._answers.next_deadline() if leaving else None)
+        return min((deadline for deadline in deadlines if deadline is not None), default=None)
 
     # --- the upstreams' side
 
     def from_upstream(self, name: str, payload: bytes, now: float) -> list[Effect]:
         """A frame from upstream C{name}: to the station (a CALL, the answer the station waits for), or consumed."""
         station = self.station_id
+        state = self._link_states.get(name)
+        if state is None:
+            return self._from_a_stranger(name, payload)
         try:
             frame = parse_frame(payload)
         except FrameError as error:
             return self._bad_frame(name, payload, error)
         translator = self._translator
-        if translator is not None:
-            if name == SECONDARY and frame.kind == CALL:
-                payload = translator.from_secondary(frame, payload)
-            else:
-                translator.upstream_frame(name, frame)
         if frame.kind == CALL:
-            effects = self._upstream_call(name, frame, payload, now)
+            if translator is not None:
+                payload = translator.incoming(name, frame, payload)
+            if state is LEAVING:
+                effects = self._refuse_leaving(name, frame)
+            else:
+                effects = self._upstream_call(name, frame, payload, now)
         elif frame.kind in ANSWERS:
-            if name == PRIMARY:
-                reason = self._answers.primary_answer(frame.message_id, now)
+            effects = []
+            if self._replays and self._replays.get(name, ("",))[0] == frame.message_id:
+                self._log_not_relayed(effects, name, frame, "answer to the replayed BootNotification")
+                self._go_live(effects, name, now)
+                effects.append(Timer(self._deadline()))
             else:
-                reason = self._answers.secondary_answer(frame.message_id, payload, now)
-            if reason is None:
-                effects = [Send(STATION, payload)]
-            else:
-                effects = []
-                self._log_not_relayed(effects, name, frame, reason, late=reason is LATE)
+                reason = self._answers.answer(name, frame.message_id, payload, now)
+                if translator is not None and frame.message_id in translator.starts:
+                    effects.extend(translator.answer(name, frame, reason is None))
+                if reason is None:
+                    effects.append(Send(STATION, payload))
+                else:
+                    self._log_not_relayed(effects, name, frame, reason, late=reason is LATE)
+                if state is LEAVING:
+                    self._close_drained(effects, now)
         else:
             effects = []
             self._log_not_relayed(effects, name, frame, f"{frame.kind_name} from a central system is not relayed")
@@ -267,7 +376,7 @@ class StationRelay:
         return effects
 
     def _log_not_relayed(self, effects: list[Effect], name: str, frame: Frame, reason: str, late: bool = False) -> None:
-        # A late answer is worth a warning; a consumed one (the secondary's) is normal.
+        # A late answer is worth a warning; a consumed one (a mirror's) is normal.
         if late or self._debug():
             effects.append(
                 Log(
@@ -284,37 +393,58 @@ class StationRelay:
                 )
             )
 
+    # --- the links
+
     def upstream_connected(self, name: str, now: float) -> list[Effect]:
         """The link to C{name} completed its handshake (its queued frames are already flushed)."""
+        state = self._links.state(name)
+        if state is None:
+            return []
         self._connected.add(name)
-        if name == PRIMARY:
+        if name == self._answers.primary:
             self._primary_failed = False
             self._answers.primary_connected = True
-        effects: list[Effect] = [UpstreamConnected(self.station_id, name, self._urls[name])]
+        effects: list[Effect] = [UpstreamConnected(self.station_id, name, self._urls.get(name, ""))]
+        if state is JOINING or state is REPLAYING:
+            # (Again, if its link dropped before it answered the replayed BootNotification.)
+            self._joined(effects, name, now)
         self._update_failover(effects, now)
         return effects
 
     def upstream_disconnected(self, name: str, reason: str, now: float) -> list[Effect]:
         """An open link dropped: held failover answers are released; with no upstream left, the station is closed."""
+        if name not in self._links:
+            return []
         self._connected.discard(name)
         effects: list[Effect] = []
-        if name == PRIMARY:
+        if name == self._answers.primary:
             self._primary_failed = True
-            if self._failover:
+            if self._route.failover is not None:
                 for answer in self._answers.primary_lost(now):
                     effects.append(Send(STATION, answer))
-        effects.append(UpstreamDisconnected(self.station_id, name, self._urls[name], reason))
+                    self._released(answer)
+        effects.append(UpstreamDisconnected(self.station_id, name, self._urls.get(name, ""), reason))
         self._update_failover(effects, now)
         self._close_if_no_upstream(effects)
         return effects
 
+    def _released(self, answer: bytes) -> None:
+        """A held failover answer reached the station: its transaction id (if any) is the station's."""
+        translator = self._translator
+        if translator is not None and translator.starts:
+            frame = parse_frame(answer)
+            if frame.message_id in translator.starts:
+                translator.answer(self._route.failover, frame, True)
+
     def upstream_attempt_failed(self, name: str, reason: str, now: float) -> list[Effect]:
         """A connection attempt to C{name} failed."""
+        if name not in self._links:
+            return []
         effects: list[Effect] = []
-        if name == PRIMARY:
+        if name == self._answers.primary:
             self._primary_failed = True
             self._update_failover(effects, now)
-        effects.append(UpstreamAttemptFailed(self.station_id, name, self._urls[name], reason))
+        effects.append(UpstreamAttemptFailed(self.station_id, name, self._urls.get(name, ""), reason))
         return effects
 
     def upstream_gave_up(self, name: str) -> list[Effect]:
@@ -332,15 +462,20 @@ class StationRelay:
             effects.append(Close(TRY_AGAIN_LATER, "no central system connected, try again later"))
 
     def _update_failover(self, effects: list[Effect], now: float) -> None:
-        """Failover is on while the primary has failed and the secondary is connected."""
-        if not self._failover:
+        """Failover is on while the primary has failed and the failover mirror is connected."""
+        failover = self._route.failover
+        if failover is None and self._failover_since is None:
             return
-        active = self._primary_failed and SECONDARY in self._connected and not self._closing
+        active = self._primary_failed and failover in self._connected and not self._closing
         station = self.station_id
         if active and self._failover_since is None:
             self._failover_since = now
             effects.append(
-                Log("warn", "station {station}: primary away, the secondary answers (failover)", {"station": station})
+                Log(
+                    "warn",
+                    "station {station}: primary away, the {failover} answers (failover)",
+                    {"station": station, "failover": failover},
+                )
             )
             effects.append(FailoverStarted(station))
         elif not active and self._failover_since is not None:

@@ -44,6 +44,17 @@ class StationBoundCalls:
     def __len__(self) -> int:
         return len(self._waiting) + (self._outstanding is not None)
 
+    def set_policy(self, upstream: str, allowed: frozenset | None) -> None:
+        """Which actions C{upstream} may send from now on (None: all)."""
+        self._policies[upstream] = allowed
+
+    def holds(self, upstream: str) -> bool:
+        """Whether a CALL of C{upstream} is outstanding at the station or waiting for it."""
+        outstanding = self._outstanding
+        if outstanding is not None and outstanding[1] == upstream:
+            return True
+        return any(call.upstream == upstream for call in self._waiting)
+
     def offer(self, upstream: str, frame: Frame, payload: bytes, now: float) -> tuple[str, list[Send]]:
         """
         An upstream sent a CALL for the station: C{("sent" | "waiting" | "refused", sends)}

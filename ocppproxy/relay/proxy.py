@@ -74,7 +74,7 @@ class ProxyService(ServiceTree):
                 # JSON, but not what the proxy writes (edited by hand, another program's file).
                 self._log.warn(
                     "state file {path}: {skipped} entries not in the expected shape were skipped"
-                    " ({{station id: [[primary id, secondary id], ...]}})",
+                    " ({{station id: [[station's transaction id, {{upstream: its own id, ...}}], ...]}})",
                     path=config.state_file,
                     skipped=skipped,
                 )
@@ -180,10 +180,12 @@ class ProxyService(ServiceTree):
         peer_host = getattr(protocol.transport.getPeer(), "host", "unknown")
         headers = upstream_headers(request, peer_host, station_id, self.config)
         useragent = request.headers.get("user-agent")
-        links = {
-            name: UpstreamLink(
+        urls = self.config.upstream_urls()
+
+        def make_link(name: str) -> UpstreamLink:
+            return UpstreamLink(
                 name,
-                url + station_id,
+                urls[name] + station_id,
                 station_id,
                 session,
                 self._reactor,
@@ -197,9 +199,9 @@ class ProxyService(ServiceTree):
                 recorder=session.recorder,
                 write_limits=self.write_limits,
             )
-            for name, url in self.config.upstream_urls().items()
-        }
-        session.attach(links, offers, self.config, self.transactions)
+
+        links = {name: make_link(name) for name in urls}
+        session.attach(links, offers, self.config, self.transactions, make_link)
         return session
 
     @property

@@ -7,14 +7,14 @@ one per accepted station handshake.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import LogLevel
 
 from ..config.model import Config
-from ..core.effects import STATION, Close, Effect, Log, Send, Timer
+from ..core.effects import STATION, Close, CloseLink, Effect, Log, OpenLink, Send, Timer
 from ..core.observer import (
     FROM_STATION,
     FROM_UPSTREAM,
@@ -26,6 +26,7 @@ from ..core.observer import (
 )
 from ..core.redact import Redactor
 from ..core.rates import TokenBucket
+from ..core.routes import Route, UpstreamRules
 from ..core.routing import PRIMARY, StationRelay
 from ..core.transactions import TransactionStore
 from ..logs import debug_enabled, proxy_logger
@@ -83,6 +84,7 @@ class StationSession:
         self._clock = clock
         self._on_ended = on_ended
         self.links: dict[str, UpstreamLink] = {}
+        self._make_link: Callable[[str], UpstreamLink] | None = None
         self.relay: StationRelay | None = None
         self.subprotocol: str | None = None
         self.connected_since: float | None = None
@@ -93,10 +95,19 @@ class StationSession:
         self._expiry_timer = None
 
     def attach(
-        self, links: dict[str, UpstreamLink], offers: list[str], config: Config, transactions: TransactionStore
+        self,
+        links: dict[str, UpstreamLink],
+        offers: list[str],
+        config: Config,
+        transactions: TransactionStore,
+        make_link: Callable[[str], UpstreamLink] | None = None,
     ) -> None:
-        """Give the session its upstream links (primary first); the primary starts connecting."""
+        """
+        Give the session its upstream links (primary first); the primary starts connecting.
+        C{make_link(name)} makes the link to another upstream when a change of route asks for one.
+        """
         self.links = links
+        self._make_link = make_link
         self._offers = offers
         self._handshake_timeout = config.handshake_timeout
         self.relay = StationRelay(
@@ -178,6 +189,12 @@ class StationSession:
                     self.links[effect.target].send(effect.payload)
             elif isinstance(effect, ProxyEvent):
                 self._tell(effect)
+            elif kind is OpenLink:
+                self._open_link(effect.name)
+            elif kind is CloseLink:
+                link = self.links.pop(effect.name, None)
+                if link is not None:
+                    link.stop()
             elif kind is Timer:
                 self._schedule_expiry(effect.deadline)
             elif kind is Log:
@@ -186,6 +203,40 @@ class StationSession:
                 self.close(effect.code, effect.reason)
             else:
                 raise TypeError(f"unknown effect {effect!r}")
+
+    def change_route(self, route: Route, upstreams: Mapping[str, UpstreamRules] | None = None) -> None:
+        """Move the station to C{route} (see L{StationRelay.change_route}): links opened and closed as it decides."""
+        if self.relay is not None:
+            self._carry_out(self.relay.change_route(route, self._clock.seconds(), upstreams))
+
+    def _open_link(self, name: str) -> None:
+        """
+        A change of route asks for a link to C{name}: it offers the subprotocol the station
+        agreed; a refusal, or no handshake within C{handshake_timeout}, is told to the relay.
+        """
+        if self._closing or self._make_link is None:
+            return
+        link = self._make_link(name)
+        self.links[name] = link
+        if self.subprotocol:
+            link.set_subprotocols([self.subprotocol])
+        timeout = self._handshake_timeout
+
+        def failed(reason: str) -> None:
+            if self.links.get(name) is link and not link.connected and not self._closing:
+                self._carry_out(self.relay.upstream_failed_to_open(name, reason, self._clock.seconds()))
+
+        timer = self._clock.callLater(timeout, failed, f"no handshake within {timeout:g} s (handshake_timeout)")
+
+        def first(outcome) -> None:
+            if timer.active():
+                timer.cancel()
+            if outcome.subprotocol is None and (outcome.refused_status is not None or outcome.reason):
+                status = f"HTTP {outcome.refused_status} " if outcome.refused_status is not None else ""
+                failed(f"{status}{outcome.reason}".strip())
+
+        link.first_outcome.addCallback(first)
+        link.start()
 
     # --- the station's side
 
