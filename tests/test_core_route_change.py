@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.core.effects import CloseLink, Event, OpenLink
+from ocppproxy.core.effects import CloseLink, OpenLink
+from ocppproxy.core.observer import StationFrame, UpstreamFrame
 from ocppproxy.core.routes import Route, UpstreamRules
 from ocppproxy.core.routing import StationRelay
 from ocppproxy.core.transactions import TransactionStore
@@ -84,7 +85,7 @@ def run_row(relay, row):
     return [
         rendered(effect)
         for effect in effects
-        if not (isinstance(effect, Event) and effect.name in ("station_frame", "upstream_frame"))
+        if not isinstance(effect, (StationFrame, UpstreamFrame))
     ]
 
 
