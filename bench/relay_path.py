@@ -21,6 +21,7 @@ from ocppproxy.core.observer import NullObserver
 from ocppproxy.core.routing import StationRelay
 from ocppproxy.core.transactions import TransactionStore
 from ocppproxy.relay.session import StationSession
+from ocppproxy.wire.limits import StationLimits
 
 CALL = b'[2,"19223201","Heartbeat",{}]'
 ANSWER = b'[3,"19223201",{"currentTime":"2026-12-03T08:00:00Z"}]'
@@ -64,7 +65,11 @@ def core_round(names):
 
 
 def session_round(names):
-    session = StationSession("CP_1", _Station(), Clock(), lambda session: None, NullObserver())
+    # The clock stands still here: a frame rate no loop reaches, or every frame after the
+    # burst would take the throttling path (and fail on the stand-in station, which has no transport).
+    clock = Clock()
+    limits = StationLimits(clock, max_frames_per_second=1e12, frame_burst=10**12)
+    session = StationSession("CP_1", _Station(), clock, lambda session: None, NullObserver(), limits=limits)
     config = SimpleNamespace(handshake_timeout=10, pending_call_timeout=40.0, failover=False, upstream_calls={})
     session.attach({name: _Link(name) for name in names}, ["ocpp1.6"], config, TransactionStore())
     session.relay.use_subprotocol("ocpp1.6")
