@@ -45,6 +45,7 @@ from twisted.test.iosim import FakeTransport, IOPump, connect
 from txaio.tx import Logger as TxaioLogger
 
 from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.fastpath import FastPath
 from ocppproxy.relay.proxy import ProxyService
 
 from .memory import ResolvingMemoryReactor
@@ -285,7 +286,7 @@ class RelayHarness:
             raw["secondary_url"] = f"ws://127.0.0.1:{SECONDARY_PORT}/ocpp/"
             self._centrals[SECONDARY_PORT] = self.secondary
         raw.update(settings)
-        self.proxy = ProxyService(config_from_mapping(raw), self.clock, recorder=recorder)
+        self.proxy = ProxyService(config_from_mapping(raw), self.clock, recorder=recorder, fast_path=FastPath())
         self._pumps: list[IOPump] = []
         self._peer_port = 40000
         self.proxy.startService()

@@ -16,6 +16,7 @@ from twisted.python import usage
 from ..config.load import load_config
 from ..config.model import Config, ConfigError
 from ..core.redact import Redactor
+from ..fastpath import FastPath, check_at_start_up
 from ..logs import filter_twistd_observers, proxy_logger, set_log_level
 from ..notify.channels import build_channels, load_station_names
 from ..notify.service import NotifierService
@@ -89,13 +90,17 @@ def _stop_once(reactor) -> None:
 def makeService(options: Options, reactor=None) -> IService:
     """
     The service tree of L{build_services} plus the systemd notifications (stopped first),
-    SIGHUP reloading, and our shutdown signal handlers once the reactor runs.
+    SIGHUP reloading, and our shutdown signal handlers once the reactor runs. The fast
+    path is decided here, once (see L{ocppproxy.fastpath}), and handed to the tree.
     """
     if reactor is None:
         from twisted.internet import reactor
     config: Config = options["parsed_config"]
     set_log_level(config.log_level)
-    top = build_services(config, reactor, TLSFiles(options["tls"]))
+    fast_path = check_at_start_up()  # None (with one warning naming what is missing): the stock paths
+    if fast_path is not None:
+        fast_path.install_poll(reactor)
+    top = build_services(config, reactor, TLSFiles(options["tls"]), fast_path)
     proxy, notifier = top.getServiceNamed("proxy"), top.getServiceNamed("notifier")
     SystemdService(proxy.listening, reactor).setServiceParent(top)
     watch = top.namedServices.get("certificates")
@@ -116,7 +121,9 @@ def filter_twisted_lines() -> None:
         _log.warn("log_level cannot filter Twisted's own log lines with this Twisted release; they are all shown")
 
 
-def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> ServiceTree:
+def build_services(
+    config: Config, reactor, tls: TLSFiles | None = None, fast_path: FastPath | None = None
+) -> ServiceTree:
     """
     A L{ServiceTree} (a MultiService that reports a child's failure to stop) with the
     named services C{notifier}, C{traffic_log} and C{status} (when configured),
@@ -124,7 +131,8 @@ def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> Serv
     upstream), started in that order. Without a status page and a traffic log, the proxy
     has no observer but the notifier and no frame recorder; with them, each observer is
     isolated from the others (see L{Observers}). C{tls} holds the TLS files read at
-    start-up; without it the proxy reads them.
+    start-up; without it the proxy reads them. C{fast_path} goes to the proxy (None: the
+    stock Autobahn and Twisted paths).
     """
     top = ServiceTree()
     # One masker of secrets for every place a frame or a value from it is shown.
@@ -142,7 +150,9 @@ def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> Serv
     activity = StationActivity(reactor, redactor) if config.status_listen else None
     observer = notifier if activity is None else Observers(notifier, activity)
     recorder = traffic_log.record if traffic_log is not None else None
-    proxy = ProxyService(config, reactor, tls, observer=observer, recorder=recorder, redactor=redactor)
+    proxy = ProxyService(
+        config, reactor, tls, observer=observer, recorder=recorder, redactor=redactor, fast_path=fast_path
+    )
     notifier.links_connected = proxy.connected_links
     if activity is not None:
         notifier.alert_observer = alerts = RecentAlerts(reactor)

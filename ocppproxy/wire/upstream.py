@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -25,10 +25,15 @@ from ..core.frame_queue import FrameQueue
 from ..core.observer import TO_UPSTREAM, FrameRecorder
 from ..logs import autobahn_logger, proxy_logger
 from .backpressure import WriteBufferWatch, WriteLimits
-from .internals import LeanFrames, fast_path, use_fast_path
 from .tls import ClientTLS, TLSClientEndpoint, default_client_tls
 
+if TYPE_CHECKING:
+    from ..fastpath import FastPath
+
 GOING_AWAY = 1001
+# The status a station is refused with when its primary's handshake failed and the
+# primary's own status is not known (see UpstreamProtocol.refusal_status).
+GENERIC_REFUSAL = 502
 
 
 def backoff_delay(policy: ReconnectPolicy, retry: int, jitter: float) -> float:
@@ -70,8 +75,8 @@ class LinkOwner(Protocol):
 class UpstreamProtocol(WebSocketClientProtocol):
     """
     The WebSocket connection to a central system; hands everything to its link. On
-    Autobahn's stock frame path; L{UpstreamFactory} builds L{LeanUpstreamProtocol} where
-    the fast path is on.
+    Autobahn's stock frame path: given a fast path, L{UpstreamFactory} builds a subclass
+    of this one with the fast path's frame hooks (L{ocppproxy.fastpath.frames}).
     """
 
     log = autobahn_logger("ocppproxy.wire.upstream.UpstreamProtocol")
@@ -96,8 +101,17 @@ class UpstreamProtocol(WebSocketClientProtocol):
         self.factory.link.opened(self)
 
     def failHandshake(self, reason: str) -> None:
-        self.refused_status = fast_path().refused_status(reason)
+        self.refused_status = self.refusal_status(reason)
         super().failHandshake(reason)
+
+    def refusal_status(self, reason: str) -> int | None:
+        """
+        The HTTP status to refuse the station with, now that this handshake failed for
+        C{reason} (None: it was not refused). Autobahn gives no status, only a text whose
+        wording is not an API: every failed handshake is a refusal with L{GENERIC_REFUSAL}
+        (the fast path reads the primary's own status from the text).
+        """
+        return GENERIC_REFUSAL
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.factory.link.received(payload, isBinary)
@@ -129,28 +143,37 @@ class UpstreamProtocol(WebSocketClientProtocol):
         return waiter
 
 
-class LeanUpstreamProtocol(LeanFrames, UpstreamProtocol):
-    """L{UpstreamProtocol} on the fast frame path (L{ocppproxy.wire.internals})."""
-
-
 class UpstreamFactory(WebSocketClientFactory):
-    """Client factory for one station's connection to one central system."""
+    """
+    Client factory for one station's connection to one central system. With
+    C{fast_path}, it builds its protocols through it (see
+    L{ocppproxy.fastpath.FastPath.equip}); without, L{UpstreamProtocol}.
+    """
 
     protocol = UpstreamProtocol
     noisy = False
 
-    def __init__(self, link: UpstreamLink, websocket_options: dict, **kwargs) -> None:
+    def __init__(
+        self, link: UpstreamLink, websocket_options: dict, fast_path: FastPath | None = None, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.link = link
         self.setProtocolOptions(**websocket_options)
-        use_fast_path(self, LeanUpstreamProtocol)
+        if fast_path is not None:
+            fast_path.equip(self)
 
 
-def upstream_endpoint(reactor, url: str, tls: ClientTLS | Callable[[], ClientTLS | None] | None = None):
+def upstream_endpoint(
+    reactor,
+    url: str,
+    tls: ClientTLS | Callable[[], ClientTLS | None] | None = None,
+    fast_path: FastPath | None = None,
+):
     """
     The client endpoint for a ws:// or wss:// URL (wss verifies the server's certificate
-    and name). C{tls} may be a function asked at each connection attempt (the TLS files
-    in force then); where it gives None, the system's trust store is used.
+    and name, over L{ocppproxy.wire.tls} with C{fast_path}). C{tls} may be a function
+    asked at each connection attempt (the TLS files in force then); where it gives None,
+    the system's trust store is used.
     """
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
@@ -158,9 +181,9 @@ def upstream_endpoint(reactor, url: str, tls: ClientTLS | Callable[[], ClientTLS
     endpoint = HostnameEndpoint(reactor, parts.hostname, port, timeout=10)
     if secure and callable(tls):
         asked = tls
-        endpoint = TLSClientEndpoint(endpoint, lambda: asked() or default_client_tls(parts.hostname))
+        endpoint = TLSClientEndpoint(endpoint, lambda: asked() or default_client_tls(parts.hostname), fast_path)
     elif secure:
-        endpoint = TLSClientEndpoint(endpoint, tls or default_client_tls(parts.hostname))
+        endpoint = TLSClientEndpoint(endpoint, tls or default_client_tls(parts.hostname), fast_path)
     return endpoint
 
 
@@ -190,7 +213,8 @@ class UpstreamLink:
     buffer has drained; a connection whose buffer has not drained within
     C{write_limits.stall_timeout} is dropped and reconnected. A refused handshake counts as a failed
     attempt like a refused TCP connection; after C{max_attempts} failed attempts in a
-    row the link gives up for this station session and tells its owner.
+    row the link gives up for this station session and tells its owner. C{fast_path}
+    goes to its factory and its TLS (None: the stock Autobahn and Twisted paths).
     """
 
     _log = proxy_logger()
@@ -213,6 +237,7 @@ class UpstreamLink:
         websocket_options: dict | None = None,
         recorder: FrameRecorder | None = None,
         write_limits: WriteLimits | None = None,
+        fast_path: FastPath | None = None,
     ) -> None:
         self.name = name
         self._write_limits = write_limits or WriteLimits(reactor)
@@ -241,6 +266,7 @@ class UpstreamLink:
         self._factory = factory = UpstreamFactory(
             self,
             websocket_options or {"openHandshakeTimeout": 10, "closeHandshakeTimeout": 5},
+            fast_path,
             url=url,
             protocols=subprotocols,
             headers=headers,
@@ -250,7 +276,7 @@ class UpstreamLink:
         # No prepareConnection: ClientService cannot survive a connection lost while it
         # prepares (automat NoTransition), so handshake failures are counted here instead.
         self.service = ClientService(
-            _FailureReportingEndpoint(endpoint or upstream_endpoint(reactor, url, tls), self._attempt_failed),
+            _FailureReportingEndpoint(endpoint or upstream_endpoint(reactor, url, tls, fast_path), self._attempt_failed),
             factory,
             retryPolicy=self._retry_delay,
             clock=reactor,
