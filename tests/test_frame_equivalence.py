@@ -41,7 +41,7 @@ from ocppproxy.fastpath.check import check_at_start_up, missing_internals
 from ocppproxy.fastpath.frames import LeanFrames
 from ocppproxy.fastpath.wsframes import FAST_LIMIT, xor_mask
 from ocppproxy.wire.station import StationFactory
-from ocppproxy.wire.upstream import UpstreamFactory
+from ocppproxy.wire.upstream_protocol import UpstreamFactory
 
 # The proxy's options, with a small frame limit so that oversized frames are cheap to
 # make (the limit is a parameter of both paths; the config's own minimum is 1 KiB).

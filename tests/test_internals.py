@@ -30,7 +30,7 @@ from ocppproxy.fastpath.nvx import nvx_xor_mask
 from ocppproxy.fastpath.poll import EPollReactor, use_lean_poll
 from ocppproxy.fastpath.wsframes import xor_mask
 from ocppproxy.wire.station import StationProtocol
-from ocppproxy.wire.upstream import GENERIC_REFUSAL, UpstreamProtocol
+from ocppproxy.wire.upstream_protocol import GENERIC_REFUSAL, UpstreamProtocol
 
 from .e2e import ProxyTestCase, async_test
 from .peers import WAIT, CentralSystem, connect_station, wait_until

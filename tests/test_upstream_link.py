@@ -11,7 +11,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config.model import ReconnectPolicy
-from ocppproxy.wire.upstream import UpstreamLink, UpstreamProtocol
+from ocppproxy.wire.upstream import UpstreamLink
+from ocppproxy.wire.upstream_protocol import UpstreamProtocol
 
 
 class RefusingEndpoint:
