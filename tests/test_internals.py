@@ -33,6 +33,7 @@ from ocppproxy.wire.station import StationProtocol
 from ocppproxy.wire.upstream_protocol import GENERIC_REFUSAL, UpstreamProtocol
 
 from .e2e import ProxyTestCase, async_test
+from .test_layers import violations
 from .peers import WAIT, CentralSystem, connect_station, wait_until
 
 
@@ -299,3 +300,20 @@ class LeanPollTests(SynchronousTestCase):
         self.assertFalse(FastPath().install_poll(Clock()))
         self.assertFalse(use_lean_poll(Clock()))
         self.assertNotIn("doIteration", vars(self.reactor))
+
+
+class SeamTests(SynchronousTestCase):
+    """The fast path is one package behind one value: nothing but the daemon imports it at run time."""
+
+    def test_fastpath_imports_nothing_of_ours_but_logs(self):
+        """ocppproxy/fastpath imports Twisted, Autobahn, itself and ocppproxy.logs: no layer of the proxy."""
+
+        def allowed(module: str) -> bool:
+            return not module.startswith("ocppproxy.") or module.startswith(("ocppproxy.fastpath", "ocppproxy.logs"))
+
+        self.assertEqual(violations("fastpath", allowed), [])
+
+    def test_only_the_daemon_imports_fastpath(self):
+        """The layers it plugs into take a FastPath as a value (type hints aside): only the daemon imports it."""
+        for subpackage in ("core", "config", "wire", "relay", "notify", "status", "cluster"):
+            self.assertEqual(violations(subpackage, lambda module: not module.startswith("ocppproxy.fastpath")), [])
