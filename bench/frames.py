@@ -1,7 +1,7 @@
 """
 CPU per relayed CALL inside one process, without sockets: a station's masked text frame
 read by the proxy's server protocol and sent, masked, to two upstream client protocols,
-as the proxy relays it. Compares the fast path (L{ocppproxy.wire.internals.LeanFrames},
+as the proxy relays it. Compares the fast path (L{ocppproxy.fastpath.frames.LeanFrames},
 masking with Autobahn's NVX C masker or Python integers) with stock Autobahn (the
 fallback when an internal is missing). Quick and repeatable; C{make bench} measures the
 whole proxy on sockets.
@@ -26,8 +26,9 @@ from autobahn.twisted.websocket import (
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from ocppproxy.wire import internals
-from ocppproxy.wire.internals import LeanFrames, share_protocol_options, xor_mask
+from ocppproxy.fastpath.frames import LeanFrames, share_protocol_options
+from ocppproxy.fastpath.nvx import nvx_xor_mask
+from ocppproxy.fastpath.wsframes import xor_mask
 
 SIZES = (200, 800, 2000)
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -48,12 +49,12 @@ def _classes(lean: bool):
     return Station, Upstream
 
 
-def _open_upstream(protocol_class, lean: bool):
+def _open_upstream(protocol_class, lean: bool, masker):
     factory = WebSocketClientFactory("ws://127.0.0.1:9/CP_1", reactor=Clock())
     factory.setProtocolOptions(openHandshakeTimeout=0, autoPingInterval=0)
     factory.protocol = protocol_class
     if lean:
-        share_protocol_options(factory)
+        share_protocol_options(factory, masker)
     protocol = factory.buildProtocol(None)
     protocol.transport = StringTransport()
     protocol.connectionMade()
@@ -73,12 +74,12 @@ def _open_upstream(protocol_class, lean: bool):
     return protocol
 
 
-def _open_station(protocol_class, upstreams, lean: bool):
+def _open_station(protocol_class, upstreams, lean: bool, masker):
     factory = WebSocketServerFactory(reactor=Clock())
     factory.setProtocolOptions(openHandshakeTimeout=0, failByDrop=False)
     factory.protocol = protocol_class
     if lean:
-        share_protocol_options(factory)
+        share_protocol_options(factory, masker)
     factory.upstreams = upstreams
     protocol = factory.buildProtocol(None)
     protocol.transport = StringTransport()
@@ -100,11 +101,11 @@ def _station_frame(size: int) -> bytes:
     return header + mask + xor_mask(payload, mask)
 
 
-def cpu_per_call(lean: bool, size: int, frames: int) -> float:
+def cpu_per_call(lean: bool, size: int, frames: int, masker=xor_mask) -> float:
     """Microseconds of CPU per CALL relayed (one frame read, two written)."""
     station_class, upstream_class = _classes(lean)
-    upstreams = [_open_upstream(upstream_class, lean) for _ in range(2)]
-    station = _open_station(station_class, upstreams, lean)
+    upstreams = [_open_upstream(upstream_class, lean, masker) for _ in range(2)]
+    station = _open_station(station_class, upstreams, lean, masker)
     frame = _station_frame(size)
     transports = [station.transport] + [upstream.transport for upstream in upstreams]
     best = float("inf")
@@ -122,14 +123,13 @@ def cpu_per_call(lean: bool, size: int, frames: int) -> float:
 
 
 def main(frames: int) -> None:
-    nvx = internals.nvx_xor_mask()
+    nvx = nvx_xor_mask()
     paths = [("stock Autobahn (fallback)", False, xor_mask), ("fast path, Python XOR", True, xor_mask)]
     if nvx is not None:
         paths.append(("fast path, NVX masker", True, nvx))
     print(f"CPU per relayed CALL (µs, best of 5 x {frames}); frame sizes {', '.join(map(str, SIZES))} B")
     for name, lean, masker in paths:
-        internals.decide([] if lean else ["(none: the stock path on purpose)"], masker)
-        row = [f"{cpu_per_call(lean, size, frames):7.2f}" for size in SIZES]
+        row = [f"{cpu_per_call(lean, size, frames, masker):7.2f}" for size in SIZES]
         print(f"  {name:28}", *row)
 
 

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.daemon.tap import build_services
+from ocppproxy.fastpath import FastPath
 from ocppproxy.relay.proxy import ProxyService
 
 
@@ -45,6 +46,11 @@ def async_test(method):
     return run
 
 
+# What the daemon runs on where the installed Autobahn and Twisted have every name the fast
+# path uses (tests/test_internals.py checks they do).
+FAST_PATH = FastPath()
+
+
 class ProxyTestCase(TestCase):
     """Starts a real ProxyService per test and captures its log lines."""
 
@@ -60,12 +66,15 @@ class ProxyTestCase(TestCase):
         globalLogPublisher.addObserver(observe)
         self.addCleanup(globalLogPublisher.removeObserver, observe)
 
-    async def start_proxy(self, **settings) -> str:
-        """Start the proxy with C{settings}; returns the ws:// base URL stations connect to."""
+    async def start_proxy(self, fast_path: FastPath | None = FAST_PATH, **settings) -> str:
+        """
+        Start the proxy with C{settings}, on the fast path as the daemon would be (on the
+        stock paths with C{fast_path=None}); returns the ws:// base URL stations connect to.
+        """
         raw = {"listen": "tcp:port=0:interface=127.0.0.1", "reconnect": {"initial_delay": 0.2, "max_delay": 1.0}}
         raw.update(settings)
         config = config_from_mapping(raw)
-        self.proxy = ProxyService(config, reactor)
+        self.proxy = ProxyService(config, reactor, fast_path=fast_path)
         self.proxy.startService()
         self.addCleanup(self._stop_proxy)
         port = await Deferred.asFuture(self.proxy.listening, asyncio.get_event_loop())
@@ -79,7 +88,7 @@ class ProxyTestCase(TestCase):
         raw = {"listen": "tcp:port=0:interface=127.0.0.1", "reconnect": {"initial_delay": 0.2, "max_delay": 1.0}}
         raw.update(settings)
         config = config_from_mapping(raw)
-        self.services = build_services(config, reactor)
+        self.services = build_services(config, reactor, fast_path=FAST_PATH)
         self.proxy = self.services.getServiceNamed("proxy")
         self.services.startService()
         self.addCleanup(lambda: self.services.running and self.services.stopService())
@@ -93,7 +102,7 @@ class ProxyTestCase(TestCase):
         Tests of several instances start one per instance.
         """
         config = config_from_mapping(raw)
-        services = build_services(config, reactor)
+        services = build_services(config, reactor, fast_path=FAST_PATH)
         services.startService()
         self.addCleanup(self._stop_tree, services)
         return services

@@ -45,6 +45,7 @@ from twisted.test.iosim import FakeTransport, IOPump, connect
 from txaio.tx import Logger as TxaioLogger
 
 from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.fastpath import FastPath
 from ocppproxy.relay.observers import Observers
 from ocppproxy.relay.proxy import ProxyService
 
@@ -295,7 +296,7 @@ class RelayHarness:
             self._centrals[SECONDARY_PORT] = self.secondary
         raw.update(settings)
         observer = None if recorder is None else Observers(_FrameLog(recorder))
-        self.proxy = ProxyService(config_from_mapping(raw), self.clock, observer=observer)
+        self.proxy = ProxyService(config_from_mapping(raw), self.clock, observer=observer, fast_path=FastPath())
         self._pumps: list[IOPump] = []
         self._peer_port = 40000
         self.proxy.startService()

@@ -18,6 +18,7 @@ from ocppproxy.config.model import ConfigError, ReconnectPolicy
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.routing import StationRelay
 from ocppproxy.daemon.reload import compare_configs
+from ocppproxy.fastpath import FastPath
 from ocppproxy.relay.session import NOT_READING, StationSession
 from ocppproxy.wire.backpressure import WriteBufferWatch, WriteLimits
 from ocppproxy.wire.tls import TLSServerFactory
@@ -78,7 +79,7 @@ class Calls:
 class WriteBufferWatchTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.limits = WriteLimits(self.clock, LIMIT, 5.0)
+        self.limits = WriteLimits(self.clock, LIMIT, 5.0, FastPath())
         self.transport = SocketTransport()
         self.owner = Calls()
         self.watch = WriteBufferWatch(self.transport, self.limits, self.owner)
@@ -198,7 +199,7 @@ class UpstreamStallTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.owner = Owner()
-        self.limits = WriteLimits(self.clock, LIMIT, 5.0)
+        self.limits = WriteLimits(self.clock, LIMIT, 5.0, FastPath())
         policy = ReconnectPolicy(initial_delay=5.0, factor=2.0, max_delay=12.0, max_attempts=3)
         self.link = UpstreamLink(
             "secondary",
@@ -328,7 +329,7 @@ class Silent:
 class StationStallTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.limits = WriteLimits(self.clock, LIMIT, 5.0)
+        self.limits = WriteLimits(self.clock, LIMIT, 5.0, FastPath())
         self.protocol = StationProtocolStandIn()
         self.session = StationSession(
             "CP_1", self.protocol, self.clock, lambda session: None, Silent(), self.limits

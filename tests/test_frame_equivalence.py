@@ -1,5 +1,5 @@
 """
-The fast frame path (ocppproxy.wire.internals, ocppproxy.wire.wsframes) against stock Autobahn: the
+The fast frame path (ocppproxy.fastpath: frames, wsframes) against stock Autobahn: the
 same bytes in, the same messages out, the same close codes, the same bytes written.
 
 Each side is a protocol after a real opening handshake over a StringTransport: the
@@ -37,10 +37,11 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.relay.connection_options import websocket_options
+from ocppproxy.fastpath.check import check_at_start_up, missing_internals
+from ocppproxy.fastpath.frames import LeanFrames
+from ocppproxy.fastpath.wsframes import FAST_LIMIT, xor_mask
 from ocppproxy.wire.station import StationFactory
-from ocppproxy.wire.internals import LeanFrames, fast_path
-from ocppproxy.wire.upstream import UpstreamFactory
-from ocppproxy.wire.wsframes import FAST_LIMIT, xor_mask
+from ocppproxy.wire.upstream_protocol import UpstreamFactory
 
 # The proxy's options, with a small frame limit so that oversized frames are cheap to
 # make (the limit is a parameter of both paths; the config's own minimum is 1 KiB).
@@ -148,6 +149,11 @@ class StockClient(WebSocketClientProtocol):
         self.factory.events.closed()
 
 
+# The fast path as the daemon decides it at start-up (None, and nothing to compare, if
+# the installed Autobahn or Twisted lack a name it uses: SameAsAutobahnTests then fail).
+FAST_PATH = check_at_start_up()
+
+
 def _accept(request: bytes) -> bytes:
     """The server's answer to a client's opening handshake request."""
     key = re.search(rb"Sec-WebSocket-Key: (\S+)\r\n", request).group(1)
@@ -168,14 +174,14 @@ def _connect(factory) -> tuple:
 def assert_fast_path_if_proxy(kind: str, protocol) -> None:
     """The proxy's side is on the fast path: otherwise the tests would compare stock Autobahn with itself."""
     if kind == "proxy":
-        assert isinstance(protocol, LeanFrames), f"fast path off (missing: {fast_path().missing}): nothing to compare"
+        assert isinstance(protocol, LeanFrames), f"fast path off (missing: {missing_internals()}): nothing to compare"
 
 
 def open_server(kind: str, options: dict, clock: Clock) -> tuple:
     """(protocol, transport, events) of a server side after its opening handshake."""
     if kind == "proxy":
         events = FakeSession()
-        factory = StationFactory(FakeProxy(events), clock, options)
+        factory = StationFactory(FakeProxy(events), clock, options, fast_path=FAST_PATH)
     else:
         events = Events()
         factory = WebSocketServerFactory(reactor=clock)
@@ -195,7 +201,7 @@ def open_client(kind: str, options: dict, clock: Clock) -> tuple:
     settings = {"url": "ws://127.0.0.1:9/ocpp/CP_1", "reactor": clock, "protocols": ["ocpp1.6"]}
     if kind == "proxy":
         events = FakeLink()
-        factory = UpstreamFactory(events, options, **settings)
+        factory = UpstreamFactory(events, options, FAST_PATH, **settings)
     else:
         events = Events()
         factory = WebSocketClientFactory(**settings)
@@ -373,7 +379,7 @@ class SameAsAutobahnTests(SynchronousTestCase):
     """The proxy's protocols do what stock Autobahn protocols with the same options do, byte for byte."""
 
     def setUp(self) -> None:
-        self.assertTrue(fast_path().enabled, f"the fast path is off (missing: {fast_path().missing})")
+        self.assertIsNotNone(FAST_PATH, f"the fast path is off (missing: {missing_internals()})")
         # Autobahn formats all its options for a debug line at every connection (about a
         # millisecond); the examples here make thousands of connections, on both sides.
         self.patch(autobahn_protocol, "pformat", lambda value: "")

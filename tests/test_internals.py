@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 from unittest import SkipTest
 
@@ -16,24 +17,23 @@ from ocpp.v16 import call
 from twisted.internet import tcp
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python import context as legacy_context
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.wire import internals
-from ocppproxy.wire.internals import (
-    EPollReactor,
-    FastPath,
-    LeanFrames,
-    decide,
-    missing_internals,
-    nvx_xor_mask,
-    use_lean_poll,
-)
+from ocppproxy.daemon.tap import Options, makeService
+from ocppproxy.fastpath import FastPath, check, check_at_start_up, transport
+from ocppproxy.fastpath.check import decide, missing_internals
+from ocppproxy.fastpath.frames import LeanFrames, lean_protocol
+from ocppproxy.fastpath.nvx import nvx_xor_mask
+from ocppproxy.fastpath.poll import EPollReactor, use_lean_poll
+from ocppproxy.fastpath.wsframes import xor_mask
 from ocppproxy.wire.station import StationProtocol
-from ocppproxy.wire.wsframes import xor_mask
+from ocppproxy.wire.upstream_protocol import GENERIC_REFUSAL, UpstreamProtocol
 
 from .e2e import ProxyTestCase, async_test
+from .test_layers import violations
 from .peers import WAIT, CentralSystem, connect_station, wait_until
 
 
@@ -65,7 +65,6 @@ class CheckTests(SynchronousTestCase):
         self.events: list[dict] = []
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-        self.patch(internals, "_decided", None)
 
     def warnings(self) -> list[str]:
         return [formatEvent(event) for event in self.events if event.get("log_level").name == "warn"]
@@ -73,16 +72,14 @@ class CheckTests(SynchronousTestCase):
     def test_installed_releases_have_everything(self):
         """The Autobahn and Twisted this suite runs on have every name: the fast path is on, no warning."""
         self.assertEqual(missing_internals(), [])
-        self.assertTrue(internals.fast_path().enabled)
+        self.assertIsInstance(check_at_start_up(), FastPath)
         self.assertEqual(self.warnings(), [])
 
     def test_missing_autobahn_name_is_named_once(self):
-        """An Autobahn without C{send_queue}: one warning naming it, the fast path off."""
+        """An Autobahn without C{send_queue}: one warning naming it, the fast path off (no FastPath)."""
         missing = missing_internals(server=ServerWithoutSendQueue)
         self.assertEqual(missing, ["ServerWithoutSendQueue.send_queue"])
-        decided = decide(missing)
-        self.assertFalse(decided.enabled)
-        self.assertIs(internals.fast_path(), decided)  # decided once: asking again neither checks nor warns
+        self.assertIsNone(decide(missing))
         (warning,) = self.warnings()
         self.assertIn("fast path off", warning)
         self.assertIn("ServerWithoutSendQueue.send_queue", warning)
@@ -105,17 +102,62 @@ class CheckTests(SynchronousTestCase):
             self.bytes_seen = len(data)
             return self._wrappedProtocol.dataReceived(data)
 
-        self.patch(internals._WrappingProtocol, "dataReceived", data_received)
+        self.patch(transport._WrappingProtocol, "dataReceived", data_received)
         self.assertEqual(missing_internals(), ["_WrappingProtocol.dataReceived (changed)"])
-        self.patch(internals, "_WrappingProtocol", None)  # a Twisted without it at all
+        self.patch(transport, "_WrappingProtocol", None)  # a Twisted without it at all
         self.assertEqual(missing_internals(), ["twisted.internet.endpoints._WrappingProtocol"])
 
     def test_refusal_status(self):
         """With the fast path, the primary's status is read from Autobahn's text; without, it is 502."""
         text = "WebSocket connection upgrade failed [404]: Not Found"
-        self.assertEqual(FastPath().refused_status(text), 404)
-        self.assertIsNone(FastPath().refused_status("Sec-WebSocket-Accept mismatch"))
-        self.assertEqual(FastPath(("X.y",)).refused_status(text), 502)
+        lean = lean_protocol(UpstreamProtocol)()
+        self.assertEqual(lean.refusal_status(text), 404)
+        self.assertIsNone(lean.refusal_status("Sec-WebSocket-Accept mismatch"))
+        self.assertEqual(UpstreamProtocol().refusal_status(text), GENERIC_REFUSAL)
+        self.assertEqual(GENERIC_REFUSAL, 502)
+
+    def test_daemon_decides_once_and_builds_on_the_stock_path(self):
+        """
+        makeService checks once: with a name missing, one warning naming it, the stock
+        protocol classes built, and an epoll reactor left polling as Twisted does.
+        """
+        self.patch(check, "missing_internals", lambda: ["WebSocketServerProtocol.send_queue"])
+        options = daemon_options(self)
+        reactor = EPollReactor() if EPollReactor is not None else MemoryReactorClock()
+        if EPollReactor is not None:
+            self.addCleanup(reactor._poller.close)
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            self.addCleanup(signal.signal, signum, signal.getsignal(signum))
+        top = makeService(options, reactor)
+        proxy = top.getServiceNamed("proxy")
+        self.assertIs(proxy.factory.protocol, StationProtocol)
+        self.assertIsNone(proxy.write_limits.fast_path)
+        self.assertNotIn("doIteration", vars(reactor))
+        (warning,) = self.warnings()
+        self.assertIn("fast path off", warning)
+        self.assertIn("WebSocketServerProtocol.send_queue", warning)
+
+    def test_daemon_plugs_the_fast_path_in(self):
+        """With every name present, makeService hands one FastPath to the proxy's factory and write limits."""
+        options = daemon_options(self)
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            self.addCleanup(signal.signal, signum, signal.getsignal(signum))
+        top = makeService(options, MemoryReactorClock())
+        proxy = top.getServiceNamed("proxy")
+        self.assertTrue(issubclass(proxy.factory.protocol, LeanFrames))
+        self.assertTrue(issubclass(proxy.factory.protocol, StationProtocol))
+        self.assertIsInstance(proxy.write_limits.fast_path, FastPath)
+        self.assertEqual(self.warnings(), [])
+
+
+def daemon_options(case: SynchronousTestCase) -> Options:
+    """The daemon's command line for a minimal configuration file."""
+    path = os.path.abspath(case.mktemp() + ".yaml")
+    with open(path, "w") as out:
+        out.write('primary_url: "ws://127.0.0.1:1/"\nlisten: "tcp:port=0:interface=127.0.0.1"\n')
+    options = Options()
+    options.parseOptions(["-c", path])
+    return options
 
 
 class NvxMaskTests(SynchronousTestCase):
@@ -132,14 +174,14 @@ class NvxMaskTests(SynchronousTestCase):
 class RelayOnEitherPathTests(ProxyTestCase):
     """The proxy between the ocpp library's station and two central systems, on each path."""
 
-    async def relay_boot(self, refuse_status=None):
+    async def relay_boot(self, refuse_status=None, fast_path=None):
         primary, secondary = CentralSystem(100, refuse_status=refuse_status), CentralSystem(200)
         urls = []
         for central in (primary, secondary):
             urls.append(f"ws://127.0.0.1:{await central.start()}/ocpp/")
             self.addCleanup(lambda central=central: asyncio.ensure_future(central.stop()))
         self.primary, self.secondary = primary, secondary
-        return await self.start_proxy(primary_url=urls[0], secondary_url=urls[1])
+        return await self.start_proxy(primary_url=urls[0], secondary_url=urls[1], fast_path=fast_path)
 
     async def boot(self, base):
         station, websocket, _ = await connect_station(base, "CP_1")
@@ -152,8 +194,7 @@ class RelayOnEitherPathTests(ProxyTestCase):
     @async_test
     async def test_fast_path_in_use(self):
         """With every internal present, stations and upstreams are on the fast path."""
-        self.patch(internals, "_decided", FastPath())
-        session = await self.boot(await self.relay_boot())
+        session = await self.boot(await self.relay_boot(fast_path=FastPath()))
         self.assertIsInstance(session.protocol, LeanFrames)
         self.assertTrue(all(isinstance(link.protocol, LeanFrames) for link in session.links.values()))
         # Each upstream connection hands its data to the link's protocol itself (read_directly).
@@ -167,8 +208,7 @@ class RelayOnEitherPathTests(ProxyTestCase):
     @async_test
     async def test_stock_path_relays(self):
         """With an internal missing, the same CALL and answer go through stock Autobahn and Twisted."""
-        self.patch(internals, "_decided", FastPath(("WebSocketServerProtocol.send_queue",)))
-        session = await self.boot(await self.relay_boot())
+        session = await self.boot(await self.relay_boot(fast_path=None))
         self.assertNotIsInstance(session.protocol, LeanFrames)
         self.assertIs(type(session.protocol), StationProtocol)
         self.assertFalse(any(isinstance(link.protocol, LeanFrames) for link in session.links.values()))
@@ -179,8 +219,7 @@ class RelayOnEitherPathTests(ProxyTestCase):
     @async_test
     async def test_stock_path_refuses_generically(self):
         """With the refusal text unknown, a station whose primary refuses it (404) is refused with 502."""
-        self.patch(internals, "_decided", FastPath(("WebSocketClientProtocol.processHandshake",)))
-        base = await self.relay_boot(refuse_status=404)
+        base = await self.relay_boot(refuse_status=404, fast_path=None)
         with self.assertRaises(websockets.InvalidStatus) as caught:
             await websockets.connect(base + "CP_2", subprotocols=["ocpp1.6"], open_timeout=WAIT)
         self.assertEqual(caught.exception.response.status_code, 502)
@@ -219,7 +258,6 @@ class LeanPollTests(SynchronousTestCase):
             raise SkipTest("no epoll reactor here (not Linux)")
         self.reactor = EPollReactor()
         self.addCleanup(self.reactor._poller.close)
-        self.patch(internals, "_decided", FastPath())
 
     def reader(self, fail=False) -> SocketReader:
         ours, theirs = socket.socketpair()
@@ -239,7 +277,7 @@ class LeanPollTests(SynchronousTestCase):
 
     def test_events_are_handled_without_log_context(self):
         """Installed on an epoll reactor, each ready reader is read; no legacy log context is made per event."""
-        self.assertTrue(use_lean_poll(self.reactor))
+        self.assertTrue(FastPath().install_poll(self.reactor))
         readers = [self.reader(), self.reader()]
         contexts = []
         self.patch(legacy_context, "call", lambda *args, **kwargs: contexts.append(args))
@@ -256,9 +294,26 @@ class LeanPollTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertNotIn(failing, self.reactor.getReaders())
 
-    def test_other_reactors_and_stock_path_untouched(self):
-        """Not the epoll reactor, or the fast path off: nothing replaced."""
+    def test_other_reactors_untouched(self):
+        """Not the epoll reactor: nothing replaced. (The stock path has no FastPath to install it:
+        see CheckTests.test_daemon_decides_once_and_builds_on_the_stock_path.)"""
+        self.assertFalse(FastPath().install_poll(Clock()))
         self.assertFalse(use_lean_poll(Clock()))
-        self.patch(internals, "_decided", FastPath(("X.y",)))
-        self.assertFalse(use_lean_poll(self.reactor))
         self.assertNotIn("doIteration", vars(self.reactor))
+
+
+class SeamTests(SynchronousTestCase):
+    """The fast path is one package behind one value: nothing but the daemon imports it at run time."""
+
+    def test_fastpath_imports_nothing_of_ours_but_logs(self):
+        """ocppproxy/fastpath imports Twisted, Autobahn, itself and ocppproxy.logs: no layer of the proxy."""
+
+        def allowed(module: str) -> bool:
+            return not module.startswith("ocppproxy.") or module.startswith(("ocppproxy.fastpath", "ocppproxy.logs"))
+
+        self.assertEqual(violations("fastpath", allowed), [])
+
+    def test_only_the_daemon_imports_fastpath(self):
+        """The layers it plugs into take a FastPath as a value (type hints aside): only the daemon imports it."""
+        for subpackage in ("core", "config", "wire", "relay", "notify", "status", "cluster"):
+            self.assertEqual(violations(subpackage, lambda module: not module.startswith("ocppproxy.fastpath")), [])

@@ -56,7 +56,7 @@ class ModuleLoggerNamespaceTests(SynchronousTestCase):
         from ocppproxy.notify import channels
         from ocppproxy.relay import connection_options, observers, service_tree
         from ocppproxy.status import service
-        from ocppproxy.wire import internals
+        from ocppproxy.fastpath import check
 
-        for module in (channels, tap, service_tree, connection_options, observers, internals, service):
+        for module in (channels, tap, service_tree, connection_options, observers, check, service):
             self.assertEqual(module._log.namespace, module.__name__)

@@ -17,16 +17,18 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.relay.connection_options import websocket_options
-from ocppproxy.wire.internals import LeanFrames, write_now
+from ocppproxy.fastpath import FastPath
+from ocppproxy.fastpath.frames import LeanFrames
+from ocppproxy.fastpath.transport import write_now
+from ocppproxy.fastpath.wsframes import text_frame, xor_mask
 from ocppproxy.wire.station import StationFactory, StationProtocol
-from ocppproxy.wire.wsframes import text_frame, xor_mask
 
 from .e2e import async_test, autobahn_timers_settled, needs_asyncio_reactor
 
 
 def factory(**settings) -> StationFactory:
     config = config_from_mapping({"primary_url": "ws://127.0.0.1:9/", **settings})
-    return StationFactory(proxy=None, reactor=Clock(), websocket_options=websocket_options(config))
+    return StationFactory(proxy=None, reactor=Clock(), websocket_options=websocket_options(config), fast_path=FastPath())
 
 
 class ShareProtocolOptionsTests(SynchronousTestCase):

@@ -14,6 +14,7 @@ from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.rates import ConnectCounter, ConnectRefusal, TokenBucket
 from ocppproxy.core.routing import StationRelay
 from ocppproxy.daemon.reload import compare_configs
+from ocppproxy.fastpath import FastPath
 from ocppproxy.relay.session import StationSession
 from ocppproxy.wire.backpressure import WriteLimits
 from ocppproxy.wire.limits import StationLimits
@@ -109,7 +110,7 @@ class StationThrottleTests(SynchronousTestCase):
         self.protocol = StationProtocolStandIn()
         self.relayed: list[bytes] = []
         self.limits = StationLimits(self.clock, max_frames_per_second=20, frame_burst=10)
-        self.write_limits = WriteLimits(self.clock, LIMIT, 5.0)
+        self.write_limits = WriteLimits(self.clock, LIMIT, 5.0, FastPath())
         self.session = StationSession(
             "CP_1", self.protocol, self.clock, lambda session: None, Silent(), self.write_limits,
             limits=self.limits,

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.logs import set_log_level
 from ocppproxy.wire.station import StationFactory, StationProtocol
-from ocppproxy.wire.upstream import UpstreamProtocol
+from ocppproxy.wire.upstream_protocol import UpstreamProtocol
 
 from .e2e import async_test
 from .harness import RelayHarness

@@ -27,6 +27,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.fastpath import FastPath
 from ocppproxy.relay.proxy import ProxyService
 
 from .peers import WAIT, CentralSystem, RawCentralSystem, RecordingMixin, connect_station, wait_until
@@ -103,7 +104,7 @@ class SmokeTestCase(TestCase):
         """Start the proxy with C{settings}; returns the ws:// base URL stations connect to."""
         raw = {"listen": "tcp:port=0:interface=127.0.0.1", "reconnect": {"initial_delay": 0.2, "max_delay": 0.5}}
         raw.update(settings)
-        self.proxy = ProxyService(config_from_mapping(raw), reactor)
+        self.proxy = ProxyService(config_from_mapping(raw), reactor, fast_path=FastPath())
         self.proxy.startService()
         self.addCleanup(self._stop_proxy)
         return f"ws://127.0.0.1:{self.successResultOf(self.proxy.listening).getHost().port}/"

@@ -12,8 +12,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.wire import internals
-from ocppproxy.wire.internals import FastPath
+from ocppproxy.fastpath import FastPath
 from ocppproxy.wire.tls import ClientTLS, TLSClientFactory, TLSServerFactory, common_name
 
 from .certs import make_station_pki
@@ -36,13 +35,18 @@ class Recorder(Protocol):
 
 
 class Pair:
-    """A TLS client and server, each on a memory transport; L{pump} carries the bytes until both are quiet."""
+    """
+    A TLS client and server, each on a memory transport, on the fast path unless
+    C{fast_path} is None; L{pump} carries the bytes until both are quiet.
+    """
 
-    def __init__(self, server_context: ssl.SSLContext, client_context: ssl.SSLContext) -> None:
+    def __init__(
+        self, server_context: ssl.SSLContext, client_context: ssl.SSLContext, fast_path: FastPath | None = FastPath()
+    ) -> None:
         self.server_inside, self.client_inside = Recorder(), Recorder()
-        server_factory = TLSServerFactory(server_context, Factory.forProtocol(lambda: self.server_inside))
+        server_factory = TLSServerFactory(server_context, Factory.forProtocol(lambda: self.server_inside), fast_path)
         client_factory = TLSClientFactory(
-            ClientTLS(client_context, "127.0.0.1"), Factory.forProtocol(lambda: self.client_inside)
+            ClientTLS(client_context, "127.0.0.1"), Factory.forProtocol(lambda: self.client_inside), fast_path
         )
         self.server = server_factory.buildProtocol(None)
         self.client = client_factory.buildProtocol(None)
@@ -100,8 +104,7 @@ class TLSConnectionTests(SynchronousTestCase):
 
     def test_fast_path_off(self):
         """With the fast path off (an internal missing), TLS writes go through the transport's write, and flow."""
-        self.patch(internals, "_decided", FastPath(("X.y",)))
-        pair = Pair(self.server_context(), self.client_context())
+        pair = Pair(self.server_context(), self.client_context(), fast_path=None)
         self.assertEqual(pair.client._send, pair.client_wire.write)
         pair.client.write(b"hello")
         pair.pump()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from twisted.internet.defer import fail
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.defer import fail, succeed
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config.model import ReconnectPolicy
-from ocppproxy.wire.upstream import UpstreamLink, UpstreamProtocol
+from ocppproxy.wire.upstream import UpstreamLink
+from ocppproxy.wire.upstream_protocol import UpstreamProtocol
 
 
 class RefusingEndpoint:
@@ -182,3 +184,63 @@ class WhenClosedTests(SynchronousTestCase):
         self.assertEqual(closed, ["close code 1000"])
         self.successResultOf(waiting)
         self.successResultOf(protocol.when_closed())
+
+
+class TCPTransport(StringTransport):
+    """A memory transport that takes TCP options, and Autobahn's unregistering a producer it never registered."""
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        pass
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+class RefusingHandshakeEndpoint:
+    """A client endpoint whose connections open (TCP) but whose server then refuses the upgrade with HTTP 404."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.refused = None
+
+    def connect(self, factory):
+        self.attempts += 1
+        self.refused = protocol = factory.buildProtocol(None)  # ClientService's proxy around the link's protocol
+        protocol.makeConnection(TCPTransport())
+        protocol.dataReceived(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        return succeed(protocol)
+
+    def lose(self) -> None:
+        """The refused handshake dropped the connection: it is lost (after ClientService saw it made)."""
+        refused, self.refused = self.refused, None
+        refused.connectionLost(Failure(ConnectionDone()))
+
+
+class RefusedHandshakeTests(SynchronousTestCase):
+    def test_refused_handshakes_count_and_back_off(self):
+        """
+        A WebSocket handshake refused after TCP connected is a failed attempt: told to the
+        owner, the waits grow as for refused TCP connections, and after max_attempts the link gives up.
+        """
+        clock, owner, endpoint = Clock(), Owner(), RefusingHandshakeEndpoint()
+        policy = ReconnectPolicy(initial_delay=5.0, factor=2.0, max_delay=12.0, max_attempts=3)
+        link = UpstreamLink(
+            "secondary", "ws://127.0.0.1:1/ocpp/CP_1", "CP_1", owner, clock, policy, 10,
+            ["ocpp1.6"], {}, None, jitter=lambda: 0.0, endpoint=endpoint,
+            websocket_options={"openHandshakeTimeout": 0, "closeHandshakeTimeout": 0},
+        )
+        link.start()
+        endpoint.lose()
+        waits = []
+        for _ in range(2):
+            (pending,) = clock.getDelayedCalls()
+            waits.append(pending.getTime() - clock.seconds())
+            clock.advance(waits[-1])
+            endpoint.lose()
+        clock.advance(0)
+        self.assertEqual(waits, [5.0, 10.0])
+        self.assertEqual(endpoint.attempts, 3)
+        self.assertEqual(link.failed_attempts, 3)
+        self.assertEqual(owner.events, [("attempt_failed", "secondary")] * 3 + [("gave_up", "secondary")])
+        self.assertEqual(self.successResultOf(link.first_outcome).refused_status, 502)  # the stock path
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.wire.wsframes import FAST_LIMIT, read_text_frame, text_frame, xor_mask
+from ocppproxy.fastpath.wsframes import FAST_LIMIT, read_text_frame, text_frame, xor_mask
 
 texts = st.text(max_size=300).map(lambda text: text.encode("utf-8"))
 masks = st.binary(min_size=4, max_size=4)

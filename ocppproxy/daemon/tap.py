@@ -17,6 +17,7 @@ from ..config.load import load_config
 from ..config.model import Config, ConfigError
 from ..core.observer import FrameObserver, ProxyObserver
 from ..core.redact import Redactor
+from ..fastpath import FastPath, check_at_start_up
 from ..logs import filter_twistd_observers, proxy_logger, set_log_level
 from ..notify.channels import build_channels, load_station_names
 from ..notify.service import NotifierService
@@ -92,13 +93,17 @@ def _stop_once(reactor) -> None:
 def makeService(options: Options, reactor=None) -> IService:
     """
     The service tree of L{build_services} plus the systemd notifications (stopped first),
-    SIGHUP reloading, and our shutdown signal handlers once the reactor runs.
+    SIGHUP reloading, and our shutdown signal handlers once the reactor runs. The fast
+    path is decided here, once (see L{ocppproxy.fastpath}), and handed to the tree.
     """
     if reactor is None:
         from twisted.internet import reactor
     config: Config = options["parsed_config"]
     set_log_level(config.log_level)
-    top = build_services(config, reactor, TLSFiles(options["tls"]))
+    fast_path = check_at_start_up()  # None (with one warning naming what is missing): the stock paths
+    if fast_path is not None:
+        fast_path.install_poll(reactor)
+    top = build_services(config, reactor, TLSFiles(options["tls"]), fast_path)
     proxy, notifier = top.getServiceNamed("proxy"), top.getServiceNamed("notifier")
     SystemdService(proxy.listening, reactor).setServiceParent(top)
     watch = top.namedServices.get("certificates")
@@ -119,7 +124,9 @@ def filter_twisted_lines() -> None:
         _log.warn("log_level cannot filter Twisted's own log lines with this Twisted release; they are all shown")
 
 
-def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> ServiceTree:
+def build_services(
+    config: Config, reactor, tls: TLSFiles | None = None, fast_path: FastPath | None = None
+) -> ServiceTree:
     """
     A L{ServiceTree} (a MultiService that reports a child's failure to stop) with the
     named services C{notifier}, C{traffic_log} and C{status} (when configured),
@@ -128,7 +135,7 @@ def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> Serv
     its constructor; nothing is set on one after it is built. The proxy's observers (the
     notifier, the status page's activity, the traffic log) are isolated from each other
     (see L{Observers}). C{tls} holds the TLS files read at start-up; without it the proxy
-    reads them.
+    reads them. C{fast_path} goes to the proxy (None: the stock Autobahn and Twisted paths).
     """
     top = ServiceTree()
     # One masker of secrets for every place a frame or a value from it is shown.
@@ -164,6 +171,7 @@ def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> Serv
         sessions=sessions,
         ownership=cluster,
         share_transactions=share_transactions,
+        fast_path=fast_path,
     )
     if activity is not None:
         status = StatusService(

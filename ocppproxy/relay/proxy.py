@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from autobahn.websocket.types import ConnectionDeny
 from twisted.application.internet import StreamServerEndpointService
@@ -19,7 +20,6 @@ from ..core.redact import Redactor
 from ..core.transactions import TransactionStore
 from ..logs import proxy_logger
 from ..wire.backpressure import WriteLimits
-from ..wire.internals import use_lean_poll
 from ..wire.limits import StationLimits
 from ..wire.station import StationFactory, StationProtocol
 from ..wire.station_tls import wrap_station_factory
@@ -33,6 +33,9 @@ from .session import REPLACED, StationSession
 from .snapshot import ProxySnapshot, proxy_snapshot
 from .statefile import StateFile, read_state
 
+if TYPE_CHECKING:
+    from ..fastpath import FastPath
+
 
 class ProxyService(ServiceTree):
     """
@@ -41,6 +44,8 @@ class ProxyService(ServiceTree):
     station id. C{listening} fires with the port once listening (or fails); C{accepting}
     is True from then until shutdown begins. L{stopService} stops accepting, closes
     every station with 1001 and fires when every station and upstream connection is closed.
+    C{fast_path} (decided by the daemon at start-up) goes to every factory, TLS layer and
+    write-buffer watch it builds; None: the stock Autobahn and Twisted paths.
     """
 
     _log = proxy_logger()
@@ -56,8 +61,10 @@ class ProxyService(ServiceTree):
         sessions: StationSessions | None = None,
         ownership: Ownership | None = None,
         share_transactions: Callable[[TransactionStore], TransactionStore] | None = None,
+        fast_path: FastPath | None = None,
     ) -> None:
         super().__init__()
+        self._fast_path = fast_path
         # What log lines may quote of a frame: the secrets masked (see ocppproxy.core.redact).
         self.redactor = redactor or Redactor(config.redact)
         # The notifier, the status page's activity, the traffic log (see Observers): each
@@ -84,7 +91,7 @@ class ProxyService(ServiceTree):
         self._websocket_options = websocket_options(config)
         self.config = config
         self._reactor = reactor
-        self.write_limits = WriteLimits(reactor, config.max_write_buffer, config.stall_timeout)
+        self.write_limits = WriteLimits(reactor, config.max_write_buffer, config.stall_timeout, fast_path)
         # The TLS files in force (station context, client TLS per wss:// upstream), asked
         # at each new connection: a reload swaps them (see TLSFiles). Read by the command
         # line already (see tap.Options); read here for other callers.
@@ -103,7 +110,9 @@ class ProxyService(ServiceTree):
             frame_burst=config.frame_burst,
             max_connects_per_minute=config.max_connects_per_minute,
         )
-        self.factory = StationFactory(self, reactor, self._websocket_options, self.limits, self.tls.check_client_id)
+        self.factory = StationFactory(
+            self, reactor, self._websocket_options, self.limits, self.tls.check_client_id, fast_path
+        )
         # Whether stations are accepted: from listening until shutdown begins (/health).
         self.accepting = False
         self._listen_error: str | None = None
@@ -113,7 +122,7 @@ class ProxyService(ServiceTree):
         self.ownership = ownership
         factory = self.factory
         if config.station_tls is not None:
-            factory = wrap_station_factory(self.factory, self.tls.station_context)
+            factory = wrap_station_factory(self.factory, self.tls.station_context, fast_path)
         endpoint = ListenEndpoint(reactor, config.listen, self._listening, self._listen_failed)
         listener = StreamServerEndpointService(endpoint, factory)
         listener.setName("listener")
@@ -128,8 +137,6 @@ class ProxyService(ServiceTree):
 
     def startService(self) -> None:
         """Start the listener; a listen address that cannot be used stops start-up (exit status 1)."""
-        # Twisted's epoll reactor (twistd's on Linux) handles I/O events without its legacy log context.
-        use_lean_poll(self._reactor)
         super().startService()
         if self._listen_error is not None:
             # Most endpoints listen synchronously: stop start-up with that one line.
@@ -198,6 +205,7 @@ class ProxyService(ServiceTree):
                 websocket_options=self._websocket_options,
                 recorder=session.recorder,
                 write_limits=self.write_limits,
+                fast_path=self._fast_path,
             )
 
         links = {name: make_link(name) for name in urls}

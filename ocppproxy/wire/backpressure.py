@@ -12,30 +12,38 @@ not drained within C{limits.stall_timeout}.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.protocols.policies import ProtocolWrapper
 from zope.interface import implementer
 
 from ..config.model import Config
-from .internals import buffer_size, set_buffer_size
 from .tls import TLSConnection
+
+if TYPE_CHECKING:
+    from ..fastpath import FastPath
 
 
 class WriteLimits:
     """
     The write-buffer settings every connection shares (C{max_write_buffer} bytes,
     C{stall_timeout} seconds, time from C{clock}), and the stall episodes counted so far
-    by connection (C{station}, C{primary}, C{secondary}) for the metrics.
+    by connection (C{station}, C{primary}, C{secondary}) for the metrics. With
+    C{fast_path}, a full buffer raises the read size (see L{WriteBufferWatch}).
     """
 
     def __init__(
-        self, clock, max_write_buffer: int = Config.max_write_buffer, stall_timeout: float = Config.stall_timeout
+        self,
+        clock,
+        max_write_buffer: int = Config.max_write_buffer,
+        stall_timeout: float = Config.stall_timeout,
+        fast_path: FastPath | None = None,
     ) -> None:
         self.clock = clock
         self.max_write_buffer = max_write_buffer
         self.stall_timeout = stall_timeout
+        self.fast_path = fast_path
         self.stalls: dict[str, int] = {}
 
     def count_stall(self, connection: str) -> None:
@@ -69,23 +77,35 @@ class WriteBufferWatch:
     when it has not drained within C{limits.stall_timeout} seconds of being full
     (C{write_buffer_stalled}). L{stopProducing} (the connection is gone) silences it.
 
-    Twisted also reads C{bufferSize} bytes at a time, and a read into a buffer of a MiB
-    costs some ten times a 64 KiB one: so the transport keeps Twisted's C{bufferSize}
-    until Twisted first pauses the watch, which then raises it to the limit until the
-    buffer drains. The same on TLS towards stations and wss:// central systems (the
+    Where C{limits} has the fast path: Twisted also reads C{bufferSize} bytes at a time,
+    and a read into a buffer of a MiB costs some ten times a 64 KiB one: so the
+    transport keeps Twisted's C{bufferSize} until Twisted first pauses the watch, which
+    then raises it to the limit until the buffer drains. (On the stock path the limit is
+    Twisted's C{bufferSize}, 64 KiB.) The same on TLS towards stations and wss:// central systems (the
     proxy's own, L{ocppproxy.wire.tls}); on an C{ssl:} listen endpoint (Twisted's TLS,
     which passes on only the first pause) the limit is Twisted's C{bufferSize} (64 KiB).
     """
 
     # A proxy holds three per station.
-    __slots__ = ("_limits", "_normal_size", "_owner", "_raisable", "_socket", "_stall_timer", "_stopped", "full")
+    __slots__ = (
+        "_fast_path",
+        "_limits",
+        "_normal_size",
+        "_owner",
+        "_raisable",
+        "_socket",
+        "_stall_timer",
+        "_stopped",
+        "full",
+    )
 
     def __init__(self, transport, limits: WriteLimits, owner: BufferOwner) -> None:
         self._limits = limits
         self._owner = owner
         self._socket = socket_transport(transport)
-        # None where the fast path is off: Twisted's bufferSize is then left alone.
-        self._normal_size = buffer_size(self._socket)
+        self._fast_path = fast_path = limits.fast_path
+        # None on the stock path: Twisted's bufferSize is then left alone.
+        self._normal_size = None if fast_path is None else fast_path.buffer_size(self._socket)
         # The proxy's own TLS (ocppproxy.wire.tls) sends through the socket's buffer at once
         # and passes every pause on: the same as a plain connection. Twisted's TLS does not.
         self._raisable = (
@@ -102,9 +122,9 @@ class WriteBufferWatch:
         """Twisted: the buffer is over C{bufferSize}."""
         if self._stopped or self.full:
             return
-        if self._raisable and buffer_size(self._socket) < self._limits.max_write_buffer:
+        if self._raisable and self._fast_path.buffer_size(self._socket) < self._limits.max_write_buffer:
             # Over Twisted's own mark: from now on the next pause comes at ours.
-            set_buffer_size(self._socket, self._limits.max_write_buffer)
+            self._fast_path.set_buffer_size(self._socket, self._limits.max_write_buffer)
             return
         self.full = True
         self._stall_timer = self._limits.clock.callLater(self._limits.stall_timeout, self._stalled)
@@ -113,7 +133,7 @@ class WriteBufferWatch:
     def resumeProducing(self) -> None:
         """Twisted: the buffer has drained."""
         if self._normal_size is not None:
-            set_buffer_size(self._socket, self._normal_size)
+            self._fast_path.set_buffer_size(self._socket, self._normal_size)
         if self._stopped or not self.full:
             return
         self.full = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
@@ -16,9 +17,11 @@ from twisted.internet.defer import Deferred, succeed
 
 from ..core.handshake import BadStationPath, certificate_names_station, ocpp_offers, station_id_from_path
 from ..logs import autobahn_logger, proxy_logger
-from .internals import LeanFrames, request_bytes, use_fast_path
 from .limits import MAX_HANDSHAKE_BYTES, StationLimits
 from .station_tls import client_certificate_names
+
+if TYPE_CHECKING:
+    from ..fastpath import FastPath
 
 TOO_MANY_REQUESTS = 429
 
@@ -26,8 +29,8 @@ TOO_MANY_REQUESTS = 429
 class StationProtocol(WebSocketServerProtocol):
     """
     A charging station's WebSocket connection; its traffic goes to its session. On
-    Autobahn's stock frame path; L{StationFactory} builds L{LeanStationProtocol} where
-    the fast path is on.
+    Autobahn's stock frame path: given a fast path, L{StationFactory} builds a subclass
+    of this one with the fast path's frame hooks (L{ocppproxy.fastpath.frames}).
     """
 
     _log = proxy_logger()
@@ -70,8 +73,11 @@ class StationProtocol(WebSocketServerProtocol):
 
     def processHandshake(self) -> None:
         # Autobahn buffers the request until its blank line, however long, and parses
-        # the buffer again when more bytes come while onConnect waits for the primary.
-        received = request_bytes(self)
+        # the buffer again when more bytes come while onConnect waits for the primary:
+        # WebSocketProtocol.data (autobahn/websocket/protocol.py, _dataReceived appends to
+        # it), which has no public accessor. Empty if this Autobahn keeps it elsewhere (the
+        # start-up check then names it, and requests are not limited here).
+        received = getattr(self, "data", b"")
         if self._request_read:
             if len(received) > MAX_HANDSHAKE_BYTES:
                 self.dropConnection(abort=True)
@@ -195,16 +201,13 @@ class StationProtocol(WebSocketServerProtocol):
         return waiter
 
 
-class LeanStationProtocol(LeanFrames, StationProtocol):
-    """L{StationProtocol} on the fast frame path (L{ocppproxy.wire.internals})."""
-
-
 class StationFactory(WebSocketServerFactory):
     """
     Server factory for charging stations; C{proxy} is the L{ProxyService} they report to,
     C{limits} counts their handshakes in progress and connections (default limits when
     not given), C{check_client_id} says what C{station_tls.check_client_id} is now
-    (a reload may change it).
+    (a reload may change it). With C{fast_path}, it builds its protocols through it (see
+    L{ocppproxy.fastpath.FastPath.equip}); without, L{StationProtocol}.
     C{handshakes_refused} counts the handshakes answered with an HTTP error.
     """
 
@@ -218,6 +221,7 @@ class StationFactory(WebSocketServerFactory):
         websocket_options: dict,
         limits: StationLimits | None = None,
         check_client_id: Callable[[], str] = lambda: "warn",
+        fast_path: FastPath | None = None,
     ) -> None:
         super().__init__(reactor=reactor)
         self.proxy = proxy
@@ -226,4 +230,5 @@ class StationFactory(WebSocketServerFactory):
         self.limits = limits if limits is not None else StationLimits(reactor)
         self.server = "ocppproxy"
         self.setProtocolOptions(**websocket_options)
-        use_fast_path(self, LeanStationProtocol)
+        if fast_path is not None:
+            fast_path.equip(self)

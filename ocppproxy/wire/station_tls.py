@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from OpenSSL import SSL, crypto
@@ -19,6 +20,9 @@ from ..config.model import ConfigError, StationTLS
 from .certificates import KeyMismatch
 from .pem import certificate_blocks, read_pem_file
 from .tls import TLS_FLOOR, TLSConnection, TLSServerFactory, common_name
+
+if TYPE_CHECKING:
+    from ..fastpath import FastPath
 
 
 def _certificates(key: str, path: str) -> list[Certificate]:
@@ -89,13 +93,16 @@ def _check_files(settings: StationTLS) -> None:
 
 
 def wrap_station_factory(
-    factory: IProtocolFactory, context: ssl.SSLContext | Callable[[], ssl.SSLContext]
+    factory: IProtocolFactory,
+    context: ssl.SSLContext | Callable[[], ssl.SSLContext],
+    fast_path: FastPath | None = None,
 ) -> TLSServerFactory:
     """
     C{factory} behind TLS: each station's TLS handshake comes before its WebSocket one;
-    C{context} may be a function, asked at each new connection.
+    C{context} may be a function, asked at each new connection. With C{fast_path}, TLS's
+    output goes out through it (see L{TLSConnection}).
     """
-    return TLSServerFactory(context, factory)
+    return TLSServerFactory(context, factory, fast_path)
 
 
 def client_certificate_names(transport) -> tuple[str, tuple[str, ...]] | None:

@@ -10,7 +10,8 @@ more is to be read, and Twisted's buffering of each write to the next reactor tu
 timer, then the socket's buffer, then two C{epoll_ctl} calls). Here the same OpenSSL
 work is a few calls into the C{ssl} module per frame: the bytes read go into a memory
 BIO, the frames come out of the C{SSLObject}, and what it encrypts goes out at once
-(L{write_now}, where the fast path is on), as plain frames do.
+(L{ocppproxy.fastpath.transport.write_now}, where the daemon plugged in the fast path),
+as plain frames do.
 
 L{TLSConnection} is the transport the WebSocket protocol writes to and the protocol the
 TCP connection reads into (a L{ProtocolWrapper}: what it does not define, such as
@@ -26,14 +27,17 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from .internals import fast_path, read_directly, write_now
+
+if TYPE_CHECKING:
+    from ..fastpath import FastPath
 
 # Plain text read from the TLS object at a time: a TLS record holds at most 16 KiB.
 _READ_SIZE = 1 << 16
@@ -62,13 +66,13 @@ class TLSConnection(ProtocolWrapper):
     # --- the TCP connection's side
 
     def connectionMade(self) -> None:
-        if fast_path().enabled:
-            # An upstream's TCP connection hands its data to this object directly (see
-            # read_directly), and what TLS produces goes out at once (see write_now).
-            read_directly(self)
-            self._send = partial(write_now, self.transport)
-        else:
+        fast_path = self.factory.fast_path
+        if fast_path is None:
             self._send = self.transport.write
+        else:
+            # The TCP connection hands its data to this object directly, and what TLS
+            # produces goes out at once.
+            self._send = fast_path.tls_sender(self)
         # A client starts the handshake now (its hello goes out); a server waits for the client's.
         self._handshake()
 
@@ -189,15 +193,22 @@ class TLSServerFactory(WrappingFactory):
     Wraps a server factory: each connection's TLS handshake (as server, with C{context})
     comes first. C{context} may be a function returning the context, asked at each
     new connection (a reload's renewed certificate then serves the next handshake).
+    C{fast_path}: see L{TLSConnection.connectionMade} (None: Twisted's own writes).
     """
 
     protocol = TLSConnection
     server_side = True
     server_hostname = None
 
-    def __init__(self, context: ssl.SSLContext | Callable[[], ssl.SSLContext], wrappedFactory) -> None:
+    def __init__(
+        self,
+        context: ssl.SSLContext | Callable[[], ssl.SSLContext],
+        wrappedFactory,
+        fast_path: FastPath | None = None,
+    ) -> None:
         super().__init__(wrappedFactory)
         self._context = context
+        self.fast_path = fast_path
 
     @property
     def context(self) -> ssl.SSLContext:
@@ -214,15 +225,19 @@ class ClientTLS:
 
 
 class TLSClientFactory(WrappingFactory):
-    """Wraps a client factory: each connection's TLS handshake (as client, per C{tls}) comes first."""
+    """
+    Wraps a client factory: each connection's TLS handshake (as client, per C{tls}) comes
+    first. C{fast_path}: see L{TLSConnection.connectionMade} (None: Twisted's own writes).
+    """
 
     protocol = TLSConnection
     server_side = False
 
-    def __init__(self, tls: ClientTLS, wrappedFactory) -> None:
+    def __init__(self, tls: ClientTLS, wrappedFactory, fast_path: FastPath | None = None) -> None:
         super().__init__(wrappedFactory)
         self.context = tls.context
         self.server_hostname = tls.hostname
+        self.fast_path = fast_path
 
 
 @implementer(IStreamClientEndpoint)
@@ -230,15 +245,22 @@ class TLSClientEndpoint:
     """
     C{endpoint}'s connections with TLS over them (as Twisted's C{wrapClientTLS}, on
     L{TLSConnection}); C{tls} may be a function, asked at each connection attempt.
+    C{fast_path}: see L{TLSConnection.connectionMade}.
     """
 
-    def __init__(self, endpoint: IStreamClientEndpoint, tls: ClientTLS | Callable[[], ClientTLS]) -> None:
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        tls: ClientTLS | Callable[[], ClientTLS],
+        fast_path: FastPath | None = None,
+    ) -> None:
         self._endpoint = endpoint
         self._tls = tls
+        self._fast_path = fast_path
 
     def connect(self, factory):
         tls = self._tls() if callable(self._tls) else self._tls
-        return self._endpoint.connect(TLSClientFactory(tls, factory)).addCallback(
+        return self._endpoint.connect(TLSClientFactory(tls, factory, self._fast_path)).addCallback(
             lambda connection: connection.wrappedProtocol
         )
 

@@ -1,0 +1,213 @@
+"""
+The fast path's Autobahn protocol hooks: L{LeanFrames} (and L{LeanClientFrames}) mixed in
+before the proxy's stock protocol classes, and the protocol options shared by class.
+
+Profiling the proxy under load (see the performance report) showed Autobahn spending a
+fair share of each relayed frame on things ocppproxy never asks for: a debug log event per
+read and per write whose arguments (qualified names, highlighted values) are formatted
+eagerly even when debug logging is off, and a "message" event fired through txaio (a
+Deferred per message) for listeners nobody registers. L{LeanFrames} skips them.
+
+It also reads and writes the common case itself: a whole text message in one frame of at
+most 64 KiB, in the open state (L{ocppproxy.fastpath.wsframes}), and sends it with one
+C{send} when the socket's buffer is empty (L{write_now}). Autobahn's general frame machine
+costs a dozen Python calls and a masking object per frame; every other frame (control,
+binary, fragmented, oversized, invalid), and every frame in any other state, still goes
+through Autobahn, with its close codes.
+
+L{share_protocol_options} saves memory instead: Autobahn copies some thirty options from
+the factory into every protocol instance, and a proxy holds three protocols per station;
+and time per connection: Autobahn also formats those options for a debug line.
+
+Every Autobahn attribute used here is listed in L{ocppproxy.fastpath.check}
+(C{AUTOBAHN_NAMES} and the lists after it) and checked at start-up. Autobahn's code is
+cited as C{protocol.py} (autobahn/websocket/protocol.py, C{WebSocketProtocol}) and
+C{twisted/websocket.py} (autobahn/twisted/websocket.py, C{WebSocketAdapterProtocol}).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+
+from autobahn.twisted.websocket import WebSocketClientProtocol
+
+from .transport import read_directly, write_now
+from .wsframes import FAST_LIMIT, read_text_frame, text_frame, xor_mask
+
+# Autobahn's text when a server refuses the upgrade (protocol.py,
+# WebSocketClientProtocol.processHandshake: "HTTP status ... upgrade failed [<status>]"),
+# from which L{LeanClientFrames} reads the HTTP status.
+REFUSAL_TEXT = "upgrade failed ["
+_REFUSED = re.compile(r"upgrade failed \[(\d{3})\]")
+
+Settings = tuple[int, bool, bool, Callable[[bytes, bytes], bytes]]
+
+
+class LeanFrames:
+    """Mix in before Autobahn's server or client protocol class."""
+
+    # Per-class settings (see L{share_protocol_options}); None: worked out per call.
+    _fast: Settings | None = None
+
+    def _fast_settings(self) -> Settings:
+        """
+        (largest payload read or written here, whether sending may bypass Autobahn,
+        whether to mask, the function that masks and unmasks).
+        """
+        fast = self._fast
+        if fast is None:
+            fast = fast_settings(self)
+        return fast
+
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's dataReceived (twisted/websocket.py) logs a debug event per read, its
+        # arguments formatted eagerly, then calls _dataReceived. Frames are read here only
+        # when Autobahn holds nothing of the stream: no bytes buffered (data), no frame
+        # begun (current_frame), no message in progress (inside_message).
+        if self.state == self.STATE_OPEN and not self.data and self.current_frame is None and self._plain_frames():
+            # Whole single-frame text messages first; the rest (if any) is Autobahn's.
+            masked = self.factory.isServer
+            limit, _, _, unmask = self._fast_settings()
+            position, end = 0, len(data)
+            while position < end and self.state == self.STATE_OPEN:
+                frame = read_text_frame(data, position, masked, limit, unmask)
+                if frame is None:
+                    break
+                payload, position = frame
+                # As processData does for any frame read (protocol.py): traffic puts off the keepalive timeout.
+                if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+                    self._cancelAutoPingTimeoutCall()
+                # _onMessage: the adapter's hook that calls onMessage (twisted/websocket.py).
+                self._onMessage(payload, False)
+            if position == end:
+                return
+            data = data[position:]
+        self._dataReceived(data)
+
+    def _plain_frames(self) -> bool:
+        """No extension, no logging, no message in progress: frames may be read here."""
+        return not (self.inside_message or self._perMessageCompress is not None or self.logFrames or self.logOctets)
+
+    def sendMessage(
+        self, payload: bytes, isBinary: bool = False, fragmentSize=None, sync: bool = False, doNotCompress: bool = False
+    ) -> None:
+        limit, may_bypass, masked, apply_mask = self._fast_settings()
+        if (
+            not may_bypass
+            or isBinary
+            or fragmentSize is not None
+            or sync
+            or len(payload) > limit
+            or self.state != self.STATE_OPEN
+            or self.send_queue  # Autobahn's own queue of writes (sendData's sync and chopsize): after them
+            or self._perMessageCompress is not None
+        ):
+            super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+            return
+        # The mask as Autobahn makes it (RFC 6455 asks masks to be unpredictable to the page).
+        mask = random.getrandbits(32).to_bytes(4, "big") if masked else None
+        write_now(self.transport, text_frame(payload, mask, apply_mask))
+
+    def onMessageEnd(self) -> None:
+        # protocol.py's onMessageEnd also fires a "message" event through txaio (a
+        # Deferred per message) for listeners nobody registers here.
+        if not self.failedByMe:
+            self._onMessage(b"".join(self.message_data), self.message_is_binary)
+        self.message_data = None
+
+    def onOpen(self) -> None:
+        # Once open, forget the opening handshake's text and headers (a few KiB per
+        # connection), which Autobahn keeps for the connection's life.
+        self.http_headers = {}
+        self.http_request_data = self.http_response_data = None
+        read_directly(self)
+        super().onOpen()
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        # protocol.py's sendData: a debug event per write, formatted eagerly; the traffic
+        # count (trafficStats) is kept as it keeps it.
+        if sync or chopsize or self.send_queue or self.logOctets or self.state != self.STATE_OPEN:
+            super().sendData(data, sync, chopsize)
+            return
+        self.transport.write(data)
+        self.trafficStats.outgoingOctetsWireLevel += len(data)
+
+
+class LeanClientFrames(LeanFrames):
+    """L{LeanFrames} for a client protocol: also reads a refusing server's HTTP status."""
+
+    def refusal_status(self, reason: str) -> int | None:
+        """
+        The HTTP status with which the central system refused the upgrade, read from
+        Autobahn's C{reason} for the failed handshake (see L{REFUSAL_TEXT}): None if the
+        handshake failed otherwise.
+        """
+        found = _REFUSED.search(reason)
+        return int(found.group(1)) if found else None
+
+
+def fast_settings(options, masker: Callable[[bytes, bytes], bytes] = xor_mask) -> Settings:
+    """What L{LeanFrames} needs of a protocol's (or factory's) options, worked out once."""
+    limits = [limit for limit in (options.maxFramePayloadSize, options.maxMessagePayloadSize) if limit > 0]
+    server = getattr(options, "factory", options).isServer
+    masked = bool(options.maskServerFrames if server else options.maskClientFrames)
+    may_bypass = not (
+        options.autoFragmentSize or options.logFrames or options.logOctets or (masked and not options.applyMask)
+    )
+    return min([FAST_LIMIT, *limits]), may_bypass, masked, masker
+
+
+_LEAN_CLASSES: dict[type, type] = {}
+
+
+def lean_protocol(stock: type) -> type:
+    """
+    C{stock} (a subclass of Autobahn's server or client protocol) with L{LeanFrames} (a
+    client: L{LeanClientFrames}) mixed in first; one class per stock class.
+    """
+    lean = _LEAN_CLASSES.get(stock)
+    if lean is None:
+        mixin = LeanClientFrames if issubclass(stock, WebSocketClientProtocol) else LeanFrames
+        lean = _LEAN_CLASSES[stock] = type(
+            f"Lean{stock.__name__}",
+            (mixin, stock),
+            {"__module__": stock.__module__, "__doc__": f"L{{{stock.__name__}}} on the fast frame path."},
+        )
+    return lean
+
+
+_PLAIN = (bool, int, float, str, type(None))
+_OPTION_CLASSES: dict[tuple, type] = {}
+
+
+def share_protocol_options(factory, masker: Callable[[bytes, bytes], bytes] = xor_mask) -> None:
+    """
+    Give C{factory}'s protocols its options as class attributes, so that Autobahn finds
+    them there and does not copy them into each instance (and their frames masked with
+    C{masker}). Call after C{setProtocolOptions}; factories with equal options share one class.
+    """
+    base = factory.protocol
+    # Plain values only: a callable option (Autobahn's default compression accept
+    # function is a new lambda per factory) stays per instance, as Autobahn does it.
+    options = {
+        name: value
+        for name in base.CONFIG_ATTRS
+        if isinstance(value := getattr(factory, name), _PLAIN) or (isinstance(value, (list, tuple)) and not value)
+    }
+    settings = fast_settings(factory, masker)
+    key = (base, settings, repr(sorted(options.items())))
+    shared = _OPTION_CLASSES.get(key)
+    if shared is None:
+        attributes = {
+            "__module__": base.__module__,
+            **options,
+            "_fast": settings,
+            # Autobahn's _connectionMade (protocol.py) walks CONFIG_ATTRS to copy what the
+            # instance lacks and pformats the whole list for a debug line it then drops: a
+            # third of the proxy's CPU when a site reconnects at once. The shared options need neither.
+            "CONFIG_ATTRS": [name for name in base.CONFIG_ATTRS if name not in options],
+        }
+        shared = _OPTION_CLASSES[key] = type(base.__name__, (base,), attributes)
+    factory.protocol = shared

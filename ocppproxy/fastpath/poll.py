@@ -1,0 +1,70 @@
+"""
+Twisted's epoll reactor handling each I/O event without its legacy log context: see
+L{lean_do_poll}. The names of the reactor it uses are listed in
+L{ocppproxy.fastpath.check} (C{EPOLL_DO_POLL_NAMES}) and checked at start-up.
+"""
+
+from __future__ import annotations
+
+import errno
+import types
+
+from twisted.python import log as legacy_log
+
+try:
+    from twisted.internet.epollreactor import EPollReactor
+except ImportError:  # not Linux: no epoll reactor, nothing of it to replace
+    EPollReactor = None
+
+
+def lean_do_poll(reactor, timeout: float | None) -> None:
+    """
+    Twisted's C{EPollReactor.doPoll} without C{callWithLogger} around each I/O event.
+
+    That wrapper (twisted/python/log.py, C{callWithLogger}) gives every event a legacy
+    log context (a dict built and pushed on a stack, the connection's C{logPrefix}
+    asked), used only by C{twisted.python.log} lines written while the event is handled:
+    about a sixth of the proxy's Python time per relayed CALL. ocppproxy logs through
+    C{twisted.logger}, which does not read it. An exception escaping the event handler
+    is still logged (C{log.err}), as the wrapper did; Twisted's own C{_doReadOrWrite}
+    already logs what the protocol raises and drops the connection. The only
+    difference: such legacy lines carry no C{system} (the connection's log prefix).
+
+    The body is C{doPoll}'s own (twisted/internet/epollreactor.py) but for that call:
+    C{_poller} (the epoll object), C{_selectables} (file descriptor to reader or writer)
+    and C{_doReadOrWrite} are the reactor's.
+    """
+    if timeout is None:
+        timeout = -1  # wait indefinitely
+    try:
+        events = reactor._poller.poll(timeout, len(reactor._selectables))
+    except OSError as error:
+        if error.errno == errno.EINTR:
+            return
+        raise
+    selectables = reactor._selectables
+    handle = reactor._doReadOrWrite
+    for fd, event in events:
+        selectable = selectables.get(fd)
+        if selectable is not None:
+            try:
+                handle(selectable, fd, event)
+            except KeyboardInterrupt:
+                raise
+            except BaseException:
+                legacy_log.err()
+
+
+def use_lean_poll(reactor) -> bool:
+    """
+    Where C{reactor} is Twisted's epoll reactor (as C{twistd} installs on Linux), have it
+    poll with L{lean_do_poll}; True if it now does. Other reactors (asyncio's in the
+    tests, select, kqueue, a test's clock) are left as they are.
+    """
+    if EPollReactor is None or type(reactor) is not EPollReactor:
+        return False
+    # The reactor's main loop calls self.doIteration (which EPollReactor sets to doPoll)
+    # once per turn: an instance attribute takes its place for this reactor alone.
+    if "doIteration" not in vars(reactor):
+        reactor.doIteration = types.MethodType(lean_do_poll, reactor)
+    return True
