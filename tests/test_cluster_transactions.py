@@ -174,7 +174,6 @@ class SharedTransactionIdsTests(ProxyTestCase):
             self.logged(f"station CP_1: transaction {PRIMARY_ID} reached its upstreams before their ids were read")
         )
 
-
     @async_test
     async def test_the_hash_of_the_release_before_is_converted(self):
         """

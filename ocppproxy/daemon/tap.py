@@ -152,9 +152,13 @@ def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> Serv
         observers.append(traffic_log)
     activity = None
     if config.status_listen:
-        activity = StationActivity(reactor, redactor, fleet_record=cluster.fleet if cluster is not None else None)
+        activity = StationActivity(
+            reactor, redactor, fleet_record=cluster.fleet if cluster is not None else None, route_of=sessions.route_of
+        )
         observers.append(activity)
-    share_transactions = cluster.share_transactions if cluster is not None and config.secondary_url else None
+    # Transaction ids are shared as soon as a station can have an upstream beside its primary.
+    several = len(config.upstream_urls()) > 1
+    share_transactions = cluster.share_transactions if cluster is not None and several else None
     proxy = ProxyService(
         config,
         reactor,
