@@ -139,7 +139,9 @@ def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> Serv
     # The proxy's sessions, built first: the notifier counts their open links.
     sessions = StationSessions()
     alerts = RecentAlerts(reactor) if config.status_listen else None
-    notifier = build_notifier(config, reactor, redactor, sessions.connected_links, alerts, sharing)
+    notifier = build_notifier(
+        config, reactor, redactor, sessions.connected_links, alerts, sharing, stations_of=sessions.stations_of
+    )
     notifier.setServiceParent(top)
     observers: list[ProxyObserver | FrameObserver] = [notifier]
     traffic_log = None
@@ -216,11 +218,13 @@ def build_notifier(
     links_connected: Callable[[str], int] = lambda upstream: 0,
     alerts: RecentAlerts | None = None,
     sharing: AlertSharing | None = None,
+    stations_of: Callable[[str], int] | None = None,
 ) -> NotifierService:
     """
     The C{notifier} with the channels the configuration enables; C{redactor} masks what its
     alerts quote, C{links_connected} counts a central system's open links, C{alerts} hears
-    of each alert (the status page), C{sharing} shares them across a cluster.
+    of each alert (the status page), C{sharing} shares them across a cluster,
+    C{stations_of} counts the stations with a central system on their route.
     """
     built = build_channels(config.notify, reactor)
     notifier = NotifierService(
@@ -230,6 +234,7 @@ def build_notifier(
         built.channels,
         config.upstream_urls(),
         links_connected=links_connected,
+        stations_of=stations_of,
         closers=built.closers,
         starters=built.starters,
         redactor=redactor,

@@ -83,6 +83,7 @@ class NotifierService(Service):
         channels: Mapping[str, Callable[[Alert], Deferred]],
         upstream_urls: Mapping[str, str],
         links_connected: Callable[[str], int],
+        stations_of: Callable[[str], int] | None = None,
         closers: list[Callable[[], object]] = (),
         starters: list[Callable[[], object]] = (),
         redactor: Redactor | None = None,
@@ -96,6 +97,8 @@ class NotifierService(Service):
         self._clock = clock
         self._enabled = settings.events
         self._upstream_urls = upstream_urls
+        # How many stations have an upstream on their route (None: count every station).
+        self._stations_of = stations_of
         self._closers = list(closers)
         self._starters = list(starters)
         self.queues = self._queues(channels)
@@ -421,7 +424,7 @@ class NotifierService(Service):
             "upstream": upstream,
             "url": self._upstream_urls.get(upstream, ""),
             "down_for_s": round(down_for),
-            "stations": len(self._connections),
+            "stations": len(self._connections) if self._stations_of is None else self._stations_of(upstream),
         }
         if "upstream_down" not in self._enabled or self._stopping:
             return
