@@ -71,6 +71,9 @@ class NotifierService(Service):
     wait; none is held on the relaying path); bursts are counted across the cluster, and a
     summary names the stations held back on every instance. By default (L{LocalOnly})
     nothing is shared.
+
+    C{stations_of(upstream)}, if given, counts the connected stations with that upstream
+    on their route: the count upstream_down gives (without it, every connected station).
     """
 
     _log = proxy_logger()
@@ -83,12 +86,12 @@ class NotifierService(Service):
         channels: Mapping[str, Callable[[Alert], Deferred]],
         upstream_urls: Mapping[str, str],
         links_connected: Callable[[str], int],
-        stations_of: Callable[[str], int] | None = None,
         closers: list[Callable[[], object]] = (),
         starters: list[Callable[[], object]] = (),
         redactor: Redactor | None = None,
         alert_observer: AlertObserver | None = None,
         sharing: AlertSharing | None = None,
+        stations_of: Callable[[str], int] | None = None,
     ) -> None:
         self.settings = settings
         # Masks what alerts quote of frames (see StationTracker).
