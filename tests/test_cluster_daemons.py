@@ -12,6 +12,7 @@ killed and restarted.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import tempfile
@@ -312,7 +313,7 @@ class ClusterUnderTwistdTests(ProxyTestCase):
             self.assertEqual(await self.holder(redis, station_id), where[station_id])
             await self.until_stored(redis, station_id)
             stored = await redis.command("HGET", transactions_key(station_id), str(101 + number))
-            self.assertEqual(stored, str(201 + number))
+            self.assertEqual(json.loads(stored), [{"primary": 101 + number, "secondary": 201 + number}])
 
     async def until_health(self, instance: Instance, text: str) -> None:
         url = f"http://127.0.0.1:{instance.status_port}/health"

@@ -1,7 +1,9 @@
 """
-The OCPP 1.6 transaction ids for the secondary, shared through a real redis-server: a
+The OCPP 1.6 transaction ids of every upstream, shared through a real redis-server: a
 transaction started through one instance and stopped through another still reaches the
-secondary with the secondary's own id, also when Redis was away while it started.
+secondary with the secondary's own id, also when Redis was away while it started; each
+upstream's ids are kept by name, and the hashes of the release before named upstreams
+are read and converted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from ocppproxy.cluster.service import ClusterService
-from ocppproxy.cluster.transactions import parse_pairs, transactions_key
+from ocppproxy.cluster.transactions import legacy_transactions_key, parse_records, records_value, transactions_key
 from ocppproxy.config.model import ClusterConfig
 from ocppproxy.core.transactions import TransactionStore
 
@@ -65,8 +67,8 @@ class SharedTransactionIdsTests(ProxyTestCase):
         return station, websocket
 
     async def stored_pairs(self, station_id: str = "CP_1") -> dict[int, int]:
-        flat = await self.redis.command("HGETALL", transactions_key(station_id))
-        return parse_pairs(flat.split("\n")) if flat else {}
+        """The secondary's id for each id the station uses, as Redis holds them."""
+        return {tx: records[-1]["secondary"] for tx, records in (await stored(self.redis, station_id)).items()}
 
     async def until_stored(self, pairs: dict[int, int]) -> None:
         await poll_until(
@@ -169,8 +171,32 @@ class SharedTransactionIdsTests(ProxyTestCase):
         self.assertLess(loop.time() - started, 1.0)
         self.assertEqual(stop[3]["transactionId"], PRIMARY_ID)
         self.assertTrue(
-            self.logged(f"station CP_1: transaction {PRIMARY_ID} reached the secondary before its ids were read")
+            self.logged(f"station CP_1: transaction {PRIMARY_ID} reached its upstreams before their ids were read")
         )
+
+    @async_test
+    async def test_the_hash_of_the_release_before_is_converted(self):
+        """
+        Redis holds the hash today's release wrote (primary id -> secondary id): CP_1,
+        reaching an instance, stops that transaction with the secondary's own id, and the
+        old hash is gone.
+        """
+        await self.asyncSetUp()
+        await self.redis.command("HSET", legacy_transactions_key("CP_1"), str(PRIMARY_ID), str(SECONDARY_ID))
+        b, cluster_b = await self.instance("proxy-b")
+        await self.until(lambda: cluster_b.redis_up, timeout=WAIT)
+        on_b, _ = await self.station(b)
+        await on_b.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+        stop = await self.stop_transaction_on_the_secondary(on_b, PRIMARY_ID)
+        self.assertEqual(stop[3]["transactionId"], SECONDARY_ID)
+        self.assertEqual(await self.redis.command("EXISTS", legacy_transactions_key("CP_1")), "0")
+        await self.until_stored({})
+
+
+async def stored(redis: RedisServer, station_id: str = "CP_1") -> dict[int, list[dict[str, int]]]:
+    """The records Redis holds for C{station_id}, by the id the station uses."""
+    flat = await redis.command("HGETALL", transactions_key(station_id))
+    return parse_records(flat.split("\n")) if flat else {}
 
 
 class TransactionHashTests(ProxyTestCase):
@@ -190,9 +216,80 @@ class TransactionHashTests(ProxyTestCase):
         for primary in range(1, 71):
             store.remember("CP_1", primary, 1000 + primary)
         store.forget("CP_1", 70)
-        expected = {primary: 1000 + primary for primary in range(7, 70)}
-        await poll_until(
-            lambda: redis.command("HGETALL", transactions_key("CP_1")),
-            lambda flat: parse_pairs(flat.split("\n")) == expected,
-            lambda flat: f"Redis holds {flat!r}",
+        expected = {primary: [{"primary": primary, "secondary": 1000 + primary}] for primary in range(7, 70)}
+        await poll_until(lambda: stored(redis), lambda found: found == expected, lambda found: f"Redis holds {found}")
+
+    async def two_instances(self):
+        """A redis-server and the transaction stores of two instances on it, once both reach it."""
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        await redis.start()
+        stores = []
+        for name in ("proxy-a", "proxy-b"):
+            cluster = ClusterService(ClusterConfig(redis_url=redis.url, instance=name), reactor, lambda *_: None)
+            cluster.startService()
+            self.addCleanup(cluster.stopService)
+            stores.append(cluster.share_transactions(TransactionStore()))
+            await self.until(lambda cluster=cluster: cluster.redis_up, timeout=WAIT)
+        return redis, stores
+
+    @async_test
+    async def test_every_upstream_is_kept_by_name(self):
+        """
+        A transaction with three upstreams' ids, one of them added later: Redis keeps each
+        by name under the station's id; another instance reads them all; once stopped,
+        the field is gone.
+        """
+        redis, (here, there) = await self.two_instances()
+        here.started("CP_1", 17, {"csms-a": 17, "analytics": 4})
+        here.add_id("CP_1", 17, "csms-b", 903)
+        records = [{"analytics": 4, "csms-a": 17, "csms-b": 903}]
+        await poll_until(lambda: stored(redis), lambda found: found == {17: records}, lambda f: f"Redis holds {f}")
+        self.assertEqual(await redis.command("HGET", transactions_key("CP_1"), "17"), records_value(records))
+        there.read("CP_1")
+        await self.until(lambda: there.ids("CP_1", 17) == records[0], timeout=WAIT)
+        self.assertEqual(there.station_tx("CP_1", "csms-b", 903), 17)
+        there.finished("CP_1", 17)
+        await poll_until(lambda: stored(redis), lambda found: found == {}, lambda f: f"Redis holds {f}")
+
+    @async_test
+    async def test_an_id_open_twice_keeps_both_records(self):
+        """After a change of primary one id may be open twice: Redis keeps both, and stopping one leaves the other."""
+        redis, (here, there) = await self.two_instances()
+        here.started("CP_1", 5, {"csms-a": 5, "csms-b": 71})
+        here.started("CP_1", 5, {"csms-b": 5, "csms-a": 88})
+        both = [{"csms-a": 5, "csms-b": 71}, {"csms-a": 88, "csms-b": 5}]
+        await poll_until(lambda: stored(redis), lambda found: found == {5: both}, lambda f: f"Redis holds {f}")
+        there.read("CP_1")
+        await self.until(lambda: there.records("CP_1", 5) == both, timeout=WAIT)
+        there.finished("CP_1", 5)
+        await poll_until(lambda: stored(redis), lambda found: found == {5: both[:1]}, lambda f: f"Redis holds {f}")
+
+    @async_test
+    async def test_the_older_hash_is_converted_on_first_read(self):
+        """
+        The hash of the release before named upstreams (primary id -> secondary id) is read
+        as upstreams primary and secondary, written in the new shape and deleted; an id
+        the new hash already holds keeps its newer records; a malformed pair is dropped.
+        """
+        redis, (here, there) = await self.two_instances()
+        here.started("CP_1", 102, {"primary": 102, "secondary": 999})
+        await poll_until(lambda: stored(redis), lambda found: 102 in found, lambda f: f"Redis holds {f}")
+        legacy = legacy_transactions_key("CP_1")
+        await redis.command("HSET", legacy, "101", "201", "102", "202", "x", "3")
+        there.read("CP_1")
+        await self.until(lambda: there.ids("CP_1", 101) is not None, timeout=WAIT)
+        self.assertEqual(there.ids("CP_1", 101), {"primary": 101, "secondary": 201})
+        self.assertEqual(there.primary_id("CP_1", 201), 101)
+        self.assertEqual(there.ids("CP_1", 102), {"primary": 102, "secondary": 999})
+        self.assertEqual(await redis.command("EXISTS", legacy), "0")
+        self.assertEqual(
+            await stored(redis),
+            {101: [{"primary": 101, "secondary": 201}], 102: [{"primary": 102, "secondary": 999}]},
         )
+        self.assertGreater(int(await redis.command("TTL", transactions_key("CP_1"))), 6 * 24 * 3600)
+
+    def test_malformed_fields_are_skipped(self):
+        """parse_records keeps only integer ids whose value is a list of name -> integer mappings."""
+        flat = ["1", '[{"a":1}]', "x", '[{"a":1}]', "2", "[]", "3", '[{"a":"1"}]', "4", "nonsense", "5", '[{"a":5}]']
+        self.assertEqual(parse_records(flat), {1: [{"a": 1}], 5: [{"a": 5}]})

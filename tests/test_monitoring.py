@@ -74,7 +74,37 @@ def dashboard_queries(node) -> list[str]:
     return found
 
 
+# Selecting an upstream by its name: the shipped files must key on role instead.
+_BY_NAME = re.compile(r"""\bupstream\s*(=|!=|=~|!~)\s*["']""")
+# The one family with an upstream label but no role: a role would cost a look-up per relayed frame.
+_WITHOUT_ROLE = {"ocppproxy_frames"}
+
+
+def exported_families():
+    """The families /metrics shows for a proxy just built (as L{exported_metric_names} reads them)."""
+    config = config_from_mapping({"primary_url": "ws://127.0.0.1:1/", "secondary_url": "ws://127.0.0.1:2/"})
+    proxy, activity = ProxyService(config, Clock()), StationActivity(Clock())
+    collector = ProxyCollector(reactor, lambda: metrics_snapshot(proxy.snapshot(), activity, {}))
+    return list(text_string_to_metric_families(generate_latest(metrics_registry(collector)).decode()))
+
+
 class ExportedNamesTests(SynchronousTestCase):
+    def test_upstream_families_carry_the_role(self) -> None:
+        """Every family with an upstream label also has a role label, primary or mirror, for every upstream."""
+        with_upstream = set()
+        for family in exported_families():
+            labels = [sample.labels for sample in family.samples]
+            if not any("upstream" in each for each in labels):
+                continue
+            with_upstream.add(family.name)
+            if family.name in _WITHOUT_ROLE:
+                continue
+            self.assertTrue(all(each.get("role") in ("primary", "mirror") for each in labels), family.name)
+            pairs = {(each["upstream"], each["role"]) for each in labels}
+            expected = {(name, role) for name in ("primary", "secondary") for role in ("primary", "mirror")}
+            self.assertEqual(pairs, expected, family.name)
+        self.assertGreaterEqual(len(with_upstream), 5)
+
     def test_names_from_the_collector(self) -> None:
         """The names the checks below rely on come with their Prometheus suffixes."""
         names = exported_metric_names()
@@ -122,6 +152,11 @@ class PrometheusRulesTests(SynchronousTestCase):
             self.assertIn(rule["labels"]["severity"], ("warning", "critical"), rule["alert"])
             self.assertRegex(rule["annotations"].get("runbook", ""), r"\w.*\.$", rule["alert"])
 
+    def test_rules_key_on_role_not_on_a_name(self) -> None:
+        """No rule selects an upstream by name: with upstreams: any name may be a primary."""
+        for rule in rule_list():
+            self.assertNotRegex(rule["expr"], _BY_NAME, rule["alert"])
+
     def test_rules_name_exported_metrics(self) -> None:
         """Every ocppproxy metric a rule's expression names is one the daemon exports."""
         exported = exported_metric_names()
@@ -145,6 +180,11 @@ class GrafanaDashboardTests(SynchronousTestCase):
             named = set(_OUR_METRIC.findall(query))
             self.assertTrue(named, query)
             self.assertLessEqual(named, exported, query)
+
+    def test_queries_key_on_role_not_on_a_name(self) -> None:
+        """No query selects an upstream by name."""
+        for query in dashboard_queries(self.dashboard):
+            self.assertNotRegex(query, _BY_NAME, query)
 
     def test_every_metric_is_shown(self) -> None:
         """Each exported family appears on the dashboard."""

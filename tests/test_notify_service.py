@@ -21,7 +21,7 @@ def frame(*parts):
 
 
 class NotifierTests(SynchronousTestCase):
-    def make(self, *events, flap_window=30.0, connected_links=0, log=False):
+    def make(self, *events, flap_window=30.0, connected_links=0, log=False, urls=None, stations_of=None):
         self.clock = Clock()
         self.alerts = []
         settings = NotifyConfig(
@@ -37,8 +37,9 @@ class NotifierTests(SynchronousTestCase):
             StationNames({"CP_1": "Depot Nord"}),
             self.clock,
             {"test": channel},
-            {"primary": PRIMARY_URL},
+            urls or {"primary": PRIMARY_URL},
             links_connected=lambda upstream: connected_links,
+            stations_of=stations_of,
         )
         self.notifier.startService()
         return self.notifier
@@ -106,8 +107,14 @@ class NotifierTests(SynchronousTestCase):
         """No frame for twice the heartbeat interval the primary gave raises station_silent, once."""
         notifier = self.make("station_silent")
         notifier.station_connected("CP_1", "peer")
-        notifier.station_frame("CP_1", frame(2, "b1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}))
-        notifier.upstream_frame("CP_1", "primary", frame(3, "b1", {"currentTime": "2026-01-01T00:00:00Z", "interval": 60, "status": "Accepted"}))
+        notifier.station_frame(
+            "CP_1", frame(2, "b1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        )
+        notifier.upstream_frame(
+            "CP_1",
+            "primary",
+            frame(3, "b1", {"currentTime": "2026-01-01T00:00:00Z", "interval": 60, "status": "Accepted"}),
+        )
         self.clock.advance(100)
         notifier.station_frame("CP_1", frame(2, "h1", "Heartbeat", {}))
         self.clock.advance(119)
@@ -137,6 +144,30 @@ class NotifierTests(SynchronousTestCase):
             notifier.upstream_attempt_failed(f"CP_{number}", "primary", PRIMARY_URL + f"CP_{number}", "refused")
         self.clock.advance(500)
         self.assertEqual(self.keys(), ["upstream_down"])
+
+    def test_upstream_down_names_the_upstream_and_counts_its_stations(self):
+        """
+        upstream_down names the upstream (its name and URL) and counts the stations with it
+        on their route, not every station connected: csms-b is on 3 routes of 20.
+        """
+        urls = {"csms-a": "ws://a.example/ocpp/", "csms-b": "wss://b.example/steve/"}
+        routes = {f"CP_{number}": ("csms-a", "csms-b") if number < 3 else ("csms-a",) for number in range(20)}
+        notifier = self.make(
+            "upstream_down",
+            urls=urls,
+            stations_of=lambda upstream: sum(upstream in route for route in routes.values()),
+        )
+        for station_id in routes:
+            notifier.station_connected(station_id, "peer")
+        notifier.upstream_attempt_failed("CP_0", "csms-b", urls["csms-b"] + "CP_0", "refused")
+        self.clock.advance(500)
+        (alert,) = self.alerts
+        self.assertEqual(
+            (alert.key, alert.details["upstream"], alert.details["stations"]), ("upstream_down", "csms-b", 3)
+        )
+        self.assertEqual(alert.details["url"], urls["csms-b"])
+        self.assertIn("csms-b central system wss://b.example/steve/ unreachable", alert.subject)
+        self.assertIn("(3 stations)", alert.subject)
 
     def test_upstream_not_down_while_some_links_are_up(self):
         """If some stations are still connected to the upstream at the deadline, it is not reported down."""
@@ -220,7 +251,9 @@ class NotifierTests(SynchronousTestCase):
         for number in range(6):
             notifier.upstream_connected(f"CP_{number}", "primary", PRIMARY_URL)
         notifier.upstream_connected("CP_0", "secondary", "ws://other/")
-        notifier.station_frame("CP_0", frame(2, "s", "StatusNotification", {"connectorId": 0, "status": "Faulted", "errorCode": "NoError"}))
+        notifier.station_frame(
+            "CP_0", frame(2, "s", "StatusNotification", {"connectorId": 0, "status": "Faulted", "errorCode": "NoError"})
+        )
         self.assertEqual(len(self.alerts), 7)
         self.clock.advance(10)
         self.assertEqual(len(self.alerts), 8)
@@ -242,7 +275,9 @@ class NotifierTests(SynchronousTestCase):
         globalLogPublisher.addObserver(seen.append)
         self.addCleanup(globalLogPublisher.removeObserver, seen.append)
         notifier = NotifierService(
-            NotifyConfig(events=frozenset({"connected_to_proxy"}), channel_problems=(("email", "notify.email.to: is mandatory"),)),
+            NotifyConfig(
+                events=frozenset({"connected_to_proxy"}), channel_problems=(("email", "notify.email.to: is mandatory"),)
+            ),
             StationNames({}),
             Clock(),
             {},
@@ -316,7 +351,9 @@ class ReconfigureTests(SynchronousTestCase):
         boot = frame(2, "b1", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
         self.notifier.station_frame("CP_1", boot)
         self.notifier.upstream_frame(
-            "CP_1", "primary", frame(3, "b1", {"currentTime": "2026-01-01T00:00:00Z", "interval": 60, "status": "Accepted"})
+            "CP_1",
+            "primary",
+            frame(3, "b1", {"currentTime": "2026-01-01T00:00:00Z", "interval": 60, "status": "Accepted"}),
         )
         self.notifier.reconfigure(NotifyConfig(events=frozenset({"station_silent"})), StationNames({}))
         self.clock.advance(120)

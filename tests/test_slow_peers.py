@@ -237,10 +237,10 @@ class SlowPeerTests(DaemonTestCase):
         line = await self.log_line(r"station CP_S: secondary .*is not taking frames as fast as they come")
         self.assertIn(f"ws://127.0.0.1:{secondary}/stalled/CP_S", line)
         text = await self.metrics(metrics_url)
-        self.assertIn('ocppproxy_upstream_stalled_links{upstream="secondary"} 1.0', text)
+        self.assertIn('ocppproxy_upstream_stalled_links{role="mirror",upstream="secondary"} 1.0', text)
         stalls = re.search(r'ocppproxy_write_stalls_total\{connection="secondary"\} (\S+)', text)
         self.assertGreaterEqual(float(stalls.group(1)), 1)
-        dropped = re.search(r'ocppproxy_frames_dropped_total\{upstream="secondary"\} (\S+)', text)
+        dropped = re.search(r'ocppproxy_frames_dropped_total\{role="mirror",upstream="secondary"\} (\S+)', text)
         self.assertGreater(float(dropped.group(1)), calls / 2)
 
     @async_test

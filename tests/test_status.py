@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.core.redact import Redactor
+from ocppproxy.core.routes import Route
 from ocppproxy.notify.alert import Alert
 from ocppproxy.notify.names import StationNames
 from ocppproxy.relay.snapshot import LinkSnapshot, proxy_snapshot
@@ -53,9 +54,15 @@ class FakeProtocol:
     peer = "tcp4:127.0.0.1:50000"
 
 
+LEGACY_ROUTE = Route("primary", ("secondary",))
+
+
 class FakeSession:
-    def __init__(self, links, connected_since=T0, subprotocol="ocpp1.6", stalled=False, throttled=False) -> None:
+    def __init__(
+        self, links, connected_since=T0, subprotocol="ocpp1.6", stalled=False, throttled=False, route=LEGACY_ROUTE
+    ) -> None:
         self.links = links
+        self.relay = SimpleNamespace(route=route)
         self.stalled = stalled
         self.throttled = throttled
         self.connected_since = connected_since
@@ -100,7 +107,8 @@ class ActivityTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(T0)
-        self.activity = StationActivity(self.clock)
+        self.routes = {"CP_1": LEGACY_ROUTE}
+        self.activity = StationActivity(self.clock, route_of=self.routes.get)
         self.activity.station_connected("CP_1", "tcp4:127.0.0.1:1")
 
     def test_status_notification_per_connector(self):
@@ -163,6 +171,26 @@ class ActivityTests(SynchronousTestCase):
         self.assertAlmostEqual(self.activity.latency.sum, 0.03)
         self.assertEqual(self.activity.latency.counts[3], 1)  # le=0.05
 
+    def test_latency_follows_the_stations_own_primary(self):
+        """
+        Each station's own primary is timed, whatever its name: csms-b for CP_B, where
+        csms-a is a mirror; after a change of route, the new primary.
+        """
+        self.routes["CP_B"] = Route("csms-b", ("csms-a",))
+        self.activity.station_connected("CP_B", "tcp4:127.0.0.1:2")
+        self.activity.station_frame("CP_B", frame('[2,"b1","Heartbeat",{}]'))
+        self.clock.advance(0.2)
+        self.activity.upstream_frame("CP_B", "csms-a", frame('[3,"b1",{}]'))
+        self.assertEqual(sum(self.activity.latency.counts), 0)
+        self.activity.upstream_frame("CP_B", "csms-b", frame('[3,"b1",{}]'))
+        self.assertEqual(sum(self.activity.latency.counts), 1)
+        self.assertAlmostEqual(self.activity.latency.sum, 0.2)
+        self.routes["CP_B"] = Route("csms-a", ("csms-b",))
+        self.activity.station_frame("CP_B", frame('[2,"b2","Heartbeat",{}]'))
+        self.activity.upstream_frame("CP_B", "csms-b", frame('[3,"b2",{}]'))
+        self.activity.upstream_frame("CP_B", "csms-a", frame('[3,"b2",{}]'))
+        self.assertEqual(sum(self.activity.latency.counts), 2)
+
     def test_counters(self):
         """Frames by direction, type and upstream; dropped frames and connection attempts by upstream."""
         self.activity.station_frame("CP_1", frame('[2,"h1","Heartbeat",{}]'))
@@ -175,8 +203,20 @@ class ActivityTests(SynchronousTestCase):
             self.activity.frames,
             {("from_station", 2, ""): 1, ("from_upstream", 3, "primary"): 1, ("from_upstream", 2, "primary"): 1},
         )
-        self.assertEqual(self.activity.dropped, {"secondary": 1})
-        self.assertEqual(self.activity.connects, {("primary", "ok"): 1, ("secondary", "failed"): 1})
+        self.assertEqual(self.activity.dropped, {("secondary", "mirror"): 1})
+        self.assertEqual(
+            self.activity.connects, {("primary", "primary", "ok"): 1, ("secondary", "mirror", "failed"): 1}
+        )
+
+    def test_counters_name_each_stations_role(self):
+        """An upstream primary for one station and mirror for another is counted under each role."""
+        self.routes["CP_B"] = Route("secondary", ("primary",))
+        self.activity.upstream_connected("CP_1", "primary", "ws://x/")
+        self.activity.upstream_connected("CP_B", "primary", "ws://x/")
+        self.activity.frame_dropped("CP_B", "primary")
+        self.activity.frame_dropped("CP_GONE", "primary")  # no route known: not its primary
+        self.assertEqual(self.activity.connects, {("primary", "primary", "ok"): 1, ("primary", "mirror", "ok"): 1})
+        self.assertEqual(self.activity.dropped, {("primary", "mirror"): 2})
 
     def test_forgotten_when_the_last_connection_ends(self):
         """A station replaced by a new connection keeps its record until that one ends too."""
@@ -210,8 +250,8 @@ class SnapshotTests(SynchronousTestCase):
         self.assertEqual(
             first["upstreams"],
             {
-                "primary": {"state": "connected", "failed_attempts": 0, "queued": 0},
-                "secondary": {"state": "reconnecting", "failed_attempts": 3, "queued": 2},
+                "primary": {"role": "primary", "state": "connected", "failed_attempts": 0, "queued": 0},
+                "secondary": {"role": "mirror", "state": "reconnecting", "failed_attempts": 3, "queued": 2},
             },
         )
         self.assertEqual(second["upstreams"]["primary"]["state"], "given_up")
@@ -228,7 +268,7 @@ class SnapshotTests(SynchronousTestCase):
         self.assertEqual(
             (station.peer, station.subprotocol, station.connected_since), (FakeProtocol.peer, "ocpp1.6", T0)
         )
-        self.assertEqual(station.links["secondary"], LinkSnapshot("reconnecting", 3, 2, False))
+        self.assertEqual(station.links["secondary"], LinkSnapshot("reconnecting", 3, 2, False, "mirror"))
         self.assertEqual(snapshot.stations["CP_2"].links["primary"].state, "given_up")
         self.assertEqual(
             (snapshot.upstreams, snapshot.accepting, snapshot.stalls),
@@ -255,25 +295,83 @@ class SnapshotTests(SynchronousTestCase):
         self.assertEqual(counts.stations, {})  # /metrics needs only the counts
         snapshot = metrics_snapshot(counts, StationActivity(Clock()), {})
         self.assertEqual(snapshot.stations_connected, 2)
+        links = {key: count for key, count in snapshot.links.items() if count}
         self.assertEqual(
-            snapshot.links,
+            links,
             {
-                ("primary", "connected"): 1,
-                ("primary", "reconnecting"): 0,
-                ("primary", "given_up"): 1,
-                ("secondary", "connected"): 1,
-                ("secondary", "reconnecting"): 1,
-                ("secondary", "given_up"): 0,
+                ("primary", "primary", "connected"): 1,
+                ("primary", "primary", "given_up"): 1,
+                ("secondary", "mirror", "connected"): 1,
+                ("secondary", "mirror", "reconnecting"): 1,
             },
         )
-        self.assertEqual(snapshot.queued, {"primary": 0, "secondary": 2})
-        self.assertEqual((snapshot.stalled_links, snapshot.stalled_stations), ({"primary": 0, "secondary": 1}, 1))
+        self.assertEqual(len(snapshot.links), 2 * 2 * 3)  # every upstream, role and state
+        self.assertEqual(
+            snapshot.queued,
+            {
+                ("primary", "primary"): 0,
+                ("primary", "mirror"): 0,
+                ("secondary", "primary"): 0,
+                ("secondary", "mirror"): 2,
+            },
+        )
+        self.assertEqual(snapshot.stalled_links[("secondary", "mirror")], 1)
+        self.assertEqual((sum(snapshot.stalled_links.values()), snapshot.stalled_stations), (1, 1))
+
+    def test_roles_are_each_stations(self):
+        """
+        One upstream primary for one station and mirror for another: its links are counted
+        under both roles, and each station's entry names the role it has there.
+        """
+        proxy = FakeProxy(
+            {
+                "CP_A": FakeSession({"primary": FakeLink(), "secondary": FakeLink()}),
+                "CP_B": FakeSession(
+                    {"secondary": FakeLink(), "primary": FakeLink(False)}, route=Route("secondary", ("primary",))
+                ),
+            }
+        )
+        snapshot = proxy.snapshot()
+        links = {key: count for key, count in snapshot.links.items() if count}
+        self.assertEqual(
+            links,
+            {
+                ("primary", "primary", "connected"): 1,
+                ("primary", "mirror", "reconnecting"): 1,
+                ("secondary", "mirror", "connected"): 1,
+                ("secondary", "primary", "connected"): 1,
+            },
+        )
+        listing = fleet_listing(snapshot, StationActivity(Clock()), StationNames({}), StationQuery(), T0)
+        roles = {
+            entry["id"]: {name: link["role"] for name, link in entry["upstreams"].items()}
+            for entry in listing["stations"]
+        }
+        self.assertEqual(
+            roles,
+            {
+                "CP_A": {"primary": "primary", "secondary": "mirror"},
+                "CP_B": {"secondary": "primary", "primary": "mirror"},
+            },
+        )
+        self.assertEqual(
+            listing["upstreams"]["primary"],
+            {
+                "connected": 1,
+                "reconnecting": 1,
+                "given_up": 0,
+                "roles": {
+                    "primary": {"connected": 1, "reconnecting": 0, "given_up": 0},
+                    "mirror": {"connected": 0, "reconnecting": 1, "given_up": 0},
+                },
+            },
+        )
 
 
 class MetricsTests(SynchronousTestCase):
     def test_prometheus_text(self):
         """The private registry gives the Prometheus text of every family, with the frame type by name."""
-        activity = StationActivity(Clock())
+        activity = StationActivity(Clock(), route_of={"CP_1": LEGACY_ROUTE}.get)
         activity.station_connected("CP_1", "")
         activity.station_frame("CP_1", frame('[2,"h1","Heartbeat",{}]'))
         activity.upstream_frame("CP_1", "primary", frame('[3,"h1",{}]'))
@@ -286,18 +384,22 @@ class MetricsTests(SynchronousTestCase):
         text = generate_latest(registry).decode()
         self.assertIn("ocppproxy_stations_connected 2.0", text)
         self.assertIn("ocppproxy_station_handshakes_refused_total 3.0", text)
-        self.assertIn('ocppproxy_upstream_links{state="given_up",upstream="primary"} 1.0', text)
+        self.assertIn('ocppproxy_upstream_links{role="primary",state="given_up",upstream="primary"} 1.0', text)
+        self.assertIn('ocppproxy_upstream_links{role="mirror",state="given_up",upstream="primary"} 0.0', text)
         self.assertIn('ocppproxy_frames_total{direction="from_station",type="CALL",upstream=""} 1.0', text)
         self.assertIn(
             'ocppproxy_frames_total{direction="from_upstream",type="CALLRESULT",upstream="primary"} 1.0', text
         )
-        self.assertIn('ocppproxy_frames_dropped_total{upstream="secondary"} 1.0', text)
-        self.assertIn('ocppproxy_upstream_stalled_links{upstream="secondary"} 1.0', text)
+        self.assertIn('ocppproxy_frames_dropped_total{role="mirror",upstream="secondary"} 1.0', text)
+        self.assertIn('ocppproxy_upstream_stalled_links{role="mirror",upstream="secondary"} 1.0', text)
+        self.assertIn('ocppproxy_upstream_queued_frames{role="mirror",upstream="secondary"} 2.0', text)
         self.assertIn("ocppproxy_stations_stalled 1.0", text)
         self.assertIn("ocppproxy_stations_throttled 1.0", text)
         self.assertIn('ocppproxy_write_stalls_total{connection="secondary"} 2.0', text)
         self.assertIn('ocppproxy_write_stalls_total{connection="station"} 0.0', text)
-        self.assertIn('ocppproxy_upstream_connect_attempts_total{outcome="failed",upstream="primary"} 0.0', text)
+        self.assertIn(
+            'ocppproxy_upstream_connect_attempts_total{outcome="failed",role="primary",upstream="primary"} 0.0', text
+        )
         self.assertIn('ocppproxy_primary_answer_seconds_bucket{le="+Inf"} 1.0', text)
         self.assertIn("ocppproxy_primary_answer_seconds_count 1.0", text)
         self.assertIn('ocppproxy_connections_refused_total{limit="max_handshakes_per_address"} 1.0', text)

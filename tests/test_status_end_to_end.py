@@ -59,7 +59,10 @@ class StatusEndToEndTests(ProxyTestCase):
         (station,) = json.loads(await self.get("/stations"))["stations"]
         self.assertEqual(station["id"], "CP_S")
         self.assertEqual(station["subprotocol"], "ocpp1.6")
-        self.assertEqual(station["upstreams"], {"primary": {"state": "connected", "failed_attempts": 0, "queued": 0}})
+        self.assertEqual(
+            station["upstreams"],
+            {"primary": {"role": "primary", "state": "connected", "failed_attempts": 0, "queued": 0}},
+        )
         self.assertEqual(
             station["connectors"]["1"],
             {
@@ -76,8 +79,10 @@ class StatusEndToEndTests(ProxyTestCase):
         self.assertIn(
             'ocppproxy_frames_total{direction="from_upstream",type="CALLRESULT",upstream="primary"} 2.0', metrics
         )
-        self.assertIn('ocppproxy_upstream_links{state="connected",upstream="primary"} 1.0', metrics)
-        self.assertIn('ocppproxy_upstream_connect_attempts_total{outcome="ok",upstream="primary"} 1.0', metrics)
+        self.assertIn('ocppproxy_upstream_links{role="primary",state="connected",upstream="primary"} 1.0', metrics)
+        self.assertIn(
+            'ocppproxy_upstream_connect_attempts_total{outcome="ok",role="primary",upstream="primary"} 1.0', metrics
+        )
         self.assertIn("ocppproxy_primary_answer_seconds_count 2.0", metrics)
         page = (await self.get("/")).decode()
         self.assertIn('"id":"CP_S"', page)

@@ -14,6 +14,7 @@ from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.notify.alert import Alert, DeliveryError
 from ocppproxy.notify.names import StationNames
 from ocppproxy.notify.service import NotifierService
+from ocppproxy.relay.snapshot import LINK_STATES
 from ocppproxy.status import activity as activity_module
 from ocppproxy.status.activity import FORGET_AFTER, StationActivity
 from ocppproxy.status.alerts import RECENT_LIMIT, RecentAlerts, alerts_document
@@ -115,13 +116,16 @@ class ListingTests(SynchronousTestCase):
         """Counts cover the whole fleet whatever the query; every upstream's links by state."""
         listing = self.fleet.listing(self.names, q="nothing matches")
         self.assertEqual(listing["counts"], {"connected": 3, "offline": 3, "faulted": 1, "charging": 2})
+        states = {name: {state: links[state] for state in LINK_STATES} for name, links in listing["upstreams"].items()}
         self.assertEqual(
-            listing["upstreams"],
+            states,
             {
                 "primary": {"connected": 2, "reconnecting": 0, "given_up": 1},
                 "secondary": {"connected": 0, "reconnecting": 1, "given_up": 0},
             },
         )
+        self.assertEqual(listing["upstreams"]["primary"]["roles"]["primary"], states["primary"])
+        self.assertEqual(listing["upstreams"]["secondary"]["roles"]["mirror"], states["secondary"])
         self.assertEqual((listing["total"], listing["stations"]), (0, []))
 
     def test_order_offline_then_faulted(self):

@@ -128,6 +128,19 @@ class TransactionStore:
         records = self._stations.get(station_id, {}).get(tx)
         return records[-1] if records else None
 
+    def records(self, station_id: str, tx: Any) -> list[dict[str, int]]:
+        """Every record open under the id the station knows as C{tx} (oldest first), as copies; empty if none."""
+        return [dict(ids) for ids in self._stations.get(station_id, {}).get(tx, ())]
+
+    def replace(self, station_id: str, tx: int, records: Sequence[Mapping[str, int]]) -> None:
+        """Put C{records} (oldest first; empty: none) in place of what is open under C{tx} (a shared store's copy)."""
+        mapping = self._stations.get(station_id)
+        if mapping is not None:
+            mapping.pop(tx, None)
+        for ids in records:
+            self._add(station_id, tx, dict(ids))
+        self._on_change()
+
     def station_tx(self, station_id: str, upstream: str, own_id: Any) -> int | None:
         """The id the station uses for the transaction C{upstream} knows as C{own_id} (newest first), or None."""
         for tx, records in reversed(self._stations.get(station_id, {}).items()):

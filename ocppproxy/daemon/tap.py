@@ -146,7 +146,9 @@ def build_services(
     # The proxy's sessions, built first: the notifier counts their open links.
     sessions = StationSessions()
     alerts = RecentAlerts(reactor) if config.status_listen else None
-    notifier = build_notifier(config, reactor, redactor, sessions.connected_links, alerts, sharing)
+    notifier = build_notifier(
+        config, reactor, redactor, sessions.connected_links, alerts, sharing, stations_of=sessions.stations_of
+    )
     notifier.setServiceParent(top)
     observers: list[ProxyObserver | FrameObserver] = [notifier]
     traffic_log = None
@@ -159,9 +161,13 @@ def build_services(
         observers.append(traffic_log)
     activity = None
     if config.status_listen:
-        activity = StationActivity(reactor, redactor, fleet_record=cluster.fleet if cluster is not None else None)
+        activity = StationActivity(
+            reactor, redactor, fleet_record=cluster.fleet if cluster is not None else None, route_of=sessions.route_of
+        )
         observers.append(activity)
-    share_transactions = cluster.share_transactions if cluster is not None and config.secondary_url else None
+    # Transaction ids are shared as soon as a station can have an upstream beside its primary.
+    several = len(config.upstream_urls()) > 1
+    share_transactions = cluster.share_transactions if cluster is not None and several else None
     proxy = ProxyService(
         config,
         reactor,
@@ -220,11 +226,13 @@ def build_notifier(
     links_connected: Callable[[str], int] = lambda upstream: 0,
     alerts: RecentAlerts | None = None,
     sharing: AlertSharing | None = None,
+    stations_of: Callable[[str], int] | None = None,
 ) -> NotifierService:
     """
     The C{notifier} with the channels the configuration enables; C{redactor} masks what its
     alerts quote, C{links_connected} counts a central system's open links, C{alerts} hears
-    of each alert (the status page), C{sharing} shares them across a cluster.
+    of each alert (the status page), C{sharing} shares them across a cluster,
+    C{stations_of} counts the stations with a central system on their route.
     """
     built = build_channels(config.notify, reactor)
     notifier = NotifierService(
@@ -234,6 +242,7 @@ def build_notifier(
         built.channels,
         config.upstream_urls(),
         links_connected=links_connected,
+        stations_of=stations_of,
         closers=built.closers,
         starters=built.starters,
         redactor=redactor,

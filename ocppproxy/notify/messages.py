@@ -148,7 +148,7 @@ def _upstream_down(details: Mapping[str, Any]) -> str:
 def _failover(started: bool) -> Callable[[Mapping[str, Any]], str]:
     def words(details: Mapping[str, Any]) -> str:
         stations = details.get("stations")
-        what = "failover: the secondary answers, the primary is away" if started else "failover ended"
+        what = "failover: its failover mirror answers, the primary is away" if started else "failover ended"
         if stations:
             what = f"{what} ({stations} stations)"
         if not started and details.get("duration_s") is not None:

@@ -71,6 +71,9 @@ class NotifierService(Service):
     wait; none is held on the relaying path); bursts are counted across the cluster, and a
     summary names the stations held back on every instance. By default (L{LocalOnly})
     nothing is shared.
+
+    C{stations_of(upstream)}, if given, counts the connected stations with that upstream
+    on their route: the count upstream_down gives (without it, every connected station).
     """
 
     _log = proxy_logger()
@@ -88,6 +91,7 @@ class NotifierService(Service):
         redactor: Redactor | None = None,
         alert_observer: AlertObserver | None = None,
         sharing: AlertSharing | None = None,
+        stations_of: Callable[[str], int] | None = None,
     ) -> None:
         self.settings = settings
         # Masks what alerts quote of frames (see StationTracker).
@@ -96,6 +100,8 @@ class NotifierService(Service):
         self._clock = clock
         self._enabled = settings.events
         self._upstream_urls = upstream_urls
+        # How many stations have an upstream on their route (None: count every station).
+        self._stations_of = stations_of
         self._closers = list(closers)
         self._starters = list(starters)
         self.queues = self._queues(channels)
@@ -421,7 +427,7 @@ class NotifierService(Service):
             "upstream": upstream,
             "url": self._upstream_urls.get(upstream, ""),
             "down_for_s": round(down_for),
-            "stations": len(self._connections),
+            "stations": len(self._connections) if self._stations_of is None else self._stations_of(upstream),
         }
         if "upstream_down" not in self._enabled or self._stopping:
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from ..core.routes import Route
 from ..logs import proxy_logger
 from .session import REPLACED
 
@@ -47,6 +48,16 @@ class StationSessions:
             if link is not None and link.connected:
                 count += 1
         return count
+
+    def route_of(self, station_id: str) -> Route | None:
+        """The route in force of the station connected as C{station_id} (None: not connected, or no route yet)."""
+        session = self.current.get(station_id)
+        relay = session.relay if session is not None else None
+        return relay.route if relay is not None else None
+
+    def stations_of(self, upstream: str) -> int:
+        """How many connected stations have C{upstream} on their route (a link to it, open or not)."""
+        return sum(1 for session in self.current.values() if upstream in session.links)
 
 
 def close_replaced(session: StationSession, instance: str) -> None:

@@ -13,15 +13,32 @@ CONNECTED = "connected"
 RECONNECTING = "reconnecting"
 GIVEN_UP = "given_up"
 LINK_STATES = (CONNECTED, RECONNECTING, GIVEN_UP)
+PRIMARY_ROLE = "primary"
+MIRROR_ROLE = "mirror"
+ROLES = (PRIMARY_ROLE, MIRROR_ROLE)
+"""An upstream's role for one station: the primary (its answers reach the station) or a mirror."""
+
+
+def role_of(route, upstream: str) -> str:
+    """
+    C{upstream}'s role on a station's C{route} in force (a L{ocppproxy.core.routes.Route},
+    or None before it has one): primary or mirror (also a link that is leaving the route,
+    or a new primary whose link is not live yet: the route in force answers).
+    """
+    return PRIMARY_ROLE if route is not None and route.primary == upstream else MIRROR_ROLE
 
 
 class LinkSnapshot(NamedTuple):
-    """One station's link to one upstream: C{state} one of L{LINK_STATES}, frames C{queued} for it."""
+    """
+    One station's link to one upstream: C{state} one of L{LINK_STATES}, frames C{queued}
+    for it, and the upstream's C{role} for this station (one of L{ROLES}).
+    """
 
     state: str
     failed_attempts: int
     queued: int
     stalled: bool
+    role: str = MIRROR_ROLE
 
 
 class StationSnapshot(NamedTuple):
@@ -38,10 +55,11 @@ class StationSnapshot(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class ProxySnapshot:
     """
-    The proxy at one moment: its C{upstreams} by name (primary first), the connected
+    The proxy at one moment: its C{upstreams} by name (as configured), the connected
     C{stations} by id (empty when taken without them), whether it is C{accepting}, the
-    links of the connected stations counted by (upstream, state) with every state of
-    every upstream present, the frames C{queued} and the C{stalled_links} by upstream,
+    links of the connected stations counted by (upstream, role, state) with every role
+    and state of every upstream present (the role is the upstream's for that station:
+    see L{role_of}), the frames C{queued} and the C{stalled_links} by (upstream, role),
     and its counters (handshakes refused, write stall episodes by side, connections
     refused by reason, handshakes shed); in cluster mode, its C{instance} name and whether
     it reaches Redis (C{cluster_redis_up}); the C{throttled_stations} (reading paused
@@ -53,9 +71,9 @@ class ProxySnapshot:
     stations: dict[str, StationSnapshot]
     stations_connected: int
     stalled_stations: int
-    links: dict[tuple[str, str], int]
-    queued: dict[str, int]
-    stalled_links: dict[str, int]
+    links: dict[tuple[str, str, str], int]
+    queued: dict[tuple[str, str], int]
+    stalled_links: dict[tuple[str, str], int]
     accepting: bool
     handshakes_refused: int
     stalls: dict[str, int]
@@ -88,23 +106,26 @@ def proxy_snapshot(proxy, with_stations: bool = True) -> ProxySnapshot:
     upstreams = tuple(proxy.config.upstream_urls())
     stations = {}
     connected = stalled = throttled = 0
-    links = {(upstream, state): 0 for upstream in upstreams for state in LINK_STATES}
-    queued = dict.fromkeys(upstreams, 0)
-    stalled_links = dict.fromkeys(upstreams, 0)
+    links = {(upstream, role, state): 0 for upstream in upstreams for role in ROLES for state in LINK_STATES}
+    queued = {(upstream, role): 0 for upstream in upstreams for role in ROLES}
+    stalled_links = dict(queued)
     for station_id, session in proxy.sessions.items():
         if session.connected_since is None:
             continue
         connected += 1
         stalled += session.stalled
         throttled += session.throttled
+        relay = session.relay
+        route = relay.route if relay is not None else None
         link_snapshots = {}
         for upstream, link in session.links.items():
-            state, waiting = link_state(link), len(link.queue)
-            links[(upstream, state)] = links.get((upstream, state), 0) + 1
-            queued[upstream] = queued.get(upstream, 0) + waiting
-            stalled_links[upstream] = stalled_links.get(upstream, 0) + link.stalled
+            state, waiting, role = link_state(link), len(link.queue), role_of(route, upstream)
+            key = (upstream, role)
+            links[(upstream, role, state)] = links.get((upstream, role, state), 0) + 1
+            queued[key] = queued.get(key, 0) + waiting
+            stalled_links[key] = stalled_links.get(key, 0) + link.stalled
             if with_stations:
-                link_snapshots[upstream] = LinkSnapshot(state, link.failed_attempts, waiting, link.stalled)
+                link_snapshots[upstream] = LinkSnapshot(state, link.failed_attempts, waiting, link.stalled, role)
         if with_stations:
             stations[station_id] = StationSnapshot(
                 station_id,

@@ -16,7 +16,8 @@ from typing import Protocol
 from ..core.observer import FROM_STATION, FROM_UPSTREAM
 from ..core.ocppj import ANSWERS, CALL, Frame
 from ..core.redact import Redactor
-from ..core.routing import PRIMARY
+from ..core.routes import Route
+from ..relay.snapshot import PRIMARY_ROLE, role_of
 
 CALLS_LIMIT = 100
 CONNECTORS_LIMIT = 64
@@ -105,12 +106,22 @@ class StationActivity:
     C{fleet_record} (cluster mode) of arrivals and departures; and, for the metrics:
     frames by direction, message type and upstream (C{frames}, keyed by
     C{(direction, kind, upstream)} with the numeric OCPP message type), frames dropped
-    from full queues by upstream, connection attempts by upstream and outcome, and
-    C{latency}: seconds from relaying a station's CALL to handling the primary's answer.
+    from full queues by (upstream, role), connection attempts by (upstream, role,
+    outcome), and C{latency}: seconds from relaying a station's CALL to handling its
+    primary's answer. C{route_of(station id)} gives a connected station's route in force
+    (None if unknown): whose role an upstream has for it (asked on those events only,
+    and for an upstream's answer to a station CALL still waiting for one).
     """
 
-    def __init__(self, clock, redactor: Redactor | None = None, fleet_record: FleetRecord | None = None) -> None:
+    def __init__(
+        self,
+        clock,
+        redactor: Redactor | None = None,
+        fleet_record: FleetRecord | None = None,
+        route_of: Callable[[str], Route | None] = lambda station_id: None,
+    ) -> None:
         self._clock = clock
+        self._route_of = route_of
         # The operator's redact keys, masked in the statuses the page shows (a walk: only if named).
         self._redact = redactor.value if redactor is not None and redactor.keys else None
         # Cluster mode: the cluster's fleet record (ocppproxy.cluster.fleet.ClusterFleet), told when a
@@ -119,8 +130,8 @@ class StationActivity:
         self.stations: dict[str, StationRecord] = {}
         self.departed: OrderedDict[str, StationRecord] = OrderedDict()
         self.frames: dict[tuple[str, int, str], int] = {}
-        self.dropped: dict[str, int] = {}
-        self.connects: dict[tuple[str, str], int] = {}
+        self.dropped: dict[tuple[str, str], int] = {}
+        self.connects: dict[tuple[str, str, str], int] = {}
         self.latency = LatencyHistogram()
 
     def station_connected(self, station_id: str, peer: str) -> None:
@@ -182,28 +193,32 @@ class StationActivity:
         key = (FROM_UPSTREAM, frame.kind, upstream)
         frames = self.frames
         frames[key] = frames.get(key, 0) + 1
-        if upstream == PRIMARY and frame.kind in ANSWERS:
+        if frame.kind in ANSWERS:
             record = self.stations.get(station_id)
-            if record is not None:
-                sent = record.calls.pop(frame.message_id, None)
-                if sent is not None:
-                    self.latency.observe(self._clock.seconds() - sent)
+            if (
+                record is not None
+                and frame.message_id in record.calls
+                and role_of(self._route_of(station_id), upstream) is PRIMARY_ROLE
+            ):
+                sent = record.calls.pop(frame.message_id)
+                self.latency.observe(self._clock.seconds() - sent)
 
     def upstream_connected(self, station_id: str, upstream: str, url: str) -> None:
-        self._count_connect(upstream, "ok")
+        self._count_connect(station_id, upstream, "ok")
 
     def upstream_attempt_failed(self, station_id: str, upstream: str, url: str, reason: str) -> None:
-        self._count_connect(upstream, "failed")
+        self._count_connect(station_id, upstream, "failed")
 
-    def _count_connect(self, upstream: str, outcome: str) -> None:
-        key = (upstream, outcome)
+    def _count_connect(self, station_id: str, upstream: str, outcome: str) -> None:
+        key = (upstream, role_of(self._route_of(station_id), upstream), outcome)
         self.connects[key] = self.connects.get(key, 0) + 1
 
     def upstream_disconnected(self, station_id: str, upstream: str, url: str, reason: str) -> None:
         pass
 
     def frame_dropped(self, station_id: str, upstream: str) -> None:
-        self.dropped[upstream] = self.dropped.get(upstream, 0) + 1
+        key = (upstream, role_of(self._route_of(station_id), upstream))
+        self.dropped[key] = self.dropped.get(key, 0) + 1
 
     def failover_started(self, station_id: str) -> None:
         pass

@@ -16,7 +16,7 @@ from ..cluster.fleet import CONNECTED as SEEN_CONNECTED
 from ..cluster.fleet import LEFT as SEEN_LEFT
 from ..cluster.fleet import ClusterFleetView
 from ..notify.names import StationNames
-from ..relay.snapshot import LINK_STATES, ProxySnapshot
+from ..relay.snapshot import LINK_STATES, ROLES, ProxySnapshot
 from .activity import StationActivity, StationRecord
 from .snapshot import iso_time, station_entry
 
@@ -92,8 +92,8 @@ def fleet_listing(
 ) -> dict:
     """
     The /stations document (C{proxy} is the proxy's snapshot): C{counts} of the whole
-    fleet by state, each upstream's links by state, C{total} stations matching C{query},
-    and the page of them it asks for.
+    fleet by state, each upstream's links by state (see L{upstream_counts}), C{total}
+    stations matching C{query}, and the page of them it asks for.
     Every station has a C{state}: offline, faulted, charging or connected, in that
     order of precedence; offline stations come first (the last to leave first, then
     those never seen), then faulted ones, then the others, each by id.
@@ -106,9 +106,7 @@ def fleet_listing(
     stations by instance.
     """
     counts = dict.fromkeys(STATES, 0)
-    upstreams: dict[str, dict[str, int]] = {}
-    for (upstream, state), count in proxy.links.items():
-        upstreams.setdefault(upstream, dict.fromkeys(LINK_STATES, 0))[state] = count
+    upstreams = upstream_counts(proxy)
     needle = query.q.casefold()
     here = {"instance": proxy.instance} if cluster is not None else {}
     matching = []
@@ -163,6 +161,23 @@ def fleet_listing(
             by_instance[extra["instance"]] = by_instance.get(extra["instance"], 0) + 1
         document["cluster"] = {"view": "cluster", "connected": by_instance}
     return document
+
+
+def upstream_counts(proxy: ProxySnapshot) -> dict[str, dict]:
+    """
+    Each upstream's links from this instance's connected stations: by state, all roles
+    together (C{connected}, C{reconnecting}, C{given_up}), and the same by role
+    (C{roles}: C{primary} for the stations it answers, C{mirror} for those it mirrors).
+    """
+    upstreams: dict[str, dict] = {}
+    for (upstream, role, state), count in proxy.links.items():
+        entry = upstreams.get(upstream)
+        if entry is None:
+            entry = upstreams[upstream] = dict.fromkeys(LINK_STATES, 0)
+            entry["roles"] = {each: dict.fromkeys(LINK_STATES, 0) for each in ROLES}
+        entry[state] += count
+        entry["roles"].setdefault(role, dict.fromkeys(LINK_STATES, 0))[state] += count
+    return upstreams
 
 
 def _connected_elsewhere(cluster: ClusterFleetView, here: set[str], instance: str | None) -> dict[str, dict]:

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from twisted.internet.threads import blockingCallFromThread
 
 from ..core.ocppj import Frame
+from ..relay.snapshot import ROLES
 from .activity import LATENCY_BUCKETS
 from .snapshot import MetricsSnapshot
 
@@ -59,27 +60,31 @@ def families(snapshot: MetricsSnapshot):
 
     links = GaugeMetricFamily(
         "ocppproxy_upstream_links",
-        "Connected stations' links to each upstream, by state.",
-        labels=["upstream", "state"],
+        "Connected stations' links to each upstream, by the upstream's role for the station (primary, mirror)"
+        " and state.",
+        labels=["upstream", "role", "state"],
     )
-    for (upstream, state), count in sorted(snapshot.links.items()):
-        links.add_metric([upstream, state], count)
+    for (upstream, role, state), count in sorted(snapshot.links.items()):
+        links.add_metric([upstream, role, state], count)
     yield links
 
     queued = GaugeMetricFamily(
-        "ocppproxy_upstream_queued_frames", "Frames waiting for an upstream link to connect.", labels=["upstream"]
+        "ocppproxy_upstream_queued_frames",
+        "Frames waiting for an upstream link to connect, by upstream and its role.",
+        labels=["upstream", "role"],
     )
-    for upstream, count in sorted(snapshot.queued.items()):
-        queued.add_metric([upstream], count)
+    for (upstream, role), count in sorted(snapshot.queued.items()):
+        queued.add_metric([upstream, role], count)
     yield queued
 
     stalled_links = GaugeMetricFamily(
         "ocppproxy_upstream_stalled_links",
-        "Links whose upstream does not take frames as fast as they come (over limits.max_write_buffer unsent).",
-        labels=["upstream"],
+        "Links whose upstream does not take frames as fast as they come (over limits.max_write_buffer unsent),"
+        " by upstream and its role.",
+        labels=["upstream", "role"],
     )
-    for upstream, count in sorted(snapshot.stalled_links.items()):
-        stalled_links.add_metric([upstream], count)
+    for (upstream, role), count in sorted(snapshot.stalled_links.items()):
+        stalled_links.add_metric([upstream, role], count)
     yield stalled_links
 
     stalled_stations = GaugeMetricFamily(
@@ -115,20 +120,24 @@ def families(snapshot: MetricsSnapshot):
     yield frames
 
     dropped = CounterMetricFamily(
-        "ocppproxy_frames_dropped", "Frames dropped because an upstream's queue was full.", labels=["upstream"]
+        "ocppproxy_frames_dropped",
+        "Frames dropped because an upstream's queue was full, by upstream and its role for the station.",
+        labels=["upstream", "role"],
     )
     for upstream in snapshot.upstreams:
-        dropped.add_metric([upstream], snapshot.dropped.get(upstream, 0))
+        for role in ROLES:
+            dropped.add_metric([upstream, role], snapshot.dropped.get((upstream, role), 0))
     yield dropped
 
     connects = CounterMetricFamily(
         "ocppproxy_upstream_connect_attempts",
-        "Connection attempts to an upstream, by outcome (ok: handshake done, failed).",
-        labels=["upstream", "outcome"],
+        "Connection attempts to an upstream, by its role for the station and outcome (ok: handshake done, failed).",
+        labels=["upstream", "role", "outcome"],
     )
     for upstream in snapshot.upstreams:
-        for outcome in ("ok", "failed"):
-            connects.add_metric([upstream, outcome], snapshot.connects.get((upstream, outcome), 0))
+        for role in ROLES:
+            for outcome in ("ok", "failed"):
+                connects.add_metric([upstream, role, outcome], snapshot.connects.get((upstream, role, outcome), 0))
     yield connects
 
     refused = CounterMetricFamily(

@@ -28,6 +28,7 @@ SCRIPT = r"""
   function when(iso) { return iso ? iso.slice(0, 19).replace("T", " ") + " UTC" : "-"; }
   function seconds(iso) { return Date.parse(iso) / 1000; }
   function count(n) { return n.toLocaleString("en"); }
+  function total(links) { return links.connected + links.reconnecting + links.given_up; }
   function duration(s) {
     s = Math.max(0, Math.round(s));
     if (s < 60) { return s + " s"; }
@@ -62,6 +63,10 @@ SCRIPT = r"""
       add(line, "span", links.reconnecting ? "warn" : null, count(links.reconnecting) + " reconnecting");
       add(line, "span", null, " \u00b7 ");
       add(line, "span", links.given_up ? "bad" : null, count(links.given_up) + " given up");
+      var roles = links.roles || {}, parts = Object.keys(roles).filter(function (role) {
+        return total(roles[role]);
+      }).map(function (role) { return role + " of " + count(total(roles[role])); });
+      if (parts.length) { add(line, "span", "role", " (" + parts.join(", ") + ")"); }
     });
     byId("meta").textContent = "Updated " + when(stations.time) + " \u00b7 refreshes every " + data.refresh + " s";
     drawScope();
@@ -110,11 +115,15 @@ SCRIPT = r"""
     if (where.length) { add(box, "div", "id", where.join(" \u00b7 ")); }
     var badges = add(box, "div", "row");
     add(badges, "span", "badge s-" + station.state, stateText(station, now));
-    Object.keys(station.upstreams).forEach(function (name) {
+    Object.keys(station.upstreams).sort(function (a, b) {
+      return (station.upstreams[a].role === "primary" ? 0 : 1) - (station.upstreams[b].role === "primary" ? 0 : 1);
+    }).forEach(function (name) {
       var link = station.upstreams[name], label = LINKS[link.state] || link.state;
       if (link.state === "reconnecting" && link.failed_attempts) { label += ", " + link.failed_attempts + " failed"; }
       if (link.queued) { label += ", " + link.queued + " queued"; }
-      add(badges, "span", "badge " + link.state, name + ": " + label);
+      var badge = add(badges, "span", "badge " + link.state, name + " (" + link.role + "): " + label);
+      badge.dataset.upstream = name;
+      badge.dataset.role = link.role;
     });
     var places = Object.keys(station.connectors).sort();
     if (places.length) {

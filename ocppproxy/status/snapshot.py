@@ -39,7 +39,12 @@ def station_entry(
         "left": iso_time(record.left if record else None),
         "last_message": iso_time(record.last_message if record else None),
         "upstreams": {
-            upstream: {"state": link.state, "failed_attempts": link.failed_attempts, "queued": link.queued}
+            upstream: {
+                "role": link.role,
+                "state": link.state,
+                "failed_attempts": link.failed_attempts,
+                "queued": link.queued,
+            }
             for upstream, link in (station.links.items() if station else ())
         },
         "connectors": {
@@ -61,8 +66,8 @@ class MetricsSnapshot:
     upstreams: tuple[str, ...]
     stations_connected: int = 0
     handshakes_refused: int = 0
-    links: dict[tuple[str, str], int] = field(default_factory=dict)
-    queued: dict[str, int] = field(default_factory=dict)
+    links: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    queued: dict[tuple[str, str], int] = field(default_factory=dict)
     frames: dict[tuple[str, int, str], int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     connects: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -75,7 +80,7 @@ class MetricsSnapshot:
     traffic_log: dict[str, int] | None = None
     stalled_stations: int = 0
     throttled_stations: int = 0
-    stalled_links: dict[str, int] = field(default_factory=dict)
+    stalled_links: dict[tuple[str, str], int] = field(default_factory=dict)
     stalls: dict[str, int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
     shed: int = 0
