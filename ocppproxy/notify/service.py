@@ -11,7 +11,7 @@ from typing import Protocol
 from datetime import UTC, datetime
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from ..config.model import NotifyConfig
@@ -20,6 +20,7 @@ from ..core.redact import Redactor
 from ..logs import proxy_logger
 from .alert import Alert, StationEvent
 from .delivery import DeliveryQueue
+from .dispatch import AlertChannels
 from .events import StationTracker
 from .messages import format_alert
 from .names import StationNames
@@ -102,10 +103,7 @@ class NotifierService(Service):
         self._upstream_urls = upstream_urls
         # How many stations have an upstream on their route (None: count every station).
         self._stations_of = stations_of
-        self._closers = list(closers)
-        self._starters = list(starters)
-        self.queues = self._queues(channels)
-        self._retiring: set[Deferred] = set()
+        self._channels = AlertChannels(settings, clock, channels, self._report_outcome, closers, starters)
         self._trackers: dict[str, StationTracker] = {}
         self._connections: dict[str, int] = {}
         self._flaps = FlapDamping(clock, self._emit)
@@ -125,8 +123,7 @@ class NotifierService(Service):
     def startService(self) -> None:
         """Start the channels' resources (the Apprise thread pool) and log which channels and events are on."""
         super().startService()
-        for start in self._starters:
-            start()
+        self._channels.start()
         self._log_settings()
 
     def _log_settings(self) -> None:
@@ -148,32 +145,12 @@ class NotifierService(Service):
         super().stopService()
         for policy in (self._flaps, self._bursts, self._silence, self._down, self._failovers, self._departed):
             policy.stop()
-        retired = DeferredList(list(self._retiring))
-        flushed = self._flush_and_close(self.queues.values(), self._closers)
-        return DeferredList([retired, flushed]).addCallback(lambda _: None)
+        return self._channels.close()
 
-    def _queues(self, channels: Mapping[str, Callable[[Alert], Deferred]]) -> dict[str, DeliveryQueue]:
-        settings = self.settings
-        return {
-            name: DeliveryQueue(
-                name,
-                send,
-                self._clock,
-                settings.queue_limit,
-                settings.max_attempts,
-                settings.retry_delay,
-                self._report_outcome,
-                deadline=settings.attempt_deadline(name),
-            )
-            for name, send in channels.items()
-        }
-
-    def _flush_and_close(self, queues, closers) -> Deferred[None]:
-        """Flush C{queues} within C{flush_timeout}, then run C{closers}; never fails."""
-        flushes = [queue.flush(self.settings.flush_timeout) for queue in queues]
-        flushed = DeferredList(flushes) if flushes else succeed(None)
-        flushed.addCallback(lambda _: DeferredList([maybeDeferred(close) for close in closers]))
-        return flushed.addCallback(lambda _: None)
+    @property
+    def queues(self) -> dict[str, DeliveryQueue]:
+        """Each channel's delivery queue, by channel name (the status page shows them)."""
+        return self._channels.queues
 
     # --- configuration reload
 
@@ -199,15 +176,7 @@ class NotifierService(Service):
         self.settings = settings
         self._enabled = settings.events
         self.names = names
-        if channels is not None:
-            old_queues, old_closers = self.queues.values(), self._closers
-            for start in starters:
-                start()
-            self.queues = self._queues(channels)
-            self._closers = list(closers)
-            retiring = self._flush_and_close(old_queues, old_closers)
-            self._retiring.add(retiring)
-            retiring.addCallback(lambda _: self._retiring.discard(retiring))
+        self._channels.reconfigure(settings, channels, closers, starters)
         if "station_silent" in self._enabled and not was_watching_silence:
             for station_id in list(self._connections):
                 self._watch_silence(station_id)
@@ -251,8 +220,7 @@ class NotifierService(Service):
             self._log.warn("ALERT {subject}\n{text}", subject=alert.subject, text=alert.text, alert_key=alert.key)
         if self.alert_observer is not None:
             self.alert_observer.alert_sent(alert, list(self.queues))
-        for queue in self.queues.values():
-            queue.put(alert)
+        self._channels.put(alert)
 
     def _report_outcome(self, alert: Alert, channel: str, outcome: str) -> None:
         if self.alert_observer is not None:
