@@ -103,7 +103,9 @@ def makeService(options: Options, reactor=None) -> IService:
     SystemdService(proxy.listening, reactor).setServiceParent(top)
     watch = top.namedServices.get("certificates")
     checked = watch.check if watch is not None else None
-    reloader = Reloader(options["config"], config, notifier, reactor, tls=proxy.tls, tls_swapped=checked)
+    reloader = Reloader(
+        options["config"], config, notifier, reactor, tls=proxy.tls, tls_swapped=checked, reroute=proxy.reroute
+    )
     install_reload_signal(reactor, reloader.reload)
     reactor.callWhenRunning(install_shutdown_signals, reactor)
     reactor.callWhenRunning(filter_twisted_lines)
@@ -154,7 +156,8 @@ def build_services(config: Config, reactor, tls: TLSFiles | None = None) -> Serv
     if config.status_listen:
         activity = StationActivity(reactor, redactor, fleet_record=cluster.fleet if cluster is not None else None)
         observers.append(activity)
-    share_transactions = cluster.share_transactions if cluster is not None and config.secondary_url else None
+    # Cluster mode with mirrors: their transaction ids are the cluster's.
+    share_transactions = cluster.share_transactions if cluster is not None and len(config.named_upstreams) > 1 else None
     proxy = ProxyService(
         config,
         reactor,
