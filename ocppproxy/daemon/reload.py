@@ -74,12 +74,15 @@ def compare_configs(old: Config, new: Config) -> ConfigChanges:
         elif is_dataclass(before):
             parts = [part.name for part in fields(before)]
             keys = [f"{name}.{part}" for part in parts if getattr(before, part) != getattr(after, part)]
-        elif isinstance(before, Mapping):
+        elif isinstance(before, Mapping) or isinstance(after, Mapping):
+            # (A section that may be absent, upstreams, is None then.)
+            before, after = before or {}, after or {}
             parts = sorted(before.keys() | after.keys())
             keys = [f"{name}.{part}" for part in parts if before.get(part) != after.get(part)]
         else:
             keys = [name]
-        (live if _applied_live(setting.name, before, after) else restart).extend(keys)
+        applied = _applied_live(setting.name, getattr(old, setting.name), getattr(new, setting.name))
+        (live if applied else restart).extend(keys)
     return ConfigChanges(tuple(live), tuple(restart))
 
 
