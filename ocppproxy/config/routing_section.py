@@ -11,6 +11,7 @@ a file that mixes both is refused. No error text quotes a value under C{auth}.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -90,10 +91,19 @@ def named_upstreams(value: Any, base_dir: str) -> dict[str, Upstream]:
 
 
 def read_routes_file(path: str) -> Any:
-    """The routes list of the file at C{path} (a list, or a mapping with C{routes}); a L{ConfigError} if unreadable."""
+    """
+    The routes list of the file at C{path} (a list, or a mapping with C{routes}): YAML,
+    or JSON for a C{.json} file; a L{ConfigError} if unreadable.
+    """
     try:
         with open(path, encoding="utf-8") as stream:
-            document = yaml.load(stream, Loader=_LOADER)  # noqa: S506 (a safe loader)
+            if path.lower().endswith(".json"):
+                # A generated table is read about a hundred times faster as JSON.
+                document = json.load(stream)
+            else:
+                document = yaml.load(stream, Loader=_LOADER)  # noqa: S506 (a safe loader)
+    except json.JSONDecodeError as error:
+        raise ConfigError("routes_file", f"{path} is not valid JSON at line {error.lineno}") from None
     except OSError as error:
         raise ConfigError("routes_file", f"cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError:

@@ -241,8 +241,8 @@ _ROUTING = (
         doc="The mirror whose answers reach the station while the primary is away.",
     ),
     Setting("routes_file", _PATH, reload=LIVE, field=at(Config, "routes_file"),
-        doc="YAML file holding the ``routes`` list instead (for generated tables), relative to the file; read "
-        "again by every reload.",
+        doc="YAML (or, named ``.json``, JSON: much faster to read) file holding the ``routes`` list instead, for "
+        "generated tables; relative to the file; read again by every reload.",
     ),
     Setting("migration_rate", Number(0.1, unit=" of stations per second"), reload=LIVE,
         field=at(Config, "migration_rate"),
