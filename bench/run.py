@@ -13,7 +13,9 @@ reconnect storm (the primary restarts under N stations), idle scale over TLS (N
 stations held as in the ocppproxy TLS loop: station_tls, wss:// central systems),
 proxy restart (R stations that retry as real ones do; the proxy itself restarts under
 them, with its default limits), cluster (C stations through HAProxy over three instances sharing a
-redis-server, one instance killed: see cluster.py). Prints a table and the ratios, and
+redis-server, one instance killed: see cluster.py), routing (in process: CPU per relayed CALL
+with one primary and two mirrors against one and one, route lookup among 50,000 exact ids,
+SIGHUP reload of those routes: see routing.py). Prints a table and the ratios, and
 writes the results as JSON. Every loop is bounded in count and time.
 """
 
@@ -850,6 +852,13 @@ async def main(args) -> None:
         for process in (proxy, naive, *tls_processes, restarting, primary, secondary):
             process.stop()
     ratios = print_table(loops, verdicts, costs, scale)
+    routing = None
+    if "routing" in phases:
+        # In a process of its own: CPU per CALL with mirrors, route lookup, SIGHUP reload.
+        routing = subprocess.run(
+            [sys.executable, os.path.join(HERE, "routing.py")], capture_output=True, text=True, timeout=900, check=True
+        ).stdout
+        print("\nroutes (bench/routing.py)\n" + routing)
     if scale_tls:
         print_idle_scale("idle scale over TLS (station_tls, wss:// upstreams)", scale_tls)
     if restart:
@@ -881,6 +890,7 @@ async def main(args) -> None:
         "scale_tls": asdict(scale_tls) if scale_tls else None,
         "restart": restart,
         "cluster": cluster,
+        "routing": routing,
     }
     with open(args.output, "w") as stream:
         json.dump(results, stream, indent=2)
@@ -913,7 +923,7 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--phases",
-        default="direct,proxy,naive,proxy-tls,naive-tls,haproxy-tls,scale,scale-tls,restart,cluster",
+        default="direct,proxy,naive,proxy-tls,naive-tls,haproxy-tls,scale,scale-tls,restart,cluster,routing",
         help="comma-separated subset, in order",
     )
     parser.add_argument(

@@ -48,12 +48,14 @@ from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.fastpath import FastPath
 from ocppproxy.relay.observers import Observers
 from ocppproxy.relay.proxy import ProxyService
+from ocppproxy.relay.routing_state import routing_for
 
 from .memory import ResolvingMemoryReactor
 
 PROXY_PORT = 9000
 PRIMARY_PORT = 9001
 SECONDARY_PORT = 9002
+THIRD_PORT = 9003
 UP, DOWN, SILENT = "up", "down", "silent"
 
 
@@ -294,7 +296,13 @@ class RelayHarness:
         if secondary:
             raw["secondary_url"] = f"ws://127.0.0.1:{SECONDARY_PORT}/ocpp/"
             self._centrals[SECONDARY_PORT] = self.secondary
+        self.third = InMemoryCentralSystem(self.clock, "third", THIRD_PORT, **offered)
+        if "upstreams" in settings:
+            # Named upstreams instead of the legacy keys: any of the three central systems may be one.
+            del raw["primary_url"]
+            self._centrals.update({SECONDARY_PORT: self.secondary, THIRD_PORT: self.third})
         raw.update(settings)
+        self.raw = raw
         observer = None if recorder is None else Observers(_FrameLog(recorder))
         self.proxy = ProxyService(config_from_mapping(raw), self.clock, observer=observer, fast_path=FastPath())
         self._pumps: list[IOPump] = []
@@ -409,6 +417,15 @@ class RelayHarness:
     def logged(self, text: str) -> list[str]:
         """The log lines that contain C{text}."""
         return [line for line in self.log_lines if text in line]
+
+    def reroute(self, **settings) -> None:
+        """
+        What a reload with these configuration keys changed does to the routing (the
+        thread phase skipped): the proxy swaps the new routing in; then its first turn.
+        """
+        self.raw = {**self.raw, **settings}
+        self.proxy.reroute(routing_for(config_from_mapping(self.raw)))
+        self.advance(0)
 
     # --- the end
 

@@ -24,14 +24,15 @@ EXAMPLE = os.path.join(ROOT, "etc", "ocppproxy.yaml")
 REFERENCE = os.path.join(ROOT, "docs", "reference", "configuration.rst")
 
 # A key line, set or commented out (any number of "#" before it): a name and a colon.
-_KEY_LINE = re.compile(r"^[#\s]*?(?P<name>[A-Za-z][A-Za-z0-9_-]*):(?:\s|$)")
+_KEY_LINE = re.compile(r"^[#\s]*?(?:-\s+)?(?P<name>[A-Za-z][A-Za-z0-9_-]*):(?:\s|$)")
 
 
 def shown_keys(text: str) -> list[str]:
     """
     The dotted keys a commented YAML example shows, set or commented out: each "#"
     before a key counts for two columns of indentation, so that "#   # secondary:" is a
-    sibling of "#   secondary:". A capitalised name is prose, except under C{headers}.
+    sibling of "#   secondary:". A capitalised name is prose, except under C{headers}. A
+    list entry's keys ("- stations:") are the list's keys.
     """
     stack: list[tuple[int, str]] = []
     found = []

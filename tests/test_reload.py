@@ -371,3 +371,60 @@ class ReloaderTests(SynchronousTestCase):
         self.threads.held.pop()()
         self.assertIsNone(self.successResultOf(reloaded))
         self.assertFalse(debug_enabled())
+
+
+class RoutingReloadTests(SynchronousTestCase):
+    """Under upstreams, a reload builds the new routing in the reload's thread and hands it to the proxy."""
+
+    ROUTED = (
+        "upstreams:\n"
+        '  a: {url: "ws://a.example/ocpp/"}\n'
+        '  b: {url: "ws://b.example/ocpp/"}\n'
+        "routes:\n"
+        "  - {stations: [%s], primary: %s}\n"
+    )
+
+    def setUp(self):
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        self.path = os.path.join(directory, "ocppproxy.yaml")
+        self.write(self.ROUTED % ('"*"', "a"))
+        self.clock = ThreadClock()
+        self.threads = InlineThreads()
+        running = load_config(self.path)
+        self.notifier = NotifierService(
+            running.notify, StationNames({}), self.clock, {}, running.upstream_urls(), links_connected=lambda _: 0
+        )
+        self.notifier.startService()
+        self.rerouted = []
+        self.reloader = Reloader(
+            self.path, running, self.notifier, self.clock, threads=self.threads, reroute=self.rerouted.append
+        )
+
+    def write(self, text):
+        with open(self.path, "w") as out:
+            out.write(text)
+
+    def test_changed_routes_rerouted(self):
+        """A changed route is live: the proxy gets the routing built from the new file."""
+        self.write(self.ROUTED % ('"CP_1", "*"', "b"))
+        changes = self.successResultOf(self.reloader.reload())
+        self.assertEqual(changes.live, ("routes",))
+        (routing,) = self.rerouted
+        self.assertEqual(routing.route("CP_9").primary, "b")
+        self.assertEqual(self.reloader.running.routes[0].primary, "b")
+
+    def test_unchanged_routes_not_rerouted(self):
+        """A reload that changes no routing key leaves the proxy's routing alone."""
+        self.write(self.ROUTED % ('"*"', "a") + "log_level: debug\n")
+        self.addCleanup(set_log_level, "info")
+        self.successResultOf(self.reloader.reload())
+        self.assertEqual(self.rerouted, [])
+
+    def test_switch_to_legacy_keys_needs_a_restart(self):
+        """Switching between upstreams and the legacy keys waits for a restart."""
+        self.write('primary_url: "ws://a.example/ocpp/"\n')
+        changes = self.successResultOf(self.reloader.reload())
+        self.assertIn("upstreams.a", changes.restart)
+        self.assertIn("primary_url", changes.restart)
+        self.assertEqual(self.rerouted, [])

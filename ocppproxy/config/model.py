@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ class ClusterConfig:
 class Config:
     """Everything the daemon needs to start, validated."""
 
-    primary_url: str
+    primary_url: str | None = None
     secondary_url: str | None = None
     listen: str = "tcp:port=9000:interface=0.0.0.0:backlog=1024"
     log_level: str = "info"
@@ -207,13 +208,47 @@ class Config:
     cluster: ClusterConfig | None = None
     redact: tuple[str, ...] = ()
     """Payload keys whose values are masked wherever a frame is shown, beyond the credentials always masked."""
+    upstreams: Mapping[str, Upstream] | None = None
+    """The named central systems of C{upstreams:}; None: the legacy keys define them (see L{named_upstreams})."""
+    routes: tuple[RouteEntry, ...] | None = None
+    """The routes of C{routes:} or C{routes_file:}, in order; None with the legacy keys (see L{route_entries})."""
+    routes_file: str | None = None
+    migration_rate: float = 50.0
 
-    def upstream_urls(self) -> dict[str, str]:
-        """The configured upstreams by name, primary first."""
+    @cached_property
+    def named_upstreams(self) -> dict[str, Upstream]:
+        """
+        Every upstream by name: those of C{upstreams:}, or the legacy keys' C{primary}
+        (and C{secondary}) with their C{upstream_auth}, C{upstream_tls} and C{upstream_calls}.
+        """
+        if self.upstreams is not None:
+            return dict(self.upstreams)
         urls = {"primary": self.primary_url}
         if self.secondary_url:
             urls["secondary"] = self.secondary_url
-        return urls
+        return {
+            name: Upstream(
+                url,
+                auth=self.upstream_auth.get(name),
+                tls=self.upstream_tls.get(name, UpstreamTLS()),
+                calls=self.upstream_calls.get(name),
+            )
+            for name, url in urls.items()
+            if url
+        }
+
+    @cached_property
+    def route_entries(self) -> tuple[RouteEntry, ...]:
+        """The routes in order: those configured, or the legacy keys' one route C{*} (C{secondary} a mirror)."""
+        if self.routes is not None:
+            return self.routes
+        mirrors = ("secondary",) if self.secondary_url else ()
+        failover = "secondary" if self.failover and mirrors else None
+        return (RouteEntry(("*",), "primary", mirrors, failover),)
+
+    def upstream_urls(self) -> dict[str, str]:
+        """The configured upstreams' URLs by name (with the legacy keys: primary first)."""
+        return {name: upstream.url for name, upstream in self.named_upstreams.items()}
 
 
 @dataclass(frozen=True)
@@ -223,6 +258,42 @@ class UpstreamTLS:
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """
+    One named central system: its URL (the station id, rewritten by C{station_id}, is
+    appended), the credentials its handshake carries (None: the station's own, C{pass}),
+    its TLS files, the CALLs it may send (None: all) and the station CALLs it gets
+    (C{receives}, None: all).
+    """
+
+    url: str
+    auth: UpstreamAuth | None = None
+    tls: UpstreamTLS = field(default_factory=lambda: UpstreamTLS())
+    calls: frozenset | None = None
+    receives: frozenset | None = None
+    station_id: str = "{station_id}"
+
+    @property
+    def connection(self) -> tuple:
+        """What a link to it is opened with: a change re-links the stations using it."""
+        return (self.url, self.auth, self.tls, self.station_id)
+
+    def address_for(self, station_id: str) -> str:
+        """The URL a link for C{station_id} connects to: C{url}, then the id as C{station_id} rewrites it."""
+        return self.url + self.station_id.replace("{station_id}", station_id)
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    """One route: the station ids and patterns it holds, its primary, its mirrors, the optional failover mirror."""
+
+    stations: tuple[str, ...]
+    primary: str
+    mirrors: tuple[str, ...] = ()
+    failover: str | None = None
 
 
 def describe(value: Any) -> str:

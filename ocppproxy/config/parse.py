@@ -21,6 +21,7 @@ from . import security
 from .cluster import cluster_config
 from .model import Config, ConfigError, ReconnectPolicy, StationTLS, require_mapping
 from .notify_section import notify_config
+from .routing_section import routing_config
 from .schema import check, children
 
 TOP_KEYS = children("")
@@ -32,9 +33,11 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
     if raw is None:
         raw = {}
     top = require_mapping("", raw, TOP_KEYS)
-    if "primary_url" not in top:
-        raise ConfigError("primary_url", "is mandatory")
-    kwargs: dict[str, Any] = {"primary_url": check("primary_url", top["primary_url"])}
+    kwargs: dict[str, Any] = routing_config(top, base_dir)
+    if "upstreams" not in kwargs:
+        if "primary_url" not in top:
+            raise ConfigError("primary_url", "is mandatory (or name the central systems under upstreams)")
+        kwargs["primary_url"] = check("primary_url", top["primary_url"])
     if top.get("secondary_url") is not None:
         kwargs["secondary_url"] = check("secondary_url", top["secondary_url"])
     for key in ("listen", "log_level"):
@@ -94,7 +97,7 @@ def _section(key: str, parent: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _upstream_security(top: Mapping[str, Any], base_dir: str, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Credentials, certificates and trusted proxies towards the upstreams: see L{ocppproxy.config.security}."""
-    urls = {"primary": settings["primary_url"], "secondary": settings.get("secondary_url")}
+    urls = {"primary": settings.get("primary_url"), "secondary": settings.get("secondary_url")}
     return {
         "upstream_auth": security.upstream_auth(top.get("upstream_auth")),
         "upstream_tls": security.upstream_tls(top.get("upstream_tls"), base_dir, urls),

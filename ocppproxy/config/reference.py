@@ -43,7 +43,8 @@ A configuration error stops start-up with one line on standard error and exit st
 key: ``live`` applies it at once, ``restart`` names it in a warning and applies it only
 after a restart. A name in angle brackets stands for several keys: ``<upstream>`` is
 ``primary`` or ``secondary``, ``<event>`` an event key (listed under ``notify``),
-``<header>`` any HTTP header name.
+``<header>`` any HTTP header name, ``<name>`` an upstream's name under ``upstreams``.
+The keys under ``routes`` are those of each entry of its list.
 """
 
 

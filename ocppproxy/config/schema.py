@@ -12,7 +12,9 @@ keys, C{max_delay} not below C{initial_delay}, files resolved against the file's
 directory) stay in the section's parser, and its key's doc says them.
 
 A name in angle brackets stands for several keys: C{<upstream>} is C{primary} or
-C{secondary}, C{<event>} one of L{EVENT_KEYS}, C{<header>} any HTTP header name.
+C{secondary}, C{<event>} one of L{EVENT_KEYS}, C{<header>} any HTTP header name, C{<name>}
+an upstream's name under C{upstreams}. The keys under C{routes} are those of each entry
+of its list.
 """
 
 from __future__ import annotations
@@ -22,7 +24,17 @@ from typing import Any
 from . import values
 from .checks import Flag, Number, OneOf, Rule, Section, Text
 from .events import EVENT_KEYS
-from .model import CLIENT_ID_CHECKS, LOG_LEVELS, ClusterConfig, Config, ReconnectPolicy, StationTLS, UpstreamTLS
+from .model import (
+    CLIENT_ID_CHECKS,
+    LOG_LEVELS,
+    ClusterConfig,
+    Config,
+    ReconnectPolicy,
+    RouteEntry,
+    StationTLS,
+    Upstream,
+    UpstreamTLS,
+)
 from .schema_notify import NOTIFY
 from .setting import LIVE, LIVE_WHILE_PRESENT, MANDATORY, RESTART, Setting, at
 
@@ -32,6 +44,7 @@ PLACEHOLDERS: dict[str, tuple[str, ...] | None] = {
     "<upstream>": ("primary", "secondary"),
     "<event>": EVENT_KEYS,
     "<header>": None,
+    "<name>": None,
 }
 """What a name in angle brackets stands for (None: any name)."""
 
@@ -41,6 +54,7 @@ _UPSTREAM_URL = Rule("``ws://`` or ``wss://`` URL", values.websocket_url)
 _ENDPOINT = Text(text="Twisted server endpoint string")
 _CREDENTIALS = Rule("``pass``, ``drop`` or ``{username, password}``", values.upstream_mode)
 _CREDENTIAL = Rule("string", values.credential)
+_CALLS = Rule("``all``, ``none`` or a list of actions", values.call_policy)
 _CLIENT_ID_CHECK = Rule(", ".join(f"``{mode}``" for mode in CLIENT_ID_CHECKS), values.check_client_id)
 
 _TOP = (
@@ -48,12 +62,13 @@ _TOP = (
         doc="Where stations connect: ``tcp:``, ``ssl:`` (TLS) or ``systemd:`` (socket activation).",
     ),
     Setting("primary_url", _UPSTREAM_URL, field=at(Config, "primary_url"),
-        shown=MANDATORY,
-        doc="The primary central system; the station id is appended (no query, fragment or ``user:password@``).",
+        shown="mandatory without ``upstreams``",
+        doc="The primary central system (upstream ``primary``); the station id is appended (no query, fragment or "
+        "``user:password@``).",
     ),
     Setting("secondary_url", _UPSTREAM_URL, field=at(Config, "secondary_url"),
-        doc="An optional second central system: it gets everything the stations send; its answers to their CALLs "
-        "are not relayed.",
+        doc="An optional second central system (upstream ``secondary``, a mirror): it gets everything the stations "
+        "send; its answers to their CALLs are not relayed.",
     ),
     Setting("log_level", OneOf(LOG_LEVELS), reload=LIVE, field=at(Config, "log_level"),
         doc="Level of the log; ``debug`` logs every relayed frame (credentials masked).",
@@ -122,7 +137,7 @@ _CONNECTIONS = (
     Setting("upstream_calls", Section(), field=at(Config, "upstream_calls"),
         doc="Which CALLs each upstream may send to the stations; the others get a SecurityError CALLERROR.",
     ),
-    Setting("upstream_calls.<upstream>", Rule("``all``, ``none`` or a list of actions", values.call_policy),
+    Setting("upstream_calls.<upstream>", _CALLS,
         default="all",
         doc="That upstream's allowed CALLs.",
     ),
@@ -148,6 +163,90 @@ _CONNECTIONS = (
     ),
     Setting("traffic_log.max_pending", Number(1, True), field=at(Config, "traffic_log_max_pending"),
         doc="Lines waiting for the writer thread; beyond, new lines are dropped and counted.",
+    ),
+)
+
+_ROUTING = (
+    Setting("upstreams", Section(), reload=LIVE_WHILE_PRESENT, field=at(Config, "upstreams"),
+        shown="none (the legacy keys)",
+        doc="The central systems by name, instead of ``primary_url`` / ``secondary_url`` and their keys (not "
+        "with them); every key applies on reload, and the stations whose links change are re-linked.",
+    ),
+    Setting("upstreams.<name>", Section(), reload=LIVE_WHILE_PRESENT,
+        doc="One central system; its name (letters, digits, ``_``, ``-``, ``.``) appears in logs, metrics, "
+        "alerts and the state file.",
+    ),
+    Setting("upstreams.<name>.url", _UPSTREAM_URL, reload=LIVE_WHILE_PRESENT, field=at(Upstream, "url"),
+        shown=MANDATORY,
+        doc="Its URL; the station id (see ``station_id``) is appended.",
+    ),
+    Setting("upstreams.<name>.auth", _CREDENTIALS, reload=LIVE_WHILE_PRESENT, field=at(Upstream, "auth"),
+        default="pass",
+        doc="As ``upstream_auth.<upstream>``: ``{station_id}`` in ``username`` is the station's own id, "
+        "not the rewritten one.",
+    ),
+    Setting("upstreams.<name>.auth.username", _CREDENTIAL, reload=LIVE_WHILE_PRESENT,
+        doc="HTTP Basic user name, without ``:``.",
+    ),
+    Setting("upstreams.<name>.auth.password", _CREDENTIAL, reload=LIVE_WHILE_PRESENT,
+        doc="HTTP Basic password; never logged.",
+    ),
+    Setting("upstreams.<name>.tls", Section(), reload=LIVE_WHILE_PRESENT, field=at(Upstream, "tls"),
+        doc="As ``upstream_tls.<upstream>``, for a ``wss://`` URL only.",
+    ),
+    Setting("upstreams.<name>.tls.ca_file", _TLS_PATH, reload=LIVE_WHILE_PRESENT,
+        doc="PEM CA(s) of its certificate, instead of the top-level ``ca_file``.",
+    ),
+    Setting("upstreams.<name>.tls.client_cert", _TLS_PATH, reload=LIVE_WHILE_PRESENT,
+        doc="The client certificate the proxy presents; goes with ``client_key``.",
+    ),
+    Setting("upstreams.<name>.tls.client_key", _TLS_PATH, reload=LIVE_WHILE_PRESENT,
+        doc="Its unencrypted key; goes with ``client_cert``.",
+    ),
+    Setting("upstreams.<name>.calls", _CALLS, reload=LIVE_WHILE_PRESENT, field=at(Upstream, "calls"),
+        default="all",
+        doc="CALLs it may send to the stations; the others get a SecurityError CALLERROR.",
+    ),
+    Setting("upstreams.<name>.receives", Rule("``all`` or a list of actions", values.receives),
+        reload=LIVE_WHILE_PRESENT, field=at(Upstream, "receives"), default="all",
+        doc="Station CALLs it gets (answers to its own CALLs always reach it); StopTransaction needs "
+        "StartTransaction; with MeterValues alone it gets the station's transaction ids as they are.",
+    ),
+    Setting("upstreams.<name>.station_id", Rule("string holding ``{station_id}``", values.station_id_template),
+        reload=LIVE_WHILE_PRESENT, field=at(Upstream, "station_id"),
+        doc="The id appended to ``url``: ``{station_id}`` is the station's, e.g. ``FR*ABC*{station_id}``.",
+    ),
+    Setting("routes", Rule("list of routes", values.route_list), reload=LIVE_WHILE_PRESENT,
+        field=at(Config, "routes"),
+        shown="mandatory with ``upstreams``",
+        doc="Which upstreams each station talks to; the first route whose ``stations`` admits its id wins; a "
+        "station on no route is refused with HTTP 404.",
+    ),
+    Setting("routes.stations", Rule("list of station ids and patterns", values.stations),
+        reload=LIVE_WHILE_PRESENT, field=at(RouteEntry, "stations"),
+        shown=MANDATORY,
+        doc="Exact ids, or shell-style patterns (with ``*``, ``?`` or ``[``; case-sensitive; also matching "
+        "themselves).",
+    ),
+    Setting("routes.primary", Text(), reload=LIVE_WHILE_PRESENT, field=at(RouteEntry, "primary"),
+        shown=MANDATORY,
+        doc="The upstream whose answers reach the station.",
+    ),
+    Setting("routes.mirrors", Rule("list of upstream names", values.names), reload=LIVE_WHILE_PRESENT,
+        field=at(RouteEntry, "mirrors"), default=[],
+        doc="Upstreams that get copies of what the station sends (as their ``receives`` admits); not the "
+        "primary.",
+    ),
+    Setting("routes.failover", Text(), reload=LIVE_WHILE_PRESENT, field=at(RouteEntry, "failover"),
+        doc="The mirror whose answers reach the station while the primary is away.",
+    ),
+    Setting("routes_file", _PATH, reload=LIVE, field=at(Config, "routes_file"),
+        doc="YAML (or, named ``.json``, JSON: much faster to read) file holding the ``routes`` list instead, for "
+        "generated tables; relative to the file; read again by every reload.",
+    ),
+    Setting("migration_rate", Number(0.1, unit=" of stations per second"), reload=LIVE,
+        field=at(Config, "migration_rate"),
+        doc="Connected stations moved to a changed route (or re-linked) per second after a reload.",
     ),
 )
 
@@ -259,7 +358,7 @@ _LIMITS = (
     ),
 )
 
-SCHEMA: tuple[Setting, ...] = _TOP + NOTIFY + _CONNECTIONS + _SECURITY + _LIMITS
+SCHEMA: tuple[Setting, ...] = _TOP + NOTIFY + _CONNECTIONS + _ROUTING + _SECURITY + _LIMITS
 """Every key, in the order the reference lists them and each section's unknown-key error names them."""
 
 BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SCHEMA}

@@ -33,6 +33,11 @@ def upstream_auth(value: Any) -> dict[str, UpstreamAuth]:
     return {name: _auth(f"upstream_auth.{name}", setting) for name, setting in _per_upstream("upstream_auth", value).items()}
 
 
+def credentials(key: str, value: Any) -> UpstreamAuth:
+    """One upstream's credentials at C{key}: C{pass}, C{drop} or C{{username, password}}."""
+    return _auth(key, value)
+
+
 def _auth(key: str, value: Any) -> UpstreamAuth:
     mode = check(key, value)
     if isinstance(mode, UpstreamAuth):
@@ -53,26 +58,32 @@ def upstream_tls(value: Any, base_dir: str, urls: Mapping[str, str | None]) -> d
     C{upstream_tls}: per upstream, C{ca_file}, C{client_cert} and C{client_key}, paths
     relative to C{base_dir} that must exist. Only for a wss:// upstream (C{urls} by name).
     """
-    settings = {}
-    for name, section in _per_upstream("upstream_tls", value).items():
-        key = f"upstream_tls.{name}"
-        if not isinstance(section, Mapping):
-            raise ConfigError(key, f"must be a mapping, got {kind_of(section)}")
-        refuse_unknown_keys(key, section, children(key))
-        url = urls.get(name)
-        if not url or not url.startswith("wss:"):
-            raise ConfigError(key, f"is set, but {name}_url is not a wss:// URL")
-        paths = {
-            part: _existing_file(f"{key}.{part}", section[part], base_dir)
-            for part in children(key)
-            if section.get(part) is not None
-        }
-        if ("client_cert" in paths) != ("client_key" in paths):
-            missing = "client_key" if "client_cert" in paths else "client_cert"
-            present = "client_cert" if missing == "client_key" else "client_key"
-            raise ConfigError(f"{key}.{missing}", f"is mandatory when {key}.{present} is set")
-        settings[name] = UpstreamTLS(**paths)
-    return settings
+    return {
+        name: tls_files(f"upstream_tls.{name}", section, base_dir, urls.get(name), f"{name}_url")
+        for name, section in _per_upstream("upstream_tls", value).items()
+    }
+
+
+def tls_files(key: str, section: Any, base_dir: str, url: str | None, url_key: str) -> UpstreamTLS:
+    """
+    One upstream's TLS section at C{key}: C{ca_file}, C{client_cert} and C{client_key},
+    paths relative to C{base_dir} that must exist; only for a wss:// C{url} (named C{url_key}).
+    """
+    if not isinstance(section, Mapping):
+        raise ConfigError(key, f"must be a mapping, got {kind_of(section)}")
+    refuse_unknown_keys(key, section, children(key))
+    if not url or not url.startswith("wss:"):
+        raise ConfigError(key, f"is set, but {url_key} is not a wss:// URL")
+    paths = {
+        part: _existing_file(f"{key}.{part}", section[part], base_dir)
+        for part in children(key)
+        if section.get(part) is not None
+    }
+    if ("client_cert" in paths) != ("client_key" in paths):
+        missing = "client_key" if "client_cert" in paths else "client_cert"
+        present = "client_cert" if missing == "client_key" else "client_key"
+        raise ConfigError(f"{key}.{missing}", f"is mandatory when {key}.{present} is set")
+    return UpstreamTLS(**paths)
 
 
 def _existing_file(key: str, value: Any, base_dir: str) -> str:

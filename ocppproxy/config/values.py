@@ -54,6 +54,73 @@ def call_policy(key: str, value: Any) -> frozenset | None:
     raise ConfigError(key, f"must be all, none or a list of OCPP actions, got {describe(value)}")
 
 
+_UPSTREAM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+# Frames to the station are addressed to this name (ocppproxy.core.effects.STATION).
+RESERVED_NAMES = ("station",)
+
+
+def upstream_name(key: str, value: Any) -> str:
+    """The name of an upstream: letters, digits, C{_}, C{-} and C{.} (it is a metrics label and a log word)."""
+    if not isinstance(value, str) or not _UPSTREAM_NAME.fullmatch(value):
+        raise ConfigError(key, f"must be a name of letters, digits, _, - and ., got {describe(value)}")
+    if value in RESERVED_NAMES:
+        raise ConfigError(key, f"{value!r} is reserved: choose another name")
+    return value
+
+
+def receives(key: str, value: Any) -> frozenset | None:
+    """
+    C{all} (None) or a non-empty list of OCPP actions; StopTransaction only with
+    StartTransaction (its transaction id would name a start the upstream never saw).
+    """
+    if value == "all":
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(action, str) and action for action in value):
+        raise ConfigError(key, f"must be all or a non-empty list of OCPP actions, got {describe(value)}")
+    actions = frozenset(value)
+    if "StopTransaction" in actions and "StartTransaction" not in actions:
+        raise ConfigError(key, "holds StopTransaction without StartTransaction: the upstream would get stops of "
+                          "transactions it never saw start")
+    return actions
+
+
+def station_id_template(key: str, value: Any) -> str:
+    """The id appended to an upstream's URL: a string holding C{{station_id}}, safe in a URL path."""
+    text = require_string(key, value)
+    if "{station_id}" not in text:
+        raise ConfigError(key, f"must hold {{station_id}} (every station would get the same id), got {describe(text)}")
+    if any(character in text for character in "/?#") or any(ord(character) < 33 for character in text):
+        raise ConfigError(key, "must not hold /, ?, #, spaces or control characters")
+    return text
+
+
+def route_list(key: str, value: Any) -> list:
+    """C{routes}: a non-empty list of mappings (each entry is checked by the routes parser)."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(key, f"must be a non-empty list of routes (stations, primary, mirrors), got {kind_of(value)}")
+    return value
+
+
+def stations(key: str, value: Any) -> tuple[str, ...]:
+    """A route's C{stations}: a non-empty list of station ids and patterns (strings: quote numbers)."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(key, f"must be a non-empty list of station ids or patterns, got {describe(value)}")
+    for index, entry in enumerate(value):
+        if not isinstance(entry, str) or not entry:
+            raise ConfigError(f"{key}[{index}]", f"must be a station id or pattern (quote numbers), got {describe(entry)}")
+    return tuple(value)
+
+
+def names(key: str, value: Any) -> tuple[str, ...]:
+    """A list of upstream names, each once."""
+    if not isinstance(value, list):
+        raise ConfigError(key, f"must be a list of upstream names, got {describe(value)}")
+    checked = tuple(upstream_name(f"{key}[{index}]", name) for index, name in enumerate(value))
+    if len(set(checked)) != len(checked):
+        raise ConfigError(key, "names an upstream twice")
+    return checked
+
+
 def redact(key: str, value: Any) -> tuple[str, ...]:
     """The extra keys to mask where frames are shown: a list of key names (empty or absent: none)."""
     if value is None:

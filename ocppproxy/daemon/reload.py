@@ -27,6 +27,7 @@ from ..logs import proxy_logger, set_log_level
 from ..notify.channels import BuiltChannels, build_channels, channels_differ, read_station_names, station_names
 from ..notify.names import StationNames
 from ..notify.service import NotifierService
+from ..relay.routing_state import Routing, routing_for
 from ..wire.certificates import KeyMismatch
 from ..wire.tls_files import TLSFiles, TLSMaterial, files_for_reload, read_tls_files
 
@@ -73,12 +74,15 @@ def compare_configs(old: Config, new: Config) -> ConfigChanges:
         elif is_dataclass(before):
             parts = [part.name for part in fields(before)]
             keys = [f"{name}.{part}" for part in parts if getattr(before, part) != getattr(after, part)]
-        elif isinstance(before, Mapping):
+        elif isinstance(before, Mapping) or isinstance(after, Mapping):
+            # (A section that may be absent, upstreams, is None then.)
+            before, after = before or {}, after or {}
             parts = sorted(before.keys() | after.keys())
             keys = [f"{name}.{part}" for part in parts if before.get(part) != after.get(part)]
         else:
             keys = [name]
-        (live if _applied_live(setting.name, before, after) else restart).extend(keys)
+        applied = _applied_live(setting.name, getattr(old, setting.name), getattr(new, setting.name))
+        (live if applied else restart).extend(keys)
     return ConfigChanges(tuple(live), tuple(restart))
 
 
@@ -111,6 +115,17 @@ def _notify_keys(old: NotifyConfig, new: NotifyConfig) -> list[str]:
     return keys
 
 
+def routing_changed(running: Config, new: Config) -> bool:
+    """
+    Whether a reload changes the routing: under C{upstreams} (the legacy keys, and a
+    switch between them and C{upstreams}, wait for a restart), its upstreams, its routes
+    or the migration's pace.
+    """
+    if running.upstreams is None or new.upstreams is None:
+        return False
+    return (running.upstreams, running.routes, running.migration_rate) != (new.upstreams, new.routes, new.migration_rate)
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """What the thread phase of a reload made, for the reactor to swap in."""
@@ -120,11 +135,14 @@ class _Prepared:
     names: tuple[StationNames, str | None]
     built: BuiltChannels | None
     tls: TLSMaterial | None
+    routing: Routing | None = None
 
 
 class Reloader:
     """
     Applies a re-read configuration file to the running daemon (see L{reload}).
+    With C{reroute} (the proxy's), a change of C{upstreams}, C{routes} or
+    C{migration_rate} builds the new routing in the thread and hands it to C{reroute}.
 
     C{running} is the configuration in force: the start-up one with the live settings
     of every successful reload, so a change waiting for a restart is named again at
@@ -147,6 +165,7 @@ class Reloader:
         tls: TLSFiles | None = None,
         tls_swapped: Callable[[], object] | None = None,
         retry_delay: float = MISMATCH_RETRY_DELAY,
+        reroute: Callable[[Routing], object] | None = None,
     ) -> None:
         self.path = os.path.abspath(path)
         self.running = running
@@ -159,6 +178,7 @@ class Reloader:
         self._tls = tls
         self._tls_swapped = tls_swapped
         self._retry_delay = retry_delay
+        self._reroute = reroute
 
     def reload(self) -> Deferred[ConfigChanges | None]:
         """
@@ -203,7 +223,9 @@ class Reloader:
         changes = compare_configs(running, new)
         names = read_station_names(new.client_names)
         built = build_channels(new.notify, self._reactor) if channels_differ(running.notify, new.notify) else None
-        return _Prepared(new, changes, names, built, tls)
+        # The route table too is built here: the reactor only swaps it in.
+        routing = routing_for(new) if self._reroute is not None and routing_changed(running, new) else None
+        return _Prepared(new, changes, names, built, tls, routing)
 
     def _retry_mismatch(self, failure: Failure) -> Deferred[_Prepared]:
         """A key not matching its certificate may be a renewal half written: read everything once more, a bit later."""
@@ -260,6 +282,9 @@ class Reloader:
             self._tls.swap(prepared.tls)
             if self._tls_swapped is not None:
                 self._tls_swapped()
+        if prepared.routing is not None:
+            # After the TLS swap: a re-linked upstream connects with its new files.
+            self._reroute(prepared.routing)
         self.running = replace(self.running, **_live_values(self.running, new))
         return changes
 

@@ -108,7 +108,9 @@ def makeService(options: Options, reactor=None) -> IService:
     SystemdService(proxy.listening, reactor).setServiceParent(top)
     watch = top.namedServices.get("certificates")
     checked = watch.check if watch is not None else None
-    reloader = Reloader(options["config"], config, notifier, reactor, tls=proxy.tls, tls_swapped=checked)
+    reloader = Reloader(
+        options["config"], config, notifier, reactor, tls=proxy.tls, tls_swapped=checked, reroute=proxy.reroute
+    )
     install_reload_signal(reactor, reloader.reload)
     reactor.callWhenRunning(install_shutdown_signals, reactor)
     reactor.callWhenRunning(filter_twisted_lines)
@@ -165,9 +167,8 @@ def build_services(
             reactor, redactor, fleet_record=cluster.fleet if cluster is not None else None, route_of=sessions.route_of
         )
         observers.append(activity)
-    # Transaction ids are shared as soon as a station can have an upstream beside its primary.
-    several = len(config.upstream_urls()) > 1
-    share_transactions = cluster.share_transactions if cluster is not None and several else None
+    # Cluster mode with mirrors: their transaction ids are the cluster's.
+    share_transactions = cluster.share_transactions if cluster is not None and len(config.named_upstreams) > 1 else None
     proxy = ProxyService(
         config,
         reactor,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..config.model import Config
 from ..core.forwarded import forwarded_headers
-from ..core.upstream_auth import CredentialsError, authorization_for
+from ..core.upstream_auth import CredentialsError, UpstreamAuth, authorization_for
 from ..logs import proxy_logger
 
 _log = proxy_logger(__name__)
@@ -15,31 +15,47 @@ _log = proxy_logger(__name__)
 
 def upstream_headers(request, peer_host: str, station_id: str, config: Config) -> dict[str, dict[str, str]]:
     """
-    The handshake headers each upstream gets for a station, by upstream name: the
-    credentials L{upstream_auth} says (by default the station's own C{Authorization})
-    and the station's address (see L{forwarded_headers}). Configured credentials that
-    cannot be built for this station id (see L{authorization_for}) are left out, with a
-    warning that names no secret.
+    The handshake headers each configured upstream gets for a station, by upstream name
+    (see L{StationHeaders}).
     """
-    station_authorization = request.headers.get("authorization")
-    forwarded = forwarded_headers(peer_host, request.headers.get("x-forwarded-for"), config.trusted_proxies)
-    headers = {}
-    for name in config.upstream_urls():
-        these = dict(forwarded)
+    headers = StationHeaders(request, peer_host, station_id, config.trusted_proxies)
+    return {name: headers.for_upstream(name, upstream.auth) for name, upstream in config.named_upstreams.items()}
+
+
+class StationHeaders:
+    """
+    What one station's upstream handshakes carry: the credentials each upstream's C{auth}
+    says (by default the station's own C{Authorization}; C{{station_id}} in a user name
+    is the station's own id, never a rewritten one) and the station's address (see
+    L{forwarded_headers}). Kept for the station's connection: a change of route opens
+    links to upstreams it did not have.
+    """
+
+    def __init__(self, request, peer_host: str, station_id: str, trusted_proxies) -> None:
+        self._station_authorization = request.headers.get("authorization")
+        self._forwarded = forwarded_headers(peer_host, request.headers.get("x-forwarded-for"), trusted_proxies)
+        self._station_id = station_id
+
+    def for_upstream(self, name: str, auth: UpstreamAuth | None) -> dict[str, str]:
+        """
+        The headers for upstream C{name} with credentials C{auth}. Credentials that cannot
+        be built for this station id (see L{authorization_for}) are left out, with a
+        warning that names no secret.
+        """
+        headers = dict(self._forwarded)
         try:
-            authorization = authorization_for(config.upstream_auth.get(name), station_authorization, station_id)
+            authorization = authorization_for(auth, self._station_authorization, self._station_id)
         except CredentialsError as error:
             _log.warn(
                 "station {station}: no credentials sent to {upstream}: {reason}",
-                station=station_id,
+                station=self._station_id,
                 upstream=name,
                 reason=str(error),
             )
             authorization = None
         if authorization:
-            these["Authorization"] = authorization
-        headers[name] = these
-    return headers
+            headers["Authorization"] = authorization
+        return headers
 
 
 def websocket_options(config: Config) -> dict:

@@ -25,16 +25,24 @@ from ..wire.station import StationFactory, StationProtocol
 from ..wire.station_tls import wrap_station_factory
 from ..wire.tls_files import TLSFiles, read_tls_files
 from ..wire.upstream import GOING_AWAY, UpstreamLink
-from .connection_options import upstream_headers, websocket_options
+from .connection_options import StationHeaders, websocket_options
 from .listen import ListenEndpoint
+from .migration import RouteMigration
 from .registry import Ownership, StationSessions, close_replaced
 from .service_tree import ServiceTree, first_failure, stop_children
 from .session import REPLACED, StationSession
+from .routing_state import Routing, routing_for
 from .snapshot import ProxySnapshot, proxy_snapshot
 from .statefile import StateFile, read_state
 
 if TYPE_CHECKING:
     from ..fastpath import FastPath
+
+
+NO_ROUTE_LOG_INTERVAL = 60.0
+"""Seconds between two log lines about stations on no route from one address."""
+NO_ROUTE_ADDRESSES = 10000
+"""Addresses remembered for that (beyond, forgotten all at once)."""
 
 
 class ProxyService(ServiceTree):
@@ -89,6 +97,9 @@ class ProxyService(ServiceTree):
             # Cluster mode with a secondary: the ids are the cluster's, shared through Redis.
             self.transactions = share_transactions(self.transactions)
         self._websocket_options = websocket_options(config)
+        # Which upstreams each station talks to; a reload swaps it (see reroute).
+        self.routing = routing_for(config)
+        self._unrouted: dict[str, float] = {}
         self.config = config
         self._reactor = reactor
         self.write_limits = WriteLimits(reactor, config.max_write_buffer, config.stall_timeout, fast_path)
@@ -100,6 +111,7 @@ class ProxyService(ServiceTree):
         self.registry = sessions if sessions is not None else StationSessions()
         self.sessions: dict[str, StationSession] = self.registry.current
         self._all_sessions: set[StationSession] = self.registry.every
+        self.migration = RouteMigration(reactor, self.sessions, self.routing)
         self.limits = StationLimits(
             reactor,
             config.max_stations,
@@ -160,11 +172,14 @@ class ProxyService(ServiceTree):
     ) -> StationSession:
         """
         A station's handshake is acceptable: replace any older session and open its
-        primary link. Raises L{ConnectionDeny} (503) when C{limits.max_stations} are
-        connected and this is not one of them reconnecting.
+        primary link. Raises L{ConnectionDeny}: 503 when C{limits.max_stations} are
+        connected and this is not one of them reconnecting, 404 when no route admits it.
         """
         if station_id not in self.sessions and not self.limits.admit_station(station_id, len(self.sessions)):
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many stations connected")
+        route = self.routing.route(station_id)
+        if route is None:
+            raise self._no_route(station_id, getattr(protocol.transport.getPeer(), "host", "unknown"))
         offers = offers or [self.config.default_subprotocol]
         previous = self.sessions.get(station_id)
         session = StationSession(
@@ -185,21 +200,22 @@ class ProxyService(ServiceTree):
             self._log.info("station {station}: new connection replaces the previous one", station=station_id)
             previous.close(REPLACED, "replaced by a new connection of the same station")
         peer_host = getattr(protocol.transport.getPeer(), "host", "unknown")
-        headers = upstream_headers(request, peer_host, station_id, self.config)
+        headers = StationHeaders(request, peer_host, station_id, self.config.trusted_proxies)
         useragent = request.headers.get("user-agent")
-        urls = self.config.upstream_urls()
 
-        def make_link(name: str) -> UpstreamLink:
-            return UpstreamLink(
+        def make_link(name: str, owner=None) -> UpstreamLink:
+            # The upstream's settings in force now: a reload may have changed them.
+            upstream = self.routing.upstreams[name]
+            link = UpstreamLink(
                 name,
-                urls[name] + station_id,
+                upstream.address_for(station_id),
                 station_id,
-                session,
+                owner if owner is not None else session,
                 self._reactor,
                 self.config.reconnect,
                 self.config.buffer_max_messages,
                 list(offers),
-                headers[name],
+                headers.for_upstream(name, upstream.auth),
                 useragent,
                 tls=partial(self.tls.upstream, name),
                 websocket_options=self._websocket_options,
@@ -207,10 +223,39 @@ class ProxyService(ServiceTree):
                 write_limits=self.write_limits,
                 fast_path=self._fast_path,
             )
+            session.link_settings[name] = upstream.connection
+            return link
 
-        links = {name: make_link(name) for name in urls}
-        session.attach(links, offers, self.config, self.transactions, make_link)
+        routing = self.routing
+        session.routing = routing
+        links = {name: make_link(name) for name in route.upstreams}
+        session.attach(
+            links, offers, self.config, self.transactions, make_link, route=route, upstreams=routing.rules
+        )
         return session
+
+    def _no_route(self, station_id: str, peer_host: str) -> ConnectionDeny:
+        """A station no route admits: HTTP 404, and one log line per address and minute at most."""
+        now = self._reactor.seconds()
+        last = self._unrouted.get(peer_host)
+        if last is None or now - last >= NO_ROUTE_LOG_INTERVAL:
+            if len(self._unrouted) >= NO_ROUTE_ADDRESSES:
+                self._unrouted.clear()
+            self._unrouted[peer_host] = now
+            self._log.warn(
+                "station {station} ({peer}) refused with HTTP 404: no route admits it (routes)",
+                station=station_id,
+                peer=peer_host,
+            )
+        return ConnectionDeny(ConnectionDeny.NOT_FOUND, "no route for this station")
+
+    def reroute(self, routing: Routing) -> None:
+        """
+        A reload's routing: new stations take it at once; connected ones are moved to their
+        new route (or re-linked to a changed upstream) at C{migration_rate} per second.
+        """
+        self.routing = routing
+        self.migration.start(routing)
 
     @property
     def handshakes_refused(self) -> int:
@@ -244,6 +289,7 @@ class ProxyService(ServiceTree):
         again (the service tree stops a proxy that already stopped on its own).
         """
         self.accepting = False
+        self.migration.stop()
         Service.stopService(self)
         listener_stopped = stop_children(self)
         closes = [session.close(GOING_AWAY, "proxy shutting down") for session in list(self._all_sessions)]

@@ -27,7 +27,7 @@ from ..core.observer import (
 from ..core.redact import Redactor
 from ..core.rates import TokenBucket
 from ..core.routes import Route, UpstreamRules
-from ..core.routing import PRIMARY, StationRelay
+from ..core.routing import StationRelay
 from ..core.transactions import TransactionStore
 from ..logs import debug_enabled, proxy_logger
 from ..wire.backpressure import WriteBufferWatch, WriteLimits
@@ -84,7 +84,11 @@ class StationSession:
         self._clock = clock
         self._on_ended = on_ended
         self.links: dict[str, UpstreamLink] = {}
-        self._make_link: Callable[[str], UpstreamLink] | None = None
+        # What each link was opened with (URL, credentials, TLS): a change re-links it.
+        self.link_settings: dict[str, object] = {}
+        # The routing (see ocppproxy.relay.routing_state) the station's route was last taken from.
+        self.routing: object | None = None
+        self._make_link: Callable[..., UpstreamLink] | None = None
         self.relay: StationRelay | None = None
         self.subprotocol: str | None = None
         self.connected_since: float | None = None
@@ -100,11 +104,16 @@ class StationSession:
         offers: list[str],
         config: Config,
         transactions: TransactionStore,
-        make_link: Callable[[str], UpstreamLink] | None = None,
+        make_link: Callable[..., UpstreamLink] | None = None,
+        *,
+        route: Route | None = None,
+        upstreams: Mapping[str, UpstreamRules] | None = None,
     ) -> None:
         """
-        Give the session its upstream links (primary first); the primary starts connecting.
-        C{make_link(name)} makes the link to another upstream when a change of route asks for one.
+        Give the session its upstream links (C{route}'s upstreams; without a route, the
+        primary first and the others its mirrors) with their C{upstreams} rules; the
+        primary starts connecting. C{make_link(name, owner=None)} makes the link to another
+        upstream when a change of route (or a changed upstream) asks for one.
         """
         self.links = links
         self._make_link = make_link
@@ -112,15 +121,27 @@ class StationSession:
         self._handshake_timeout = config.handshake_timeout
         self.relay = StationRelay(
             self.station_id,
-            {name: link.url for name, link in links.items()},
+            upstreams if upstreams is not None else {name: link.url for name, link in links.items()},
             transactions,
             pending_timeout=config.pending_call_timeout,
             failover=config.failover,
             call_policies=config.upstream_calls,
             debug=debug_enabled,
             redactor=self._redactor,
+            route=route,
         )
-        links[PRIMARY].start()
+        links[self.relay.route.primary].start()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the station's handshake is complete and it is not closing: its route may change."""
+        return self.connected_since is not None and not self._closing and self.relay is not None
+
+    @property
+    def target_route(self) -> Route | None:
+        """The route the station is on, or moving to."""
+        relay = self.relay
+        return None if relay is None else (relay.pending_route or relay.route)
 
     def negotiate(self, station_offered: bool) -> Deferred:
         """
@@ -128,7 +149,8 @@ class StationSession:
         subprotocol to answer the station with (None if it offered none), or fails with
         L{ConnectionDeny} carrying the primary's HTTP status when the primary refused.
         """
-        primary = self.links[PRIMARY]
+        primary_name = self.relay.route.primary
+        primary = self.links[primary_name]
         outcome: Deferred = Deferred()
         self._negotiation = outcome
         timer = self._clock.callLater(self._handshake_timeout, lambda: outcome.called or outcome.callback(None))
@@ -163,7 +185,7 @@ class StationSession:
                 link.set_subprotocols([chosen])
             if not self._closing:
                 for name, link in self.links.items():
-                    if name != PRIMARY:
+                    if name != primary_name:
                         link.start()
             return chosen if station_offered else None
 
@@ -192,6 +214,7 @@ class StationSession:
             elif kind is OpenLink:
                 self._open_link(effect.name)
             elif kind is CloseLink:
+                self.link_settings.pop(effect.name, None)
                 link = self.links.pop(effect.name, None)
                 if link is not None:
                     link.stop()
@@ -234,6 +257,63 @@ class StationSession:
             if outcome.subprotocol is None and (outcome.refused_status is not None or outcome.reason):
                 status = f"HTTP {outcome.refused_status} " if outcome.refused_status is not None else ""
                 failed(f"{status}{outcome.reason}".strip())
+
+        link.first_outcome.addCallback(first)
+        link.start()
+
+    def relink(self, name: str) -> None:
+        """
+        Upstream C{name}'s URL, credentials or TLS changed: the station's link to it is
+        replaced by one opened with the new settings. An open link is replaced once the
+        new one is open (make before break: the station never has none), frames queued
+        for it passed on; a link that is not open is replaced at once. A new link that
+        does not open within C{handshake_timeout} is given up and the old one kept.
+        """
+        old = self.links.get(name)
+        if old is None or self._closing or self._make_link is None:
+            return
+        if not old.connected:
+            self.links.pop(name)
+            old.stop()
+            self._open_link(name)
+            return
+        owner = _Candidate(self, name)
+        link = self._make_link(name, owner)
+        if self.subprotocol:
+            link.set_subprotocols([self.subprotocol])
+
+        def give_up(reason: str) -> None:
+            if not owner.promoted and not owner.abandoned:
+                owner.abandoned = True
+                self._log.warn(
+                    "station {station}: the new link to {upstream} did not open ({reason}): keeping the old one",
+                    station=self.station_id,
+                    upstream=name,
+                    reason=reason,
+                )
+                link.stop()
+
+        timer = self._clock.callLater(
+            self._handshake_timeout, give_up, f"no handshake within {self._handshake_timeout:g} s (handshake_timeout)"
+        )
+
+        def first(outcome) -> None:
+            if timer.active():
+                timer.cancel()
+            if outcome.subprotocol is None:
+                give_up(f"{outcome.refused_status or ''} {outcome.reason}".strip())
+                return
+            if owner.abandoned or self._closing or self.links.get(name) is not old:
+                link.stop()
+                return
+            owner.promoted = True
+            self.links[name] = link
+            # The new link is open but not yet flushing: what waited for the old one goes first.
+            while len(old.queue):
+                link.send(old.queue.popleft())
+            old.stop()
+            self._log.info("station {station}: re-linked to {upstream} ({url})", station=self.station_id,
+                           upstream=name, url=link.url)
 
         link.first_outcome.addCallback(first)
         link.start()
@@ -408,7 +488,7 @@ class StationSession:
             )
 
     def upstream_connected(self, name: str) -> None:
-        if name == PRIMARY and not self._primary_accepted:
+        if not self._primary_accepted and name == self.relay.route.primary:
             # What limits.max_connects_per_minute counts: connections the primary accepted.
             self._primary_accepted = True
             self._limits.connect_accepted(self.station_id)
@@ -469,3 +549,41 @@ class StationSession:
         if not self._ended:
             self._ended = True
             self._on_ended(self)
+
+
+class _Candidate:
+    """
+    The owner of a link opened to replace another (see L{StationSession.relink}): until
+    it is promoted, its attempts and give-ups are its own business (the old link still
+    serves the station); from then on it reports to the session like any link.
+    """
+
+    def __init__(self, session: StationSession, name: str) -> None:
+        self._session = session
+        self._name = name
+        self.promoted = False
+        self.abandoned = False
+
+    def from_upstream(self, name: str, payload: bytes) -> None:
+        if self.promoted:
+            self._session.from_upstream(name, payload)
+
+    def upstream_connected(self, name: str) -> None:
+        if self.promoted:
+            self._session.upstream_connected(name)
+
+    def upstream_disconnected(self, name: str, reason: str) -> None:
+        if self.promoted:
+            self._session.upstream_disconnected(name, reason)
+
+    def upstream_gave_up(self, name: str) -> None:
+        if self.promoted:
+            self._session.upstream_gave_up(name)
+
+    def upstream_attempt_failed(self, name: str, reason: str) -> None:
+        if self.promoted:
+            self._session.upstream_attempt_failed(name, reason)
+
+    def upstream_frame_dropped(self, name: str) -> None:
+        if self.promoted:
+            self._session.upstream_frame_dropped(name)

@@ -11,11 +11,11 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from ..config.model import Config, UpstreamTLS
+from ..config.model import Config
 from .certificates import CA, CLIENT, STATION, CertificateInfo, certificates_of, check_in_force, check_some_in_force
 from .station_tls import station_tls_options
 from .tls import ClientTLS
-from .upstream_tls import client_tls_factory
+from .upstream_tls import client_tls_factory, tls_key
 
 
 @dataclass(frozen=True)
@@ -46,15 +46,16 @@ def read_tls_files(config: Config, now: float) -> TLSMaterial:
         certificates += chain
         if settings.client_ca_file:
             certificates += _authorities(settings.client_ca_file, "station_tls.client_ca_file", now)
-    secure = [name for name, url in config.upstream_urls().items() if url.startswith("wss:")]
+    upstreams = config.named_upstreams
+    secure = [name for name, upstream in upstreams.items() if upstream.url.startswith("wss:")]
     if config.ca_file and secure:
         certificates += _authorities(config.ca_file, "ca_file", now)
     for name in secure:
-        settings = config.upstream_tls.get(name, UpstreamTLS())
+        settings = upstreams[name].tls
         if settings.ca_file:
-            certificates += _authorities(settings.ca_file, f"upstream_tls.{name}.ca_file", now)
+            certificates += _authorities(settings.ca_file, f"{tls_key(config, name)}.ca_file", now)
         if settings.client_cert:
-            key = f"upstream_tls.{name}.client_cert"
+            key = f"{tls_key(config, name)}.client_cert"
             chain = certificates_of(settings.client_cert, key, CLIENT)
             check_in_force(chain[0], key, now)
             certificates += chain
@@ -75,10 +76,14 @@ def _authorities(path: str, key: str, now: float) -> list[CertificateInfo]:
 def files_for_reload(running: Config, new: Config) -> Config:
     """
     The configuration whose TLS files a reload reads: C{new}'s, but with the running
-    upstream URLs (a changed URL waits for a restart, and its host name with it) and,
-    when C{station_tls} is added or removed (which needs a restart), the running section.
+    legacy upstream URLs (a changed C{primary_url} waits for a restart, and its host name
+    with it; under C{upstreams} a reload applies URLs), the running upstreams when a
+    reload switches between the legacy keys and C{upstreams} (a restart), and, when
+    C{station_tls} is added or removed (which needs a restart), the running section.
     """
     kept = {"primary_url": running.primary_url, "secondary_url": running.secondary_url}
+    if (new.upstreams is None) != (running.upstreams is None):
+        kept.update(upstreams=running.upstreams, upstream_tls=running.upstream_tls)
     if (new.station_tls is None) != (running.station_tls is None):
         kept["station_tls"] = running.station_tls
     return replace(new, **kept)

@@ -21,7 +21,7 @@ from twisted.internet.ssl import (
     trustRootFromCertificates,
 )
 
-from ..config.model import Config, ConfigError, UpstreamTLS
+from ..config.model import Config, ConfigError
 from .certificates import KeyMismatch
 from .pem import certificate_blocks, read_pem_file
 from .tls import ClientTLS, client_context
@@ -66,20 +66,21 @@ def client_certificate_from_pem_files(cert_path: str, key_path: str, key: str) -
 def client_tls_factory(config: Config) -> dict[str, ClientTLS]:
     """
     The TLS client settings of each wss:// upstream, by upstream name: certificates
-    verified against the upstream's C{upstream_tls} C{ca_file}, else the top-level
-    C{ca_file}, else the system trust store, and the host name checked; the proxy's
-    client certificate where C{upstream_tls} gives one. Reads the files now (each is
+    verified against the upstream's C{tls} C{ca_file} (C{upstream_tls} with the legacy
+    keys), else the top-level C{ca_file}, else the system trust store, and the host name
+    checked; the proxy's client certificate where its C{tls} gives one. Reads the files now (each is
     checked first, so that a problem names its key); raises L{ConfigError}.
     """
     if config.ca_file:
         trust_root_from_pem_file(config.ca_file)
     contexts: dict[tuple[str | None, str | None, str | None], ssl.SSLContext] = {}
     options = {}
-    for name, url in config.upstream_urls().items():
+    for name, upstream in config.named_upstreams.items():
+        url = upstream.url
         if not url.startswith("wss:"):
             continue
-        settings = config.upstream_tls.get(name, UpstreamTLS())
-        key = f"upstream_tls.{name}"
+        settings = upstream.tls
+        key = tls_key(config, name)
         ca_file = config.ca_file
         if settings.ca_file:
             trust_root_from_pem_file(settings.ca_file, f"{key}.ca_file")
@@ -92,6 +93,11 @@ def client_tls_factory(config: Config) -> dict[str, ClientTLS]:
             contexts[files] = _client_context(key, *files)
         options[name] = ClientTLS(contexts[files], urlsplit(url).hostname)
     return options
+
+
+def tls_key(config: Config, name: str) -> str:
+    """The configuration key of upstream C{name}'s TLS section: under C{upstreams}, or C{upstream_tls}."""
+    return f"upstreams.{name}.tls" if config.upstreams is not None else f"upstream_tls.{name}"
 
 
 def _client_context(key: str, ca_file: str | None, client_cert: str | None, client_key: str | None) -> ssl.SSLContext:
