@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config.model import NotifyConfig
 from ocppproxy.core.ocppj import parse_frame
+from ocppproxy.core.routes import Route
 from ocppproxy.notify.names import StationNames
 from ocppproxy.notify.service import NotifierService
 
@@ -21,7 +22,7 @@ def frame(*parts):
 
 
 class NotifierTests(SynchronousTestCase):
-    def make(self, *events, flap_window=30.0, connected_links=0, log=False, urls=None, stations_of=None):
+    def make(self, *events, flap_window=30.0, connected_links=0, log=False, urls=None, stations_of=None, route_of=None):
         self.clock = Clock()
         self.alerts = []
         settings = NotifyConfig(
@@ -40,6 +41,7 @@ class NotifierTests(SynchronousTestCase):
             urls or {"primary": PRIMARY_URL},
             links_connected=lambda upstream: connected_links,
             stations_of=stations_of,
+            route_of=route_of or (lambda station_id: None),
         )
         self.notifier.startService()
         return self.notifier
@@ -90,6 +92,35 @@ class NotifierTests(SynchronousTestCase):
         notifier.station_disconnected("CP_1", 4000, "replaced")
         self.clock.advance(100)
         self.assertEqual(self.keys(), ["connected_to_proxy"])
+
+    def test_transaction_ids_learnt_from_the_stations_own_primary(self):
+        """Under named upstreams, the stop alert finds its start through the answer of the station's route's primary."""
+        route = Route("csms-b", ("csms-a",))
+        notifier = self.make("con_stop_transaction", route_of=lambda station_id: route)
+        notifier.station_connected("CP_1", "peer")
+        start = {"connectorId": 2, "idTag": "T", "meterStart": 1000, "timestamp": "2026-12-07T10:00:00Z"}
+        notifier.station_frame("CP_1", frame(2, "s1", "StartTransaction", start))
+        notifier.upstream_frame("CP_1", "csms-a", frame(3, "s1", {"transactionId": 500}))
+        notifier.upstream_frame("CP_1", "csms-b", frame(3, "s1", {"transactionId": 77}))
+        stop = {"transactionId": 77, "meterStop": 3000, "timestamp": "2026-12-07T11:00:00Z"}
+        notifier.station_frame("CP_1", frame(2, "s2", "StopTransaction", stop))
+        self.assertEqual(self.keys(), ["con_stop_transaction"])
+        self.assertIn("Connector: 2\n", self.alerts[0].text)
+        self.assertIn("Energy: 2.000 kWh\n", self.alerts[0].text)
+
+    def test_upstream_added_by_a_reload_is_named_with_its_url(self):
+        """After a reload that added an upstream, its upstream_down alert names its URL."""
+        notifier = self.make("upstream_down", urls={"csms-a": "ws://a.example/ocpp/"})
+        notifier.reconfigure(
+            notifier.settings,
+            notifier.names,
+            upstream_urls={"csms-a": "ws://a.example/ocpp/", "csms-c": "ws://c.example/ocpp/"},
+        )
+        notifier.station_connected("CP_1", "peer")
+        notifier.upstream_attempt_failed("CP_1", "csms-c", "ws://c.example/ocpp/CP_1", "refused")
+        self.clock.advance(500)
+        (alert,) = self.alerts
+        self.assertEqual((alert.details["upstream"], alert.details["url"]), ("csms-c", "ws://c.example/ocpp/"))
 
     def test_status_change_alert(self):
         """A StatusNotification Faulted raises con_status_faulted naming the station and connector."""

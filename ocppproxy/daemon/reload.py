@@ -273,11 +273,16 @@ class Reloader:
                 restart=changes.restart,
             )
         names = station_names(*prepared.names)
+        urls = None
+        if prepared.routing is not None:
+            urls = {name: upstream.url for name, upstream in prepared.routing.upstreams.items()}
         if prepared.built is not None:
             built = prepared.built
-            self._notifier.reconfigure(new.notify, names, built.channels, built.closers, built.starters)
+            self._notifier.reconfigure(
+                new.notify, names, built.channels, built.closers, built.starters, upstream_urls=urls
+            )
         else:
-            self._notifier.reconfigure(new.notify, names)
+            self._notifier.reconfigure(new.notify, names, upstream_urls=urls)
         if prepared.tls is not None:
             self._tls.swap(prepared.tls)
             if self._tls_swapped is not None:

@@ -17,6 +17,7 @@ from ..config.load import load_config
 from ..config.model import Config, ConfigError
 from ..core.observer import FrameObserver, ProxyObserver
 from ..core.redact import Redactor
+from ..core.routes import Route
 from ..fastpath import FastPath, check_at_start_up
 from ..logs import filter_twistd_observers, proxy_logger, set_log_level
 from ..notify.channels import build_channels, load_station_names
@@ -149,7 +150,14 @@ def build_services(
     sessions = StationSessions()
     alerts = RecentAlerts(reactor) if config.status_listen else None
     notifier = build_notifier(
-        config, reactor, redactor, sessions.connected_links, alerts, sharing, stations_of=sessions.stations_of
+        config,
+        reactor,
+        redactor,
+        sessions.connected_links,
+        alerts,
+        sharing,
+        stations_of=sessions.stations_of,
+        route_of=sessions.route_of,
     )
     notifier.setServiceParent(top)
     observers: list[ProxyObserver | FrameObserver] = [notifier]
@@ -228,12 +236,14 @@ def build_notifier(
     alerts: RecentAlerts | None = None,
     sharing: AlertSharing | None = None,
     stations_of: Callable[[str], int] | None = None,
+    route_of: Callable[[str], Route | None] = lambda station_id: None,
 ) -> NotifierService:
     """
     The C{notifier} with the channels the configuration enables; C{redactor} masks what its
     alerts quote, C{links_connected} counts a central system's open links, C{alerts} hears
     of each alert (the status page), C{sharing} shares them across a cluster,
-    C{stations_of} counts the stations with a central system on their route.
+    C{stations_of} counts the stations with a central system on their route, C{route_of}
+    gives a connected station's route (whose primary's answers the alerts learn from).
     """
     built = build_channels(config.notify, reactor)
     notifier = NotifierService(
@@ -244,6 +254,7 @@ def build_notifier(
         config.upstream_urls(),
         links_connected=links_connected,
         stations_of=stations_of,
+        route_of=route_of,
         closers=built.closers,
         starters=built.starters,
         redactor=redactor,

@@ -124,14 +124,14 @@ class StationTracker:
             return event
         return StationEvent(event.key, event.station_id, details)
 
-    def upstream_frame(self, upstream: str, frame: Frame) -> list[StationEvent]:
+    def upstream_frame(self, upstream: str, frame: Frame, primary: str = PRIMARY) -> list[StationEvent]:
         """
         Learn from an upstream's answer to a CALL the tracker waits for; raises no event.
 
-        Only the primary's answers count: its transaction ids are the ones the station
-        uses. An error answer just ends the wait.
+        Only the answers of the station's C{primary} count: its transaction ids are the
+        ones the station uses. An error answer just ends the wait.
         """
-        if upstream != PRIMARY or frame.kind not in ANSWERS or not self._awaited:
+        if upstream != primary or frame.kind not in ANSWERS or not self._awaited:
             return []
         learn = self._awaited.pop(frame.message_id, None)
         if learn is not None and frame.kind == CALLRESULT and isinstance(frame.body, dict):

@@ -15,13 +15,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from ..config.model import NotifyConfig
-from ..core.ocppj import Frame
+from ..core.ocppj import ANSWERS, Frame
+from ..core.routes import Route
 from ..core.redact import Redactor
 from ..logs import proxy_logger
 from .alert import Alert, StationEvent
 from .delivery import DeliveryQueue
 from .dispatch import AlertChannels
-from .events import StationTracker
+from .events import PRIMARY, StationTracker
 from .messages import format_alert
 from .names import StationNames
 from .policies import BurstLimiter, DepartedStations, FailoverBatches, FlapDamping, SilenceWatch, UpstreamDownWatch
@@ -73,6 +74,10 @@ class NotifierService(Service):
     summary names the stations held back on every instance. By default (L{LocalOnly})
     nothing is shared.
 
+    C{route_of(station id)}, if given, is a connected station's route in force: the
+    answers of its primary (the upstream named C{primary} without it) are the ones the
+    station gets, and the alerts learn its transaction ids from them.
+
     C{stations_of(upstream)}, if given, counts the connected stations with that upstream
     on their route: the count upstream_down gives (without it, every connected station).
     """
@@ -93,6 +98,7 @@ class NotifierService(Service):
         alert_observer: AlertObserver | None = None,
         sharing: AlertSharing | None = None,
         stations_of: Callable[[str], int] | None = None,
+        route_of: Callable[[str], Route | None] = lambda station_id: None,
     ) -> None:
         self.settings = settings
         # Masks what alerts quote of frames (see StationTracker).
@@ -103,6 +109,8 @@ class NotifierService(Service):
         self._upstream_urls = upstream_urls
         # How many stations have an upstream on their route (None: count every station).
         self._stations_of = stations_of
+        # A connected station's route in force: its primary's answers teach the trackers.
+        self._route_of = route_of
         self._channels = AlertChannels(settings, clock, channels, self._report_outcome, closers, starters)
         self._trackers: dict[str, StationTracker] = {}
         self._connections: dict[str, int] = {}
@@ -161,6 +169,7 @@ class NotifierService(Service):
         channels: Mapping[str, Callable[[Alert], Deferred]] | None = None,
         closers: list[Callable[[], object]] = (),
         starters: list[Callable[[], object]] = (),
+        upstream_urls: Mapping[str, str] | None = None,
     ) -> None:
         """
         Apply reloaded settings and names at once, keeping what the notifier tracks.
@@ -170,13 +179,16 @@ class NotifierService(Service):
         retried) within C{flush_timeout}, after which their C{closers} run. Without it
         the queues stay.
         Timers already running (flap window, upstream down) keep their delay; an event
-        switched off is not raised any more, even by such a timer.
+        switched off is not raised any more, even by such a timer. C{upstream_urls}, when a
+        reload changed the upstreams, names their URLs in alerts from now on.
         """
         was_watching_silence = "station_silent" in self._enabled
         self.settings = settings
         self._enabled = settings.events
         self.names = names
         self._channels.reconfigure(settings, channels, closers, starters)
+        if upstream_urls is not None:
+            self._upstream_urls = upstream_urls
         if "station_silent" in self._enabled and not was_watching_silence:
             for station_id in list(self._connections):
                 self._watch_silence(station_id)
@@ -310,7 +322,8 @@ class NotifierService(Service):
             return
         tracker = self._tracker(station_id)
         before = tracker.heartbeat_interval
-        for event in tracker.upstream_frame(upstream, frame):
+        route = self._route_of(station_id) if frame.kind in ANSWERS else None
+        for event in tracker.upstream_frame(upstream, frame, route.primary if route is not None else PRIMARY):
             self._emit(event)
         if tracker.heartbeat_interval != before:
             self._watch_silence(station_id)
