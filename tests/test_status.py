@@ -14,6 +14,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from ocppproxy.config.parse import config_from_mapping
+from ocppproxy.relay.routing_state import routing_for
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.core.redact import Redactor
 from ocppproxy.core.routes import Route
@@ -75,6 +76,7 @@ class FakeProxy:
 
     def __init__(self, sessions) -> None:
         self.config = config_from_mapping({"primary_url": "ws://127.0.0.1:1/", "secondary_url": "ws://127.0.0.1:2/"})
+        self.routing = routing_for(self.config)
         self.sessions = sessions
         self.handshakes_refused = 3
         self.write_limits = WriteLimits(Clock())
@@ -306,6 +308,18 @@ class SnapshotTests(SynchronousTestCase):
             },
         )
         self.assertEqual(len(snapshot.links), 2 * 2 * 3)  # every upstream, role and state
+        # An upstream a reload added is counted (at zero) at once, before any station links to it.
+        proxy = busy_proxy()
+        proxy.routing = routing_for(
+            config_from_mapping(
+                {
+                    "upstreams": {name: {"url": f"ws://127.0.0.1:{port}/"} for name, port in (("a", 1), ("c", 3))},
+                    "routes": [{"stations": ["*"], "primary": "a", "mirrors": ["c"]}],
+                }
+            )
+        )
+        added = proxy.snapshot(with_stations=False).links
+        self.assertEqual(added[("c", "mirror", "connected")], 0)
         self.assertEqual(
             snapshot.queued,
             {

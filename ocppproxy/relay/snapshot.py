@@ -103,7 +103,7 @@ def proxy_snapshot(proxy, with_stations: bool = True) -> ProxySnapshot:
     WebSocket handshake is left out. Without C{with_stations} only the counts are taken
     (what /metrics needs, five times quicker for a large fleet).
     """
-    upstreams = tuple(proxy.config.upstream_urls())
+    upstreams = tuple(proxy.routing.upstreams)  # as of the last reload (upstreams are live)
     stations = {}
     connected = stalled = throttled = 0
     links = {(upstream, role, state): 0 for upstream in upstreams for role in ROLES for state in LINK_STATES}
