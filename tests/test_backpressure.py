@@ -19,7 +19,8 @@ from ocppproxy.config.parse import config_from_mapping
 from ocppproxy.core.routing import StationRelay
 from ocppproxy.daemon.reload import compare_configs
 from ocppproxy.fastpath import FastPath
-from ocppproxy.relay.session import NOT_READING, StationSession
+from ocppproxy.relay.flow import NOT_READING
+from ocppproxy.relay.session import StationSession
 from ocppproxy.wire.backpressure import WriteBufferWatch, WriteLimits
 from ocppproxy.wire.tls import TLSServerFactory
 from ocppproxy.wire.upstream import UpstreamLink

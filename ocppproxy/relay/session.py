@@ -34,23 +34,21 @@ from ..wire.backpressure import WriteBufferWatch, WriteLimits
 from ..wire.limits import StationLimits
 from ..wire.station import StationProtocol
 from ..wire.upstream import UpstreamLink
+from .flow import THROTTLED, ReadingFlow
+from .link_changes import RouteLinks
 from .observers import frame_recorder
 
 REPLACED = 4000
-NOT_READING = 1008
 _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error}
-# Why reading from a station is paused (both may hold at once): its write buffer is
-# full, or it sends frames faster than limits.max_frames_per_second.
-BUFFER_FULL = 1
-THROTTLED = 2
 
 
-class StationSession:
+class StationSession(RouteLinks, ReadingFlow):
     """
     One station connection and its links to the central systems, doing what its
     L{StationRelay} decides. C{limits} gives the station's frame rate (a L{TokenBucket}
     over every frame it sends: over it, reading from the station pauses until the debt
-    is paid) and is told when the primary accepted the connection.
+    is paid) and is told when the primary accepted the connection. How a change of route
+    opens and replaces links is L{RouteLinks}'; when the station is read from, L{ReadingFlow}'s.
     """
 
     _log = proxy_logger()
@@ -227,97 +225,6 @@ class StationSession:
             else:
                 raise TypeError(f"unknown effect {effect!r}")
 
-    def change_route(self, route: Route, upstreams: Mapping[str, UpstreamRules] | None = None) -> None:
-        """Move the station to C{route} (see L{StationRelay.change_route}): links opened and closed as it decides."""
-        if self.relay is not None:
-            self._carry_out(self.relay.change_route(route, self._clock.seconds(), upstreams))
-
-    def _open_link(self, name: str) -> None:
-        """
-        A change of route asks for a link to C{name}: it offers the subprotocol the station
-        agreed; a refusal, or no handshake within C{handshake_timeout}, is told to the relay.
-        """
-        if self._closing or self._make_link is None:
-            return
-        link = self._make_link(name)
-        self.links[name] = link
-        if self.subprotocol:
-            link.set_subprotocols([self.subprotocol])
-        timeout = self._handshake_timeout
-
-        def failed(reason: str) -> None:
-            if self.links.get(name) is link and not link.connected and not self._closing:
-                self._carry_out(self.relay.upstream_failed_to_open(name, reason, self._clock.seconds()))
-
-        timer = self._clock.callLater(timeout, failed, f"no handshake within {timeout:g} s (handshake_timeout)")
-
-        def first(outcome) -> None:
-            if timer.active():
-                timer.cancel()
-            if outcome.subprotocol is None and (outcome.refused_status is not None or outcome.reason):
-                status = f"HTTP {outcome.refused_status} " if outcome.refused_status is not None else ""
-                failed(f"{status}{outcome.reason}".strip())
-
-        link.first_outcome.addCallback(first)
-        link.start()
-
-    def relink(self, name: str) -> None:
-        """
-        Upstream C{name}'s URL, credentials or TLS changed: the station's link to it is
-        replaced by one opened with the new settings. An open link is replaced once the
-        new one is open (make before break: the station never has none), frames queued
-        for it passed on; a link that is not open is replaced at once. A new link that
-        does not open within C{handshake_timeout} is given up and the old one kept.
-        """
-        old = self.links.get(name)
-        if old is None or self._closing or self._make_link is None:
-            return
-        if not old.connected:
-            self.links.pop(name)
-            old.stop()
-            self._open_link(name)
-            return
-        owner = _Candidate(self, name)
-        link = self._make_link(name, owner)
-        if self.subprotocol:
-            link.set_subprotocols([self.subprotocol])
-
-        def give_up(reason: str) -> None:
-            if not owner.promoted and not owner.abandoned:
-                owner.abandoned = True
-                self._log.warn(
-                    "station {station}: the new link to {upstream} did not open ({reason}): keeping the old one",
-                    station=self.station_id,
-                    upstream=name,
-                    reason=reason,
-                )
-                link.stop()
-
-        timer = self._clock.callLater(
-            self._handshake_timeout, give_up, f"no handshake within {self._handshake_timeout:g} s (handshake_timeout)"
-        )
-
-        def first(outcome) -> None:
-            if timer.active():
-                timer.cancel()
-            if outcome.subprotocol is None:
-                give_up(f"{outcome.refused_status or ''} {outcome.reason}".strip())
-                return
-            if owner.abandoned or self._closing or self.links.get(name) is not old:
-                link.stop()
-                return
-            owner.promoted = True
-            self.links[name] = link
-            # The new link is open but not yet flushing: what waited for the old one goes first.
-            while len(old.queue):
-                link.send(old.queue.popleft())
-            old.stop()
-            self._log.info("station {station}: re-linked to {upstream} ({url})", station=self.station_id,
-                           upstream=name, url=link.url)
-
-        link.first_outcome.addCallback(first)
-        link.start()
-
     # --- the station's side
 
     def station_open(self) -> None:
@@ -377,86 +284,6 @@ class StationSession:
     def _expire(self) -> None:
         self._expiry_timer = None
         self._carry_out(self.relay.expire(self._clock.seconds()))
-
-    @property
-    def stalled(self) -> bool:
-        """Whether the station is not taking what is sent to it: its sources are paused."""
-        return self._write_watch is not None and self._write_watch.full
-
-    @property
-    def throttled(self) -> bool:
-        """Whether reading from the station is paused because it sends over its frame rate."""
-        return bool(self._paused_by & THROTTLED)
-
-    def _pause_reading(self, reason: int) -> None:
-        if not self._paused_by:
-            self.protocol.transport.pauseProducing()
-        self._paused_by |= reason
-
-    def _resume_reading(self, reason: int) -> None:
-        if self._paused_by & reason:
-            self._paused_by &= ~reason
-            if not self._paused_by:
-                self.protocol.transport.resumeProducing()
-
-    def _throttle(self, now: float) -> None:
-        """Over the frame rate: stop reading from the station until its debt is paid (one warning per episode)."""
-        if self._closing:
-            return  # its close handshake is read whatever it sends
-        bucket = self._bucket
-        if bucket.rested:
-            bucket.rested = False
-            self._log.warn(
-                "station {station} ({peer}) sends over {rate:g} frames/s (limits.max_frames_per_second, burst"
-                " limits.frame_burst {burst}): reading from it paused until its rate is back under the limit",
-                station=self.station_id,
-                peer=self.protocol.peer,
-                rate=bucket.rate,
-                burst=int(bucket.burst),
-            )
-        self._pause_reading(THROTTLED)
-        self._throttle_timer = self._clock.callLater(bucket.wait(now), self._throttle_over)
-
-    def _throttle_over(self) -> None:
-        # Frames read after the pause began (the rest of that read) added to the debt.
-        wait = self._bucket.wait(self._clock.seconds())
-        if wait > 0.0:
-            self._throttle_timer = self._clock.callLater(wait, self._throttle_over)
-            return
-        self._throttle_timer = None
-        self._resume_reading(THROTTLED)
-
-    def write_buffer_full(self) -> None:
-        """
-        Over C{max_write_buffer} unsent to the station: stop reading from its upstream
-        links and from the station itself (its own CALLs are what produce its answers),
-        so that TCP holds the senders back.
-        """
-        self._write_limits.count_stall("station")
-        self._pause_reading(BUFFER_FULL)
-        for link in self.links.values():
-            link.pause_reading()
-
-    def write_buffer_drained(self) -> None:
-        """The station's buffer has drained: read from it (unless throttled) and its upstream links again."""
-        self._resume_reading(BUFFER_FULL)
-        for link in self.links.values():
-            link.resume_reading()
-
-    def write_buffer_stalled(self) -> None:
-        """Nothing drained within C{stall_timeout}: close the station, without waiting for a close handshake."""
-        self._log.warn(
-            "station {station} ({peer}) has not taken its unsent frames in {timeout:g} s (stalled, over {limit} bytes):"
-            " closing it with {code}",
-            station=self.station_id,
-            peer=self.protocol.peer,
-            timeout=self._write_limits.stall_timeout,
-            limit=self._write_limits.max_write_buffer,
-            code=NOT_READING,
-        )
-        self.close(NOT_READING, "not reading what is sent to it")
-        # Its close frame waits behind what it does not read: the close handshake cannot end.
-        self.protocol.dropConnection(abort=True)
 
     def station_closed(self, protocol: StationProtocol, code: int | None, reason: str | None) -> None:
         """The station's connection is gone: close its upstream links."""
@@ -549,41 +376,3 @@ class StationSession:
         if not self._ended:
             self._ended = True
             self._on_ended(self)
-
-
-class _Candidate:
-    """
-    The owner of a link opened to replace another (see L{StationSession.relink}): until
-    it is promoted, its attempts and give-ups are its own business (the old link still
-    serves the station); from then on it reports to the session like any link.
-    """
-
-    def __init__(self, session: StationSession, name: str) -> None:
-        self._session = session
-        self._name = name
-        self.promoted = False
-        self.abandoned = False
-
-    def from_upstream(self, name: str, payload: bytes) -> None:
-        if self.promoted:
-            self._session.from_upstream(name, payload)
-
-    def upstream_connected(self, name: str) -> None:
-        if self.promoted:
-            self._session.upstream_connected(name)
-
-    def upstream_disconnected(self, name: str, reason: str) -> None:
-        if self.promoted:
-            self._session.upstream_disconnected(name, reason)
-
-    def upstream_gave_up(self, name: str) -> None:
-        if self.promoted:
-            self._session.upstream_gave_up(name)
-
-    def upstream_attempt_failed(self, name: str, reason: str) -> None:
-        if self.promoted:
-            self._session.upstream_attempt_failed(name, reason)
-
-    def upstream_frame_dropped(self, name: str) -> None:
-        if self.promoted:
-            self._session.upstream_frame_dropped(name)
