@@ -117,3 +117,21 @@ class LayerTests(SynchronousTestCase):
             imported_modules(path, "ocppproxy.core"),
             [(1, "typing"), (2, "ocppproxy.logs"), (3, "ocppproxy.core.ocppj"), (4, "twisted.internet")],
         )
+
+
+MAX_MODULE_LINES = 450
+
+
+class ModuleSizeTests(SynchronousTestCase):
+    def test_no_module_over_450_lines(self):
+        """No module of the package is over 450 lines (issue 23: small modules, one job each)."""
+        too_long = []
+        for folder, _, files in os.walk(PACKAGE):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    with open(path, encoding="utf-8") as source:
+                        count = sum(1 for _ in source)
+                    if count > MAX_MODULE_LINES:
+                        too_long.append(f"{os.path.relpath(path, PACKAGE)}: {count}")
+        self.assertEqual(too_long, [])

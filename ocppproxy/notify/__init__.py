@@ -8,5 +8,6 @@ one L{delivery} queue per channel: e-mail (L{email}, twisted.mail), Pushover
 (L{pushover}, treq), a webhook (L{webhook}, treq) and Apprise (L{apprise_channel}, in
 threads), built by L{channels};
 L{httpbody} reads an HTTP answer bounded in size and cancellable at the deadline.
-L{sharing} lets a cluster decide which instance sends an alert.
+L{sharing} lets a cluster decide which instance sends an alert, and L{statuses} reads a
+station's last statuses from it before its frames are judged.
 """

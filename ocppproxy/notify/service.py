@@ -27,11 +27,10 @@ from .messages import format_alert
 from .names import StationNames
 from .policies import BurstLimiter, DepartedStations, FailoverBatches, FlapDamping, SilenceWatch, UpstreamDownWatch
 from .sharing import AlertSharing, LocalOnly
+from .statuses import SharedStatuses
 
 # Already one alert per upstream (upstream_down), or summarised on their own (failover).
 _NOT_BURST_LIMITED = frozenset(("upstream_down", "failover_started", "failover_ended"))
-# Frames of a station kept while its last statuses are read from the cluster (a bounded wait).
-_HELD_WHILE_LOADING = 100
 
 
 class AlertObserver(Protocol):
@@ -44,7 +43,7 @@ class AlertObserver(Protocol):
         """C{channel} delivered, gave up on or dropped C{alert}."""
 
 
-class NotifierService(Service):
+class NotifierService(SharedStatuses, Service):
     """
     Observes the proxy (see L{ocppproxy.core.observer.ProxyObserver}) and sends alerts.
 
@@ -327,39 +326,6 @@ class NotifierService(Service):
             self._emit(event)
         if tracker.heartbeat_interval != before:
             self._watch_silence(station_id)
-
-    # --- a station's last statuses, from the instance that saw it last
-
-    def _load_statuses(self, station_id: str) -> None:
-        self._loading[station_id] = waiting = []
-        self.sharing.load_statuses(station_id).addCallback(self._statuses_loaded, station_id, waiting)
-
-    def _held_while_loading(self, station_id: str, upstream: str | None, frame: Frame) -> bool:
-        """Keep the frame until the station's statuses are read (True); past a bound, judge what waits now."""
-        waiting = self._loading.get(station_id)
-        if waiting is None:
-            return False
-        if len(waiting) < _HELD_WHILE_LOADING:
-            waiting.append((upstream, frame))
-            return True
-        self._judge_held(station_id, self._loading.pop(station_id))
-        return False
-
-    def _statuses_loaded(self, statuses: dict, station_id: str, waiting: list) -> None:
-        if self._loading.get(station_id) is not waiting:
-            return  # judged already, without them
-        del self._loading[station_id]
-        if statuses:
-            self._tracker(station_id).restore_statuses(statuses)
-        self._judge_held(station_id, waiting)
-
-    def _judge_held(self, station_id: str, waiting: list[tuple[str | None, Frame]]) -> None:
-        """Judge the frames that waited, in their order (no longer waiting: they are judged at once)."""
-        for upstream, frame in waiting:
-            if upstream is None:
-                self.station_frame(station_id, frame)
-            else:
-                self.upstream_frame(station_id, upstream, frame)
 
     # --- ProxyObserver: upstreams
 
