@@ -16,7 +16,7 @@ DEPENDENCY_FILES := $(BIN)/python setup.cfg pyproject.toml constraints/ci.txt
 INSTALLED := $(VENV)/.installed
 EXTRAS := test,apprise
 
-.PHONY: venv run test test-oldest container-test plugin-check docs demo cluster-demo bench clean
+.PHONY: venv run test unit test-oldest container-test plugin-check docs demo cluster-demo bench clean
 
 venv: $(INSTALLED)
 
@@ -46,6 +46,11 @@ plugin-check: $(INSTALLED)
 
 test: plugin-check
 	$(BIN)/python tests/summary.py
+
+# The unit tier alone (tests/unit: no process, no socket, no wall clock): seconds, for
+# every change; make test runs it and the system tier (tests/system).
+unit: $(INSTALLED)
+	$(BIN)/python tests/summary.py --reactor=asyncio tests.unit
 
 # The Sphinx site of docs/ in docs/_build/html; a warning (a broken reference, a page in
 # no table of contents) fails the build. Sphinx comes with the docs extra, installed into
@@ -77,7 +82,7 @@ IMAGE := localhost/ocppproxy:test
 container-test: $(INSTALLED)
 	tests/container-base.sh
 	podman build --quiet --format docker --isolation=chroot --network=host -t $(IMAGE) . >/dev/null
-	OCPPPROXY_TEST_IMAGE=$(IMAGE) $(BIN)/python tests/summary.py --reactor=asyncio tests.test_container
+	OCPPPROXY_TEST_IMAGE=$(IMAGE) $(BIN)/python tests/summary.py --reactor=asyncio tests.system.test_container
 
 demo: $(INSTALLED)
 	$(BIN)/python demo/run_demo.py

@@ -18,7 +18,7 @@ from ocpp.v16 import call
 
 from .peers import WAIT, CentralSystem, connect_station
 from .redisserver import free_port
-from .test_haproxy import EXAMPLE, for_test, haproxy_binary
+from .system.test_haproxy import EXAMPLE, for_test, haproxy_binary
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 # The check interval of etc/haproxy.cfg (inter 1s), and how many failed checks mark a server down (fall 2).

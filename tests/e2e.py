@@ -47,7 +47,7 @@ def async_test(method):
 
 
 # What the daemon runs on where the installed Autobahn and Twisted have every name the fast
-# path uses (tests/test_internals.py checks they do).
+# path uses (tests/system/test_internals.py checks they do).
 FAST_PATH = FastPath()
 
 

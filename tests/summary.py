@@ -3,7 +3,7 @@ Run the test suite under trial and end with one plain line: ``N passed, M failed
 
 Usage (from anywhere): ``python tests/summary.py [trial arguments]``; without arguments
 it runs ``trial --reactor=asyncio tests`` from the repository root, then the real-socket
-smoke tests (``tests.test_smoke``) again on trial's default reactor (epoll on Linux, as
+smoke tests (``tests.system.test_smoke``) again on trial's default reactor (epoll on Linux, as
 in production), and sums both runs in the one line. Trial's output is passed through
 unchanged. Failures, errors and unexpected successes count as failed;
 expected failures count as passed; skips are added as ``, K skipped``. The exit status
@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_RUNS = [["--reactor=asyncio", "tests"], ["tests.test_smoke"]]
+DEFAULT_RUNS = [["--reactor=asyncio", "tests"], ["tests.system.test_smoke"]]
 _SUMMARY = re.compile(r"^(PASSED|FAILED)(?: \((.*)\))?\s*$")
 
 

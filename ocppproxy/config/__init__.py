@@ -10,7 +10,7 @@ as YAML).
 May import: inside the package, only downwards (load -> nodecompat -> parse -> sections ->
 schema -> checks and values -> model; model imports nothing of ours at run time). Outside
 it, only the core's pure value types (L{ocppproxy.core.forwarded.Network},
-L{ocppproxy.core.upstream_auth.UpstreamAuth}): nothing above (tests/test_layers.py). The
+L{ocppproxy.core.upstream_auth.UpstreamAuth}): nothing above (tests/unit/test_layers.py). The
 notifier takes its event keys and Apprise URL checks from here. This package re-exports
 only the model, so that importing the settings types loads no parser.
 """

@@ -9,5 +9,5 @@ close, open or close a link, observer event, log line, timer) that the relaying 
 carries out.
 
 May import: the standard library and other modules of this package, nothing else
-(no Twisted, Autobahn, txaio or zope; tests/test_layers.py checks it).
+(no Twisted, Autobahn, txaio or zope; tests/unit/test_layers.py checks it).
 """
