@@ -9,11 +9,11 @@ import os
 import socket
 from collections.abc import Mapping
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 
 from ..logs import proxy_logger
+from ..periodic import Periodic
 
 
 def notify_address(environ: Mapping[str, str]) -> str | None:
@@ -67,35 +67,32 @@ class SystemdNotifier:
         return True
 
 
-class SystemdService(Service):
+class SystemdService(MultiService):
     """
     Keeps systemd informed: READY=1 once C{listening} fires (the proxy listens),
-    WATCHDOG=1 every half C{$WATCHDOG_USEC} from start until stop, STOPPING=1 when
-    the daemon starts shutting down. Add it last to the service tree, so that it is
-    stopped first.
+    WATCHDOG=1 every half C{$WATCHDOG_USEC} from start until stop (a L{Periodic} child),
+    STOPPING=1 when the daemon starts shutting down. Add it last to the service tree, so
+    that it is stopped first.
     """
 
     def __init__(self, listening: Deferred, reactor, environ: Mapping[str, str] = os.environ, pid: int | None = None):
+        super().__init__()
         self.notifier = SystemdNotifier(notify_address(environ))
         self._listening = listening
-        self._interval = watchdog_interval(environ, os.getpid() if pid is None else pid)
-        self._watchdog = LoopingCall(self.notifier.send, "WATCHDOG=1")
-        self._watchdog.clock = reactor
+        interval = watchdog_interval(environ, os.getpid() if pid is None else pid)
+        if self.notifier.address is not None and interval is not None:
+            Periodic(interval, lambda: self.notifier.send("WATCHDOG=1"), reactor).setServiceParent(self)
 
     def startService(self) -> None:
         super().startService()
-        if self.notifier.address is None:
-            return
-        self._listening.addCallback(self._ready)
-        if self._interval is not None:
-            self._watchdog.start(self._interval, now=False)
+        if self.notifier.address is not None:
+            self._listening.addCallback(self._ready)
 
     def _ready(self, port):
         self.notifier.send(f"READY=1\nSTATUS=listening on {port.getHost()}")
         return port
 
-    def stopService(self) -> None:
-        super().stopService()
-        if self._watchdog.running:
-            self._watchdog.stop()
+    def stopService(self) -> Deferred[None]:
+        stopped = super().stopService()
         self.notifier.send("STOPPING=1")
+        return stopped
