@@ -196,7 +196,7 @@ class ClusterAlerts(MultiService):
         self._heard: OrderedDict[str, float] = OrderedDict()
         # (kind, subject) -> stations held back that Redis did not take: summarised here
         self._unshared: dict[tuple[str, str], set[str]] = {}
-        cluster.claim_listeners.append(self._claim_heard)
+        cluster.listen_to_claims(self._claim_heard)
         Periodic(SEEN_REFRESH, self._refresh_seen, clock).setServiceParent(self)
 
     # --- AlertSharing

@@ -117,7 +117,11 @@ class ClusterService(MultiService):
         # The transaction ids for the secondary, once shared (L{share_transactions}).
         self.transactions: SharedTransactions | None = None
         # Called with each claim announced by any instance (the cluster's alerts hear where stations go).
-        self.claim_listeners: list[Callable[[Claim], None]] = []
+        self._claim_listeners: list[Callable[[Claim], None]] = []
+
+    def listen_to_claims(self, listener: Callable[[Claim], None]) -> None:
+        """Call C{listener} with each claim any instance announces (where stations go)."""
+        self._claim_listeners.append(listener)
 
     def share_transactions(self, local: TransactionStore) -> SharedTransactions:
         """
@@ -182,7 +186,7 @@ class ClusterService(MultiService):
         except ClaimError as error:
             self._log.warn("cluster: ignoring an announcement: {reason}", reason=str(error))
             return
-        for listener in self.claim_listeners:
+        for listener in self._claim_listeners:
             listener(remote)
         if self._claims.heard(remote):
             self._replaced(remote.station, remote.instance)
