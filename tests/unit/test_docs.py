@@ -151,3 +151,17 @@ class LayoutMapTests(SynchronousTestCase):
         self.assertEqual(max(levels.values()), levels["daemon"])
         self.assertEqual(levels["relay"], levels["notify"])
         self.assertIn("config", package_imports("relay"))
+
+
+class EveryFileTests(SynchronousTestCase):
+    def test_every_module_on_the_layout_page(self):
+        """The layout page's "Every file" list names every module of the package (and nothing gone)."""
+        page = read(os.path.join(ROOT, "docs", "explanation", "layout.rst"))
+        listed = set(re.findall(r"(?m)^    (ocppproxy/\S+\.py)", page[page.index("Every file") :]))
+        modules = {
+            os.path.relpath(os.path.join(folder, name), ROOT)
+            for folder, _, files in os.walk(PACKAGE)
+            for name in files
+            if name.endswith(".py")
+        }
+        self.assertEqual((sorted(modules - listed), sorted(listed - modules)), ([], []))
