@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from OpenSSL import SSL
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 
 from ..core.handshake import BadStationPath, certificate_names_station, ocpp_offers, station_id_from_path
 from ..logs import autobahn_logger, proxy_logger
+from .closing import CloseWaiters
 from .limits import MAX_HANDSHAKE_BYTES, StationLimits
 from .station_tls import client_certificate_names
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 TOO_MANY_REQUESTS = 429
 
 
-class StationProtocol(WebSocketServerProtocol):
+class StationProtocol(WebSocketServerProtocol, CloseWaiters):
     """
     A charging station's WebSocket connection; its traffic goes to its session. On
     Autobahn's stock frame path: given a fast path, L{StationFactory} builds a subclass
@@ -40,8 +41,7 @@ class StationProtocol(WebSocketServerProtocol):
         super().__init__()
         self.session = None
         self.station_id: str | None = None
-        self._close_waiters: list[Deferred[None]] = []
-        self._closed = False
+        self._init_close_waiters()
         self.was_opened = False
         self._handshaking = False
         self._request_read = False
@@ -185,20 +185,10 @@ class StationProtocol(WebSocketServerProtocol):
         self.session.from_station(payload, isBinary)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self._closed = True
+        self._closing_now()
         if self.session is not None:
             self.session.station_closed(self, code, reason)
-        waiters, self._close_waiters = self._close_waiters, []
-        for waiter in waiters:
-            waiter.callback(None)
-
-    def when_closed(self) -> Deferred[None]:
-        """A Deferred that fires once the connection is closed."""
-        if self._closed:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._close_waiters.append(waiter)
-        return waiter
+        self._release_close_waiters()
 
 
 class StationFactory(WebSocketServerFactory):

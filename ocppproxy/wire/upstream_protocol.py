@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -19,6 +18,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..logs import autobahn_logger
+from .closing import CloseWaiters
 from .tls import ClientTLS, TLSClientEndpoint, default_client_tls
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 GENERIC_REFUSAL = 502
 
 
-class UpstreamProtocol(WebSocketClientProtocol):
+class UpstreamProtocol(WebSocketClientProtocol, CloseWaiters):
     """
     The WebSocket connection to a central system; hands everything to its link. On
     Autobahn's stock frame path: given a fast path, L{UpstreamFactory} builds a subclass
@@ -42,8 +42,7 @@ class UpstreamProtocol(WebSocketClientProtocol):
     def __init__(self) -> None:
         super().__init__()
         self._lost_reason: Failure | None = None
-        self._close_waiters: list[Deferred[None]] = []
-        self._closed = False
+        self._init_close_waiters()
         self.was_open = False
         self.refused_status: int | None = None
 
@@ -86,19 +85,9 @@ class UpstreamProtocol(WebSocketClientProtocol):
             detail = lost.getErrorMessage()
             if detail and detail not in why:
                 why = f"{why}: {detail}"
-        self._closed = True
+        self._closing_now()
         self.factory.link.closed(self, why)
-        waiters, self._close_waiters = self._close_waiters, []
-        for waiter in waiters:
-            waiter.callback(None)
-
-    def when_closed(self) -> Deferred[None]:
-        """A Deferred that fires once the connection is closed (at once if it already is)."""
-        if self._closed:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._close_waiters.append(waiter)
-        return waiter
+        self._release_close_waiters()
 
 
 class UpstreamFactory(WebSocketClientFactory):
