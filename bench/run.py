@@ -41,7 +41,8 @@ from dataclasses import asdict, dataclass, field
 
 from autobahn.websocket import USES_NVX  # the proxy runs in this same environment
 from cluster import cluster_phase, print_cluster
-from fleet import Fleet
+from fleet import Fleet, source_address
+from measures import latency_summary
 from websockets.asyncio.client import connect
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -83,6 +84,7 @@ class Process:
         self.ready_marker = ready_marker
         """A line in its output that says it is ready; or None, and it is ready once C{ready_port} accepts."""
         self.ready_port = ready_port
+        self.cwd = HERE
         self.popen: subprocess.Popen | None = None
 
     def _ready(self, output: str) -> bool:
@@ -97,7 +99,7 @@ class Process:
     async def start(self) -> None:
         log = open(self.log_path, "a")
         offset = log.tell()
-        self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=HERE)
+        self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -158,11 +160,22 @@ class LoopResult:
 
 
 async def station_loop(
-    url: str, tls: ssl.SSLContext | None, station_id: str, deadline: float, latencies: list[float], errors: list[str]
+    url: str,
+    tls: ssl.SSLContext | None,
+    station_id: str,
+    source: str,
+    deadline: float,
+    latencies: list[float],
+    errors: list[str],
 ) -> None:
     try:
         async with connect(
-            url + station_id, subprotocols=["ocpp1.6"], compression=None, open_timeout=20, ssl=tls
+            url + station_id,
+            subprotocols=["ocpp1.6"],
+            compression=None,
+            open_timeout=20,
+            ssl=tls,
+            local_addr=(source, 0),
         ) as ws:
             number = 0
             while time.monotonic() < deadline:
@@ -195,30 +208,34 @@ def processes_cpu(processes: list[Process]) -> tuple[float, float]:
 
 
 async def closed_loop(target: LoopTarget, stations: int, seconds: float) -> LoopResult:
-    """K stations, each sending a Heartbeat and awaiting its answer, for T seconds."""
+    """K stations, each from a loopback address of its own, sending a Heartbeat and awaiting its answer, for T seconds."""
     name, url, tls, processes = target.name, target.url, target.tls, target.processes
     latencies: list[float] = []
     errors: list[str] = []
     warmup_deadline = time.monotonic() + min(2.0, seconds / 5)
     await asyncio.gather(
-        *(station_loop(url, tls, f"WARM-{n:04d}", warmup_deadline, [], errors) for n in range(stations))
+        *(
+            station_loop(url, tls, f"WARM-{n:04d}", source_address(n), warmup_deadline, [], errors)
+            for n in range(stations)
+        )
     )
     cpu_before = processes_cpu(processes) if processes else None
     started = time.monotonic()
     deadline = started + seconds
     await asyncio.gather(
-        *(station_loop(url, tls, f"BENCH-{n:04d}", deadline, latencies, errors) for n in range(stations))
+        *(
+            station_loop(url, tls, f"BENCH-{n:04d}", source_address(n), deadline, latencies, errors)
+            for n in range(stations)
+        )
     )
     elapsed = time.monotonic() - started
-    latencies.sort()
     result = LoopResult(
         name=name,
         stations=stations,
         seconds=round(elapsed, 2),
         calls=len(latencies),
         calls_per_second=round(len(latencies) / elapsed, 1),
-        p50_ms=round(1000 * latencies[len(latencies) // 2], 3) if latencies else float("nan"),
-        p99_ms=round(1000 * latencies[int(len(latencies) * 0.99)], 3) if latencies else float("nan"),
+        **latency_summary(latencies),
         errors=len(errors),
     )
     if processes:
@@ -275,13 +292,25 @@ async def heartbeat_all(connections: list, prefix: str, timeout: float) -> int:
 
 
 async def hold_idle_stations(url: str, stations: int, batch: int, tls: ssl.SSLContext | None = None):
-    """C{stations} stations connected to C{url}, C{batch} at a time: the open connections, the seconds it took."""
+    """
+    C{stations} stations connected to C{url}, C{batch} at a time, each from a loopback
+    address of its own (20,000 stations from one address would use most of its ephemeral
+    ports towards one destination): the open connections, the seconds it took.
+    """
     connections = []
     started = time.monotonic()
     for first in range(0, stations, batch):
         opened = await asyncio.gather(
             *(
-                connect(url + f"IDLE-{n:05d}", subprotocols=["ocpp1.6"], compression=None, open_timeout=60, ssl=tls)
+                connect(
+                    url + f"IDLE-{n:05d}",
+                    subprotocols=["ocpp1.6"],
+                    compression=None,
+                    open_timeout=60,
+                    ping_interval=None,
+                    ssl=tls,
+                    local_addr=(source_address(n), 0),
+                )
                 for n in range(first, min(stations, first + batch))
             ),
             return_exceptions=True,

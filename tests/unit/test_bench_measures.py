@@ -98,3 +98,25 @@ class OpenLoopScheduleTests(SynchronousTestCase):
         """The generator's lag is the worst send behind its due time."""
         self.assertEqual(measures.lateness([0.0, 1.0, 2.0], [0.0, 1.5, 2.1]), 0.5)
         self.assertEqual(measures.lateness([], []), 0.0)
+
+
+class NodeVerdictTests(SynchronousTestCase):
+    def test_targets_met(self) -> None:
+        """Median 0.78, one round of five above 0.95: every target of a run is met."""
+        verdict = measures.node_cpu_verdict([0.7, 0.78, 0.8, 0.75, 0.96])
+        self.assertEqual(verdict["median"], 0.78)
+        self.assertEqual(verdict["rounds_above_0.95"], 1)
+        self.assertTrue(verdict["median_target_met"])
+        self.assertTrue(verdict["run_median_bound_met"])
+        self.assertTrue(verdict["rounds_above_0.95_target_met"])
+
+    def test_two_rounds_above(self) -> None:
+        """Two rounds of five above 0.95 miss the target; a median of 0.85 misses 0.8 but not 0.9."""
+        verdict = measures.node_cpu_verdict([0.8, 0.85, 0.96, 0.97, 0.84])
+        self.assertFalse(verdict["rounds_above_0.95_target_met"])
+        self.assertFalse(verdict["median_target_met"])
+        self.assertTrue(verdict["run_median_bound_met"])
+
+    def test_fewer_than_five_rounds(self) -> None:
+        """With fewer than five rounds no round may be above 0.95."""
+        self.assertFalse(measures.node_cpu_verdict([0.7, 0.96])["rounds_above_0.95_target_met"])
