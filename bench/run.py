@@ -43,6 +43,17 @@ from autobahn.websocket import USES_NVX  # the proxy runs in this same environme
 from cluster import cluster_phase, print_cluster
 from fleet import Fleet, source_address
 from measures import latency_summary
+from node_tool import DEFAULT_DIRECTORY, Unavailable, prepare, write_config
+from open_loop import open_loop
+from versus_node import (
+    NODE,
+    closed_loop_comparison,
+    open_loop_rounds,
+    print_closed_loop_comparison,
+    print_open_loop,
+    print_rss_comparison,
+    rss_comparison,
+)
 from websockets.asyncio.client import connect
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -264,6 +275,39 @@ class ScaleResult:
     kib_per_station: float
     answered_after: int
     storm: dict = field(default_factory=dict)
+    heartbeats: dict = field(default_factory=dict)
+    """A Heartbeat every --heartbeat-interval seconds from each station held, for --scale-hold seconds."""
+
+
+async def heartbeat_load(args, connections: list, name: str) -> dict:
+    """Every held station sends a Heartbeat every C{args.heartbeat_interval} s (an open loop); {} if --scale-hold 0."""
+    if args.scale_hold <= 0 or not connections:
+        return {}
+    rate = len(connections) / args.heartbeat_interval
+    return asdict(await open_loop(name, connections, rate, args.scale_hold, "beat"))
+
+
+async def idle_scale_node(args, node: Process, primary_port: int, secondary_port: int) -> ScaleResult:
+    """N stations held through the Node tool as in the idle scale phase: RSS per station, connect time, Heartbeats."""
+    ports = (primary_port, secondary_port)
+    baseline = [(await central_stats(port))["connected"] for port in ports]
+    rss_before = rss_bytes(node.pid)
+    connections, seconds = await hold_idle_stations(f"ws://127.0.0.1:{node.ready_port}/", args.scale, args.batch)
+
+    async def all_linked() -> bool:
+        counts = [(await central_stats(port))["connected"] - base for port, base in zip(ports, baseline)]
+        return min(counts) >= len(connections)
+
+    if await wait_for(all_linked, 60) is None:
+        print("  idle scale (Node tool): not every station got both upstream links within 60 s", file=sys.stderr)
+    rss_after = rss_bytes(node.pid)
+    answered = await heartbeat_all(connections, "idle", 60)
+    result = scale_result(args.scale, connections, seconds, rss_before, rss_after, answered)
+    result.heartbeats = await heartbeat_load(args, connections, NODE)
+    for ws in connections:
+        ws.transport.abort()
+    print(f"  idle scale (Node tool): {len(connections)} stations held, {answered} answered", file=sys.stderr)
+    return result
 
 
 async def wait_for(predicate, timeout: float, interval: float = 0.2) -> float | None:
@@ -378,6 +422,7 @@ async def idle_scale_and_storm(
     answered = await heartbeat_all(connections, "idle", 60)
     result = scale_result(args.scale, connections, connect_seconds, rss_before, rss_after, answered)
     print(f"  idle scale: {len(connections)} stations held, {answered} answered", file=sys.stderr)
+    result.heartbeats = await heartbeat_load(args, connections, "ocppproxy")
 
     # Reconnect storm: the primary dies; every station sends a Heartbeat meanwhile (the
     # proxy queues it for the primary); the primary comes back after --outage seconds.
@@ -544,16 +589,26 @@ async def proxy_restart(args, proxy: Process, centrals: list[Process], status_po
 
 
 def raise_file_limit(needed: int) -> None:
-    """Raise this process's (and its children's) open-file limit to C{needed}, within the hard limit."""
+    """
+    Raise this process's (and so its children's: the proxies, the central systems) open-file
+    limit to C{needed}, or as far as the hard limit allows, saying what is missing.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= needed:
         return
     if hard != resource.RLIM_INFINITY and hard < needed:
-        raise SystemExit(f"bench: needs {needed} open files, the hard limit is {hard} (ulimit -Hn)")
+        print(
+            f"bench: needs {needed} open files, the hard limit is {hard}: raised to {hard} only; phases with more "
+            "stations will lose some (raise it: `ulimit -Hn` as root, LimitNOFILE= for a systemd unit, "
+            "--ulimit nofile= for a container)",
+            file=sys.stderr,
+        )
+        needed = hard
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
-LOOP_PHASES = ("direct", "proxy", "naive", "proxy-tls", "naive-tls", "haproxy-tls")
+LOOP_PHASES = ("direct", "proxy", "naive", "node", "proxy-tls", "naive-tls", "haproxy-tls")
+NODE_PHASES = ("node", "open-loop", "scale-node")
 TLS_PHASES = ("proxy-tls", "naive-tls", "haproxy-tls")
 
 
@@ -579,6 +634,20 @@ def naive_process(name: str, port: int, primary: str, secondary: str, workdir: s
     """bench/naive_relay.py on C{port}; C{tls}, its TLS options (none: plain both ways)."""
     argv = [sys.executable, "naive_relay.py", "--port", str(port), "--primary", primary, "--secondary", secondary]
     return Process(name, [*argv, *tls], workdir, "READY")
+
+
+def node_process(args, workdir: str, port: int, primary_port: int, secondary_port: int) -> Process | None:
+    """The Node tool (see node_tool.py) on C{port} with both central systems; None, saying why, if it cannot run."""
+    try:
+        directory = prepare(args.node_tool, workdir)
+    except Unavailable as reason:
+        print(f"  node: skipped, {reason}", file=sys.stderr)
+        return None
+    write_config(directory, port, f"ws://127.0.0.1:{primary_port}/", f"ws://127.0.0.1:{secondary_port}/")
+    # Told to log warnings only, it prints nothing when it listens: ready once it accepts.
+    process = Process("node-tool", ["node", "src/index.js"], workdir, None, port)
+    process.cwd = directory
+    return process
 
 
 def tls_loops(args, workdir: str, loop_phases: list[str]) -> tuple[list[Process], dict[str, LoopTarget]]:
@@ -743,6 +812,17 @@ def print_idle_scale(name: str, scale: ScaleResult) -> None:
     )
 
 
+def print_heartbeats(scale: ScaleResult) -> None:
+    """The held stations' periodic Heartbeats: offered rate, answers, p50 and p99."""
+    beats = scale.heartbeats
+    if beats:
+        print(
+            f"  Heartbeats from the {beats['stations']} held stations, {beats['offered_per_second']:.0f}/s for "
+            f"{beats['seconds']:.0f} s: {beats['answered']}/{beats['sent']} answered, p50 {beats['p50_ms']:.2f} ms, "
+            f"p99 {beats['p99_ms']:.2f} ms (generator lag {beats['generator_lag_ms']:.1f} ms)"
+        )
+
+
 def print_table(
     loops: list[LoopResult], verdicts: dict[str, dict], costs: dict[str, dict], scale: ScaleResult | None
 ) -> dict:
@@ -774,6 +854,7 @@ def print_table(
     if scale:
         print()
         print_idle_scale("idle scale", scale)
+        print_heartbeats(scale)
         storm = scale.storm
         print(
             f"reconnect storm: primary down {storm['outage_seconds']} s; all {scale.connected} primary links back "
@@ -787,13 +868,13 @@ def print_table(
 
 async def main(args) -> None:
     workdir = tempfile.mkdtemp(prefix="ocppproxy-bench-")
-    primary_port, secondary_port, proxy_port, naive_port, status_port = (free_port() for _ in range(5))
+    primary_port, secondary_port, proxy_port, naive_port, status_port, node_port = (free_port() for _ in range(6))
     phases = args.phases.split(",")
     # The proxy holds three sockets per station (its own, two upstream links); this process one.
     raise_file_limit(
         3
         * max(
-            args.scale if "scale" in phases or "scale-tls" in phases else 0,
+            args.scale if {"scale", "scale-tls", "scale-node"} & set(phases) else 0,
             args.restart if "restart" in phases else 0,
             args.cluster if "cluster" in phases else 0,
         )
@@ -815,6 +896,11 @@ async def main(args) -> None:
     )
     loop_phases = [phase for phase in phases if phase in LOOP_PHASES]
     tls_processes, tls_targets = tls_loops(args, workdir, loop_phases)
+    node = None
+    if set(NODE_PHASES) & set(phases):
+        node = node_process(args, workdir, node_port, primary_port, secondary_port)
+    open_loop_result = None
+    scale_node = None
     loops: list[LoopResult] = []
     rounds: dict[str, list[LoopResult]] = {}
     verdicts: dict[str, dict] = {}
@@ -826,16 +912,19 @@ async def main(args) -> None:
     try:
         await primary.start()
         await secondary.start()
-        if "proxy" in loop_phases:
+        if "proxy" in loop_phases or "open-loop" in phases:
             await proxy.start()
         if "naive" in loop_phases:
             await naive.start()
+        if node and ("node" in loop_phases or "open-loop" in phases):
+            await node.start()
         for process in tls_processes:
             await process.start()
         targets = {
             "direct": LoopTarget("direct", f"ws://127.0.0.1:{primary_port}/", []),
             "proxy": LoopTarget("ocppproxy", f"ws://127.0.0.1:{proxy_port}/", [proxy]),
             "naive": LoopTarget("naive relay", f"ws://127.0.0.1:{naive_port}/", [naive]),
+            **({"node": LoopTarget(NODE, f"ws://127.0.0.1:{node_port}/", [node])} if node else {}),
             **tls_targets,
         }
         loop_phases = [phase for phase in loop_phases if phase in targets]
@@ -847,7 +936,7 @@ async def main(args) -> None:
                 rounds.setdefault(targets[phase].name, []).append(result)
             this_round = ", ".join(
                 f"{top}/{bottom} {ratios[-1]:.3f}"
-                for top, bottom in CPU_RATIOS
+                for top, bottom in (*CPU_RATIOS, ("ocppproxy", NODE))
                 if (ratios := round_ratios(rounds, top, bottom)) and len(ratios) == number + 1
             )
             print(f"  round {number + 1} of {args.rounds} done; CPU per call {this_round or '-'}", file=sys.stderr)
@@ -862,13 +951,22 @@ async def main(args) -> None:
             for top, bottom in TLS_COSTS
             if (ratios := round_ratios(rounds, top, bottom))
         }
-        for process in (proxy, naive, *tls_processes):
+        if "open-loop" in phases:
+            open_targets = {"ocppproxy": (targets["proxy"].url, [proxy])}
+            if node:
+                open_targets[NODE] = (targets["node"].url, [node])
+            open_loop_result = await open_loop_rounds(args, open_targets, lambda ps: sum(processes_cpu(ps)))
+        for process in (proxy, naive, *tls_processes, *([node] if node else [])):
             process.stop()
         if "scale" in phases:
             await proxy.start()
             scale = await idle_scale_and_storm(args, proxy, primary, proxy_port, primary_port, secondary_port)
             proxy.stop()
             print("  scale done", file=sys.stderr)
+        if "scale-node" in phases and node:
+            await node.start()
+            scale_node = await idle_scale_node(args, node, primary_port, secondary_port)
+            node.stop()
         if "scale-tls" in phases:
             scale_tls = await idle_scale_tls(args, workdir)
         if "restart" in phases:
@@ -878,9 +976,20 @@ async def main(args) -> None:
                 args, workdir, os.path.join(BIN, "twistd"), free_port, primary_port, secondary_port
             )
     finally:
-        for process in (proxy, naive, *tls_processes, restarting, primary, secondary):
+        for process in (proxy, naive, *tls_processes, *([node] if node else []), restarting, primary, secondary):
             process.stop()
     ratios = print_table(loops, verdicts, costs, scale)
+    versus_node = {"closed_loop": closed_loop_comparison(rounds), "open_loop": open_loop_result}
+    if versus_node["closed_loop"]:
+        print_closed_loop_comparison(versus_node["closed_loop"])
+    if open_loop_result:
+        print_open_loop(open_loop_result)
+    if scale_node:
+        print_idle_scale(f"idle scale ({NODE})", scale_node)
+        print_heartbeats(scale_node)
+    versus_node["idle_rss"] = rss_comparison(scale and scale.kib_per_station, scale_node and scale_node.kib_per_station)
+    if versus_node["idle_rss"]:
+        print_rss_comparison(versus_node["idle_rss"])
     routing = None
     if "routing" in phases:
         # In a process of its own: CPU per CALL with mirrors, route lookup, SIGHUP reload.
@@ -909,6 +1018,10 @@ async def main(args) -> None:
             "outage": args.outage,
             "restart": args.restart,
             "cluster": args.cluster,
+            "rate": args.rate,
+            "open_stations": args.open_stations,
+            "heartbeat_interval": args.heartbeat_interval,
+            "scale_hold": args.scale_hold,
         },
         "loops": [asdict(r) for r in loops],
         "rounds": {name: [asdict(result) for result in results] for name, results in rounds.items()},
@@ -917,6 +1030,8 @@ async def main(args) -> None:
         "tls_costs_by_round": costs,
         "scale": asdict(scale) if scale else None,
         "scale_tls": asdict(scale_tls) if scale_tls else None,
+        "scale_node": asdict(scale_node) if scale_node else None,
+        "versus_node": versus_node,
         "restart": restart,
         "cluster": cluster,
         "routing": routing,
@@ -952,12 +1067,39 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--phases",
-        default="direct,proxy,naive,proxy-tls,naive-tls,haproxy-tls,scale,scale-tls,restart,cluster,routing",
+        default=(
+            "direct,proxy,naive,node,proxy-tls,naive-tls,haproxy-tls,open-loop,"
+            "scale,scale-node,scale-tls,restart,cluster,routing"
+        ),
         help="comma-separated subset, in order",
     )
     parser.add_argument(
         "--profile",
         help="write the proxy's cProfile stats to this file (pstats format); the restarted proxy's to FILE.restart",
+    )
+    parser.add_argument(
+        "--node-tool",
+        default=DEFAULT_DIRECTORY,
+        help="the Node tool's directory, copied and installed at run time (default ../shared/anchors/ocpp-proxy-alert "
+        "beside the checkout)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=2000.0, help="calls a second offered in the open loop (default 2000)"
+    )
+    parser.add_argument(
+        "--open-stations", type=int, default=50, help="stations the open loop spreads its calls over (default 50)"
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=60.0,
+        help="seconds between Heartbeats of each held station in the idle phases (default 60)",
+    )
+    parser.add_argument(
+        "--scale-hold",
+        type=float,
+        default=60.0,
+        help="seconds the idle phases send those Heartbeats, p99 reported (default 60; 0: none)",
     )
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
     asyncio.run(main(parser.parse_args()))
