@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 
 from autobahn.websocket import USES_NVX  # the proxy runs in this same environment
 from cluster import cluster_phase, print_cluster
+from features import Feature, chosen
 from fleet import Fleet, source_address
 from measures import latency_summary
 from node_tool import DEFAULT_DIRECTORY, Unavailable, prepare, write_config
@@ -287,27 +288,55 @@ async def heartbeat_load(args, connections: list, name: str) -> dict:
     return asdict(await open_loop(name, connections, rate, args.scale_hold, "beat"))
 
 
-async def idle_scale_node(args, node: Process, primary_port: int, secondary_port: int) -> ScaleResult:
-    """N stations held through the Node tool as in the idle scale phase: RSS per station, connect time, Heartbeats."""
-    ports = (primary_port, secondary_port)
-    baseline = [(await central_stats(port))["connected"] for port in ports]
-    rss_before = rss_bytes(node.pid)
-    connections, seconds = await hold_idle_stations(f"ws://127.0.0.1:{node.ready_port}/", args.scale, args.batch)
+async def idle_scale_of(
+    args, name: str, process: Process, url: str, links: dict[int, int], stations: int, heartbeats: bool
+) -> ScaleResult:
+    """
+    C{stations} held through C{process} (listening at C{url}) as in the idle scale phase:
+    RSS per station once every upstream link is up (C{links}: links per station by
+    central system port), connect time, and with C{heartbeats} the periodic Heartbeats.
+    """
+    baseline = {port: (await central_stats(port))["connected"] for port in links}
+    rss_before = rss_bytes(process.pid)
+    connections, seconds = await hold_idle_stations(url, stations, args.batch)
 
     async def all_linked() -> bool:
-        counts = [(await central_stats(port))["connected"] - base for port, base in zip(ports, baseline)]
-        return min(counts) >= len(connections)
+        for port, per_station in links.items():
+            if (await central_stats(port))["connected"] - baseline[port] < per_station * len(connections):
+                return False
+        return True
 
     if await wait_for(all_linked, 60) is None:
-        print("  idle scale (Node tool): not every station got both upstream links within 60 s", file=sys.stderr)
-    rss_after = rss_bytes(node.pid)
+        print(f"  idle scale ({name}): not every station got its upstream links within 60 s", file=sys.stderr)
+    rss_after = rss_bytes(process.pid)
     answered = await heartbeat_all(connections, "idle", 60)
-    result = scale_result(args.scale, connections, seconds, rss_before, rss_after, answered)
-    result.heartbeats = await heartbeat_load(args, connections, NODE)
+    result = scale_result(stations, connections, seconds, rss_before, rss_after, answered)
+    if heartbeats:
+        result.heartbeats = await heartbeat_load(args, connections, name)
     for ws in connections:
         ws.transport.abort()
-    print(f"  idle scale (Node tool): {len(connections)} stations held, {answered} answered", file=sys.stderr)
+    print(f"  idle scale ({name}): {len(connections)} stations held, {answered} answered", file=sys.stderr)
     return result
+
+
+async def feature_memory(args, workdir: str, features: list[Feature], primary_port: int, secondary_port: int) -> dict:
+    """KiB of RSS per idle station through plain ocppproxy and through each of C{features}, C{--feature-scale} each."""
+    memory = {}
+    for feature in (None, *features):
+        name = feature.name if feature else "plain"
+        port = free_port()
+        config = proxy_config(workdir, port, primary_port, secondary_port, f"ocppproxy-idle-{name}", feature=feature)
+        process = ocppproxy_process(f"ocppproxy-idle-{name}", config, workdir, None)
+        links = {primary_port: feature.primary_links if feature else 1, secondary_port: 1}
+        await process.start()
+        try:
+            held = await idle_scale_of(
+                args, name, process, f"ws://127.0.0.1:{port}/", links, args.feature_scale, heartbeats=False
+            )
+        finally:
+            process.stop()
+        memory[name] = held.kib_per_station
+    return memory
 
 
 async def wait_for(predicate, timeout: float, interval: float = 0.2) -> float | None:
@@ -459,18 +488,31 @@ async def idle_scale_and_storm(
 
 
 def proxy_config(
-    workdir: str, port: int, primary_port: int, secondary_port: int, name: str = "ocppproxy", tls: str = ""
+    workdir: str,
+    port: int,
+    primary_port: int,
+    secondary_port: int,
+    name: str = "ocppproxy",
+    tls: str = "",
+    feature: Feature | None = None,
 ) -> str:
-    """The closed loops' and idle phase's configuration; C{tls} (YAML lines) makes the upstreams wss://."""
+    """
+    The closed loops' and idle phase's configuration; C{tls} (YAML lines) makes the
+    upstreams wss://; C{feature} turns one switch on (features.py).
+    """
     path = os.path.join(workdir, f"{name}.yaml")
     scheme = "wss" if tls else "ws"
+    urls = (
+        f'primary_url: "{scheme}://127.0.0.1:{primary_port}/"\n'
+        f'secondary_url: "{scheme}://127.0.0.1:{secondary_port}/"\n'
+    )
     with open(path, "w") as stream:
         stream.write(
             f'listen: "tcp:port={port}:interface=127.0.0.1:backlog=4096"\n'
-            f'primary_url: "{scheme}://127.0.0.1:{primary_port}/"\n'
-            f'secondary_url: "{scheme}://127.0.0.1:{secondary_port}/"\n'
+            f"{urls if feature is None or feature.upstream_urls else ''}"
+            f"{feature.yaml(workdir, primary_port, secondary_port) if feature else ''}"
             f"{tls}"
-            "log_level: warn\n"
+            f"log_level: {feature.log_level if feature else 'warn'}\n"
             "reconnect: {initial_delay: 1.0, factor: 2.0, max_delay: 10.0, max_attempts: 1000}\n"
             # The idle phase opens --batch stations at once, all from 127.0.0.1, and unlike
             # real ones they do not retry; a closed loop sends far more than 50 frames/s per station.
@@ -609,6 +651,8 @@ def raise_file_limit(needed: int) -> None:
 
 LOOP_PHASES = ("direct", "proxy", "naive", "node", "proxy-tls", "naive-tls", "haproxy-tls")
 NODE_PHASES = ("node", "open-loop", "scale-node")
+# CPU per call of each feature's row over plain ocppproxy's, round by round (features.py).
+FEATURE_ROW = "ocppproxy +{}"
 TLS_PHASES = ("proxy-tls", "naive-tls", "haproxy-tls")
 
 
@@ -901,6 +945,20 @@ async def main(args) -> None:
         node = node_process(args, workdir, node_port, primary_port, secondary_port)
     open_loop_result = None
     scale_node = None
+    memory_by_feature = None
+    features = chosen(args.features) if {"features", "scale-features"} & set(phases) else []
+    feature_processes = []
+    feature_targets = {}
+    if "features" in phases:
+        for feature in features:
+            port = free_port()
+            name = f"ocppproxy-{feature.name}"
+            config = proxy_config(workdir, port, primary_port, secondary_port, name, feature=feature)
+            process = ocppproxy_process(name, config, workdir, None)
+            feature_processes.append(process)
+            row = FEATURE_ROW.format(feature.name)
+            feature_targets[f"feature-{feature.name}"] = LoopTarget(row, f"ws://127.0.0.1:{port}/", [process])
+        loop_phases += list(feature_targets)
     loops: list[LoopResult] = []
     rounds: dict[str, list[LoopResult]] = {}
     verdicts: dict[str, dict] = {}
@@ -918,7 +976,7 @@ async def main(args) -> None:
             await naive.start()
         if node and ("node" in loop_phases or "open-loop" in phases):
             await node.start()
-        for process in tls_processes:
+        for process in (*tls_processes, *feature_processes):
             await process.start()
         targets = {
             "direct": LoopTarget("direct", f"ws://127.0.0.1:{primary_port}/", []),
@@ -926,6 +984,7 @@ async def main(args) -> None:
             "naive": LoopTarget("naive relay", f"ws://127.0.0.1:{naive_port}/", [naive]),
             **({"node": LoopTarget(NODE, f"ws://127.0.0.1:{node_port}/", [node])} if node else {}),
             **tls_targets,
+            **feature_targets,
         }
         loop_phases = [phase for phase in loop_phases if phase in targets]
         # Interleaved rounds, medians reported: a neighbour's burst on a shared machine
@@ -948,7 +1007,7 @@ async def main(args) -> None:
         }
         costs = {
             f"{top}/{bottom}": {"rounds": ratios, "median": round(statistics.median(ratios), 3)}
-            for top, bottom in TLS_COSTS
+            for top, bottom in (*TLS_COSTS, *((target.name, "ocppproxy") for target in feature_targets.values()))
             if (ratios := round_ratios(rounds, top, bottom))
         }
         if "open-loop" in phases:
@@ -956,8 +1015,10 @@ async def main(args) -> None:
             if node:
                 open_targets[NODE] = (targets["node"].url, [node])
             open_loop_result = await open_loop_rounds(args, open_targets, lambda ps: sum(processes_cpu(ps)))
-        for process in (proxy, naive, *tls_processes, *([node] if node else [])):
+        for process in (proxy, naive, *tls_processes, *feature_processes, *([node] if node else [])):
             process.stop()
+        if "scale-features" in phases:
+            memory_by_feature = await feature_memory(args, workdir, features, primary_port, secondary_port)
         if "scale" in phases:
             await proxy.start()
             scale = await idle_scale_and_storm(args, proxy, primary, proxy_port, primary_port, secondary_port)
@@ -965,7 +1026,9 @@ async def main(args) -> None:
             print("  scale done", file=sys.stderr)
         if "scale-node" in phases and node:
             await node.start()
-            scale_node = await idle_scale_node(args, node, primary_port, secondary_port)
+            node_url = f"ws://127.0.0.1:{node_port}/"
+            links = {primary_port: 1, secondary_port: 1}
+            scale_node = await idle_scale_of(args, NODE, node, node_url, links, args.scale, heartbeats=True)
             node.stop()
         if "scale-tls" in phases:
             scale_tls = await idle_scale_tls(args, workdir)
@@ -976,7 +1039,16 @@ async def main(args) -> None:
                 args, workdir, os.path.join(BIN, "twistd"), free_port, primary_port, secondary_port
             )
     finally:
-        for process in (proxy, naive, *tls_processes, *([node] if node else []), restarting, primary, secondary):
+        for process in (
+            proxy,
+            naive,
+            *tls_processes,
+            *feature_processes,
+            *([node] if node else []),
+            restarting,
+            primary,
+            secondary,
+        ):
             process.stop()
     ratios = print_table(loops, verdicts, costs, scale)
     versus_node = {"closed_loop": closed_loop_comparison(rounds), "open_loop": open_loop_result}
@@ -990,6 +1062,11 @@ async def main(args) -> None:
     versus_node["idle_rss"] = rss_comparison(scale and scale.kib_per_station, scale_node and scale_node.kib_per_station)
     if versus_node["idle_rss"]:
         print_rss_comparison(versus_node["idle_rss"])
+    if memory_by_feature:
+        plain = memory_by_feature["plain"]
+        print(f"\nRSS per idle station by feature ({args.feature_scale} stations each; plain {plain} KiB):")
+        for name, kib in memory_by_feature.items():
+            print(f"  {name:24} {kib:8.1f} KiB  {kib / plain if plain else float('nan'):6.3f} x plain")
     routing = None
     if "routing" in phases:
         # In a process of its own: CPU per CALL with mirrors, route lookup, SIGHUP reload.
@@ -1022,6 +1099,8 @@ async def main(args) -> None:
             "open_stations": args.open_stations,
             "heartbeat_interval": args.heartbeat_interval,
             "scale_hold": args.scale_hold,
+            "features": args.features,
+            "feature_scale": args.feature_scale,
         },
         "loops": [asdict(r) for r in loops],
         "rounds": {name: [asdict(result) for result in results] for name, results in rounds.items()},
@@ -1031,6 +1110,7 @@ async def main(args) -> None:
         "scale": asdict(scale) if scale else None,
         "scale_tls": asdict(scale_tls) if scale_tls else None,
         "scale_node": asdict(scale_node) if scale_node else None,
+        "memory_by_feature": memory_by_feature,
         "versus_node": versus_node,
         "restart": restart,
         "cluster": cluster,
@@ -1068,8 +1148,8 @@ if __name__ == "__main__":
     parser.add_argument(
         "--phases",
         default=(
-            "direct,proxy,naive,node,proxy-tls,naive-tls,haproxy-tls,open-loop,"
-            "scale,scale-node,scale-tls,restart,cluster,routing"
+            "direct,proxy,naive,node,proxy-tls,naive-tls,haproxy-tls,features,open-loop,"
+            "scale,scale-node,scale-features,scale-tls,restart,cluster,routing"
         ),
         help="comma-separated subset, in order",
     )
@@ -1100,6 +1180,15 @@ if __name__ == "__main__":
         type=float,
         default=60.0,
         help="seconds the idle phases send those Heartbeats, p99 reported (default 60; 0: none)",
+    )
+    parser.add_argument(
+        "--features",
+        default="debug,traffic-log,three-upstreams",
+        help="switches measured by the phases features (CPU per call) and scale-features (RSS per idle station); "
+        "see features.py",
+    )
+    parser.add_argument(
+        "--feature-scale", type=int, default=1000, help="idle stations per switch in scale-features (default 1000)"
     )
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
     asyncio.run(main(parser.parse_args()))
