@@ -220,7 +220,7 @@ def processes_cpu(processes: list[Process]) -> tuple[float, float]:
 
 
 async def closed_loop(target: LoopTarget, stations: int, seconds: float) -> LoopResult:
-    """K stations, each from a loopback address of its own, sending a Heartbeat and awaiting its answer, for T seconds."""
+    """K stations, each from a loopback address of its own, sending a Heartbeat and awaiting the answer, T seconds."""
     name, url, tls, processes = target.name, target.url, target.tls, target.processes
     latencies: list[float] = []
     errors: list[str] = []
@@ -306,8 +306,8 @@ async def idle_scale_of(
                 return False
         return True
 
-    if await wait_for(all_linked, 60) is None:
-        print(f"  idle scale ({name}): not every station got its upstream links within 60 s", file=sys.stderr)
+    if await wait_for(all_linked, link_timeout(stations)) is None:
+        print(f"  idle scale ({name}): not every station got its upstream links in time", file=sys.stderr)
     rss_after = rss_bytes(process.pid)
     answered = await heartbeat_all(connections, "idle", 60)
     result = scale_result(stations, connections, seconds, rss_before, rss_after, answered)
@@ -337,6 +337,11 @@ async def feature_memory(args, workdir: str, features: list[Feature], primary_po
             process.stop()
         memory[name] = held.kib_per_station
     return memory
+
+
+def link_timeout(stations: int) -> float:
+    """Seconds an idle phase waits for every upstream link: 60, or 10 ms per station for large N (200 s at 20,000)."""
+    return max(60.0, stations / 100)
 
 
 async def wait_for(predicate, timeout: float, interval: float = 0.2) -> float | None:
@@ -445,8 +450,8 @@ async def idle_scale_and_storm(
         counts = [(await central_stats(port))["connected"] for port in (primary_port, secondary_port)]
         return min(counts) >= len(connections)
 
-    if await wait_for(all_linked, 60) is None:
-        print("  idle scale: not every station got both upstream links within 60 s", file=sys.stderr)
+    if await wait_for(all_linked, link_timeout(args.scale)) is None:
+        print("  idle scale: not every station got both upstream links in time", file=sys.stderr)
     rss_after = rss_bytes(proxy.pid)
     answered = await heartbeat_all(connections, "idle", 60)
     result = scale_result(args.scale, connections, connect_seconds, rss_before, rss_after, answered)
@@ -919,6 +924,8 @@ async def main(args) -> None:
         3
         * max(
             args.scale if {"scale", "scale-tls", "scale-node"} & set(phases) else 0,
+            # Three upstreams: four descriptors per station.
+            args.feature_scale * 4 // 3 if "scale-features" in phases else 0,
             args.restart if "restart" in phases else 0,
             args.cluster if "cluster" in phases else 0,
         )

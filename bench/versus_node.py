@@ -49,7 +49,8 @@ def print_closed_loop_comparison(comparison: dict) -> None:
     for name in ("p50_ms", "p99_ms"):
         if name in comparison:
             rounds = " ".join(f"{value:.3f}" for value in comparison[name]["rounds"])
-            print(f"{name[:3]} closed loop ocppproxy/{NODE}, by round: {rounds}; median {comparison[name]['median']:.3f}")
+            median = comparison[name]["median"]
+            print(f"{name[:3]} closed loop ocppproxy/{NODE}, by round: {rounds}; median {median:.3f}")
 
 
 async def open_loop_rounds(args, targets: dict[str, tuple[str, list]], cpu_seconds) -> dict:
@@ -106,8 +107,9 @@ def print_open_loop(result: dict) -> None:
     for key, value in result["ratios"].items():
         if value:
             rounds = " ".join(f"{v:.3f}" for v in value["rounds"])
-            target = f" (target <= {P99_TARGET}: {'met' if value['median'] <= P99_TARGET else 'MISSED'})"
-            print(f"  {key[:3]} ocppproxy/{NODE}, by round: {rounds}; median {value['median']:.3f}{target * (key == 'p99_ms')}")
+            verdict = "met" if value["median"] <= P99_TARGET else "MISSED"
+            target = f" (target <= {P99_TARGET}: {verdict})" if key == "p99_ms" else ""
+            print(f"  {key[:3]} ocppproxy/{NODE}, by round: {rounds}; median {value['median']:.3f}{target}")
 
 
 def rss_comparison(proxy_kib: float | None, node_kib: float | None) -> dict | None:
