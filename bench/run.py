@@ -15,8 +15,14 @@ proxy restart (R stations that retry as real ones do; the proxy itself restarts 
 them, with its default limits), cluster (C stations through HAProxy over three instances sharing a
 redis-server, one instance killed: see cluster.py), routing (in process: CPU per relayed CALL
 with one primary and two mirrors against one and one, route lookup among 50,000 exact ids,
-SIGHUP reload of those routes: see routing.py). Prints a table and the ratios, and
-writes the results as JSON. Every loop is bounded in count and time.
+SIGHUP reload of those routes: see routing.py). Beside the Node tool ocppproxy replaces
+(node_tool.py, versus_node.py; skipped, saying why, without node, npm, its directory or the
+package registry): node (its closed-loop row), open-loop (the same fixed offered rate
+through ocppproxy and the Node tool, open_loop.py), scale-node (its idle scale). What each
+switch costs (features.py): features (a closed-loop row per switch), scale-features (RSS
+per idle station per switch). Every closed-loop and idle station connects from a loopback
+address of its own. Prints a table and the ratios, and writes the results as JSON. Every
+loop is bounded in count and time.
 """
 
 from __future__ import annotations
