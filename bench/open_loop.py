@@ -16,6 +16,10 @@ from measures import lateness, latency_summary, open_loop_schedule
 from websockets.asyncio.client import connect
 
 DRAIN_SECONDS = 10.0
+# Between the stations' handshakes and their first call: time for every proxy to open both
+# upstream links (the Node tool sends a station's frame only to the links already open, and
+# one sent before the primary's is never answered).
+SETTLE_SECONDS = 1.0
 
 
 @dataclass
@@ -36,8 +40,11 @@ class OpenLoopResult:
 
 
 async def connect_stations(url: str, stations: int, prefix: str, first_source: int = 0) -> list:
-    """C{stations} OCPP 1.6 connections to C{url}, station i from loopback address C{first_source} + i."""
-    return list(
+    """
+    C{stations} OCPP 1.6 connections to C{url}, station i from loopback address
+    C{first_source} + i, returned L{SETTLE_SECONDS} after the last handshake.
+    """
+    connections = list(
         await asyncio.gather(
             *(
                 connect(
@@ -52,6 +59,8 @@ async def connect_stations(url: str, stations: int, prefix: str, first_source: i
             )
         )
     )
+    await asyncio.sleep(SETTLE_SECONDS)
+    return connections
 
 
 async def open_loop(name: str, connections: list, rate: float, seconds: float, prefix: str) -> OpenLoopResult:

@@ -51,7 +51,7 @@ from features import Feature, chosen
 from fleet import Fleet, source_address
 from measures import latency_summary
 from node_tool import DEFAULT_DIRECTORY, Unavailable, prepare, write_config
-from open_loop import open_loop
+from open_loop import SETTLE_SECONDS, open_loop
 from versus_node import (
     NODE,
     closed_loop_comparison,
@@ -182,10 +182,12 @@ async def station_loop(
     tls: ssl.SSLContext | None,
     station_id: str,
     source: str,
-    deadline: float,
+    start: asyncio.Future,
+    connected: list[str],
     latencies: list[float],
     errors: list[str],
 ) -> None:
+    """One station of a closed loop: connect, wait for C{start} (it gives the deadline), then loop until it."""
     try:
         async with connect(
             url + station_id,
@@ -195,6 +197,8 @@ async def station_loop(
             ssl=tls,
             local_addr=(source, 0),
         ) as ws:
+            connected.append(station_id)
+            deadline = await start
             number = 0
             while time.monotonic() < deadline:
                 number += 1
@@ -225,27 +229,57 @@ def processes_cpu(processes: list[Process]) -> tuple[float, float]:
     return sum(user for user, _ in times), sum(system for _, system in times)
 
 
+async def run_stations(
+    url: str,
+    tls: ssl.SSLContext | None,
+    prefix: str,
+    stations: int,
+    seconds: float,
+    latencies: list[float],
+    errors: list[str],
+    on_start=None,
+) -> None:
+    """
+    C{stations} closed-loop stations: all connected, L{SETTLE_SECONDS} later they loop for
+    C{seconds}; C{on_start()}, if given, is called just before they start.
+    """
+    start = asyncio.get_running_loop().create_future()
+    connected: list[str] = []
+    failed_before = len(errors)
+    tasks = [
+        asyncio.ensure_future(
+            station_loop(url, tls, f"{prefix}-{n:04d}", source_address(n), start, connected, latencies, errors)
+        )
+        for n in range(stations)
+    ]
+    deadline = time.monotonic() + 30
+    while len(connected) + len(errors) - failed_before < stations and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(SETTLE_SECONDS)
+    if on_start is not None:
+        on_start()
+    start.set_result(time.monotonic() + seconds)
+    await asyncio.gather(*tasks)
+
+
 async def closed_loop(target: LoopTarget, stations: int, seconds: float) -> LoopResult:
-    """K stations, each from a loopback address of its own, sending a Heartbeat and awaiting the answer, T seconds."""
+    """
+    K stations, each from a loopback address of its own, sending a Heartbeat and awaiting
+    the answer for T seconds; measured from their first call (their handshakes and upstream
+    links before, not counted).
+    """
     name, url, tls, processes = target.name, target.url, target.tls, target.processes
     latencies: list[float] = []
     errors: list[str] = []
-    warmup_deadline = time.monotonic() + min(2.0, seconds / 5)
-    await asyncio.gather(
-        *(
-            station_loop(url, tls, f"WARM-{n:04d}", source_address(n), warmup_deadline, [], errors)
-            for n in range(stations)
-        )
-    )
-    cpu_before = processes_cpu(processes) if processes else None
-    started = time.monotonic()
-    deadline = started + seconds
-    await asyncio.gather(
-        *(
-            station_loop(url, tls, f"BENCH-{n:04d}", source_address(n), deadline, latencies, errors)
-            for n in range(stations)
-        )
-    )
+    await run_stations(url, tls, "WARM", stations, min(2.0, seconds / 5), [], errors)
+    measured = {}
+
+    def on_start() -> None:
+        measured["cpu"] = processes_cpu(processes) if processes else None
+        measured["started"] = time.monotonic()
+
+    await run_stations(url, tls, "BENCH", stations, seconds, latencies, errors, on_start)
+    cpu_before, started = measured["cpu"], measured["started"]
     elapsed = time.monotonic() - started
     result = LoopResult(
         name=name,
