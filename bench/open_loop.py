@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fleet import source_address
 from measures import lateness, latency_summary, open_loop_schedule
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 DRAIN_SECONDS = 10.0
 # Between the stations' handshakes and their first call: time for every proxy to open both
@@ -73,6 +74,12 @@ async def open_loop(name: str, connections: list, rate: float, seconds: float, p
     outstanding = asyncio.Event()
 
     async def read(ws) -> None:
+        try:
+            await read_answers(ws)
+        except ConnectionClosed:
+            pass
+
+    async def read_answers(ws) -> None:
         async for message in ws:
             message_id = message.split('"', 2)[1]
             started = sent_at.pop(message_id, None)
@@ -90,7 +97,10 @@ async def open_loop(name: str, connections: list, rate: float, seconds: float, p
             due.append(offset)
             actual.append(time.perf_counter() - start)
             sent_at[message_id] = time.perf_counter()
-            await ws.send(f'[2,"{message_id}","Heartbeat",{{}}]')
+            try:
+                await ws.send(f'[2,"{message_id}","Heartbeat",{{}}]')
+            except ConnectionClosed:
+                return  # its calls from here on count as sent and not answered
 
     by_sender: dict[int, list[float]] = {}
     for offset, sender in schedule:
