@@ -100,7 +100,7 @@ async def open_loop(name: str, connections: list, rate: float, seconds: float, p
             try:
                 await ws.send(f'[2,"{message_id}","Heartbeat",{{}}]')
             except ConnectionClosed:
-                return  # its calls from here on count as sent and not answered
+                return  # this call counts as sent and not answered; the station sends no more
 
     by_sender: dict[int, list[float]] = {}
     for offset, sender in schedule:
