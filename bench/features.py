@@ -6,9 +6,9 @@ in the interleaved rounds (CPU per call as a multiple of plain ocppproxy's, roun
 round); phase ``scale-features`` holds ``--feature-scale`` idle stations through plain
 ocppproxy and through each feature (KiB of RSS per station).
 
-The switches the bench cannot turn on yet (TLS on one side alone, the outbox, the API's
-frame history, cluster mode under the closed loop's load) are in the docs' table as "not
-measured yet"; ``proxy-tls`` is TLS on both sides.
+The switches the bench cannot turn on yet (TLS towards the central systems alone, the
+outbox, the API's frame history, cluster mode under the closed loop's load) are in the
+docs' table as "not measured yet"; ``proxy-tls`` is TLS on both sides.
 """
 
 from __future__ import annotations
@@ -26,9 +26,17 @@ class Feature:
     log_level: str = "warn"
     primary_links: int = 1
     """Upstream links per station to the primary central system (the third upstream goes there too)."""
+    stations_tls: bool = False
+    """Stations connect on wss:// (the bench's test CA signs the proxy's certificate)."""
 
-    def yaml(self, workdir: str, primary_port: int, secondary_port: int) -> str:
-        """The configuration lines this feature adds to the plain closed loop's (the traffic log's directory made)."""
+    def yaml(self, workdir: str, primary_port: int, secondary_port: int, certs: dict[str, str] | None = None) -> str:
+        """
+        The configuration lines this feature adds to the plain closed loop's (the traffic
+        log's directory made); C{certs}, the test CA's files (tests/certs.py) for stations_tls.
+        """
+        if self.stations_tls:
+            return f'station_tls: {{certificate: "{certs["server.pem"]}", private_key: "{certs["server-key.pem"]}"}}\n'
+
         if self.name == "traffic-log":
             directory = os.path.join(workdir, "traffic")
             os.makedirs(directory, exist_ok=True)
@@ -56,6 +64,7 @@ FEATURES = {
         Feature("debug", "log_level: debug (the log written to a file)", log_level="debug"),
         Feature("traffic-log", "traffic_log on (every frame written to a file)"),
         Feature("three-upstreams", "upstreams a, b, c: one primary, two mirrors", primary_links=2),
+        Feature("tls-stations", "station_tls on (stations on wss://), plain upstreams", stations_tls=True),
     )
 }
 

@@ -329,7 +329,14 @@ async def heartbeat_load(args, connections: list, name: str) -> dict:
 
 
 async def idle_scale_of(
-    args, name: str, process: Process, url: str, links: dict[int, int], stations: int, heartbeats: bool
+    args,
+    name: str,
+    process: Process,
+    url: str,
+    links: dict[int, int],
+    stations: int,
+    heartbeats: bool,
+    tls: ssl.SSLContext | None = None,
 ) -> ScaleResult:
     """
     C{stations} held through C{process} (listening at C{url}) as in the idle scale phase:
@@ -338,7 +345,7 @@ async def idle_scale_of(
     """
     baseline = {port: (await central_stats(port))["connected"] for port in links}
     rss_before = rss_bytes(process.pid)
-    connections, seconds = await hold_idle_stations(url, stations, args.batch)
+    connections, seconds = await hold_idle_stations(url, stations, args.batch, tls)
 
     async def all_linked() -> bool:
         for port, per_station in links.items():
@@ -359,19 +366,42 @@ async def idle_scale_of(
     return result
 
 
+def feature_target(
+    workdir: str, name: str, feature: Feature | None, primary_port: int, secondary_port: int
+) -> LoopTarget:
+    """ocppproxy with C{feature} on (None: plain), as a target; with stations_tls its stations trust the test CA."""
+    port = free_port()
+    certs = None
+    if feature is not None and feature.stations_tls:
+        # The tests' CA (tests/certs.py), in a directory of its own: the TLS loops have theirs.
+        sys.path.insert(0, os.path.dirname(HERE))
+        from tests.certs import make_ca_and_server_cert
+
+        directory = os.path.join(workdir, f"certs-{name}")
+        os.makedirs(directory, exist_ok=True)
+        certs = make_ca_and_server_cert(directory)
+    config = proxy_config(workdir, port, primary_port, secondary_port, name, feature=feature, certs=certs)
+    process = ocppproxy_process(name, config, workdir, None)
+    row = FEATURE_ROW.format(feature.name) if feature else "ocppproxy"
+    if certs is None:
+        return LoopTarget(row, f"ws://127.0.0.1:{port}/", [process])
+    # Wrapped in TLS, the listening factory has another name: ready once it accepts.
+    process.ready_marker, process.ready_port = None, port
+    return LoopTarget(row, f"wss://127.0.0.1:{port}/", [process], ssl.create_default_context(cafile=certs["ca.pem"]))
+
+
 async def feature_memory(args, workdir: str, features: list[Feature], primary_port: int, secondary_port: int) -> dict:
     """KiB of RSS per idle station through plain ocppproxy and through each of C{features}, C{--feature-scale} each."""
     memory = {}
     for feature in (None, *features):
         name = feature.name if feature else "plain"
-        port = free_port()
-        config = proxy_config(workdir, port, primary_port, secondary_port, f"ocppproxy-idle-{name}", feature=feature)
-        process = ocppproxy_process(f"ocppproxy-idle-{name}", config, workdir, None)
+        target = feature_target(workdir, f"ocppproxy-idle-{name}", feature, primary_port, secondary_port)
+        (process,) = target.processes
         links = {primary_port: feature.primary_links if feature else 1, secondary_port: 1}
         await process.start()
         try:
             held = await idle_scale_of(
-                args, name, process, f"ws://127.0.0.1:{port}/", links, args.feature_scale, heartbeats=False
+                args, name, process, target.url, links, args.feature_scale, heartbeats=False, tls=target.tls
             )
         finally:
             process.stop()
@@ -540,6 +570,7 @@ def proxy_config(
     name: str = "ocppproxy",
     tls: str = "",
     feature: Feature | None = None,
+    certs: dict[str, str] | None = None,
 ) -> str:
     """
     The closed loops' and idle phase's configuration; C{tls} (YAML lines) makes the
@@ -555,7 +586,7 @@ def proxy_config(
         stream.write(
             f'listen: "tcp:port={port}:interface=127.0.0.1:backlog=4096"\n'
             f"{urls if feature is None or feature.upstream_urls else ''}"
-            f"{feature.yaml(workdir, primary_port, secondary_port) if feature else ''}"
+            f"{feature.yaml(workdir, primary_port, secondary_port, certs) if feature else ''}"
             f"{tls}"
             f"log_level: {feature.log_level if feature else 'warn'}\n"
             "reconnect: {initial_delay: 1.0, factor: 2.0, max_delay: 10.0, max_attempts: 1000}\n"
@@ -998,13 +1029,9 @@ async def main(args) -> None:
     feature_targets = {}
     if "features" in phases:
         for feature in features:
-            port = free_port()
-            name = f"ocppproxy-{feature.name}"
-            config = proxy_config(workdir, port, primary_port, secondary_port, name, feature=feature)
-            process = ocppproxy_process(name, config, workdir, None)
-            feature_processes.append(process)
-            row = FEATURE_ROW.format(feature.name)
-            feature_targets[f"feature-{feature.name}"] = LoopTarget(row, f"ws://127.0.0.1:{port}/", [process])
+            target = feature_target(workdir, f"ocppproxy-{feature.name}", feature, primary_port, secondary_port)
+            feature_processes += target.processes
+            feature_targets[f"feature-{feature.name}"] = target
         loop_phases += list(feature_targets)
     loops: list[LoopResult] = []
     rounds: dict[str, list[LoopResult]] = {}
@@ -1230,7 +1257,7 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--features",
-        default="debug,traffic-log,three-upstreams",
+        default="debug,traffic-log,three-upstreams,tls-stations",
         help="switches measured by the phases features (CPU per call) and scale-features (RSS per idle station); "
         "see features.py",
     )

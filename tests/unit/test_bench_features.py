@@ -15,6 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.config.parse import config_from_mapping
 
+from ..certs import make_ca_and_server_cert
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -36,7 +38,7 @@ def configuration(feature, workdir: str) -> dict:
     text = (
         'listen: "tcp:port=9000:interface=127.0.0.1"\n'
         + (urls if feature.upstream_urls else "")
-        + feature.yaml(workdir, 9001, 9002)
+        + feature.yaml(workdir, 9001, 9002, make_ca_and_server_cert(workdir) if feature.stations_tls else None)
         + f"log_level: {feature.log_level}\n"
     )
     return yaml.safe_load(text)
