@@ -590,8 +590,8 @@ def proxy_config(
             f"{tls}"
             f"log_level: {feature.log_level if feature else 'warn'}\n"
             "reconnect: {initial_delay: 1.0, factor: 2.0, max_delay: 10.0, max_attempts: 1000}\n"
-            # The idle phase opens --batch stations at once, all from 127.0.0.1, and unlike
-            # real ones they do not retry; a closed loop sends far more than 50 frames/s per station.
+            # The idle phase opens --batch stations at once, and unlike real ones they do not
+            # retry; a closed loop sends far more than 50 frames/s per station.
             "limits: {max_handshakes: 100000, max_handshakes_per_address: 100000,"
             " max_frames_per_second: 1000000, frame_burst: 1000000}\n"
         )
