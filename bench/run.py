@@ -947,11 +947,11 @@ def print_table(
     loops: list[LoopResult], verdicts: dict[str, dict], costs: dict[str, dict], scale: ScaleResult | None
 ) -> dict:
     print()
-    print(f"{'':24} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/call':>12} {'RSS MiB':>8}")
+    print(f"{'':28} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/call':>12} {'RSS MiB':>8}")
     for r in loops:
         cpu = "" if r.cpu_us_per_call is None else f"{r.cpu_us_per_call:.0f}"
         rss = "" if r.rss_mib is None else f"{r.rss_mib:.0f}"
-        print(f"{r.name:24} {r.calls_per_second:10.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7} {cpu:>12} {rss:>8}")
+        print(f"{r.name:28} {r.calls_per_second:10.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7} {cpu:>12} {rss:>8}")
     by_name = {r.name: r for r in loops}
     ratios = {}
     direct, proxied, naive = by_name.get("direct"), by_name.get("ocppproxy"), by_name.get("naive relay")
