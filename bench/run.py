@@ -15,8 +15,14 @@ proxy restart (R stations that retry as real ones do; the proxy itself restarts 
 them, with its default limits), cluster (C stations through HAProxy over three instances sharing a
 redis-server, one instance killed: see cluster.py), routing (in process: CPU per relayed CALL
 with one primary and two mirrors against one and one, route lookup among 50,000 exact ids,
-SIGHUP reload of those routes: see routing.py). Prints a table and the ratios, and
-writes the results as JSON. Every loop is bounded in count and time.
+SIGHUP reload of those routes: see routing.py). Beside the Node tool ocppproxy replaces
+(node_tool.py, versus_node.py; skipped, saying why, without node, npm, its directory or the
+package registry): node (its closed-loop row), open-loop (the same fixed offered rate
+through ocppproxy and the Node tool, open_loop.py), scale-node (its idle scale). What each
+switch costs (features.py): features (a closed-loop row per switch), scale-features (RSS
+per idle station per switch). Every closed-loop and idle station connects from a loopback
+address of its own. Prints a table and the ratios, and writes the results as JSON. Every
+loop is bounded in count and time.
 """
 
 from __future__ import annotations
@@ -41,7 +47,20 @@ from dataclasses import asdict, dataclass, field
 
 from autobahn.websocket import USES_NVX  # the proxy runs in this same environment
 from cluster import cluster_phase, print_cluster
-from fleet import Fleet
+from features import Feature, chosen
+from fleet import Fleet, source_address
+from measures import latency_summary
+from node_tool import DEFAULT_DIRECTORY, Unavailable, prepare, write_config
+from open_loop import SETTLE_SECONDS, open_loop
+from versus_node import (
+    NODE,
+    closed_loop_comparison,
+    open_loop_rounds,
+    print_closed_loop_comparison,
+    print_open_loop,
+    print_rss_comparison,
+    rss_comparison,
+)
 from websockets.asyncio.client import connect
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -83,6 +102,7 @@ class Process:
         self.ready_marker = ready_marker
         """A line in its output that says it is ready; or None, and it is ready once C{ready_port} accepts."""
         self.ready_port = ready_port
+        self.cwd = HERE
         self.popen: subprocess.Popen | None = None
 
     def _ready(self, output: str) -> bool:
@@ -97,7 +117,7 @@ class Process:
     async def start(self) -> None:
         log = open(self.log_path, "a")
         offset = log.tell()
-        self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=HERE)
+        self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -158,12 +178,27 @@ class LoopResult:
 
 
 async def station_loop(
-    url: str, tls: ssl.SSLContext | None, station_id: str, deadline: float, latencies: list[float], errors: list[str]
+    url: str,
+    tls: ssl.SSLContext | None,
+    station_id: str,
+    source: str,
+    start: asyncio.Future,
+    connected: list[str],
+    latencies: list[float],
+    errors: list[str],
 ) -> None:
+    """One station of a closed loop: connect, wait for C{start} (it gives the deadline), then loop until it."""
     try:
         async with connect(
-            url + station_id, subprotocols=["ocpp1.6"], compression=None, open_timeout=20, ssl=tls
+            url + station_id,
+            subprotocols=["ocpp1.6"],
+            compression=None,
+            open_timeout=20,
+            ssl=tls,
+            local_addr=(source, 0),
         ) as ws:
+            connected.append(station_id)
+            deadline = await start
             number = 0
             while time.monotonic() < deadline:
                 number += 1
@@ -194,31 +229,65 @@ def processes_cpu(processes: list[Process]) -> tuple[float, float]:
     return sum(user for user, _ in times), sum(system for _, system in times)
 
 
+async def run_stations(
+    url: str,
+    tls: ssl.SSLContext | None,
+    prefix: str,
+    stations: int,
+    seconds: float,
+    latencies: list[float],
+    errors: list[str],
+    on_start=None,
+) -> None:
+    """
+    C{stations} closed-loop stations: all connected, L{SETTLE_SECONDS} later they loop for
+    C{seconds}; C{on_start()}, if given, is called just before they start.
+    """
+    start = asyncio.get_running_loop().create_future()
+    connected: list[str] = []
+    failed_before = len(errors)
+    tasks = [
+        asyncio.ensure_future(
+            station_loop(url, tls, f"{prefix}-{n:04d}", source_address(n), start, connected, latencies, errors)
+        )
+        for n in range(stations)
+    ]
+    deadline = time.monotonic() + 30
+    while len(connected) + len(errors) - failed_before < stations and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(SETTLE_SECONDS)
+    if on_start is not None:
+        on_start()
+    start.set_result(time.monotonic() + seconds)
+    await asyncio.gather(*tasks)
+
+
 async def closed_loop(target: LoopTarget, stations: int, seconds: float) -> LoopResult:
-    """K stations, each sending a Heartbeat and awaiting its answer, for T seconds."""
+    """
+    K stations, each from a loopback address of its own, sending a Heartbeat and awaiting
+    the answer for T seconds; measured from their first call (their handshakes and upstream
+    links before, not counted).
+    """
     name, url, tls, processes = target.name, target.url, target.tls, target.processes
     latencies: list[float] = []
     errors: list[str] = []
-    warmup_deadline = time.monotonic() + min(2.0, seconds / 5)
-    await asyncio.gather(
-        *(station_loop(url, tls, f"WARM-{n:04d}", warmup_deadline, [], errors) for n in range(stations))
-    )
-    cpu_before = processes_cpu(processes) if processes else None
-    started = time.monotonic()
-    deadline = started + seconds
-    await asyncio.gather(
-        *(station_loop(url, tls, f"BENCH-{n:04d}", deadline, latencies, errors) for n in range(stations))
-    )
+    await run_stations(url, tls, "WARM", stations, min(2.0, seconds / 5), [], errors)
+    measured = {}
+
+    def on_start() -> None:
+        measured["cpu"] = processes_cpu(processes) if processes else None
+        measured["started"] = time.monotonic()
+
+    await run_stations(url, tls, "BENCH", stations, seconds, latencies, errors, on_start)
+    cpu_before, started = measured["cpu"], measured["started"]
     elapsed = time.monotonic() - started
-    latencies.sort()
     result = LoopResult(
         name=name,
         stations=stations,
         seconds=round(elapsed, 2),
         calls=len(latencies),
         calls_per_second=round(len(latencies) / elapsed, 1),
-        p50_ms=round(1000 * latencies[len(latencies) // 2], 3) if latencies else float("nan"),
-        p99_ms=round(1000 * latencies[int(len(latencies) * 0.99)], 3) if latencies else float("nan"),
+        **latency_summary(latencies),
         errors=len(errors),
     )
     if processes:
@@ -247,6 +316,102 @@ class ScaleResult:
     kib_per_station: float
     answered_after: int
     storm: dict = field(default_factory=dict)
+    heartbeats: dict = field(default_factory=dict)
+    """A Heartbeat every --heartbeat-interval seconds from each station held, for --scale-hold seconds."""
+
+
+async def heartbeat_load(args, connections: list, name: str) -> dict:
+    """Every held station sends a Heartbeat every C{args.heartbeat_interval} s (an open loop); {} if --scale-hold 0."""
+    if args.scale_hold <= 0 or not connections:
+        return {}
+    rate = len(connections) / args.heartbeat_interval
+    return asdict(await open_loop(name, connections, rate, args.scale_hold, "beat"))
+
+
+async def idle_scale_of(
+    args,
+    name: str,
+    process: Process,
+    url: str,
+    links: dict[int, int],
+    stations: int,
+    heartbeats: bool,
+    tls: ssl.SSLContext | None = None,
+) -> ScaleResult:
+    """
+    C{stations} held through C{process} (listening at C{url}) as in the idle scale phase:
+    RSS per station once every upstream link is up (C{links}: links per station by
+    central system port), connect time, and with C{heartbeats} the periodic Heartbeats.
+    """
+    baseline = {port: (await central_stats(port))["connected"] for port in links}
+    rss_before = rss_bytes(process.pid)
+    connections, seconds = await hold_idle_stations(url, stations, args.batch, tls)
+
+    async def all_linked() -> bool:
+        for port, per_station in links.items():
+            if (await central_stats(port))["connected"] - baseline[port] < per_station * len(connections):
+                return False
+        return True
+
+    if await wait_for(all_linked, link_timeout(stations)) is None:
+        print(f"  idle scale ({name}): not every station got its upstream links in time", file=sys.stderr)
+    rss_after = rss_bytes(process.pid)
+    answered = await heartbeat_all(connections, "idle", 60)
+    result = scale_result(stations, connections, seconds, rss_before, rss_after, answered)
+    if heartbeats:
+        result.heartbeats = await heartbeat_load(args, connections, name)
+    for ws in connections:
+        ws.transport.abort()
+    print(f"  idle scale ({name}): {len(connections)} stations held, {answered} answered", file=sys.stderr)
+    return result
+
+
+def feature_target(
+    workdir: str, name: str, feature: Feature | None, primary_port: int, secondary_port: int
+) -> LoopTarget:
+    """ocppproxy with C{feature} on (None: plain), as a target; with stations_tls its stations trust the test CA."""
+    port = free_port()
+    certs = None
+    if feature is not None and feature.stations_tls:
+        # The tests' CA (tests/certs.py), in a directory of its own: the TLS loops have theirs.
+        sys.path.insert(0, os.path.dirname(HERE))
+        from tests.certs import make_ca_and_server_cert
+
+        directory = os.path.join(workdir, f"certs-{name}")
+        os.makedirs(directory, exist_ok=True)
+        certs = make_ca_and_server_cert(directory)
+    config = proxy_config(workdir, port, primary_port, secondary_port, name, feature=feature, certs=certs)
+    process = ocppproxy_process(name, config, workdir, None)
+    row = FEATURE_ROW.format(feature.name) if feature else "ocppproxy"
+    if certs is None:
+        return LoopTarget(row, f"ws://127.0.0.1:{port}/", [process])
+    # Wrapped in TLS, the listening factory has another name: ready once it accepts.
+    process.ready_marker, process.ready_port = None, port
+    return LoopTarget(row, f"wss://127.0.0.1:{port}/", [process], ssl.create_default_context(cafile=certs["ca.pem"]))
+
+
+async def feature_memory(args, workdir: str, features: list[Feature], primary_port: int, secondary_port: int) -> dict:
+    """KiB of RSS per idle station through plain ocppproxy and through each of C{features}, C{--feature-scale} each."""
+    memory = {}
+    for feature in (None, *features):
+        name = feature.name if feature else "plain"
+        target = feature_target(workdir, f"ocppproxy-idle-{name}", feature, primary_port, secondary_port)
+        (process,) = target.processes
+        links = {primary_port: feature.primary_links if feature else 1, secondary_port: 1}
+        await process.start()
+        try:
+            held = await idle_scale_of(
+                args, name, process, target.url, links, args.feature_scale, heartbeats=False, tls=target.tls
+            )
+        finally:
+            process.stop()
+        memory[name] = held.kib_per_station
+    return memory
+
+
+def link_timeout(stations: int) -> float:
+    """Seconds an idle phase waits for every upstream link: 60, or 10 ms per station for large N (200 s at 20,000)."""
+    return max(60.0, stations / 100)
 
 
 async def wait_for(predicate, timeout: float, interval: float = 0.2) -> float | None:
@@ -275,13 +440,25 @@ async def heartbeat_all(connections: list, prefix: str, timeout: float) -> int:
 
 
 async def hold_idle_stations(url: str, stations: int, batch: int, tls: ssl.SSLContext | None = None):
-    """C{stations} stations connected to C{url}, C{batch} at a time: the open connections, the seconds it took."""
+    """
+    C{stations} stations connected to C{url}, C{batch} at a time, each from a loopback
+    address of its own (20,000 stations from one address would use most of its ephemeral
+    ports towards one destination): the open connections, the seconds it took.
+    """
     connections = []
     started = time.monotonic()
     for first in range(0, stations, batch):
         opened = await asyncio.gather(
             *(
-                connect(url + f"IDLE-{n:05d}", subprotocols=["ocpp1.6"], compression=None, open_timeout=60, ssl=tls)
+                connect(
+                    url + f"IDLE-{n:05d}",
+                    subprotocols=["ocpp1.6"],
+                    compression=None,
+                    open_timeout=60,
+                    ping_interval=None,
+                    ssl=tls,
+                    local_addr=(source_address(n), 0),
+                )
                 for n in range(first, min(stations, first + batch))
             ),
             return_exceptions=True,
@@ -343,12 +520,13 @@ async def idle_scale_and_storm(
         counts = [(await central_stats(port))["connected"] for port in (primary_port, secondary_port)]
         return min(counts) >= len(connections)
 
-    if await wait_for(all_linked, 60) is None:
-        print("  idle scale: not every station got both upstream links within 60 s", file=sys.stderr)
+    if await wait_for(all_linked, link_timeout(args.scale)) is None:
+        print("  idle scale: not every station got both upstream links in time", file=sys.stderr)
     rss_after = rss_bytes(proxy.pid)
     answered = await heartbeat_all(connections, "idle", 60)
     result = scale_result(args.scale, connections, connect_seconds, rss_before, rss_after, answered)
     print(f"  idle scale: {len(connections)} stations held, {answered} answered", file=sys.stderr)
+    result.heartbeats = await heartbeat_load(args, connections, "ocppproxy")
 
     # Reconnect storm: the primary dies; every station sends a Heartbeat meanwhile (the
     # proxy queues it for the primary); the primary comes back after --outage seconds.
@@ -385,21 +563,35 @@ async def idle_scale_and_storm(
 
 
 def proxy_config(
-    workdir: str, port: int, primary_port: int, secondary_port: int, name: str = "ocppproxy", tls: str = ""
+    workdir: str,
+    port: int,
+    primary_port: int,
+    secondary_port: int,
+    name: str = "ocppproxy",
+    tls: str = "",
+    feature: Feature | None = None,
+    certs: dict[str, str] | None = None,
 ) -> str:
-    """The closed loops' and idle phase's configuration; C{tls} (YAML lines) makes the upstreams wss://."""
+    """
+    The closed loops' and idle phase's configuration; C{tls} (YAML lines) makes the
+    upstreams wss://; C{feature} turns one switch on (features.py).
+    """
     path = os.path.join(workdir, f"{name}.yaml")
     scheme = "wss" if tls else "ws"
+    urls = (
+        f'primary_url: "{scheme}://127.0.0.1:{primary_port}/"\n'
+        f'secondary_url: "{scheme}://127.0.0.1:{secondary_port}/"\n'
+    )
     with open(path, "w") as stream:
         stream.write(
             f'listen: "tcp:port={port}:interface=127.0.0.1:backlog=4096"\n'
-            f'primary_url: "{scheme}://127.0.0.1:{primary_port}/"\n'
-            f'secondary_url: "{scheme}://127.0.0.1:{secondary_port}/"\n'
+            f"{urls if feature is None or feature.upstream_urls else ''}"
+            f"{feature.yaml(workdir, primary_port, secondary_port, certs) if feature else ''}"
             f"{tls}"
-            "log_level: warn\n"
+            f"log_level: {feature.log_level if feature else 'warn'}\n"
             "reconnect: {initial_delay: 1.0, factor: 2.0, max_delay: 10.0, max_attempts: 1000}\n"
-            # The idle phase opens --batch stations at once, all from 127.0.0.1, and unlike
-            # real ones they do not retry; a closed loop sends far more than 50 frames/s per station.
+            # The idle phase opens --batch stations at once, and unlike real ones they do not
+            # retry; a closed loop sends far more than 50 frames/s per station.
             "limits: {max_handshakes: 100000, max_handshakes_per_address: 100000,"
             " max_frames_per_second: 1000000, frame_burst: 1000000}\n"
         )
@@ -515,16 +707,28 @@ async def proxy_restart(args, proxy: Process, centrals: list[Process], status_po
 
 
 def raise_file_limit(needed: int) -> None:
-    """Raise this process's (and its children's) open-file limit to C{needed}, within the hard limit."""
+    """
+    Raise this process's (and so its children's: the proxies, the central systems) open-file
+    limit to C{needed}, or as far as the hard limit allows, saying what is missing.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= needed:
         return
     if hard != resource.RLIM_INFINITY and hard < needed:
-        raise SystemExit(f"bench: needs {needed} open files, the hard limit is {hard} (ulimit -Hn)")
+        print(
+            f"bench: needs {needed} open files, the hard limit is {hard}: raised to {hard} only; phases with more "
+            "stations will lose some (raise it: `ulimit -Hn` as root, LimitNOFILE= for a systemd unit, "
+            "--ulimit nofile= for a container)",
+            file=sys.stderr,
+        )
+        needed = hard
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
-LOOP_PHASES = ("direct", "proxy", "naive", "proxy-tls", "naive-tls", "haproxy-tls")
+LOOP_PHASES = ("direct", "proxy", "naive", "node", "proxy-tls", "naive-tls", "haproxy-tls")
+NODE_PHASES = ("node", "open-loop", "scale-node")
+# CPU per call of each feature's row over plain ocppproxy's, round by round (features.py).
+FEATURE_ROW = "ocppproxy +{}"
 TLS_PHASES = ("proxy-tls", "naive-tls", "haproxy-tls")
 
 
@@ -550,6 +754,20 @@ def naive_process(name: str, port: int, primary: str, secondary: str, workdir: s
     """bench/naive_relay.py on C{port}; C{tls}, its TLS options (none: plain both ways)."""
     argv = [sys.executable, "naive_relay.py", "--port", str(port), "--primary", primary, "--secondary", secondary]
     return Process(name, [*argv, *tls], workdir, "READY")
+
+
+def node_process(args, workdir: str, port: int, primary_port: int, secondary_port: int) -> Process | None:
+    """The Node tool (see node_tool.py) on C{port} with both central systems; None, saying why, if it cannot run."""
+    try:
+        directory = prepare(args.node_tool, workdir)
+    except Unavailable as reason:
+        print(f"  node: skipped, {reason}", file=sys.stderr)
+        return None
+    write_config(directory, port, f"ws://127.0.0.1:{primary_port}/", f"ws://127.0.0.1:{secondary_port}/")
+    # Told to log warnings only, it prints nothing when it listens: ready once it accepts.
+    process = Process("node-tool", ["node", "src/index.js"], workdir, None, port)
+    process.cwd = directory
+    return process
 
 
 def tls_loops(args, workdir: str, loop_phases: list[str]) -> tuple[list[Process], dict[str, LoopTarget]]:
@@ -714,15 +932,26 @@ def print_idle_scale(name: str, scale: ScaleResult) -> None:
     )
 
 
+def print_heartbeats(scale: ScaleResult) -> None:
+    """The held stations' periodic Heartbeats: offered rate, answers, p50 and p99."""
+    beats = scale.heartbeats
+    if beats:
+        print(
+            f"  Heartbeats from the {beats['stations']} held stations, {beats['offered_per_second']:.0f}/s for "
+            f"{beats['seconds']:.0f} s: {beats['answered']}/{beats['sent']} answered, p50 {beats['p50_ms']:.2f} ms, "
+            f"p99 {beats['p99_ms']:.2f} ms (generator lag {beats['generator_lag_ms']:.1f} ms)"
+        )
+
+
 def print_table(
     loops: list[LoopResult], verdicts: dict[str, dict], costs: dict[str, dict], scale: ScaleResult | None
 ) -> dict:
     print()
-    print(f"{'':24} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/call':>12} {'RSS MiB':>8}")
+    print(f"{'':28} {'calls/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'CPU µs/call':>12} {'RSS MiB':>8}")
     for r in loops:
         cpu = "" if r.cpu_us_per_call is None else f"{r.cpu_us_per_call:.0f}"
         rss = "" if r.rss_mib is None else f"{r.rss_mib:.0f}"
-        print(f"{r.name:24} {r.calls_per_second:10.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7} {cpu:>12} {rss:>8}")
+        print(f"{r.name:28} {r.calls_per_second:10.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7} {cpu:>12} {rss:>8}")
     by_name = {r.name: r for r in loops}
     ratios = {}
     direct, proxied, naive = by_name.get("direct"), by_name.get("ocppproxy"), by_name.get("naive relay")
@@ -745,6 +974,7 @@ def print_table(
     if scale:
         print()
         print_idle_scale("idle scale", scale)
+        print_heartbeats(scale)
         storm = scale.storm
         print(
             f"reconnect storm: primary down {storm['outage_seconds']} s; all {scale.connected} primary links back "
@@ -758,13 +988,15 @@ def print_table(
 
 async def main(args) -> None:
     workdir = tempfile.mkdtemp(prefix="ocppproxy-bench-")
-    primary_port, secondary_port, proxy_port, naive_port, status_port = (free_port() for _ in range(5))
+    primary_port, secondary_port, proxy_port, naive_port, status_port, node_port = (free_port() for _ in range(6))
     phases = args.phases.split(",")
     # The proxy holds three sockets per station (its own, two upstream links); this process one.
     raise_file_limit(
         3
         * max(
-            args.scale if "scale" in phases or "scale-tls" in phases else 0,
+            args.scale if {"scale", "scale-tls", "scale-node"} & set(phases) else 0,
+            # Three upstreams: four descriptors per station.
+            args.feature_scale * 4 // 3 if "scale-features" in phases else 0,
             args.restart if "restart" in phases else 0,
             args.cluster if "cluster" in phases else 0,
         )
@@ -786,6 +1018,21 @@ async def main(args) -> None:
     )
     loop_phases = [phase for phase in phases if phase in LOOP_PHASES]
     tls_processes, tls_targets = tls_loops(args, workdir, loop_phases)
+    node = None
+    if set(NODE_PHASES) & set(phases):
+        node = node_process(args, workdir, node_port, primary_port, secondary_port)
+    open_loop_result = None
+    scale_node = None
+    memory_by_feature = None
+    features = chosen(args.features) if {"features", "scale-features"} & set(phases) else []
+    feature_processes = []
+    feature_targets = {}
+    if "features" in phases:
+        for feature in features:
+            target = feature_target(workdir, f"ocppproxy-{feature.name}", feature, primary_port, secondary_port)
+            feature_processes += target.processes
+            feature_targets[f"feature-{feature.name}"] = target
+        loop_phases += list(feature_targets)
     loops: list[LoopResult] = []
     rounds: dict[str, list[LoopResult]] = {}
     verdicts: dict[str, dict] = {}
@@ -797,17 +1044,21 @@ async def main(args) -> None:
     try:
         await primary.start()
         await secondary.start()
-        if "proxy" in loop_phases:
+        if "proxy" in loop_phases or "open-loop" in phases:
             await proxy.start()
         if "naive" in loop_phases:
             await naive.start()
-        for process in tls_processes:
+        if node and ("node" in loop_phases or "open-loop" in phases):
+            await node.start()
+        for process in (*tls_processes, *feature_processes):
             await process.start()
         targets = {
             "direct": LoopTarget("direct", f"ws://127.0.0.1:{primary_port}/", []),
             "proxy": LoopTarget("ocppproxy", f"ws://127.0.0.1:{proxy_port}/", [proxy]),
             "naive": LoopTarget("naive relay", f"ws://127.0.0.1:{naive_port}/", [naive]),
+            **({"node": LoopTarget(NODE, f"ws://127.0.0.1:{node_port}/", [node])} if node else {}),
             **tls_targets,
+            **feature_targets,
         }
         loop_phases = [phase for phase in loop_phases if phase in targets]
         # Interleaved rounds, medians reported: a neighbour's burst on a shared machine
@@ -818,7 +1069,7 @@ async def main(args) -> None:
                 rounds.setdefault(targets[phase].name, []).append(result)
             this_round = ", ".join(
                 f"{top}/{bottom} {ratios[-1]:.3f}"
-                for top, bottom in CPU_RATIOS
+                for top, bottom in (*CPU_RATIOS, ("ocppproxy", NODE))
                 if (ratios := round_ratios(rounds, top, bottom)) and len(ratios) == number + 1
             )
             print(f"  round {number + 1} of {args.rounds} done; CPU per call {this_round or '-'}", file=sys.stderr)
@@ -830,16 +1081,29 @@ async def main(args) -> None:
         }
         costs = {
             f"{top}/{bottom}": {"rounds": ratios, "median": round(statistics.median(ratios), 3)}
-            for top, bottom in TLS_COSTS
+            for top, bottom in (*TLS_COSTS, *((target.name, "ocppproxy") for target in feature_targets.values()))
             if (ratios := round_ratios(rounds, top, bottom))
         }
-        for process in (proxy, naive, *tls_processes):
+        if "open-loop" in phases:
+            open_targets = {"ocppproxy": (targets["proxy"].url, [proxy])}
+            if node:
+                open_targets[NODE] = (targets["node"].url, [node])
+            open_loop_result = await open_loop_rounds(args, open_targets, lambda ps: sum(processes_cpu(ps)))
+        for process in (proxy, naive, *tls_processes, *feature_processes, *([node] if node else [])):
             process.stop()
+        if "scale-features" in phases:
+            memory_by_feature = await feature_memory(args, workdir, features, primary_port, secondary_port)
         if "scale" in phases:
             await proxy.start()
             scale = await idle_scale_and_storm(args, proxy, primary, proxy_port, primary_port, secondary_port)
             proxy.stop()
             print("  scale done", file=sys.stderr)
+        if "scale-node" in phases and node:
+            await node.start()
+            node_url = f"ws://127.0.0.1:{node_port}/"
+            links = {primary_port: 1, secondary_port: 1}
+            scale_node = await idle_scale_of(args, NODE, node, node_url, links, args.scale, heartbeats=True)
+            node.stop()
         if "scale-tls" in phases:
             scale_tls = await idle_scale_tls(args, workdir)
         if "restart" in phases:
@@ -849,9 +1113,34 @@ async def main(args) -> None:
                 args, workdir, os.path.join(BIN, "twistd"), free_port, primary_port, secondary_port
             )
     finally:
-        for process in (proxy, naive, *tls_processes, restarting, primary, secondary):
+        for process in (
+            proxy,
+            naive,
+            *tls_processes,
+            *feature_processes,
+            *([node] if node else []),
+            restarting,
+            primary,
+            secondary,
+        ):
             process.stop()
     ratios = print_table(loops, verdicts, costs, scale)
+    versus_node = {"closed_loop": closed_loop_comparison(rounds), "open_loop": open_loop_result}
+    if versus_node["closed_loop"]:
+        print_closed_loop_comparison(versus_node["closed_loop"])
+    if open_loop_result:
+        print_open_loop(open_loop_result)
+    if scale_node:
+        print_idle_scale(f"idle scale ({NODE})", scale_node)
+        print_heartbeats(scale_node)
+    versus_node["idle_rss"] = rss_comparison(scale and scale.kib_per_station, scale_node and scale_node.kib_per_station)
+    if versus_node["idle_rss"]:
+        print_rss_comparison(versus_node["idle_rss"])
+    if memory_by_feature:
+        plain = memory_by_feature["plain"]
+        print(f"\nRSS per idle station by feature ({args.feature_scale} stations each; plain {plain} KiB):")
+        for name, kib in memory_by_feature.items():
+            print(f"  {name:24} {kib:8.1f} KiB  {kib / plain if plain else float('nan'):6.3f} x plain")
     routing = None
     if "routing" in phases:
         # In a process of its own: CPU per CALL with mirrors, route lookup, SIGHUP reload.
@@ -880,6 +1169,12 @@ async def main(args) -> None:
             "outage": args.outage,
             "restart": args.restart,
             "cluster": args.cluster,
+            "rate": args.rate,
+            "open_stations": args.open_stations,
+            "heartbeat_interval": args.heartbeat_interval,
+            "scale_hold": args.scale_hold,
+            "features": args.features,
+            "feature_scale": args.feature_scale,
         },
         "loops": [asdict(r) for r in loops],
         "rounds": {name: [asdict(result) for result in results] for name, results in rounds.items()},
@@ -888,6 +1183,9 @@ async def main(args) -> None:
         "tls_costs_by_round": costs,
         "scale": asdict(scale) if scale else None,
         "scale_tls": asdict(scale_tls) if scale_tls else None,
+        "scale_node": asdict(scale_node) if scale_node else None,
+        "memory_by_feature": memory_by_feature,
+        "versus_node": versus_node,
         "restart": restart,
         "cluster": cluster,
         "routing": routing,
@@ -923,12 +1221,48 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--phases",
-        default="direct,proxy,naive,proxy-tls,naive-tls,haproxy-tls,scale,scale-tls,restart,cluster,routing",
+        default=(
+            "direct,proxy,naive,node,proxy-tls,naive-tls,haproxy-tls,features,open-loop,"
+            "scale,scale-node,scale-features,scale-tls,restart,cluster,routing"
+        ),
         help="comma-separated subset, in order",
     )
     parser.add_argument(
         "--profile",
         help="write the proxy's cProfile stats to this file (pstats format); the restarted proxy's to FILE.restart",
+    )
+    parser.add_argument(
+        "--node-tool",
+        default=DEFAULT_DIRECTORY,
+        help="the Node tool's directory, copied and installed at run time (default ../shared/anchors/ocpp-proxy-alert "
+        "beside the checkout)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=2000.0, help="calls a second offered in the open loop (default 2000)"
+    )
+    parser.add_argument(
+        "--open-stations", type=int, default=50, help="stations the open loop spreads its calls over (default 50)"
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=60.0,
+        help="seconds between Heartbeats of each held station in the idle phases (default 60)",
+    )
+    parser.add_argument(
+        "--scale-hold",
+        type=float,
+        default=60.0,
+        help="seconds the idle phases send those Heartbeats, p99 reported (default 60; 0: none)",
+    )
+    parser.add_argument(
+        "--features",
+        default="debug,traffic-log,three-upstreams,tls-stations",
+        help="switches measured by the phases features (CPU per call) and scale-features (RSS per idle station); "
+        "see features.py",
+    )
+    parser.add_argument(
+        "--feature-scale", type=int, default=1000, help="idle stations per switch in scale-features (default 1000)"
     )
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
     asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,79 @@
+"""
+What each switch of ocppproxy costs, for ``bench/run.py`` and the table in
+``docs/explanation/performance.rst``: each feature is the plain closed loop's
+configuration with one switch on. Phase ``features`` runs a closed-loop row per feature
+in the interleaved rounds (CPU per call as a multiple of plain ocppproxy's, round by
+round); phase ``scale-features`` holds ``--feature-scale`` idle stations through plain
+ocppproxy and through each feature (KiB of RSS per station).
+
+The switches the bench cannot turn on yet (TLS towards the central systems alone, the
+outbox, the API's frame history, cluster mode under the closed loop's load) are in the
+docs' table as "not measured yet"; ``proxy-tls`` is TLS on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One switch: its YAML (given the work directory and the central systems' ports) and its links per station."""
+
+    name: str
+    description: str
+    log_level: str = "warn"
+    primary_links: int = 1
+    """Upstream links per station to the primary central system (the third upstream goes there too)."""
+    stations_tls: bool = False
+    """Stations connect on wss:// (the bench's test CA signs the proxy's certificate)."""
+
+    def yaml(self, workdir: str, primary_port: int, secondary_port: int, certs: dict[str, str] | None = None) -> str:
+        """
+        The configuration lines this feature adds to the plain closed loop's (the traffic
+        log's directory made); C{certs}, the test CA's files (tests/certs.py) for stations_tls.
+        """
+        if self.stations_tls:
+            return f'station_tls: {{certificate: "{certs["server.pem"]}", private_key: "{certs["server-key.pem"]}"}}\n'
+
+        if self.name == "traffic-log":
+            directory = os.path.join(workdir, "traffic")
+            os.makedirs(directory, exist_ok=True)
+            return f'traffic_log: {{directory: "{directory}"}}\n'
+        if self.name == "three-upstreams":
+            # The third upstream is the primary central system again, under another station id.
+            return (
+                "upstreams:\n"
+                f'  a: {{url: "ws://127.0.0.1:{primary_port}/"}}\n'
+                f'  b: {{url: "ws://127.0.0.1:{secondary_port}/"}}\n'
+                f'  c: {{url: "ws://127.0.0.1:{primary_port}/", station_id: "C-{{station_id}}"}}\n'
+                'routes: [{stations: ["*"], primary: a, mirrors: [b, c]}]\n'
+            )
+        return ""
+
+    @property
+    def upstream_urls(self) -> bool:
+        """Whether the plain configuration's primary_url and secondary_url stay (not with upstreams)."""
+        return self.name != "three-upstreams"
+
+
+FEATURES = {
+    feature.name: feature
+    for feature in (
+        Feature("debug", "log_level: debug (the log written to a file)", log_level="debug"),
+        Feature("traffic-log", "traffic_log on (every frame written to a file)"),
+        Feature("three-upstreams", "upstreams a, b, c: one primary, two mirrors", primary_links=2),
+        Feature("tls-stations", "station_tls on (stations on wss://), plain upstreams", stations_tls=True),
+    )
+}
+
+
+def chosen(names: str) -> list[Feature]:
+    """The features named in C{names} (comma-separated); SystemExit naming an unknown one."""
+    features = []
+    for name in filter(None, names.split(",")):
+        if name not in FEATURES:
+            raise SystemExit(f"bench: --features: no feature {name!r} (known: {', '.join(FEATURES)})")
+        features.append(FEATURES[name])
+    return features
