@@ -1,0 +1,208 @@
+"""
+The control-plane API service: C{/api/...} over HTTP (C{api.listen}), in the daemon's
+process. What each endpoint does is here; the routing, the token check and the bounds
+on requests are L{ocppproxy.api.resource}'s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.web.server import NOT_DONE_YET, Site
+
+from ..core.api_auth import Token, Tokens, allows_action
+from ..core.ocppj import CALLERROR, CALLRESULT
+from ..core.redact import Redactor
+from ..logs import proxy_logger
+from ..periodic import Periodic
+from ..relay.api_calls import CallTimeout, QueueFull, StationGone
+from ..relay.listen import ListenEndpoint
+from ..relay.registry import StationSessions
+from ..relay.service_tree import ServiceTree
+from ..status.fleet import StationQuery
+from .audit import AuditTrail
+from .history import EventFeed, FrameTrace
+from .resource import Answer, ApiResource, TokenGate, answer_later, query_of
+from .sse import EventStream
+
+DEFAULT_CALL_TIMEOUT = 30.0
+"""Seconds a CALL through the API waits for the station's answer, unless the body says otherwise."""
+FORGET_EVERY = 60.0
+"""Seconds between two sweeps of the histories of stations gone over an hour."""
+_CLOSE_CODES = frozenset((1000, 1001, 1012, 1013)) | frozenset(range(3000, 5000))
+
+
+class _ApiSite(Site):
+    """No access log line per request: the audit trail says what matters."""
+
+    noisy = False
+
+    def log(self, request) -> None:
+        pass
+
+
+class ApiService(ServiceTree):
+    """
+    Serves the API on C{listen} while running (child C{listener}); C{listening} fires with
+    the port. C{listing(query)} gives the C{/stations} document, C{describe(id)} one
+    station's entry (None: unknown); C{sessions} are the proxy's (the API's CALLs go through
+    them); C{trace} keeps and streams the frames, C{events} the alerts' events.
+    """
+
+    _log = proxy_logger()
+
+    def __init__(
+        self,
+        listen: str,
+        reactor,
+        tokens: Tokens,
+        sessions: StationSessions,
+        trace: FrameTrace,
+        events: EventFeed,
+        audit: AuditTrail,
+        redactor: Redactor,
+        pending_call_timeout: float,
+        listing: Callable[[StationQuery], Deferred[dict]],
+        describe: Callable[[str], dict | None],
+    ) -> None:
+        super().__init__()
+        self.listen = listen
+        self.clock = reactor
+        self.sessions = sessions
+        self.trace = trace
+        self.events = events
+        self.audit = audit
+        self._redactor = redactor
+        self._max_timeout = pending_call_timeout
+        self._listing = listing
+        self._describe = describe
+        self.site = _ApiSite(ApiResource(self, TokenGate(tokens, reactor)))
+        self.listening: Deferred = Deferred()
+        endpoint = ListenEndpoint(
+            reactor, listen, self._listening, self._listen_failed, parse_errors=(ValueError, KeyError, TypeError)
+        )
+        listener = StreamServerEndpointService(endpoint, self.site)
+        listener.setName("listener")
+        listener.setServiceParent(self)
+        forget = Periodic(FORGET_EVERY, lambda: trace.history.forget(reactor.seconds()), reactor)
+        forget.setName("forget")
+        forget.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+
+    def stopService(self) -> Deferred:
+        self.trace.close_all()
+        self.events.close_all()
+        return super().stopService()
+
+    def _listening(self, port) -> None:
+        self._log.info("api on {address}", address=port.getHost())
+        self.listening.callback(port)
+
+    def _listen_failed(self, failure) -> None:
+        self._log.error(
+            "api: cannot listen on {listen}: {reason}; running without the API",
+            listen=self.listen,
+            reason=failure.getErrorMessage(),
+        )
+        self.listening.errback(failure)
+        self.listening.addErrback(lambda _: None)
+
+    # --- the endpoints: each returns (code, document), a Deferred of it, or NOT_DONE_YET
+
+    def handle_stations(self, request, token: Token, station_id: None, body: bytes):
+        return answer_later(self._listing(query_of(request)))
+
+    def handle_station(self, request, token: Token, station_id: str, body: bytes):
+        document = self._describe(station_id)
+        if document is None:
+            raise Answer(404, f"no station {station_id} is known")
+        return 200, document
+
+    def handle_frames(self, request, token: Token, station_id: str, body: bytes):
+        history = self.trace.history
+        if station_id not in self.sessions.current and not history.known(station_id):
+            raise Answer(404, f"no frames of station {station_id} are kept")
+        if request.args.get(b"follow", [b"0"])[0] not in (b"1", b"true", b"yes"):
+            frames = [self.trace.shown(frame) for frame in history.frames(station_id)]
+            return 200, {"station": station_id, "history": history.limit, "frames": frames}
+        last = request.getHeader(b"last-event-id")
+        after = int(last) if last is not None and last.strip().isdigit() else None
+        stream = EventStream(request, lambda closed: self.trace.unfollow(station_id, closed))
+        opened = stream.start()
+        self.trace.follow(station_id, stream, after)
+        return opened
+
+    def handle_events(self, request, token: Token, station_id: None, body: bytes):
+        stream = EventStream(request, self.events.remove)
+        opened = stream.start()
+        self.events.add(stream)
+        return opened
+
+    def handle_call(self, request, token: Token, station_id: str, body: bytes):
+        action, payload, timeout = self._call_body(body)
+        request.api_action = action
+        if not allows_action(token, action):
+            raise Answer(403, f"this token may not send {action}")
+        session = self.sessions.current.get(station_id)
+        if session is None:
+            raise Answer(404, f"station {station_id} is not connected")
+        answer = session.api_call(action, payload, timeout)
+        return answer.addCallbacks(self._call_answered, self._call_failed, errbackArgs=(station_id, timeout))
+
+    def _call_body(self, body: bytes) -> tuple[str, dict, float]:
+        try:
+            document = json.loads(body or b"null")
+        except ValueError:
+            raise Answer(400, "the body is not JSON") from None
+        if not isinstance(document, dict):
+            raise Answer(400, "the body must be a JSON object")
+        action, payload = document.get("action"), document.get("payload", {})
+        if not isinstance(action, str) or not action:
+            raise Answer(400, "action must be a non-empty string")
+        if not isinstance(payload, dict):
+            raise Answer(400, "payload must be a JSON object")
+        timeout = document.get("timeout", DEFAULT_CALL_TIMEOUT)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise Answer(400, "timeout must be a positive number of seconds")
+        return action, payload, min(float(timeout), self._max_timeout)
+
+    def _call_answered(self, answer: bytes) -> tuple[int, dict]:
+        message = self._redactor.value(json.loads(answer))
+        if message[0] == CALLRESULT:
+            return 200, {"result": message}
+        if message[0] == CALLERROR:
+            return 200, {"error": message}
+        raise Answer(502, "the station's answer is not a CALLRESULT or CALLERROR")
+
+    def _call_failed(self, failure, station_id: str, timeout: float):
+        if failure.check(CallTimeout):
+            raise Answer(504, f"station {station_id} did not answer within {timeout:g} s")
+        if failure.check(StationGone):
+            raise Answer(502, f"station {station_id} went away before answering")
+        if failure.check(QueueFull):
+            raise Answer(409, f"too many CALLs wait for station {station_id}")
+        return failure
+
+    def handle_disconnect(self, request, token: Token, station_id: str, body: bytes):
+        code = 1000
+        if body.strip():
+            try:
+                document = json.loads(body)
+            except ValueError:
+                raise Answer(400, "the body is not JSON") from None
+            if not isinstance(document, dict):
+                raise Answer(400, "the body must be a JSON object")
+            code = document.get("code", 1000)
+            if isinstance(code, bool) or code not in _CLOSE_CODES:
+                raise Answer(400, "code must be 1000, 1001, 1012, 1013 or 3000-4999")
+        session = self.sessions.current.get(station_id)
+        if session is None:
+            raise Answer(404, f"station {station_id} is not connected")
+        session.close(code, f"disconnected through the API by {token.name}")
+        return 200, {"station": station_id, "closing": code}
