@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
@@ -19,6 +20,8 @@ from ..e2e import async_test
 from ..peers import WAIT, CentralSystem, RecordingMixin, poll_until
 from ..peers import Station as PlainStation
 from .test_daemon import DaemonTestCase
+
+CTL = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "ocppproxy-ctl")
 
 OPERATE = "operate-token-0123456789"
 READ = "read-token-abcdef"
@@ -343,3 +346,67 @@ class ApiDaemonTests(DaemonTestCase):
         self.assertEqual(status, 200)
         await self.wait_in_log(r"api: refused .* with 401")
         await self.wait_in_log(r"api: refused .* with 403")
+
+    async def ctl(self, *args: str, token: str | None = OPERATE, config: bool = False):
+        """Run ocppproxy-ctl against the daemon: (exit code, stdout, stderr)."""
+        environ = {key: value for key, value in os.environ.items() if not key.startswith("OCPPPROXY_")}
+        if token is not None:
+            environ["OCPPPROXY_TOKEN"] = token
+        where = ["--url", f"http://127.0.0.1:{self.api}"]
+        if config:
+            # The daemon's own file says port=0: a file naming the port it got stands for it.
+            path = self.mktemp() + ".yaml"
+            with open(path, "w") as out:
+                out.write(f'api: {{listen: "tcp:port={self.api}:interface=127.0.0.1"}}\n')
+            where = ["-c", path]
+        process = await asyncio.create_subprocess_exec(
+            CTL, *where, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=environ
+        )
+        out, err = await asyncio.wait_for(process.communicate(), WAIT)
+        return process.returncode, out.decode(), err.decode()
+
+    @async_test
+    async def test_ocppproxy_ctl(self):
+        """ocppproxy-ctl against a running daemon: stations, call, frames, disconnect, and its exit codes."""
+        central = await self.start()
+        station, websocket, connection = await self.connect(central, "CP_C", 1)
+        code, out, err = await self.ctl("stations")
+        self.assertEqual(code, 0, err)
+        self.assertIn("CP_C", out)
+        code, out, _ = await self.ctl("--json", "stations", "--state", "offline")
+        self.assertEqual((code, json.loads(out)["total"]), (0, 0))
+        code, out, _ = await self.ctl("call", "CP_C", "TriggerMessage", '{"requestedMessage": "StatusNotification"}')
+        self.assertEqual(code, 0, out)
+        self.assertIn("Accepted", out)
+        code, out, _ = await self.ctl("--json", "call", "CP_C", "GetConfiguration", config=True)
+        self.assertEqual(code, 0)
+        self.assertEqual(json.loads(out)["result"][2]["configurationKey"][0]["value"], "***")
+        code, out, _ = await self.ctl("frames", "CP_C")
+        self.assertEqual(code, 0)
+        self.assertIn("BootNotification", out)
+        self.assertNotIn(SECRET, out)
+        code, _, err = await self.ctl("call", "CP_C", "Reset", '{"type": "Hard"}', token=READ)
+        self.assertEqual(code, 3, err)
+        code, _, err = await self.ctl("stations", token=None)
+        self.assertEqual(code, 2, err)
+        code, _, err = await self.ctl("call", "CP_NONE", "Reset", '{"type": "Hard"}')
+        self.assertEqual(code, 4, err)
+        code, _, err = await self.ctl("call", "CP_C", "GetDiagnostics", '{"location": "ftp://x/"}', "--timeout", "0.5")
+        self.assertEqual(code, 5, err)
+        # --follow prints a frame that passes after it started.
+        environ = {**os.environ, "OCPPPROXY_TOKEN": READ}
+        follower = await asyncio.create_subprocess_exec(
+            CTL, "--url", f"http://127.0.0.1:{self.api}", "frames", "CP_C", "--follow",
+            stdout=asyncio.subprocess.PIPE, env=environ,
+        )
+        self.addCleanup(lambda: follower.returncode is None and follower.kill())
+        seen = b""
+        while b"GetConfiguration" not in seen:
+            seen += await asyncio.wait_for(follower.stdout.readline(), WAIT)
+        await asyncio.sleep(3)  # the GetDiagnostics still holds the station's queue
+        await station.call(call.Heartbeat())
+        while b"Heartbeat" not in seen:
+            seen += await asyncio.wait_for(follower.stdout.readline(), WAIT)
+        code, out, _ = await self.ctl("disconnect", "CP_C")
+        self.assertEqual(code, 0)
+        await asyncio.wait_for(websocket.wait_closed(), WAIT)
