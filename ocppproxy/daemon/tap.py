@@ -14,8 +14,10 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from ..api.build import ApiParts
+from ..api.resource import TokenGate
 from ..config.load import load_config
 from ..config.model import Config, ConfigError
+from ..core.api_auth import Tokens
 from ..core.observer import FrameObserver, ProxyObserver
 from ..core.redact import Redactor
 from ..core.routes import Route
@@ -205,6 +207,7 @@ def build_services(
             traffic_log,
             alerts,
             cluster_fleet=cluster.fleet if cluster is not None else None,
+            token_gate=TokenGate(Tokens(config.api.tokens), reactor) if config.status_require_token else None,
         )
         status.setName("status")
         status.setServiceParent(top)
