@@ -6,7 +6,6 @@ requests in flight per token, then answering in JSON (or Server-Sent Events).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -15,10 +14,11 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from ..core.api_auth import OPERATE, READ, InFlight, Notices, Token, Tokens, bearer
+from ..core.api_auth import OPERATE, READ, InFlight, Token, bearer
 from ..core.handshake import BadStationPath, station_id_from_path
 from ..logs import proxy_logger
 from ..status.fleet import QueryError, parse_query
+from ..status.tokens import TokenGate, address_of, refuse, write_json
 
 if TYPE_CHECKING:
     from .service import ApiService
@@ -36,57 +36,6 @@ class Answer(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def write_json(request, code: int, document: dict) -> bytes:
-    """C{document} as the body of a C{code} answer."""
-    request.setResponseCode(code)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"cache-control", b"no-store")
-    request.setHeader(b"x-content-type-options", b"nosniff")
-    return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
-
-
-def refuse(request, code: int, message: str) -> bytes:
-    """An error answer: C{{"error": message}}; 401 says how to authenticate."""
-    if code == 401:
-        request.setHeader(b"www-authenticate", b'Bearer realm="ocppproxy"')
-    return write_json(request, code, {"error": message})
-
-
-class TokenGate:
-    """
-    The token check shared by the API and a status page behind C{require_token}: 401 for
-    no or an unknown token, 403 without the scope, each logged at most once a minute.
-    """
-
-    def __init__(self, tokens: Tokens, clock) -> None:
-        self.tokens = tokens
-        self._clock = clock
-        self._notices = Notices()
-
-    def check(self, secret: str | None, scope: str, request) -> tuple[int, Token | None]:
-        """C{(200, token)}, or C{(401 | 403, token or None)} after a throttled log line."""
-        code, token = self.tokens.authorize(secret, scope)
-        if code != 200:
-            quiet = self._notices.due(str(code), self._clock.seconds())
-            if quiet is not None:
-                _log.warn(
-                    "api: refused {method} {path} from {address} with {code} ({why}); {quiet} more such refusals"
-                    " not logged in the last minute",
-                    method=request.method.decode("ascii", "replace"),
-                    path=request.path.decode("ascii", "replace")[:100],
-                    address=_address(request),
-                    code=code,
-                    why="no or an unknown token" if code == 401 else f"token {token.name} lacks the {scope} scope",
-                    quiet=quiet,
-                )
-        return code, token
-
-
-def _address(request) -> str:
-    address = request.getClientAddress()
-    return getattr(address, "host", str(address))
 
 
 # (method, path shape) -> (scope, handler name); "{id}" stands for a station id.
@@ -184,7 +133,7 @@ class ApiResource(Resource):
             outcome = str(result[0])
         action = getattr(request, "api_action", name)
         self._api.audit.record(
-            token.name, _address(request), station_id or "", action, outcome, self._api.clock.seconds() - started
+            token.name, address_of(request), station_id or "", action, outcome, self._api.clock.seconds() - started
         )
         return result
 

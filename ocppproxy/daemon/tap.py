@@ -14,7 +14,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from ..api.build import ApiParts
-from ..api.resource import TokenGate
+from ..status.tokens import TokenGate
 from ..config.load import load_config
 from ..config.model import Config, ConfigError
 from ..core.api_auth import Tokens

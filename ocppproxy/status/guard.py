@@ -13,7 +13,7 @@ from collections import OrderedDict
 
 from twisted.web.resource import Resource
 
-from ..api.resource import TokenGate, refuse
+from .tokens import TokenGate, refuse
 from ..core.api_auth import READ, bearer
 
 COOKIE = b"ocppproxy_session"

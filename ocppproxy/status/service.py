@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from ..api.resource import TokenGate
+from .tokens import TokenGate
 from ..cluster.fleet import ClusterFleetView
 from ..logs import proxy_logger
 from ..notify.delivery import DeliveryQueue

@@ -19,7 +19,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from ocppproxy.api.resource import TokenGate
+from ocppproxy.status.tokens import TokenGate
 from ocppproxy.config.model import ApiToken
 from ocppproxy.core.api_auth import Tokens
 from ocppproxy.status.service import StatusService
