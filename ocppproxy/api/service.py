@@ -12,7 +12,7 @@ from collections.abc import Callable
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from ..core.api_auth import Token, Tokens, allows_action
 from ..core.ocppj import CALLERROR, CALLRESULT
@@ -26,7 +26,7 @@ from ..relay.service_tree import ServiceTree
 from ..status.fleet import StationQuery
 from .audit import AuditTrail
 from .history import EventFeed, FrameTrace
-from .resource import Answer, ApiResource, TokenGate, answer_later, query_of
+from .resource import MAX_BODY, Answer, ApiResource, TokenGate, answer_later, query_of
 from .sse import EventStream
 
 DEFAULT_CALL_TIMEOUT = 30.0
@@ -36,10 +36,20 @@ FORGET_EVERY = 60.0
 _CLOSE_CODES = frozenset((1000, 1001, 1012, 1013)) | frozenset(range(3000, 5000))
 
 
+class _BoundedRequest(Request):
+    """A request that keeps at most one byte more than L{MAX_BODY} of its body (the rest is read and dropped): 413."""
+
+    def handleContentChunk(self, data: bytes) -> None:
+        kept = self.content.tell()
+        if kept <= MAX_BODY:
+            super().handleContentChunk(data[: MAX_BODY + 1 - kept])
+
+
 class _ApiSite(Site):
     """No access log line per request: the audit trail says what matters."""
 
     noisy = False
+    requestFactory = _BoundedRequest
 
     def log(self, request) -> None:
         pass
@@ -50,7 +60,9 @@ class ApiService(ServiceTree):
     Serves the API on C{listen} while running (child C{listener}); C{listening} fires with
     the port. C{listing(query)} gives the C{/stations} document, C{describe(id)} one
     station's entry (None: unknown); C{sessions} are the proxy's (the API's CALLs go through
-    them); C{trace} keeps and streams the frames, C{events} the alerts' events.
+    them); C{trace} keeps and streams the frames, C{events} the alerts' events. In
+    cluster mode C{redis_up} says whether Redis is reachable: a station not held here
+    then gets 503 while it is not (another instance may hold it).
     """
 
     _log = proxy_logger()
@@ -68,6 +80,7 @@ class ApiService(ServiceTree):
         pending_call_timeout: float,
         listing: Callable[[StationQuery], Deferred[dict]],
         describe: Callable[[str], dict | None],
+        redis_up: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__()
         self.listen = listen
@@ -80,6 +93,7 @@ class ApiService(ServiceTree):
         self._max_timeout = pending_call_timeout
         self._listing = listing
         self._describe = describe
+        self._redis_up = redis_up
         self.site = _ApiSite(ApiResource(self, TokenGate(tokens, reactor)))
         self.listening: Deferred = Deferred()
         endpoint = ListenEndpoint(
@@ -149,11 +163,18 @@ class ApiService(ServiceTree):
         request.api_action = action
         if not allows_action(token, action):
             raise Answer(403, f"this token may not send {action}")
-        session = self.sessions.current.get(station_id)
-        if session is None:
-            raise Answer(404, f"station {station_id} is not connected")
+        session = self._held_here(station_id)
         answer = session.api_call(action, payload, timeout)
         return answer.addCallbacks(self._call_answered, self._call_failed, errbackArgs=(station_id, timeout))
+
+    def _held_here(self, station_id: str):
+        """The session of a station connected here; 404, or 503 in cluster mode while Redis is away."""
+        session = self.sessions.current.get(station_id)
+        if session is not None:
+            return session
+        if self._redis_up is not None and not self._redis_up():
+            raise Answer(503, f"station {station_id} is not here, and Redis is away: another instance may hold it")
+        raise Answer(404, f"station {station_id} is not connected to this instance")
 
     def _call_body(self, body: bytes) -> tuple[str, dict, float]:
         try:
@@ -201,8 +222,6 @@ class ApiService(ServiceTree):
             code = document.get("code", 1000)
             if isinstance(code, bool) or code not in _CLOSE_CODES:
                 raise Answer(400, "code must be 1000, 1001, 1012, 1013 or 3000-4999")
-        session = self.sessions.current.get(station_id)
-        if session is None:
-            raise Answer(404, f"station {station_id} is not connected")
+        session = self._held_here(station_id)
         session.close(code, f"disconnected through the API by {token.name}")
         return 200, {"station": station_id, "closing": code}

@@ -1,0 +1,75 @@
+"""The API's HTTP face in memory (a real Site over a StringTransport): bounds and cluster mode's 503."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy.api.audit import AuditTrail
+from ocppproxy.api.history import EventFeed, FrameTrace
+from ocppproxy.api.service import ApiService
+from ocppproxy.config.model import ApiToken
+from ocppproxy.core.api_auth import Tokens
+from ocppproxy.core.frame_history import FrameHistory
+from ocppproxy.core.redact import Redactor
+from ocppproxy.relay.registry import StationSessions
+
+TOKEN = "op-token"
+
+
+class ApiServiceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.redis = True
+        clock = Clock()
+        self.api = ApiService(
+            "tcp:0",
+            clock,
+            Tokens([ApiToken("ops", hashlib.sha256(TOKEN.encode()).hexdigest(), "operate")]),
+            StationSessions(),
+            FrameTrace(FrameHistory(10), clock, Redactor()),
+            EventFeed(clock),
+            AuditTrail(clock),
+            Redactor(),
+            40.0,
+            lambda query: None,
+            lambda station_id: None,
+            redis_up=lambda: self.redis,
+        )
+
+    def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, dict]:
+        channel = self.api.site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n"
+        channel.dataReceived(head.encode() + body)
+        raw = transport.value()
+        status = int(raw.split(b" ", 2)[1])
+        content = raw.partition(b"\r\n\r\n")[2]
+        # Chunked: the JSON is inside the first chunk.
+        content = content.partition(b"\r\n")[2].rpartition(b"\r\n0\r\n")[0] if b"chunked" in raw.lower() else content
+        channel.connectionLost(None)
+        return status, json.loads(content)
+
+    def test_call_for_a_station_elsewhere_while_redis_is_away(self):
+        """Cluster mode: a station not held here gets 503 while Redis is away, 404 while it is up."""
+        body = b'{"action": "Reset", "payload": {"type": "Soft"}}'
+        self.redis = False
+        self.assertEqual(self.request("POST", "/api/stations/CP_9/call", body)[0], 503)
+        self.assertEqual(self.request("POST", "/api/stations/CP_9/disconnect")[0], 503)
+        self.redis = True
+        self.assertEqual(self.request("POST", "/api/stations/CP_9/call", body)[0], 404)
+
+    def test_body_over_64_kib(self):
+        """A body over 64 KiB: 413, and no more than 64 KiB and a byte of it is kept."""
+        status, document = self.request("POST", "/api/stations/CP_9/call", b"x" * 200_000)
+        self.assertEqual(status, 413, document)
+
+    def test_bad_station_id(self):
+        """A station id outside the rules: 400 naming the rule."""
+        status, document = self.request("GET", "/api/stations/CP%23X")
+        self.assertEqual(status, 400)
+        self.assertIn("characters", document["error"])
