@@ -31,7 +31,7 @@ class ApiParts:
         self._reactor = reactor
         self._redactor = redactor
 
-    def service(self, proxy, sessions: StationSessions, activity, notifier, status=None, cluster=None) -> ApiService:
+    def service(self, proxy, sessions: StationSessions, activity, notifier, status=None) -> ApiService:
         """The C{api} service: the fleet read as the status page reads it (its cluster view too, with one)."""
         reactor = self._reactor
 
@@ -65,7 +65,7 @@ class ApiParts:
             self.config.pending_call_timeout,
             listing,
             describe,
-            redis_up=(lambda: cluster.redis_up) if cluster is not None else None,
+            cluster=self.config.cluster,
         )
         service.setName("api")
         return service

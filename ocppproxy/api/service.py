@@ -11,9 +11,10 @@ from collections.abc import Callable
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from ..config.model import ClusterConfig
 from ..core.api_auth import Token, Tokens, allows_action
 from ..core.ocppj import CALLERROR, CALLRESULT
 from ..core.redact import Redactor
@@ -25,6 +26,7 @@ from ..relay.registry import StationSessions
 from ..relay.service_tree import ServiceTree
 from ..status.fleet import StationQuery
 from .audit import AuditTrail
+from .cluster_calls import ClusterCalls
 from .history import EventFeed, FrameTrace
 from .resource import MAX_BODY, Answer, ApiResource, TokenGate, answer_later, query_of
 from .sse import EventStream
@@ -61,8 +63,8 @@ class ApiService(ServiceTree):
     the port. C{listing(query)} gives the C{/stations} document, C{describe(id)} one
     station's entry (None: unknown); C{sessions} are the proxy's (the API's CALLs go through
     them); C{trace} keeps and streams the frames, C{events} the alerts' events. In
-    cluster mode C{redis_up} says whether Redis is reachable: a station not held here
-    then gets 503 while it is not (another instance may hold it).
+    cluster mode (C{cluster}), a CALL for a station another instance holds is passed to
+    it through Redis (L{ocppproxy.api.cluster_calls}); 503 while Redis is away.
     """
 
     _log = proxy_logger()
@@ -80,7 +82,7 @@ class ApiService(ServiceTree):
         pending_call_timeout: float,
         listing: Callable[[StationQuery], Deferred[dict]],
         describe: Callable[[str], dict | None],
-        redis_up: Callable[[], bool] | None = None,
+        cluster: ClusterConfig | None = None,
     ) -> None:
         super().__init__()
         self.listen = listen
@@ -93,7 +95,10 @@ class ApiService(ServiceTree):
         self._max_timeout = pending_call_timeout
         self._listing = listing
         self._describe = describe
-        self._redis_up = redis_up
+        self._cluster: ClusterCalls | None = None
+        if cluster is not None:
+            self._cluster = ClusterCalls(cluster, reactor, self.local_call)
+            self._cluster.setServiceParent(self)
         self.site = _ApiSite(ApiResource(self, TokenGate(tokens, reactor)))
         self.listening: Deferred = Deferred()
         endpoint = ListenEndpoint(
@@ -163,16 +168,34 @@ class ApiService(ServiceTree):
         request.api_action = action
         if not allows_action(token, action):
             raise Answer(403, f"this token may not send {action}")
-        session = self._held_here(station_id)
+        if station_id not in self.sessions.current and self._cluster is not None:
+            return self._cluster.call(station_id, action, payload, timeout)
+        self._held_here(station_id)
+        return self.local_call(station_id, action, payload, timeout)
+
+    def local_call(self, station_id: str, action: str, payload: dict, timeout: float) -> Deferred:
+        """
+        The CALL sent to a station connected here: a Deferred of C{(status, document)}
+        (200 with the answer redacted, 404, 409, 502, 504), never a failure for those.
+        """
+        session = self.sessions.current.get(station_id)
+        if session is None:
+            return succeed((404, {"error": f"station {station_id} is not connected to this instance"}))
         answer = session.api_call(action, payload, timeout)
-        return answer.addCallbacks(self._call_answered, self._call_failed, errbackArgs=(station_id, timeout))
+        answer.addCallbacks(self._call_answered, self._call_failed, errbackArgs=(station_id, timeout))
+
+        def refused(failure):
+            failure.trap(Answer)
+            return failure.value.code, {"error": failure.value.message}
+
+        return answer.addErrback(refused)
 
     def _held_here(self, station_id: str):
         """The session of a station connected here; 404, or 503 in cluster mode while Redis is away."""
         session = self.sessions.current.get(station_id)
         if session is not None:
             return session
-        if self._redis_up is not None and not self._redis_up():
+        if self._cluster is not None and not self._cluster.up:
             raise Answer(503, f"station {station_id} is not here, and Redis is away: another instance may hold it")
         raise Answer(404, f"station {station_id} is not connected to this instance")
 

@@ -212,7 +212,7 @@ def build_services(
         status.setName("status")
         status.setServiceParent(top)
     if api is not None:
-        api.service(proxy, sessions, activity, notifier, status, cluster).setServiceParent(top)
+        api.service(proxy, sessions, activity, notifier, status).setServiceParent(top)
     if cluster is not None:
         cluster.setServiceParent(top)
     proxy.setName("proxy")

@@ -1,0 +1,155 @@
+"""
+Cluster mode's API calls: a CALL for a station another instance holds is passed to that
+instance through Redis pub/sub, and its answer comes back the same way, bounded by the
+call's timeout. Each instance listens on its own channel, C{ocppproxy:api:<instance>};
+the holder is read from the station's claim (L{ocppproxy.cluster.claims}).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+
+from ..cluster.claims import KEY_PREFIX, ClaimError, parse_claim, station_key
+from ..cluster.redis import RedisLink
+from ..config.model import ClusterConfig
+from ..logs import proxy_logger
+
+_GET = "return redis.call('GET', KEYS[1])"
+_PUBLISH = "return redis.call('PUBLISH', KEYS[1], ARGV[1])"
+MARGIN = 2.0
+"""Seconds the asking instance waits beyond the call's timeout for the holder's answer."""
+
+LocalCall = Callable[[str, str, dict, float], Deferred]
+"""C{(station_id, action, payload, timeout)} -> Deferred of C{(status, document)}, run where the station is."""
+
+
+def channel_of(instance: str) -> str:
+    """The pub/sub channel an instance hears API requests and replies on."""
+    return f"{KEY_PREFIX}api:{instance}"
+
+
+class ClusterCalls(MultiService):
+    """
+    Passes API calls to the instance holding the station, and runs those passed here with
+    C{local_call}. C{up} says whether Redis is reachable.
+    """
+
+    _log = proxy_logger()
+
+    def __init__(self, settings: ClusterConfig, reactor, local_call: LocalCall) -> None:
+        super().__init__()
+        self.instance = settings.instance
+        self._clock = reactor
+        self._local_call = local_call
+        self._pending: dict[str, tuple[Deferred, object]] = {}
+        self.redis = RedisLink(settings.redis_url, channel_of(self.instance), reactor, lambda: None, self._message)
+        self.redis.setServiceParent(self)
+
+    @property
+    def up(self) -> bool:
+        return self.redis.up
+
+    def call(self, station_id: str, action: str, payload: dict, timeout: float) -> Deferred:
+        """
+        The call run by the instance holding C{station_id}: a Deferred of C{(status,
+        document)}; 404 when no instance holds it, 503 when Redis is away, 504 when the
+        holder does not answer within C{timeout} and a margin.
+        """
+        reading = self.redis.execute(_GET, [station_key(station_id)], [])
+
+        def holder_found(value):
+            if not value:
+                return 404, {"error": f"station {station_id} is not connected to any instance"}
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            try:
+                instance = parse_claim(station_id, value).instance
+            except ClaimError:
+                return 404, {"error": f"station {station_id} is not connected to any instance"}
+            if instance == self.instance:
+                return 404, {"error": f"station {station_id} is not connected"}
+            return self._ask(instance, station_id, action, payload, timeout)
+
+        def unavailable(failure):
+            # The claim could not be read: Redis is away (RedisUnavailable) or went away meanwhile.
+            return 503, {"error": f"station {station_id} is not here, and Redis is away"}
+
+        return reading.addCallbacks(holder_found, unavailable)
+
+    def _ask(self, instance: str, station_id: str, action: str, payload: dict, timeout: float) -> Deferred:
+        request_id = uuid.uuid4().hex
+        answer: Deferred = Deferred()
+        timer = self._clock.callLater(timeout + MARGIN, self._timed_out, request_id, station_id, instance)
+        self._pending[request_id] = (answer, timer)
+        message = json.dumps(
+            {"kind": "call", "id": request_id, "reply_to": self.instance, "station": station_id,
+             "action": action, "payload": payload, "timeout": timeout}
+        )
+        published = self.redis.execute(_PUBLISH, [channel_of(instance)], [message])
+
+        def heard(listeners):
+            if not listeners:
+                self._settle(request_id, (503, {"error": f"instance {instance}, holding {station_id}, is not listening"}))
+
+        published.addCallbacks(
+            heard, lambda failure: self._settle(request_id, (503, {"error": "Redis went away while asking"}))
+        )
+        return answer
+
+    def _timed_out(self, request_id: str, station_id: str, instance: str) -> None:
+        self._settle(request_id, (504, {"error": f"instance {instance} did not answer for station {station_id} in time"}),
+                     timer_fired=True)
+
+    def _settle(self, request_id: str, result: tuple[int, dict], timer_fired: bool = False) -> None:
+        entry = self._pending.pop(request_id, None)
+        if entry is None:
+            return
+        answer, timer = entry
+        if not timer_fired and timer.active():
+            timer.cancel()
+        answer.callback(result)
+
+    def _message(self, message: str) -> None:
+        try:
+            document = json.loads(message)
+            kind = document["kind"]
+        except (ValueError, KeyError, TypeError):
+            self._log.warn("api: ignoring a malformed message on {channel}", channel=channel_of(self.instance))
+            return
+        if kind == "reply":
+            status, body = document.get("status"), document.get("document")
+            if isinstance(status, int) and isinstance(body, dict):
+                self._settle(str(document.get("id")), (status, body))
+        elif kind == "call":
+            self._run(document)
+
+    def _run(self, document: dict) -> None:
+        """A call passed here by another instance: run it, publish the answer to the asker's channel."""
+        try:
+            request_id, reply_to = str(document["id"]), str(document["reply_to"])
+            station_id, action = str(document["station"]), str(document["action"])
+            payload, timeout = document["payload"], float(document["timeout"])
+        except (KeyError, TypeError, ValueError):
+            self._log.warn("api: ignoring a malformed call from another instance")
+            return
+        running = self._local_call(station_id, action, payload, timeout)
+
+        def reply(result) -> None:
+            status, body = result
+            message = json.dumps({"kind": "reply", "id": request_id, "status": status, "document": body})
+            self.redis.execute(_PUBLISH, [channel_of(reply_to)], [message]).addErrback(
+                lambda failure: self._log.warn(
+                    "api: cannot answer {instance}'s call for {station}: {reason}",
+                    instance=reply_to, station=station_id, reason=failure.getErrorMessage(),
+                )
+            )
+
+        running.addCallback(reply).addErrback(
+            lambda failure: self._log.failure("api: a call passed by {instance} failed", failure, instance=reply_to)
+        )
+
