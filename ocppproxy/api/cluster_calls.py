@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from ..cluster.claims import KEY_PREFIX, ClaimError, parse_claim, station_key
 from ..cluster.redis import RedisLink
@@ -26,6 +26,10 @@ MARGIN = 2.0
 
 LocalCall = Callable[[str, str, dict, float], Deferred]
 """C{(station_id, action, payload, timeout)} -> Deferred of C{(status, document)}, run where the station is."""
+LocalFrames = Callable[[str], tuple[int, dict]]
+"""C{station_id} -> C{(status, document)}: the station's kept frames, read where it is."""
+FRAMES_TIMEOUT = 3.0
+"""Seconds an instance waits for another's history of a station."""
 
 
 def channel_of(instance: str) -> str:
@@ -41,11 +45,12 @@ class ClusterCalls(MultiService):
 
     _log = proxy_logger()
 
-    def __init__(self, settings: ClusterConfig, reactor, local_call: LocalCall) -> None:
+    def __init__(self, settings: ClusterConfig, reactor, local_call: LocalCall, local_frames: LocalFrames) -> None:
         super().__init__()
         self.instance = settings.instance
         self._clock = reactor
         self._local_call = local_call
+        self._local_frames = local_frames
         self._pending: dict[str, tuple[Deferred, object]] = {}
         self.redis = RedisLink(settings.redis_url, channel_of(self.instance), reactor, lambda: None, self._message)
         self.redis.setServiceParent(self)
@@ -60,6 +65,13 @@ class ClusterCalls(MultiService):
         document)}; 404 when no instance holds it, 503 when Redis is away, 504 when the
         holder does not answer within C{timeout} and a margin.
         """
+        return self._forward(station_id, {"op": "call", "action": action, "payload": payload}, timeout)
+
+    def frames(self, station_id: str) -> Deferred:
+        """The kept frames of C{station_id} read from the instance holding it, as L{call} answers."""
+        return self._forward(station_id, {"op": "frames"}, FRAMES_TIMEOUT)
+
+    def _forward(self, station_id: str, request: dict, timeout: float) -> Deferred:
         reading = self.redis.execute(_GET, [station_key(station_id)], [])
 
         def holder_found(value):
@@ -73,7 +85,7 @@ class ClusterCalls(MultiService):
                 return 404, {"error": f"station {station_id} is not connected to any instance"}
             if instance == self.instance:
                 return 404, {"error": f"station {station_id} is not connected"}
-            return self._ask(instance, station_id, action, payload, timeout)
+            return self._ask(instance, station_id, request, timeout)
 
         def unavailable(failure):
             # The claim could not be read: Redis is away (RedisUnavailable) or went away meanwhile.
@@ -81,14 +93,14 @@ class ClusterCalls(MultiService):
 
         return reading.addCallbacks(holder_found, unavailable)
 
-    def _ask(self, instance: str, station_id: str, action: str, payload: dict, timeout: float) -> Deferred:
+    def _ask(self, instance: str, station_id: str, request: dict, timeout: float) -> Deferred:
         request_id = uuid.uuid4().hex
         answer: Deferred = Deferred()
         timer = self._clock.callLater(timeout + MARGIN, self._timed_out, request_id, station_id, instance)
         self._pending[request_id] = (answer, timer)
         message = json.dumps(
-            {"kind": "call", "id": request_id, "reply_to": self.instance, "station": station_id,
-             "action": action, "payload": payload, "timeout": timeout}
+            {**request, "kind": "call", "id": request_id, "reply_to": self.instance, "station": station_id,
+             "timeout": timeout}
         )
         published = self.redis.execute(_PUBLISH, [channel_of(instance)], [message])
 
@@ -132,12 +144,14 @@ class ClusterCalls(MultiService):
         """A call passed here by another instance: run it, publish the answer to the asker's channel."""
         try:
             request_id, reply_to = str(document["id"]), str(document["reply_to"])
-            station_id, action = str(document["station"]), str(document["action"])
-            payload, timeout = document["payload"], float(document["timeout"])
+            station_id, timeout = str(document["station"]), float(document["timeout"])
+            if document.get("op") == "frames":
+                running = succeed(self._local_frames(station_id))
+            else:
+                running = self._local_call(station_id, str(document["action"]), document["payload"], timeout)
         except (KeyError, TypeError, ValueError):
             self._log.warn("api: ignoring a malformed call from another instance")
             return
-        running = self._local_call(station_id, action, payload, timeout)
 
         def reply(result) -> None:
             status, body = result

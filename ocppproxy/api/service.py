@@ -97,7 +97,7 @@ class ApiService(ServiceTree):
         self._describe = describe
         self._cluster: ClusterCalls | None = None
         if cluster is not None:
-            self._cluster = ClusterCalls(cluster, reactor, self.local_call)
+            self._cluster = ClusterCalls(cluster, reactor, self.local_call, self.local_frames)
             self._cluster.setServiceParent(self)
         self.site = _ApiSite(ApiResource(self, TokenGate(tokens, reactor)))
         self.listening: Deferred = Deferred()
@@ -143,13 +143,24 @@ class ApiService(ServiceTree):
             raise Answer(404, f"no station {station_id} is known")
         return 200, document
 
-    def handle_frames(self, request, token: Token, station_id: str, body: bytes):
+    def local_frames(self, station_id: str) -> tuple[int, dict]:
+        """The kept frames of C{station_id} here: C{(200, document)}, or 404 when none are."""
         history = self.trace.history
         if station_id not in self.sessions.current and not history.known(station_id):
-            raise Answer(404, f"no frames of station {station_id} are kept")
-        if request.args.get(b"follow", [b"0"])[0] not in (b"1", b"true", b"yes"):
-            frames = [self.trace.shown(frame) for frame in history.frames(station_id)]
-            return 200, {"station": station_id, "history": history.limit, "frames": frames}
+            return 404, {"error": f"no frames of station {station_id} are kept"}
+        frames = [self.trace.shown(frame) for frame in history.frames(station_id)]
+        return 200, {"station": station_id, "history": history.limit, "frames": frames}
+
+    def handle_frames(self, request, token: Token, station_id: str, body: bytes):
+        following = request.args.get(b"follow", [b"0"])[0] in (b"1", b"true", b"yes")
+        history = self.trace.history
+        here = station_id in self.sessions.current or history.known(station_id)
+        if not following:
+            if not here and self._cluster is not None:
+                return self._cluster.frames(station_id)
+            return self.local_frames(station_id)
+        if not here:
+            raise Answer(404, f"no frames of station {station_id} are kept here")
         last = request.getHeader(b"last-event-id")
         after = int(last) if last is not None and last.strip().isdigit() else None
         stream = EventStream(request, lambda closed: self.trace.unfollow(station_id, closed))
