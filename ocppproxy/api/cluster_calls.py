@@ -28,6 +28,8 @@ LocalCall = Callable[[str, str, dict, float], Deferred]
 """C{(station_id, action, payload, timeout)} -> Deferred of C{(status, document)}, run where the station is."""
 LocalFrames = Callable[[str], tuple[int, dict]]
 """C{station_id} -> C{(status, document)}: the station's kept frames, read where it is."""
+LocalDisconnect = Callable[[str, int, str], tuple[int, dict]]
+"""C{(station_id, code, token name)} -> C{(status, document)}: the station closed where it is."""
 FRAMES_TIMEOUT = 3.0
 """Seconds an instance waits for another's history of a station."""
 
@@ -45,12 +47,20 @@ class ClusterCalls(MultiService):
 
     _log = proxy_logger()
 
-    def __init__(self, settings: ClusterConfig, reactor, local_call: LocalCall, local_frames: LocalFrames) -> None:
+    def __init__(
+        self,
+        settings: ClusterConfig,
+        reactor,
+        local_call: LocalCall,
+        local_frames: LocalFrames,
+        local_disconnect: LocalDisconnect,
+    ) -> None:
         super().__init__()
         self.instance = settings.instance
         self._clock = reactor
         self._local_call = local_call
         self._local_frames = local_frames
+        self._local_disconnect = local_disconnect
         self._pending: dict[str, tuple[Deferred, object]] = {}
         self.redis = RedisLink(settings.redis_url, channel_of(self.instance), reactor, lambda: None, self._message)
         self.redis.setServiceParent(self)
@@ -70,6 +80,10 @@ class ClusterCalls(MultiService):
     def frames(self, station_id: str) -> Deferred:
         """The kept frames of C{station_id} read from the instance holding it, as L{call} answers."""
         return self._forward(station_id, {"op": "frames"}, FRAMES_TIMEOUT)
+
+    def disconnect(self, station_id: str, code: int, by: str) -> Deferred:
+        """Close C{station_id} on the instance holding it (C{by}: the token's name), as L{call} answers."""
+        return self._forward(station_id, {"op": "disconnect", "code": code, "by": by}, FRAMES_TIMEOUT)
 
     def _forward(self, station_id: str, request: dict, timeout: float) -> Deferred:
         reading = self.redis.execute(_GET, [station_key(station_id)], [])
@@ -147,6 +161,8 @@ class ClusterCalls(MultiService):
             station_id, timeout = str(document["station"]), float(document["timeout"])
             if document.get("op") == "frames":
                 running = succeed(self._local_frames(station_id))
+            elif document.get("op") == "disconnect":
+                running = succeed(self._local_disconnect(station_id, int(document["code"]), str(document["by"])))
             else:
                 running = self._local_call(station_id, str(document["action"]), document["payload"], timeout)
         except (KeyError, TypeError, ValueError):

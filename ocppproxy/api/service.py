@@ -97,7 +97,7 @@ class ApiService(ServiceTree):
         self._describe = describe
         self._cluster: ClusterCalls | None = None
         if cluster is not None:
-            self._cluster = ClusterCalls(cluster, reactor, self.local_call, self.local_frames)
+            self._cluster = ClusterCalls(cluster, reactor, self.local_call, self.local_frames, self.local_disconnect)
             self._cluster.setServiceParent(self)
         self.site = _ApiSite(ApiResource(self, TokenGate(tokens, reactor)))
         self.listening: Deferred = Deferred()
@@ -256,6 +256,15 @@ class ApiService(ServiceTree):
             code = document.get("code", 1000)
             if isinstance(code, bool) or code not in _CLOSE_CODES:
                 raise Answer(400, "code must be 1000, 1001, 1012, 1013 or 3000-4999")
-        session = self._held_here(station_id)
-        session.close(code, f"disconnected through the API by {token.name}")
+        if station_id not in self.sessions.current and self._cluster is not None:
+            return self._cluster.disconnect(station_id, code, token.name)
+        self._held_here(station_id)
+        return self.local_disconnect(station_id, code, token.name)
+
+    def local_disconnect(self, station_id: str, code: int, by: str) -> tuple[int, dict]:
+        """Close a station connected here with C{code} (C{by}: the token's name): C{(200 | 404, document)}."""
+        session = self.sessions.current.get(station_id)
+        if session is None:
+            return 404, {"error": f"station {station_id} is not connected to this instance"}
+        session.close(code, f"disconnected through the API by {by}")
         return 200, {"station": station_id, "closing": code}

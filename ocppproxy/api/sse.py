@@ -13,8 +13,6 @@ from twisted.web.server import NOT_DONE_YET
 
 MAX_BUFFER = 256 * 1024
 """Bytes of events one slow reader may have waiting before it is cut off."""
-KEEPALIVE = 15.0
-"""Seconds between two comment lines that keep an idle stream open through proxies."""
 
 
 def event_bytes(data: str, event_id: int | None = None, event: str | None = None) -> bytes:

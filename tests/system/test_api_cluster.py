@@ -91,12 +91,14 @@ class ApiClusterTests(ProxyTestCase):
         status, document = await http(api_ports[1], "GET", "/api/stations/CP_X/frames", OPERATE)
         self.assertEqual(status, 200, document)
         self.assertIn("BootNotification", json.dumps(document))
+        # Disconnected through B: A closes it.
+        status, document = await http(api_ports[1], "POST", "/api/stations/CP_X/disconnect", OPERATE, b'{"code": 1012}')
+        self.assertEqual(status, 200, document)
+        await asyncio.wait_for(websocket.wait_closed(), 10)
+        self.assertEqual(websocket.close_code, 1012)
         await redis.kill()
 
         async def redis_away():
             return await http(api_ports[1], "POST", "/api/stations/CP_X/call", OPERATE, body)
 
         status, _ = await poll_until(redis_away, lambda answer: answer[0] == 503, lambda answer: str(answer))
-        # The instance holding it still serves it.
-        status, document = await http(api_ports[0], "POST", "/api/stations/CP_X/call", OPERATE, body)
-        self.assertEqual(status, 200, document)
