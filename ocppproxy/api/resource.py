@@ -93,13 +93,17 @@ class ApiResource(Resource):
             return refuse(request, 413, f"the body is over {MAX_BODY} bytes")
         if not self._in_flight.enter(token.name):
             return refuse(request, 429, "too many requests of this token in flight")
-        finished = request.notifyFinish()
-        finished.addBoth(lambda _: self._in_flight.leave(token.name))
+        gone: list[bool] = []
+
+        def over(result) -> None:
+            self._in_flight.leave(token.name)
+            if isinstance(result, Failure):
+                gone.append(True)  # the client left before the answer
+
+        request.notifyFinish().addBoth(over)
         handler: Callable[..., object] = getattr(self._api, "handle_" + name)
         started = self._api.clock.seconds()
         outcome = maybeDeferred(handler, request, token, station_id, body)
-        gone: list[bool] = []
-        finished.addErrback(lambda _: gone.append(True))
 
         def answered(result):
             if result is NOT_DONE_YET or gone:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.api.audit import AuditTrail
@@ -69,3 +71,20 @@ class ApiServiceTests(SynchronousTestCase):
         status, document = self.request("GET", "/api/stations/CP%23X")
         self.assertEqual(status, 400)
         self.assertIn("characters", document["error"])
+
+    def test_ten_requests_in_flight_per_token(self):
+        """Ten open event streams of one token: the eleventh request gets 429; one closed frees a place."""
+        channels = []
+        for _ in range(10):
+            channel = self.api.site.buildProtocol(None)
+            transport = StringTransport()
+            channel.makeConnection(transport)
+            channel.dataReceived(f"GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+            self.assertIn(b"text/event-stream", transport.value())
+            channels.append(channel)
+        self.assertEqual(self.request("GET", "/api/stations/CP_9/frames")[0], 429)
+        channels.pop().connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.request("GET", "/api/stations/CP_9/frames")[0], 503)
+        for channel in channels:
+            channel.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.api.site.resource._in_flight.count("ops"), 0)
