@@ -410,3 +410,27 @@ class ApiDaemonTests(DaemonTestCase):
         code, out, _ = await self.ctl("disconnect", "CP_C")
         self.assertEqual(code, 0)
         await asyncio.wait_for(websocket.wait_closed(), WAIT)
+
+    @async_test
+    async def test_queue_full_and_station_gone(self):
+        """409 while 100 CALLs of the primary wait for the station; 502 when it leaves before answering."""
+        central = await self.start()
+        station, websocket, connection = await self.connect(central, "CP_Q", 1)
+        busy = asyncio.ensure_future(
+            self.post_call("CP_Q", "GetDiagnostics", {"location": "ftp://x/"}, timeout=10)
+        )
+        await poll_until(
+            lambda: asyncio.sleep(0, [entry for entry in station.log if entry[0] == "call"]),
+            lambda calls: len(calls) >= 1,
+            lambda calls: f"no CALL reached the station: {station.log}",
+        )
+        for number in range(100):
+            await connection.websocket.send(json.dumps([2, f"q-{number}", "ClearCache", {}]))
+
+        async def refused():
+            return await self.post_call("CP_Q", "TriggerMessage", {"requestedMessage": "Heartbeat"})
+
+        status, document = await poll_until(refused, lambda answer: answer[0] == 409, lambda answer: str(answer))
+        await websocket.close()
+        status, document = await asyncio.wait_for(busy, WAIT)
+        self.assertEqual(status, 502, document)
