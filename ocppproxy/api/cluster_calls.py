@@ -18,6 +18,9 @@ from ..cluster.claims import KEY_PREFIX, ClaimError, parse_claim, station_key
 from ..cluster.redis import RedisLink
 from ..config.model import ClusterConfig
 from ..logs import proxy_logger
+from ..periodic import Periodic
+from .history import FrameTrace
+from .sse import EventStream
 
 _GET = "return redis.call('GET', KEYS[1])"
 _PUBLISH = "return redis.call('PUBLISH', KEYS[1], ARGV[1])"
@@ -32,6 +35,41 @@ LocalDisconnect = Callable[[str, int, str], tuple[int, dict]]
 """C{(station_id, code, token name)} -> C{(status, document)}: the station closed where it is."""
 FRAMES_TIMEOUT = 3.0
 """Seconds an instance waits for another's history of a station."""
+FOLLOW_LEASE = 90.0
+"""Seconds a follow stream for another instance lives without being renewed (renewed every third of it)."""
+REMOTE_BUFFER = 256 * 1024
+"""Bytes of frames for another instance's follower not yet handed to Redis before that follower is dropped."""
+
+
+class RemoteFollower:
+    """
+    Where the station is: a follow stream of another instance's reader, as L{FrameTrace}
+    sees a stream (C{send}, C{closed}): each frame published on that instance's channel.
+    Dropped when it stops renewing its lease, or when Redis does not keep up.
+    """
+
+    def __init__(self, calls: ClusterCalls, stream_id: str, station_id: str, reply_to: str, now: float) -> None:
+        self._calls = calls
+        self.stream_id = stream_id
+        self.station_id = station_id
+        self.reply_to = reply_to
+        self.renewed = now
+        self.closed = False
+        self._unsent = 0
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self._unsent > REMOTE_BUFFER or not self._calls.up:
+            self._calls.drop_remote(self, "end")
+            return
+        self._unsent += len(data)
+        message = json.dumps({"kind": "frame", "stream": self.stream_id, "data": data.decode("utf-8")})
+        published = self._calls.publish(self.reply_to, message)
+        published.addBoth(self._sent, len(data))
+
+    def _sent(self, result, size: int) -> None:
+        self._unsent -= size
 
 
 def channel_of(instance: str) -> str:
@@ -54,6 +92,7 @@ class ClusterCalls(MultiService):
         local_call: LocalCall,
         local_frames: LocalFrames,
         local_disconnect: LocalDisconnect,
+        trace: FrameTrace,
     ) -> None:
         super().__init__()
         self.instance = settings.instance
@@ -61,9 +100,16 @@ class ClusterCalls(MultiService):
         self._local_call = local_call
         self._local_frames = local_frames
         self._local_disconnect = local_disconnect
+        self._trace = trace
         self._pending: dict[str, tuple[Deferred, object]] = {}
+        # Follow streams here of stations held elsewhere: stream id -> (stream, holder).
+        self._follows: dict[str, tuple[EventStream, str]] = {}
+        # Follow streams of other instances' readers of stations held here.
+        self._remote: dict[str, RemoteFollower] = {}
         self.redis = RedisLink(settings.redis_url, channel_of(self.instance), reactor, lambda: None, self._message)
         self.redis.setServiceParent(self)
+        leases = Periodic(FOLLOW_LEASE / 3, self._leases, reactor)
+        leases.setServiceParent(self)
 
     @property
     def up(self) -> bool:
@@ -85,7 +131,65 @@ class ClusterCalls(MultiService):
         """Close C{station_id} on the instance holding it (C{by}: the token's name), as L{call} answers."""
         return self._forward(station_id, {"op": "disconnect", "code": code, "by": by}, FRAMES_TIMEOUT)
 
-    def _forward(self, station_id: str, request: dict, timeout: float) -> Deferred:
+    def publish(self, instance: str, message: str) -> Deferred:
+        """Publish C{message} on C{instance}'s channel; fires with the number of listeners."""
+        return self.redis.execute(_PUBLISH, [channel_of(instance)], [message])
+
+    def follow(self, station_id: str, request, after: int | None) -> Deferred:
+        """
+        A follow stream of C{station_id}'s frames from the instance holding it: fires with
+        NOT_DONE_YET once the stream is open, or C{(status, document)} (404, 503).
+        """
+
+        def holder_found(found):
+            if not isinstance(found, str):
+                return found
+            stream_id = uuid.uuid4().hex
+            stream = EventStream(request, lambda closed: self._unfollow(stream_id))
+            self._follows[stream_id] = (stream, found)
+            opened = stream.start()
+            message = {"kind": "follow", "stream": stream_id, "reply_to": self.instance, "station": station_id,
+                       "after": after}
+            self.publish(found, json.dumps(message)).addErrback(lambda _: stream.close())
+            return opened
+
+        return self._holder(station_id).addCallback(holder_found)
+
+    def _unfollow(self, stream_id: str) -> None:
+        entry = self._follows.pop(stream_id, None)
+        if entry is not None and self.redis.up:
+            self.publish(entry[1], json.dumps({"kind": "unfollow", "stream": stream_id})).addErrback(lambda _: None)
+
+    def drop_remote(self, follower: RemoteFollower, why: str) -> None:
+        """Stop sending frames to another instance's follower (telling it, unless it asked)."""
+        if self._remote.pop(follower.stream_id, None) is None:
+            return
+        follower.closed = True
+        self._trace.unfollow(follower.station_id, follower)
+        if why == "end" and self.redis.up:
+            self.publish(follower.reply_to, json.dumps({"kind": "end", "stream": follower.stream_id})).addErrback(
+                lambda _: None
+            )
+
+    def _leases(self) -> None:
+        """Renew the leases of the follow streams here; drop the remote ones no longer renewed."""
+        now = self._clock.seconds()
+        for follower in list(self._remote.values()):
+            if follower.renewed + FOLLOW_LEASE <= now:
+                self.drop_remote(follower, "lease")
+        if self.redis.up:
+            for stream_id, (_, holder) in list(self._follows.items()):
+                self.publish(holder, json.dumps({"kind": "keep", "stream": stream_id})).addErrback(lambda _: None)
+
+    def stopService(self) -> Deferred:
+        for stream, _ in list(self._follows.values()):
+            stream.close()
+        for follower in list(self._remote.values()):
+            self.drop_remote(follower, "end")
+        return super().stopService()
+
+    def _holder(self, station_id: str) -> Deferred:
+        """The instance holding C{station_id} (another one), or C{(status, document)}: 404, 503."""
         reading = self.redis.execute(_GET, [station_key(station_id)], [])
 
         def holder_found(value):
@@ -99,13 +203,21 @@ class ClusterCalls(MultiService):
                 return 404, {"error": f"station {station_id} is not connected to any instance"}
             if instance == self.instance:
                 return 404, {"error": f"station {station_id} is not connected"}
-            return self._ask(instance, station_id, request, timeout)
+            return instance
 
         def unavailable(failure):
             # The claim could not be read: Redis is away (RedisUnavailable) or went away meanwhile.
             return 503, {"error": f"station {station_id} is not here, and Redis is away"}
 
         return reading.addCallbacks(holder_found, unavailable)
+
+    def _forward(self, station_id: str, request: dict, timeout: float) -> Deferred:
+        def holder_found(found):
+            if not isinstance(found, str):
+                return found
+            return self._ask(found, station_id, request, timeout)
+
+        return self._holder(station_id).addCallback(holder_found)
 
     def _ask(self, instance: str, station_id: str, request: dict, timeout: float) -> Deferred:
         request_id = uuid.uuid4().hex
@@ -153,6 +265,34 @@ class ClusterCalls(MultiService):
                 self._settle(str(document.get("id")), (status, body))
         elif kind == "call":
             self._run(document)
+        else:
+            self._streamed(kind, document)
+
+    def _streamed(self, kind: str, document: dict) -> None:
+        """The follow streams' messages: frames and ends here, follows, renewals and ends of the remote ones."""
+        stream_id = str(document.get("stream"))
+        if kind == "frame":
+            entry = self._follows.get(stream_id)
+            if entry is not None and isinstance(document.get("data"), str):
+                entry[0].send(document["data"].encode("utf-8"))
+        elif kind == "end":
+            entry = self._follows.get(stream_id)
+            if entry is not None:
+                entry[0].close()
+        elif kind == "follow":
+            station_id, reply_to = str(document.get("station")), str(document.get("reply_to"))
+            after = document.get("after")
+            follower = RemoteFollower(self, stream_id, station_id, reply_to, self._clock.seconds())
+            self._remote[stream_id] = follower
+            self._trace.follow(station_id, follower, after if isinstance(after, int) else None)
+        elif kind == "keep":
+            follower = self._remote.get(stream_id)
+            if follower is not None:
+                follower.renewed = self._clock.seconds()
+        elif kind == "unfollow":
+            follower = self._remote.get(stream_id)
+            if follower is not None:
+                self.drop_remote(follower, "unfollow")
 
     def _run(self, document: dict) -> None:
         """A call passed here by another instance: run it, publish the answer to the asker's channel."""

@@ -97,7 +97,9 @@ class ApiService(ServiceTree):
         self._describe = describe
         self._cluster: ClusterCalls | None = None
         if cluster is not None:
-            self._cluster = ClusterCalls(cluster, reactor, self.local_call, self.local_frames, self.local_disconnect)
+            self._cluster = ClusterCalls(
+                cluster, reactor, self.local_call, self.local_frames, self.local_disconnect, trace
+            )
             self._cluster.setServiceParent(self)
         self.site = _ApiSite(ApiResource(self, TokenGate(tokens, reactor)))
         self.listening: Deferred = Deferred()
@@ -159,10 +161,12 @@ class ApiService(ServiceTree):
             if not here and self._cluster is not None:
                 return self._cluster.frames(station_id)
             return self.local_frames(station_id)
-        if not here:
-            raise Answer(404, f"no frames of station {station_id} are kept here")
         last = request.getHeader(b"last-event-id")
         after = int(last) if last is not None and last.strip().isdigit() else None
+        if not here and self._cluster is not None:
+            return self._cluster.follow(station_id, request, after)
+        if not here:
+            raise Answer(404, f"no frames of station {station_id} are kept")
         stream = EventStream(request, lambda closed: self.trace.unfollow(station_id, closed))
         opened = stream.start()
         self.trace.follow(station_id, stream, after)

@@ -91,6 +91,29 @@ class ApiClusterTests(ProxyTestCase):
         status, document = await http(api_ports[1], "GET", "/api/stations/CP_X/frames", OPERATE)
         self.assertEqual(status, 200, document)
         self.assertIn("BootNotification", json.dumps(document))
+        # Followed through B: a frame passing at A reaches B's stream, within a second.
+        reader_b, writer_b = await asyncio.open_connection("127.0.0.1", api_ports[1])
+        self.addCleanup(writer_b.close)
+        writer_b.write(
+            f"GET /api/stations/CP_X/frames?follow=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATE}\r\n"
+            "Last-Event-ID: 0\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(reader_b.readuntil(b"\r\n\r\n"), 10)
+        self.assertIn(b" 200 ", head)
+        seen = b""
+
+        async def until(text: bytes):
+            nonlocal seen
+            while text not in seen:
+                seen += await reader_b.read(4096)
+
+        await asyncio.wait_for(until(b"BootNotification"), 10)
+        loop = asyncio.get_event_loop()
+        sent = loop.time()
+        await station.call(call.Heartbeat())
+        await asyncio.wait_for(until(b"Heartbeat"), 1.0)
+        self.assertLess(loop.time() - sent, 1.0)
+        writer_b.close()
         # Disconnected through B: A closes it.
         status, document = await http(api_ports[1], "POST", "/api/stations/CP_X/disconnect", OPERATE, b'{"code": 1012}')
         self.assertEqual(status, 200, document)

@@ -88,3 +88,45 @@ class ApiServiceTests(SynchronousTestCase):
         for channel in channels:
             channel.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.api.site.resource._in_flight.count("ops"), 0)
+
+
+class RemoteFollowTests(SynchronousTestCase):
+    """Cluster mode: follow streams of other instances' readers are bounded by a lease and by Redis keeping up."""
+
+    def setUp(self) -> None:
+        from ocppproxy.api.cluster_calls import ClusterCalls
+
+        self.clock = Clock()
+        self.trace = FrameTrace(FrameHistory(10), self.clock, Redactor())
+        self.calls = ClusterCalls(
+            ClusterConfig("redis://127.0.0.1:1/0", "proxy-a"),
+            self.clock,
+            lambda *args: None,
+            lambda station_id: (404, {}),
+            lambda *args: (404, {}),
+            self.trace,
+        )
+        follow = {"kind": "follow", "stream": "s1", "reply_to": "proxy-b", "station": "CP_1", "after": None}
+        self.calls._message(json.dumps(follow))
+
+    def test_dropped_without_renewal(self):
+        """A remote follower not renewed within the lease is dropped; a renewed one is kept."""
+        self.assertEqual(self.trace.followers(), 1)
+        self.clock.advance(60)
+        self.calls._message(json.dumps({"kind": "keep", "stream": "s1"}))
+        self.clock.advance(60)
+        self.calls._leases()
+        self.assertEqual(self.trace.followers(), 1)
+        self.clock.advance(31)
+        self.calls._leases()
+        self.assertEqual(self.trace.followers(), 0)
+
+    def test_dropped_while_redis_is_away(self):
+        """A frame for a remote follower while Redis is away drops it: nothing piles up."""
+        self.trace.frame_crossed("CP_1", "from_station", None, b'[2,"1","Heartbeat",{}]')
+        self.assertEqual(self.trace.followers(), 0)
+
+    def test_unfollow(self):
+        """The reader's instance says it left: dropped."""
+        self.calls._message(json.dumps({"kind": "unfollow", "stream": "s1"}))
+        self.assertEqual(self.trace.followers(), 0)
