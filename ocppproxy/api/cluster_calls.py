@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from typing import Protocol
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
@@ -27,12 +27,22 @@ _PUBLISH = "return redis.call('PUBLISH', KEYS[1], ARGV[1])"
 MARGIN = 2.0
 """Seconds the asking instance waits beyond the call's timeout for the holder's answer."""
 
-LocalCall = Callable[[str, str, dict, float], Deferred]
-"""C{(station_id, action, payload, timeout)} -> Deferred of C{(status, document)}, run where the station is."""
-LocalFrames = Callable[[str], tuple[int, dict]]
-"""C{station_id} -> C{(status, document)}: the station's kept frames, read where it is."""
-LocalDisconnect = Callable[[str, int, str], tuple[int, dict]]
-"""C{(station_id, code, token name)} -> C{(status, document)}: the station closed where it is."""
+class LocalApi(Protocol):
+    """What an instance does for a station it holds, asked by another (L{ocppproxy.api.service.ApiService})."""
+
+    def local_call(self, station_id: str, action: str, payload: dict, timeout: float) -> Deferred:
+        """The CALL sent to the station: a Deferred of C{(status, document)}."""
+
+    def local_frames(self, station_id: str) -> tuple[int, dict]:
+        """The station's kept frames: C{(status, document)}."""
+
+    def local_disconnect(self, station_id: str, code: int, by: str) -> tuple[int, dict]:
+        """The station closed: C{(status, document)}."""
+
+    def local_describe(self, station_id: str) -> tuple[int, dict]:
+        """The station's details: C{(status, document)}."""
+
+
 FRAMES_TIMEOUT = 3.0
 """Seconds an instance waits for another's history of a station."""
 FOLLOW_LEASE = 90.0
@@ -89,17 +99,13 @@ class ClusterCalls(MultiService):
         self,
         settings: ClusterConfig,
         reactor,
-        local_call: LocalCall,
-        local_frames: LocalFrames,
-        local_disconnect: LocalDisconnect,
+        local: LocalApi,
         trace: FrameTrace,
     ) -> None:
         super().__init__()
         self.instance = settings.instance
         self._clock = reactor
-        self._local_call = local_call
-        self._local_frames = local_frames
-        self._local_disconnect = local_disconnect
+        self._local = local
         self._trace = trace
         self._pending: dict[str, tuple[Deferred, object]] = {}
         # Follow streams here of stations held elsewhere: stream id -> (stream, holder).
@@ -126,6 +132,10 @@ class ClusterCalls(MultiService):
     def frames(self, station_id: str) -> Deferred:
         """The kept frames of C{station_id} read from the instance holding it, as L{call} answers."""
         return self._forward(station_id, {"op": "frames"}, FRAMES_TIMEOUT)
+
+    def describe(self, station_id: str) -> Deferred:
+        """One station's details from the instance holding it, as L{call} answers."""
+        return self._forward(station_id, {"op": "describe"}, FRAMES_TIMEOUT)
 
     def disconnect(self, station_id: str, code: int, by: str) -> Deferred:
         """Close C{station_id} on the instance holding it (C{by}: the token's name), as L{call} answers."""
@@ -299,12 +309,15 @@ class ClusterCalls(MultiService):
         try:
             request_id, reply_to = str(document["id"]), str(document["reply_to"])
             station_id, timeout = str(document["station"]), float(document["timeout"])
-            if document.get("op") == "frames":
-                running = succeed(self._local_frames(station_id))
-            elif document.get("op") == "disconnect":
-                running = succeed(self._local_disconnect(station_id, int(document["code"]), str(document["by"])))
+            operation = document.get("op")
+            if operation == "frames":
+                running = succeed(self._local.local_frames(station_id))
+            elif operation == "describe":
+                running = succeed(self._local.local_describe(station_id))
+            elif operation == "disconnect":
+                running = succeed(self._local.local_disconnect(station_id, int(document["code"]), str(document["by"])))
             else:
-                running = self._local_call(station_id, str(document["action"]), document["payload"], timeout)
+                running = self._local.local_call(station_id, str(document["action"]), document["payload"], timeout)
         except (KeyError, TypeError, ValueError):
             self._log.warn("api: ignoring a malformed call from another instance")
             return

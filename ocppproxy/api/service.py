@@ -97,9 +97,7 @@ class ApiService(ServiceTree):
         self._describe = describe
         self._cluster: ClusterCalls | None = None
         if cluster is not None:
-            self._cluster = ClusterCalls(
-                cluster, reactor, self.local_call, self.local_frames, self.local_disconnect, trace
-            )
+            self._cluster = ClusterCalls(cluster, reactor, self, trace)
             self._cluster.setServiceParent(self)
         self.site = _ApiSite(ApiResource(self, TokenGate(tokens, reactor)))
         self.listening: Deferred = Deferred()
@@ -140,9 +138,18 @@ class ApiService(ServiceTree):
         return answer_later(self._listing(query_of(request)))
 
     def handle_station(self, request, token: Token, station_id: str, body: bytes):
+        if station_id not in self.sessions.current and self._cluster is not None:
+            # Held by another instance? Else what this one remembers of it.
+            return self._cluster.describe(station_id).addCallback(
+                lambda found: found if found[0] != 404 else self.local_describe(station_id)
+            )
+        return self.local_describe(station_id)
+
+    def local_describe(self, station_id: str) -> tuple[int, dict]:
+        """One station's details as this instance knows it: C{(200 | 404, document)}."""
         document = self._describe(station_id)
         if document is None:
-            raise Answer(404, f"no station {station_id} is known")
+            return 404, {"error": f"no station {station_id} is known"}
         return 200, document
 
     def local_frames(self, station_id: str) -> tuple[int, dict]:

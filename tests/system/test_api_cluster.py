@@ -87,7 +87,9 @@ class ApiClusterTests(ProxyTestCase):
         self.assertFalse([frame for frame in connection.session.received if "api-" in json.dumps(frame)])
         status, _ = await http(api_ports[1], "POST", "/api/stations/CP_NOWHERE/call", OPERATE, body)
         self.assertEqual(status, 404)
-        # Its history, from the instance that holds it.
+        # Its details and its history, from the instance that holds it.
+        status, document = await http(api_ports[1], "GET", "/api/stations/CP_X", OPERATE)
+        self.assertEqual((status, document.get("id"), document.get("calls_waiting")), (200, "CP_X", 0), document)
         status, document = await http(api_ports[1], "GET", "/api/stations/CP_X/frames", OPERATE)
         self.assertEqual(status, 200, document)
         self.assertIn("BootNotification", json.dumps(document))

@@ -101,9 +101,7 @@ class RemoteFollowTests(SynchronousTestCase):
         self.calls = ClusterCalls(
             ClusterConfig("redis://127.0.0.1:1/0", "proxy-a"),
             self.clock,
-            lambda *args: None,
-            lambda station_id: (404, {}),
-            lambda *args: (404, {}),
+            None,
             self.trace,
         )
         follow = {"kind": "follow", "stream": "s1", "reply_to": "proxy-b", "station": "CP_1", "after": None}
