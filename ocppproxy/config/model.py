@@ -168,6 +168,29 @@ class ClusterConfig:
     ownership_ttl: int = DEFAULT_OWNERSHIP_TTL
 
 
+API_SCOPES = ("read", "operate")
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One token of C{api.tokens}: its name (in the audit log), the SHA-256 of the token, its scope, its actions."""
+
+    name: str
+    sha256: str = field(repr=False)
+    scope: str = "read"
+    actions: frozenset | None = None
+    """The actions an C{operate} token may send (None: all)."""
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """The control-plane API: where it listens (None: only the tokens, for the status page), its tokens, history."""
+
+    listen: str | None = None
+    tokens: tuple[ApiToken, ...] = ()
+    history: int = 200
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the daemon needs to start, validated."""
@@ -191,6 +214,8 @@ class Config:
     upstream_calls: Mapping[str, frozenset | None] = field(default_factory=dict)
     state_file: str | None = None
     status_listen: str | None = None
+    status_require_token: bool = False
+    api: ApiConfig | None = None
     traffic_log_directory: str | None = None
     traffic_log_max_pending: int = 10000
     upstream_auth: Mapping[str, UpstreamAuth] = field(default_factory=dict)

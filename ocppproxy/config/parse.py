@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import security
+from .api_section import api_config, require_token
 from .cluster import cluster_config
 from .model import Config, ConfigError, ReconnectPolicy, StationTLS, require_mapping
 from .notify_section import notify_config
@@ -74,6 +75,8 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
             raise ConfigError("state_file", f"directory {os.path.dirname(path)} does not exist")
         kwargs["state_file"] = path
     kwargs.update(_status(top.get("status")))
+    kwargs["api"] = api_config(top.get("api"))
+    kwargs["status_require_token"] = require_token(top.get("status"), kwargs["api"])
     kwargs.update(_traffic_log(top.get("traffic_log"), base_dir))
     if top.get("station_tls") is not None:
         kwargs["station_tls"] = _station_tls(top["station_tls"], base_dir, kwargs.get("listen", Config.listen))

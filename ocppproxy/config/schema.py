@@ -25,7 +25,10 @@ from . import values
 from .checks import Flag, Number, OneOf, Rule, Section, Text
 from .events import EVENT_KEYS
 from .model import (
+    API_SCOPES,
     CLIENT_ID_CHECKS,
+    ApiConfig,
+    ApiToken,
     LOG_LEVELS,
     ClusterConfig,
     Config,
@@ -151,7 +154,11 @@ _CONNECTIONS = (
     ),
     Setting("status.listen", Text(text="Twisted server endpoint string"), field=at(Config, "status_listen"),
         shown=MANDATORY,
-        doc="Where the status is served (no authentication: keep it local).",
+        doc="Where the status is served (without ``require_token``, no authentication: keep it local).",
+    ),
+    Setting("status.require_token", Flag(), field=at(Config, "status_require_token"),
+        doc="``/``, ``/stations``, ``/alerts`` and ``/metrics`` need a ``read`` token of ``api.tokens`` (Bearer "
+        "header, or the page's login form and its cookie).",
     ),
     Setting("traffic_log", Section(),
         shown="none (off)",
@@ -358,7 +365,39 @@ _LIMITS = (
     ),
 )
 
-SCHEMA: tuple[Setting, ...] = _TOP + NOTIFY + _CONNECTIONS + _ROUTING + _SECURITY + _LIMITS
+_API = (
+    Setting("api", Section(), field=at(Config, "api"),
+        shown="none (off)",
+        doc="The control-plane API (stations, CALLs, frame history, events) and its tokens; off without the section.",
+    ),
+    Setting("api.listen", _ENDPOINT, field=at(ApiConfig, "listen"),
+        shown="none (tokens only)",
+        doc="Where the API is served (``ssl:`` works); without it the tokens only protect the status page.",
+    ),
+    Setting("api.tokens", Rule("list of tokens", values.token_list), field=at(ApiConfig, "tokens"), default=[],
+        doc="Who may use the API (and, with ``status.require_token``, the status page).",
+    ),
+    Setting("api.tokens.name", Rule("string, no spaces", values.instance_name), field=at(ApiToken, "name"),
+        shown=MANDATORY,
+        doc="The token's name, in the audit log; unique.",
+    ),
+    Setting("api.tokens.sha256", Rule("64 hex digits", values.sha256_hex), field=at(ApiToken, "sha256"),
+        shown=MANDATORY,
+        doc="The hex SHA-256 of the token (``printf %s TOKEN | sha256sum``), never the token itself.",
+    ),
+    Setting("api.tokens.scope", OneOf(API_SCOPES), field=at(ApiToken, "scope"),
+        doc="``read`` (look) or ``operate`` (also send CALLs and disconnect stations).",
+    ),
+    Setting("api.tokens.actions", Rule("list of actions", values.call_policy), field=at(ApiToken, "actions"),
+        default="all",
+        doc="The actions an ``operate`` token may send; others get 403.",
+    ),
+    Setting("api.history", Number(0, True, " of frames"), field=at(ApiConfig, "history"),
+        doc="Frames kept per station for ``/api/stations/{id}/frames`` (0: none), kept an hour after it left.",
+    ),
+)
+
+SCHEMA: tuple[Setting, ...] = _TOP + NOTIFY + _CONNECTIONS + _ROUTING + _SECURITY + _LIMITS + _API
 """Every key, in the order the reference lists them and each section's unknown-key error names them."""
 
 BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SCHEMA}

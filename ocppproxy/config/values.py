@@ -307,3 +307,20 @@ def one_or_more(what: str, each) -> Any:
         return tuple(each(f"{key}[{index}]", item) for index, item in enumerate(value))
 
     return check
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def sha256_hex(key: str, value: Any) -> str:
+    """A SHA-256 digest as 64 hex digits (lower-cased); a wrong value is named by its kind, never quoted."""
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise ConfigError(key, f"must be the 64 hex digits of a SHA-256, got {kind_of(value)}")
+    return value.lower()
+
+
+def token_list(key: str, value: Any) -> list:
+    """A list of token mappings (each checked by L{ocppproxy.config.api_section})."""
+    if not isinstance(value, list) or not all(isinstance(each, dict) for each in value):
+        raise ConfigError(key, f"must be a list of mappings, got {kind_of(value)}")
+    return value

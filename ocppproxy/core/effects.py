@@ -12,6 +12,8 @@ from typing import Any
 from .observer import ProxyEvent
 
 STATION = "station"
+API = "@api"
+"""The proxy's own party (the control-plane API) in the queue of CALLs to the station; no upstream name has an C{@}."""
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from .answers import LATE, StationCallAnswers
-from .effects import STATION, Close, Effect, Log, Send, Timer
+from .effects import API, STATION, Close, Effect, Log, Send, Timer
 from .membership import LEAVING, Membership
 from .observer import FrameDropped, StationConnected, StationDisconnected, StationFrame, UpstreamFrame
 from .ocppj import ANSWERS, CALL, Frame, FrameError, format_error_reply, parse_frame
@@ -341,6 +341,24 @@ class StationRelay(RouteChanges, LinkEvents):
             self._log_not_relayed(effects, name, frame, f"{frame.kind_name} from a central system is not relayed")
         effects.append(UpstreamFrame(station, name, frame, payload))
         return effects
+
+    def api_call(self, frame: Frame, payload: bytes, now: float) -> tuple[str, list[Effect]]:
+        """
+        The proxy's own CALL to the station (the control-plane API), queued with the central
+        systems' CALLs as the party L{API}, so it never overlaps theirs: C{("sent" |
+        "waiting" | "refused", effects)}; refused when the queue is full (its CALLERROR is a
+        L{Send} to L{API}). The station's answer comes back as a L{Send} to L{API}, never
+        to an upstream.
+        """
+        if self._closing:
+            return "refused", []
+        outcome, sends = self._station_calls.offer(API, frame, payload, now)
+        return outcome, [*sends, Timer(self._deadline())]
+
+    @property
+    def calls_waiting(self) -> int:
+        """CALLs to the station outstanding or waiting (the central systems' and the API's)."""
+        return len(self._station_calls)
 
     def _upstream_call(self, name: str, frame: Frame, payload: bytes, now: float) -> list[Effect]:
         outcome, sends = self._station_calls.offer(name, frame, payload, now)

@@ -13,8 +13,11 @@ from collections.abc import Callable
 from twisted.application.service import IService
 from twisted.python import usage
 
+from ..api.build import ApiParts
+from ..status.tokens import TokenGate
 from ..config.load import load_config
 from ..config.model import Config, ConfigError
+from ..core.api_auth import Tokens
 from ..core.observer import FrameObserver, ProxyObserver
 from ..core.redact import Redactor
 from ..core.routes import Route
@@ -169,8 +172,13 @@ def build_services(
         traffic_log.setName("traffic_log")
         traffic_log.setServiceParent(top)
         observers.append(traffic_log)
+    api = None
+    if config.api is not None and config.api.listen:
+        api = ApiParts(config, reactor, redactor)
+        api.audit.setServiceParent(top)
+        observers.extend((api.trace, api.events))
     activity = None
-    if config.status_listen:
+    if config.status_listen or api is not None:
         activity = StationActivity(
             reactor, redactor, fleet_record=cluster.fleet if cluster is not None else None, route_of=sessions.route_of
         )
@@ -188,7 +196,8 @@ def build_services(
         share_transactions=share_transactions,
         fast_path=fast_path,
     )
-    if activity is not None:
+    status = None
+    if config.status_listen:
         status = StatusService(
             config.status_listen,
             reactor,
@@ -198,9 +207,12 @@ def build_services(
             traffic_log,
             alerts,
             cluster_fleet=cluster.fleet if cluster is not None else None,
+            token_gate=TokenGate(Tokens(config.api.tokens), reactor) if config.status_require_token else None,
         )
         status.setName("status")
         status.setServiceParent(top)
+    if api is not None:
+        api.service(proxy, sessions, activity, notifier, status).setServiceParent(top)
     if cluster is not None:
         cluster.setServiceParent(top)
     proxy.setName("proxy")

@@ -7,14 +7,17 @@ one per accepted station handshake.
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable, Mapping
 
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.logger import LogLevel
 
 from ..config.model import Config
-from ..core.effects import STATION, Close, CloseLink, Effect, Log, OpenLink, Send, Timer
+from ..core.effects import API, STATION, Close, CloseLink, Effect, Log, OpenLink, Send, Timer
+from ..core.ocppj import parse_frame
 from ..core.observer import (
     FROM_STATION,
     FROM_UPSTREAM,
@@ -34,6 +37,7 @@ from ..wire.backpressure import WriteBufferWatch, WriteLimits
 from ..wire.limits import StationLimits
 from ..wire.station import StationProtocol
 from ..wire.upstream import UpstreamLink
+from .api_calls import ApiCalls, StationGone
 from .flow import THROTTLED, ReadingFlow
 from .link_changes import RouteLinks
 from .observers import frame_recorder
@@ -95,6 +99,8 @@ class StationSession(RouteLinks, ReadingFlow):
         self._stopped: Deferred[None] | None = None
         self._negotiation: Deferred | None = None
         self._expiry_timer = None
+        # The control-plane API's CALLs waiting for the station's answer.
+        self.api_calls = ApiCalls(clock)
 
     def attach(
         self,
@@ -205,6 +211,8 @@ class StationSession(RouteLinks, ReadingFlow):
             if kind is Send:
                 if effect.target == STATION:
                     self._to_station(effect.payload)
+                elif effect.target == API:
+                    self.api_calls.answered(effect.payload)
                 else:
                     self.links[effect.target].send(effect.payload)
             elif isinstance(effect, ProxyEvent):
@@ -224,6 +232,24 @@ class StationSession(RouteLinks, ReadingFlow):
                 self.close(effect.code, effect.reason)
             else:
                 raise TypeError(f"unknown effect {effect!r}")
+
+    def api_call(self, action: str, payload: object, timeout: float) -> Deferred[bytes]:
+        """
+        Send the station a CALL of the proxy's own (the control-plane API), with a message
+        id of its own, through the queue of the central systems' CALLs: fires with the
+        station's answer (bytes), which goes to no central system; fails with
+        L{ocppproxy.relay.api_calls.CallTimeout}, C{StationGone} or C{QueueFull}.
+        """
+        if not self.ready:
+            return fail(StationGone())
+        message_id = f"api-{uuid.uuid4().hex}"
+        text = json.dumps([2, message_id, action, payload], ensure_ascii=False, separators=(",", ":")).encode()
+        answer = self.api_calls.start(message_id, timeout)
+        outcome, effects = self.relay.api_call(parse_frame(text), text, self._clock.seconds())
+        if outcome == "refused":
+            self.api_calls.refused(message_id)
+        self._carry_out(effects)
+        return answer
 
     # --- the station's side
 
@@ -366,6 +392,7 @@ class StationSession(RouteLinks, ReadingFlow):
                 self._paused_by = 0
                 self.protocol.transport.resumeProducing()
             self._carry_out(self.relay.closing(self._clock.seconds()))
+            self.api_calls.gone()
             self._stopped = DeferredList([link.stop() for link in self.links.values()]).addCallback(lambda _: None)
             self._stopped.addCallback(lambda _: self._end())
         stopped: Deferred[None] = Deferred()

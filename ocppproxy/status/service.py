@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from .tokens import TokenGate
 from ..cluster.fleet import ClusterFleetView
 from ..logs import proxy_logger
 from ..notify.delivery import DeliveryQueue
@@ -26,6 +27,7 @@ from ..relay.service_tree import ServiceTree
 from .activity import StationActivity
 from .alerts import RecentAlerts, alerts_document
 from .fleet import QueryError, StationQuery, fleet_listing, parse_query
+from .guard import GuardedRoot
 from .health import HealthResource
 from .metrics import ProxyCollector, metrics_registry
 from .page import render_page
@@ -184,6 +186,9 @@ class StatusService(ServiceTree):
     none. Reading the page changes nothing: the stations gone too long are forgotten
     every L{FORGET_EVERY} seconds by the child C{forget}.
 
+    With C{token_gate} (C{status.require_token}), all but C{/health} need a read token
+    (see L{ocppproxy.status.guard}).
+
     In cluster mode, C{cluster_fleet} is the cluster's fleet record
     (L{ocppproxy.cluster.fleet.ClusterFleet}): C{/} and C{/stations} then read it (at
     most L{CLUSTER_READ_TIMEOUT} seconds) and show the whole cluster's fleet, or this
@@ -202,6 +207,7 @@ class StatusService(ServiceTree):
         traffic_log=None,
         alerts: RecentAlerts | None = None,
         cluster_fleet: ClusterFleetReader | None = None,
+        token_gate: TokenGate | None = None,
     ) -> None:
         super().__init__()
         self.listen = listen
@@ -212,7 +218,11 @@ class StatusService(ServiceTree):
         self._traffic_log = traffic_log
         self.alert_log = alerts if alerts is not None else RecentAlerts(reactor)
         self.registry = metrics_registry(ProxyCollector(reactor, self.metrics_snapshot))
-        self.site = _StatusSite(StatusRoot(self, MetricsResource(self.registry)))
+        root: Resource = StatusRoot(self, MetricsResource(self.registry))
+        if token_gate is not None:
+            # status.require_token: a read token (or the login form's cookie) for all but /health.
+            root = GuardedRoot(root, token_gate, reactor)
+        self.site = _StatusSite(root)
         self.cluster_fleet = cluster_fleet
         self.listening: Deferred = Deferred()
         endpoint = ListenEndpoint(

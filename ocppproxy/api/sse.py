@@ -1,0 +1,98 @@
+"""
+Server-Sent Events to one reader over C{twisted.web}: events are written as they come;
+while the reader's connection is slow (its transport paused us as a producer) they wait
+in a buffer of at most C{max_buffer} bytes, and past it the reader is cut off. Nothing a
+reader does ever slows the station whose frames it follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.web.server import NOT_DONE_YET
+
+MAX_BUFFER = 256 * 1024
+"""Bytes of events one slow reader may have waiting before it is cut off."""
+
+
+def event_bytes(data: str, event_id: int | None = None, event: str | None = None) -> bytes:
+    """One event in the text/event-stream format (C{data} may hold newlines)."""
+    lines = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    if event is not None:
+        lines.append(f"event: {event}")
+    lines.extend(f"data: {line}" for line in data.split("\n"))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+class EventStream:
+    """
+    One open SSE response: L{send} an event; L{on_close} is called once when the reader
+    left or was cut off. Registered with the request as a streaming producer, so the
+    transport tells it when its buffer is full (L{pauseProducing}) and drained.
+    """
+
+    def __init__(self, request, on_close: Callable[[EventStream], None], max_buffer: int = MAX_BUFFER) -> None:
+        self._request = request
+        self._on_close = on_close
+        self._max_buffer = max_buffer
+        self._paused = False
+        self._waiting: list[bytes] = []
+        self._waiting_bytes = 0
+        self.closed = False
+        self.cut_off = False
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-accel-buffering", b"no")
+        request.registerProducer(self, True)
+        request.notifyFinish().addBoth(lambda _: self._closed())
+
+    def start(self) -> int:
+        """Send the headers now; the value for C{render_GET} to return (NOT_DONE_YET)."""
+        self._request.write(b": stream open\n\n")
+        return NOT_DONE_YET
+
+    def send(self, data: bytes) -> None:
+        """Write one event (see L{event_bytes}), or hold it while the reader is slow; past the bound, cut off."""
+        if self.closed:
+            return
+        if not self._paused:
+            self._request.write(data)
+            return
+        self._waiting.append(data)
+        self._waiting_bytes += len(data)
+        if self._waiting_bytes > self._max_buffer:
+            self.cut_off = True
+            self._waiting.clear()
+            self._waiting_bytes = 0
+            transport = self._request.transport
+            if transport is not None:
+                transport.abortConnection()
+            self._closed()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        waiting, self._waiting, self._waiting_bytes = self._waiting, [], 0
+        for data in waiting:
+            if self.closed:
+                return
+            self._request.write(data)
+
+    def stopProducing(self) -> None:
+        self._closed()
+
+    def close(self) -> None:
+        """End the stream from our side (the daemon stops)."""
+        if not self.closed:
+            self._closed()
+            self._request.unregisterProducer()
+            self._request.finish()
+
+    def _closed(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._on_close(self)
