@@ -155,7 +155,7 @@ class LayoutMapTests(SynchronousTestCase):
 
 class EveryFileTests(SynchronousTestCase):
     def test_every_module_on_the_layout_page(self):
-        """The layout page's "Every file" list names every module of the package (and nothing gone)."""
+        """The layout page's "Every file" list names every module (and nothing gone): python docs/every_file.py."""
         page = read(os.path.join(ROOT, "docs", "explanation", "layout.rst"))
         listed = set(re.findall(r"(?m)^    (ocppproxy/\S+\.py)", page[page.index("Every file") :]))
         modules = {
