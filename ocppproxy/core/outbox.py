@@ -93,6 +93,14 @@ class OutboxQueue:
             return entry.written_at
         return None
 
+    def entries(self) -> list[Entry]:
+        """The entries waiting or in flight, oldest first."""
+        return list(self._entries.values())
+
+    def own_ids(self) -> dict[int, int]:
+        """The transaction ids learnt: the station's -> this upstream's own."""
+        return dict(self._own_ids)
+
     def append(self, entry: Entry) -> None:
         """An entry owed to the upstream, after every one appended before (its C{seq} is higher)."""
         self._entries[entry.seq] = entry
