@@ -82,7 +82,7 @@ class OutboxStore:
             return self.db.load()
 
         def failed(failure: Failure) -> Loaded:
-            self._fault(failure)
+            self.fault(failure)
             return Loaded()
 
         return self._run(opened).addErrback(failed)
@@ -112,9 +112,10 @@ class OutboxStore:
             if self._pending and self.failing_since is None:
                 self._timer = self._reactor.callLater(self._interval, self._commit)
 
-        return writing.addCallbacks(done, self._fault).addBoth(finished)
+        return writing.addCallbacks(done, self.fault).addBoth(finished)
 
-    def _fault(self, failure: Failure) -> None:
+    def fault(self, failure: Failure) -> None:
+        """The file cannot be written (C{failure}): a fault episode begins, if none is open."""
         self._pending = []
         if self.failing_since is None:
             self.failing_since = self._reactor.seconds()

@@ -37,6 +37,7 @@ from .statefile import StateFile, read_state
 
 if TYPE_CHECKING:
     from ..fastpath import FastPath
+    from .outbox import Outbox
 
 
 NO_ROUTE_LOG_INTERVAL = 60.0
@@ -70,8 +71,11 @@ class ProxyService(ServiceTree):
         ownership: Ownership | None = None,
         share_transactions: Callable[[TransactionStore], TransactionStore] | None = None,
         fast_path: FastPath | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         super().__init__()
+        # The durable outbox of the mirrors (None: memory queues only, as without an outbox section).
+        self.outbox = outbox
         self._fast_path = fast_path
         # What log lines may quote of a frame: the secrets masked (see ocppproxy.core.redact).
         self.redactor = redactor or Redactor(config.redact)
@@ -232,7 +236,14 @@ class ProxyService(ServiceTree):
         session.attach(
             links, offers, self.config, self.transactions, make_link, route=route, upstreams=routing.rules
         )
+        if self.outbox is not None:
+            session.use_outbox(self.outbox, self._uses_outbox)
         return session
+
+    def _uses_outbox(self, name: str) -> bool:
+        """Whether upstream C{name}, as a mirror, goes through the outbox (its C{outbox} key, as the routing has it)."""
+        upstream = self.routing.upstreams.get(name)
+        return upstream is None or upstream.outbox
 
     def _no_route(self, station_id: str, peer_host: str) -> ConnectionDeny:
         """A station no route admits: HTTP 404, and one log line per address and minute at most."""

@@ -1,0 +1,118 @@
+"""
+The outbox through the real proxy between in-memory stations and central systems
+(tests/harness.py): a mirror down gets, once back, every frame the station sent, in order,
+with its own transaction ids; its answers to the backlog never reach the station; the
+backlog survives a new proxy on the same file (a restart).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy.config.model import OutboxConfig
+from ocppproxy.relay.outbox import Outbox
+from ocppproxy.relay.outbox_store import OutboxStore
+
+from ..harness import DOWN, PRIMARY_PORT, THIRD_PORT, UP, RelayHarness
+from .test_outbox_store import run_now
+
+A = f"ws://127.0.0.1:{PRIMARY_PORT}/ocpp/"
+C = f"ws://127.0.0.1:{THIRD_PORT}/feed/"
+START = '[2,"s-1","StartTransaction",{"connectorId":1,"idTag":"T","meterStart":0,"timestamp":"2026-01-01T00:00:00Z"}]'
+STOP = '[2,"e-1","StopTransaction",{"transactionId":17,"meterStop":9,"timestamp":"2026-01-01T01:00:00Z"}]'
+
+
+def meter(index: int) -> str:
+    return json.dumps([2, f"m-{index}", "MeterValues", {"connectorId": 1, "transactionId": 17, "meterValue": []}],
+                      separators=(",", ":"))
+
+
+class OutboxRelayTests(SynchronousTestCase):
+    """A mirror that is down accumulates; back, it gets the backlog first, in order, with its own ids."""
+
+    def setUp(self):
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+        self.harness = self.make_harness()
+
+    def make_harness(self):
+        harness = RelayHarness(
+            self,
+            upstreams={"a": {"url": A}, "c": {"url": C}},
+            routes=[{"stations": ["*"], "primary": "a", "mirrors": ["c"]}],
+            reconnect={"initial_delay": 0.5, "factor": 2, "max_delay": 4, "max_attempts": 1000},
+        )
+        self.store = OutboxStore(OutboxConfig(self.directory), harness.clock, run_now)
+        self.outbox = Outbox(self.store, harness.clock.seconds)
+        self.outbox.restore(self.successResultOf(self.store.start()))
+        harness.proxy.outbox = self.outbox
+        return harness
+
+    def station_sends_a_transaction(self, meter_values: int):
+        harness = self.harness
+        harness.primary.answer_calls = False
+        station = harness.connect_station("CP_1")
+        primary = harness.primary.connection
+        station.send(START)
+        harness.flush()
+        primary.send('[3,"s-1",{"transactionId":17,"idTagInfo":{"status":"Accepted"}}]')
+        for index in range(meter_values):
+            station.send(meter(index))
+            harness.flush()
+            primary.send(json.dumps([3, f"m-{index}", {}]))
+        station.send(STOP)
+        harness.flush()
+        primary.send('[3,"e-1",{}]')
+        harness.flush()
+        return station
+
+    def mirror_comes_back(self):
+        """The mirror is up, answering StartTransaction with its own id 905 and the rest with {}."""
+        harness, third = self.harness, self.harness.third
+        third.state = UP
+        third.answer_calls = False
+        delivered = []
+        for _ in range(200):
+            harness.advance(0.5)
+            if not third.connections:
+                continue
+            connection = third.connection
+            while len(delivered) < len(connection.received):
+                frame = json.loads(connection.received[len(delivered)])
+                delivered.append(frame)
+                if frame[0] == 2:
+                    body = {"transactionId": 905, "idTagInfo": {"status": "Accepted"}} if frame[2] == "StartTransaction" else {}
+                    connection.send(json.dumps([3, frame[1], body]))
+                harness.flush()
+            if not len(self.outbox.queue("CP_1", "c")):
+                return delivered
+        raise AssertionError(f"backlog not delivered: {len(self.outbox.queue('CP_1', 'c'))} left")
+
+    def test_whole_transaction_delivered_in_order_with_the_mirrors_ids(self):
+        self.harness.third.state = DOWN
+        station = self.station_sends_a_transaction(20)
+        self.assertEqual(len(self.outbox.queue("CP_1", "c")), 22)
+        delivered = self.mirror_comes_back()
+        calls = [frame for frame in delivered if frame[0] == 2 and frame[2] != "BootNotification"]
+        self.assertEqual([frame[1] for frame in calls], ["s-1"] + [f"m-{index}" for index in range(20)] + ["e-1"])
+        self.assertEqual({frame[3]["transactionId"] for frame in calls[1:]}, {905})
+        # The station heard its primary's answers only.
+        self.assertEqual([frame[1] for frame in station.frames()], ["s-1"] + [f"m-{index}" for index in range(20)] + ["e-1"])
+
+    def test_backlog_survives_a_restart(self):
+        self.harness.third.state = DOWN
+        self.station_sends_a_transaction(5)
+        self.harness.advance(0.1)  # the group commits
+        # A new proxy on the same file; the old one's file left as kill -9 would leave it.
+        self.store.db.close()
+        self.harness = self.make_harness()
+        self.harness.third.state = DOWN
+        self.assertEqual(len(self.outbox.queue("CP_1", "c")), 7)
+        self.harness.connect_station("CP_1")
+        delivered = self.mirror_comes_back()
+        calls = [frame for frame in delivered if frame[0] == 2 and frame[2] != "BootNotification"]
+        self.assertEqual([frame[1] for frame in calls], ["s-1"] + [f"m-{index}" for index in range(5)] + ["e-1"])
+        self.assertEqual({frame[3]["transactionId"] for frame in calls[1:]}, {905})
