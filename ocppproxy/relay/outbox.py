@@ -33,8 +33,8 @@ class Outbox:
         self._window = window
         self.queues: dict[tuple[str, str], OutboxQueue] = {}
         self._next_seq: dict[tuple[str, str], int] = {}
-        self.stations: dict[str, tuple[str | None, bytes | None]] = {}
-        """Per station: the subprotocol it last agreed and its last BootNotification (for drain links)."""
+        self.stations: dict[str, tuple[str | None, bytes | None, bool]] = {}
+        """Per station: the subprotocol it last agreed, its last BootNotification, whether it sent credentials."""
         self.episodes = DropEpisodes()
         self.replayed: dict[str, int] = {}
         self.on_alert: Callable[[str, int], None] = lambda upstream, count: None
@@ -67,12 +67,12 @@ class Outbox:
             queue = self.queues[key] = OutboxQueue(station, upstream, self._window)
         return queue
 
-    def station_connected(self, station: str, subprotocol: str | None) -> None:
-        """The station agreed C{subprotocol}: kept for a drain link."""
-        boot = self.stations.get(station, (None, None))[1]
-        if self.stations.get(station, (None, None))[0] != subprotocol:
-            self.stations[station] = (subprotocol, boot)
-            self.store.write((STATION, station, subprotocol, boot))
+    def station_connected(self, station: str, subprotocol: str | None, sent_auth: bool) -> None:
+        """The station agreed C{subprotocol} (C{sent_auth}: with an C{Authorization}): kept for a drain link."""
+        known = self.stations.get(station, (None, None, False))
+        if known[0] != subprotocol or known[2] != sent_auth:
+            self.stations[station] = (subprotocol, known[1], sent_auth)
+            self.store.write((STATION, station, subprotocol, known[1], sent_auth))
 
     def owed(self, station: str, upstream: str, frame: Frame, payload: bytes) -> Entry:
         """The station's CALL or SEND C{frame} is owed to C{upstream}: written, in the station's order."""
@@ -83,9 +83,9 @@ class Outbox:
         self.queue(station, upstream).append(entry)
         self.store.write((PUT, station, upstream, entry))
         if frame.action == BOOT:
-            subprotocol = self.stations.get(station, (None, None))[0]
-            self.stations[station] = (subprotocol, payload)
-            self.store.write((STATION, station, subprotocol, payload))
+            subprotocol, _, sent_auth = self.stations.get(station, (None, None, False))
+            self.stations[station] = (subprotocol, payload, sent_auth)
+            self.store.write((STATION, station, subprotocol, payload, sent_auth))
         return entry
 
     def sent(self, station: str, upstream: str, entry: Entry, backlog: bool) -> None:

@@ -14,8 +14,9 @@ of the process or the machine loses at most the group not yet committed.
 Tables: C{entries} (per station and upstream, in the station's order C{seq}: message id,
 action, kind, the payload as the station sent it, when written, a StartTransaction's
 station id), C{tx_ids} (the transaction ids an upstream gave at replay, by the station's
-id) and C{stations} (the subprotocol each station last agreed and its last
-BootNotification, for drain links). No secret is ever stored.
+id) and C{stations} (the subprotocol each station last agreed, its last
+BootNotification and whether it sent credentials, for drain links). No secret is ever
+stored.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS entries_age ON entries (written_at)",
     "CREATE TABLE IF NOT EXISTS tx_ids (station TEXT NOT NULL, upstream TEXT NOT NULL, station_tx INTEGER NOT NULL,"
     " own INTEGER NOT NULL, PRIMARY KEY (station, upstream, station_tx)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS stations (station TEXT PRIMARY KEY, subprotocol TEXT, boot BLOB) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS stations (station TEXT PRIMARY KEY, subprotocol TEXT, boot BLOB, sent_auth INTEGER)"
+    " WITHOUT ROWID",
 )
 
 
@@ -50,7 +52,7 @@ class Loaded:
 
     entries: dict[tuple[str, str], list[Entry]] = field(default_factory=dict)
     own_ids: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
-    stations: dict[str, tuple[str | None, bytes | None]] = field(default_factory=dict)
+    stations: dict[str, tuple[str | None, bytes | None, bool]] = field(default_factory=dict)
     total_bytes: int = 0
 
 
@@ -59,7 +61,7 @@ PUT = "put"  # (PUT, station, upstream, Entry)
 DELETE = "del"  # (DELETE, station, upstream, seq)
 START_TX = "start_tx"  # (START_TX, station, upstream, seq, station_tx)
 OWN_ID = "own_id"  # (OWN_ID, station, upstream, station_tx, own)
-STATION = "station"  # (STATION, station, subprotocol, boot payload or None)
+STATION = "station"  # (STATION, station, subprotocol, boot payload or None, whether it sent an Authorization)
 
 
 class OutboxDatabase:
@@ -122,8 +124,8 @@ class OutboxDatabase:
             loaded.entries.setdefault((row[0], row[1]), []).append(entry)
         for station, upstream, station_tx, own in db.execute("SELECT station, upstream, station_tx, own FROM tx_ids"):
             loaded.own_ids.setdefault((station, upstream), {})[station_tx] = own
-        for station, subprotocol, boot in db.execute("SELECT station, subprotocol, boot FROM stations"):
-            loaded.stations[station] = (subprotocol, None if boot is None else bytes(boot))
+        for station, subprotocol, boot, sent_auth in db.execute("SELECT station, subprotocol, boot, sent_auth FROM stations"):
+            loaded.stations[station] = (subprotocol, None if boot is None else bytes(boot), bool(sent_auth))
         return loaded
 
     def apply(self, operations: Iterable[tuple], now: float, max_bytes: int, max_age: float) -> list[tuple[str, str, int]]:
@@ -174,7 +176,7 @@ class OutboxDatabase:
         elif kind == OWN_ID:
             db.execute("INSERT OR REPLACE INTO tx_ids VALUES (?, ?, ?, ?)", operation[1:])
         elif kind == STATION:
-            db.execute("INSERT OR REPLACE INTO stations VALUES (?, ?, ?)", operation[1:])
+            db.execute("INSERT OR REPLACE INTO stations VALUES (?, ?, ?, ?)", operation[1:])
         else:
             raise ValueError(f"unknown outbox operation {kind!r}")
 

@@ -26,9 +26,13 @@ class OutboxLinks:
     _station_frame: Frame | None = None
     _station_payload: bytes | None = None
 
-    def use_outbox(self, outbox: Outbox | None, outbox_for: Callable[[str], bool]) -> None:
-        """Send to the upstreams C{outbox_for} names (mirrors that did not opt out) through C{outbox}."""
+    def use_outbox(self, outbox: Outbox | None, outbox_for: Callable[[str], bool], sent_auth: bool = False) -> None:
+        """
+        Send to the upstreams C{outbox_for} names (mirrors that did not opt out) through
+        C{outbox}; C{sent_auth}: the station's handshake carried an C{Authorization}.
+        """
         self.outbox = outbox
+        self.outbox_sent_auth = sent_auth
         self.outbox_for = outbox_for
         self._owed_live: dict[str, set[str]] = {}
 

@@ -180,7 +180,7 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
                 )
             self.subprotocol = chosen
             if self.outbox is not None:
-                self.outbox.station_connected(self.station_id, chosen)
+                self.outbox.station_connected(self.station_id, chosen, self.outbox_sent_auth)
             self.relay.use_subprotocol(chosen)
             for link in self.links.values():
                 link.set_subprotocols([chosen])

@@ -104,12 +104,12 @@ class GroupCommitTests(SynchronousTestCase):
 
     def test_station_facts_kept_for_drains(self):
         fixture = Fixture(self)
-        fixture.outbox.station_connected("CP1", "ocpp1.6")
+        fixture.outbox.station_connected("CP1", "ocpp1.6", True)
         fixture.owe("CP1", "mirror", "b", "BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
         fixture.commit()
         fixture.reopen()
-        subprotocol, boot = fixture.outbox.stations["CP1"]
-        self.assertEqual((subprotocol, json.loads(boot)[2]), ("ocpp1.6", "BootNotification"))
+        subprotocol, boot, sent_auth = fixture.outbox.stations["CP1"]
+        self.assertEqual((subprotocol, json.loads(boot)[2], sent_auth), ("ocpp1.6", "BootNotification", True))
 
 
 class BoundsTests(SynchronousTestCase):

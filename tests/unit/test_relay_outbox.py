@@ -30,8 +30,8 @@ def meter(index: int) -> str:
                       separators=(",", ":"))
 
 
-class OutboxRelayTests(SynchronousTestCase):
-    """A mirror that is down accumulates; back, it gets the backlog first, in order, with its own ids."""
+class OutboxFixture:
+    """A proxy with primary a and mirror c (the harness's third central system) through an outbox on a Clock."""
 
     def setUp(self):
         self.directory = os.path.abspath(self.mktemp())
@@ -48,7 +48,7 @@ class OutboxRelayTests(SynchronousTestCase):
         self.store = OutboxStore(OutboxConfig(self.directory), harness.clock, run_now)
         self.outbox = Outbox(self.store, harness.clock.seconds)
         self.outbox.restore(self.successResultOf(self.store.start()))
-        harness.proxy.outbox = self.outbox
+        harness.proxy.use_outbox(self.outbox)
         return harness
 
     def station_sends_a_transaction(self, meter_values: int):
@@ -91,6 +91,10 @@ class OutboxRelayTests(SynchronousTestCase):
                 return delivered
         raise AssertionError(f"backlog not delivered: {len(self.outbox.queue('CP_1', 'c'))} left")
 
+
+class OutboxRelayTests(OutboxFixture, SynchronousTestCase):
+    """A mirror that is down accumulates; back, it gets the backlog first, in order, with its own ids."""
+
     def test_whole_transaction_delivered_in_order_with_the_mirrors_ids(self):
         self.harness.third.state = DOWN
         station = self.station_sends_a_transaction(20)
@@ -116,3 +120,62 @@ class OutboxRelayTests(SynchronousTestCase):
         calls = [frame for frame in delivered if frame[0] == 2 and frame[2] != "BootNotification"]
         self.assertEqual([frame[1] for frame in calls], ["s-1"] + [f"m-{index}" for index in range(5)] + ["e-1"])
         self.assertEqual({frame[3]["transactionId"] for frame in calls[1:]}, {905})
+
+
+class DrainTests(OutboxFixture, SynchronousTestCase):
+    """A station that went away still has its backlog delivered, on a link the proxy opens itself."""
+
+    def test_away_station_drained_then_no_link_left(self):
+        harness = self.harness
+        harness.third.state = DOWN
+        station = self.station_sends_a_transaction(3)
+        station.sendClose(1000)
+        harness.flush()
+        self.assertNotIn("CP_1", harness.proxy.sessions)
+        delivered = self.mirror_comes_back()
+        self.assertEqual([frame[1] for frame in delivered], ["s-1", "m-0", "m-1", "m-2", "e-1"])
+        self.assertEqual({frame[3]["transactionId"] for frame in delivered[1:]}, {905})
+        harness.advance(1)
+        self.assertTrue(harness.third.connection.closed)
+        self.assertEqual(harness.proxy.drains.drains, {})
+        self.assertEqual(len(harness.third.connections), 1)
+
+    def test_boot_first_and_mirror_calls_refused(self):
+        harness = self.harness
+        harness.third.state = DOWN
+        station = harness.connect_station("CP_1")
+        station.send('[2,"b-1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+        harness.flush()
+        # The mirror got the BootNotification once (delivered); then it went away again.
+        self.outbox.queue("CP_1", "c").dropped([1])
+        station.send('[2,"h-1","Heartbeat",{}]')
+        harness.flush()
+        station.sendClose(1000)
+        harness.flush()
+        third = harness.third
+        third.state = UP
+        third.answer_calls = False
+        harness.advance(5)
+        connection = third.connection
+        self.assertEqual([json.loads(text)[2] for text in connection.received], ["BootNotification", "Heartbeat"])
+        connection.send('[2,"r-1","Reset",{"type":"Soft"}]')
+        harness.flush()
+        self.assertEqual(json.loads(connection.received[-1]), [4, "r-1", "GenericError", "station offline", {}])
+        connection.send('[3,"b-1",{}]')
+        connection.send('[3,"h-1",{}]')
+        harness.advance(1)
+        self.assertTrue(connection.closed)
+
+    def test_station_connecting_takes_over(self):
+        harness = self.harness
+        harness.third.state = DOWN
+        station = self.station_sends_a_transaction(2)
+        station.sendClose(1000)
+        harness.advance(5)  # the next look for backlogs (reconnect.max_delay)
+        self.assertIn("CP_1", harness.proxy.drains.drains)
+        harness.connect_station("CP_1")
+        self.assertEqual(harness.proxy.drains.drains, {})
+        delivered = self.mirror_comes_back()
+        self.assertEqual([frame[1] for frame in delivered if frame[2] != "BootNotification"],
+                         ["s-1", "m-0", "m-1", "e-1"])
+        self.assertEqual(len(harness.third.connections), 1)
