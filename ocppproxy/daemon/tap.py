@@ -179,6 +179,7 @@ def build_services(
     outbox = None
     if config.outbox is not None:
         outbox = OutboxService(config.outbox, reactor)
+        outbox.outbox.on_alert = notifier.outbox_dropped
         outbox.setName("outbox")
         outbox.setServiceParent(top)
     # Cluster mode with mirrors: their transaction ids are the cluster's.
