@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -23,11 +23,11 @@ from .outbox_store import OutboxStore
 class OutboxService(Service):
     """Owns the outbox (L{outbox}), its store and its writer thread."""
 
-    def __init__(self, config: OutboxConfig, reactor: Any) -> None:
+    def __init__(self, config: OutboxConfig, reactor: Any, retry_interval: float = 5.0) -> None:
         super().__init__()
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ocppproxy-outbox")
-        self.store = OutboxStore(config, reactor, self._run)
+        self.store = OutboxStore(config, reactor, self._run, retry_interval=retry_interval)
         self.outbox = Outbox(self.store, reactor.seconds)
 
     def _run(self, function, *args) -> Deferred:
@@ -59,7 +59,9 @@ class OutboxService(Service):
         self.outbox.restore(loaded)
 
     def stopService(self) -> Deferred:
-        """Write the pending group, close the file, stop the thread."""
+        """Write the pending group, close the file, stop the thread (once)."""
+        if not self.running:
+            return succeed(None)
         super().stopService()
 
         def stop_pool(_: Any) -> Deferred:
