@@ -103,7 +103,9 @@ class OutboxLinks:
             body = frame.body
             if frame.kind == CALLRESULT and isinstance(body, dict) and type(body.get("transactionId")) is int:
                 outbox.station_started(self.station_id, frame.message_id, body["transactionId"])
-            return False
+            if (self.station_id, name) not in outbox.queues:
+                return False
+            # An upstream that became the primary (a migration) with a backlog from its mirror days.
         entry = outbox.answered(self.station_id, name, frame)
         if entry is None:
             return False
@@ -115,13 +117,17 @@ class OutboxLinks:
         return True
 
     def _outbox_connected(self, name: str) -> None:
-        """C{name}'s link is (back) up: its backlog goes first."""
-        if self._through_outbox(name):
+        """
+        C{name}'s link is (back) up: its backlog goes first. An upstream that became the
+        primary since its entries were written gets them too, its answers consumed.
+        """
+        outbox = self.outbox
+        if outbox is not None and (self._through_outbox(name) or len(outbox.queues.get((self.station_id, name), ()))):
             self._outbox_pump(name)
 
     def _outbox_disconnected(self, name: str) -> None:
         """C{name}'s link is down: what was in flight is sent again when it is back (from the outbox, not the link)."""
-        if self.outbox is None or not self._through_outbox(name):
+        if self.outbox is None or (self.station_id, name) not in self.outbox.queues:
             return
         self.outbox.queue(self.station_id, name).link_lost()
         link = self.links.get(name)

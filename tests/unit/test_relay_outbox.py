@@ -179,3 +179,25 @@ class DrainTests(OutboxFixture, SynchronousTestCase):
         self.assertEqual([frame[1] for frame in delivered if frame[2] != "BootNotification"],
                          ["s-1", "m-0", "m-1", "e-1"])
         self.assertEqual(len(harness.third.connections), 1)
+
+
+class BecomesPrimaryTests(OutboxFixture, SynchronousTestCase):
+    """A mirror that becomes the station's primary (a migration) still gets its backlog, its answers consumed."""
+
+    def test_backlog_delivered_to_the_new_primary(self):
+        harness = self.harness
+        harness.third.state = DOWN
+        station = harness.connect_station("CP_1")
+        for index in range(3):
+            station.send(json.dumps([2, f"h-{index}", "Heartbeat", {}]))
+        harness.flush()
+        self.assertEqual(len(self.outbox.queue("CP_1", "c")), 3)
+        harness.reroute(routes=[{"stations": ["*"], "primary": "c", "mirrors": ["a"]}])
+        harness.third.state = UP
+        harness.advance(10, step=0.5)
+        received = [json.loads(text)[1] for text in harness.third.connection.received]
+        self.assertEqual([each for each in received if each.startswith("h-")], ["h-0", "h-1", "h-2"])
+        self.assertEqual(len(self.outbox.queue("CP_1", "c")), 0)
+        # The station heard the answers of its primary of the time (a), once each; none of c's to the backlog.
+        self.assertEqual([frame[1] for frame in station.frames()], ["h-0", "h-1", "h-2"])
+        self.assertFalse(station.closed)
