@@ -76,6 +76,7 @@ class OutboxQueue:
         self._early: dict[str, int] = {}
         """StartTransaction answers of this upstream that came before the primary's (message id -> own id)."""
         self._backlog_first_until: float | None = None
+        self._released = False
         self.replayed = 0
         """Entries sent that waited in the backlog (the metrics)."""
 
@@ -227,6 +228,25 @@ class OutboxQueue:
     def answers_station(self, now: float, timeout: float) -> None:
         """From C{now} the upstream answers the station: its backlog goes first, for at most C{timeout} seconds."""
         self._backlog_first_until = now + timeout if self._entries else None
+
+    def hold_live(self, now: float, timeout: float) -> bool:
+        """
+        Whether a live CALL of the station to this upstream, which answers the station now,
+        must wait behind its backlog: yes while the backlog lasts, for at most C{timeout}
+        seconds from the first such CALL; then live traffic goes first, the backlog follows.
+        """
+        if not self._entries:
+            self._backlog_first_until = None
+            return False
+        if self._backlog_first_until is None:
+            if self._released:
+                return False
+            self._backlog_first_until = now + timeout
+        if now >= self._backlog_first_until:
+            self._backlog_first_until = None
+            self._released = True
+            return False
+        return True
 
     def live_may_pass(self, now: float) -> bool:
         """Whether the station's live CALL may go to the upstream now: no backlog left, or it waited long enough."""

@@ -25,6 +25,7 @@ class OutboxLinks:
     outbox_for: Callable[[str], bool] = staticmethod(lambda name: False)
     _station_frame: Frame | None = None
     _station_payload: bytes | None = None
+    _held_live: dict[str, list[bytes]] = {}
 
     def use_outbox(self, outbox: Outbox | None, outbox_for: Callable[[str], bool], sent_auth: bool = False) -> None:
         """
@@ -33,6 +34,7 @@ class OutboxLinks:
         """
         self.outbox = outbox
         self.outbox_sent_auth = sent_auth
+        self._held_live: dict[str, list[bytes]] = {}
         self.outbox_for = outbox_for
         self._owed_live: dict[str, set[str]] = {}
 
@@ -52,9 +54,12 @@ class OutboxLinks:
         self._station_payload = payload
 
     def _outbox_send(self, name: str, payload: bytes) -> bool:
-        """A Send to upstream C{name}: True if the outbox took it (a station CALL or SEND owed to a mirror)."""
+        """
+        A Send to upstream C{name}: True if the outbox took it (a station CALL or SEND owed
+        to a mirror), or if it waits behind the backlog of an upstream now answering the station.
+        """
         if not self._through_outbox(name):
-            return False
+            return self._behind_backlog(name, payload)
         frame = self._station_frame
         if frame is not None and self._station_payload is not None:
             original = self._station_payload
@@ -71,6 +76,38 @@ class OutboxLinks:
         self._outbox_pump(name, live_seq=entry.seq)
         return True
 
+    def _behind_backlog(self, name: str, payload: bytes) -> bool:
+        """A live frame to C{name}, which answers the station and has a backlog: held behind it (bounded)."""
+        outbox = self.outbox
+        if outbox is None or self._station_frame is None:
+            return False
+        queue = outbox.queues.get((self.station_id, name))
+        if queue is None or not len(queue):
+            self._release(name)
+            return False
+        now = self._clock.seconds()
+        if not queue.hold_live(now, self._handshake_timeout):
+            self._release(name)
+            return False
+        held = self._held_live.setdefault(name, [])
+        if not held:
+            self._clock.callLater(self._handshake_timeout, self._release, name)
+        held.append(payload)
+        return True
+
+    def _release(self, name: str) -> bool:
+        """Send the live frames held behind C{name}'s backlog, in order (its backlog is done, or waited enough)."""
+        held = self._held_live.pop(name, None)
+        link = self.links.get(name)
+        if held and link is not None:
+            queue = self.outbox.queues.get((self.station_id, name))
+            if queue is not None and len(queue) and queue.hold_live(self._clock.seconds(), self._handshake_timeout):
+                self._held_live[name] = held  # still within its time
+                return False
+            for payload in held:
+                link.send(payload)
+        return bool(held)
+
     def _outbox_pump(self, name: str, live_seq: int | None = None) -> None:
         """Send what the queue says is ready to C{name}, if its link is connected."""
         link = self.links.get(name)
@@ -81,6 +118,8 @@ class OutboxLinks:
         for entry in queue.ready():
             link.send(queue.payload_for(entry))
             outbox.sent(station, name, entry, backlog=entry.seq != live_seq)
+        if not len(queue) and name in self._held_live:
+            self._release(name)
 
     def _outbox_answer(self, name: str, payload: bytes) -> bool:
         """

@@ -171,6 +171,24 @@ class BacklogFirstTests(SynchronousTestCase):
         self.assertTrue(self.queue.live_may_pass(self.clock.seconds()))
 
 
+class HoldLiveTests(SynchronousTestCase):
+    """hold_live: live CALLs behind the backlog of an upstream now answering, from the first one, for timeout."""
+
+    def test_held_until_the_timeout_then_never_again(self):
+        clock = Clock()
+        queue = OutboxQueue("CP1", "mirror")
+        queue.append(Backlog(clock).entry("h0", "Heartbeat", {}))
+        self.assertTrue(queue.hold_live(clock.seconds(), 10))
+        clock.advance(9)
+        self.assertTrue(queue.hold_live(clock.seconds(), 10))
+        clock.advance(1)
+        self.assertFalse(queue.hold_live(clock.seconds(), 10))
+        self.assertFalse(queue.hold_live(clock.seconds(), 10))
+
+    def test_not_held_without_backlog(self):
+        self.assertFalse(OutboxQueue("CP1", "mirror").hold_live(0, 10))
+
+
 class DrainTests(SynchronousTestCase):
     """A drain link starts with the station's last BootNotification and answers CALLs with 'station offline'."""
 

@@ -201,3 +201,45 @@ class BecomesPrimaryTests(OutboxFixture, SynchronousTestCase):
         # The station heard the answers of its primary of the time (a), once each; none of c's to the backlog.
         self.assertEqual([frame[1] for frame in station.frames()], ["h-0", "h-1", "h-2"])
         self.assertFalse(station.closed)
+
+    def test_live_calls_wait_behind_the_backlog_for_handshake_timeout(self):
+        harness = self.harness
+        harness.third.state = DOWN
+        station = harness.connect_station("CP_1")
+        for index in range(2):
+            station.send(json.dumps([2, f"h-{index}", "Heartbeat", {}]))
+        harness.flush()
+        harness.reroute(routes=[{"stations": ["*"], "primary": "c", "mirrors": ["a"]}])
+        harness.third.state = UP
+        harness.third.answer_calls = False
+        harness.advance(5, step=0.5)
+        third = harness.third.connection
+        self.assertEqual([json.loads(text)[1] for text in third.received if '"h-' in text], ["h-0", "h-1"])
+        station.send('[2,"live-1","Heartbeat",{}]')
+        harness.advance(9, step=0.5)
+        self.assertNotIn("live-1", "".join(third.received))  # behind the backlog, unanswered so far
+        harness.advance(1.5, step=0.5)  # handshake_timeout (10 s) is up: live traffic goes first
+        self.assertIn("live-1", third.received[-1])
+        third.send('[3,"live-1",{"currentTime":"2026-01-01T00:00:00Z"}]')
+        third.send('[3,"h-0",{}]')
+        harness.flush()
+        self.assertEqual([frame[1] for frame in station.frames()], ["h-0", "h-1", "live-1"])
+        self.assertEqual(len(self.outbox.queue("CP_1", "c")), 1)
+
+    def test_live_calls_follow_once_the_backlog_is_answered(self):
+        harness = self.harness
+        harness.third.state = DOWN
+        station = harness.connect_station("CP_1")
+        station.send('[2,"h-0","Heartbeat",{}]')
+        harness.flush()
+        harness.reroute(routes=[{"stations": ["*"], "primary": "c", "mirrors": ["a"]}])
+        harness.third.state = UP
+        harness.third.answer_calls = False
+        harness.advance(5, step=0.5)
+        third = harness.third.connection
+        station.send('[2,"live-1","Heartbeat",{}]')
+        harness.flush()
+        self.assertNotIn("live-1", "".join(third.received))
+        third.send('[3,"h-0",{}]')
+        harness.flush()
+        self.assertIn("live-1", third.received[-1])
