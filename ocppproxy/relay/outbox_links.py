@@ -39,8 +39,11 @@ class OutboxLinks:
         self._owed_live: dict[str, set[str]] = {}
 
     def _through_outbox(self, name: str) -> bool:
+        """Whether the station's frames for C{name} go through the outbox: a mirror, or the primary during failover."""
         relay = self.relay
-        return self.outbox is not None and relay is not None and name != relay.route.primary and self.outbox_for(name)
+        if self.outbox is None or relay is None or not self.outbox_for(name):
+            return False
+        return name != relay.route.primary or relay.failing_over
 
     def _outbox_station_frame(self, payload: bytes) -> None:
         """The frame the station sent, being relayed now (its untranslated payload is what the outbox keeps)."""
@@ -138,14 +141,19 @@ class OutboxLinks:
             return False
         if frame.kind not in ANSWERS:
             return False
-        if not self._through_outbox(name):
-            body = frame.body
-            if frame.kind == CALLRESULT and isinstance(body, dict) and type(body.get("transactionId")) is int:
+        relay = self.relay
+        answering = relay.route.failover if relay.failing_over else relay.route.primary
+        if not self._through_outbox(name) and (self.station_id, name) not in outbox.queues:
+            entry = None  # the primary, nothing owed to it
+        else:
+            # A mirror, the primary during failover, or an upstream that became the primary
+            # (a migration) with a backlog from its mirror days.
+            entry = outbox.answered(self.station_id, name, frame)
+        body = frame.body
+        if name == answering and frame.kind == CALLRESULT and isinstance(body, dict):
+            if type(body.get("transactionId")) is int:
+                # The station takes its transaction id from this answer.
                 outbox.station_started(self.station_id, frame.message_id, body["transactionId"])
-            if (self.station_id, name) not in outbox.queues:
-                return False
-            # An upstream that became the primary (a migration) with a backlog from its mirror days.
-        entry = outbox.answered(self.station_id, name, frame)
         if entry is None:
             return False
         self._outbox_pump(name)

@@ -243,3 +243,43 @@ class BecomesPrimaryTests(OutboxFixture, SynchronousTestCase):
         third.send('[3,"h-0",{}]')
         harness.flush()
         self.assertIn("live-1", third.received[-1])
+
+
+class FailoverTests(SynchronousTestCase):
+    """While the failover mirror answers, the primary's frames are the outbox's; back, it gets them first, in order."""
+
+    def setUp(self):
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+        harness = self.harness = RelayHarness(
+            self,
+            upstreams={"a": {"url": A}, "c": {"url": C}},
+            routes=[{"stations": ["*"], "primary": "a", "mirrors": ["c"], "failover": "c"}],
+            reconnect={"initial_delay": 1, "factor": 2, "max_delay": 1, "max_attempts": 1000},
+        )
+        store = OutboxStore(OutboxConfig(self.directory), harness.clock, run_now)
+        self.outbox = Outbox(store, harness.clock.seconds)
+        self.outbox.restore(self.successResultOf(store.start()))
+        harness.proxy.use_outbox(self.outbox)
+
+    def test_primary_gets_the_failover_frames_first(self):
+        harness = self.harness
+        station = harness.connect_station("CP_1")
+        harness.primary.state = DOWN
+        harness.primary.connection.sendClose(3000, "central system restarting")
+        harness.flush()
+        for index in range(3):
+            station.send(json.dumps([2, f"f-{index}", "Heartbeat", {}]))
+        harness.flush()
+        self.assertEqual([frame[2]["answeredBy"] for frame in station.frames()], ["third"] * 3)
+        self.assertEqual(len(self.outbox.queue("CP_1", "a")), 3)
+        harness.primary.state = UP
+        harness.advance(2, step=0.5)
+        station.send('[2,"live-1","Heartbeat",{}]')
+        harness.flush()
+        received = [json.loads(text)[1] for text in harness.primary.connection.received]
+        self.assertEqual([each for each in received if each[0] in "fl"], ["f-0", "f-1", "f-2", "live-1"])
+        self.assertEqual(len(self.outbox.queue("CP_1", "a")), 0)
+        # The station got one answer per CALL: the failover mirror's, then the primary's to its live CALL.
+        self.assertEqual([frame[1] for frame in station.frames()], ["f-0", "f-1", "f-2", "live-1"])
+        self.assertEqual(station.frames()[-1][2]["answeredBy"], "primary")
