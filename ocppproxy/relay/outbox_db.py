@@ -61,6 +61,7 @@ PUT = "put"  # (PUT, station, upstream, Entry)
 DELETE = "del"  # (DELETE, station, upstream, seq)
 START_TX = "start_tx"  # (START_TX, station, upstream, seq, station_tx)
 OWN_ID = "own_id"  # (OWN_ID, station, upstream, station_tx, own)
+TRIM = "trim"  # (TRIM,): nothing but the bounds, applied by every group
 STATION = "station"  # (STATION, station, subprotocol, boot payload or None, whether it sent an Authorization)
 
 
@@ -177,6 +178,8 @@ class OutboxDatabase:
             db.execute("INSERT OR REPLACE INTO tx_ids VALUES (?, ?, ?, ?)", operation[1:])
         elif kind == STATION:
             db.execute("INSERT OR REPLACE INTO stations VALUES (?, ?, ?, ?)", operation[1:])
+        elif kind == TRIM:
+            pass
         else:
             raise ValueError(f"unknown outbox operation {kind!r}")
 

@@ -10,14 +10,19 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from ..config.model import OutboxConfig
 from .outbox import Outbox
-from .outbox_db import CorruptOutbox, Loaded, describe, keep_aside
+from .outbox_db import TRIM, CorruptOutbox, Loaded, describe, keep_aside
 from .outbox_store import OutboxStore
+
+
+TRIM_INTERVAL = 60.0
+"""Seconds between two applications of the bounds when no frame comes."""
 
 
 class OutboxService(Service):
@@ -29,6 +34,9 @@ class OutboxService(Service):
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ocppproxy-outbox")
         self.store = OutboxStore(config, reactor, self._run, retry_interval=retry_interval)
         self.outbox = Outbox(self.store, reactor.seconds)
+        # max_age applies with every group; an idle outbox gets one a minute.
+        self._trim = LoopingCall(self.store.write, (TRIM,))
+        self._trim.clock = reactor
 
     def _run(self, function, *args) -> Deferred:
         return deferToThreadPool(self._reactor, self._pool, function, *args)
@@ -57,12 +65,15 @@ class OutboxService(Service):
             store.fault(Failure())
             loaded = Loaded()
         self.outbox.restore(loaded)
+        self._trim.start(TRIM_INTERVAL, now=False)
 
     def stopService(self) -> Deferred:
         """Write the pending group, close the file, stop the thread (once)."""
         if not self.running:
             return succeed(None)
         super().stopService()
+        if self._trim.running:
+            self._trim.stop()
 
         def stop_pool(_: Any) -> Deferred:
             return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), self._pool.stop)

@@ -182,3 +182,31 @@ class FaultTests(SynchronousTestCase):
         fixture.commit()
         fixture.reopen()
         self.assertEqual(len(fixture.outbox.queue("CP1", "mirror")), 1)
+
+
+class IdleTrimTests(SynchronousTestCase):
+    """An idle outbox still drops what max_age says, once a minute."""
+
+    def test_trimmed_without_traffic(self):
+        from ocppproxy.relay.outbox_service import OutboxService
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        clock = Clock()
+        clock.advance(1000)
+        service = OutboxService(OutboxConfig(directory, max_age=90), clock)
+        service._run = run_now
+        service.store._run = run_now
+        service.startService()
+        frame, payload = call("h0", "Heartbeat", {})
+        service.outbox.owed("CP1", "mirror", frame, payload)
+        clock.advance(0.01)
+        self.assertEqual(len(service.outbox.queue("CP1", "mirror")), 1)
+        clock.advance(60)
+        self.assertEqual(len(service.outbox.queue("CP1", "mirror")), 1)
+        clock.advance(60)
+        clock.advance(0.01)
+        self.assertEqual(len(service.outbox.queue("CP1", "mirror")), 0)
+        service.store.db.close()
+        service._trim.stop()
+        service._pool.stop()
