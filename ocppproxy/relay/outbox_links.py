@@ -135,6 +135,9 @@ class OutboxLinks:
             return False
         if payload[:8].lstrip()[:2] not in (b"[3", b"[4", b"[5"):
             return False
+        through = self._through_outbox(name)
+        if not through and b"transactionId" not in payload and (self.station_id, name) not in outbox.queues:
+            return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
         try:
             frame = parse_frame(payload)
         except FrameError:
@@ -143,7 +146,7 @@ class OutboxLinks:
             return False
         relay = self.relay
         answering = relay.route.failover if relay.failing_over else relay.route.primary
-        if not self._through_outbox(name) and (self.station_id, name) not in outbox.queues:
+        if not through and (self.station_id, name) not in outbox.queues:
             entry = None  # the primary, nothing owed to it
         else:
             # A mirror, the primary during failover, or an upstream that became the primary

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from ..config.model import OutboxConfig
 from ..core.outbox import Entry
 from ..logs import proxy_logger
-from .outbox_db import CorruptOutbox, Loaded, OutboxDatabase, describe, keep_aside
+from .outbox_db import DELETE, PUT, CorruptOutbox, Loaded, OutboxDatabase, describe, keep_aside
 
 Runner = Callable[..., Deferred]
 """Runs a blocking call on the store's writer thread: C{run(f, *args)} fires with its result."""
@@ -49,7 +49,9 @@ class OutboxStore:
         self._interval = interval
         self._retry_interval = retry_interval
         self.db = OutboxDatabase(config.directory)
-        self._pending: list[tuple] = []
+        self._pending: list[tuple | None] = []
+        self._unwritten: dict[tuple[str, str, int], int] = {}
+        """Entries of the pending group (station, upstream, seq) -> their place in it."""
         self._timer: Any = None
         self._writing: Deferred | None = None
         self.failing_since: float | None = None
@@ -88,16 +90,31 @@ class OutboxStore:
         return self._run(opened).addErrback(failed)
 
     def write(self, operation: tuple) -> None:
-        """Queue one operation (see L{ocppproxy.relay.outbox_db}) for the next group."""
+        """
+        Queue one operation (see L{ocppproxy.relay.outbox_db}) for the next group. An
+        entry delivered before its group was written is never written at all (a mirror
+        that keeps up costs the disk nothing).
+        """
         if self.failing_since is not None:
             return  # the memory queues carry it; the file is rewritten when it is back
+        kind = operation[0]
+        if kind == PUT:
+            self._unwritten[(operation[1], operation[2], operation[3].seq)] = len(self._pending)
+        elif kind == DELETE:
+            index = self._unwritten.pop(operation[1:], None)
+            if index is not None:
+                self._pending[index] = None
+                return
         self._pending.append(operation)
         if self._timer is None and self._writing is None:
             self._timer = self._reactor.callLater(self._interval, self._commit)
 
     def _commit(self) -> Deferred:
         self._timer = None
-        batch, self._pending = self._pending, []
+        batch, self._pending = [operation for operation in self._pending if operation is not None], []
+        self._unwritten = {}
+        if not batch:
+            return succeed(None)  # every entry of the group was delivered before it was written
         config = self.config
         writing = self._run(self.db.apply, batch, self._reactor.seconds(), config.max_bytes, config.max_age)
         self._writing = writing
@@ -117,6 +134,7 @@ class OutboxStore:
     def fault(self, failure: Failure) -> None:
         """The file cannot be written (C{failure}): a fault episode begins, if none is open."""
         self._pending = []
+        self._unwritten = {}
         if self.failing_since is None:
             self.failing_since = self._reactor.seconds()
             self.fault_episodes += 1

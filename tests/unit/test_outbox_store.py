@@ -210,3 +210,24 @@ class IdleTrimTests(SynchronousTestCase):
         service.store.db.close()
         service._trim.stop()
         service._pool.stop()
+
+
+class DeliveredBeforeWrittenTests(SynchronousTestCase):
+    """An entry answered before its group is written costs the disk nothing."""
+
+    def test_never_written(self):
+        fixture = Fixture(self)
+        entry = fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
+        fixture.owe("CP1", "mirror", "h1", "Heartbeat", {})
+        queue = fixture.outbox.queue("CP1", "mirror")
+        for ready in queue.ready():
+            fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
+        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h0",{}]'))
+        self.assertEqual([operation[0] for operation in fixture.store._pending if operation], ["put"])
+        fixture.commit()
+        self.assertEqual(fixture.store.commits, 1)
+        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h1",{}]'))
+        fixture.commit()
+        fixture.reopen()
+        self.assertEqual(len(fixture.outbox.queue("CP1", "mirror")), 0)
+        self.assertEqual(entry.message_id, "h0")
