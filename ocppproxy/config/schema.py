@@ -29,7 +29,6 @@ from .model import (
     LOG_LEVELS,
     ClusterConfig,
     Config,
-    OutboxConfig,
     ReconnectPolicy,
     RouteEntry,
     StationTLS,
@@ -37,6 +36,7 @@ from .model import (
     UpstreamTLS,
 )
 from .schema_notify import NOTIFY
+from .schema_outbox import OUTBOX
 from .setting import LIVE, LIVE_WHILE_PRESENT, MANDATORY, RESTART, Setting, at
 
 __all__ = ["BY_KEY", "LIVE", "LIVE_WHILE_PRESENT", "RESTART", "SCHEMA", "Setting", "check", "children", "setting_of"]
@@ -358,27 +358,12 @@ _LIMITS = (
         field=at(ClusterConfig, "ownership_ttl"),
         doc="Seconds a claim on a station lives in Redis without a refresh (refreshed every third of it).",
     ),
-    Setting("outbox", Section(), field=at(Config, "outbox"),
-        shown="none (memory queues)",
-        doc="The durable outbox of the mirrors (SQLite in WAL mode): what a mirror is owed survives restarts, "
-        "``kill -9`` and long outages; off without the section.",
-    ),
-    Setting("outbox.directory", _PATH, field=at(OutboxConfig, "directory"),
-        shown=MANDATORY,
-        doc="Existing directory of ``outbox.sqlite3``, relative to the file; writable by the daemon.",
-    ),
-    Setting("outbox.max_bytes", Number(65536, True, " of bytes"), field=at(OutboxConfig, "max_bytes"),
-        doc="Bytes of frames the whole outbox may hold; beyond, the oldest entries are dropped (and counted).",
-    ),
-    Setting("outbox.max_age", Number(1.0, unit=" of seconds"), field=at(OutboxConfig, "max_age"),
-        doc="Seconds an entry may wait for its mirror; older entries are dropped (and counted).",
-    ),
     Setting("redact", Rule("list of payload key names", values.redact), field=at(Config, "redact"), default=[],
         doc="Keys whose values are masked wherever a frame is shown, beyond the credentials always masked.",
     ),
 )
 
-SCHEMA: tuple[Setting, ...] = _TOP + NOTIFY + _CONNECTIONS + _ROUTING + _SECURITY + _LIMITS
+SCHEMA: tuple[Setting, ...] = _TOP + NOTIFY + _CONNECTIONS + _ROUTING + _SECURITY + _LIMITS + OUTBOX
 """Every key, in the order the reference lists them and each section's unknown-key error names them."""
 
 BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SCHEMA}
