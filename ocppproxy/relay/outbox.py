@@ -37,6 +37,8 @@ class Outbox:
         """Per station: the subprotocol it last agreed, its last BootNotification, whether it sent credentials."""
         self.episodes = DropEpisodes()
         self.replayed: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}
+        """Entries per upstream, all stations (kept as they come and go: no scan per frame)."""
         self.on_alert: Callable[[str, int], None] = lambda upstream, count: None
         """Called once per drop episode of an upstream, with the count so far (the C{outbox_dropped} alert)."""
         store.on_dropped = self._dropped
@@ -47,6 +49,7 @@ class Outbox:
         for (station, upstream), entries in loaded.entries.items():
             queue = self.queue(station, upstream)
             queue.restore(entries, loaded.own_ids.get((station, upstream), {}))
+            self._waiting[upstream] = self._waiting.get(upstream, 0) + len(entries)
             self._next_seq[(station, upstream)] = max(entry.seq for entry in entries) + 1
         for (station, upstream), ids in loaded.own_ids.items():
             if (station, upstream) not in self.queues:
@@ -81,6 +84,7 @@ class Outbox:
         self._next_seq[key] = seq + 1
         entry = Entry(seq, frame.message_id, frame.action, payload, self._clock(), frame.kind)
         self.queue(station, upstream).append(entry)
+        self._waiting[upstream] = self._waiting.get(upstream, 0) + 1
         self.store.write((PUT, station, upstream, entry))
         if frame.action == BOOT:
             subprotocol, _, sent_auth = self.stations.get(station, (None, None, False))
@@ -93,9 +97,9 @@ class Outbox:
         queue = self.queue(station, upstream)
         for gone in queue.sent(entry, backlog):
             self.store.write((DELETE, station, upstream, gone.seq))
+            self._gone(upstream, 1)
         if backlog:
             self.replayed[upstream] = self.replayed.get(upstream, 0) + 1
-        self._maybe_empty(station, upstream, queue)
 
     def answered(self, station: str, upstream: str, frame: Frame) -> Entry | None:
         """
@@ -110,9 +114,9 @@ class Outbox:
         if entry is None:
             return None
         self.store.write((DELETE, station, upstream, entry.seq))
+        self._gone(upstream, 1)
         if entry.action == START and entry.station_tx is not None and type(own) is int:
             self.store.write((OWN_ID, station, upstream, entry.station_tx, own))
-        self._maybe_empty(station, upstream, queue)
         return entry
 
     def station_started(self, station: str, message_id: str, station_tx: int) -> None:
@@ -127,8 +131,11 @@ class Outbox:
             elif queue.own_id(station_tx) is not None and queue.own_id(station_tx) != early:
                 self.store.write((OWN_ID, station, upstream, station_tx, queue.own_id(station_tx)))
 
-    def _maybe_empty(self, station: str, upstream: str, queue: OutboxQueue) -> None:
-        if not len(queue) and not any(len(each) for (_, name), each in self.queues.items() if name == upstream):
+    def _gone(self, upstream: str, count: int) -> None:
+        """C{count} entries for C{upstream} left the outbox; once it holds none, a drop episode ends."""
+        left = self._waiting.get(upstream, 0) - count
+        self._waiting[upstream] = max(left, 0)
+        if left <= 0:
             self.episodes.emptied(upstream)
 
     def _dropped(self, dropped: list[tuple[str, str, int]]) -> None:
@@ -138,7 +145,7 @@ class Outbox:
         for (station, upstream), seqs in by_pair.items():
             queue = self.queues.get((station, upstream))
             if queue is not None:
-                queue.dropped(seqs)
+                self._gone(upstream, len(queue.dropped(seqs)))
             if self.episodes.dropped(upstream, len(seqs)):
                 self._log.error(
                     "outbox: entries for {upstream} dropped (outbox.max_bytes or outbox.max_age reached), first of"
