@@ -225,10 +225,6 @@ class OutboxQueue:
 
     # --- an upstream that becomes the one answering the station (migration, failover)
 
-    def answers_station(self, now: float, timeout: float) -> None:
-        """From C{now} the upstream answers the station: its backlog goes first, for at most C{timeout} seconds."""
-        self._backlog_first_until = now + timeout if self._entries else None
-
     def hold_live(self, now: float, timeout: float) -> bool:
         """
         Whether a live CALL of the station to this upstream, which answers the station now,
@@ -247,15 +243,6 @@ class OutboxQueue:
             self._released = True
             return False
         return True
-
-    def live_may_pass(self, now: float) -> bool:
-        """Whether the station's live CALL may go to the upstream now: no backlog left, or it waited long enough."""
-        if self._backlog_first_until is None:
-            return True
-        if not self._entries or now >= self._backlog_first_until:
-            self._backlog_first_until = None
-            return True
-        return False
 
 
 def drain_frames(entries: list[Entry], last_boot: bytes | None) -> list[bytes]:

@@ -144,33 +144,6 @@ class OrderAndTranslationTests(SynchronousTestCase):
         self.assertEqual(self.queue.bytes, 2 * first.size)
 
 
-class BacklogFirstTests(SynchronousTestCase):
-    """An upstream that starts answering the station gets its backlog first, for at most handshake_timeout."""
-
-    def setUp(self):
-        self.clock = Clock()
-        self.backlog = Backlog(self.clock)
-        self.queue = OutboxQueue("CP1", "mirror")
-
-    def test_live_waits_behind_the_backlog_until_the_timeout(self):
-        self.queue.append(self.backlog.entry("h0", "Heartbeat", {}))
-        self.queue.answers_station(self.clock.seconds(), 10)
-        self.assertFalse(self.queue.live_may_pass(self.clock.seconds()))
-        self.clock.advance(10)
-        self.assertTrue(self.queue.live_may_pass(self.clock.seconds()))
-
-    def test_live_passes_once_the_backlog_is_delivered(self):
-        self.queue.append(self.backlog.entry("h0", "Heartbeat", {}))
-        self.queue.answers_station(self.clock.seconds(), 10)
-        send_all(self.queue)
-        self.assertIsNotNone(self.queue.answered("h0"))  # consumed: the station never sees it
-        self.assertTrue(self.queue.live_may_pass(self.clock.seconds()))
-
-    def test_no_backlog_no_wait(self):
-        self.queue.answers_station(self.clock.seconds(), 10)
-        self.assertTrue(self.queue.live_may_pass(self.clock.seconds()))
-
-
 class HoldLiveTests(SynchronousTestCase):
     """hold_live: live CALLs behind the backlog of an upstream now answering, from the first one, for timeout."""
 
