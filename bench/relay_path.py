@@ -6,7 +6,9 @@ Autobahn, so a change to the routing or to the session's handling shows on its o
 
 Each round is a station Heartbeat CALL in and every upstream's answer in (the primary's
 relayed to the station, the mirrors' consumed), with one upstream, two and three. Prints
-the best of R runs of N rounds, in microseconds of process CPU per frame in.
+the best of R runs of N rounds, in microseconds of process CPU per frame in. Then the
+durable outbox's rows: CPU per station CALL with a mirror, without and with the outbox,
+the mirror connected and away (the SQLite work done in this thread, so counted).
 """
 
 from __future__ import annotations
@@ -84,6 +86,74 @@ def session_round(names):
     return one_round
 
 
+def outbox_round(names, mirror_up: bool = True, outbox: bool = True):
+    """
+    As L{session_round}, the upstreams after the first through an outbox (SQLite in a
+    temporary directory, its group commit every 5 ms of the clock, the writer thread's
+    work done in this thread so that process CPU counts it); with C{mirror_up} false the
+    mirrors are away: their frames accumulate, and they answer nothing.
+    """
+    import os
+    import tempfile
+
+    from twisted.internet.defer import fail, succeed
+
+    from ocppproxy.config.model import OutboxConfig
+    from ocppproxy.relay.outbox import Outbox
+    from ocppproxy.relay.outbox_store import OutboxStore
+
+    def run_now(function, *args):
+        try:
+            return succeed(function(*args))
+        except Exception:
+            return fail()
+
+    clock = Clock()
+    limits = StationLimits(clock, max_frames_per_second=1e12, frame_burst=10**12)
+    session = StationSession("CP_1", _Station(), clock, lambda session: None, NullObserver(), limits=limits)
+    config = SimpleNamespace(handshake_timeout=10, pending_call_timeout=40.0, failover=False, upstream_calls={})
+    links = {name: _Link(name) for name in names}
+    for name in names[1:]:
+        links[name].connected = mirror_up
+    session.attach(links, ["ocpp1.6"], config, TransactionStore())
+    session.relay.use_subprotocol("ocpp1.6")
+    if outbox:
+        directory = tempfile.mkdtemp(prefix="ocppproxy-bench-outbox-")
+        store = OutboxStore(OutboxConfig(directory), clock, run_now)
+        box = Outbox(store, clock.seconds)
+        box.restore(store.start().result)
+        session.use_outbox(box, lambda name: True)
+    for name in names:
+        if name == names[0] or mirror_up:
+            session.upstream_connected(name)
+    answering = names if mirror_up else names[:1]
+    # About 200 CALLs a second per station commit: one group per round here is the worst case;
+    # a group per 20 rounds is what a busy instance does.
+    count = [0]
+    messages = [f'[2,"{index}","Heartbeat",{{}}]'.encode() for index in range(1000)]
+    answers = [f'[3,"{index}",{{"currentTime":"2026-12-03T08:00:00Z"}}]'.encode() for index in range(1000)]
+
+    def one_round() -> None:
+        index = count[0] % 1000
+        count[0] += 1
+        session.from_station(messages[index], False)
+        for name in answering:
+            session.from_upstream(name, answers[index])
+        if count[0] % 20 == 0:
+            clock.advance(0.005)
+
+    return one_round
+
+
+def cpu_per_call(make_round, rounds: int) -> float:
+    """Process CPU per round (one station CALL and its answers), in microseconds."""
+    one_round = make_round()
+    start = time.process_time()
+    for _ in range(rounds):
+        one_round()
+    return (time.process_time() - start) / rounds * 1e6
+
+
 def cpu_per_frame(make_round, names, rounds: int) -> float:
     one_round = make_round(names)
     start = time.process_time()
@@ -101,6 +171,21 @@ def main() -> None:
         for names in (("primary",), ("primary", "secondary"), ("primary", "secondary", "mirror")):
             best = min(cpu_per_frame(make_round, names, options.calls) for _ in range(options.repeat))
             print(f"{label:25s} {' + '.join(names):20s} {best:5.2f} us per frame in")
+    names = ("primary", "mirror")
+    rows = {}
+    for label, up, outbox in (
+        ("no outbox, mirror connected", True, False),
+        ("outbox, mirror connected", True, True),
+        ("no outbox, mirror down", False, False),
+        ("outbox, mirror down", False, True),
+    ):
+        rounds = max(options.calls // 5, 1000)
+        rows[label] = min(
+            cpu_per_call(lambda: outbox_round(names, up, outbox), rounds) for _ in range(max(options.repeat // 2, 1))
+        )
+    for label, value in rows.items():
+        base = rows["no outbox, mirror connected"] if "connected" in label else rows["no outbox, mirror down"]
+        print(f"{'outbox (StationSession)':25s} {label:28s} {value:6.2f} us per CALL  {value / base:4.2f}x")
 
 
 if __name__ == "__main__":

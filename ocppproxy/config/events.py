@@ -30,6 +30,7 @@ TRANSACTION_KEYS = ("con_start_transaction", "con_stop_transaction")
 BEYOND_NODE_KEYS = ("station_boot", "station_silent", "upstream_down", "status_error")
 FAILOVER_KEYS = ("failover_started", "failover_ended")
 CERTIFICATE_KEYS = ("certificate_expiring", "certificate_expired")
+OUTBOX_KEYS = ("outbox_dropped",)
 
 EVENT_KEYS = (
     CONNECTION_KEYS
@@ -39,4 +40,5 @@ EVENT_KEYS = (
     + BEYOND_NODE_KEYS
     + FAILOVER_KEYS
     + CERTIFICATE_KEYS
+    + OUTBOX_KEYS
 )

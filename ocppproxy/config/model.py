@@ -192,6 +192,19 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class OutboxConfig:
+    """
+    The durable outbox of the mirrors: the directory of its embedded store (SQLite), the
+    bytes it may hold in all (beyond, the oldest entries go first) and the seconds an entry
+    may wait before it is dropped.
+    """
+
+    directory: str
+    max_bytes: int = 1024 * 1024 * 1024
+    max_age: float = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the daemon needs to start, validated."""
 
@@ -239,6 +252,8 @@ class Config:
     """The routes of C{routes:} or C{routes_file:}, in order; None with the legacy keys (see L{route_entries})."""
     routes_file: str | None = None
     migration_rate: float = 50.0
+    outbox: OutboxConfig | None = None
+    """The durable outbox of the mirrors; None: memory queues only (C{buffer.max_messages})."""
 
     @cached_property
     def named_upstreams(self) -> dict[str, Upstream]:
@@ -300,6 +315,8 @@ class Upstream:
     calls: frozenset | None = None
     receives: frozenset | None = None
     station_id: str = "{station_id}"
+    outbox: bool = True
+    """Whether its frames go through the durable outbox when it is a mirror (with an C{outbox} section)."""
 
     @property
     def connection(self) -> tuple:

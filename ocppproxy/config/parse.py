@@ -20,7 +20,7 @@ from typing import Any
 from . import security
 from .api_section import api_config, require_token
 from .cluster import cluster_config
-from .model import Config, ConfigError, ReconnectPolicy, StationTLS, require_mapping
+from .model import Config, ConfigError, OutboxConfig, ReconnectPolicy, StationTLS, require_mapping
 from .notify_section import notify_config
 from .routing_section import routing_config
 from .schema import check, children
@@ -90,6 +90,7 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
     kwargs.update(_upstream_security(top, base_dir, kwargs))
     kwargs["cluster"] = cluster_config(top.get("cluster"), kwargs.get("listen", Config.listen))
     kwargs["redact"] = check("redact", top.get("redact"))
+    kwargs["outbox"] = _outbox(top.get("outbox"), base_dir)
     return Config(**kwargs)
 
 
@@ -151,6 +152,23 @@ def _traffic_log(value: Any, base_dir: str) -> dict[str, Any]:
     if "max_pending" in section:
         settings["traffic_log_max_pending"] = check("traffic_log.max_pending", section["max_pending"])
     return settings
+
+
+def _outbox(value: Any, base_dir: str) -> OutboxConfig | None:
+    """The durable outbox: off without an C{outbox} section, which then needs an existing C{directory}."""
+    if value is None:
+        return None
+    section = require_mapping("outbox", value, children("outbox"))
+    if section.get("directory") is None:
+        raise ConfigError("outbox.directory", "is mandatory in an outbox section")
+    directory = os.path.abspath(os.path.join(base_dir, check("outbox.directory", section["directory"])))
+    if not os.path.isdir(directory):
+        raise ConfigError("outbox.directory", f"no such directory: {directory}")
+    settings: dict[str, Any] = {"directory": directory}
+    for name in ("max_bytes", "max_age"):
+        if name in section:
+            settings[name] = check(f"outbox.{name}", section[name])
+    return OutboxConfig(**settings)
 
 
 def _reconnect(value: Any) -> ReconnectPolicy:

@@ -83,7 +83,7 @@ def named_upstreams(value: Any, base_dir: str) -> dict[str, Upstream]:
             settings["auth"] = credentials(f"{key}.auth", section["auth"])
         if section.get("tls") is not None:
             settings["tls"] = tls_files(f"{key}.tls", section["tls"], base_dir, url, f"{key}.url")
-        for part in ("calls", "receives", "station_id"):
+        for part in ("calls", "receives", "station_id", "outbox"):
             if section.get(part) is not None:
                 settings[part] = check(f"{key}.{part}", section[part])
         upstreams[name] = Upstream(url, **settings)

@@ -39,6 +39,7 @@ from .model import (
     UpstreamTLS,
 )
 from .schema_notify import NOTIFY
+from .schema_outbox import OUTBOX
 from .setting import LIVE, LIVE_WHILE_PRESENT, MANDATORY, RESTART, Setting, at
 
 __all__ = ["BY_KEY", "LIVE", "LIVE_WHILE_PRESENT", "RESTART", "SCHEMA", "Setting", "check", "children", "setting_of"]
@@ -223,6 +224,10 @@ _ROUTING = (
         reload=LIVE_WHILE_PRESENT, field=at(Upstream, "station_id"),
         doc="The id appended to ``url``: ``{station_id}`` is the station's, e.g. ``FR*ABC*{station_id}``.",
     ),
+    Setting("upstreams.<name>.outbox", Flag(), reload=LIVE_WHILE_PRESENT, field=at(Upstream, "outbox"),
+        doc="Whether its frames, as a mirror, go through the durable outbox (with an ``outbox`` section); "
+        "``false`` for a feed that may lose frames (e.g. analytics): it keeps the memory queue.",
+    ),
     Setting("routes", Rule("list of routes", values.route_list), reload=LIVE_WHILE_PRESENT,
         field=at(Config, "routes"),
         shown="mandatory with ``upstreams``",
@@ -397,7 +402,7 @@ _API = (
     ),
 )
 
-SCHEMA: tuple[Setting, ...] = _TOP + NOTIFY + _CONNECTIONS + _ROUTING + _SECURITY + _LIMITS + _API
+SCHEMA: tuple[Setting, ...] = _TOP + NOTIFY + _CONNECTIONS + _ROUTING + _SECURITY + _LIMITS + _API + OUTBOX
 """Every key, in the order the reference lists them and each section's unknown-key error names them."""
 
 BY_KEY: dict[str, Setting] = {setting.key: setting for setting in SCHEMA}

@@ -111,6 +111,11 @@ class StationRelay(RouteChanges, LinkEvents):
         return self._route
 
     @property
+    def failing_over(self) -> bool:
+        """Whether the failover mirror answers the station now (its primary away)."""
+        return self._failover_since is not None
+
+    @property
     def pending_route(self) -> Route | None:
         """The route the station moves to once its new primary's link is open, or None."""
         return self._pending

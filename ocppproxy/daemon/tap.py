@@ -27,6 +27,7 @@ from ..notify.channels import build_channels, load_station_names
 from ..notify.service import NotifierService
 from ..notify.sharing import AlertSharing
 from ..relay.observers import Observers
+from ..relay.outbox_service import OutboxService
 from ..relay.proxy import ProxyService
 from ..relay.registry import StationSessions, close_replaced
 from ..relay.service_tree import ServiceTree
@@ -183,6 +184,12 @@ def build_services(
             reactor, redactor, fleet_record=cluster.fleet if cluster is not None else None, route_of=sessions.route_of
         )
         observers.append(activity)
+    outbox = None
+    if config.outbox is not None:
+        outbox = OutboxService(config.outbox, reactor)
+        outbox.outbox.on_alert = notifier.outbox_dropped
+        outbox.setName("outbox")
+        outbox.setServiceParent(top)
     # Cluster mode with mirrors: their transaction ids are the cluster's.
     share_transactions = cluster.share_transactions if cluster is not None and len(config.named_upstreams) > 1 else None
     proxy = ProxyService(
@@ -195,6 +202,7 @@ def build_services(
         ownership=cluster,
         share_transactions=share_transactions,
         fast_path=fast_path,
+        outbox=outbox.outbox if outbox is not None else None,
     )
     status = None
     if config.status_listen:

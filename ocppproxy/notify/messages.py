@@ -202,6 +202,10 @@ _WORDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "failover_ended": _failover(False),
     "certificate_expiring": _certificate(False),
     "certificate_expired": _certificate(True),
+    "outbox_dropped": lambda details: (
+        f"outbox entries for {_upstream(details)} dropped ({_clean(details.get('count', '?'))} so far):"
+        " outbox.max_bytes or outbox.max_age reached"
+    ),
 }
 
 

@@ -416,3 +416,9 @@ class NotifierService(SharedStatuses, Service):
             return
         claiming = self.sharing.claim_alert(key, claim, hold)
         claiming.addCallback(lambda ours: self._emit(StationEvent(key, "", details)) if ours else None)
+
+    # --- the durable outbox
+
+    def outbox_dropped(self, upstream: str, count: int) -> None:
+        """The outbox dropped entries owed to C{upstream} (C{count} so far): once per episode (the outbox decides)."""
+        self._emit(StationEvent("outbox_dropped", "", {"upstream": upstream, "count": count}))

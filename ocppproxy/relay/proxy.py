@@ -33,10 +33,12 @@ from .service_tree import ServiceTree, first_failure, stop_children
 from .session import REPLACED, StationSession
 from .routing_state import Routing, routing_for
 from .snapshot import ProxySnapshot, proxy_snapshot
+from .outbox_drain import Drains
 from .statefile import StateFile, read_state
 
 if TYPE_CHECKING:
     from ..fastpath import FastPath
+    from .outbox import Outbox
 
 
 NO_ROUTE_LOG_INTERVAL = 60.0
@@ -70,8 +72,12 @@ class ProxyService(ServiceTree):
         ownership: Ownership | None = None,
         share_transactions: Callable[[TransactionStore], TransactionStore] | None = None,
         fast_path: FastPath | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         super().__init__()
+        # The durable outbox of the mirrors (None: memory queues only, as without an outbox section).
+        self.outbox: Outbox | None = None
+        self.drains: Drains | None = None
         self._fast_path = fast_path
         # What log lines may quote of a frame: the secrets masked (see ocppproxy.core.redact).
         self.redactor = redactor or Redactor(config.redact)
@@ -139,6 +145,37 @@ class ProxyService(ServiceTree):
         listener = StreamServerEndpointService(endpoint, factory)
         listener.setName("listener")
         listener.setServiceParent(self)
+        if outbox is not None:
+            self.use_outbox(outbox)
+
+    def use_outbox(self, outbox: Outbox) -> None:
+        """Send to the mirrors through C{outbox}, and drain the backlogs of stations that are away."""
+        self.outbox = outbox
+        self.drains = Drains(
+            outbox, self.config, self._reactor, self.sessions.__contains__, lambda: self.routing.upstreams,
+            self._drain_link,
+        )
+        if self.running:
+            self.drains.start()
+
+    def _drain_link(self, station_id, name, upstream, subprotocol, headers, owner, policy) -> UpstreamLink:
+        """A link of a drain (L{ocppproxy.relay.outbox_drain}) for a station that is away."""
+        return UpstreamLink(
+            name,
+            upstream.address_for(station_id),
+            station_id,
+            owner,
+            self._reactor,
+            policy,
+            self.config.buffer_max_messages,
+            [subprotocol],
+            headers,
+            None,
+            tls=partial(self.tls.upstream, name),
+            websocket_options=self._websocket_options,
+            write_limits=self.write_limits,
+            fast_path=self._fast_path,
+        )
 
     def privilegedStartService(self) -> None:
         """
@@ -153,6 +190,8 @@ class ProxyService(ServiceTree):
         if self._listen_error is not None:
             # Most endpoints listen synchronously: stop start-up with that one line.
             raise SystemExit(1)
+        if self.drains is not None:
+            self.drains.start()
 
     def _listening(self, port) -> None:
         self.accepting = True
@@ -182,6 +221,8 @@ class ProxyService(ServiceTree):
             raise self._no_route(station_id, getattr(protocol.transport.getPeer(), "host", "unknown"))
         offers = offers or [self.config.default_subprotocol]
         previous = self.sessions.get(station_id)
+        if self.drains is not None:
+            self.drains.stop_for(station_id)
         session = StationSession(
             station_id,
             protocol,
@@ -232,7 +273,14 @@ class ProxyService(ServiceTree):
         session.attach(
             links, offers, self.config, self.transactions, make_link, route=route, upstreams=routing.rules
         )
+        if self.outbox is not None:
+            session.use_outbox(self.outbox, self._uses_outbox, bool(request.headers.get("authorization")))
         return session
+
+    def _uses_outbox(self, name: str) -> bool:
+        """Whether upstream C{name}, as a mirror, goes through the outbox (its C{outbox} key, as the routing has it)."""
+        upstream = self.routing.upstreams.get(name)
+        return upstream is None or upstream.outbox
 
     def _no_route(self, station_id: str, peer_host: str) -> ConnectionDeny:
         """A station no route admits: HTTP 404, and one log line per address and minute at most."""
@@ -293,6 +341,8 @@ class ProxyService(ServiceTree):
         Service.stopService(self)
         listener_stopped = stop_children(self)
         closes = [session.close(GOING_AWAY, "proxy shutting down") for session in list(self._all_sessions)]
+        if self.drains is not None:
+            closes.append(self.drains.stop())
         self._log.info("shutting down: closing {count} stations", count=len(closes))
         drained = DeferredList(closes)
         if self.state_file is not None:

@@ -41,12 +41,13 @@ from .api_calls import ApiCalls, StationGone
 from .flow import THROTTLED, ReadingFlow
 from .link_changes import RouteLinks
 from .observers import frame_recorder
+from .outbox_links import OutboxLinks
 
 REPLACED = 4000
 _LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error}
 
 
-class StationSession(RouteLinks, ReadingFlow):
+class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
     """
     One station connection and its links to the central systems, doing what its
     L{StationRelay} decides. C{limits} gives the station's frame rate (a L{TokenBucket}
@@ -184,6 +185,8 @@ class StationSession(RouteLinks, ReadingFlow):
                     subprotocol=chosen,
                 )
             self.subprotocol = chosen
+            if self.outbox is not None:
+                self.outbox.station_connected(self.station_id, chosen, self.outbox_sent_auth)
             self.relay.use_subprotocol(chosen)
             for link in self.links.values():
                 link.set_subprotocols([chosen])
@@ -213,7 +216,7 @@ class StationSession(RouteLinks, ReadingFlow):
                     self._to_station(effect.payload)
                 elif effect.target == API:
                     self.api_calls.answered(effect.payload)
-                else:
+                elif not self._outbox_send(effect.target, effect.payload):
                     self.links[effect.target].send(effect.payload)
             elif isinstance(effect, ProxyEvent):
                 self._tell(effect)
@@ -270,7 +273,11 @@ class StationSession(RouteLinks, ReadingFlow):
             recorder = self.recorder
             if recorder is not None and not is_binary:
                 recorder(self.station_id, FROM_STATION, None, payload)
-            self._carry_out(self.relay.from_station(payload, now, is_binary))
+            self._outbox_station_frame(payload)
+            try:
+                self._carry_out(self.relay.from_station(payload, now, is_binary))
+            finally:
+                self._station_frame = self._station_payload = None
         except Exception:
             self._log.failure(
                 "station {station}: error relaying a frame from the station: {frame}",
@@ -331,6 +338,8 @@ class StationSession(RouteLinks, ReadingFlow):
             recorder = self.recorder
             if recorder is not None:
                 recorder(self.station_id, FROM_UPSTREAM, name, payload)
+            if self._outbox_answer(name, payload):
+                return  # an answer to the outbox's backlog: consumed
             self._carry_out(self.relay.from_upstream(name, payload, self._clock.seconds()))
         except Exception:
             self._log.failure(
@@ -346,9 +355,11 @@ class StationSession(RouteLinks, ReadingFlow):
             self._primary_accepted = True
             self._limits.connect_accepted(self.station_id)
         self._carry_out(self.relay.upstream_connected(name, self._clock.seconds()))
+        self._outbox_connected(name)
 
     def upstream_disconnected(self, name: str, reason: str) -> None:
         """An open link dropped: the relay releases held answers, starts failover, or closes with 1013."""
+        self._outbox_disconnected(name)
         self._carry_out(self.relay.upstream_disconnected(name, reason, self._clock.seconds()))
 
     def upstream_attempt_failed(self, name: str, reason: str) -> None:

@@ -86,6 +86,12 @@ class ProxySnapshot:
     throttled_stations: int = 0
     # Every certificate the proxy presents or trusts (wire.certificates.CertificateInfo).
     certificates: tuple = ()
+    # With an outbox: per upstream its totals (see relay.outbox.Outbox.totals), whether its
+    # file is written, its fault episodes, and (with stations) each station's backlog per upstream.
+    outbox: dict | None = None
+    outbox_healthy: bool | None = None
+    outbox_faults: int = 0
+    outbox_backlogs: dict | None = None
 
 
 def link_state(link) -> str:
@@ -153,4 +159,22 @@ def proxy_snapshot(proxy, with_stations: bool = True) -> ProxySnapshot:
         None if ownership is None else ownership.redis_up,
         throttled,
         certificates=proxy.tls.certificates,
+        **_outbox(getattr(proxy, "outbox", None), with_stations),
     )
+
+
+def _outbox(outbox, with_stations: bool) -> dict:
+    """The outbox's part of a snapshot (nothing without an outbox)."""
+    if outbox is None:
+        return {}
+    backlogs = None
+    if with_stations:
+        backlogs = {}
+        for station, upstream, entries, size, oldest in outbox.backlogs():
+            backlogs.setdefault(station, {})[upstream] = (entries, size, oldest)
+    return {
+        "outbox": outbox.totals(),
+        "outbox_healthy": outbox.store.healthy,
+        "outbox_faults": outbox.store.fault_episodes,
+        "outbox_backlogs": backlogs,
+    }

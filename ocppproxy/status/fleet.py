@@ -144,6 +144,11 @@ def fleet_listing(
     for _, station_id, state, station, record, extra in page:
         entry = station_entry(station_id, station, record, names)
         entry["state"] = state
+        if proxy.outbox_backlogs is not None:
+            entry["outbox"] = {
+                upstream: {"entries": entries, "bytes": size, "oldest": iso_time(oldest)}
+                for upstream, (entries, size, oldest) in proxy.outbox_backlogs.get(station_id, {}).items()
+            }
         entry.update(extra)
         stations.append(entry)
     document = {

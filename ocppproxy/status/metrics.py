@@ -195,6 +195,9 @@ def families(snapshot: MetricsSnapshot):
             traffic.add_metric([outcome], count)
         yield traffic
 
+    if snapshot.outbox is not None:
+        yield from outbox_families(snapshot)
+
     if snapshot.cluster_redis_up is not None:
         redis_up = GaugeMetricFamily(
             "ocppproxy_cluster_redis_up",
@@ -203,6 +206,34 @@ def families(snapshot: MetricsSnapshot):
         )
         redis_up.add_metric([snapshot.instance], int(snapshot.cluster_redis_up))
         yield redis_up
+
+
+_OUTBOX_FAMILIES = (
+    ("ocppproxy_outbox_entries", "entries", GaugeMetricFamily, "Durable outbox: entries waiting for each upstream (all stations)."),
+    ("ocppproxy_outbox_bytes", "bytes", GaugeMetricFamily, "Durable outbox: bytes of the entries waiting for each upstream."),
+    ("ocppproxy_outbox_oldest_age_seconds", "oldest_age", GaugeMetricFamily, "Durable outbox: age in seconds of the oldest entry waiting for each upstream."),
+    ("ocppproxy_outbox_replayed", "replayed", CounterMetricFamily, "Durable outbox: entries sent to each upstream after waiting in the outbox."),
+    ("ocppproxy_outbox_dropped", "dropped", CounterMetricFamily, "Durable outbox: entries dropped for each upstream (outbox.max_bytes, max_age)."),
+)
+
+
+def outbox_families(snapshot: MetricsSnapshot):
+    """The outbox's families (with an C{outbox} section only)."""
+    for name, key, kind, text in _OUTBOX_FAMILIES:
+        family = kind(name, text, labels=["upstream"])
+        for upstream, row in sorted(snapshot.outbox.items()):
+            family.add_metric([upstream], row.get(key, 0))
+        yield family
+    up = GaugeMetricFamily(
+        "ocppproxy_outbox_store_up", "Durable outbox: 1 while its file is written, 0 while only memory queues hold it."
+    )
+    up.add_metric([], int(snapshot.outbox_healthy))
+    yield up
+    faults = CounterMetricFamily(
+        "ocppproxy_outbox_store_faults", "Durable outbox: episodes of its file not being writable (disk full, removed)."
+    )
+    faults.add_metric([], snapshot.outbox_faults)
+    yield faults
 
 
 def metrics_registry(collector: ProxyCollector) -> CollectorRegistry:

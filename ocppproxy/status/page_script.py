@@ -125,6 +125,11 @@ SCRIPT = r"""
       badge.dataset.upstream = name;
       badge.dataset.role = link.role;
     });
+    Object.keys(station.outbox || {}).sort().forEach(function (name) {
+      var backlog = station.outbox[name];
+      var badge = add(badges, "span", "badge reconnecting", name + ": " + backlog.entries + " in the outbox");
+      badge.dataset.outbox = name;
+    });
     var places = Object.keys(station.connectors).sort();
     if (places.length) {
       var connectors = add(box, "div", "row");

@@ -86,6 +86,10 @@ class MetricsSnapshot:
     shed: int = 0
     # (role, file, subject, expiry time) of every certificate presented or trusted.
     certificates: list[tuple[str, str, str, float]] = field(default_factory=list)
+    # With an outbox: per upstream entries, bytes, oldest_age, replayed, dropped; the file's state.
+    outbox: dict[str, dict] | None = None
+    outbox_healthy: bool = True
+    outbox_faults: int = 0
 
 
 def metrics_snapshot(
@@ -112,6 +116,9 @@ def metrics_snapshot(
         snapshot.alerts[(channel, "dropped")] = queue.dropped
     snapshot.instance, snapshot.cluster_redis_up = proxy.instance, proxy.cluster_redis_up
     snapshot.certificates = [(info.role, info.file, info.subject, info.not_after) for info in proxy.certificates]
+    if proxy.outbox is not None:
+        snapshot.outbox = {upstream: dict(row) for upstream, row in proxy.outbox.items()}
+        snapshot.outbox_healthy, snapshot.outbox_faults = bool(proxy.outbox_healthy), proxy.outbox_faults
     if traffic_log is not None:
         snapshot.traffic_log = {
             "written": traffic_log.written,

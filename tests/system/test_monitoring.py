@@ -46,6 +46,11 @@ def exported_metric_names() -> set[str]:
     # Cluster mode's metric too (ocppproxy_cluster_redis_up).
     proxy.ownership = SimpleNamespace(instance="proxy-a", redis_up=True)
     traffic_log = SimpleNamespace(written=0, dropped=0, failed=0)
+    # The outbox's families (with an outbox section only).
+    totals = {"mirror": {"entries": 1, "bytes": 10, "oldest_age": 5.0, "replayed": 0, "dropped": 0}}
+    proxy.outbox = SimpleNamespace(
+        totals=lambda: totals, backlogs=lambda: iter(()), store=SimpleNamespace(healthy=True, fault_episodes=0)
+    )
     collector = ProxyCollector(reactor, lambda: metrics_snapshot(proxy.snapshot(), activity, {}, traffic_log))
     text = generate_latest(metrics_registry(collector)).decode()
     return {

@@ -50,6 +50,7 @@ EXAMPLES = {
         "days_left": 3,
     },
     "certificate_expired": {"role": "ca", "subject": "CN=Stations CA", "file": "/etc/ocppproxy/tls/ca.pem"},
+    "outbox_dropped": {"upstream": "billing", "count": 12},
 }
 
 

@@ -1,0 +1,193 @@
+"""
+The durable outbox of one instance: one L{OutboxQueue} per station and upstream, kept in
+memory and mirrored to the store (L{ocppproxy.relay.outbox_store}) in group commits.
+
+The sessions tell it what a mirror is owed (L{owed}), what went out (L{sent}), what the
+mirror answered (L{answered}: an answer to an outbox entry is consumed here) and what the
+station's primary answered to a StartTransaction (L{station_started}); the links ask it
+what to send next (L{ready}, L{payload_for}). The bounds' drops are counted per
+upstream, logged and alerted once per episode (C{outbox_dropped}). Read by the metrics
+and the status page: L{backlogs}, L{totals}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..core.ocppj import CALLRESULT, Frame
+from ..core.outbox import BOOT, START, DropEpisodes, Entry, OutboxQueue
+from ..logs import proxy_logger
+from .outbox_db import DELETE, OWN_ID, PUT, START_TX, STATION, Loaded
+from .outbox_store import OutboxStore
+
+
+class Outbox:
+    """Every station's backlog for every upstream that uses the outbox; see the module's doc."""
+
+    _log = proxy_logger()
+
+    def __init__(self, store: OutboxStore, clock: Callable[[], float], window: int = 32) -> None:
+        self.store = store
+        self._clock = clock
+        self._window = window
+        self.queues: dict[tuple[str, str], OutboxQueue] = {}
+        self._next_seq: dict[tuple[str, str], int] = {}
+        self.stations: dict[str, tuple[str | None, bytes | None, bool]] = {}
+        """Per station: the subprotocol it last agreed, its last BootNotification, whether it sent credentials."""
+        self.episodes = DropEpisodes()
+        self.replayed: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}
+        """Entries per upstream, all stations (kept as they come and go: no scan per frame)."""
+        self.on_alert: Callable[[str, int], None] = lambda upstream, count: None
+        """Called once per drop episode of an upstream, with the count so far (the C{outbox_dropped} alert)."""
+        store.on_dropped = self._dropped
+        store.snapshot = self._snapshot
+
+    def restore(self, loaded: Loaded) -> None:
+        """Start-up: the queues as the file kept them."""
+        for (station, upstream), entries in loaded.entries.items():
+            queue = self.queue(station, upstream)
+            queue.restore(entries, loaded.own_ids.get((station, upstream), {}))
+            self._waiting[upstream] = self._waiting.get(upstream, 0) + len(entries)
+            self._next_seq[(station, upstream)] = max(entry.seq for entry in entries) + 1
+        for (station, upstream), ids in loaded.own_ids.items():
+            if (station, upstream) not in self.queues:
+                self.queue(station, upstream).restore((), ids)
+        self.stations.update(loaded.stations)
+        if loaded.entries:
+            self._log.info(
+                "outbox: {count} entries for {pairs} station links restored from {path}",
+                count=sum(len(entries) for entries in loaded.entries.values()),
+                pairs=len(loaded.entries), path=self.store.db.path,
+            )
+
+    def queue(self, station: str, upstream: str) -> OutboxQueue:
+        """The queue of C{station} towards C{upstream} (made on first use)."""
+        key = (station, upstream)
+        queue = self.queues.get(key)
+        if queue is None:
+            queue = self.queues[key] = OutboxQueue(station, upstream, self._window)
+        return queue
+
+    def station_connected(self, station: str, subprotocol: str | None, sent_auth: bool) -> None:
+        """The station agreed C{subprotocol} (C{sent_auth}: with an C{Authorization}): kept for a drain link."""
+        known = self.stations.get(station, (None, None, False))
+        if known[0] != subprotocol or known[2] != sent_auth:
+            self.stations[station] = (subprotocol, known[1], sent_auth)
+            self.store.write((STATION, station, subprotocol, known[1], sent_auth))
+
+    def owed(self, station: str, upstream: str, frame: Frame, payload: bytes) -> Entry:
+        """The station's CALL or SEND C{frame} is owed to C{upstream}: written, in the station's order."""
+        key = (station, upstream)
+        seq = self._next_seq.get(key, 1)
+        self._next_seq[key] = seq + 1
+        entry = Entry(seq, frame.message_id, frame.action, payload, self._clock(), frame.kind)
+        self.queue(station, upstream).append(entry)
+        self._waiting[upstream] = self._waiting.get(upstream, 0) + 1
+        self.store.write((PUT, station, upstream, entry))
+        if frame.action == BOOT:
+            subprotocol, _, sent_auth = self.stations.get(station, (None, None, False))
+            self.stations[station] = (subprotocol, payload, sent_auth)
+            self.store.write((STATION, station, subprotocol, payload, sent_auth))
+        return entry
+
+    def sent(self, station: str, upstream: str, entry: Entry, backlog: bool) -> None:
+        """C{entry} went to the socket (C{backlog}: it had waited); a SEND leaves the outbox now."""
+        queue = self.queue(station, upstream)
+        for gone in queue.sent(entry, backlog):
+            self.store.write((DELETE, station, upstream, gone.seq))
+            self._gone(upstream, 1)
+        if backlog:
+            self.replayed[upstream] = self.replayed.get(upstream, 0) + 1
+
+    def answered(self, station: str, upstream: str, frame: Frame) -> Entry | None:
+        """
+        C{upstream} answered C{frame.message_id}: the entry it delivers leaves the outbox
+        (returned: the answer is consumed), None if it answers no entry.
+        """
+        queue = self.queues.get((station, upstream))
+        if queue is None:
+            return None
+        own = frame.body.get("transactionId") if frame.kind == CALLRESULT and isinstance(frame.body, dict) else None
+        entry = queue.answered(frame.message_id, own)
+        if entry is None:
+            return None
+        self.store.write((DELETE, station, upstream, entry.seq))
+        self._gone(upstream, 1)
+        if entry.action == START and entry.station_tx is not None and type(own) is int:
+            self.store.write((OWN_ID, station, upstream, entry.station_tx, own))
+        return entry
+
+    def station_started(self, station: str, message_id: str, station_tx: int) -> None:
+        """The station's primary answered its StartTransaction C{message_id} with C{station_tx}."""
+        for (owner, upstream), queue in self.queues.items():
+            if owner != station:
+                continue
+            early = queue.own_id(station_tx)
+            entry = queue.start_answered_by_station(message_id, station_tx)
+            if entry is not None:
+                self.store.write((START_TX, station, upstream, entry.seq, station_tx))
+            elif queue.own_id(station_tx) is not None and queue.own_id(station_tx) != early:
+                self.store.write((OWN_ID, station, upstream, station_tx, queue.own_id(station_tx)))
+
+    def _gone(self, upstream: str, count: int) -> None:
+        """C{count} entries for C{upstream} left the outbox; once it holds none, a drop episode ends."""
+        left = self._waiting.get(upstream, 0) - count
+        self._waiting[upstream] = max(left, 0)
+        if left <= 0:
+            self.episodes.emptied(upstream)
+
+    def _dropped(self, dropped: list[tuple[str, str, int]]) -> None:
+        by_pair: dict[tuple[str, str], list[int]] = {}
+        for station, upstream, seq in dropped:
+            by_pair.setdefault((station, upstream), []).append(seq)
+        for (station, upstream), seqs in by_pair.items():
+            queue = self.queues.get((station, upstream))
+            if queue is not None:
+                self._gone(upstream, len(queue.dropped(seqs)))
+            if self.episodes.dropped(upstream, len(seqs)):
+                self._log.error(
+                    "outbox: entries for {upstream} dropped (outbox.max_bytes or outbox.max_age reached), first of"
+                    " this episode for station {station}; counted in ocppproxy_outbox_dropped_total",
+                    upstream=upstream, station=station,
+                )
+                self.on_alert(upstream, self.episodes.counts[upstream])
+
+    def _snapshot(self) -> tuple[list[tuple[str, str, Entry]], list[tuple[str, str, int, int]]]:
+        entries = [
+            (station, upstream, entry)
+            for (station, upstream), queue in self.queues.items()
+            for entry in queue.entries()
+        ]
+        own_ids = [
+            (station, upstream, tx, own)
+            for (station, upstream), queue in self.queues.items()
+            for tx, own in queue.own_ids().items()
+        ]
+        return entries, own_ids
+
+    # --- read by the metrics and the status page
+
+    def backlogs(self) -> Iterator[tuple[str, str, int, int, float | None]]:
+        """Each non-empty (station, upstream): entries, bytes, when its oldest entry was written."""
+        for (station, upstream), queue in self.queues.items():
+            if len(queue):
+                yield station, upstream, len(queue), queue.bytes, queue.oldest()
+
+    def totals(self) -> dict[str, dict[str, Any]]:
+        """Per upstream: entries, bytes, the oldest entry's age in seconds, frames replayed, drops."""
+        now = self._clock()
+        out: dict[str, dict[str, Any]] = {}
+        for _, upstream, count, size, oldest in self.backlogs():
+            row = out.setdefault(upstream, {"entries": 0, "bytes": 0, "oldest_age": 0.0})
+            row["entries"] += count
+            row["bytes"] += size
+            if oldest is not None:
+                row["oldest_age"] = max(row["oldest_age"], now - oldest)
+        for upstream in set(self.replayed) | set(self.episodes.counts):
+            out.setdefault(upstream, {"entries": 0, "bytes": 0, "oldest_age": 0.0})
+        for upstream, row in out.items():
+            row["replayed"] = self.replayed.get(upstream, 0)
+            row["dropped"] = self.episodes.counts.get(upstream, 0)
+        return out

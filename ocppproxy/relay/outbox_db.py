@@ -1,0 +1,252 @@
+"""
+The durable outbox's file: SQLite (the standard library's C{sqlite3}), used only from the
+store's one writer thread (L{ocppproxy.relay.outbox_store}); every method here blocks.
+
+Why SQLite: it ships with Python, it is crash-safe by design (a transaction is either
+whole in the file or absent, after C{kill -9} and, with C{synchronous=FULL}, power loss),
+its write-ahead log lets one commit carry many frames, and an operator can open the file
+with the C{sqlite3} tool. A file format of our own would have to earn all of that again.
+
+The policy: C{journal_mode=WAL} and C{synchronous=FULL}: each commit (one per group of
+frames, every few milliseconds) is on the disk before the next group starts, so a crash
+of the process or the machine loses at most the group not yet committed.
+
+Tables: C{entries} (per station and upstream, in the station's order C{seq}: message id,
+action, kind, the payload as the station sent it, when written, a StartTransaction's
+station id), C{tx_ids} (the transaction ids an upstream gave at replay, by the station's
+id) and C{stations} (the subprotocol each station last agreed, its last
+BootNotification and whether it sent credentials, for drain links). No secret is ever
+stored.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.outbox import Entry
+
+FILE_NAME = "outbox.sqlite3"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS entries (station TEXT NOT NULL, upstream TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " message_id TEXT NOT NULL, action TEXT, kind INTEGER NOT NULL, payload BLOB NOT NULL, written_at REAL NOT NULL,"
+    " station_tx INTEGER, PRIMARY KEY (station, upstream, seq)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS entries_age ON entries (written_at)",
+    "CREATE TABLE IF NOT EXISTS tx_ids (station TEXT NOT NULL, upstream TEXT NOT NULL, station_tx INTEGER NOT NULL,"
+    " own INTEGER NOT NULL, PRIMARY KEY (station, upstream, station_tx)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS stations (station TEXT PRIMARY KEY, subprotocol TEXT, boot BLOB, sent_auth INTEGER)"
+    " WITHOUT ROWID",
+)
+
+
+class CorruptOutbox(Exception):
+    """The file is not a sound SQLite database (the message says why)."""
+
+
+@dataclass
+class Loaded:
+    """What the file held at start-up: entries and learnt ids by (station, upstream), stations' drain facts."""
+
+    entries: dict[tuple[str, str], list[Entry]] = field(default_factory=dict)
+    own_ids: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)
+    stations: dict[str, tuple[str | None, bytes | None, bool]] = field(default_factory=dict)
+    total_bytes: int = 0
+
+
+# The operations the reactor side queues for the writer thread, as tuples (cheap on the hot path):
+PUT = "put"  # (PUT, station, upstream, Entry)
+DELETE = "del"  # (DELETE, station, upstream, seq)
+START_TX = "start_tx"  # (START_TX, station, upstream, seq, station_tx)
+OWN_ID = "own_id"  # (OWN_ID, station, upstream, station_tx, own)
+TRIM = "trim"  # (TRIM,): nothing but the bounds, applied by every group
+STATION = "station"  # (STATION, station, subprotocol, boot payload or None, whether it sent an Authorization)
+
+
+class OutboxDatabase:
+    """The outbox file in C{directory}; open with L{open}, then L{apply} batches of operations."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, FILE_NAME)
+        self._db: sqlite3.Connection | None = None
+        self.total_bytes = 0
+
+    def open(self) -> None:
+        """Open (or create) the file; a L{CorruptOutbox} if it is not a sound database."""
+        self.close()
+        existed = os.path.exists(self.path)
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise OSError(str(error)) from error
+        try:
+            if existed:
+                check = db.execute("PRAGMA quick_check").fetchone()
+                if check is None or check[0] != "ok":
+                    raise CorruptOutbox(str(check and check[0]))
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            for statement in _SCHEMA:
+                db.execute(statement)
+            self.total_bytes = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            db.close()
+            if existed and isinstance(error, sqlite3.DatabaseError) and _corrupt(error):
+                raise CorruptOutbox(str(error)) from error
+            raise OSError(str(error)) from error
+        except CorruptOutbox:
+            db.close()
+            raise
+        self._db = db
+
+    def close(self) -> None:
+        """Close the file (a checkpoint of the log is SQLite's own business)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the file is open."""
+        return self._db is not None
+
+    def load(self) -> Loaded:
+        """Everything the file holds, in each station's order."""
+        db = self._require()
+        loaded = Loaded(total_bytes=self.total_bytes)
+        for row in db.execute(
+            "SELECT station, upstream, seq, message_id, action, kind, payload, written_at, station_tx FROM entries"
+            " ORDER BY station, upstream, seq"
+        ):
+            entry = Entry(row[2], row[3], row[4], bytes(row[6]), row[7], row[5], row[8])
+            loaded.entries.setdefault((row[0], row[1]), []).append(entry)
+        for station, upstream, station_tx, own in db.execute("SELECT station, upstream, station_tx, own FROM tx_ids"):
+            loaded.own_ids.setdefault((station, upstream), {})[station_tx] = own
+        for station, subprotocol, boot, sent_auth in db.execute("SELECT station, subprotocol, boot, sent_auth FROM stations"):
+            loaded.stations[station] = (subprotocol, None if boot is None else bytes(boot), bool(sent_auth))
+        return loaded
+
+    def apply(self, operations: Iterable[tuple], now: float, max_bytes: int, max_age: float) -> list[tuple[str, str, int]]:
+        """
+        One transaction (one commit): the operations in order, then the bounds: entries
+        older than C{max_age} at C{now}, then the oldest beyond C{max_bytes}, deleted.
+        Returns the (station, upstream, seq) of the entries the bounds dropped.
+        """
+        db = self._require()
+        if not os.path.exists(self.path):
+            raise OSError(f"{self.path} was removed")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for operation in operations:
+                self._one(db, operation)
+            dropped = self._bounds(db, now, max_bytes, max_age)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self.total_bytes = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
+            raise
+        return dropped
+
+    def _one(self, db: sqlite3.Connection, operation: tuple) -> None:
+        kind = operation[0]
+        if kind == PUT:
+            _, station, upstream, entry = operation
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
+                 entry.written_at, entry.station_tx),
+            )
+            if cursor.rowcount:
+                self.total_bytes += entry.size
+        elif kind == DELETE:
+            _, station, upstream, seq = operation
+            row = db.execute(
+                "DELETE FROM entries WHERE station = ? AND upstream = ? AND seq = ? RETURNING LENGTH(payload)",
+                (station, upstream, seq),
+            ).fetchone()
+            if row is not None:
+                self.total_bytes -= row[0]
+        elif kind == START_TX:
+            _, station, upstream, seq, station_tx = operation
+            db.execute("UPDATE entries SET station_tx = ? WHERE station = ? AND upstream = ? AND seq = ?",
+                       (station_tx, station, upstream, seq))
+        elif kind == OWN_ID:
+            db.execute("INSERT OR REPLACE INTO tx_ids VALUES (?, ?, ?, ?)", operation[1:])
+        elif kind == STATION:
+            db.execute("INSERT OR REPLACE INTO stations VALUES (?, ?, ?, ?)", operation[1:])
+        elif kind == TRIM:
+            pass
+        else:
+            raise ValueError(f"unknown outbox operation {kind!r}")
+
+    def _bounds(self, db: sqlite3.Connection, now: float, max_bytes: int, max_age: float) -> list[tuple[str, str, int]]:
+        dropped: list[tuple[str, str, int]] = []
+        for station, upstream, seq, size in db.execute(
+            "DELETE FROM entries WHERE written_at < ? RETURNING station, upstream, seq, LENGTH(payload)",
+            (now - max_age,),
+        ).fetchall():
+            dropped.append((station, upstream, seq))
+            self.total_bytes -= size
+        while self.total_bytes > max_bytes:
+            rows = db.execute(
+                "SELECT station, upstream, seq, LENGTH(payload) FROM entries ORDER BY written_at LIMIT 256"
+            ).fetchall()
+            if not rows:
+                self.total_bytes = 0
+                break
+            for station, upstream, seq, size in rows:
+                if self.total_bytes <= max_bytes:
+                    break
+                db.execute("DELETE FROM entries WHERE station = ? AND upstream = ? AND seq = ?",
+                           (station, upstream, seq))
+                dropped.append((station, upstream, seq))
+                self.total_bytes -= size
+        return dropped
+
+    def rewrite(self, entries: Iterable[tuple[str, str, Entry]], own_ids: Iterable[tuple[str, str, int, int]]) -> None:
+        """Replace every entry and learnt id with these (after a fault: what the memory queues held)."""
+        db = self._require()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM entries")
+            db.execute("DELETE FROM tx_ids")
+            self.total_bytes = 0
+            for station, upstream, entry in entries:
+                self._one(db, (PUT, station, upstream, entry))
+            for row in own_ids:
+                db.execute("INSERT OR REPLACE INTO tx_ids VALUES (?, ?, ?, ?)", row)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _require(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise OSError("the outbox file is not open")
+        return self._db
+
+
+def _corrupt(error: sqlite3.DatabaseError) -> bool:
+    """Whether C{error} says the file is not (or no longer) a database, rather than that it cannot be reached."""
+    text = str(error)
+    return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
+def keep_aside(path: str, now: float) -> str:
+    """Move a corrupt file (and its log files) to C{<path>.corrupt-<unix time>}; returns the new name."""
+    aside = f"{path}.corrupt-{int(now)}"
+    os.replace(path, aside)
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.replace(path + suffix, aside + suffix)
+    return aside
+
+
+def describe(error: Any) -> str:
+    """An error's text for a log line."""
+    return str(error) or type(error).__name__

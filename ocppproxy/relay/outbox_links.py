@@ -1,0 +1,188 @@
+"""
+A station session's links through the durable outbox (L{OutboxLinks}, a mixin of
+L{ocppproxy.relay.session.StationSession}): what the station sends a mirror is written
+to the outbox first and leaves it by the rules of L{ocppproxy.core.outbox.OutboxQueue}:
+the backlog first, in order, then live frames, a bounded window, ids translated when
+sent; the mirror's answers to entries are consumed here. The primary's traffic never
+goes through the outbox, and the station never waits for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..core.ocppj import ANSWERS, CALLRESULT, REQUESTS, Frame, FrameError, parse_frame
+
+if TYPE_CHECKING:
+    from .outbox import Outbox
+
+
+class OutboxLinks:
+    """The outbox side of a station session; inert (every method returns False) without an outbox."""
+
+    outbox: Outbox | None = None
+    outbox_for: Callable[[str], bool] = staticmethod(lambda name: False)
+    _station_frame: Frame | None = None
+    _station_payload: bytes | None = None
+    _held_live: dict[str, list[bytes]] = {}
+
+    def use_outbox(self, outbox: Outbox | None, outbox_for: Callable[[str], bool], sent_auth: bool = False) -> None:
+        """
+        Send to the upstreams C{outbox_for} names (mirrors that did not opt out) through
+        C{outbox}; C{sent_auth}: the station's handshake carried an C{Authorization}.
+        """
+        self.outbox = outbox
+        self.outbox_sent_auth = sent_auth
+        self._held_live: dict[str, list[bytes]] = {}
+        self.outbox_for = outbox_for
+        self._owed_live: dict[str, set[str]] = {}
+
+    def _through_outbox(self, name: str) -> bool:
+        """Whether the station's frames for C{name} go through the outbox: a mirror, or the primary during failover."""
+        relay = self.relay
+        if self.outbox is None or relay is None or not self.outbox_for(name):
+            return False
+        return name != relay.route.primary or relay.failing_over
+
+    def _outbox_station_frame(self, payload: bytes) -> None:
+        """The frame the station sent, being relayed now (its untranslated payload is what the outbox keeps)."""
+        if self.outbox is None:
+            return
+        try:
+            frame = parse_frame(payload)
+        except FrameError:
+            frame = None
+        self._station_frame = frame if frame is not None and frame.kind in REQUESTS else None
+        self._station_payload = payload
+
+    def _outbox_send(self, name: str, payload: bytes) -> bool:
+        """
+        A Send to upstream C{name}: True if the outbox took it (a station CALL or SEND owed
+        to a mirror), or if it waits behind the backlog of an upstream now answering the station.
+        """
+        if not self._through_outbox(name):
+            return self._behind_backlog(name, payload)
+        frame = self._station_frame
+        if frame is not None and self._station_payload is not None:
+            original = self._station_payload
+        else:
+            try:
+                frame = parse_frame(payload)
+            except FrameError:
+                return False
+            if frame.kind not in REQUESTS:
+                return False  # the station's answer to the mirror's CALL: as today
+            original = payload
+        entry = self.outbox.owed(self.station_id, name, frame, original)
+        self._owed_live.setdefault(name, set()).add(frame.message_id)
+        self._outbox_pump(name, live_seq=entry.seq)
+        return True
+
+    def _behind_backlog(self, name: str, payload: bytes) -> bool:
+        """A live frame to C{name}, which answers the station and has a backlog: held behind it (bounded)."""
+        outbox = self.outbox
+        if outbox is None or self._station_frame is None:
+            return False
+        queue = outbox.queues.get((self.station_id, name))
+        if queue is None or not len(queue):
+            self._release(name)
+            return False
+        now = self._clock.seconds()
+        if not queue.hold_live(now, self._handshake_timeout):
+            self._release(name)
+            return False
+        held = self._held_live.setdefault(name, [])
+        if not held:
+            self._clock.callLater(self._handshake_timeout, self._release, name)
+        held.append(payload)
+        return True
+
+    def _release(self, name: str) -> bool:
+        """Send the live frames held behind C{name}'s backlog, in order (its backlog is done, or waited enough)."""
+        held = self._held_live.pop(name, None)
+        link = self.links.get(name)
+        if held and link is not None:
+            queue = self.outbox.queues.get((self.station_id, name))
+            if queue is not None and len(queue) and queue.hold_live(self._clock.seconds(), self._handshake_timeout):
+                self._held_live[name] = held  # still within its time
+                return False
+            for payload in held:
+                link.send(payload)
+        return bool(held)
+
+    def _outbox_pump(self, name: str, live_seq: int | None = None) -> None:
+        """Send what the queue says is ready to C{name}, if its link is connected."""
+        link = self.links.get(name)
+        if link is None or not link.connected or self.outbox is None:
+            return
+        outbox, station = self.outbox, self.station_id
+        queue = outbox.queue(station, name)
+        for entry in queue.ready():
+            link.send(queue.payload_for(entry))
+            outbox.sent(station, name, entry, backlog=entry.seq != live_seq)
+        if not len(queue) and name in self._held_live:
+            self._release(name)
+
+    def _outbox_answer(self, name: str, payload: bytes) -> bool:
+        """
+        A frame from upstream C{name}: True if it is an answer to an entry the relay does
+        not know (a backlog CALL from before): consumed here. Answers to the live CALLs go
+        on to the relay too. The primary's StartTransaction answers give the station's ids.
+        """
+        outbox = self.outbox
+        if outbox is None:
+            return False
+        if payload[:8].lstrip()[:2] not in (b"[3", b"[4", b"[5"):
+            return False
+        through = self._through_outbox(name)
+        if not through and b"transactionId" not in payload and (self.station_id, name) not in outbox.queues:
+            return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
+        try:
+            frame = parse_frame(payload)
+        except FrameError:
+            return False
+        if frame.kind not in ANSWERS:
+            return False
+        relay = self.relay
+        answering = relay.route.failover if relay.failing_over else relay.route.primary
+        if not through and (self.station_id, name) not in outbox.queues:
+            entry = None  # the primary, nothing owed to it
+        else:
+            # A mirror, the primary during failover, or an upstream that became the primary
+            # (a migration) with a backlog from its mirror days.
+            entry = outbox.answered(self.station_id, name, frame)
+        body = frame.body
+        if name == answering and frame.kind == CALLRESULT and isinstance(body, dict):
+            if type(body.get("transactionId")) is int:
+                # The station takes its transaction id from this answer.
+                outbox.station_started(self.station_id, frame.message_id, body["transactionId"])
+        if entry is None:
+            return False
+        self._outbox_pump(name)
+        live = self._owed_live.get(name)
+        if live is not None and frame.message_id in live:
+            live.discard(frame.message_id)
+            return False
+        return True
+
+    def _outbox_connected(self, name: str) -> None:
+        """
+        C{name}'s link is (back) up: its backlog goes first. An upstream that became the
+        primary since its entries were written gets them too, its answers consumed.
+        """
+        outbox = self.outbox
+        if outbox is not None and (self._through_outbox(name) or len(outbox.queues.get((self.station_id, name), ()))):
+            self._outbox_pump(name)
+
+    def _outbox_disconnected(self, name: str) -> None:
+        """C{name}'s link is down: what was in flight is sent again when it is back (from the outbox, not the link)."""
+        if self.outbox is None or (self.station_id, name) not in self.outbox.queues:
+            return
+        self.outbox.queue(self.station_id, name).link_lost()
+        link = self.links.get(name)
+        if link is not None:
+            link.queue.clear()
+
+
+__all__ = ["OutboxLinks"]
