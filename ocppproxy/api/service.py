@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -21,7 +20,7 @@ from ..core.redact import Redactor
 from ..logs import proxy_logger
 from ..periodic import Periodic
 from ..relay.api_calls import CallTimeout, QueueFull, StationGone
-from ..relay.listen import ListenEndpoint
+from ..relay.listen import ReportedListener
 from ..relay.registry import StationSessions
 from ..relay.service_tree import ServiceTree
 from ..status.fleet import StationQuery
@@ -100,13 +99,10 @@ class ApiService(ServiceTree):
             self._cluster = ClusterCalls(cluster, reactor, self, trace)
             self._cluster.setServiceParent(self)
         self.site = _ApiSite(ApiResource(self, TokenGate(tokens, reactor)))
-        self.listening: Deferred = Deferred()
-        endpoint = ListenEndpoint(
-            reactor, listen, self._listening, self._listen_failed, parse_errors=(ValueError, KeyError, TypeError)
-        )
-        listener = StreamServerEndpointService(endpoint, self.site)
+        listener = ReportedListener(reactor, listen, self.site, "api", "api", "the API")
         listener.setName("listener")
         listener.setServiceParent(self)
+        self.listening: Deferred = listener.listening
         forget = Periodic(FORGET_EVERY, lambda: trace.history.forget(reactor.seconds()), reactor)
         forget.setName("forget")
         forget.setServiceParent(self)
@@ -118,19 +114,6 @@ class ApiService(ServiceTree):
         self.trace.close_all()
         self.events.close_all()
         return super().stopService()
-
-    def _listening(self, port) -> None:
-        self._log.info("api on {address}", address=port.getHost())
-        self.listening.callback(port)
-
-    def _listen_failed(self, failure) -> None:
-        self._log.error(
-            "api: cannot listen on {listen}: {reason}; running without the API",
-            listen=self.listen,
-            reason=failure.getErrorMessage(),
-        )
-        self.listening.errback(failure)
-        self.listening.addErrback(lambda _: None)
 
     # --- the endpoints: each returns (code, document), a Deferred of it, or NOT_DONE_YET
 

@@ -1,17 +1,21 @@
 """
-A listening endpoint that reports how listening went: what the proxy's and the status
-page's L{StreamServerEndpointService}s listen with.
+A listening endpoint that reports how listening went: what the proxy's, the status
+page's and the API's L{StreamServerEndpointService}s listen with; and, for the two HTTP
+services, the listener child that logs the outcome and fires a Deferred with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from ..logs import proxy_logger
 
 
 @implementer(IStreamServerEndpoint)
@@ -58,3 +62,38 @@ class ListenEndpoint:
     def _report_port(self, port):
         self._listening(port)
         return port
+
+
+class ReportedListener(StreamServerEndpointService):
+    """
+    A service listening on the endpoint string C{description} with C{factory}: once it
+    listens, C{"<what> on <address>"} is logged and L{listening} fires with the port; if
+    it cannot, one error line says so (C{"<name>: cannot listen on ...; running without
+    <without>"}), L{listening} fails (handled) and the daemon goes on without it.
+    """
+
+    _log = proxy_logger()
+
+    def __init__(self, reactor, description: str, factory, what: str, name: str, without: str) -> None:
+        self.listening: Deferred = Deferred()
+        self._description = description
+        self._what, self._name, self._without = what, name, without
+        endpoint = ListenEndpoint(
+            reactor, description, self._listened, self._failed, parse_errors=(ValueError, KeyError, TypeError)
+        )
+        super().__init__(endpoint, factory)
+
+    def _listened(self, port) -> None:
+        self._log.info("{what} on {address}", what=self._what, address=port.getHost())
+        self.listening.callback(port)
+
+    def _failed(self, failure: Failure) -> None:
+        self._log.error(
+            "{name}: cannot listen on {listen}: {reason}; running without {without}",
+            name=self._name,
+            listen=self._description,
+            reason=failure.getErrorMessage(),
+            without=self._without,
+        )
+        self.listening.errback(failure)
+        self.listening.addErrback(lambda _: None)

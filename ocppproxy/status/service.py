@@ -10,7 +10,6 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from prometheus_client.twisted import MetricsResource
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.web.resource import NoResource, Resource
@@ -22,7 +21,7 @@ from ..logs import proxy_logger
 from ..notify.delivery import DeliveryQueue
 from ..notify.names import StationNames
 from ..periodic import Periodic
-from ..relay.listen import ListenEndpoint
+from ..relay.listen import ReportedListener
 from ..relay.service_tree import ServiceTree
 from .activity import StationActivity
 from .alerts import RecentAlerts, alerts_document
@@ -224,13 +223,10 @@ class StatusService(ServiceTree):
             root = GuardedRoot(root, token_gate, reactor)
         self.site = _StatusSite(root)
         self.cluster_fleet = cluster_fleet
-        self.listening: Deferred = Deferred()
-        endpoint = ListenEndpoint(
-            reactor, listen, self._listening, self._listen_failed, parse_errors=(ValueError, KeyError, TypeError)
-        )
-        listener = StreamServerEndpointService(endpoint, self.site)
+        listener = ReportedListener(reactor, listen, self.site, "status page", "status", "a status page")
         listener.setName("listener")
         listener.setServiceParent(self)
+        self.listening: Deferred = listener.listening
         forget = Periodic(FORGET_EVERY, self.forget_departed, reactor)
         forget.setName("forget")
         forget.setServiceParent(self)
@@ -298,15 +294,3 @@ class StatusService(ServiceTree):
         """Nothing yet: the page listens in L{startService}, as the proxy does."""
         Service.privilegedStartService(self)
 
-    def _listening(self, port) -> None:
-        self._log.info("status page on {address}", address=port.getHost())
-        self.listening.callback(port)
-
-    def _listen_failed(self, failure) -> None:
-        self._log.error(
-            "status: cannot listen on {listen}: {reason}; running without a status page",
-            listen=self.listen,
-            reason=failure.getErrorMessage(),
-        )
-        self.listening.errback(failure)
-        self.listening.addErrback(lambda _: None)
