@@ -127,3 +127,18 @@ class RedisServer:
         )
         output, _ = await asyncio.wait_for(cli.communicate(), START_TIMEOUT)
         return output.decode().rstrip("\n")
+
+
+class RedisTestMixin:
+    """For a test case: C{cleanup(stop)} runs the coroutine function C{stop} at cleanup;
+    C{start_redis()} a L{RedisServer}, stopped at cleanup."""
+
+    def cleanup(self, stop) -> None:
+        """Run the coroutine function C{stop} at cleanup."""
+        self.addCleanup(lambda: Deferred.fromFuture(asyncio.ensure_future(stop())))
+
+    async def start_redis(self) -> RedisServer:
+        redis = RedisServer()
+        self.addCleanup(redis.stop)
+        await redis.start()
+        return redis

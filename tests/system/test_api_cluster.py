@@ -11,28 +11,18 @@ import json
 import os
 
 from ocpp.v16 import call
-from twisted.internet.defer import Deferred
 
 from ..cluster_site import Instance
 from ..cluster_site import instance_config as config_text
 from ..e2e import ProxyTestCase, async_test
 from ..peers import CentralSystem, poll_until
-from ..redisserver import RedisServer, free_port
+from ..redisserver import RedisServer, RedisTestMixin, free_port
 from .test_api_end_to_end import OPERATE, SlowStation, http, sha
 from ocppproxy.cluster.claims import parse_claim, station_key
 
 
-class ApiClusterTests(ProxyTestCase):
+class ApiClusterTests(RedisTestMixin, ProxyTestCase):
     timeout = 60
-
-    def cleanup(self, stop) -> None:
-        self.addCleanup(lambda: Deferred.fromFuture(asyncio.ensure_future(stop())))
-
-    async def start_redis(self) -> RedisServer:
-        redis = RedisServer()
-        self.addCleanup(redis.stop)
-        await redis.start()
-        return redis
 
     async def holder(self, redis: RedisServer, station_id: str) -> str:
         value = await poll_until(

@@ -21,7 +21,6 @@ import urllib.request
 from datetime import UTC, datetime
 
 from ocpp.v16 import call
-from twisted.internet.defer import Deferred
 
 from ocppproxy.cluster.claims import parse_claim, station_key
 from ocppproxy.cluster.transactions import transactions_key
@@ -30,7 +29,7 @@ from ..cluster_site import CHECK_FALL, CHECK_INTERVAL, ConnectionCounting, HAPro
 from ..cluster_site import instance_config as config_text
 from ..e2e import ProxyTestCase, async_test
 from ..peers import WAIT, connect_station, poll_until
-from ..redisserver import RedisServer, free_port
+from ..redisserver import RedisServer, RedisTestMixin, free_port
 
 # How long a test station waits before it tries again, as a real one does after losing its connection.
 RETRY_DELAY = 0.5
@@ -42,18 +41,8 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class ClusterUnderTwistdTests(ProxyTestCase):
+class ClusterUnderTwistdTests(RedisTestMixin, ProxyTestCase):
     timeout = 45
-
-    def cleanup(self, stop) -> None:
-        """Run the coroutine function C{stop} at cleanup."""
-        self.addCleanup(lambda: Deferred.fromFuture(asyncio.ensure_future(stop())))
-
-    async def start_redis(self) -> RedisServer:
-        redis = RedisServer()
-        self.addCleanup(redis.stop)
-        await redis.start()
-        return redis
 
     async def central(self, interval: int) -> tuple[ConnectionCounting, str]:
         central = ConnectionCounting(interval)
