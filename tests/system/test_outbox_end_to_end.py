@@ -51,6 +51,8 @@ class OutboxDaemonTests(DaemonTestCase):
             'routes: [{stations: ["*"], primary: a, mirrors: [m]}]\n'
             "reconnect: {initial_delay: 0.2, factor: 2, max_delay: 0.5, max_attempts: 100000}\n"
             f"outbox: {{directory: {directory}}}\n"
+            # The station's 2,000 MeterValues go as fast as they are answered, over the default 50/s.
+            "limits: {max_frames_per_second: 100000, frame_burst: 100000}\n"
         )
         process = await self.run_daemon(config)
         found, _ = await self.read_until(process.stdout, r"listening on .*port=(\d+)")
