@@ -216,7 +216,8 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
                     self._to_station(effect.payload)
                 elif effect.target == API:
                     self.api_calls.answered(effect.payload)
-                elif not self._outbox_send(effect.target, effect.payload):
+                elif self.outbox is None or not self._outbox_send(effect.target, effect.payload):
+                    # (Without an outbox, nothing to ask it: the common case, on every frame.)
                     self.links[effect.target].send(effect.payload)
             elif isinstance(effect, ProxyEvent):
                 self._tell(effect)
@@ -273,11 +274,14 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
             recorder = self.recorder
             if recorder is not None and not is_binary:
                 recorder(self.station_id, FROM_STATION, None, payload)
-            self._outbox_station_frame(payload)
-            try:
+            if self.outbox is None:
                 self._carry_out(self.relay.from_station(payload, now, is_binary))
-            finally:
-                self._station_frame = self._station_payload = None
+            else:
+                self._outbox_station_frame(payload)
+                try:
+                    self._carry_out(self.relay.from_station(payload, now, is_binary))
+                finally:
+                    self._station_frame = self._station_payload = None
         except Exception:
             self._log.failure(
                 "station {station}: error relaying a frame from the station: {frame}",
