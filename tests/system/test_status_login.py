@@ -11,10 +11,8 @@ import hashlib
 import json
 import os
 from types import SimpleNamespace
-from urllib.parse import urlsplit
 
 import treq
-import websockets
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
@@ -27,9 +25,8 @@ from ocppproxy.status.service import StatusService
 from ..e2e import async_test
 from .test_status_screenshot import (
     BROWSER_TIMEOUT,
-    CHROMIUM_FLAGS,
     _devtools_call,
-    _DevToolsBrowser,
+    devtools_page,
     find_chromium,
     made_up_fleet,
 )
@@ -132,32 +129,12 @@ class StatusLoginTests(TestCase):
         """Headless Chromium: the login form, the token typed and sent, then the fleet; the cookie is not readable."""
         chromium = find_chromium()
         base = await Deferred.asFuture(Deferred.fromCoroutine(self.serve()), asyncio.get_event_loop())
-        loop = asyncio.get_event_loop()
-        browser = _DevToolsBrowser()
-        profile = f"--user-data-dir={os.path.join(self.directory, 'devtools-profile')}"
-        args = [chromium, *CHROMIUM_FLAGS, profile, "--remote-debugging-port=0", "about:blank"]
-        transport = reactor.spawnProcess(browser, chromium, args, env=dict(os.environ))
-        killer = reactor.callLater(BROWSER_TIMEOUT, transport.signalProcess, "KILL")
-        try:
-            address = await asyncio.wait_for(Deferred.asFuture(browser.devtools, loop), BROWSER_TIMEOUT)
-            listing = f"http://127.0.0.1:{urlsplit(address).port}/json/list"
-            response = await Deferred.asFuture(treq.get(listing, persistent=False), loop)
-            targets = json.loads(await Deferred.asFuture(response.content(), loop))
-            page = next(target for target in targets if target["type"] == "page")
-            async with websockets.connect(page["webSocketDebuggerUrl"], max_size=None) as devtools:
-                await _devtools_call(devtools, 1, "Page.enable", {})
-                await _devtools_call(devtools, 2, "Page.navigate", {"url": base + "/"}, until_event="Page.loadEventFired")
-                params = {"expression": FLEET, "awaitPromise": True, "returnByValue": True}
-                before = (await _devtools_call(devtools, 3, "Runtime.evaluate", params))["result"]["result"]["value"]
-                submit = {"expression": FILL_AND_SUBMIT % json.dumps(TOKEN), "returnByValue": True}
-                sent = await _devtools_call(devtools, 4, "Runtime.evaluate", submit, until_event="Page.loadEventFired")
-                after = (await _devtools_call(devtools, 5, "Runtime.evaluate", params))["result"]["result"]["value"]
-        finally:
-            if browser.reason is None:
-                transport.signalProcess("KILL")
-            await Deferred.asFuture(browser.ended, loop)
-            if killer.active():
-                killer.cancel()
+        async with devtools_page(chromium, self.directory, base + "/") as devtools:
+            params = {"expression": FLEET, "awaitPromise": True, "returnByValue": True}
+            before = (await _devtools_call(devtools, 3, "Runtime.evaluate", params))["result"]["result"]["value"]
+            submit = {"expression": FILL_AND_SUBMIT % json.dumps(TOKEN), "returnByValue": True}
+            sent = await _devtools_call(devtools, 4, "Runtime.evaluate", submit, until_event="Page.loadEventFired")
+            after = (await _devtools_call(devtools, 5, "Runtime.evaluate", params))["result"]["result"]["value"]
         self.assertTrue(before["form"], before)
         self.assertEqual(before["stations"], 0)
         self.assertEqual(sent["result"]["result"]["value"], "submitted")

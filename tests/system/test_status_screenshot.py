@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -115,6 +116,37 @@ async def _devtools_call(devtools, number: int, method: str, params: dict, until
     return answer
 
 
+@asynccontextmanager
+async def devtools_page(chromium: str, directory: str, url: str):
+    """
+    Chromium (a fresh profile in C{directory}) driven over the DevTools protocol, its page
+    at C{url} once loaded: yields the DevTools WebSocket (calls 1 and 2 are used; number
+    the next from 3). The browser is killed on the way out, bounded by BROWSER_TIMEOUT.
+    """
+    loop = asyncio.get_event_loop()
+    browser = _DevToolsBrowser()
+    profile = f"--user-data-dir={os.path.join(directory, 'devtools-profile')}"
+    args = [chromium, *CHROMIUM_FLAGS, profile, "--remote-debugging-port=0", "about:blank"]
+    transport = reactor.spawnProcess(browser, chromium, args, env=dict(os.environ))
+    killer = reactor.callLater(BROWSER_TIMEOUT, transport.signalProcess, "KILL")
+    try:
+        address = await asyncio.wait_for(Deferred.asFuture(browser.devtools, loop), BROWSER_TIMEOUT)
+        listing = f"http://127.0.0.1:{urlsplit(address).port}/json/list"
+        response = await Deferred.asFuture(treq.get(listing, persistent=False), loop)
+        targets = json.loads(await Deferred.asFuture(response.content(), loop))
+        page = next(target for target in targets if target["type"] == "page")
+        async with websockets.connect(page["webSocketDebuggerUrl"], max_size=None) as devtools:
+            await _devtools_call(devtools, 1, "Page.enable", {})
+            await _devtools_call(devtools, 2, "Page.navigate", {"url": url}, until_event="Page.loadEventFired")
+            yield devtools
+    finally:
+        if browser.reason is None:
+            transport.signalProcess("KILL")
+        await Deferred.asFuture(browser.ended, loop)
+        if killer.active():
+            killer.cancel()
+
+
 def _read_png_file(path: str) -> tuple[int, int, list[bytes]]:
     with open(path, "rb") as stream:
         return read_png(stream.read())
@@ -200,29 +232,9 @@ class BrowserTests(TestCase):
         Open C{url} in Chromium driven over the DevTools protocol, evaluate C{script} (an
         expression, awaited if it is a Promise) in the page; its value, as JSON.
         """
-        loop = asyncio.get_event_loop()
-        browser = _DevToolsBrowser()
-        profile = f"--user-data-dir={os.path.join(self.directory, 'devtools-profile')}"
-        args = [self.chromium, *CHROMIUM_FLAGS, profile, "--remote-debugging-port=0", "about:blank"]
-        transport = reactor.spawnProcess(browser, self.chromium, args, env=dict(os.environ))
-        killer = reactor.callLater(BROWSER_TIMEOUT, transport.signalProcess, "KILL")
-        try:
-            address = await asyncio.wait_for(Deferred.asFuture(browser.devtools, loop), BROWSER_TIMEOUT)
-            listing = f"http://127.0.0.1:{urlsplit(address).port}/json/list"
-            response = await Deferred.asFuture(treq.get(listing, persistent=False), loop)
-            targets = json.loads(await Deferred.asFuture(response.content(), loop))
-            page = next(target for target in targets if target["type"] == "page")
-            async with websockets.connect(page["webSocketDebuggerUrl"], max_size=None) as devtools:
-                await _devtools_call(devtools, 1, "Page.enable", {})
-                await _devtools_call(devtools, 2, "Page.navigate", {"url": url}, until_event="Page.loadEventFired")
-                params = {"expression": script, "awaitPromise": True, "returnByValue": True}
-                message = await _devtools_call(devtools, 3, "Runtime.evaluate", params)
-        finally:
-            if browser.reason is None:
-                transport.signalProcess("KILL")
-            await Deferred.asFuture(browser.ended, loop)
-            if killer.active():
-                killer.cancel()
+        async with devtools_page(self.chromium, self.directory, url) as devtools:
+            params = {"expression": script, "awaitPromise": True, "returnByValue": True}
+            message = await _devtools_call(devtools, 3, "Runtime.evaluate", params)
         self.assertIn("result", message, message)
         result = message["result"]
         self.assertNotIn("exceptionDetails", result, result)
