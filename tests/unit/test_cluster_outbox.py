@@ -1,0 +1,215 @@
+"""
+Cluster mode's outbox without Redis: the pure encodings (core/outbox_streams), the memory
+queues following a station (Outbox.begin_load/load_station/unload_station) and the
+Redis Streams store's grouping and outage path with a Clock and a stand-in for Redis.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy.cluster.outbox_streams import AWAY, UP, StreamsStore, moved_operations
+from ocppproxy.config.model import OutboxConfig
+from ocppproxy.core import outbox_streams
+from ocppproxy.core.ocppj import parse_frame
+from ocppproxy.core.outbox import Entry
+from ocppproxy.core.outbox_streams import decode_dropped, decode_station, encode_operations, seq_base
+from ocppproxy.relay import outbox_db
+from ocppproxy.relay.outbox import Outbox
+from ocppproxy.relay.outbox_db import DELETE, PUT, Loaded
+
+
+def frame(message_id: str, action: str = "MeterValues", body: dict | None = None) -> tuple:
+    payload = json.dumps([2, message_id, action, body or {"transactionId": 1}]).encode()
+    return parse_frame(payload), payload
+
+
+class Recorded:
+    """A store that records the operations written."""
+
+    def __init__(self) -> None:
+        self.operations: list[tuple] = []
+        self.db = SimpleNamespace(path="/nowhere")
+
+    def write(self, operation: tuple) -> None:
+        self.operations.append(operation)
+
+
+class EncodingTests(SynchronousTestCase):
+    def test_operation_names_are_the_store_s(self):
+        """The core's operation names are those of the SQLite store."""
+        for name in ("PUT", "DELETE", "START_TX", "OWN_ID", "TRIM", "STATION"):
+            self.assertEqual(getattr(outbox_streams, name), getattr(outbox_db, name))
+
+    def test_each_operation_is_encoded_flat(self):
+        """Every operation becomes its code and fields; TRIM none; an unknown one is refused."""
+        entry = Entry(7, "m1", "MeterValues", b"[2]", 12.5, 2, None)
+        self.assertEqual(
+            encode_operations([
+                (PUT, "CP", "up", entry), (DELETE, "CP", "up", 7), ("start_tx", "CP", "up", 7, 42),
+                ("own_id", "CP", "up", 42, 9), ("trim",), ("station", "CP", None, None, True),
+            ]),
+            ["P", "CP", "up", "7", "m1", "MeterValues", "2", b"[2]", "12.5", "", "D", "CP", "up", "7",
+             "S", "CP", "up", "7", "42", "O", "CP", "up", "42", "9", "F", "CP", "", b"", "1"],
+        )
+        self.assertRaises(ValueError, encode_operations, [("bogus",)])
+
+    def test_decode_dropped(self):
+        """The apply script's reply: flat triples."""
+        self.assertEqual(decode_dropped(["CP", "up", "3", b"CP 2", "up", "4"]), [("CP", "up", 3), ("CP 2", "up", 4)])
+        self.assertEqual(decode_dropped(None), [])
+
+    def test_decode_station(self):
+        """A station's backlog: entries in seq order with their station transaction ids, ids learnt, facts."""
+        fields = ["seq", "{seq}", "mid", "m{seq}", "action", "StartTransaction", "kind", "2", "payload", "[2]", "at", "1.5"]
+
+        def item(seq: int) -> list:
+            return [f"{seq}-0", [value.format(seq=seq) for value in fields]]
+
+        reply = [["ocpp1.6", "[boot]", "1"], [["mirror", [item(5), item(3)], ["3", "1-0 3 77", "5", "2-0 3"], ["77", "9"]]]]
+        entries, own_ids, facts = decode_station("CP", reply)
+        self.assertEqual([(e.seq, e.station_tx) for e in entries["mirror"]], [(3, 77), (5, None)])
+        self.assertEqual(entries["mirror"][0].payload, b"[2]")
+        self.assertEqual(own_ids, {"mirror": {77: 9}})
+        self.assertEqual(facts, ("ocpp1.6", b"[boot]", True))
+        self.assertEqual(decode_station("CP", [["", "", ""], []]), ({}, {}, None))
+
+    def test_seq_base(self):
+        """New entries are numbered above the loaded ones and from the clock in microseconds."""
+        self.assertEqual(seq_base(10.0, 5), 10_000_000)
+        self.assertEqual(seq_base(10.0, 20_000_000), 20_000_001)
+
+
+class FollowTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(100)
+        self.store = Recorded()
+        self.outbox = Outbox(self.store, self.clock.seconds)
+
+    def test_live_entries_wait_behind_the_loaded_backlog(self):
+        """While a station's backlog loads, its live entries are neither queued nor written; then they follow it."""
+        self.outbox.begin_load("CP")
+        live = self.outbox.owed("CP", "mirror", *frame("live"))
+        self.assertEqual(self.store.operations, [])
+        self.assertEqual(len(self.outbox.queue("CP", "mirror")), 0)
+        loaded = [Entry(seq, f"old{seq}", "MeterValues", b"[2]", 1.0) for seq in (4, 9)]
+        self.outbox.load_station("CP", {"mirror": loaded}, {"mirror": {1: 2}}, ("ocpp1.6", None, False))
+        queue = self.outbox.queue("CP", "mirror")
+        self.assertEqual([e.message_id for e in queue.entries()], ["old4", "old9", "live"])
+        self.assertEqual(live.seq, 100_000_000)
+        self.assertEqual(self.store.operations, [(PUT, "CP", "mirror", live)])
+        self.assertEqual(queue.own_id(1), 2)
+        self.assertEqual(self.outbox.stations["CP"], ("ocpp1.6", None, False))
+        other = self.outbox.owed("CP", "analytics", *frame("next"))
+        self.assertEqual(other.seq, 100_000_000)
+
+    def test_station_started_while_loading(self):
+        """The primary's answer to a StartTransaction waiting for the load is kept on its entry."""
+        self.outbox.begin_load("CP")
+        start = self.outbox.owed("CP", "mirror", *frame("s1", "StartTransaction", {"connectorId": 1}))
+        self.outbox.station_started("CP", "s1", 55)
+        self.outbox.load_station("CP", {}, {}, None)
+        self.assertEqual(start.station_tx, 55)
+
+    def test_unload_forgets_the_memory_copy(self):
+        """Unloading drops the station's queues (its waiting live entries written first), not the others'."""
+        self.outbox.owed("CP", "mirror", *frame("a"))
+        self.outbox.owed("CP2", "mirror", *frame("b"))
+        self.outbox.begin_load("CP3")
+        waiting = self.outbox.owed("CP3", "mirror", *frame("c"))
+        self.outbox.unload_station("CP")
+        self.outbox.unload_station("CP3")
+        self.assertEqual(sorted(self.outbox.queues), [("CP2", "mirror")])
+        self.assertIn((PUT, "CP3", "mirror", waiting), self.store.operations)
+        self.assertEqual(self.outbox.loading, {})
+
+
+class FakeRedis:
+    def __init__(self) -> None:
+        self.up = True
+        self.calls: list[tuple[list, Deferred]] = []
+
+    def execute(self, script, keys, args) -> Deferred:
+        if not self.up:
+            return fail(RuntimeError("Redis is not reachable"))
+        answer: Deferred = Deferred()
+        self.calls.append((args, answer))
+        return answer
+
+
+class FakeLocal(Recorded):
+    healthy = True
+    fault_episodes = 0
+    commits = 0
+
+
+class StreamsStoreTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.redis = FakeRedis()
+        self.local = FakeLocal()
+        self.store = StreamsStore(OutboxConfig(directory="/nowhere"), self.clock, self.redis, self.local, None)
+        self.store.state = UP
+
+    def put(self, seq: int) -> tuple:
+        operation = (PUT, "CP", "mirror", Entry(seq, f"m{seq}", "MeterValues", b"[2]", 1.0))
+        self.store.write(operation)
+        return operation
+
+    def test_operations_are_grouped_and_never_awaited(self):
+        """Writes of one interval are one script call; the next group waits for its answer."""
+        for seq in range(1, 4):
+            self.put(seq)
+        self.assertEqual(self.redis.calls, [])
+        self.clock.advance(0.005)
+        self.assertEqual(len(self.redis.calls), 1)
+        self.assertEqual(self.redis.calls[0][0].count("P"), 3)
+        self.put(4)
+        self.clock.advance(0.01)
+        self.assertEqual(len(self.redis.calls), 1)
+        self.redis.calls[0][1].callback(["CP", "mirror", "1"])
+        self.clock.advance(0.005)
+        self.assertEqual(len(self.redis.calls), 2)
+
+    def test_delivered_before_sent_is_never_sent(self):
+        """An entry answered before its group went costs Redis nothing."""
+        self.put(1)
+        self.store.write((DELETE, "CP", "mirror", 1))
+        self.clock.advance(0.005)
+        self.assertEqual(self.redis.calls, [])
+
+    def test_drops_are_reported(self):
+        """The entries the bounds dropped go to on_dropped."""
+        dropped = []
+        self.store.on_dropped = dropped.append
+        self.put(1)
+        self.clock.advance(0.005)
+        self.redis.calls[0][1].callback(["CP", "mirror", "1"])
+        self.assertEqual(dropped, [[("CP", "mirror", 1)]])
+
+    def test_a_refused_group_goes_to_the_local_file(self):
+        """A group Redis does not answer, and what follows, go to the local file, in order."""
+        first = self.put(1)
+        self.clock.advance(0.005)
+        second = self.put(2)
+        self.redis.calls[0][1].errback(RuntimeError("connection lost"))
+        self.assertEqual(self.store.state, AWAY)
+        third = self.put(3)
+        self.assertEqual(self.local.operations, [first, second, third])
+        self.assertTrue(self.store.healthy)
+
+    def test_moved_operations_keep_the_order(self):
+        """The local file's content becomes facts, then each stream's entries in seq order, then ids."""
+        loaded = Loaded()
+        loaded.entries[("CP", "m")] = [Entry(2, "b", None, b"", 1.0), Entry(1, "a", None, b"", 1.0)]
+        loaded.own_ids[("CP", "m")] = {5: 6}
+        loaded.stations["CP"] = ("ocpp1.6", None, False)
+        operations = moved_operations(loaded)
+        self.assertEqual([operation[0] for operation in operations], ["station", "put", "put", "own_id"])
+        self.assertEqual([operations[1][3].message_id, operations[2][3].message_id], ["a", "b"])
