@@ -4,7 +4,8 @@ Cluster mode's outbox end to end (issue 25, "Tests and proof"): three instances 
 station runs a whole 1.6 transaction with many MeterValues on one instance; that instance
 is killed (``kill -9``); the station stays away; the mirror comes back and gets every
 frame, in order, with its own transaction ids, from another instance's drain link, which
-is closed afterwards.
+is closed afterwards. And the backlog follows a station that moves to another instance:
+its live frames there queue behind it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..e2e import ProxyTestCase, async_test
 from ..peers import WAIT, CentralSystem, connect_station, poll_until
 from ..redisserver import RedisTestMixin, free_port
 
-METER_VALUES = 200
+METER_VALUES = 2000
 
 
 def config_text(name: str, redis_url: str, primary_port: int, mirror_port: int, directory: str) -> str:
@@ -58,23 +59,44 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         await asyncio.gather(*(instance.start(path) for instance, path in started))
         return [instance for instance, _ in started]
 
-    @async_test
-    async def test_kill_9_of_the_holder_another_instance_drains(self):
+    async def peers(self) -> tuple:
+        """Redis, the primary (answers StartTransaction with 101), the mirror (501, not started) and its port."""
         redis = await self.start_redis()
         primary = CentralSystem(100)
         primary_port = await primary.start()
         self.cleanup(primary.stop)
-        mirror = CentralSystem(500)  # answers StartTransaction with 501; the primary with 101
-        mirror_port = free_port()
-        holder, *others = await self.instances(redis, primary_port, mirror_port)
-        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{holder.port}/", "CP_C")
+        mirror = CentralSystem(500)
+        return redis, primary_port, mirror, free_port()
+
+    async def meter_values(self, station, numbers) -> None:
+        for index in numbers:
+            await station.call(call.MeterValues(connector_id=1, transaction_id=101, meter_value=[
+                {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": str(index)}]}]))
+
+    async def begin(self, port: int, station_id: str):
+        """A station on the instance at C{port}: BootNotification and StartTransaction; returns (station, websocket)."""
+        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{port}/", station_id)
         await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
         started = await station.call(call.StartTransaction(connector_id=1, id_tag="T", meter_start=0,
                                                            timestamp="2026-01-01T00:00:00Z"))
         self.assertEqual(started.transaction_id, 101)
-        for index in range(METER_VALUES):
-            await station.call(call.MeterValues(connector_id=1, transaction_id=101, meter_value=[
-                {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": str(index)}]}]))
+        return station, websocket
+
+    def assert_transaction(self, frames: list) -> None:
+        """The whole transaction, in order, with the mirror's own transaction id."""
+        self.assertEqual([frame[2] for frame in frames],
+                         ["BootNotification", "StartTransaction"] + ["MeterValues"] * METER_VALUES + ["StopTransaction"])
+        self.assertEqual([frame[3]["meterValue"][0]["sampledValue"][0]["value"] for frame in frames[2:-1]],
+                         [str(index) for index in range(METER_VALUES)])
+        self.assertEqual({frame[3]["transactionId"] for frame in frames[2:]}, {501})
+
+    @async_test
+    async def test_kill_9_of_the_holder_another_instance_drains(self):
+        """The holder killed, the station away: one other instance drains its backlog, closes the link, releases it."""
+        redis, primary_port, mirror, mirror_port = await self.peers()
+        holder, *others = await self.instances(redis, primary_port, mirror_port)
+        station, websocket = await self.begin(holder.port, "CP_C")
+        await self.meter_values(station, range(METER_VALUES))
         await station.call(call.StopTransaction(meter_stop=9, timestamp="2026-01-01T01:00:00Z", transaction_id=101))
         total = METER_VALUES + 3
         key = stream_key("CP_C", "m")
@@ -89,13 +111,8 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         await poll_until(lambda: asyncio.sleep(0, len(connection.session.received)), lambda count: count >= total,
                          lambda count: f"the mirror got {count} of {total} frames", timeout=60)
         await asyncio.wait_for(connection.closed.wait(), WAIT)
-        frames = connection.session.received
         self.assertEqual(connection.path, "/mirror/CP_C")
-        self.assertEqual([frame[2] for frame in frames],
-                         ["BootNotification", "StartTransaction"] + ["MeterValues"] * METER_VALUES + ["StopTransaction"])
-        self.assertEqual([frame[3]["meterValue"][0]["sampledValue"][0]["value"] for frame in frames[2:-1]],
-                         [str(index) for index in range(METER_VALUES)])
-        self.assertEqual({frame[3]["transactionId"] for frame in frames[2:]}, {501})
+        self.assert_transaction(connection.session.received)
         self.assertEqual(len(mirror.connections), 1)
         drained_by = [instance.name for instance in others if instance.logged("draining it here")]
         self.assertEqual(len(drained_by), 1, drained_by)
@@ -105,3 +122,38 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         drainer = next(instance for instance in others if instance.name == drained_by[0])
         await poll_until(lambda: asyncio.sleep(0, drainer.logged("backlog drained; its claim released")),
                          lambda lines: lines, lambda lines: "the drain's claim is not released")
+
+    @async_test
+    async def test_the_backlog_follows_the_station_to_another_instance(self):
+        """
+        A station that moves to another instance while the mirror is down: that instance
+        loads its backlog, its live frames queue behind it; the mirror, back, gets the whole
+        transaction in order on that instance's link (the station's), and nothing is drained.
+        """
+        redis, primary_port, mirror, mirror_port = await self.peers()
+        first, second, _ = await self.instances(redis, primary_port, mirror_port)
+        station, websocket = await self.begin(first.port, "CP_F")
+        half = METER_VALUES // 2
+        await self.meter_values(station, range(half))
+        key = stream_key("CP_F", "m")
+        await poll_until(lambda: redis.command("XLEN", key), lambda count: count == str(half + 2),
+                         lambda count: f"{count} of {half + 2} entries in Redis")
+        moved, moved_websocket, _ = await connect_station(f"ws://127.0.0.1:{second.port}/", "CP_F")
+        self.cleanup(moved_websocket.close)
+        await asyncio.wait_for(websocket.wait_closed(), WAIT)
+        await self.meter_values(moved, range(half, METER_VALUES))
+        await moved.call(call.StopTransaction(meter_stop=9, timestamp="2026-01-01T01:00:00Z", transaction_id=101))
+        total = METER_VALUES + 3
+        await poll_until(lambda: redis.command("XLEN", key), lambda count: count == str(total),
+                         lambda count: f"{count} of {total} entries in Redis")
+        await mirror.start(mirror_port)
+        self.cleanup(mirror.stop)
+        (connection,) = await mirror.wait_connections(1)
+        await poll_until(lambda: asyncio.sleep(0, len(connection.session.received)), lambda count: count >= total,
+                         lambda count: f"the mirror got {count} of {total} frames", timeout=60)
+        self.assert_transaction(connection.session.received[:total])
+        self.assertTrue(second.logged("CP_F's backlog loaded from Redis"))
+        await poll_until(lambda: redis.command("EXISTS", key), lambda found: found == "0",
+                         lambda found: "the stream is still in Redis")
+        self.assertFalse(any(instance.logged("draining it here") for instance in (first, second)))
+        self.assertEqual(len(mirror.connections), 1)
