@@ -201,8 +201,9 @@ class StreamsStore:
         def back(count: int) -> None:
             self.state = UP
             self.moved += count
-            self._log.info("outbox: Redis takes entries again; {count} moved to it from {path}", count=count,
-                           path=db.path)
+            if self.outages or count:
+                self._log.info("outbox: Redis takes entries again; {count} moved to it from {path}", count=count,
+                               path=db.path)
             if self._pending:
                 self._flush()
 
