@@ -4,8 +4,9 @@ Cluster mode's outbox end to end (issue 25, "Tests and proof"): three instances 
 station runs a whole 1.6 transaction with many MeterValues on one instance; that instance
 is killed (``kill -9``); the station stays away; the mirror comes back and gets every
 frame, in order, with its own transaction ids, from another instance's drain link, which
-is closed afterwards. And the backlog follows a station that moves to another instance:
-its live frames there queue behind it.
+is closed afterwards. The backlog follows a station that moves to another instance: its
+live frames there queue behind it. A station connecting while another instance drains its
+backlog replaces the drain, which closes first.
 """
 
 from __future__ import annotations
@@ -157,3 +158,39 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
                          lambda found: "the stream is still in Redis")
         self.assertFalse(any(instance.logged("draining it here") for instance in (first, second)))
         self.assertEqual(len(mirror.connections), 1)
+
+    @async_test
+    async def test_a_station_connecting_elsewhere_replaces_the_drain(self):
+        """
+        A station that left is drained by some instance (the mirror still down); it connects
+        to another instance: the drain closes first, and the mirror, back, gets one
+        connection only, the station's, with the whole transaction in order.
+        """
+        redis, primary_port, mirror, mirror_port = await self.peers()
+        instances = await self.instances(redis, primary_port, mirror_port)
+        station, websocket = await self.begin(instances[0].port, "CP_D")
+        await self.meter_values(station, range(METER_VALUES))
+        await station.call(call.StopTransaction(meter_stop=9, timestamp="2026-01-01T01:00:00Z", transaction_id=101))
+        total = METER_VALUES + 3
+        key = stream_key("CP_D", "m")
+        await poll_until(lambda: redis.command("XLEN", key), lambda count: count == str(total),
+                         lambda count: f"{count} of {total} entries in Redis")
+        await websocket.close()
+        drainer = await poll_until(
+            lambda: asyncio.sleep(0, [i for i in instances if i.logged("station CP_D is away: draining its backlog to m")]),
+            lambda found: found, lambda found: "no instance drains CP_D", timeout=20,
+        )
+        (drainer,) = drainer
+        elsewhere = next(instance for instance in instances if instance is not drainer)
+        back, back_websocket, _ = await connect_station(f"ws://127.0.0.1:{elsewhere.port}/", "CP_D")
+        self.cleanup(back_websocket.close)
+        await poll_until(lambda: asyncio.sleep(0, drainer.logged("CP_D connected: its drain links close")),
+                         lambda lines: lines, lambda lines: "the drain did not close: " + "".join(drainer.lines[-30:]))
+        await mirror.start(mirror_port)
+        self.cleanup(mirror.stop)
+        (connection,) = await mirror.wait_connections(1)
+        await poll_until(lambda: asyncio.sleep(0, len(connection.session.received)), lambda count: count >= total,
+                         lambda count: f"the mirror got {count} of {total} frames", timeout=60)
+        self.assert_transaction(connection.session.received[:total])
+        self.assertEqual(len(mirror.connections), 1)
+        self.assertTrue(elsewhere.logged("CP_D's backlog loaded from Redis"))
