@@ -1,8 +1,10 @@
 """
 The Lua scripts of the cluster outbox (the key layout is L{ocppproxy.core.outbox_streams}'s).
 Each runs atomically in Redis: a group of operations and the bounds in one call, a
-station's backlog read whole, the stations with a backlog and no claim found, an absent
-station claimed only if nobody holds it.
+station's drain facts and learnt ids, a page of one of its streams, the stations with a
+backlog and no claim found, an absent station claimed only if nobody holds it. Large
+replies are one JSON string (one bulk reply: txredisapi reads many small elements
+slowly).
 
 The scripts build key names from station ids, so they need a single Redis (not Redis
 Cluster), as the rest of cluster mode does.
@@ -132,20 +134,40 @@ while total > max_bytes and budget > 0 do
   end
   settle(st, up)
 end
-return dropped
+if #dropped == 0 then return '' end
+return cjson.encode(dropped)
 """
 
-LOAD_SCRIPT = _COMMON + """
--- ARGV[1]: the station. Returns {facts, {{upstream, entries, seqs, txs}, ...}}.
+STATION_SCRIPT = _COMMON + """
+-- ARGV[1]: the station. Returns, as JSON, its drain facts, its upstreams with a stream and the ids learnt.
 local st = ARGV[1]
 local facts = redis.call('HMGET', 'ocppproxy:outbox-station:' .. st, 'subprotocol', 'boot', 'auth')
 for i = 1, 3 do if not facts[i] then facts[i] = '' end end
-local out = {}
+local ups, ids = {}, {}
 for _, up in ipairs(redis.call('SMEMBERS', 'ocppproxy:outbox-upstreams:' .. st)) do
-  out[#out + 1] = {up, redis.call('XRANGE', stream(st, up), '-', '+'), redis.call('HGETALL', seqs(st, up)),
-    redis.call('HGETALL', txs(st, up))}
+  ups[#ups + 1] = up
 end
-return {facts, out}
+for _, up in ipairs(ups) do ids[#ids + 1] = {up, redis.call('HGETALL', txs(st, up))} end
+return cjson.encode({facts, ups, ids})
+"""
+
+PAGE_SCRIPT = _COMMON + """
+-- ARGV: station, upstream, the stream id to read after ('-': from the start), at most this many entries.
+-- Returns, as JSON, [[id, seq, message id, action, kind, payload, written at, station's transaction id], ...].
+local st, up = ARGV[1], ARGV[2]
+local start = ARGV[3] == '-' and '-' or '(' .. ARGV[3]
+local out = {}
+for _, item in ipairs(redis.call('XRANGE', stream(st, up), start, '+', 'COUNT', tonumber(ARGV[4]))) do
+  local f = item[2]
+  local tx = ''
+  if f[6] == 'StartTransaction' then
+    local value = redis.call('HGET', seqs(st, up), f[2])
+    tx = value and string.match(value, '^%S+ %d+ (%S+)') or ''
+  end
+  out[#out + 1] = {item[1], f[2], f[4], f[6], f[8], f[10], f[12], tx}
+end
+if #out == 0 then return '[]' end
+return cjson.encode(out)
 """
 
 ABSENT_SCRIPT = _COMMON + """

@@ -20,24 +20,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from ..config.model import OutboxConfig
 from ..core.outbox import Entry
-from ..core.outbox_streams import decode_dropped, decode_station, encode_operations
+from ..core.outbox_streams import decode_dropped, decode_head, decode_page, encode_operations
 from ..logs import proxy_logger
 from ..relay.outbox_db import DELETE, OWN_ID, PUT, STATION, Loaded
 from ..relay.outbox_store import OutboxStore, Runner
-from .outbox_lua import ABSENT_SCRIPT, APPLY_SCRIPT, LOAD_SCRIPT
+from .outbox_lua import ABSENT_SCRIPT, APPLY_SCRIPT, PAGE_SCRIPT, STATION_SCRIPT
 
 if TYPE_CHECKING:
     from .redis import RedisLink
 
 AWAY, MOVING, UP = "away", "moving", "up"
-MOVE_CHUNK = 2000
-"""Operations per script call when the local file is moved to Redis."""
+MAX_GROUP = 2000
+"""Operations per script call at most: a backlog written at once does not hold Redis for long."""
+LOAD_PAGE = 5000
+"""Entries per read when a station's backlog is loaded."""
 OUTAGE_DELETES = 100_000
 """Entries delivered while Redis is away whose removal is kept for it (beyond: delivered again, at least once)."""
 
@@ -127,8 +129,13 @@ class StreamsStore:
             if self._timer.active():
                 self._timer.cancel()
             self._timer = None
-        batch, self._pending = [operation for operation in self._pending if operation is not None], []
-        self._unsent = {}
+        pending = [operation for operation in self._pending if operation is not None]
+        batch, self._pending = pending[:MAX_GROUP], pending[MAX_GROUP:]
+        self._unsent = {
+            (operation[1], operation[2], operation[3].seq): index
+            for index, operation in enumerate(self._pending)
+            if operation[0] == PUT
+        }
         if batch:
             self._send(batch).addErrback(self._away, batch)
 
@@ -190,8 +197,8 @@ class StreamsStore:
             operations = moved_operations(loaded) + deletes
             count = sum(len(entries) for entries in loaded.entries.values())
             sending: Deferred = succeed(None)
-            for start in range(0, len(operations), MOVE_CHUNK):
-                chunk = operations[start : start + MOVE_CHUNK]
+            for start in range(0, len(operations), MAX_GROUP):
+                chunk = operations[start : start + MAX_GROUP]
                 sending.addCallback(lambda _, chunk=chunk: self._send(chunk))
             return sending.addCallback(lambda _: count)
 
@@ -220,13 +227,28 @@ class StreamsStore:
         """
         C{station}'s backlog in Redis: fires with (entries by upstream, ids learnt by
         upstream, drain facts or None), nothing while Redis is away. What is pending is
-        sent first (the connection keeps the order), so the read sees it.
+        sent first (the connection keeps the order), so the read sees it. Each stream is
+        read in pages of L{LOAD_PAGE} entries (Redis is never held long by one read).
         """
         if not self._redis.up:
             return succeed(({}, {}, None))
         if self.state == UP:
             self._flush()
-        return self._redis.execute(LOAD_SCRIPT, [], [station]).addCallback(lambda reply: decode_station(station, reply))
+        return ensureDeferred(self._load(station))
+
+    async def _load(self, station: str) -> tuple:
+        upstreams, own_ids, facts = decode_head(await self._redis.execute(STATION_SCRIPT, [], [station]))
+        entries: dict[str, list[Entry]] = {}
+        for upstream in upstreams:
+            found: list[Entry] = []
+            after: str | None = "-"
+            while after is not None:
+                page, last = decode_page(await self._redis.execute(PAGE_SCRIPT, [], [station, upstream, after, LOAD_PAGE]))
+                found.extend(page)
+                after = last if len(page) == LOAD_PAGE else None
+            if found:
+                entries[upstream] = sorted(found, key=lambda entry: entry.seq)
+        return entries, own_ids, facts
 
     def absent(self, limit: int) -> Deferred:
         """Fires with up to C{limit} stations that have a backlog in Redis and no claim, oldest first."""

@@ -23,8 +23,8 @@ Keys (the Lua scripts of L{ocppproxy.cluster.outbox_lua} build the same names):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import json
+from collections.abc import Iterable
 
 from .outbox import Entry
 
@@ -53,10 +53,6 @@ def seq_base(now: float, loaded_max: int) -> int:
     from its own clock when it took the station, one per frame).
     """
     return max(loaded_max + 1, int(now * SEQ_PER_SECOND))
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def encode_operations(operations: Iterable[tuple]) -> list:
@@ -88,60 +84,37 @@ def encode_operations(operations: Iterable[tuple]) -> list:
     return out
 
 
-def decode_dropped(reply: Sequence | None) -> list[tuple[str, str, int]]:
-    """The apply script's reply (flat station, upstream, seq triples): the entries the bounds dropped."""
-    values = [_text(value) for value in reply or ()]
+def decode_dropped(reply: str | bytes | None) -> list[tuple[str, str, int]]:
+    """The apply script's reply (JSON: flat station, upstream, seq triples, or empty): the entries the bounds dropped."""
+    values = json.loads(reply) if reply else []
     return [(values[i], values[i + 1], int(values[i + 2])) for i in range(0, len(values) - 2, 3)]
 
 
-def decode_entry(item: Sequence, seqs: dict[str, str]) -> Entry:
-    """One stream entry (C{[id, [field, value, ...]]}) as an L{Entry}; C{seqs}: the station's seq hash."""
-    fields = item[1]
-    values = {_text(fields[i]): fields[i + 1] for i in range(0, len(fields) - 1, 2)}
-    seq = _text(values["seq"])
-    payload = values["payload"]
-    station_tx = None
-    parts = seqs.get(seq, "").split(" ")
-    if len(parts) > 2 and parts[2].lstrip("-").isdigit():
-        station_tx = int(parts[2])
-    return Entry(
-        int(seq),
-        _text(values["mid"]),
-        _text(values["action"]) or None,
-        payload if isinstance(payload, bytes) else payload.encode("utf-8"),
-        float(_text(values["at"])),
-        int(_text(values["kind"])),
-        station_tx,
-    )
-
-
-def _pairs(flat: Sequence | None) -> dict[str, str]:
-    values = [_text(value) for value in flat or ()]
-    return {values[i]: values[i + 1] for i in range(0, len(values) - 1, 2)}
-
-
-def decode_station(station: str, reply: Sequence) -> tuple[
-    dict[str, list[Entry]], dict[str, dict[int, int]], tuple[str | None, bytes | None, bool] | None
+def decode_head(reply: str | bytes) -> tuple[
+    list[str], dict[str, dict[int, int]], tuple[str | None, bytes | None, bool] | None
 ]:
     """
-    The load script's reply for C{station}: its entries by upstream (in its order), the
-    transaction ids learnt by upstream, and its drain facts (None if none were kept).
+    The station script's reply (JSON): the upstreams it has a stream for, the transaction
+    ids learnt by upstream, and its drain facts (None if none were kept).
     """
-    facts_reply, upstreams = reply[0], reply[1]
+    facts_reply, upstreams, ids = json.loads(reply)
     facts = None
-    if facts_reply and len(facts_reply) == 3 and _text(facts_reply[2]) in ("0", "1"):
-        subprotocol, boot = _text(facts_reply[0]), facts_reply[1]
-        boot = boot.encode("utf-8") if isinstance(boot, str) else boot
-        facts = (subprotocol or None, boot or None, _text(facts_reply[2]) == "1")
-    entries: dict[str, list[Entry]] = {}
+    if len(facts_reply) == 3 and facts_reply[2] in ("0", "1"):
+        facts = (facts_reply[0] or None, facts_reply[1].encode("utf-8") or None, facts_reply[2] == "1")
     own_ids: dict[str, dict[int, int]] = {}
-    for upstream_reply in upstreams or ():
-        upstream = _text(upstream_reply[0])
-        seqs = _pairs(upstream_reply[2])
-        found = sorted((decode_entry(item, seqs) for item in upstream_reply[1] or ()), key=lambda entry: entry.seq)
-        if found:
-            entries[upstream] = found
-        ids = {int(tx): int(own) for tx, own in _pairs(upstream_reply[3]).items()}
-        if ids:
-            own_ids[upstream] = ids
-    return entries, own_ids, facts
+    for upstream, flat in ids or ():
+        learnt = {int(flat[i]): int(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+        if learnt:
+            own_ids[upstream] = learnt
+    return list(upstreams or ()), own_ids, facts
+
+
+def decode_page(reply: str | bytes) -> tuple[list[Entry], str | None]:
+    """The page script's reply (JSON): its entries, and the stream id to read the next page after (None: empty)."""
+    rows = json.loads(reply) or []
+    entries = [
+        Entry(int(seq), message_id, action or None, payload.encode("utf-8"), float(at), int(kind),
+              int(tx) if tx.lstrip("-").isdigit() else None)
+        for _, seq, message_id, action, kind, payload, at, tx in rows
+    ]
+    return entries, rows[-1][0] if rows else None

@@ -13,12 +13,12 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.cluster.outbox_streams import AWAY, UP, StreamsStore, moved_operations
+from ocppproxy.cluster.outbox_streams import AWAY, MAX_GROUP, UP, StreamsStore, moved_operations
 from ocppproxy.config.model import OutboxConfig
 from ocppproxy.core import outbox_streams
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.core.outbox import Entry
-from ocppproxy.core.outbox_streams import decode_dropped, decode_station, encode_operations, seq_base
+from ocppproxy.core.outbox_streams import decode_dropped, decode_head, decode_page, encode_operations, seq_base
 from ocppproxy.relay import outbox_db
 from ocppproxy.relay.outbox import Outbox
 from ocppproxy.relay.outbox_db import DELETE, PUT, Loaded
@@ -60,24 +60,26 @@ class EncodingTests(SynchronousTestCase):
         self.assertRaises(ValueError, encode_operations, [("bogus",)])
 
     def test_decode_dropped(self):
-        """The apply script's reply: flat triples."""
-        self.assertEqual(decode_dropped(["CP", "up", "3", b"CP 2", "up", "4"]), [("CP", "up", 3), ("CP 2", "up", 4)])
-        self.assertEqual(decode_dropped(None), [])
+        """The apply script's reply: flat triples as JSON, or nothing."""
+        self.assertEqual(decode_dropped('["CP","up","3","CP 2","up","4"]'), [("CP", "up", 3), ("CP 2", "up", 4)])
+        self.assertEqual(decode_dropped(""), [])
 
-    def test_decode_station(self):
-        """A station's backlog: entries in seq order with their station transaction ids, ids learnt, facts."""
-        fields = ["seq", "{seq}", "mid", "m{seq}", "action", "StartTransaction", "kind", "2", "payload", "[2]", "at", "1.5"]
+    def test_decode_head(self):
+        """A station's upstreams, ids learnt and drain facts; none kept: None."""
+        reply = json.dumps([["ocpp1.6", "[boot]", "1"], ["mirror"], [["mirror", ["77", "9"]], ["other", {}]]])
+        self.assertEqual(decode_head(reply), (["mirror"], {"mirror": {77: 9}}, ("ocpp1.6", b"[boot]", True)))
+        self.assertEqual(decode_head('[["","",""],{},{}]'), ([], {}, None))
 
-        def item(seq: int) -> list:
-            return [f"{seq}-0", [value.format(seq=seq) for value in fields]]
-
-        reply = [["ocpp1.6", "[boot]", "1"], [["mirror", [item(5), item(3)], ["3", "1-0 3 77", "5", "2-0 3"], ["77", "9"]]]]
-        entries, own_ids, facts = decode_station("CP", reply)
-        self.assertEqual([(e.seq, e.station_tx) for e in entries["mirror"]], [(3, 77), (5, None)])
-        self.assertEqual(entries["mirror"][0].payload, b"[2]")
-        self.assertEqual(own_ids, {"mirror": {77: 9}})
-        self.assertEqual(facts, ("ocpp1.6", b"[boot]", True))
-        self.assertEqual(decode_station("CP", [["", "", ""], []]), ({}, {}, None))
+    def test_decode_page(self):
+        """A page of a stream: its entries (a StartTransaction's station id kept) and where the next page starts."""
+        reply = json.dumps([["1-0", "3", "m3", "StartTransaction", "2", "[2]", "1.5", "77"],
+                            ["2-0", "5", "m5", "", "6", "[6]", "2.5", ""]])
+        entries, last = decode_page(reply)
+        self.assertEqual([(e.seq, e.message_id, e.action, e.kind, e.payload, e.written_at, e.station_tx)
+                          for e in entries],
+                         [(3, "m3", "StartTransaction", 2, b"[2]", 1.5, 77), (5, "m5", None, 6, b"[6]", 2.5, None)])
+        self.assertEqual(last, "2-0")
+        self.assertEqual(decode_page("[]"), ([], None))
 
     def test_seq_base(self):
         """New entries are numbered above the loaded ones and from the clock in microseconds."""
@@ -173,9 +175,20 @@ class StreamsStoreTests(SynchronousTestCase):
         self.put(4)
         self.clock.advance(0.01)
         self.assertEqual(len(self.redis.calls), 1)
-        self.redis.calls[0][1].callback(["CP", "mirror", "1"])
+        self.redis.calls[0][1].callback('["CP","mirror","1"]')
         self.clock.advance(0.005)
         self.assertEqual(len(self.redis.calls), 2)
+
+    def test_a_group_is_bounded(self):
+        """At most MAX_GROUP operations per call; the rest follows once it is answered, deletes still elided."""
+        for seq in range(1, MAX_GROUP + 501):
+            self.put(seq)
+        self.store.write((DELETE, "CP", "mirror", MAX_GROUP + 500))
+        self.clock.advance(0.005)
+        self.assertEqual(self.redis.calls[0][0].count("P"), MAX_GROUP)
+        self.redis.calls[0][1].callback("")
+        self.clock.advance(0.005)
+        self.assertEqual(self.redis.calls[1][0].count("P"), 499)
 
     def test_delivered_before_sent_is_never_sent(self):
         """An entry answered before its group went costs Redis nothing."""
@@ -190,7 +203,7 @@ class StreamsStoreTests(SynchronousTestCase):
         self.store.on_dropped = dropped.append
         self.put(1)
         self.clock.advance(0.005)
-        self.redis.calls[0][1].callback(["CP", "mirror", "1"])
+        self.redis.calls[0][1].callback('["CP","mirror","1"]')
         self.assertEqual(dropped, [[("CP", "mirror", 1)]])
 
     def test_a_refused_group_goes_to_the_local_file(self):
