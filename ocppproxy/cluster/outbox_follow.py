@@ -39,6 +39,8 @@ from .service import ClusterService
 
 TRIM_INTERVAL = 60.0
 """Seconds between two applications of the bounds when no frame comes."""
+UNDRAINED_PAUSE = 300.0
+"""Seconds an instance leaves alone a backlog it claimed and could not drain (it drains when the station connects)."""
 DRAINS_PER_LOOK = 20
 """Absent stations one instance claims per look at most (the others leave some to the other instances)."""
 
@@ -85,6 +87,8 @@ class OutboxFollower:
         """Stations whose backlog is in memory here (connected, or drained)."""
         self.holds: dict[str, DrainHold] = {}
         self._idle_since: dict[str, float] = {}
+        self._undrained: dict[str, float] = {}
+        """Stations released with their backlog (no drain link could open): not claimed again until then."""
         self._up_since: float | None = None
         cluster.watch_holds(self.station_held, self.station_released)
 
@@ -148,8 +152,9 @@ class OutboxFollower:
         self._log.debug("outbox: no look for backlogs: {reason}", reason=failure.getErrorMessage())
 
     def _claim_each(self, stations: list[str]) -> None:
+        now = self._clock.seconds()
         for station in stations:
-            if station in self.held or station in self._sessions:
+            if station in self.held or station in self._sessions or self._undrained.get(station, 0) > now:
                 continue
             hold = DrainHold(station, self)
             self._cluster.claim_absent(hold).addCallback(self._claimed, hold)
@@ -201,6 +206,12 @@ class OutboxFollower:
             self._cluster.station_ended(hold)
             if not backlog:
                 self._log.info("outbox: station {station}'s backlog drained; its claim released", station=station)
+            else:
+                # It cannot drain while away (its credentials are its own, say): not claimed again for a while.
+                self._undrained[station] = now + UNDRAINED_PAUSE
+        for station, until in list(self._undrained.items()):
+            if until <= now:
+                del self._undrained[station]
 
     def stop(self) -> None:
         """Shutdown: every drain's claim released (its backlog stays in Redis for the others)."""

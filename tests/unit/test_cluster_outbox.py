@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from ocppproxy.cluster.outbox_follow import UNDRAINED_PAUSE, OutboxFollower
 from ocppproxy.cluster.outbox_streams import AWAY, MAX_GROUP, UP, StreamsStore, moved_operations
 from ocppproxy.config.model import OutboxConfig
 from ocppproxy.core import outbox_streams
@@ -226,3 +227,133 @@ class StreamsStoreTests(SynchronousTestCase):
         operations = moved_operations(loaded)
         self.assertEqual([operation[0] for operation in operations], ["station", "put", "put", "own_id"])
         self.assertEqual([operations[1][3].message_id, operations[2][3].message_id], ["a", "b"])
+
+
+class FakeCluster:
+    def __init__(self) -> None:
+        self.redis_up = True
+        self.watchers: list = []
+        self.claimed: list = []
+        self.ended: list = []
+
+    def watch_holds(self, held, released) -> None:
+        self.watchers.append((held, released))
+
+    def claim_absent(self, holder) -> Deferred:
+        self.claimed.append(holder)
+        return succeed(True)
+
+    def station_ended(self, holder) -> None:
+        self.ended.append(holder)
+
+
+class FakeDrains:
+    def __init__(self) -> None:
+        self.drains: dict = {}
+        self.opened = 0
+        self.stopped: list[str] = []
+
+    def open_drains(self) -> None:
+        self.opened += 1
+
+    def stop_for(self, station: str) -> Deferred:
+        self.stopped.append(station)
+        return succeed(None)
+
+
+class FollowerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.outbox = Outbox(Recorded(), self.clock.seconds)
+        self.loads: dict[str, Deferred] = {}
+        self.absent: list[str] = []
+        store = SimpleNamespace(load=self.load, absent=lambda limit: succeed(list(self.absent)))
+        self.cluster = FakeCluster()
+        self.drains = FakeDrains()
+        self.sessions: dict = {}
+        self.follower = OutboxFollower(self.outbox, store, self.cluster, self.sessions, lambda: self.drains,
+                                       self.clock, 3.0)
+
+    def load(self, station: str) -> Deferred:
+        self.loads[station] = Deferred()
+        return self.loads[station]
+
+    def backlog(self, *message_ids: str) -> dict:
+        return {"mirror": [Entry(n + 1, m, "MeterValues", b"[2]", 1.0) for n, m in enumerate(message_ids)]}
+
+    def test_a_station_held_loads_then_its_session_sends(self):
+        """A station connecting here: its backlog is read (live entries wait); loaded, its session is told."""
+        loaded = []
+        self.sessions["CP"] = SimpleNamespace(outbox_loaded=lambda: loaded.append(True))
+        self.follower.station_held("CP")
+        self.assertIn("CP", self.outbox.loading)
+        self.follower.station_held("CP")  # a new connection replacing one here: no second read
+        self.assertEqual(list(self.loads), ["CP"])
+        self.loads["CP"].callback((self.backlog("a"), {}, None))
+        self.assertEqual(loaded, [True])
+        self.assertEqual(len(self.outbox.queue("CP", "mirror")), 1)
+        self.follower.station_released("CP")
+        self.assertEqual(self.outbox.queues, {})
+
+    def test_released_before_loaded(self):
+        """A station replaced while its backlog was being read: nothing of it stays in memory."""
+        self.follower.station_held("CP")
+        self.follower.station_released("CP")
+        self.loads["CP"].callback((self.backlog("a"), {}, None))
+        self.assertEqual(self.outbox.queues, {})
+
+    def test_absent_station_claimed_drained_released(self):
+        """After Redis has been up a while, an absent backlog is claimed, loaded, drained, and its claim released."""
+        self.absent.append("GONE")
+        self.follower.look()
+        self.clock.advance(1)
+        self.follower.look()
+        self.assertEqual(self.cluster.claimed, [])  # claims are written back first
+        self.clock.advance(3)
+        self.follower.look()
+        (hold,) = self.cluster.claimed
+        self.loads["GONE"].callback((self.backlog("a"), {}, None))
+        self.assertEqual(self.drains.opened, 1)
+        self.drains.drains["GONE"] = object()
+        self.follower.look()
+        self.assertEqual(self.cluster.ended, [])
+        del self.drains.drains["GONE"]
+        queue = self.outbox.queue("GONE", "mirror")
+        for entry in queue.ready():
+            self.outbox.sent("GONE", "mirror", entry, True)
+        self.outbox.answered("GONE", "mirror", parse_frame(b'[3,"a",{}]'))
+        self.follower.look()
+        self.assertEqual(self.cluster.ended, [hold])
+        self.assertEqual(self.outbox.queues, {})
+
+    def test_a_backlog_that_cannot_drain_is_left_alone_a_while(self):
+        """Claimed, loaded, no drain link opens: released after a while, not claimed again for UNDRAINED_PAUSE."""
+        self.absent.append("PASS")
+        self.follower.look()
+        self.clock.advance(5)
+        self.follower.look()
+        self.loads["PASS"].callback((self.backlog("a"), {}, None))
+        self.follower.look()
+        self.assertEqual(self.cluster.ended, [])
+        self.clock.advance(4)
+        self.follower.look()
+        self.assertEqual(len(self.cluster.ended), 1)
+        self.clock.advance(10)
+        self.follower.look()
+        self.assertEqual(len(self.cluster.claimed), 1)
+        self.clock.advance(UNDRAINED_PAUSE)
+        self.follower.look()
+        self.assertEqual(len(self.cluster.claimed), 2)
+
+    def test_a_drain_replaced_closes_first(self):
+        """Another instance's claim (the station connected there): the drain stops, the memory copy goes."""
+        self.absent.append("CP")
+        self.follower.look()
+        self.clock.advance(5)
+        self.follower.look()
+        (hold,) = self.cluster.claimed
+        self.loads["CP"].callback((self.backlog("a"), {}, None))
+        hold.close(4000, "replaced")
+        self.assertEqual(self.drains.stopped, ["CP"])
+        self.assertEqual(self.outbox.queues, {})
+        self.assertEqual(self.follower.holds, {})
