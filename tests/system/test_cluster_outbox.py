@@ -30,10 +30,12 @@ def call(message_id: str, action: str, body: dict) -> bytes:
 class ClusterOutboxStoreTests(RedisTestMixin, ProxyTestCase):
     timeout = 30
 
-    def instance(self, redis, name: str, directory: str | None = None, **outbox) -> ClusterOutboxService:
+    def instance(
+        self, redis, name: str, directory: str | None = None, reply_timeout: float = 5.0, **outbox
+    ) -> ClusterOutboxService:
         """A started cluster service named C{name} with its outbox service (stopped at cleanup)."""
         cluster = ClusterService(ClusterConfig(redis_url=redis.url, instance=name, ownership_ttl=3), reactor,
-                                 lambda session, by: None)
+                                 lambda session, by: None, reply_timeout)
         config = OutboxConfig(directory=directory or tempfile.mkdtemp(prefix="ocppproxy-outbox-"), **outbox)
         service = ClusterOutboxService(config, reactor, cluster, {}, lambda: None, 1.0, 3.0)
         service.setServiceParent(cluster)
@@ -159,3 +161,38 @@ class ClusterOutboxStoreTests(RedisTestMixin, ProxyTestCase):
         entries, _, _ = await self.load(service, "CP_6")
         self.assertEqual([e.message_id for e in entries["mirror"]], ["m3", "m4", "m5", "m6"])
         self.assertEqual(service.store.local.db.load().entries, {})
+
+    @async_test
+    async def test_a_frozen_redis_counts_as_away(self):
+        """Groups unanswered (Redis frozen): the entries go to the local file; thawed, they move to Redis."""
+        redis = await self.start_redis()
+        service = self.instance(redis, "proxy-a", reply_timeout=1.0)
+        await self.up(service)
+        redis.freeze()
+        self.addCleanup(lambda: redis.thaw() if redis.process and redis.process.returncode is None else None)
+        self.owe(service, "CP_7", "mirror", 5)
+        await self.until(lambda: service.store.state == "away" and service.store.local.commits > 0)
+        redis.thaw()
+        await self.up(service)
+        entries, _, _ = await self.load(service, "CP_7")
+        self.assertEqual([e.message_id for e in entries["mirror"]], [f"m{n}" for n in range(5)])
+
+    @async_test
+    async def test_the_local_file_of_a_previous_run_moves_to_redis(self):
+        """An instance that ended while Redis was away: started again, its file's entries go to Redis."""
+        redis = await self.start_redis()
+        directory = tempfile.mkdtemp(prefix="ocppproxy-outbox-")
+        first = self.instance(redis, "proxy-a", directory)
+        await self.up(first)
+        await redis.kill()
+        await self.until(lambda: not first.parent.redis_up)
+        first.outbox.station_connected("CP_8", "ocpp2.0.1", True)
+        self.owe(first, "CP_8", "mirror", 4)
+        await first.parent.stopService().asFuture(asyncio.get_event_loop())
+        await redis.start()
+        second = self.instance(redis, "proxy-a", directory)
+        await self.up(second)
+        entries, _, facts = await self.load(second, "CP_8")
+        self.assertEqual([e.message_id for e in entries["mirror"]], [f"m{n}" for n in range(4)])
+        self.assertEqual(facts, ("ocpp2.0.1", None, True))
+        self.assertEqual(len(self.logged("Redis takes entries again; 4 moved")), 1)
