@@ -186,7 +186,9 @@ end
 return found
 """
 
-# ocppproxy.cluster.service.CLAIM_SCRIPT, only if nobody claims the station (a drain never replaces anyone).
+# ocppproxy.cluster.service.CLAIM_SCRIPT, only if nobody claims the station (a drain never replaces anyone),
+# and not announced: nobody holds a connection to close, and the notifier of the instance the station left
+# must not take the drain for the station moving there (it would hold back its disconnection alert).
 CLAIM_IF_FREE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return false
@@ -201,6 +203,5 @@ order = string.format('%.0f', order)
 redis.call('SET', KEYS[2], order)
 local value = order .. ' ' .. ARGV[1] .. ' ' .. ARGV[2]
 redis.call('SET', KEYS[1], value, 'EX', ARGV[3])
-redis.call('PUBLISH', ARGV[4], value .. ' ' .. ARGV[5])
 return order
 """

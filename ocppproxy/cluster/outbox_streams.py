@@ -73,6 +73,7 @@ class StreamsStore:
         self._in_flight = 0
         self._idle: list[Deferred] = []
         self._outage_deletes: list[tuple] = []
+        self._moving: Deferred | None = None
         self.outages = 0
         self.commits = 0
         self.moved = 0
@@ -137,10 +138,14 @@ class StreamsStore:
             if operation[0] == PUT
         }
         if batch:
-            self._send(batch).addErrback(self._away, batch)
+            self._send(batch, fall_back=True)
 
-    def _send(self, batch: list[tuple]) -> Deferred:
-        """One group to Redis; fires once Redis answered it (the bounds' drops reported)."""
+    def _send(self, batch: list[tuple], fall_back: bool = False) -> Deferred:
+        """
+        One group to Redis; fires once Redis answered it (the bounds' drops reported). Not
+        taken: with C{fall_back} it goes to the local file (before anyone waiting for the
+        store to be idle hears of it), else the failure is passed on.
+        """
         arguments = [self.config.max_bytes, int(self.config.max_age * 1000)] + encode_operations(batch)
         self._in_flight += 1
         sending = self._redis.execute(APPLY_SCRIPT, [], arguments)
@@ -150,6 +155,12 @@ class StreamsStore:
             dropped = decode_dropped(reply)
             if dropped:
                 self.on_dropped(dropped)
+
+        def failed(failure: Failure) -> Failure | None:
+            if not fall_back:
+                return failure
+            self._away(failure, batch)
+            return None
 
         def finished(result: Any) -> Any:
             self._in_flight -= 1
@@ -161,11 +172,11 @@ class StreamsStore:
                     waiting.callback(None)
             return result
 
-        return sending.addCallback(done).addBoth(finished)
+        return sending.addCallbacks(done, failed).addBoth(finished)
 
     def _away(self, failure: Failure, batch: list[tuple]) -> None:
         """Redis did not take C{batch}: it, and what follows, goes to the local file until Redis is back."""
-        if self.state != AWAY:
+        if self.state == UP:
             self.outages += 1
             self._log.warn(
                 "outbox: Redis does not take entries ({reason}); writing them to {path} until it does",
@@ -218,8 +229,14 @@ class StreamsStore:
             self._outage_deletes = deletes + self._outage_deletes
             self._away(failure, [])
 
+        def moved(result: Any) -> Any:
+            self._moving = None
+            return result
+
         moving = self.local.stop().addCallback(lambda _: self._run(read)).addCallback(send)
-        return moving.addCallback(emptied).addCallbacks(back, failed)
+        moving.addCallback(emptied).addCallbacks(back, failed).addBoth(moved)
+        self._moving = None if moving.called else moving
+        return moving
 
     # --- reading
 
@@ -262,12 +279,17 @@ class StreamsStore:
         """Shutdown: the pending group sent (or written locally), then the local file closed; fires when done."""
         if self._retry.running:
             self._retry.stop()
+        if self._moving is not None:
+            # The local file is being moved (and then emptied): what is pending goes after.
+            waiting: Deferred = Deferred()
+            self._moving.addBoth(lambda result: (waiting.callback(None), result)[1])
+            return waiting.addCallback(lambda _: self.stop())
         if self.state == UP:
             self._flush()
         if self._in_flight:
-            waiting: Deferred = Deferred()
-            self._idle.append(waiting)
-            return waiting.addCallback(lambda _: self.stop())
+            idle: Deferred = Deferred()
+            self._idle.append(idle)
+            return idle.addCallback(lambda _: self.stop())
         if self._pending:
             self._away(Failure(RuntimeError("shutting down")), [])
         return self.local.stop()

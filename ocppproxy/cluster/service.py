@@ -147,7 +147,7 @@ class ClusterService(MultiService):
         claiming = self.redis.execute(
             CLAIM_IF_FREE_SCRIPT,
             [station_key(station), ORDER_KEY],
-            [self.instance, claim.serial, self._ttl, CLAIMS_CHANNEL, station],
+            [self.instance, claim.serial, self._ttl],
         )
 
         def numbered(order) -> bool:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+from types import SimpleNamespace
 
 from twisted.internet import reactor
 
+from ocppproxy.cluster.claims import station_key
 from ocppproxy.cluster.outbox_follow import ClusterOutboxService
 from ocppproxy.cluster.service import ClusterService
 from ocppproxy.config.model import ClusterConfig, OutboxConfig
@@ -196,3 +198,26 @@ class ClusterOutboxStoreTests(RedisTestMixin, ProxyTestCase):
         self.assertEqual([e.message_id for e in entries["mirror"]], [f"m{n}" for n in range(4)])
         self.assertEqual(facts, ("ocpp2.0.1", None, True))
         self.assertEqual(len(self.logged("Redis takes entries again; 4 moved")), 1)
+
+    @async_test
+    async def test_a_drain_claims_only_a_free_station_and_says_nothing(self):
+        """A drain claims a station only if nobody does, and announces nothing (the station did not move there)."""
+        redis = await self.start_redis()
+        first, second = self.instance(redis, "proxy-a"), self.instance(redis, "proxy-b")
+        await self.up(first)
+        await self.up(second)
+        heard = []
+        second.parent.listen_to_claims(heard.append)
+        claimed = []
+        hold = SimpleNamespace(station_id="CP_9", close=lambda code, reason: None)
+        first.parent.claim_absent(hold).addCallback(claimed.append)
+        await self.until(lambda: claimed)
+        self.assertEqual(claimed, [True])
+        self.assertIn(" proxy-a ", await redis.command("GET", station_key("CP_9")))
+        second.parent.claim_absent(SimpleNamespace(station_id="CP_9")).addCallback(claimed.append)
+        await self.until(lambda: len(claimed) == 2)
+        self.assertEqual(claimed[1], False)
+        # A connection's claim is announced: heard after anything announced before it.
+        first.parent.station_connected(SimpleNamespace(station_id="CP_10"))
+        await self.until(lambda: heard)
+        self.assertEqual([claim.station for claim in heard], ["CP_10"])

@@ -151,6 +151,10 @@ class FakeLocal(Recorded):
     fault_episodes = 0
     commits = 0
 
+    def stop(self) -> Deferred:
+        self.operations.append(("stopped",))
+        return succeed(None)
+
 
 class StreamsStoreTests(SynchronousTestCase):
     def setUp(self) -> None:
@@ -217,6 +221,15 @@ class StreamsStoreTests(SynchronousTestCase):
         third = self.put(3)
         self.assertEqual(self.local.operations, [first, second, third])
         self.assertTrue(self.store.healthy)
+
+    def test_shutdown_with_a_group_refused_writes_it_locally_first(self):
+        """At shutdown a group Redis does not take (it stops too) is written to the local file before it closes."""
+        first = self.put(1)
+        stopped = self.store.stop()
+        self.assertNoResult(stopped)
+        self.redis.calls[0][1].errback(RuntimeError("connection lost"))
+        self.successResultOf(stopped)
+        self.assertEqual(self.local.operations, [first, ("stopped",)])
 
     def test_moved_operations_keep_the_order(self):
         """The local file's content becomes facts, then each stream's entries in seq order, then ids."""
