@@ -91,6 +91,8 @@ class OutboxFollower:
         """Stations released with their backlog (no drain link could open): not claimed again until then."""
         self._up_since: float | None = None
         cluster.watch_holds(self.station_held, self.station_released)
+        outbox.seq_from_clock = True
+        outbox.drainable = self.holds.__contains__
 
     def station_held(self, station: str) -> None:
         """A station connected here: its backlog comes from Redis first (unless it is here already)."""
@@ -138,6 +140,7 @@ class OutboxFollower:
     def look(self) -> Deferred:
         """Release the drains that are done; claim and drain stations with a backlog and no claim."""
         self._release_done()
+        self._forget_strays()
         now = self._clock.seconds()
         if not self._cluster.redis_up:
             self._up_since = None
@@ -186,6 +189,15 @@ class OutboxFollower:
         self.held.discard(station)
         self.outbox.unload_station(station)
         stopping.addErrback(lambda failure: None)
+
+    def _forget_strays(self) -> None:
+        """
+        Forget the memory queues of stations not held here: what a replaced connection,
+        still closing, sent after its station was released (written to Redis all the same).
+        """
+        for station in {owner for owner, _ in self.outbox.queues} - self.held:
+            if not (self._drains() and station in self._drains().drains):
+                self.outbox.unload_station(station)
 
     def _release_done(self) -> None:
         """Drains whose backlog is delivered, or that cannot drain, release their claim."""

@@ -47,6 +47,10 @@ class Outbox:
         self.loading: dict[str, list[tuple[str, Entry]]] = {}
         """Cluster mode: stations whose backlog is on its way from Redis -> their live entries meanwhile."""
         self._seq_base: dict[str, int] = {}
+        self.seq_from_clock = False
+        """Cluster mode: a station's first entries here are numbered from the clock (see L{seq_base})."""
+        self.drainable: Callable[[str], bool] = lambda station: True
+        """Whether this instance may drain C{station}'s backlog while it is away (cluster mode: if it claimed it)."""
 
     def restore(self, loaded: Loaded) -> None:
         """Start-up: the queues as the file kept them."""
@@ -86,7 +90,7 @@ class Outbox:
         if self.loading and station in self.loading:
             return self._owed_while_loading(station, upstream, frame, payload)
         key = (station, upstream)
-        seq = self._next_seq.get(key) or self._seq_base.get(station, 1)
+        seq = self._next_seq.get(key) or self._first_seq(station)
         self._next_seq[key] = seq + 1
         entry = Entry(seq, frame.message_id, frame.action, payload, self._clock(), frame.kind)
         self.queue(station, upstream).append(entry)
@@ -111,12 +115,19 @@ class Outbox:
     def _append(self, station: str, upstream: str, entry: Entry) -> None:
         """C{entry} numbered after the queue's others, queued and written."""
         key = (station, upstream)
-        seq = self._next_seq.get(key) or self._seq_base.get(station, 1)
+        seq = self._next_seq.get(key) or self._first_seq(station)
         self._next_seq[key] = seq + 1
         entry.seq = seq
         self.queue(station, upstream).append(entry)
         self._waiting[upstream] = self._waiting.get(upstream, 0) + 1
         self.store.write((PUT, station, upstream, entry))
+
+    def _first_seq(self, station: str) -> int:
+        """The number of a station's first entry for an upstream here."""
+        base = self._seq_base.get(station)
+        if base is None:
+            base = seq_base(self._clock(), 0) if self.seq_from_clock else 1
+        return base
 
     # --- cluster mode: the station's backlog follows it (ocppproxy.cluster.outbox_follow)
 

@@ -175,7 +175,7 @@ class Drains:
         """Open a drain for each station with a backlog, no session here and no drain yet (now, once)."""
         owed: dict[str, list[str]] = {}
         for station, upstream, *_ in self._outbox.backlogs():
-            if station not in self.drains and not self._connected(station):
+            if station not in self.drains and not self._connected(station) and self._outbox.drainable(station):
                 owed.setdefault(station, []).append(upstream)
         for station, names in owed.items():
             links = {}

@@ -24,6 +24,9 @@ from ocppproxy.relay import outbox_db
 from ocppproxy.relay.outbox import Outbox
 from ocppproxy.relay.outbox_db import DELETE, PUT, Loaded
 
+from ..harness import DOWN, UP as LINK_UP
+from .test_relay_outbox import OutboxFixture
+
 
 def frame(message_id: str, action: str = "MeterValues", body: dict | None = None) -> tuple:
     payload = json.dumps([2, message_id, action, body or {"transactionId": 1}]).encode()
@@ -358,6 +361,21 @@ class FollowerTests(SynchronousTestCase):
         self.follower.look()
         self.assertEqual(len(self.cluster.claimed), 2)
 
+    def test_cluster_mode_numbers_from_the_clock_and_drains_only_what_it_claimed(self):
+        """The follower makes the outbox number a station's first entries from the clock and drain only its holds."""
+        self.clock.advance(7)
+        self.assertEqual(self.outbox.owed("CP", "mirror", *frame("a")).seq, 7_000_000)
+        self.assertFalse(self.outbox.drainable("CP"))
+
+    def test_strays_are_forgotten(self):
+        """Entries of a station not held here (a replaced connection still closing) leave memory at the next look."""
+        self.follower.station_held("CP")
+        self.loads["CP"].callback(({}, {}, None))
+        self.outbox.owed("CP", "mirror", *frame("kept"))
+        self.outbox.owed("GONE", "mirror", *frame("stray"))
+        self.follower.look()
+        self.assertEqual(list(self.outbox.queues), [("CP", "mirror")])
+
     def test_a_drain_replaced_closes_first(self):
         """Another instance's claim (the station connected there): the drain stops, the memory copy goes."""
         self.absent.append("CP")
@@ -370,3 +388,22 @@ class FollowerTests(SynchronousTestCase):
         self.assertEqual(self.drains.stopped, ["CP"])
         self.assertEqual(self.outbox.queues, {})
         self.assertEqual(self.follower.holds, {})
+
+
+class DrainableTests(OutboxFixture, SynchronousTestCase):
+    """Through the real proxy in memory: an instance drains only the absent stations the outbox says it may."""
+
+    def test_a_backlog_this_instance_did_not_claim_opens_no_link(self):
+        harness = self.harness
+        harness.third.state = DOWN
+        claimed = set()
+        self.outbox.drainable = claimed.__contains__
+        station = self.station_sends_a_transaction(1)
+        station.sendClose(1000)
+        harness.flush()
+        harness.third.state = LINK_UP
+        harness.advance(10)
+        self.assertEqual((harness.third.connections, harness.proxy.drains.drains), ([], {}))
+        claimed.add("CP_1")
+        delivered = self.mirror_comes_back()
+        self.assertEqual([frame[1] for frame in delivered], ["s-1", "m-0", "e-1"])
