@@ -57,7 +57,8 @@ class StreamsStore:
         local: OutboxStore,
         run: Runner,
         interval: float = 0.005,
-        retry_interval: float = 1.0,
+        retry_interval: float = 0.25,
+        move_retry: float = 5.0,
     ) -> None:
         self.config = config
         self._reactor = reactor
@@ -75,6 +76,9 @@ class StreamsStore:
         self._outage_deletes: list[tuple] = []
         self._moving: Deferred | None = None
         self.outages = 0
+        self._outage_logged = False
+        self._next_move = 0.0
+        self._move_retry = move_retry
         self.commits = 0
         self.moved = 0
         self.on_dropped: Callable[[list[tuple[str, str, int]]], None] = lambda dropped: None
@@ -176,7 +180,8 @@ class StreamsStore:
 
     def _away(self, failure: Failure, batch: list[tuple]) -> None:
         """Redis did not take C{batch}: it, and what follows, goes to the local file until Redis is back."""
-        if self.state == UP:
+        if not self._outage_logged:
+            self._outage_logged = True
             self.outages += 1
             self._log.warn(
                 "outbox: Redis does not take entries ({reason}); writing them to {path} until it does",
@@ -191,7 +196,8 @@ class StreamsStore:
     # --- Redis back: the local file moved to it
 
     def _try_redis(self) -> None:
-        if self.state == AWAY and self._redis.up and self.local.healthy:
+        """Redis reachable while entries go to the local file: move it (again C{move_retry} s after a failed move)."""
+        if self.state == AWAY and self._redis.up and self.local.healthy and self._reactor.seconds() >= self._next_move:
             self._move()
 
     def _move(self) -> Deferred:
@@ -219,7 +225,8 @@ class StreamsStore:
         def back(count: int) -> None:
             self.state = UP
             self.moved += count
-            if self.outages or count:
+            if self._outage_logged or count:
+                self._outage_logged = False
                 self._log.info("outbox: Redis takes entries again; {count} moved to it from {path}", count=count,
                                path=db.path)
             if self._pending:
@@ -227,6 +234,7 @@ class StreamsStore:
 
         def failed(failure: Failure) -> None:
             self._outage_deletes = deletes + self._outage_deletes
+            self._next_move = self._reactor.seconds() + self._move_retry
             self._away(failure, [])
 
         def moved(result: Any) -> Any:

@@ -194,3 +194,36 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         self.assert_transaction(connection.session.received[:total])
         self.assertEqual(len(mirror.connections), 1)
         self.assertTrue(elsewhere.logged("CP_D's backlog loaded from Redis"))
+
+    @async_test
+    async def test_redis_frozen_meanwhile_then_the_holder_killed(self):
+        """
+        Redis stops answering while the station runs its transaction: relaying goes on, the
+        entries go to the instance's file; Redis back, they move to it, in order; the
+        holder killed, another instance drains the whole transaction to the mirror.
+        """
+        redis, primary_port, mirror, mirror_port = await self.peers()
+        holder, *others = await self.instances(redis, primary_port, mirror_port)
+        station, websocket = await self.begin(holder.port, "CP_R")
+        redis.freeze()
+        self.addCleanup(lambda: redis.thaw() if redis.process and redis.process.returncode is None else None)
+        await self.meter_values(station, range(METER_VALUES))
+        await station.call(call.StopTransaction(meter_stop=9, timestamp="2026-01-01T01:00:00Z", transaction_id=101))
+        await poll_until(lambda: asyncio.sleep(0, holder.logged("outbox: Redis does not take entries")),
+                         lambda lines: lines, lambda lines: "no outage seen", timeout=20)
+        redis.thaw()
+        await poll_until(lambda: asyncio.sleep(0, holder.logged("outbox: Redis takes entries again")),
+                         lambda lines: lines, lambda lines: "the file was not moved to Redis", timeout=20)
+        total = METER_VALUES + 3
+        key = stream_key("CP_R", "m")
+        await poll_until(lambda: redis.command("XLEN", key), lambda count: count == str(total),
+                         lambda count: f"{count} of {total} entries in Redis")
+        await holder.kill()
+        await websocket.close()
+        await mirror.start(mirror_port)
+        self.cleanup(mirror.stop)
+        (connection,) = await mirror.wait_connections(1)
+        await poll_until(lambda: asyncio.sleep(0, len(connection.session.received)), lambda count: count >= total,
+                         lambda count: f"the mirror got {count} of {total} frames", timeout=60)
+        self.assert_transaction(connection.session.received)
+        self.assertEqual(len([i for i in others if i.logged("CP_R is away with a backlog")]), 1)

@@ -234,6 +234,24 @@ class StreamsStoreTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.assertEqual(self.local.operations, [first, ("stopped",)])
 
+    def test_a_failed_move_is_tried_again_later(self):
+        """Redis reachable but refusing the local file's entries: one line, and the next move 5 s later, not at once."""
+        loaded = Loaded()
+        loaded.entries[("CP", "m")] = [Entry(1, "a", None, b"", 1.0)]
+        self.local.db = SimpleNamespace(path="/nowhere", open=lambda: None, load=lambda: loaded)
+        self.store = StreamsStore(OutboxConfig(directory="/nowhere"), self.clock, self.redis, self.local,
+                                  lambda function, *args: succeed(function(*args)))
+        self.store._try_redis()
+        self.assertEqual(self.store.state, "moving")
+        self.redis.calls[0][1].errback(RuntimeError("OOM command not allowed"))
+        self.assertEqual(self.store.state, AWAY)
+        self.clock.advance(1)
+        self.store._try_redis()
+        self.assertEqual(len(self.redis.calls), 1)
+        self.clock.advance(4)
+        self.store._try_redis()
+        self.assertEqual(len(self.redis.calls), 2)
+
     def test_moved_operations_keep_the_order(self):
         """The local file's content becomes facts, then each stream's entries in seq order, then ids."""
         loaded = Loaded()
