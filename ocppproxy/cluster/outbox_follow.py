@@ -39,6 +39,8 @@ from .service import ClusterService
 
 TRIM_INTERVAL = 60.0
 """Seconds between two applications of the bounds when no frame comes."""
+LOAD_TIMEOUT = 2.0
+"""Seconds a station's live entries wait for its backlog to be read from Redis, at most."""
 UNDRAINED_PAUSE = 300.0
 """Seconds an instance leaves alone a backlog it claimed and could not drain (it drains when the station connects)."""
 DRAINS_PER_LOOK = 20
@@ -90,6 +92,7 @@ class OutboxFollower:
         self._undrained: dict[str, float] = {}
         """Stations released with their backlog (no drain link could open): not claimed again until then."""
         self._up_since: float | None = None
+        self._loads: dict[str, object] = {}
         cluster.watch_holds(self.station_held, self.station_released)
         outbox.seq_from_clock = True
         outbox.drainable = self.holds.__contains__
@@ -110,9 +113,20 @@ class OutboxFollower:
         self.outbox.unload_station(station)
 
     def _load(self, station: str) -> Deferred:
+        """
+        Read C{station}'s backlog into memory; its live entries wait for it, at most
+        L{LOAD_TIMEOUT} seconds: then they go on, and the backlog stays in Redis (it
+        drains when the station next leaves, after what came since, in order).
+        """
         self.outbox.begin_load(station)
+        token = self._loads[station] = object()
 
         def loaded(result: tuple) -> None:
+            if self._loads.get(station) is not token:
+                return  # given up (too slow), or a newer load
+            del self._loads[station]
+            if timer.active():
+                timer.cancel()
             entries, own_ids, facts = result
             self.outbox.load_station(station, entries, own_ids, facts)
             if entries:
@@ -129,10 +143,15 @@ class OutboxFollower:
                 session.outbox_loaded()
 
         def failed(failure: Failure) -> None:
-            self._log.warn("outbox: station {station}'s backlog not read from Redis ({reason}); it drains later",
-                           station=station, reason=failure.getErrorMessage())
+            if self._loads.get(station) is token:
+                self._log.warn("outbox: station {station}'s backlog not read from Redis ({reason}); it drains later",
+                               station=station, reason=failure.getErrorMessage())
             loaded(({}, {}, None))
 
+        def too_slow() -> None:
+            failed(Failure(TimeoutError(f"no answer in {LOAD_TIMEOUT:g} s")))
+
+        timer = self._clock.callLater(LOAD_TIMEOUT, too_slow)
         return self._store.load(station).addCallbacks(loaded, failed)
 
     # --- drains of absent stations

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from ocppproxy.cluster.outbox_follow import UNDRAINED_PAUSE, OutboxFollower
+from ocppproxy.cluster.outbox_follow import LOAD_TIMEOUT, UNDRAINED_PAUSE, OutboxFollower
 from ocppproxy.cluster.outbox_streams import AWAY, MAX_GROUP, UP, StreamsStore, moved_operations
 from ocppproxy.config.model import OutboxConfig
 from ocppproxy.core import outbox_streams
@@ -328,6 +328,20 @@ class FollowerTests(SynchronousTestCase):
         self.assertEqual(len(self.outbox.queue("CP", "mirror")), 1)
         self.follower.station_released("CP")
         self.assertEqual(self.outbox.queues, {})
+
+    def test_live_entries_wait_for_the_backlog_at_most_load_timeout(self):
+        """Redis slow to answer: the live entries go on after LOAD_TIMEOUT; the late backlog stays in Redis."""
+        loaded = []
+        self.sessions["CP"] = SimpleNamespace(outbox_loaded=lambda: loaded.append(True))
+        self.follower.station_held("CP")
+        live = self.outbox.owed("CP", "mirror", *frame("live"))
+        self.clock.advance(LOAD_TIMEOUT)
+        self.assertEqual(loaded, [True])
+        self.assertEqual([e.message_id for e in self.outbox.queue("CP", "mirror").entries()], ["live"])
+        self.assertIn((PUT, "CP", "mirror", live), self.outbox.store.operations)
+        self.loads["CP"].callback((self.backlog("late"), {}, None))
+        self.assertEqual([e.message_id for e in self.outbox.queue("CP", "mirror").entries()], ["live"])
+        self.assertEqual(loaded, [True])
 
     def test_released_before_loaded(self):
         """A station replaced while its backlog was being read: nothing of it stays in memory."""
