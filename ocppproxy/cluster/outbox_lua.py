@@ -76,8 +76,11 @@ while i <= #ARGV do
     redis.call('PEXPIRE', txs(ARGV[i + 1], ARGV[i + 2]), math.floor(max_age))
     i = i + 5
   elseif op == 'F' then
-    redis.call('HSET', 'ocppproxy:outbox-station:' .. ARGV[i + 1], 'subprotocol', ARGV[i + 2], 'boot', ARGV[i + 3],
-      'auth', ARGV[i + 4])
+    -- An instance that has not seen the station's BootNotification (or subprotocol) keeps the one known.
+    local facts = 'ocppproxy:outbox-station:' .. ARGV[i + 1]
+    if ARGV[i + 2] ~= '' then redis.call('HSET', facts, 'subprotocol', ARGV[i + 2]) end
+    if ARGV[i + 3] ~= '' then redis.call('HSET', facts, 'boot', ARGV[i + 3]) end
+    redis.call('HSET', facts, 'auth', ARGV[i + 4])
     i = i + 5
   else
     return redis.error_reply('unknown outbox operation ' .. tostring(op))

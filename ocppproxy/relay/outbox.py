@@ -158,8 +158,10 @@ class Outbox:
         for upstream, ids in own_ids.items():
             if upstream not in entries:
                 self.queue(station, upstream).restore((), ids)
-        if facts is not None and station not in self.stations:
-            self.stations[station] = facts
+        known = self.stations.get(station)
+        if facts is not None and (known is None or known[1] is None):
+            # What a drain link needs; the subprotocol and credentials seen here are newer, if any.
+            self.stations[station] = facts if known is None else (known[0] or facts[0], facts[1], known[2])
         base = seq_base(self._clock(), highest)
         self._seq_base[station] = base
         for upstream in entries:

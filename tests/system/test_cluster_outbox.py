@@ -89,6 +89,14 @@ class ClusterOutboxStoreTests(RedisTestMixin, ProxyTestCase):
         queue = second.outbox.queue("CP_1", "mirror")
         self.assertEqual([e.message_id for e in queue.entries()], [f"m{n}" for n in range(51)])
         self.assertGreater(later.seq, written[-1].seq)
+        boot = call("b1", "BootNotification", {"chargePointModel": "M", "chargePointVendor": "V"})
+        second.outbox.owed("CP_1", "mirror", parse_frame(boot), boot)
+        await self.committed(second)
+        third = self.instance(redis, "proxy-c")
+        await self.up(third)
+        third.outbox.station_connected("CP_1", "ocpp1.6", False)  # no BootNotification seen there
+        _, _, facts = await self.load(third, "CP_1")
+        self.assertEqual(facts, ("ocpp1.6", boot, False))
 
     @async_test
     async def test_delivered_entries_leave_redis(self):

@@ -115,6 +115,13 @@ class FollowTests(SynchronousTestCase):
         other = self.outbox.owed("CP", "analytics", *frame("next"))
         self.assertEqual(other.seq, 100_000_000)
 
+    def test_facts_loaded_keep_what_this_instance_saw(self):
+        """The station's subprotocol and credentials seen here stay; its last BootNotification comes from Redis."""
+        self.outbox.begin_load("CP")
+        self.outbox.station_connected("CP", "ocpp2.0.1", True)
+        self.outbox.load_station("CP", {}, {}, ("ocpp1.6", b"[boot]", False))
+        self.assertEqual(self.outbox.stations["CP"], ("ocpp2.0.1", b"[boot]", True))
+
     def test_station_started_while_loading(self):
         """The primary's answer to a StartTransaction waiting for the load is kept on its entry."""
         self.outbox.begin_load("CP")
