@@ -93,6 +93,8 @@ class OutboxFollower:
         """Stations released with their backlog (no drain link could open): not claimed again until then."""
         self._up_since: float | None = None
         self._loads: dict[str, object] = {}
+        self._rank = 0
+        """Where the next look for absent stations begins among the backlogs (they may be many, mostly held)."""
         cluster.watch_holds(self.station_held, self.station_released)
         outbox.seq_from_clock = True
         outbox.drainable = self.holds.__contains__
@@ -168,12 +170,14 @@ class OutboxFollower:
             self._up_since = now
         if now - self._up_since < self._settle:
             return succeed(None)  # Redis is back: the instances write their claims back first
-        return self._store.absent(DRAINS_PER_LOOK).addCallback(self._claim_each).addErrback(self._look_failed)
+        looking = self._store.absent(DRAINS_PER_LOOK, self._rank)
+        return looking.addCallback(self._claim_each).addErrback(self._look_failed)
 
     def _look_failed(self, failure: Failure) -> None:
         self._log.debug("outbox: no look for backlogs: {reason}", reason=failure.getErrorMessage())
 
-    def _claim_each(self, stations: list[str]) -> None:
+    def _claim_each(self, found: tuple[list[str], int]) -> None:
+        stations, self._rank = found
         now = self._clock.seconds()
         for station in stations:
             if station in self.held or station in self._sessions or self._undrained.get(station, 0) > now:

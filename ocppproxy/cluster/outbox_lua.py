@@ -174,9 +174,13 @@ return cjson.encode(out)
 """
 
 ABSENT_SCRIPT = _COMMON + """
--- ARGV[1]: at most this many stations. The stations with a backlog that no instance claims, oldest first.
+-- ARGV: at most this many stations, the rank in the backlogs to look from, how many backlogs to look at.
+-- Returns, as JSON, [the stations with a backlog that no instance claims (oldest first), the rank to look
+-- from next time (0: start again)].
 local found, seen = {}, {}
-for _, member in ipairs(redis.call('ZRANGE', BACKLOGS, 0, 999)) do
+local from, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+local members = redis.call('ZRANGE', BACKLOGS, from, from + window - 1)
+for _, member in ipairs(members) do
   local st = string.match(member, '^%S+ (.*)$')
   if not seen[st] then
     seen[st] = true
@@ -186,7 +190,10 @@ for _, member in ipairs(redis.call('ZRANGE', BACKLOGS, 0, 999)) do
     end
   end
 end
-return found
+local next = 0
+if #members == window then next = from + window end
+if #found == 0 then return cjson.encode({{}, next}) end
+return cjson.encode({found, next})
 """
 
 # ocppproxy.cluster.service.CLAIM_SCRIPT, only if nobody claims the station (a drain never replaces anyone),

@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 
 from ..config.model import OutboxConfig
 from ..core.outbox import Entry
-from ..core.outbox_streams import decode_dropped, decode_head, decode_page, encode_operations
+from ..core.outbox_streams import decode_absent, decode_dropped, decode_head, decode_page, encode_operations
 from ..logs import proxy_logger
 from ..relay.outbox_db import DELETE, OWN_ID, PUT, STATION, Loaded
 from ..relay.outbox_store import OutboxStore, Runner
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 AWAY, MOVING, UP = "away", "moving", "up"
 MAX_GROUP = 2000
 """Operations per script call at most: a backlog written at once does not hold Redis for long."""
+ABSENT_WINDOW = 5000
+"""Backlogs one look for absent stations checks (the next look goes on from there)."""
 LOAD_PAGE = 5000
 """Entries per read when a station's backlog is loaded."""
 OUTAGE_DELETES = 100_000
@@ -275,13 +277,15 @@ class StreamsStore:
                 entries[upstream] = sorted(found, key=lambda entry: entry.seq)
         return entries, own_ids, facts
 
-    def absent(self, limit: int) -> Deferred:
-        """Fires with up to C{limit} stations that have a backlog in Redis and no claim, oldest first."""
+    def absent(self, limit: int, start: int = 0, window: int = ABSENT_WINDOW) -> Deferred:
+        """
+        Fires with (up to C{limit} stations that have a backlog in Redis and no claim,
+        oldest first, among C{window} backlogs from rank C{start}; the rank to look from
+        next, 0 when the last were seen).
+        """
         if not self._redis.up:
-            return succeed([])
-        return self._redis.execute(ABSENT_SCRIPT, [], [limit]).addCallback(
-            lambda reply: [value.decode() if isinstance(value, bytes) else value for value in reply or ()]
-        )
+            return succeed(([], 0))
+        return self._redis.execute(ABSENT_SCRIPT, [], [limit, start, window]).addCallback(decode_absent)
 
     def stop(self) -> Deferred:
         """Shutdown: the pending group sent (or written locally), then the local file closed; fires when done."""

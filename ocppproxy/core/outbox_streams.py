@@ -118,3 +118,9 @@ def decode_page(reply: str | bytes) -> tuple[list[Entry], str | None]:
         for _, seq, message_id, action, kind, payload, at, tx in rows
     ]
     return entries, rows[-1][0] if rows else None
+
+
+def decode_absent(reply: str | bytes) -> tuple[list[str], int]:
+    """The absent script's reply (JSON): the stations found, and the rank to look from next."""
+    found, following = json.loads(reply)
+    return list(found or ()), int(following)

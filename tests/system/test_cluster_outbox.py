@@ -149,7 +149,13 @@ class ClusterOutboxStoreTests(RedisTestMixin, ProxyTestCase):
         found = []
         service.store.absent(10).addCallback(found.append)
         await self.until(lambda: found)
-        self.assertEqual(found[0], ["CP_4"])
+        self.assertEqual(found[0], (["CP_4"], 0))
+        self.owe(service, "CP_6", "mirror", 1)
+        await self.committed(service)
+        for start in (0, 2):  # a window of two backlogs at a time: CP_4 and CP_5, then CP_6
+            service.store.absent(10, start, 2).addCallback(found.append)
+        await self.until(lambda: len(found) == 3)
+        self.assertEqual(found[1:], [(["CP_4"], 2), (["CP_6"], 0)])
 
     @async_test
     async def test_redis_away_then_back_moves_the_local_file(self):

@@ -19,7 +19,7 @@ from ocppproxy.config.model import OutboxConfig
 from ocppproxy.core import outbox_streams
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.core.outbox import Entry
-from ocppproxy.core.outbox_streams import decode_dropped, decode_head, decode_page, encode_operations, seq_base
+from ocppproxy.core.outbox_streams import decode_absent, decode_dropped, decode_head, decode_page, encode_operations, seq_base
 from ocppproxy.relay import outbox_db
 from ocppproxy.relay.outbox import Outbox
 from ocppproxy.relay.outbox_db import DELETE, PUT, Loaded
@@ -84,6 +84,11 @@ class EncodingTests(SynchronousTestCase):
                          [(3, "m3", "StartTransaction", 2, b"[2]", 1.5, 77), (5, "m5", None, 6, b"[6]", 2.5, None)])
         self.assertEqual(last, "2-0")
         self.assertEqual(decode_page("[]"), ([], None))
+
+    def test_decode_absent(self):
+        """The absent script's reply: the stations found and where to look next."""
+        self.assertEqual(decode_absent('[["CP 1"],5000]'), (["CP 1"], 5000))
+        self.assertEqual(decode_absent("[{},0]"), ([], 0))
 
     def test_seq_base(self):
         """New entries are numbered above the loaded ones and from the clock in microseconds."""
@@ -308,12 +313,18 @@ class FollowerTests(SynchronousTestCase):
         self.outbox = Outbox(Recorded(), self.clock.seconds)
         self.loads: dict[str, Deferred] = {}
         self.absent: list[str] = []
-        store = SimpleNamespace(load=self.load, absent=lambda limit: succeed(list(self.absent)))
+        self.starts: list[int] = []
+        self.next_rank = 0
+        store = SimpleNamespace(load=self.load, absent=self.find_absent)
         self.cluster = FakeCluster()
         self.drains = FakeDrains()
         self.sessions: dict = {}
         self.follower = OutboxFollower(self.outbox, store, self.cluster, self.sessions, lambda: self.drains,
                                        self.clock, 3.0)
+
+    def find_absent(self, limit: int, start: int) -> Deferred:
+        self.starts.append(start)
+        return succeed((list(self.absent), self.next_rank))
 
     def load(self, station: str) -> Deferred:
         self.loads[station] = Deferred()
@@ -380,6 +391,17 @@ class FollowerTests(SynchronousTestCase):
         self.follower.look()
         self.assertEqual(self.cluster.ended, [hold])
         self.assertEqual(self.outbox.queues, {})
+
+    def test_each_look_goes_on_where_the_last_stopped(self):
+        """Many backlogs (mostly held): each look checks the next window of them, then starts again."""
+        self.follower.look()
+        self.clock.advance(5)
+        self.next_rank = 5000
+        self.follower.look()
+        self.next_rank = 0
+        self.follower.look()
+        self.follower.look()
+        self.assertEqual(self.starts, [0, 5000, 0])
 
     def test_a_backlog_that_cannot_drain_is_left_alone_a_while(self):
         """Claimed, loaded, no drain link opens: released after a while, not claimed again for UNDRAINED_PAUSE."""
