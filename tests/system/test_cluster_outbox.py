@@ -235,3 +235,24 @@ class ClusterOutboxStoreTests(RedisTestMixin, ProxyTestCase):
         first.parent.station_connected(SimpleNamespace(station_id="CP_10"))
         await self.until(lambda: heard)
         self.assertEqual([claim.station for claim in heard], ["CP_10"])
+
+    @async_test
+    async def test_max_age_trims_by_minid_and_reports(self):
+        """Entries older than max_age are trimmed from their stream, the byte count follows, the drops are reported."""
+        redis = await self.start_redis()
+        service = self.instance(redis, "proxy-a", max_age=1.0)
+        await self.up(service)
+        self.owe(service, "CP_11", "mirror", 3)
+        await self.committed(service)
+        self.assertEqual(await redis.command("XLEN", stream_key("CP_11", "mirror")), "3")
+
+        def trimmed() -> bool:
+            service.store.write(("trim",))  # the bounds apply with every group, as the idle trim's does
+            return service.outbox.episodes.counts.get("mirror") == 3
+
+        await self.until(trimmed, timeout=10)
+        await self.committed(service)
+        self.assertEqual(await redis.command("EXISTS", stream_key("CP_11", "mirror")), "0")
+        self.assertEqual(await redis.command("GET", "ocppproxy:outbox-bytes"), "0")
+        self.assertEqual(await redis.command("ZCARD", BACKLOGS_KEY), "0")
+        self.assertEqual(len(service.outbox.queue("CP_11", "mirror")), 0)
