@@ -218,7 +218,7 @@ class OutboxFollower:
         Forget the memory queues of stations not held here: what a replaced connection,
         still closing, sent after its station was released (written to Redis all the same).
         """
-        for station in {owner for owner, _ in self.outbox.queues} - self.held:
+        for station in set(self.outbox.stations_queued()) - self.held:
             if not (self._drains() and station in self._drains().drains):
                 self.outbox.unload_station(station)
 
@@ -230,7 +230,7 @@ class OutboxFollower:
             if drains is not None and station in drains.drains:
                 self._idle_since.pop(station, None)
                 continue
-            backlog = any(len(queue) for (owner, _), queue in self.outbox.queues.items() if owner == station)
+            backlog = any(len(queue) for _, queue in self.outbox.queues_of(station))
             idle = self._idle_since.setdefault(station, now)
             if backlog and now - idle < self._settle:
                 continue  # its drain opens at the next look of the proxy's drains

@@ -33,6 +33,8 @@ class Outbox:
         self._clock = clock
         self._window = window
         self.queues: dict[tuple[str, str], OutboxQueue] = {}
+        self._upstreams_of: dict[str, list[str]] = {}
+        """The upstreams each station has a queue for (L{queues_of}: no scan of every queue)."""
         self._next_seq: dict[tuple[str, str], int] = {}
         self.stations: dict[str, tuple[str | None, bytes | None, bool]] = {}
         """Per station: the subprotocol it last agreed, its last BootNotification, whether it sent credentials."""
@@ -76,7 +78,16 @@ class Outbox:
         queue = self.queues.get(key)
         if queue is None:
             queue = self.queues[key] = OutboxQueue(station, upstream, self._window)
+            self._upstreams_of.setdefault(station, []).append(upstream)
         return queue
+
+    def queues_of(self, station: str) -> list[tuple[str, OutboxQueue]]:
+        """C{station}'s queues by upstream."""
+        return [(upstream, self.queues[(station, upstream)]) for upstream in self._upstreams_of.get(station, ())]
+
+    def stations_queued(self) -> list[str]:
+        """The stations that have a queue here (empty or not)."""
+        return list(self._upstreams_of)
 
     def station_connected(self, station: str, subprotocol: str | None, sent_auth: bool) -> None:
         """The station agreed C{subprotocol} (C{sent_auth}: with an C{Authorization}): kept for a drain link."""
@@ -173,10 +184,10 @@ class Outbox:
         """Another instance holds C{station} now (or it left): forget its memory copy; Redis keeps its entries."""
         if station in self.loading:
             self.load_station(station, {}, {}, None)
-        for key in [key for key in self.queues if key[0] == station]:
-            queue = self.queues.pop(key)
-            self._gone(key[1], len(queue))
-            self._next_seq.pop(key, None)
+        for upstream in self._upstreams_of.pop(station, ()):
+            queue = self.queues.pop((station, upstream))
+            self._gone(upstream, len(queue))
+            self._next_seq.pop((station, upstream), None)
         self._seq_base.pop(station, None)
 
     def sent(self, station: str, upstream: str, entry: Entry, backlog: bool) -> None:

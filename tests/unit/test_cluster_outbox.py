@@ -120,6 +120,15 @@ class FollowTests(SynchronousTestCase):
         other = self.outbox.owed("CP", "analytics", *frame("next"))
         self.assertEqual(other.seq, 100_000_000)
 
+    def test_a_station_s_queues_are_found_without_a_scan(self):
+        """queues_of and stations_queued answer from an index kept as queues are made and unloaded."""
+        self.outbox.owed("CP", "mirror", *frame("a"))
+        self.outbox.owed("CP", "feed", *frame("a"))
+        self.outbox.owed("CP2", "mirror", *frame("b"))
+        self.assertEqual([name for name, _ in self.outbox.queues_of("CP")], ["mirror", "feed"])
+        self.outbox.unload_station("CP")
+        self.assertEqual((self.outbox.queues_of("CP"), self.outbox.stations_queued()), ([], ["CP2"]))
+
     def test_facts_loaded_keep_what_this_instance_saw(self):
         """The station's subprotocol and credentials seen here stay; its last BootNotification comes from Redis."""
         self.outbox.begin_load("CP")
