@@ -182,7 +182,7 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         )
         (drainer,) = drainer
         elsewhere = next(instance for instance in instances if instance is not drainer)
-        back, back_websocket, _ = await connect_station(f"ws://127.0.0.1:{elsewhere.port}/", "CP_D")
+        _, back_websocket, _ = await connect_station(f"ws://127.0.0.1:{elsewhere.port}/", "CP_D")
         self.cleanup(back_websocket.close)
         await poll_until(lambda: asyncio.sleep(0, drainer.logged("CP_D connected: its drain links close")),
                          lambda lines: lines, lambda lines: "the drain did not close: " + "".join(drainer.lines[-30:]))

@@ -19,12 +19,20 @@ from ocppproxy.config.model import OutboxConfig
 from ocppproxy.core import outbox_streams
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.core.outbox import Entry
-from ocppproxy.core.outbox_streams import decode_absent, decode_dropped, decode_head, decode_page, encode_operations, seq_base
+from ocppproxy.core.outbox_streams import (
+    decode_absent,
+    decode_dropped,
+    decode_head,
+    decode_page,
+    encode_operations,
+    seq_base,
+)
 from ocppproxy.relay import outbox_db
 from ocppproxy.relay.outbox import Outbox
 from ocppproxy.relay.outbox_db import DELETE, PUT, Loaded
 
-from ..harness import DOWN, UP as LINK_UP
+from ..harness import DOWN
+from ..harness import UP as LINK_UP
 from .test_relay_outbox import OutboxFixture
 
 
