@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, succeed
 
 from ..config.model import ClusterConfig
 from ..core.transactions import TransactionStore
@@ -26,6 +27,7 @@ from .claims import (
     station_key,
 )
 from .fleet import ClusterFleet
+from .outbox_lua import CLAIM_IF_FREE_SCRIPT
 from .redis import REPLY_TIMEOUT, RedisLink, RedisUnavailable
 from .transactions import SharedTransactions
 
@@ -118,10 +120,52 @@ class ClusterService(MultiService):
         self.transactions: SharedTransactions | None = None
         # Called with each claim announced by any instance (the cluster's alerts hear where stations go).
         self._claim_listeners: list[Callable[[Claim], None]] = []
+        # Told of each station this instance starts or stops holding (the outbox follows the station).
+        self._hold_watchers: list[tuple[Callable[[str], None], Callable[[str], None]]] = []
 
     def listen_to_claims(self, listener: Callable[[Claim], None]) -> None:
         """Call C{listener} with each claim any instance announces (where stations go)."""
         self._claim_listeners.append(listener)
+
+    def watch_holds(self, held: Callable[[str], None], released: Callable[[str], None]) -> None:
+        """
+        Call C{held(station)} when a station connects here, C{released(station)} when this
+        instance no longer holds it (it left, or another instance's newer claim replaced it).
+        """
+        self._hold_watchers.append((held, released))
+
+    def claim_absent(self, holder) -> Deferred:
+        """
+        Claim C{holder.station_id} for C{holder} (a drain of its backlog) only if no
+        instance claims it; fires with whether it did. The claim is then refreshed and
+        replaced like a connection's: C{holder.close(code, reason)} when a newer claim comes.
+        """
+        station = holder.station_id
+        if not self.redis.up or station in self._sessions:
+            return succeed(False)
+        claim = self._claims.connected(station)
+        claiming = self.redis.execute(
+            CLAIM_IF_FREE_SCRIPT,
+            [station_key(station), ORDER_KEY],
+            [self.instance, claim.serial, self._ttl],
+        )
+
+        def numbered(order) -> bool:
+            if order is None or station in self._sessions:
+                self._claims.ended(station, claim.serial)
+                return False
+            self._sessions[station] = (holder, claim.serial)
+            if self._claims.numbered(station, claim.serial, int(order)):
+                self._replaced(station, "another instance")
+                return False
+            return True
+
+        def failed(failure) -> bool:
+            self._claims.ended(station, claim.serial)
+            self._failed(failure, "drain claim", station)
+            return False
+
+        return claiming.addCallbacks(numbered, failed)
 
     def share_transactions(self, local: TransactionStore) -> SharedTransactions:
         """
@@ -149,6 +193,8 @@ class ClusterService(MultiService):
         self._claim(claim)
         if self.transactions is not None:
             self.transactions.read(session.station_id)
+        for held, _ in self._hold_watchers:
+            held(session.station_id)
 
     def station_ended(self, session) -> None:
         """A session ended: release its claim if it was the station's current one here."""
@@ -162,6 +208,8 @@ class ClusterService(MultiService):
         if claim is not None and claim.order is not None and self.redis.up and self.running:
             released = self.redis.execute(RELEASE_SCRIPT, [station_key(claim.station)], [claim.value()])
             released.addErrback(self._failed, "release", claim.station)
+        for _, gone in self._hold_watchers:
+            gone(session.station_id)
 
     # --- claims
 
@@ -198,6 +246,8 @@ class ClusterService(MultiService):
         if self.transactions is not None:
             self.transactions.left(station)
         self._replace_session(session, instance)
+        for _, gone in self._hold_watchers:
+            gone(station)
 
     def _refresh(self) -> None:
         if not self.redis.up:

@@ -90,7 +90,7 @@ def config_from_mapping(raw: Any, base_dir: str = ".") -> Config:
     kwargs.update(_upstream_security(top, base_dir, kwargs))
     kwargs["cluster"] = cluster_config(top.get("cluster"), kwargs.get("listen", Config.listen))
     kwargs["redact"] = check("redact", top.get("redact"))
-    kwargs["outbox"] = _outbox(top.get("outbox"), base_dir)
+    kwargs["outbox"] = _outbox(top.get("outbox"), base_dir, kwargs["cluster"] is not None)
     return Config(**kwargs)
 
 
@@ -154,12 +154,17 @@ def _traffic_log(value: Any, base_dir: str) -> dict[str, Any]:
     return settings
 
 
-def _outbox(value: Any, base_dir: str) -> OutboxConfig | None:
-    """The durable outbox: off without an C{outbox} section, which then needs an existing C{directory}."""
+def _outbox(value: Any, base_dir: str, cluster: bool = False) -> OutboxConfig | None:
+    """
+    The durable outbox: off without an C{outbox} section, which then needs an existing
+    C{directory} (in C{cluster} mode too: the entries go there while Redis is away).
+    """
     if value is None:
         return None
     section = require_mapping("outbox", value, children("outbox"))
     if section.get("directory") is None:
+        if cluster:
+            raise ConfigError("outbox.directory", "is mandatory in cluster mode too (entries go there while Redis is away)")
         raise ConfigError("outbox.directory", "is mandatory in an outbox section")
     directory = os.path.abspath(os.path.join(base_dir, check("outbox.directory", section["directory"])))
     if not os.path.isdir(directory):

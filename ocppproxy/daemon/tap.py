@@ -185,7 +185,12 @@ def build_services(
         )
         observers.append(activity)
     outbox = None
-    if config.outbox is not None:
+    if config.outbox is not None and cluster is not None:
+        # Cluster mode: the outbox lives in Redis and follows the station (a child of the
+        # cluster service: it stops before the Redis connections do).
+        outbox = build_cluster_outbox(config, reactor, cluster, sessions.current, lambda: proxy.drains)
+        outbox.outbox.on_alert = notifier.outbox_dropped
+    elif config.outbox is not None:
         outbox = OutboxService(config.outbox, reactor)
         outbox.outbox.on_alert = notifier.outbox_dropped
         outbox.setName("outbox")
@@ -246,6 +251,21 @@ def build_cluster(config: Config, reactor):
     sharing = ClusterAlerts(cluster, reactor)
     sharing.setServiceParent(cluster)
     return cluster, sharing
+
+
+def build_cluster_outbox(config: Config, reactor, cluster, sessions, drains):
+    """
+    Cluster mode's outbox (in Redis, following the station), a child of C{cluster}; it
+    looks for absent stations' backlogs every third of C{ownership_ttl}, and not before
+    Redis has been reachable that long (the claims are written back first).
+    """
+    from ..cluster.outbox_follow import ClusterOutboxService
+
+    ttl = config.cluster.ownership_ttl
+    outbox = ClusterOutboxService(config.outbox, reactor, cluster, sessions, drains, ttl / 3, ttl)
+    outbox.setName("outbox")
+    outbox.setServiceParent(cluster)
+    return outbox
 
 
 def build_notifier(

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..core.ocppj import CALLRESULT, Frame
 from ..core.outbox import BOOT, START, DropEpisodes, Entry, OutboxQueue
+from ..core.outbox_streams import seq_base
 from ..logs import proxy_logger
 from .outbox_db import DELETE, OWN_ID, PUT, START_TX, STATION, Loaded
 from .outbox_store import OutboxStore
@@ -32,6 +33,8 @@ class Outbox:
         self._clock = clock
         self._window = window
         self.queues: dict[tuple[str, str], OutboxQueue] = {}
+        self._upstreams_of: dict[str, list[str]] = {}
+        """The upstreams each station has a queue for (L{queues_of}: no scan of every queue)."""
         self._next_seq: dict[tuple[str, str], int] = {}
         self.stations: dict[str, tuple[str | None, bytes | None, bool]] = {}
         """Per station: the subprotocol it last agreed, its last BootNotification, whether it sent credentials."""
@@ -43,6 +46,13 @@ class Outbox:
         """Called once per drop episode of an upstream, with the count so far (the C{outbox_dropped} alert)."""
         store.on_dropped = self._dropped
         store.snapshot = self._snapshot
+        self.loading: dict[str, list[tuple[str, Entry]]] = {}
+        """Cluster mode: stations whose backlog is on its way from Redis -> their live entries meanwhile."""
+        self._seq_base: dict[str, int] = {}
+        self.seq_from_clock = False
+        """Cluster mode: a station's first entries here are numbered from the clock (see L{seq_base})."""
+        self.drainable: Callable[[str], bool] = lambda station: True
+        """Whether this instance may drain C{station}'s backlog while it is away (cluster mode: if it claimed it)."""
 
     def restore(self, loaded: Loaded) -> None:
         """Start-up: the queues as the file kept them."""
@@ -68,7 +78,16 @@ class Outbox:
         queue = self.queues.get(key)
         if queue is None:
             queue = self.queues[key] = OutboxQueue(station, upstream, self._window)
+            self._upstreams_of.setdefault(station, []).append(upstream)
         return queue
+
+    def queues_of(self, station: str) -> list[tuple[str, OutboxQueue]]:
+        """C{station}'s queues by upstream."""
+        return [(upstream, self.queues[(station, upstream)]) for upstream in self._upstreams_of.get(station, ())]
+
+    def stations_queued(self) -> list[str]:
+        """The stations that have a queue here (empty or not)."""
+        return list(self._upstreams_of)
 
     def station_connected(self, station: str, subprotocol: str | None, sent_auth: bool) -> None:
         """The station agreed C{subprotocol} (C{sent_auth}: with an C{Authorization}): kept for a drain link."""
@@ -79,8 +98,10 @@ class Outbox:
 
     def owed(self, station: str, upstream: str, frame: Frame, payload: bytes) -> Entry:
         """The station's CALL or SEND C{frame} is owed to C{upstream}: written, in the station's order."""
+        if self.loading and station in self.loading:
+            return self._owed_while_loading(station, upstream, frame, payload)
         key = (station, upstream)
-        seq = self._next_seq.get(key, 1)
+        seq = self._next_seq.get(key) or self._first_seq(station)
         self._next_seq[key] = seq + 1
         entry = Entry(seq, frame.message_id, frame.action, payload, self._clock(), frame.kind)
         self.queue(station, upstream).append(entry)
@@ -91,6 +112,83 @@ class Outbox:
             self.stations[station] = (subprotocol, payload, sent_auth)
             self.store.write((STATION, station, subprotocol, payload, sent_auth))
         return entry
+
+    def _owed_while_loading(self, station: str, upstream: str, frame: Frame, payload: bytes) -> Entry:
+        """Cluster mode: C{station}'s backlog comes first; this entry is numbered and written once it is here."""
+        entry = Entry(0, frame.message_id, frame.action, payload, self._clock(), frame.kind)
+        self.loading[station].append((upstream, entry))
+        if frame.action == BOOT:
+            subprotocol, _, sent_auth = self.stations.get(station, (None, None, False))
+            self.stations[station] = (subprotocol, payload, sent_auth)
+            self.store.write((STATION, station, subprotocol, payload, sent_auth))
+        return entry
+
+    def _append(self, station: str, upstream: str, entry: Entry) -> None:
+        """C{entry} numbered after the queue's others, queued and written."""
+        key = (station, upstream)
+        seq = self._next_seq.get(key) or self._first_seq(station)
+        self._next_seq[key] = seq + 1
+        entry.seq = seq
+        self.queue(station, upstream).append(entry)
+        self._waiting[upstream] = self._waiting.get(upstream, 0) + 1
+        self.store.write((PUT, station, upstream, entry))
+
+    def _first_seq(self, station: str) -> int:
+        """The number of a station's first entry for an upstream here."""
+        base = self._seq_base.get(station)
+        if base is None:
+            base = seq_base(self._clock(), 0) if self.seq_from_clock else 1
+        return base
+
+    # --- cluster mode: the station's backlog follows it (ocppproxy.cluster.outbox_follow)
+
+    def begin_load(self, station: str) -> None:
+        """C{station}'s backlog is being read from Redis: its live entries wait for it (L{load_station})."""
+        self.loading.setdefault(station, [])
+
+    def load_station(
+        self,
+        station: str,
+        entries: dict[str, list[Entry]],
+        own_ids: dict[str, dict[int, int]],
+        facts: tuple[str | None, bytes | None, bool] | None,
+    ) -> None:
+        """
+        C{station}'s backlog read from Redis (by upstream, in its order) goes into the
+        memory queues of a station that has none here, then the live entries that came
+        meanwhile, numbered after them (see L{seq_base}) and written.
+        """
+        highest = 0
+        for upstream, loaded in entries.items():
+            queue = self.queue(station, upstream)
+            known = {entry.seq for entry in queue.entries()}
+            fresh = [entry for entry in loaded if entry.seq not in known]
+            queue.restore(fresh, own_ids.get(upstream, {}))
+            self._waiting[upstream] = self._waiting.get(upstream, 0) + len(fresh)
+            highest = max([highest, *known, *(entry.seq for entry in loaded)])
+        for upstream, ids in own_ids.items():
+            if upstream not in entries:
+                self.queue(station, upstream).restore((), ids)
+        known = self.stations.get(station)
+        if facts is not None and (known is None or known[1] is None):
+            # What a drain link needs; the subprotocol and credentials seen here are newer, if any.
+            self.stations[station] = facts if known is None else (known[0] or facts[0], facts[1], known[2])
+        base = seq_base(self._clock(), highest)
+        self._seq_base[station] = base
+        for upstream in entries:
+            self._next_seq[(station, upstream)] = max(self._next_seq.get((station, upstream), 0), base)
+        for upstream, entry in self.loading.pop(station, ()):
+            self._append(station, upstream, entry)
+
+    def unload_station(self, station: str) -> None:
+        """Another instance holds C{station} now (or it left): forget its memory copy; Redis keeps its entries."""
+        if station in self.loading:
+            self.load_station(station, {}, {}, None)
+        for upstream in self._upstreams_of.pop(station, ()):
+            queue = self.queues.pop((station, upstream))
+            self._gone(upstream, len(queue))
+            self._next_seq.pop((station, upstream), None)
+        self._seq_base.pop(station, None)
 
     def sent(self, station: str, upstream: str, entry: Entry, backlog: bool) -> None:
         """C{entry} went to the socket (C{backlog}: it had waited); a SEND leaves the outbox now."""
@@ -121,6 +219,9 @@ class Outbox:
 
     def station_started(self, station: str, message_id: str, station_tx: int) -> None:
         """The station's primary answered its StartTransaction C{message_id} with C{station_tx}."""
+        for _, waiting in self.loading.get(station, ()):
+            if waiting.message_id == message_id and waiting.action == START:
+                waiting.station_tx = station_tx  # written with it once the backlog is loaded
         for (owner, upstream), queue in self.queues.items():
             if owner != station:
                 continue

@@ -167,11 +167,15 @@ class Drains:
         self._timer = self._reactor.callLater(0, self.look)
 
     def look(self) -> None:
-        """Open a drain for each station with a backlog, no session here and no drain yet."""
+        """Open a drain for each station with a backlog, no session here and no drain yet; look again later."""
         self._timer = self._reactor.callLater(max(self._config.reconnect.max_delay, 1.0), self.look)
+        self.open_drains()
+
+    def open_drains(self) -> None:
+        """Open a drain for each station with a backlog, no session here and no drain yet (now, once)."""
         owed: dict[str, list[str]] = {}
         for station, upstream, *_ in self._outbox.backlogs():
-            if station not in self.drains and not self._connected(station):
+            if station not in self.drains and not self._connected(station) and self._outbox.drainable(station):
                 owed.setdefault(station, []).append(upstream)
         for station, names in owed.items():
             links = {}

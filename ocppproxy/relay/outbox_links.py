@@ -175,6 +175,12 @@ class OutboxLinks:
         if outbox is not None and (self._through_outbox(name) or len(outbox.queues.get((self.station_id, name), ()))):
             self._outbox_pump(name)
 
+    def outbox_loaded(self) -> None:
+        """Cluster mode: the station's backlog came from Redis: each connected link sends it, then the live entries."""
+        if self.outbox is not None:
+            for name in list(self.links):
+                self._outbox_connected(name)
+
     def _outbox_disconnected(self, name: str) -> None:
         """C{name}'s link is down: what was in flight is sent again when it is back (from the outbox, not the link)."""
         if self.outbox is None or (self.station_id, name) not in self.outbox.queues:

@@ -41,6 +41,13 @@ class OutboxConfigTests(SynchronousTestCase):
         error = self.error({"outbox": {"directory": "/nonexistent/ocppproxy-outbox"}})
         self.assertEqual(str(error), "outbox.directory: no such directory: /nonexistent/ocppproxy-outbox")
 
+    def test_directory_mandatory_in_cluster_mode_says_why(self):
+        """In cluster mode the outbox lives in Redis, and the directory takes the entries while Redis is away."""
+        error = self.error({"outbox": {}, "cluster": {"redis_url": "redis://127.0.0.1:6379/0", "instance": "a"}})
+        self.assertEqual(
+            str(error), "outbox.directory: is mandatory in cluster mode too (entries go there while Redis is away)"
+        )
+
     def test_unknown_key(self):
         self.assertEqual(self.error({"outbox": {"directory": "/", "fsync": True}}).key, "outbox.fsync")
 
