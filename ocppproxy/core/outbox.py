@@ -142,6 +142,8 @@ class OutboxQueue:
         unanswered CALLs, stopping behind an unanswered StartTransaction. The caller sends
         each (with L{payload_for}) and then calls L{sent}.
         """
+        if len(self._sent) == len(self._entries):
+            return []  # everything is in flight (the common case when an answer comes)
         out: list[Entry] = []
         in_flight = len(self._in_flight)
         for entry in self._entries.values():

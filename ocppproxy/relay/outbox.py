@@ -92,9 +92,13 @@ class Outbox:
             self.store.write((STATION, station, subprotocol, payload, sent_auth))
         return entry
 
-    def sent(self, station: str, upstream: str, entry: Entry, backlog: bool) -> None:
-        """C{entry} went to the socket (C{backlog}: it had waited); a SEND leaves the outbox now."""
-        queue = self.queue(station, upstream)
+    def sent(self, station: str, upstream: str, entry: Entry, backlog: bool, queue: OutboxQueue | None = None) -> None:
+        """
+        C{entry} went to the socket (C{backlog}: it had waited); a SEND leaves the outbox now.
+        C{queue}: the entry's queue, if the caller has it at hand.
+        """
+        if queue is None:
+            queue = self.queue(station, upstream)
         for gone in queue.sent(entry, backlog):
             self.store.write((DELETE, station, upstream, gone.seq))
             self._gone(upstream, 1)
