@@ -79,6 +79,8 @@ class OutboxQueue:
         self._released = False
         self.replayed = 0
         """Entries sent that waited in the backlog (the metrics)."""
+        self.last_seq = 0
+        """The highest C{seq} appended or restored (it never goes down): a new entry's is higher."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -105,11 +107,13 @@ class OutboxQueue:
     def append(self, entry: Entry) -> None:
         """An entry owed to the upstream, after every one appended before (its C{seq} is higher)."""
         self._entries[entry.seq] = entry
+        self.last_seq = entry.seq
 
     def restore(self, entries: Iterable[Entry], own_ids: Mapping[int, int] = {}) -> None:
         """The entries and transaction ids the store kept (start-up), in C{seq} order."""
         for entry in sorted(entries, key=lambda each: each.seq):
             self._entries[entry.seq] = entry
+            self.last_seq = max(self.last_seq, entry.seq)
         for tx, own in own_ids.items():
             self.learn_id(tx, own)
 

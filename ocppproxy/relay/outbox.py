@@ -32,7 +32,8 @@ class Outbox:
         self._clock = clock
         self._window = window
         self.queues: dict[tuple[str, str], OutboxQueue] = {}
-        self._next_seq: dict[tuple[str, str], int] = {}
+        self._seq = 1
+        """The next entry's C{seq}: one counter for every station and upstream (the file is then written at its end)."""
         self.stations: dict[str, tuple[str | None, bytes | None, bool]] = {}
         """Per station: the subprotocol it last agreed, its last BootNotification, whether it sent credentials."""
         self.episodes = DropEpisodes()
@@ -50,7 +51,7 @@ class Outbox:
             queue = self.queue(station, upstream)
             queue.restore(entries, loaded.own_ids.get((station, upstream), {}))
             self._waiting[upstream] = self._waiting.get(upstream, 0) + len(entries)
-            self._next_seq[(station, upstream)] = max(entry.seq for entry in entries) + 1
+            self._seq = max(self._seq, queue.last_seq + 1)
         for (station, upstream), ids in loaded.own_ids.items():
             if (station, upstream) not in self.queues:
                 self.queue(station, upstream).restore((), ids)
@@ -79,11 +80,15 @@ class Outbox:
 
     def owed(self, station: str, upstream: str, frame: Frame, payload: bytes) -> Entry:
         """The station's CALL or SEND C{frame} is owed to C{upstream}: written, in the station's order."""
-        key = (station, upstream)
-        seq = self._next_seq.get(key, 1)
-        self._next_seq[key] = seq + 1
+        queue = self.queues.get((station, upstream))
+        if queue is None:
+            queue = self.queue(station, upstream)
+        seq = self._seq
+        if seq <= queue.last_seq:
+            seq = queue.last_seq + 1  # (entries restored from elsewhere: the station's order first)
+        self._seq = seq + 1
         entry = Entry(seq, frame.message_id, frame.action, payload, self._clock(), frame.kind)
-        self.queue(station, upstream).append(entry)
+        queue.append(entry)
         self._waiting[upstream] = self._waiting.get(upstream, 0) + 1
         self.store.write((PUT, station, upstream, entry))
         if frame.action == BOOT:

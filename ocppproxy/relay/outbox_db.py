@@ -11,7 +11,8 @@ The policy: C{journal_mode=WAL} and C{synchronous=FULL}: each commit (one per gr
 frames, every few milliseconds) is on the disk before the next group starts, so a crash
 of the process or the machine loses at most the group not yet committed.
 
-Tables: C{entries} (per station and upstream, in the station's order C{seq}: message id,
+Tables: C{entries} (per station and upstream, in the station's order C{seq}, a number the
+outbox draws from one counter for all of them, so the file is written at its end: message id,
 action, kind, the payload as the station sent it, when written, a StartTransaction's
 station id), C{tx_ids} (the transaction ids an upstream gave at replay, by the station's
 id) and C{stations} (the subprotocol each station last agreed, its last
@@ -31,9 +32,11 @@ from ..core.outbox import Entry
 
 FILE_NAME = "outbox.sqlite3"
 _SCHEMA = (
+    # Keyed by seq first: the outbox numbers entries from one counter (each station's still in its order), so a
+    # group's rows go to the end of the table (a page or two of log per commit), not to one page per station.
     "CREATE TABLE IF NOT EXISTS entries (station TEXT NOT NULL, upstream TEXT NOT NULL, seq INTEGER NOT NULL,"
     " message_id TEXT NOT NULL, action TEXT, kind INTEGER NOT NULL, payload BLOB NOT NULL, written_at REAL NOT NULL,"
-    " station_tx INTEGER, PRIMARY KEY (station, upstream, seq)) WITHOUT ROWID",
+    " station_tx INTEGER, PRIMARY KEY (seq, station, upstream)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS entries_age ON entries (written_at)",
     "CREATE TABLE IF NOT EXISTS tx_ids (station TEXT NOT NULL, upstream TEXT NOT NULL, station_tx INTEGER NOT NULL,"
     " own INTEGER NOT NULL, PRIMARY KEY (station, upstream, station_tx)) WITHOUT ROWID",
@@ -114,12 +117,12 @@ class OutboxDatabase:
         return self._db is not None
 
     def load(self) -> Loaded:
-        """Everything the file holds, in each station's order."""
+        """Everything the file holds, in each station's order (the order of C{seq})."""
         db = self._require()
         loaded = Loaded(total_bytes=self.total_bytes)
         for row in db.execute(
             "SELECT station, upstream, seq, message_id, action, kind, payload, written_at, station_tx FROM entries"
-            " ORDER BY station, upstream, seq"
+            " ORDER BY seq"
         ):
             entry = Entry(row[2], row[3], row[4], bytes(row[6]), row[7], row[5], row[8])
             loaded.entries.setdefault((row[0], row[1]), []).append(entry)
