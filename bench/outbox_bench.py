@@ -6,7 +6,11 @@ Phase ``outbox``: three closed-loop rows beside plain ocppproxy in the interleav
 relayed CALL of the proxy process (its writer thread included) with the outbox on and
 the mirror connected over plain ocppproxy (target at most 1.15 times), and with the
 mirror down, the outbox on over the outbox off (at most 1.3 times), round by round and
-their medians.
+their medians. A closed loop runs each row as fast as it goes, and on a small machine a
+proxy that costs more per call also gets fewer calls per wake-up, which costs more per
+call again; so the same four rows then also get the same offered load (``--rate``
+Heartbeats a second over ``--open-stations``, interleaved rounds, as the phase
+open-loop), and their ratios at equal load are printed beside.
 
 Phase ``outbox-drain``: a backlog of ``--drain-backlog`` frames (default 100,000)
 built with the mirror down (``--drain-stations`` stations sending MeterValues, each with
@@ -54,6 +58,17 @@ def outbox_verdicts(cpu_by_row: dict[str, list[float | None]]) -> dict[str, dict
     return verdicts
 
 
+def outbox_targets(targets: dict) -> list:
+    """The phase's four rows among run.py's loop targets (by phase name), plain ocppproxy first."""
+    names = ("proxy", *(f"feature-{name}" for name in OUTBOX_FEATURES.split(",")))
+    return [targets[name] for name in names if name in targets]
+
+
+def open_cpu_by_row(result: dict) -> dict[str, list[float | None]]:
+    """CPU per call of each row of an open loop's rounds (versus_node.open_loop_rounds's result)."""
+    return {name: [row["cpu_us_per_call"] for row in rows] for name, rows in result["rounds"].items()}
+
+
 def round_line(cpu_by_row: dict[str, list[float | None]], number: int) -> str:
     """This round's outbox ratios, for the round's progress line ('' when the phase did not run)."""
     parts = []
@@ -65,14 +80,15 @@ def round_line(cpu_by_row: dict[str, list[float | None]], number: int) -> str:
     return ", ".join(parts)
 
 
-def print_outbox(verdicts: dict[str, dict], drain: dict | None) -> None:
-    """The phases' lines: each ratio by round with its median against the target; the drain."""
-    for name, verdict in verdicts.items():
-        rounds = " ".join(f"{value:.3f}" for value in verdict["rounds"])
-        print(
-            f"CPU per call {name}, by round: {rounds}; median {verdict['median']:.3f} "
-            f"(target <= {verdict['target']}: {'met' if verdict['median_target_met'] else 'MISSED'})"
-        )
+def print_outbox(verdicts: dict[str, dict], drain: dict | None, equal_load: dict[str, dict], rate: float) -> None:
+    """Each ratio by round with its median against the target (closed loop, then equal load); the drain."""
+    for label, rows in (("closed loop", verdicts), (f"equal load, {rate:.0f}/s", equal_load)):
+        for name, verdict in rows.items():
+            rounds = " ".join(f"{value:.3f}" for value in verdict["rounds"])
+            print(
+                f"CPU per call {name} ({label}), by round: {rounds}; median {verdict['median']:.3f} "
+                f"(target <= {verdict['target']}: {'met' if verdict['median_target_met'] else 'MISSED'})"
+            )
     if drain:
         if "skipped" in drain:
             print(f"outbox drain: {drain['skipped']}")

@@ -55,7 +55,15 @@ from fleet import Fleet, source_address
 from measures import latency_summary
 from node_tool import DEFAULT_DIRECTORY, Unavailable, prepare, write_config
 from open_loop import SETTLE_SECONDS, open_loop
-from outbox_bench import OUTBOX_FEATURES, drain_phase, outbox_verdicts, print_outbox, round_line
+from outbox_bench import (
+    OUTBOX_FEATURES,
+    drain_phase,
+    open_cpu_by_row,
+    outbox_targets,
+    outbox_verdicts,
+    print_outbox,
+    round_line,
+)
 from versus_node import (
     NODE,
     closed_loop_comparison,
@@ -1059,6 +1067,7 @@ async def main(args) -> None:
     restart = None
     cluster = None
     drain = None
+    outbox_open = None
     try:
         await primary.start()
         await secondary.start()
@@ -1109,6 +1118,10 @@ async def main(args) -> None:
             if node:
                 open_targets[NODE] = (targets["node"].url, [node])
             open_loop_result = await open_loop_rounds(args, open_targets, lambda ps: sum(processes_cpu(ps)))
+        if "outbox" in phases:
+            # The same offered load through each row: CPU per call at equal throughput.
+            rows = {target.name: (target.url, target.processes) for target in outbox_targets(targets)}
+            outbox_open = await open_loop_rounds(args, rows, lambda ps: sum(processes_cpu(ps)))
         for process in (proxy, naive, *tls_processes, *feature_processes, *([node] if node else [])):
             process.stop()
         if "scale-features" in phases:
@@ -1184,9 +1197,10 @@ async def main(args) -> None:
     if cluster:
         print_cluster(cluster)
     outbox = outbox_verdicts(cpu_by_row(rounds))
+    outbox_equal_load = outbox_verdicts(open_cpu_by_row(outbox_open)) if outbox_open else {}
     if outbox or drain:
         print()
-        print_outbox(outbox, drain)
+        print_outbox(outbox, drain, outbox_equal_load, args.rate)
     machine = (
         f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
         f"{platform.python_version()}, {platform.platform()}, Autobahn NVX {'on' if USES_NVX else 'OFF'}"
@@ -1225,7 +1239,12 @@ async def main(args) -> None:
         "restart": restart,
         "cluster": cluster,
         "routing": routing,
-        "outbox": {"cpu_ratios_by_round": outbox, "drain": drain},
+        "outbox": {
+            "cpu_ratios_by_round": outbox,
+            "open_loop": outbox_open,
+            "cpu_ratios_by_round_equal_load": outbox_equal_load,
+            "drain": drain,
+        },
     }
     with open(args.output, "w") as stream:
         json.dump(results, stream, indent=2)

@@ -22,6 +22,7 @@ stored.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Iterable
@@ -76,6 +77,8 @@ class OutboxDatabase:
         self.path = os.path.join(directory, FILE_NAME)
         self._db: sqlite3.Connection | None = None
         self.total_bytes = 0
+        self._oldest = -math.inf
+        """At most the oldest entry's C{written_at} (inf: none): while C{max_age} cannot have passed, no age query."""
 
     def open(self) -> None:
         """Open (or create) the file; a L{CorruptOutbox} if it is not a sound database."""
@@ -95,6 +98,7 @@ class OutboxDatabase:
             for statement in _SCHEMA:
                 db.execute(statement)
             self.total_bytes = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
+            self._oldest = -math.inf
         except sqlite3.DatabaseError as error:
             db.close()
             if existed and isinstance(error, sqlite3.DatabaseError) and _corrupt(error):
@@ -151,6 +155,7 @@ class OutboxDatabase:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             self.total_bytes = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
+            self._oldest = -math.inf
             raise
         return dropped
 
@@ -165,6 +170,8 @@ class OutboxDatabase:
             )
             if cursor.rowcount:
                 self.total_bytes += entry.size
+                if entry.written_at < self._oldest:
+                    self._oldest = entry.written_at
         elif kind == DELETE:
             _, station, upstream, seq = operation
             row = db.execute(
@@ -188,12 +195,15 @@ class OutboxDatabase:
 
     def _bounds(self, db: sqlite3.Connection, now: float, max_bytes: int, max_age: float) -> list[tuple[str, str, int]]:
         dropped: list[tuple[str, str, int]] = []
-        for station, upstream, seq, size in db.execute(
-            "DELETE FROM entries WHERE written_at < ? RETURNING station, upstream, seq, LENGTH(payload)",
-            (now - max_age,),
-        ).fetchall():
-            dropped.append((station, upstream, seq))
-            self.total_bytes -= size
+        if now - max_age > self._oldest:  # (deliveries only make the oldest younger: most groups skip this)
+            for station, upstream, seq, size in db.execute(
+                "DELETE FROM entries WHERE written_at < ? RETURNING station, upstream, seq, LENGTH(payload)",
+                (now - max_age,),
+            ).fetchall():
+                dropped.append((station, upstream, seq))
+                self.total_bytes -= size
+            oldest = db.execute("SELECT MIN(written_at) FROM entries").fetchone()[0]
+            self._oldest = math.inf if oldest is None else oldest
         while self.total_bytes > max_bytes:
             rows = db.execute(
                 "SELECT station, upstream, seq, LENGTH(payload) FROM entries ORDER BY written_at LIMIT 256"
@@ -218,6 +228,7 @@ class OutboxDatabase:
             db.execute("DELETE FROM entries")
             db.execute("DELETE FROM tx_ids")
             self.total_bytes = 0
+            self._oldest = math.inf
             for station, upstream, entry in entries:
                 self._one(db, (PUT, station, upstream, entry))
             for row in own_ids:
@@ -226,6 +237,7 @@ class OutboxDatabase:
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            self._oldest = -math.inf
             raise
 
     def _require(self) -> sqlite3.Connection:
