@@ -97,7 +97,8 @@ def print_outbox(verdicts: dict[str, dict], drain: dict | None, equal_load: dict
             f"outbox drain: {drain['backlog']} frames built up in {drain['build_seconds']} s "
             f"({drain['stations']} stations, mirror down); mirror started: first frame after "
             f"{drain['first_frame_seconds']} s, {drain['drained']} frames drained in {drain['drain_seconds']} s: "
-            f"{drain['frames_per_second']} frames/s; live Heartbeats meanwhile ({drain['live']['sent']} from "
+            f"{drain['frames_per_second']} frames/s (the proxy busy {drain['proxy_cpu_share']:.0%} of the time, "
+            f"{drain['proxy_cpu_us_per_frame']} us CPU per frame); live Heartbeats meanwhile ({drain['live']['sent']} from "
             f"{drain['live_stations']} stations): p50 {drain['live']['p50_ms']} ms, p99 {drain['live']['p99_ms']} ms"
             f"{'' if drain['complete'] else ' (NOT COMPLETE: ' + drain['note'] + ')'}"
         )
@@ -186,10 +187,13 @@ async def _live(ws, station: int, stop: asyncio.Event, latencies: list[float]) -
     return sent
 
 
-async def drain_phase(args, workdir: str, free_port, make_proxy, make_central, primary_port: int) -> dict:
+async def drain_phase(
+    args, workdir: str, free_port, make_proxy, make_central, primary_port: int, cpu_seconds
+) -> dict:
     """
     Run phase ``outbox-drain`` (see the module's doc); C{make_proxy(name, config)} and
-    C{make_central(name, port)} give run.py's processes, not yet started.
+    C{make_central(name, port)} give run.py's processes, not yet started;
+    C{cpu_seconds(processes)} is their CPU so far.
     """
     port, status_port, mirror_port = free_port(), free_port(), free_port()
     proxy = make_proxy("ocppproxy-outbox-drain", drain_config(workdir, port, status_port, primary_port, mirror_port))
@@ -218,6 +222,7 @@ async def drain_phase(args, workdir: str, free_port, make_proxy, make_central, p
         live_tasks = [asyncio.ensure_future(_live(ws, index, stop, latencies)) for index, ws in enumerate(live)]
         await asyncio.sleep(1.0)  # the live stations' mirror links give up their first attempts
         waiting = await asyncio.to_thread(outbox_entries, status_port)  # with the live stations' first Heartbeats
+        cpu_before = cpu_seconds([proxy])
         await mirror.start()
         mirror_started = time.monotonic()
         first = done = None
@@ -231,6 +236,7 @@ async def drain_phase(args, workdir: str, free_port, make_proxy, make_central, p
                 done = now
                 break
             await asyncio.sleep(0.1)
+        cpu = cpu_seconds([proxy]) - cpu_before
         stop.set()
         sent = sum(await asyncio.gather(*live_tasks))
         summary = latency_summary(latencies)
@@ -240,6 +246,8 @@ async def drain_phase(args, workdir: str, free_port, make_proxy, make_central, p
             first_frame_seconds=round(first - mirror_started, 2),
             drain_seconds=round(end - first, 2),
             drained=waiting - left,
+            proxy_cpu_share=round(cpu / max(time.monotonic() - mirror_started, 1e-6), 2),
+            proxy_cpu_us_per_frame=round(1e6 * cpu / max(waiting - left, 1), 1),
             frames_per_second=round((waiting - left) / max(end - first, 1e-6)),
             live={"sent": sent, **summary},
             complete=done is not None,

@@ -1153,6 +1153,7 @@ async def main(args) -> None:
                 lambda name, config: ocppproxy_process(name, config, workdir, args.profile and f"{args.profile}.drain"),
                 lambda name, port: central(name, port, workdir),
                 primary_port,
+                lambda ps: sum(processes_cpu(ps)),
             )
     finally:
         for process in (

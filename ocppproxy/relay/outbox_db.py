@@ -43,7 +43,15 @@ _SCHEMA = (
     " own INTEGER NOT NULL, PRIMARY KEY (station, upstream, station_tx)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS stations (station TEXT PRIMARY KEY, subprotocol TEXT, boot BLOB, sent_auth INTEGER)"
     " WITHOUT ROWID",
+    # The payloads' bytes, kept by SQLite itself as entries come and go: a group's deletes then need no row back each.
+    "CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 1), bytes INTEGER NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS entries_put AFTER INSERT ON entries"
+    " BEGIN UPDATE totals SET bytes = bytes + LENGTH(new.payload) WHERE id = 1; END",
+    "CREATE TRIGGER IF NOT EXISTS entries_gone AFTER DELETE ON entries"
+    " BEGIN UPDATE totals SET bytes = bytes - LENGTH(old.payload) WHERE id = 1; END",
 )
+_PUT = "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_DELETE = "DELETE FROM entries WHERE seq = ? AND station = ? AND upstream = ?"
 
 
 class CorruptOutbox(Exception):
@@ -98,6 +106,7 @@ class OutboxDatabase:
             for statement in _SCHEMA:
                 db.execute(statement)
             self.total_bytes = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
+            db.execute("INSERT OR REPLACE INTO totals VALUES (1, ?)", (self.total_bytes,))
             self._oldest = -math.inf
         except sqlite3.DatabaseError as error:
             db.close()
@@ -147,39 +156,68 @@ class OutboxDatabase:
             raise OSError(f"{self.path} was removed")
         try:
             db.execute("BEGIN IMMEDIATE")
-            for operation in operations:
-                self._one(db, operation)
+            self._in_runs(db, operations)
+            self.total_bytes = self._stored_bytes(db)
             dropped = self._bounds(db, now, max_bytes, max_age)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            self.total_bytes = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
+            self.total_bytes = self._stored_bytes(db)
             self._oldest = -math.inf
             raise
         return dropped
+
+    def _in_runs(self, db: sqlite3.Connection, operations: Iterable[tuple]) -> None:
+        """The operations in order, each run of entries owed or delivered as one C{executemany}."""
+        puts: list[tuple] = []
+        deletes: list[tuple[int, str, str]] = []
+        oldest = self._oldest
+        for operation in operations:
+            kind = operation[0]
+            if kind == PUT:
+                if deletes:
+                    db.executemany(_DELETE, deletes)
+                    deletes = []
+                _, station, upstream, entry = operation
+                puts.append((station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
+                             entry.written_at, entry.station_tx))
+                if entry.written_at < oldest:
+                    oldest = entry.written_at
+            elif kind == DELETE:
+                if puts:
+                    db.executemany(_PUT, puts)
+                    puts = []
+                deletes.append((operation[3], operation[1], operation[2]))
+            else:
+                if puts:
+                    db.executemany(_PUT, puts)
+                    puts = []
+                if deletes:
+                    db.executemany(_DELETE, deletes)
+                    deletes = []
+                self._one(db, operation)
+        if puts:
+            db.executemany(_PUT, puts)
+        if deletes:
+            db.executemany(_DELETE, deletes)
+        self._oldest = oldest
+
+    @staticmethod
+    def _stored_bytes(db: sqlite3.Connection) -> int:
+        return db.execute("SELECT bytes FROM totals WHERE id = 1").fetchone()[0]
 
     def _one(self, db: sqlite3.Connection, operation: tuple) -> None:
         kind = operation[0]
         if kind == PUT:
             _, station, upstream, entry = operation
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
-                 entry.written_at, entry.station_tx),
-            )
-            if cursor.rowcount:
-                self.total_bytes += entry.size
-                if entry.written_at < self._oldest:
-                    self._oldest = entry.written_at
+            db.execute(_PUT, (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
+                              entry.written_at, entry.station_tx))
+            if entry.written_at < self._oldest:
+                self._oldest = entry.written_at
         elif kind == DELETE:
             _, station, upstream, seq = operation
-            row = db.execute(
-                "DELETE FROM entries WHERE station = ? AND upstream = ? AND seq = ? RETURNING LENGTH(payload)",
-                (station, upstream, seq),
-            ).fetchone()
-            if row is not None:
-                self.total_bytes -= row[0]
+            db.execute(_DELETE, (seq, station, upstream))
         elif kind == START_TX:
             _, station, upstream, seq, station_tx = operation
             db.execute("UPDATE entries SET station_tx = ? WHERE station = ? AND upstream = ? AND seq = ?",
@@ -196,14 +234,13 @@ class OutboxDatabase:
     def _bounds(self, db: sqlite3.Connection, now: float, max_bytes: int, max_age: float) -> list[tuple[str, str, int]]:
         dropped: list[tuple[str, str, int]] = []
         if now - max_age > self._oldest:  # (deliveries only make the oldest younger: most groups skip this)
-            for station, upstream, seq, size in db.execute(
-                "DELETE FROM entries WHERE written_at < ? RETURNING station, upstream, seq, LENGTH(payload)",
-                (now - max_age,),
+            for station, upstream, seq in db.execute(
+                "DELETE FROM entries WHERE written_at < ? RETURNING station, upstream, seq", (now - max_age,)
             ).fetchall():
                 dropped.append((station, upstream, seq))
-                self.total_bytes -= size
             oldest = db.execute("SELECT MIN(written_at) FROM entries").fetchone()[0]
             self._oldest = math.inf if oldest is None else oldest
+            self.total_bytes = self._stored_bytes(db)
         while self.total_bytes > max_bytes:
             rows = db.execute(
                 "SELECT station, upstream, seq, LENGTH(payload) FROM entries ORDER BY written_at LIMIT 256"
@@ -227,16 +264,17 @@ class OutboxDatabase:
         try:
             db.execute("DELETE FROM entries")
             db.execute("DELETE FROM tx_ids")
-            self.total_bytes = 0
             self._oldest = math.inf
             for station, upstream, entry in entries:
                 self._one(db, (PUT, station, upstream, entry))
             for row in own_ids:
                 db.execute("INSERT OR REPLACE INTO tx_ids VALUES (?, ?, ?, ?)", row)
+            self.total_bytes = self._stored_bytes(db)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            self.total_bytes = self._stored_bytes(db)
             self._oldest = -math.inf
             raise
 

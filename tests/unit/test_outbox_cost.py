@@ -152,3 +152,65 @@ class AgeBoundTests(SynchronousTestCase):
         self.assertEqual(len(fixture.outbox.queue("CP1", "mirror")), 0)
         fixture.reopen()
         self.assertEqual(fixture.outbox.queues, {})
+
+
+class StoredBytesTests(SynchronousTestCase):
+    """The file keeps its payloads' bytes itself (triggers), through runs of writes, deletes, bounds and reopens."""
+
+    def assert_bytes_right(self, fixture):
+        db = fixture.store.db
+        counted = db._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
+        self.assertEqual(db.total_bytes, counted)
+        self.assertEqual(db._stored_bytes(db._db), counted)
+
+    def test_through_writes_deletes_and_bounds(self):
+        frame_size = len(b'[2,"h00","Heartbeat",{}]')
+        fixture = Fixture(self, max_bytes=frame_size * 6)
+        for index in range(4):
+            fixture.owe("CP1", "mirror", f"h{index:02d}", "Heartbeat", {})
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        for seq in (1, 2):
+            fixture.store.write(("del", "CP1", "mirror", seq))
+        fixture.owe("CP2", "mirror", "h10", "Heartbeat", {})
+        fixture.store.write(("del", "CP1", "mirror", 3))
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        for index in range(6):
+            fixture.owe("CP3", "mirror", f"h2{index}", "Heartbeat", {})
+        fixture.commit()  # over max_bytes: the oldest go
+        self.assert_bytes_right(fixture)
+        self.assertLessEqual(fixture.store.db.total_bytes, frame_size * 6)
+        fixture.reopen()
+        self.assert_bytes_right(fixture)
+
+    def test_file_of_the_former_layout(self):
+        """A file written before the key and the totals changed opens, loads and is kept right."""
+        import os
+        import sqlite3
+
+        from ocppproxy.relay.outbox_db import FILE_NAME
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        db = sqlite3.connect(os.path.join(directory, FILE_NAME), isolation_level=None)
+        db.execute(
+            "CREATE TABLE entries (station TEXT NOT NULL, upstream TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " message_id TEXT NOT NULL, action TEXT, kind INTEGER NOT NULL, payload BLOB NOT NULL,"
+            " written_at REAL NOT NULL, station_tx INTEGER, PRIMARY KEY (station, upstream, seq)) WITHOUT ROWID"
+        )
+        for station in ("CP1", "CP2"):
+            db.execute("INSERT INTO entries VALUES (?, 'mirror', 1, 'h', 'Heartbeat', 2, ?, 1000.0, NULL)",
+                       (station, b'[2,"h","Heartbeat",{}]'))
+        db.close()
+        fixture = Fixture(self, directory=directory)
+        self.assertEqual({key: len(queue) for key, queue in fixture.outbox.queues.items()},
+                         {("CP1", "mirror"): 1, ("CP2", "mirror"): 1})
+        self.assert_bytes_right(fixture)
+        self.assertEqual(fixture.owe("CP1", "mirror", "n", "Heartbeat", {}).seq, 2)
+        fixture.store.write(("del", "CP2", "mirror", 1))
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        fixture.reopen()
+        self.assertEqual({key: len(queue) for key, queue in fixture.outbox.queues.items() if len(queue)},
+                         {("CP1", "mirror"): 2})
