@@ -192,7 +192,9 @@ def main() -> None:
     ):
         rounds = max(options.calls // 5, 1000)
         rows[label] = min(
-            cpu_per_call(lambda: outbox_round(names, up, outbox, stations), rounds)
+            cpu_per_call(
+                lambda up=up, outbox=outbox, stations=stations: outbox_round(names, up, outbox, stations), rounds
+            )
             for _ in range(max(options.repeat // 2, 1))
         )
     for label, value in rows.items():

@@ -45,10 +45,14 @@ _SCHEMA = (
     " WITHOUT ROWID",
     # The payloads' bytes, kept by SQLite itself as entries come and go: a group's deletes then need no row back each.
     "CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 1), bytes INTEGER NOT NULL)",
-    "CREATE TRIGGER IF NOT EXISTS entries_put AFTER INSERT ON entries"
-    " BEGIN UPDATE totals SET bytes = bytes + LENGTH(new.payload) WHERE id = 1; END",
-    "CREATE TRIGGER IF NOT EXISTS entries_gone AFTER DELETE ON entries"
-    " BEGIN UPDATE totals SET bytes = bytes - LENGTH(old.payload) WHERE id = 1; END",
+    (
+        "CREATE TRIGGER IF NOT EXISTS entries_put AFTER INSERT ON entries"
+        " BEGIN UPDATE totals SET bytes = bytes + LENGTH(new.payload) WHERE id = 1; END"
+    ),
+    (
+        "CREATE TRIGGER IF NOT EXISTS entries_gone AFTER DELETE ON entries"
+        " BEGIN UPDATE totals SET bytes = bytes - LENGTH(old.payload) WHERE id = 1; END"
+    ),
 )
 _PUT = "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM entries WHERE seq = ? AND station = ? AND upstream = ?"
@@ -182,8 +186,7 @@ class OutboxDatabase:
                 _, station, upstream, entry = operation
                 puts.append((station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
                              entry.written_at, entry.station_tx))
-                if entry.written_at < oldest:
-                    oldest = entry.written_at
+                oldest = min(oldest, entry.written_at)
             elif kind == DELETE:
                 if puts:
                     db.executemany(_PUT, puts)
@@ -213,8 +216,7 @@ class OutboxDatabase:
             _, station, upstream, entry = operation
             db.execute(_PUT, (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
                               entry.written_at, entry.station_tx))
-            if entry.written_at < self._oldest:
-                self._oldest = entry.written_at
+            self._oldest = min(self._oldest, entry.written_at)
         elif kind == DELETE:
             _, station, upstream, seq = operation
             db.execute(_DELETE, (seq, station, upstream))

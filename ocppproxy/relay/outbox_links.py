@@ -17,7 +17,6 @@ from ..core.observer import StationFrame, UpstreamFrame
 from ..core.ocppj import ANSWERS, CALLRESULT, REQUESTS, Frame, FrameError, parse_frame
 
 if TYPE_CHECKING:
-    from ..core.outbox import OutboxQueue
     from .outbox import Outbox
 
 _ANSWER_HEADS = (b'[3,"', b'[4,"', b'[5,"')
