@@ -77,7 +77,13 @@ class OutboxLinks:
         payload is what the outbox keeps): as the relay parsed it, not parsed again.
         """
         last = effects[-1] if effects else None
-        frame = last.frame if last.__class__ is StationFrame else None
+        if last.__class__ is StationFrame:
+            frame = last.frame
+        else:
+            try:
+                frame = parse_frame(payload)  # (a frame the relay refused, or effects in another order)
+            except FrameError:
+                frame = None
         self._station_frame = frame if frame is not None and frame.kind in REQUESTS else None
         self._station_payload = payload
 

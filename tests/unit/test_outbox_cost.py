@@ -214,3 +214,23 @@ class StoredBytesTests(SynchronousTestCase):
         fixture.reopen()
         self.assertEqual({key: len(queue) for key, queue in fixture.outbox.queues.items() if len(queue)},
                          {("CP1", "mirror"): 2})
+
+
+class StationFrameTests(SynchronousTestCase):
+    """The station's frame comes from the relay's effects; without them it is parsed from what the station sent."""
+
+    def test_taken_from_the_effects_or_parsed(self):
+        from ocppproxy.core.observer import StationFrame
+        from ocppproxy.core.ocppj import parse_frame
+
+        links = outbox_links.OutboxLinks()
+        payload = b'[2,"m-1","MeterValues",{"transactionId":17}]'
+        frame = parse_frame(payload)
+        links._outbox_station_frame(payload, [StationFrame("CP1", frame, payload)])
+        self.assertIs(links._station_frame, frame)
+        translated = b'[2,"m-1","MeterValues",{"transactionId":905}]'  # what one upstream's Send may carry
+        links._outbox_station_frame(payload, [])
+        self.assertEqual((links._station_frame, links._station_payload), (frame, payload))
+        self.assertNotEqual(links._station_payload, translated)
+        links._outbox_station_frame(b'[3,"m-1",{}]', [])
+        self.assertIsNone(links._station_frame)
