@@ -7,14 +7,25 @@ round); phase ``scale-features`` holds ``--feature-scale`` idle stations through
 ocppproxy and through each feature (KiB of RSS per station).
 
 The switches the bench cannot turn on yet (TLS towards the central systems alone, the
-outbox, the API's frame history, cluster mode under the closed loop's load) are in the
-docs' table as "not measured yet"; ``proxy-tls`` is TLS on both sides.
+API's frame history, cluster mode under the closed loop's load) are in the docs' table as
+"not measured yet"; ``proxy-tls`` is TLS on both sides. The durable outbox's switches
+(``outbox``, ``mirror-down``, ``outbox-mirror-down``) are phase ``outbox``'s rows (see
+``outbox_bench.py``), and can be named in ``--features`` too.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import tempfile
 from dataclasses import dataclass
+
+
+def dead_port() -> int:
+    """A loopback port nobody listens on (bound, then let go): a mirror that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,10 @@ class Feature:
     """Upstream links per station to the primary central system (the third upstream goes there too)."""
     stations_tls: bool = False
     """Stations connect on wss:// (the bench's test CA signs the proxy's certificate)."""
+    outbox: bool = False
+    """The durable outbox on (a directory of its own in the work directory)."""
+    mirror_down: bool = False
+    """The secondary (the mirror) is a port nobody listens on: its frames wait (in memory, or in the outbox)."""
 
     def yaml(self, workdir: str, primary_port: int, secondary_port: int, certs: dict[str, str] | None = None) -> str:
         """
@@ -36,6 +51,14 @@ class Feature:
         """
         if self.stations_tls:
             return f'station_tls: {{certificate: "{certs["server.pem"]}", private_key: "{certs["server-key.pem"]}"}}\n'
+        if self.outbox or self.mirror_down:
+            lines = ""
+            if self.mirror_down:
+                lines += f'primary_url: "ws://127.0.0.1:{primary_port}/"\n'
+                lines += f'secondary_url: "ws://127.0.0.1:{dead_port()}/"\n'
+            if self.outbox:
+                lines += f'outbox: {{directory: "{tempfile.mkdtemp(prefix=f"{self.name}-", dir=workdir)}"}}\n'
+            return lines
 
         if self.name == "traffic-log":
             directory = os.path.join(workdir, "traffic")
@@ -55,7 +78,7 @@ class Feature:
     @property
     def upstream_urls(self) -> bool:
         """Whether the plain configuration's primary_url and secondary_url stay (not with upstreams)."""
-        return self.name != "three-upstreams"
+        return self.name != "three-upstreams" and not self.mirror_down
 
 
 FEATURES = {
@@ -65,6 +88,9 @@ FEATURES = {
         Feature("traffic-log", "traffic_log on (every frame written to a file)"),
         Feature("three-upstreams", "upstreams a, b, c: one primary, two mirrors", primary_links=2),
         Feature("tls-stations", "station_tls on (stations on wss://), plain upstreams", stations_tls=True),
+        Feature("outbox", "the durable outbox on, the mirror connected", outbox=True),
+        Feature("mirror-down", "no outbox, the mirror down (its frames in the memory queue)", mirror_down=True),
+        Feature("outbox-mirror-down", "the durable outbox on, the mirror down", outbox=True, mirror_down=True),
     )
 }
 

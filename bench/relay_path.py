@@ -8,7 +8,8 @@ Each round is a station Heartbeat CALL in and every upstream's answer in (the pr
 relayed to the station, the mirrors' consumed), with one upstream, two and three. Prints
 the best of R runs of N rounds, in microseconds of process CPU per frame in. Then the
 durable outbox's rows: CPU per station CALL with a mirror, without and with the outbox,
-the mirror connected and away (the SQLite work done in this thread, so counted).
+the mirror connected and away (the SQLite work done in this thread, so counted), and away
+with 50 stations taking turns (their entries interleaved in the file, as in a daemon).
 """
 
 from __future__ import annotations
@@ -86,12 +87,13 @@ def session_round(names):
     return one_round
 
 
-def outbox_round(names, mirror_up: bool = True, outbox: bool = True):
+def outbox_round(names, mirror_up: bool = True, outbox: bool = True, stations: int = 1):
     """
     As L{session_round}, the upstreams after the first through an outbox (SQLite in a
     temporary directory, its group commit every 5 ms of the clock, the writer thread's
     work done in this thread so that process CPU counts it); with C{mirror_up} false the
-    mirrors are away: their frames accumulate, and they answer nothing.
+    mirrors are away: their frames accumulate, and they answer nothing. With C{stations}
+    the rounds take turns among that many stations (one outbox, one file).
     """
     import os
     import tempfile
@@ -110,22 +112,28 @@ def outbox_round(names, mirror_up: bool = True, outbox: bool = True):
 
     clock = Clock()
     limits = StationLimits(clock, max_frames_per_second=1e12, frame_burst=10**12)
-    session = StationSession("CP_1", _Station(), clock, lambda session: None, NullObserver(), limits=limits)
     config = SimpleNamespace(handshake_timeout=10, pending_call_timeout=40.0, failover=False, upstream_calls={})
-    links = {name: _Link(name) for name in names}
-    for name in names[1:]:
-        links[name].connected = mirror_up
-    session.attach(links, ["ocpp1.6"], config, TransactionStore())
-    session.relay.use_subprotocol("ocpp1.6")
     if outbox:
         directory = tempfile.mkdtemp(prefix="ocppproxy-bench-outbox-")
         store = OutboxStore(OutboxConfig(directory), clock, run_now)
         box = Outbox(store, clock.seconds)
         box.restore(store.start().result)
-        session.use_outbox(box, lambda name: True)
-    for name in names:
-        if name == names[0] or mirror_up:
-            session.upstream_connected(name)
+    sessions = []
+    for number in range(stations):
+        session = StationSession(
+            f"CP_{number + 1}", _Station(), clock, lambda session: None, NullObserver(), limits=limits
+        )
+        links = {name: _Link(name) for name in names}
+        for name in names[1:]:
+            links[name].connected = mirror_up
+        session.attach(links, ["ocpp1.6"], config, TransactionStore())
+        session.relay.use_subprotocol("ocpp1.6")
+        if outbox:
+            session.use_outbox(box, lambda name: True)
+        for name in names:
+            if name == names[0] or mirror_up:
+                session.upstream_connected(name)
+        sessions.append(session)
     answering = names if mirror_up else names[:1]
     # About 200 CALLs a second per station commit: one group per round here is the worst case;
     # a group per 20 rounds is what a busy instance does.
@@ -135,6 +143,7 @@ def outbox_round(names, mirror_up: bool = True, outbox: bool = True):
 
     def one_round() -> None:
         index = count[0] % 1000
+        session = sessions[count[0] % stations]
         count[0] += 1
         session.from_station(messages[index], False)
         for name in answering:
@@ -173,19 +182,24 @@ def main() -> None:
             print(f"{label:25s} {' + '.join(names):20s} {best:5.2f} us per frame in")
     names = ("primary", "mirror")
     rows = {}
-    for label, up, outbox in (
-        ("no outbox, mirror connected", True, False),
-        ("outbox, mirror connected", True, True),
-        ("no outbox, mirror down", False, False),
-        ("outbox, mirror down", False, True),
+    for label, up, outbox, stations in (
+        ("no outbox, mirror connected", True, False, 1),
+        ("outbox, mirror connected", True, True, 1),
+        ("no outbox, mirror down", False, False, 1),
+        ("outbox, mirror down", False, True, 1),
+        ("no outbox, mirror down, 50 stations", False, False, 50),
+        ("outbox, mirror down, 50 stations", False, True, 50),
     ):
         rounds = max(options.calls // 5, 1000)
         rows[label] = min(
-            cpu_per_call(lambda: outbox_round(names, up, outbox), rounds) for _ in range(max(options.repeat // 2, 1))
+            cpu_per_call(
+                lambda up=up, outbox=outbox, stations=stations: outbox_round(names, up, outbox, stations), rounds
+            )
+            for _ in range(max(options.repeat // 2, 1))
         )
     for label, value in rows.items():
-        base = rows["no outbox, mirror connected"] if "connected" in label else rows["no outbox, mirror down"]
-        print(f"{'outbox (StationSession)':25s} {label:28s} {value:6.2f} us per CALL  {value / base:4.2f}x")
+        base = rows[label.replace("outbox,", "no outbox,", 1) if label.startswith("outbox") else label]
+        print(f"{'outbox (StationSession)':25s} {label:36s} {value:6.2f} us per CALL  {value / base:4.2f}x")
 
 
 if __name__ == "__main__":

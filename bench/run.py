@@ -20,8 +20,11 @@ SIGHUP reload of those routes: see routing.py). Beside the Node tool ocppproxy r
 package registry): node (its closed-loop row), open-loop (the same fixed offered rate
 through ocppproxy and the Node tool, open_loop.py), scale-node (its idle scale). What each
 switch costs (features.py): features (a closed-loop row per switch), scale-features (RSS
-per idle station per switch). Every closed-loop and idle station connects from a loopback
-address of its own. Prints a table and the ratios, and writes the results as JSON. Every
+per idle station per switch). The durable outbox (outbox_bench.py): outbox (CPU per call
+with the outbox on, the mirror connected and down, against the same without it),
+outbox-drain (a 100,000-frame backlog drained once the mirror is back, live Heartbeats'
+p99 meanwhile). Every closed-loop and idle station connects from a loopback address of
+its own. Prints a table and the ratios, and writes the results as JSON. Every
 loop is bounded in count and time.
 """
 
@@ -52,6 +55,15 @@ from fleet import Fleet, source_address
 from measures import latency_summary
 from node_tool import DEFAULT_DIRECTORY, Unavailable, prepare, write_config
 from open_loop import SETTLE_SECONDS, open_loop
+from outbox_bench import (
+    OUTBOX_FEATURES,
+    drain_phase,
+    open_cpu_by_row,
+    outbox_targets,
+    outbox_verdicts,
+    print_outbox,
+    round_line,
+)
 from versus_node import (
     NODE,
     closed_loop_comparison,
@@ -397,7 +409,9 @@ async def feature_memory(args, workdir: str, features: list[Feature], primary_po
         name = feature.name if feature else "plain"
         target = feature_target(workdir, f"ocppproxy-idle-{name}", feature, primary_port, secondary_port)
         (process,) = target.processes
-        links = {primary_port: feature.primary_links if feature else 1, secondary_port: 1}
+        links = {primary_port: feature.primary_links if feature else 1}
+        if feature is None or not feature.mirror_down:
+            links[secondary_port] = 1
         await process.start()
         try:
             held = await idle_scale_of(
@@ -892,6 +906,11 @@ MEDIAN_TARGET = 0.8
 ROUND_TARGET = 1.0
 
 
+def cpu_by_row(rounds: dict[str, list[LoopResult]]) -> dict[str, list[float | None]]:
+    """CPU per call of each row, round by round."""
+    return {name: [result.cpu_us_per_call for result in results] for name, results in rounds.items()}
+
+
 def round_ratios(rounds: dict[str, list[LoopResult]], numerator: str, denominator: str) -> list[float]:
     """CPU per call of row C{numerator} over row C{denominator}, round by round (rounds run so far)."""
     pairs = zip(rounds.get(numerator, []), rounds.get(denominator, []))
@@ -1027,8 +1046,14 @@ async def main(args) -> None:
     features = chosen(args.features) if {"features", "scale-features"} & set(phases) else []
     feature_processes = []
     feature_targets = {}
-    if "features" in phases:
-        for feature in features:
+    looped = [*(features if "features" in phases else [])]
+    if "outbox" in phases:
+        # Its rows are switches too, against plain ocppproxy's row (run.py's phase proxy).
+        looped += [feature for feature in chosen(OUTBOX_FEATURES) if feature not in looped]
+        if "proxy" not in loop_phases:
+            loop_phases.insert(0, "proxy")
+    if looped:
+        for feature in looped:
             target = feature_target(workdir, f"ocppproxy-{feature.name}", feature, primary_port, secondary_port)
             feature_processes += target.processes
             feature_targets[f"feature-{feature.name}"] = target
@@ -1041,6 +1066,8 @@ async def main(args) -> None:
     scale_tls = None
     restart = None
     cluster = None
+    drain = None
+    outbox_open = None
     try:
         await primary.start()
         await secondary.start()
@@ -1072,6 +1099,8 @@ async def main(args) -> None:
                 for top, bottom in (*CPU_RATIOS, ("ocppproxy", NODE))
                 if (ratios := round_ratios(rounds, top, bottom)) and len(ratios) == number + 1
             )
+            outbox_round = round_line(cpu_by_row(rounds), number + 1)
+            this_round = ", ".join(filter(None, (this_round, outbox_round)))
             print(f"  round {number + 1} of {args.rounds} done; CPU per call {this_round or '-'}", file=sys.stderr)
         loops = [median_result(results) for results in rounds.values()]
         verdicts = {
@@ -1089,6 +1118,10 @@ async def main(args) -> None:
             if node:
                 open_targets[NODE] = (targets["node"].url, [node])
             open_loop_result = await open_loop_rounds(args, open_targets, lambda ps: sum(processes_cpu(ps)))
+        if "outbox" in phases:
+            # The same offered load through each row: CPU per call at equal throughput.
+            rows = {target.name: (target.url, target.processes) for target in outbox_targets(targets)}
+            outbox_open = await open_loop_rounds(args, rows, lambda ps: sum(processes_cpu(ps)))
         for process in (proxy, naive, *tls_processes, *feature_processes, *([node] if node else [])):
             process.stop()
         if "scale-features" in phases:
@@ -1111,6 +1144,16 @@ async def main(args) -> None:
         if "cluster" in phases:
             cluster = await cluster_phase(
                 args, workdir, os.path.join(BIN, "twistd"), free_port, primary_port, secondary_port
+            )
+        if "outbox-drain" in phases:
+            drain = await drain_phase(
+                args,
+                workdir,
+                free_port,
+                lambda name, config: ocppproxy_process(name, config, workdir, args.profile and f"{args.profile}.drain"),
+                lambda name, port: central(name, port, workdir),
+                primary_port,
+                lambda ps: sum(processes_cpu(ps)),
             )
     finally:
         for process in (
@@ -1154,6 +1197,11 @@ async def main(args) -> None:
         print_restart(restart)
     if cluster:
         print_cluster(cluster)
+    outbox = outbox_verdicts(cpu_by_row(rounds))
+    outbox_equal_load = outbox_verdicts(open_cpu_by_row(outbox_open)) if outbox_open else {}
+    if outbox or drain:
+        print()
+        print_outbox(outbox, drain, outbox_equal_load, args.rate)
     machine = (
         f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} "
         f"{platform.python_version()}, {platform.platform()}, Autobahn NVX {'on' if USES_NVX else 'OFF'}"
@@ -1175,6 +1223,9 @@ async def main(args) -> None:
             "scale_hold": args.scale_hold,
             "features": args.features,
             "feature_scale": args.feature_scale,
+            "drain_backlog": args.drain_backlog,
+            "drain_stations": args.drain_stations,
+            "drain_live": args.drain_live,
         },
         "loops": [asdict(r) for r in loops],
         "rounds": {name: [asdict(result) for result in results] for name, results in rounds.items()},
@@ -1189,6 +1240,12 @@ async def main(args) -> None:
         "restart": restart,
         "cluster": cluster,
         "routing": routing,
+        "outbox": {
+            "cpu_ratios_by_round": outbox,
+            "open_loop": outbox_open,
+            "cpu_ratios_by_round_equal_load": outbox_equal_load,
+            "drain": drain,
+        },
     }
     with open(args.output, "w") as stream:
         json.dump(results, stream, indent=2)
@@ -1223,7 +1280,7 @@ if __name__ == "__main__":
         "--phases",
         default=(
             "direct,proxy,naive,node,proxy-tls,naive-tls,haproxy-tls,features,open-loop,"
-            "scale,scale-node,scale-features,scale-tls,restart,cluster,routing"
+            "scale,scale-node,scale-features,scale-tls,restart,cluster,routing,outbox,outbox-drain"
         ),
         help="comma-separated subset, in order",
     )
@@ -1263,6 +1320,18 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--feature-scale", type=int, default=1000, help="idle stations per switch in scale-features (default 1000)"
+    )
+    parser.add_argument(
+        "--drain-backlog", type=int, default=100_000, help="frames in phase outbox-drain's backlog (default 100,000)"
+    )
+    parser.add_argument(
+        "--drain-stations", type=int, default=20, help="stations building the drain's backlog (default 20)"
+    )
+    parser.add_argument(
+        "--drain-live",
+        type=int,
+        default=20,
+        help="stations sending a Heartbeat every 50 ms during the drain, p99 reported (default 20)",
     )
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
     asyncio.run(main(parser.parse_args()))

@@ -79,14 +79,17 @@ class OutboxQueue:
         self._released = False
         self.replayed = 0
         """Entries sent that waited in the backlog (the metrics)."""
+        self.last_seq = 0
+        """The highest C{seq} appended or restored (it never goes down): a new entry's is higher."""
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @property
     def bytes(self) -> int:
-        """Bytes of the entries waiting or in flight."""
-        return sum(entry.size for entry in self._entries.values())
+        """Bytes of the entries waiting or in flight (kept as they come and go: no sum per scrape)."""
+        return self._bytes
 
     def oldest(self) -> float | None:
         """When the oldest entry was written, or None if empty."""
@@ -105,11 +108,16 @@ class OutboxQueue:
     def append(self, entry: Entry) -> None:
         """An entry owed to the upstream, after every one appended before (its C{seq} is higher)."""
         self._entries[entry.seq] = entry
+        self.last_seq = entry.seq
+        self._bytes += len(entry.payload)
 
     def restore(self, entries: Iterable[Entry], own_ids: Mapping[int, int] = {}) -> None:
         """The entries and transaction ids the store kept (start-up), in C{seq} order."""
         for entry in sorted(entries, key=lambda each: each.seq):
+            if entry.seq not in self._entries:
+                self._bytes += len(entry.payload)
             self._entries[entry.seq] = entry
+            self.last_seq = max(self.last_seq, entry.seq)
         for tx, own in own_ids.items():
             self.learn_id(tx, own)
 
@@ -142,6 +150,8 @@ class OutboxQueue:
         unanswered CALLs, stopping behind an unanswered StartTransaction. The caller sends
         each (with L{payload_for}) and then calls L{sent}.
         """
+        if len(self._sent) == len(self._entries):
+            return []  # everything is in flight (the common case when an answer comes)
         out: list[Entry] = []
         in_flight = len(self._in_flight)
         for entry in self._entries.values():
@@ -183,6 +193,7 @@ class OutboxQueue:
         if entry.kind == SEND:
             self._sent.discard(entry.seq)
             del self._entries[entry.seq]
+            self._bytes -= len(entry.payload)
             return [entry]
         self._in_flight[entry.message_id] = entry
         return []
@@ -197,7 +208,8 @@ class OutboxQueue:
         if entry is None:
             return None
         self._sent.discard(entry.seq)
-        self._entries.pop(entry.seq, None)
+        if self._entries.pop(entry.seq, None) is not None:
+            self._bytes -= len(entry.payload)
         if entry.action == START and type(own_tx) is int:
             if entry.station_tx is not None:
                 self.learn_id(entry.station_tx, own_tx)
@@ -218,6 +230,7 @@ class OutboxQueue:
         for seq in seqs:
             entry = self._entries.pop(seq, None)
             if entry is not None:
+                self._bytes -= len(entry.payload)
                 gone.append(entry)
                 self._sent.discard(seq)
                 self._in_flight.pop(entry.message_id, None)

@@ -35,7 +35,8 @@ class Outbox:
         self.queues: dict[tuple[str, str], OutboxQueue] = {}
         self._upstreams_of: dict[str, list[str]] = {}
         """The upstreams each station has a queue for (L{queues_of}: no scan of every queue)."""
-        self._next_seq: dict[tuple[str, str], int] = {}
+        self._seq = 1
+        """The next entry's C{seq}: one counter for every station and upstream (the file is then written at its end)."""
         self.stations: dict[str, tuple[str | None, bytes | None, bool]] = {}
         """Per station: the subprotocol it last agreed, its last BootNotification, whether it sent credentials."""
         self.episodes = DropEpisodes()
@@ -60,7 +61,7 @@ class Outbox:
             queue = self.queue(station, upstream)
             queue.restore(entries, loaded.own_ids.get((station, upstream), {}))
             self._waiting[upstream] = self._waiting.get(upstream, 0) + len(entries)
-            self._next_seq[(station, upstream)] = max(entry.seq for entry in entries) + 1
+            self._seq = max(self._seq, queue.last_seq + 1)
         for (station, upstream), ids in loaded.own_ids.items():
             if (station, upstream) not in self.queues:
                 self.queue(station, upstream).restore((), ids)
@@ -100,11 +101,12 @@ class Outbox:
         """The station's CALL or SEND C{frame} is owed to C{upstream}: written, in the station's order."""
         if self.loading and station in self.loading:
             return self._owed_while_loading(station, upstream, frame, payload)
-        key = (station, upstream)
-        seq = self._next_seq.get(key) or self._first_seq(station)
-        self._next_seq[key] = seq + 1
+        queue = self.queues.get((station, upstream))
+        if queue is None:
+            queue = self.queue(station, upstream)
+        seq = self._number(station, queue)
         entry = Entry(seq, frame.message_id, frame.action, payload, self._clock(), frame.kind)
-        self.queue(station, upstream).append(entry)
+        queue.append(entry)
         self._waiting[upstream] = self._waiting.get(upstream, 0) + 1
         self.store.write((PUT, station, upstream, entry))
         if frame.action == BOOT:
@@ -125,20 +127,30 @@ class Outbox:
 
     def _append(self, station: str, upstream: str, entry: Entry) -> None:
         """C{entry} numbered after the queue's others, queued and written."""
-        key = (station, upstream)
-        seq = self._next_seq.get(key) or self._first_seq(station)
-        self._next_seq[key] = seq + 1
-        entry.seq = seq
-        self.queue(station, upstream).append(entry)
+        queue = self.queue(station, upstream)
+        entry.seq = self._number(station, queue)
+        queue.append(entry)
         self._waiting[upstream] = self._waiting.get(upstream, 0) + 1
         self.store.write((PUT, station, upstream, entry))
 
-    def _first_seq(self, station: str) -> int:
-        """The number of a station's first entry for an upstream here."""
-        base = self._seq_base.get(station)
-        if base is None:
-            base = seq_base(self._clock(), 0) if self.seq_from_clock else 1
-        return base
+    def _number(self, station: str, queue: OutboxQueue) -> int:
+        """
+        The next entry's C{seq}: from the one counter of every station and upstream (the
+        file is then written at its end), above the queue's own entries (restored from
+        elsewhere: the station's order first) and, in cluster mode, above the station's
+        base (L{seq_base}: above what the instance that held it before may still write).
+        """
+        seq = self._seq
+        if seq <= queue.last_seq:
+            seq = queue.last_seq + 1
+        if self._seq_base or self.seq_from_clock:
+            base = self._seq_base.get(station)
+            if base is None and self.seq_from_clock:
+                base = self._seq_base[station] = seq_base(self._clock(), queue.last_seq)
+            if base is not None and seq < base:
+                seq = base
+        self._seq = seq + 1
+        return seq
 
     # --- cluster mode: the station's backlog follows it (ocppproxy.cluster.outbox_follow)
 
@@ -173,10 +185,7 @@ class Outbox:
         if facts is not None and (known is None or known[1] is None):
             # What a drain link needs; the subprotocol and credentials seen here are newer, if any.
             self.stations[station] = facts if known is None else (known[0] or facts[0], facts[1], known[2])
-        base = seq_base(self._clock(), highest)
-        self._seq_base[station] = base
-        for upstream in entries:
-            self._next_seq[(station, upstream)] = max(self._next_seq.get((station, upstream), 0), base)
+        self._seq_base[station] = seq_base(self._clock(), highest)
         for upstream, entry in self.loading.pop(station, ()):
             self._append(station, upstream, entry)
 
@@ -187,12 +196,15 @@ class Outbox:
         for upstream in self._upstreams_of.pop(station, ()):
             queue = self.queues.pop((station, upstream))
             self._gone(upstream, len(queue))
-            self._next_seq.pop((station, upstream), None)
         self._seq_base.pop(station, None)
 
-    def sent(self, station: str, upstream: str, entry: Entry, backlog: bool) -> None:
-        """C{entry} went to the socket (C{backlog}: it had waited); a SEND leaves the outbox now."""
-        queue = self.queue(station, upstream)
+    def sent(self, station: str, upstream: str, entry: Entry, backlog: bool, queue: OutboxQueue | None = None) -> None:
+        """
+        C{entry} went to the socket (C{backlog}: it had waited); a SEND leaves the outbox now.
+        C{queue}: the entry's queue, if the caller has it at hand.
+        """
+        if queue is None:
+            queue = self.queue(station, upstream)
         for gone in queue.sent(entry, backlog):
             self.store.write((DELETE, station, upstream, gone.seq))
             self._gone(upstream, 1)

@@ -11,7 +11,8 @@ The policy: C{journal_mode=WAL} and C{synchronous=FULL}: each commit (one per gr
 frames, every few milliseconds) is on the disk before the next group starts, so a crash
 of the process or the machine loses at most the group not yet committed.
 
-Tables: C{entries} (per station and upstream, in the station's order C{seq}: message id,
+Tables: C{entries} (per station and upstream, in the station's order C{seq}, a number the
+outbox draws from one counter for all of them, so the file is written at its end: message id,
 action, kind, the payload as the station sent it, when written, a StartTransaction's
 station id), C{tx_ids} (the transaction ids an upstream gave at replay, by the station's
 id) and C{stations} (the subprotocol each station last agreed, its last
@@ -21,6 +22,7 @@ stored.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Iterable
@@ -31,15 +33,29 @@ from ..core.outbox import Entry
 
 FILE_NAME = "outbox.sqlite3"
 _SCHEMA = (
+    # Keyed by seq first: the outbox numbers entries from one counter (each station's still in its order), so a
+    # group's rows go to the end of the table (a page or two of log per commit), not to one page per station.
     "CREATE TABLE IF NOT EXISTS entries (station TEXT NOT NULL, upstream TEXT NOT NULL, seq INTEGER NOT NULL,"
     " message_id TEXT NOT NULL, action TEXT, kind INTEGER NOT NULL, payload BLOB NOT NULL, written_at REAL NOT NULL,"
-    " station_tx INTEGER, PRIMARY KEY (station, upstream, seq)) WITHOUT ROWID",
+    " station_tx INTEGER, PRIMARY KEY (seq, station, upstream)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS entries_age ON entries (written_at)",
     "CREATE TABLE IF NOT EXISTS tx_ids (station TEXT NOT NULL, upstream TEXT NOT NULL, station_tx INTEGER NOT NULL,"
     " own INTEGER NOT NULL, PRIMARY KEY (station, upstream, station_tx)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS stations (station TEXT PRIMARY KEY, subprotocol TEXT, boot BLOB, sent_auth INTEGER)"
     " WITHOUT ROWID",
+    # The payloads' bytes, kept by SQLite itself as entries come and go: a group's deletes then need no row back each.
+    "CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 1), bytes INTEGER NOT NULL)",
+    (
+        "CREATE TRIGGER IF NOT EXISTS entries_put AFTER INSERT ON entries"
+        " BEGIN UPDATE totals SET bytes = bytes + LENGTH(new.payload) WHERE id = 1; END"
+    ),
+    (
+        "CREATE TRIGGER IF NOT EXISTS entries_gone AFTER DELETE ON entries"
+        " BEGIN UPDATE totals SET bytes = bytes - LENGTH(old.payload) WHERE id = 1; END"
+    ),
 )
+_PUT = "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_DELETE = "DELETE FROM entries WHERE seq = ? AND station = ? AND upstream = ?"
 
 
 class CorruptOutbox(Exception):
@@ -73,6 +89,8 @@ class OutboxDatabase:
         self.path = os.path.join(directory, FILE_NAME)
         self._db: sqlite3.Connection | None = None
         self.total_bytes = 0
+        self._oldest = -math.inf
+        """At most the oldest entry's C{written_at} (inf: none): while C{max_age} cannot have passed, no age query."""
 
     def open(self) -> None:
         """Open (or create) the file; a L{CorruptOutbox} if it is not a sound database."""
@@ -92,6 +110,8 @@ class OutboxDatabase:
             for statement in _SCHEMA:
                 db.execute(statement)
             self.total_bytes = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
+            db.execute("INSERT OR REPLACE INTO totals VALUES (1, ?)", (self.total_bytes,))
+            self._oldest = -math.inf
         except sqlite3.DatabaseError as error:
             db.close()
             if existed and isinstance(error, sqlite3.DatabaseError) and _corrupt(error):
@@ -114,12 +134,12 @@ class OutboxDatabase:
         return self._db is not None
 
     def load(self) -> Loaded:
-        """Everything the file holds, in each station's order."""
+        """Everything the file holds, in each station's order (the order of C{seq})."""
         db = self._require()
         loaded = Loaded(total_bytes=self.total_bytes)
         for row in db.execute(
             "SELECT station, upstream, seq, message_id, action, kind, payload, written_at, station_tx FROM entries"
-            " ORDER BY station, upstream, seq"
+            " ORDER BY seq"
         ):
             entry = Entry(row[2], row[3], row[4], bytes(row[6]), row[7], row[5], row[8])
             loaded.entries.setdefault((row[0], row[1]), []).append(entry)
@@ -140,36 +160,66 @@ class OutboxDatabase:
             raise OSError(f"{self.path} was removed")
         try:
             db.execute("BEGIN IMMEDIATE")
-            for operation in operations:
-                self._one(db, operation)
+            self._in_runs(db, operations)
+            self.total_bytes = self._stored_bytes(db)
             dropped = self._bounds(db, now, max_bytes, max_age)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            self.total_bytes = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
+            self.total_bytes = self._stored_bytes(db)
+            self._oldest = -math.inf
             raise
         return dropped
+
+    def _in_runs(self, db: sqlite3.Connection, operations: Iterable[tuple]) -> None:
+        """The operations in order, each run of entries owed or delivered as one C{executemany}."""
+        puts: list[tuple] = []
+        deletes: list[tuple[int, str, str]] = []
+        oldest = self._oldest
+        for operation in operations:
+            kind = operation[0]
+            if kind == PUT:
+                if deletes:
+                    db.executemany(_DELETE, deletes)
+                    deletes = []
+                _, station, upstream, entry = operation
+                puts.append((station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
+                             entry.written_at, entry.station_tx))
+                oldest = min(oldest, entry.written_at)
+            elif kind == DELETE:
+                if puts:
+                    db.executemany(_PUT, puts)
+                    puts = []
+                deletes.append((operation[3], operation[1], operation[2]))
+            else:
+                if puts:
+                    db.executemany(_PUT, puts)
+                    puts = []
+                if deletes:
+                    db.executemany(_DELETE, deletes)
+                    deletes = []
+                self._one(db, operation)
+        if puts:
+            db.executemany(_PUT, puts)
+        if deletes:
+            db.executemany(_DELETE, deletes)
+        self._oldest = oldest
+
+    @staticmethod
+    def _stored_bytes(db: sqlite3.Connection) -> int:
+        return db.execute("SELECT bytes FROM totals WHERE id = 1").fetchone()[0]
 
     def _one(self, db: sqlite3.Connection, operation: tuple) -> None:
         kind = operation[0]
         if kind == PUT:
             _, station, upstream, entry = operation
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
-                 entry.written_at, entry.station_tx),
-            )
-            if cursor.rowcount:
-                self.total_bytes += entry.size
+            db.execute(_PUT, (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
+                              entry.written_at, entry.station_tx))
+            self._oldest = min(self._oldest, entry.written_at)
         elif kind == DELETE:
             _, station, upstream, seq = operation
-            row = db.execute(
-                "DELETE FROM entries WHERE station = ? AND upstream = ? AND seq = ? RETURNING LENGTH(payload)",
-                (station, upstream, seq),
-            ).fetchone()
-            if row is not None:
-                self.total_bytes -= row[0]
+            db.execute(_DELETE, (seq, station, upstream))
         elif kind == START_TX:
             _, station, upstream, seq, station_tx = operation
             db.execute("UPDATE entries SET station_tx = ? WHERE station = ? AND upstream = ? AND seq = ?",
@@ -185,12 +235,14 @@ class OutboxDatabase:
 
     def _bounds(self, db: sqlite3.Connection, now: float, max_bytes: int, max_age: float) -> list[tuple[str, str, int]]:
         dropped: list[tuple[str, str, int]] = []
-        for station, upstream, seq, size in db.execute(
-            "DELETE FROM entries WHERE written_at < ? RETURNING station, upstream, seq, LENGTH(payload)",
-            (now - max_age,),
-        ).fetchall():
-            dropped.append((station, upstream, seq))
-            self.total_bytes -= size
+        if now - max_age > self._oldest:  # (deliveries only make the oldest younger: most groups skip this)
+            for station, upstream, seq in db.execute(
+                "DELETE FROM entries WHERE written_at < ? RETURNING station, upstream, seq", (now - max_age,)
+            ).fetchall():
+                dropped.append((station, upstream, seq))
+            oldest = db.execute("SELECT MIN(written_at) FROM entries").fetchone()[0]
+            self._oldest = math.inf if oldest is None else oldest
+            self.total_bytes = self._stored_bytes(db)
         while self.total_bytes > max_bytes:
             rows = db.execute(
                 "SELECT station, upstream, seq, LENGTH(payload) FROM entries ORDER BY written_at LIMIT 256"
@@ -214,15 +266,18 @@ class OutboxDatabase:
         try:
             db.execute("DELETE FROM entries")
             db.execute("DELETE FROM tx_ids")
-            self.total_bytes = 0
+            self._oldest = math.inf
             for station, upstream, entry in entries:
                 self._one(db, (PUT, station, upstream, entry))
             for row in own_ids:
                 db.execute("INSERT OR REPLACE INTO tx_ids VALUES (?, ?, ?, ?)", row)
+            self.total_bytes = self._stored_bytes(db)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            self.total_bytes = self._stored_bytes(db)
+            self._oldest = -math.inf
             raise
 
     def _require(self) -> sqlite3.Connection:

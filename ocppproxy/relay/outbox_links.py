@@ -12,10 +12,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..core.effects import Effect
+from ..core.observer import StationFrame, UpstreamFrame
 from ..core.ocppj import ANSWERS, CALLRESULT, REQUESTS, Frame, FrameError, parse_frame
 
 if TYPE_CHECKING:
     from .outbox import Outbox
+
+_ANSWER_HEADS = (b'[3,"', b'[4,"', b'[5,"')
+
+
+def _answer_id(payload: bytes) -> str | None:
+    """
+    The message id of an answer written the plain way (C{[3,"id",...}), without parsing the
+    rest; None for anything else (parsed in full then). Only a hint: the frame is parsed once,
+    by the relay or here, before anything is decided on it.
+    """
+    if payload[:4] not in _ANSWER_HEADS:
+        return None
+    end = payload.find(b'"', 4)
+    if end < 0:
+        return None
+    raw = payload[4:end]
+    if b"\\" in raw:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 class OutboxLinks:
@@ -41,18 +65,25 @@ class OutboxLinks:
     def _through_outbox(self, name: str) -> bool:
         """Whether the station's frames for C{name} go through the outbox: a mirror, or the primary during failover."""
         relay = self.relay
-        if self.outbox is None or relay is None or not self.outbox_for(name):
+        if self.outbox is None or relay is None:
             return False
-        return name != relay.route.primary or relay.failing_over
+        if name == relay.route.primary and not relay.failing_over:
+            return False  # (the common case first: no call to outbox_for)
+        return self.outbox_for(name)
 
-    def _outbox_station_frame(self, payload: bytes) -> None:
-        """The frame the station sent, being relayed now (its untranslated payload is what the outbox keeps)."""
-        if self.outbox is None:
-            return
-        try:
-            frame = parse_frame(payload)
-        except FrameError:
-            frame = None
+    def _outbox_station_frame(self, payload: bytes, effects: list[Effect]) -> None:
+        """
+        The frame the station sent, being relayed now with C{effects} (its untranslated
+        payload is what the outbox keeps): as the relay parsed it, not parsed again.
+        """
+        last = effects[-1] if effects else None
+        if last.__class__ is StationFrame:
+            frame = last.frame
+        else:
+            try:
+                frame = parse_frame(payload)  # (a frame the relay refused, or effects in another order)
+            except FrameError:
+                frame = None
         self._station_frame = frame if frame is not None and frame.kind in REQUESTS else None
         self._station_payload = payload
 
@@ -75,7 +106,10 @@ class OutboxLinks:
                 return False  # the station's answer to the mirror's CALL: as today
             original = payload
         entry = self.outbox.owed(self.station_id, name, frame, original)
-        self._owed_live.setdefault(name, set()).add(frame.message_id)
+        live = self._owed_live.get(name)
+        if live is None:
+            live = self._owed_live[name] = set()
+        live.add(frame.message_id)
         self._outbox_pump(name, live_seq=entry.seq)
         return True
 
@@ -86,7 +120,8 @@ class OutboxLinks:
             return False
         queue = outbox.queues.get((self.station_id, name))
         if queue is None or not len(queue):
-            self._release(name)
+            if name in self._held_live:
+                self._release(name)
             return False
         now = self._clock.seconds()
         if not queue.hold_live(now, self._handshake_timeout):
@@ -120,15 +155,17 @@ class OutboxLinks:
         queue = outbox.queue(station, name)
         for entry in queue.ready():
             link.send(queue.payload_for(entry))
-            outbox.sent(station, name, entry, backlog=entry.seq != live_seq)
-        if not len(queue) and name in self._held_live:
+            outbox.sent(station, name, entry, entry.seq != live_seq, queue)
+        if name in self._held_live and not len(queue):
             self._release(name)
 
     def _outbox_answer(self, name: str, payload: bytes) -> bool:
         """
-        A frame from upstream C{name}: True if it is an answer to an entry the relay does
-        not know (a backlog CALL from before): consumed here. Answers to the live CALLs go
-        on to the relay too. The primary's StartTransaction answers give the station's ids.
+        A frame from upstream C{name}: True if it was handled here: an answer to an entry
+        the relay does not know (a backlog CALL from before), consumed; or a mirror's answer
+        to a live CALL, relayed (the relay parses it, the outbox takes the parsed frame).
+        False: the relay is to have it as without the outbox. The primary's
+        StartTransaction answers give the station's ids.
         """
         outbox = self.outbox
         if outbox is None:
@@ -138,6 +175,12 @@ class OutboxLinks:
         through = self._through_outbox(name)
         if not through and b"transactionId" not in payload and (self.station_id, name) not in outbox.queues:
             return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
+        if through and not self.relay.failing_over:
+            live = self._owed_live.get(name)
+            message_id = _answer_id(payload)
+            if live is not None and message_id in live:
+                self._live_answer(name, payload)
+                return True
         try:
             frame = parse_frame(payload)
         except FrameError:
@@ -165,6 +208,28 @@ class OutboxLinks:
             live.discard(frame.message_id)
             return False
         return True
+
+    def _live_answer(self, name: str, payload: bytes) -> None:
+        """
+        A mirror's answer to a live CALL owed to it (not the one answering the station):
+        the relay has it (parsing it once), the outbox takes the parsed frame, then what the
+        relay decided is done.
+        """
+        effects = self.relay.from_upstream(name, payload, self._clock.seconds())
+        last = effects[-1] if effects else None
+        if last.__class__ is UpstreamFrame:
+            frame = last.frame
+        else:
+            try:
+                frame = parse_frame(payload)
+            except FrameError:
+                frame = None
+        if frame is not None and frame.kind in ANSWERS:
+            entry = self.outbox.answered(self.station_id, name, frame)
+            if entry is not None:
+                self._outbox_pump(name)
+                self._owed_live[name].discard(frame.message_id)
+        self._carry_out(effects)
 
     def _outbox_connected(self, name: str) -> None:
         """

@@ -277,9 +277,10 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
             if self.outbox is None:
                 self._carry_out(self.relay.from_station(payload, now, is_binary))
             else:
-                self._outbox_station_frame(payload)
+                effects = self.relay.from_station(payload, now, is_binary)
+                self._outbox_station_frame(payload, effects)
                 try:
-                    self._carry_out(self.relay.from_station(payload, now, is_binary))
+                    self._carry_out(effects)
                 finally:
                     self._station_frame = self._station_payload = None
         except Exception:

@@ -126,7 +126,7 @@ class FollowTests(SynchronousTestCase):
         self.assertEqual(queue.own_id(1), 2)
         self.assertEqual(self.outbox.stations["CP"], ("ocpp1.6", None, False))
         other = self.outbox.owed("CP", "analytics", *frame("next"))
-        self.assertEqual(other.seq, 100_000_000)
+        self.assertEqual(other.seq, 100_000_001)  # one counter for every station and upstream
 
     def test_a_station_s_queues_are_found_without_a_scan(self):
         """queues_of and stations_queued answer from an index kept as queues are made and unloaded."""

@@ -1,0 +1,236 @@
+"""
+What keeps the outbox cheap per frame, and the guarantees each shortcut must keep: a
+frame parsed once on its way through the outbox, the backlog's bytes kept as entries
+come and go (no sum per scrape), one counter numbering every station's entries (each
+station's still in its order, above anything restored), and the age bound skipped only
+while no entry can be older than C{max_age}.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy.core import routing
+from ocppproxy.core.ocppj import SEND
+from ocppproxy.core.outbox import Entry, OutboxQueue
+from ocppproxy.relay import outbox_links
+from ocppproxy.relay.outbox_links import _answer_id
+
+from .test_core_outbox import Backlog
+from .test_outbox_store import Fixture
+from .test_relay_outbox import OutboxFixture
+
+
+class ParsedOnceTests(OutboxFixture, SynchronousTestCase):
+    """Each frame of a round through the outbox (station CALL, both answers) is parsed once."""
+
+    def test_one_parse_per_frame(self):
+        harness = self.harness
+        station = harness.connect_station("CP_1")
+        harness.flush()
+        parsed = []
+
+        def counting(parse):
+            def parse_frame(data):
+                parsed.append(data)
+                return parse(data)
+
+            return parse_frame
+
+        self.patch(routing, "parse_frame", counting(routing.parse_frame))
+        self.patch(outbox_links, "parse_frame", counting(outbox_links.parse_frame))
+        station.send('[2,"h-1","Heartbeat",{}]')
+        harness.flush()
+        self.assertEqual(len(parsed), 3)  # the CALL, the primary's answer, the mirror's answer
+        self.assertEqual(len(self.outbox.queue("CP_1", "c")), 0)  # the mirror's answer delivered the entry
+        self.assertEqual([frame[1] for frame in station.frames()][-1:], ["h-1"])
+
+
+class AnswerIdTests(SynchronousTestCase):
+    """The id read off a plain answer is a hint; anything unusual is parsed in full instead."""
+
+    def test_plain_answers(self):
+        self.assertEqual(_answer_id(b'[3,"m-1",{}]'), "m-1")
+        self.assertEqual(_answer_id(b'[4,"m-2","GenericError","",{}]'), "m-2")
+
+    def test_anything_else_is_none(self):
+        for payload in (b'[2,"m-1","Heartbeat",{}]', b'[3, "m-1",{}]', b' [3,"m-1",{}]', b'[3,"m\\"1",{}]',
+                        b'[3,"m-1', b'[3,"\xff",{}]'):
+            self.assertIsNone(_answer_id(payload), payload)
+
+
+class QueueBytesTests(SynchronousTestCase):
+    """A queue's bytes follow its entries through every way in and out."""
+
+    def test_bytes_follow_the_entries(self):
+        clock = Clock()
+        backlog = Backlog(clock)
+        queue = OutboxQueue("CP1", "mirror")
+        entries = [backlog.entry(f"h{index}", "Heartbeat", {}) for index in range(4)]
+        entries.append(backlog.entry("s", "Notify", {}, kind=SEND))
+        for entry in entries:
+            queue.append(entry)
+
+        def expected():
+            return sum(entry.size for entry in queue.entries())
+
+        self.assertEqual(queue.bytes, expected())
+        for entry in queue.ready():
+            queue.sent(entry)  # the SEND leaves here
+        self.assertEqual(queue.bytes, expected())
+        queue.answered("h0")
+        self.assertEqual(queue.bytes, expected())
+        queue.dropped([2, 99])
+        self.assertEqual(queue.bytes, expected())
+        restored = OutboxQueue("CP1", "mirror")
+        restored.restore(queue.entries())
+        self.assertEqual((restored.bytes, len(restored)), (expected(), 2))
+
+
+class OneCounterTests(SynchronousTestCase):
+    """Every station's entries are numbered from one counter, each station's in its order."""
+
+    def test_numbered_in_the_order_owed(self):
+        fixture = Fixture(self)
+        owed = [fixture.owe(station, upstream, f"m{index}", "Heartbeat", {})
+                for index, (station, upstream) in enumerate([("CP1", "a"), ("CP2", "a"), ("CP1", "b"), ("CP1", "a")])]
+        self.assertEqual([entry.seq for entry in owed], [1, 2, 3, 4])
+
+    def test_above_everything_restored(self):
+        fixture = Fixture(self)
+        fixture.owe("CP1", "a", "m0", "Heartbeat", {})
+        fixture.owe("CP2", "a", "m1", "Heartbeat", {})
+        fixture.commit()
+        fixture.reopen()
+        self.assertEqual(fixture.owe("CP1", "a", "m2", "Heartbeat", {}).seq, 3)
+        # A queue restored from elsewhere with higher numbers: the station's order comes first.
+        fixture.outbox.queue("CP9", "a").restore([Entry(100, "x", "Heartbeat", b"[]", 0.0)])
+        self.assertEqual(fixture.owe("CP9", "a", "m3", "Heartbeat", {}).seq, 101)
+        self.assertEqual(fixture.owe("CP1", "a", "m4", "Heartbeat", {}).seq, 102)
+
+    def test_file_with_colliding_numbers_still_loads(self):
+        """Entries of different stations may share a number (files written before the one counter)."""
+        fixture = Fixture(self)
+        first = fixture.owe("CP1", "a", "m0", "Heartbeat", {})
+        fixture.outbox._seq = first.seq  # the next station's entry gets the same number
+        self.assertEqual(fixture.owe("CP2", "a", "m1", "Heartbeat", {}).seq, first.seq)
+        fixture.commit()
+        fixture.reopen()
+        self.assertEqual({key: len(queue) for key, queue in fixture.outbox.queues.items()},
+                         {("CP1", "a"): 1, ("CP2", "a"): 1})
+
+
+class AgeBoundTests(SynchronousTestCase):
+    """The age query is skipped only while nothing can be too old, even when the clock went back."""
+
+    def test_entry_written_after_the_clock_went_back(self):
+        fixture = Fixture(self, max_age=60)
+        fixture.owe("CP1", "mirror", "later", "Heartbeat", {})  # written at 1000
+        fixture.commit()
+        fixture.clock.advance(-10)
+        fixture.owe("CP1", "mirror", "earlier", "Heartbeat", {})  # written at 990
+        fixture.commit()
+        fixture.clock.advance(65)  # 1055: "earlier" is over 60 s old, "later" is not
+        fixture.store.write(("trim",))
+        fixture.commit()
+        self.assertEqual([entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()], ["later"])
+
+    def test_delivered_oldest_then_the_next_ages(self):
+        fixture = Fixture(self, max_age=60)
+        fixture.owe("CP1", "mirror", "first", "Heartbeat", {})
+        fixture.commit()
+        fixture.clock.advance(30)
+        fixture.owe("CP1", "mirror", "second", "Heartbeat", {})
+        fixture.commit()
+        fixture.outbox.queue("CP1", "mirror").dropped([1])
+        fixture.store.write(("del", "CP1", "mirror", 1))
+        fixture.commit()
+        fixture.clock.advance(61)
+        fixture.store.write(("trim",))
+        fixture.commit()
+        self.assertEqual(len(fixture.outbox.queue("CP1", "mirror")), 0)
+        fixture.reopen()
+        self.assertEqual(fixture.outbox.queues, {})
+
+
+class StoredBytesTests(SynchronousTestCase):
+    """The file keeps its payloads' bytes itself (triggers), through runs of writes, deletes, bounds and reopens."""
+
+    def assert_bytes_right(self, fixture):
+        db = fixture.store.db
+        counted = db._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
+        self.assertEqual(db.total_bytes, counted)
+        self.assertEqual(db._stored_bytes(db._db), counted)
+
+    def test_through_writes_deletes_and_bounds(self):
+        frame_size = len(b'[2,"h00","Heartbeat",{}]')
+        fixture = Fixture(self, max_bytes=frame_size * 6)
+        for index in range(4):
+            fixture.owe("CP1", "mirror", f"h{index:02d}", "Heartbeat", {})
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        for seq in (1, 2):
+            fixture.store.write(("del", "CP1", "mirror", seq))
+        fixture.owe("CP2", "mirror", "h10", "Heartbeat", {})
+        fixture.store.write(("del", "CP1", "mirror", 3))
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        for index in range(6):
+            fixture.owe("CP3", "mirror", f"h2{index}", "Heartbeat", {})
+        fixture.commit()  # over max_bytes: the oldest go
+        self.assert_bytes_right(fixture)
+        self.assertLessEqual(fixture.store.db.total_bytes, frame_size * 6)
+        fixture.reopen()
+        self.assert_bytes_right(fixture)
+
+    def test_file_of_the_former_layout(self):
+        """A file written before the key and the totals changed opens, loads and is kept right."""
+        import os
+        import sqlite3
+
+        from ocppproxy.relay.outbox_db import FILE_NAME
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        db = sqlite3.connect(os.path.join(directory, FILE_NAME), isolation_level=None)
+        db.execute(
+            "CREATE TABLE entries (station TEXT NOT NULL, upstream TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " message_id TEXT NOT NULL, action TEXT, kind INTEGER NOT NULL, payload BLOB NOT NULL,"
+            " written_at REAL NOT NULL, station_tx INTEGER, PRIMARY KEY (station, upstream, seq)) WITHOUT ROWID"
+        )
+        for station in ("CP1", "CP2"):
+            db.execute("INSERT INTO entries VALUES (?, 'mirror', 1, 'h', 'Heartbeat', 2, ?, 1000.0, NULL)",
+                       (station, b'[2,"h","Heartbeat",{}]'))
+        db.close()
+        fixture = Fixture(self, directory=directory)
+        self.assertEqual({key: len(queue) for key, queue in fixture.outbox.queues.items()},
+                         {("CP1", "mirror"): 1, ("CP2", "mirror"): 1})
+        self.assert_bytes_right(fixture)
+        self.assertEqual(fixture.owe("CP1", "mirror", "n", "Heartbeat", {}).seq, 2)
+        fixture.store.write(("del", "CP2", "mirror", 1))
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        fixture.reopen()
+        self.assertEqual({key: len(queue) for key, queue in fixture.outbox.queues.items() if len(queue)},
+                         {("CP1", "mirror"): 2})
+
+
+class StationFrameTests(SynchronousTestCase):
+    """The station's frame comes from the relay's effects; without them it is parsed from what the station sent."""
+
+    def test_taken_from_the_effects_or_parsed(self):
+        from ocppproxy.core.observer import StationFrame
+        from ocppproxy.core.ocppj import parse_frame
+
+        links = outbox_links.OutboxLinks()
+        payload = b'[2,"m-1","MeterValues",{"transactionId":17}]'
+        frame = parse_frame(payload)
+        links._outbox_station_frame(payload, [StationFrame("CP1", frame, payload)])
+        self.assertIs(links._station_frame, frame)
+        translated = b'[2,"m-1","MeterValues",{"transactionId":905}]'  # what one upstream's Send may carry
+        links._outbox_station_frame(payload, [])
+        self.assertEqual((links._station_frame, links._station_payload), (frame, payload))
+        self.assertNotEqual(links._station_payload, translated)
+        links._outbox_station_frame(b'[3,"m-1",{}]', [])
+        self.assertIsNone(links._station_frame)
