@@ -221,8 +221,7 @@ class ProxyService(ServiceTree):
             raise self._no_route(station_id, getattr(protocol.transport.getPeer(), "host", "unknown"))
         offers = offers or [self.config.default_subprotocol]
         previous = self.sessions.get(station_id)
-        if self.drains is not None:
-            self.drains.stop_for(station_id)
+        drain_gone = self.drains.stop_for(station_id) if self.drains is not None else None
         session = StationSession(
             station_id,
             protocol,
@@ -233,6 +232,10 @@ class ProxyService(ServiceTree):
             self.redactor,
             limits=self.limits,
         )
+        # The central systems never see two connections of one station: the other links
+        # start once the drain's are gone (not the primary's, which the station's handshake
+        # waits for: a drain to an upstream that became the primary since may overlap it).
+        session.after_drain = drain_gone
         self.sessions[station_id] = session
         self._all_sessions.add(session)
         if self.ownership is not None:

@@ -99,6 +99,8 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
         self._ended = False
         self._stopped: Deferred[None] | None = None
         self._negotiation: Deferred | None = None
+        # Fires when the links of a drain of this station's backlog are gone (see ocppproxy.relay.outbox_drain).
+        self.after_drain: Deferred | None = None
         self._expiry_timer = None
         # The control-plane API's CALLs waiting for the station's answer.
         self.api_calls = ApiCalls(clock)
@@ -136,6 +138,16 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
             route=route,
         )
         links[self.relay.route.primary].start()
+
+    def _start_others(self, primary_name: str) -> None:
+        """Start every link but the primary's, once the links of a drain of this station are gone (L{after_drain})."""
+        drain = self.after_drain
+        if drain is not None and not drain.called:
+            drain.addCallback(lambda _: None if self._closing else self._start_others(primary_name))
+            return
+        for name, link in self.links.items():
+            if name != primary_name:
+                link.start()
 
     @property
     def ready(self) -> bool:
@@ -191,9 +203,7 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
             for link in self.links.values():
                 link.set_subprotocols([chosen])
             if not self._closing:
-                for name, link in self.links.items():
-                    if name != primary_name:
-                        link.start()
+                self._start_others(primary_name)
             return chosen if station_offered else None
 
         return outcome.addCallback(decide)

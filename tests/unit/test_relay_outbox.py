@@ -283,3 +283,27 @@ class FailoverTests(SynchronousTestCase):
         # The station got one answer per CALL: the failover mirror's, then the primary's to its live CALL.
         self.assertEqual([frame[1] for frame in station.frames()], ["f-0", "f-1", "f-2", "live-1"])
         self.assertEqual(station.frames()[-1][2]["answeredBy"], "primary")
+
+
+class DrainHandoverTests(OutboxFixture, SynchronousTestCase):
+    """The central system never sees two connections of one station: a drain's link is gone before the station's."""
+
+    def test_station_s_mirror_link_waits_for_the_drain_link_to_close(self):
+        harness, third = self.harness, self.harness.third
+        third.state = DOWN
+        station = self.station_sends_a_transaction(2)
+        station.sendClose(1000)
+        harness.flush()
+        third.state = UP
+        third.answer_calls = False  # the drain's backlog stays unanswered: its link stays open
+        harness.advance(5)
+        (drain_connection,) = third.connections
+        self.assertFalse(drain_connection.closed)
+        harness.unplug(drain_connection)  # its closing handshake will not complete
+        harness.connect_station("CP_1")
+        harness.advance(1)
+        self.assertEqual(third.connections, [drain_connection], "the station's mirror link opened beside the drain's")
+        harness.advance(30)  # the drain link gives up its closing handshake and drops
+        self.assertTrue(drain_connection.closed)
+        self.assertEqual(len(third.connections), 2)
+        self.assertFalse(third.connection.closed)
