@@ -6,11 +6,12 @@ in the interleaved rounds (CPU per call as a multiple of plain ocppproxy's, roun
 round); phase ``scale-features`` holds ``--feature-scale`` idle stations through plain
 ocppproxy and through each feature (KiB of RSS per station).
 
-The switches the bench cannot turn on yet (TLS towards the central systems alone, the
-API's frame history, cluster mode under the closed loop's load) are in the docs' table as
-"not measured yet"; ``proxy-tls`` is TLS on both sides. The durable outbox's switches
-(``outbox``, ``mirror-down``, ``outbox-mirror-down``) are phase ``outbox``'s rows (see
-``outbox_bench.py``), and can be named in ``--features`` too.
+``cluster`` starts a ``redis-server`` of its own (skipped, saying why, without one) and
+counts its CPU with the proxy's: what cluster mode costs includes what Redis does for
+it. TLS towards the central systems alone is not measured here; ``proxy-tls`` is TLS on
+both sides. The durable outbox's switches (``outbox``, ``mirror-down``,
+``outbox-mirror-down``) are phase ``outbox``'s rows (see ``outbox_bench.py``), and can be
+named in ``--features`` too.
 """
 
 from __future__ import annotations
@@ -43,11 +44,21 @@ class Feature:
     """The durable outbox on (a directory of its own in the work directory)."""
     mirror_down: bool = False
     """The secondary (the mirror) is a port nobody listens on: its frames wait (in memory, or in the outbox)."""
+    redis: bool = False
+    """Needs a redis-server of its own (cluster mode): C{yaml} is given its port."""
 
-    def yaml(self, workdir: str, primary_port: int, secondary_port: int, certs: dict[str, str] | None = None) -> str:
+    def yaml(
+        self,
+        workdir: str,
+        primary_port: int,
+        secondary_port: int,
+        certs: dict[str, str] | None = None,
+        redis_port: int | None = None,
+    ) -> str:
         """
         The configuration lines this feature adds to the plain closed loop's (the traffic
-        log's directory made); C{certs}, the test CA's files (tests/certs.py) for stations_tls.
+        log's and the outbox's directories made); C{certs}, the test CA's files
+        (tests/certs.py) for stations_tls; C{redis_port}, its redis-server's for cluster.
         """
         if self.stations_tls:
             return f'station_tls: {{certificate: "{certs["server.pem"]}", private_key: "{certs["server-key.pem"]}"}}\n'
@@ -64,6 +75,10 @@ class Feature:
             directory = os.path.join(workdir, "traffic")
             os.makedirs(directory, exist_ok=True)
             return f'traffic_log: {{directory: "{directory}"}}\n'
+        if self.name == "api-history":
+            return "api: {history: 200}\n"
+        if self.name == "cluster":
+            return f'cluster: {{redis_url: "redis://127.0.0.1:{redis_port}/0", instance: "bench"}}\n'
         if self.name == "three-upstreams":
             # The third upstream is the primary central system again, under another station id.
             return (
@@ -91,6 +106,8 @@ FEATURES = {
         Feature("outbox", "the durable outbox on, the mirror connected", outbox=True),
         Feature("mirror-down", "no outbox, the mirror down (its frames in the memory queue)", mirror_down=True),
         Feature("outbox-mirror-down", "the durable outbox on, the mirror down", outbox=True, mirror_down=True),
+        Feature("api-history", "api: {history: 200}, the frame history of every station"),
+        Feature("cluster", "cluster mode with a redis-server of its own (its CPU counted)", redis=True),
     )
 }
 

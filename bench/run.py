@@ -380,10 +380,24 @@ async def idle_scale_of(
 
 def feature_target(
     workdir: str, name: str, feature: Feature | None, primary_port: int, secondary_port: int
-) -> LoopTarget:
-    """ocppproxy with C{feature} on (None: plain), as a target; with stations_tls its stations trust the test CA."""
+) -> LoopTarget | None:
+    """
+    ocppproxy with C{feature} on (None: plain), as a target; with stations_tls its
+    stations trust the test CA; with redis, a redis-server of its own comes first in its
+    processes (None, saying why, without one). The proxy is the last of the processes.
+    """
     port = free_port()
     certs = None
+    before: list[Process] = []
+    redis_port = None
+    if feature is not None and feature.redis:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            print(f"  feature {feature.name}: skipped, redis-server not installed (Debian: redis-server)", file=sys.stderr)
+            return None
+        redis_port = free_port()
+        argv = [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        before.append(Process(f"{name}-redis", argv, workdir, None, redis_port))
     if feature is not None and feature.stations_tls:
         # The tests' CA (tests/certs.py), in a directory of its own: the TLS loops have theirs.
         sys.path.insert(0, os.path.dirname(HERE))
@@ -392,14 +406,18 @@ def feature_target(
         directory = os.path.join(workdir, f"certs-{name}")
         os.makedirs(directory, exist_ok=True)
         certs = make_ca_and_server_cert(directory)
-    config = proxy_config(workdir, port, primary_port, secondary_port, name, feature=feature, certs=certs)
+    config = proxy_config(
+        workdir, port, primary_port, secondary_port, name, feature=feature, certs=certs, redis_port=redis_port
+    )
     process = ocppproxy_process(name, config, workdir, None)
     row = FEATURE_ROW.format(feature.name) if feature else "ocppproxy"
     if certs is None:
-        return LoopTarget(row, f"ws://127.0.0.1:{port}/", [process])
+        return LoopTarget(row, f"ws://127.0.0.1:{port}/", [*before, process])
     # Wrapped in TLS, the listening factory has another name: ready once it accepts.
     process.ready_marker, process.ready_port = None, port
-    return LoopTarget(row, f"wss://127.0.0.1:{port}/", [process], ssl.create_default_context(cafile=certs["ca.pem"]))
+    return LoopTarget(
+        row, f"wss://127.0.0.1:{port}/", [*before, process], ssl.create_default_context(cafile=certs["ca.pem"])
+    )
 
 
 async def feature_memory(args, workdir: str, features: list[Feature], primary_port: int, secondary_port: int) -> dict:
@@ -408,17 +426,21 @@ async def feature_memory(args, workdir: str, features: list[Feature], primary_po
     for feature in (None, *features):
         name = feature.name if feature else "plain"
         target = feature_target(workdir, f"ocppproxy-idle-{name}", feature, primary_port, secondary_port)
-        (process,) = target.processes
+        if target is None:
+            continue
+        process = target.processes[-1]
         links = {primary_port: feature.primary_links if feature else 1}
         if feature is None or not feature.mirror_down:
             links[secondary_port] = 1
-        await process.start()
         try:
+            for started in target.processes:
+                await started.start()
             held = await idle_scale_of(
                 args, name, process, target.url, links, args.feature_scale, heartbeats=False, tls=target.tls
             )
         finally:
-            process.stop()
+            for started in reversed(target.processes):
+                started.stop()
         memory[name] = held.kib_per_station
     return memory
 
@@ -585,6 +607,7 @@ def proxy_config(
     tls: str = "",
     feature: Feature | None = None,
     certs: dict[str, str] | None = None,
+    redis_port: int | None = None,
 ) -> str:
     """
     The closed loops' and idle phase's configuration; C{tls} (YAML lines) makes the
@@ -600,7 +623,7 @@ def proxy_config(
         stream.write(
             f'listen: "tcp:port={port}:interface=127.0.0.1:backlog=4096"\n'
             f"{urls if feature is None or feature.upstream_urls else ''}"
-            f"{feature.yaml(workdir, primary_port, secondary_port, certs) if feature else ''}"
+            f"{feature.yaml(workdir, primary_port, secondary_port, certs, redis_port) if feature else ''}"
             f"{tls}"
             f"log_level: {feature.log_level if feature else 'warn'}\n"
             "reconnect: {initial_delay: 1.0, factor: 2.0, max_delay: 10.0, max_attempts: 1000}\n"
@@ -1055,6 +1078,8 @@ async def main(args) -> None:
     if looped:
         for feature in looped:
             target = feature_target(workdir, f"ocppproxy-{feature.name}", feature, primary_port, secondary_port)
+            if target is None:
+                continue
             feature_processes += target.processes
             feature_targets[f"feature-{feature.name}"] = target
         loop_phases += list(feature_targets)
@@ -1314,7 +1339,7 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--features",
-        default="debug,traffic-log,three-upstreams,tls-stations",
+        default="debug,traffic-log,three-upstreams,tls-stations,outbox,api-history,cluster",
         help="switches measured by the phases features (CPU per call) and scale-features (RSS per idle station); "
         "see features.py",
     )
