@@ -34,6 +34,7 @@ from ..core.routing import StationRelay
 from ..core.transactions import TransactionStore
 from ..logs import debug_enabled, proxy_logger
 from ..wire.backpressure import WriteBufferWatch, WriteLimits
+from ..wire.closing import OPEN
 from ..wire.limits import StationLimits
 from ..wire.station import StationProtocol
 from ..wire.upstream import UpstreamLink
@@ -292,7 +293,7 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
     def _to_station(self, payload: bytes) -> None:
         """Send a frame to the station, unless its connection is closing (then it is gone with it)."""
         protocol = self.protocol
-        if not self._closing and protocol.state == protocol.STATE_OPEN:
+        if not self._closing and protocol.state == OPEN:
             protocol.sendMessage(payload, False)
             recorder = self.recorder
             if recorder is not None:
