@@ -55,7 +55,14 @@ _new_tuple = tuple.__new__
 
 def parse_frame(data: bytes | str) -> Frame:
     """Parse one WebSocket text message; raises L{FrameError} naming the problem."""
-    message = _decode(data)
+    # The common case of L{_decode} written in (one call less per frame): UTF-8 bytes
+    # holding one JSON value and nothing around it.
+    try:
+        message, end = _raw_decode(data.decode("utf-8") if isinstance(data, bytes) else data)
+    except (ValueError, UnicodeDecodeError):
+        end = -1
+    if end != len(data):
+        message = _decode(data)
     if not isinstance(message, list) or not message:
         raise FrameError("not a JSON array")
     kind = message[0]

@@ -199,14 +199,11 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
 
         return outcome.addCallback(decide)
 
-    def _tell(self, event: ProxyEvent) -> None:
-        """Pass an event to the observer; its failures are logged, never relayed."""
-        try:
-            event.tell(self._observer)
-        except Exception:
-            self._log.failure(
-                "station {station}: observer failed on {event}", station=self.station_id, event=event_name(event)
-            )
+    def _observer_failed(self, event: ProxyEvent) -> None:
+        """Call from an C{except} block: the observer failed on C{event}; logged, never relayed."""
+        self._log.failure(
+            "station {station}: observer failed on {event}", station=self.station_id, event=event_name(event)
+        )
 
     def _carry_out(self, effects: list[Effect]) -> None:
         """Do what the relay decided, in order."""
@@ -221,7 +218,11 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
                     # (Without an outbox, nothing to ask it: the common case, on every frame.)
                     self.links[effect.target].send(effect.payload)
             elif isinstance(effect, ProxyEvent):
-                self._tell(effect)
+                # Told here, not through a method of its own: three of these per relayed CALL.
+                try:
+                    effect.tell(self._observer)
+                except Exception:
+                    self._observer_failed(effect)
             elif kind is OpenLink:
                 self._open_link(effect.name)
             elif kind is CloseLink:
