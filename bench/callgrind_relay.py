@@ -30,7 +30,10 @@ from websockets.asyncio.client import connect
 async def _station(url: str, number: int, warm: int, calls: int, gate: asyncio.Event, ready: list) -> None:
     station_id = f"CG-{number:04d}"
     async with connect(
-        url + station_id, subprotocols=["ocpp1.6"], compression=None, open_timeout=120,
+        url + station_id,
+        subprotocols=["ocpp1.6"],
+        compression=None,
+        open_timeout=120,
         local_addr=(source_address(number), 0),
     ) as ws:
         for call in range(warm):
@@ -70,8 +73,8 @@ async def main(args) -> None:
     proxy = run.Process(
         "ocppproxy",
         [
-            "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-            os.path.join(run.BIN, "twistd"), "-n", "--pidfile=", "ocppproxy", "-c", config,
+            *("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"),
+            *(os.path.join(run.BIN, "twistd"), "-n", "--pidfile=", "ocppproxy", "-c", config),
         ],
         workdir,
         "StationFactory starting on",
@@ -84,7 +87,10 @@ async def main(args) -> None:
         gate = asyncio.Event()
         ready: list[str] = []
         url = f"ws://127.0.0.1:{proxy_port}/"
-        tasks = [asyncio.ensure_future(_station(url, n, args.warm, args.calls, gate, ready)) for n in range(args.stations)]
+        tasks = [
+            asyncio.ensure_future(_station(url, number, args.warm, args.calls, gate, ready))
+            for number in range(args.stations)
+        ]
         while len(ready) < args.stations:
             done = [task for task in tasks if task.done() and task.exception()]
             if done:
@@ -98,7 +104,9 @@ async def main(args) -> None:
         dumps = sorted(glob.glob(out + ".*"), key=os.path.getmtime)  # the dumps, not the file written at exit
         calls = args.stations * args.calls
         total = sum(_total(path) for path in dumps)
-        print(f"{total / calls:,.0f} instructions per relayed CALL ({calls} CALLs, {args.stations} stations); {dumps[-1]}")
+        print(
+            f"{total / calls:,.0f} instructions per relayed CALL ({calls} CALLs, {args.stations} stations); {dumps[-1]}"
+        )
     finally:
         for process in reversed(processes):
             process.stop()

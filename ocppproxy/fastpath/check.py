@@ -87,17 +87,30 @@ EPOLL_DO_POLL_NAMES = frozenset(
 
 # What read_connection (ocppproxy/fastpath/poll.py) does in place of the epoll reactor's
 # _doReadOrWrite (when a TCP connection is readable) and of that connection's doRead and
-# _dataReceived, each class's: the names their code uses, as read from it.
+# _dataReceived, each class's: the names their code uses, as read from it (each name set
+# one release's code). Twisted before 25 also warned about a value returned by a
+# protocol's dataReceived and disconnected with it; the proxy's protocols return None.
 READ_PATH_NAMES = {
-    "_doReadOrWrite": frozenset(
-        ("BaseException", "CONNECTION_DONE", "CONNECTION_LOST", "_NO_FILEDESC", "_POLL_DISCONNECTED", "_POLL_IN")
-        + ("_POLL_OUT", "_disconnectSelectable", "_reads", "doRead", "doWrite", "err", "exc_info", "fileno", "log")
-        + ("sys",)
+    "_doReadOrWrite": (
+        frozenset(
+            ("BaseException", "CONNECTION_DONE", "CONNECTION_LOST", "_NO_FILEDESC", "_POLL_DISCONNECTED", "_POLL_IN")
+            + ("_POLL_OUT", "_disconnectSelectable", "_reads", "doRead", "doWrite", "err", "exc_info", "fileno", "log")
+            + ("sys",)
+        ),
     ),
-    "doRead": frozenset(
-        ("CONNECTION_LOST", "EWOULDBLOCK", "OSError", "_dataReceived", "args", "bufferSize", "main", "recv", "socket")
+    "doRead": (
+        frozenset(
+            ("CONNECTION_LOST", "EWOULDBLOCK", "OSError", "_dataReceived", "args", "bufferSize", "main", "recv")
+            + ("socket",)
+        ),
     ),
-    "_dataReceived": frozenset(("CONNECTION_DONE", "dataReceived", "main", "protocol")),
+    "_dataReceived": (
+        frozenset(("CONNECTION_DONE", "dataReceived", "main", "protocol")),
+        frozenset(
+            ("CONNECTION_DONE", "Version", "dataReceived", "deprecate", "getDeprecationWarningString", "main")
+            + ("protocol", "versions", "warnAboutFunction")
+        ),
+    ),
 }
 
 # What read_directly takes the place of: the endpoint wrapper's dataReceived, which only
@@ -171,7 +184,7 @@ def _changed_read_path(reactor_class: type | None, connection: type) -> list[str
     changed = []
     for owner, name in owners:
         code = getattr(getattr(owner, name, None), "__code__", None)
-        if code is None or frozenset(code.co_names) != READ_PATH_NAMES[name]:
+        if code is None or frozenset(code.co_names) not in READ_PATH_NAMES[name]:
             changed.append(f"{owner.__name__}.{name} (changed)")
     # The TCP connections the reactor reads that way must read as the class checked here.
     for subclass in poll.CONNECTIONS:
