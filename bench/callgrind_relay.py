@@ -19,7 +19,6 @@ import asyncio
 import glob
 import os
 import subprocess
-import sys
 import tempfile
 
 import run

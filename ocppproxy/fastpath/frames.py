@@ -27,9 +27,9 @@ C{twisted/websocket.py} (autobahn/twisted/websocket.py, C{WebSocketAdapterProtoc
 
 from __future__ import annotations
 
-from random import getrandbits
 import re
 from collections.abc import Callable
+from random import getrandbits
 
 from autobahn.twisted.websocket import WebSocketClientProtocol
 

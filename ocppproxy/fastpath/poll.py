@@ -88,7 +88,7 @@ def read_connection(reactor, connection) -> None:
                 connection.protocol.dataReceived(data)
                 return
             why = main.CONNECTION_DONE
-    except BaseException:
+    except BaseException:  # noqa: BLE001 (as _doReadOrWrite: whatever the protocol raises drops its connection)
         why = sys.exc_info()[1]
         legacy_log.err()
     if why:

@@ -221,7 +221,7 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
                 # Told here, not through a method of its own: three of these per relayed CALL.
                 try:
                     effect.tell(self._observer)
-                except Exception:
+                except Exception:  # noqa: BLE001 (an observer never breaks the relaying)
                     self._observer_failed(effect)
             elif kind is OpenLink:
                 self._open_link(effect.name)

@@ -15,9 +15,9 @@ import websockets
 from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
 from ocpp.v16 import call
 from twisted.internet import tcp
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
-from twisted.internet.abstract import FileDescriptor
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
@@ -26,19 +26,18 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.daemon.tap import Options, makeService
-from ocppproxy.fastpath import FastPath, check, check_at_start_up, transport
+from ocppproxy.fastpath import FastPath, check, check_at_start_up, poll, transport
 from ocppproxy.fastpath.check import decide, missing_internals
 from ocppproxy.fastpath.frames import LeanFrames, lean_protocol
 from ocppproxy.fastpath.nvx import nvx_xor_mask
-from ocppproxy.fastpath import poll
 from ocppproxy.fastpath.poll import EPollReactor, read_connection, use_lean_poll
 from ocppproxy.fastpath.wsframes import xor_mask
 from ocppproxy.wire.station import StationProtocol
 from ocppproxy.wire.upstream_protocol import GENERIC_REFUSAL, UpstreamProtocol
 
 from ..e2e import ProxyTestCase, async_test
-from ..unit.test_layers import violations
 from ..peers import WAIT, CentralSystem, connect_station, wait_until
+from ..unit.test_layers import violations
 
 
 class ServerWithoutSendQueue(WebSocketServerProtocol):
