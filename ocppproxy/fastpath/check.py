@@ -27,7 +27,7 @@ from twisted.internet import tcp
 from twisted.internet.address import IPv4Address
 
 from ..logs import proxy_logger
-from . import transport
+from . import poll, transport
 from .frames import REFUSAL_TEXT
 from .nvx import nvx_xor_mask
 from .poll import EPollReactor
@@ -84,6 +84,34 @@ EPOLL_DO_POLL_NAMES = frozenset(
     ("_poller", "poll", "len", "_selectables", "OSError", "errno", "EINTR", "_doReadOrWrite", "log")
     + ("callWithLogger", "KeyError")
 )
+
+# What read_connection (ocppproxy/fastpath/poll.py) does in place of the epoll reactor's
+# _doReadOrWrite (when a TCP connection is readable) and of that connection's doRead and
+# _dataReceived, each class's: the names their code uses, as read from it (each name set
+# one release's code). Twisted before 25 also warned about a value returned by a
+# protocol's dataReceived and disconnected with it; the proxy's protocols return None.
+READ_PATH_NAMES = {
+    "_doReadOrWrite": (
+        frozenset(
+            ("BaseException", "CONNECTION_DONE", "CONNECTION_LOST", "_NO_FILEDESC", "_POLL_DISCONNECTED", "_POLL_IN")
+            + ("_POLL_OUT", "_disconnectSelectable", "_reads", "doRead", "doWrite", "err", "exc_info", "fileno", "log")
+            + ("sys",)
+        ),
+    ),
+    "doRead": (
+        frozenset(
+            ("CONNECTION_LOST", "EWOULDBLOCK", "OSError", "_dataReceived", "args", "bufferSize", "main", "recv")
+            + ("socket",)
+        ),
+    ),
+    "_dataReceived": (
+        frozenset(("CONNECTION_DONE", "dataReceived", "main", "protocol")),
+        frozenset(
+            ("CONNECTION_DONE", "Version", "dataReceived", "deprecate", "getDeprecationWarningString", "main")
+            + ("protocol", "versions", "warnAboutFunction")
+        ),
+    ),
+}
 
 # What read_directly takes the place of: the endpoint wrapper's dataReceived, which only
 # passes the data on (the names its code uses).
@@ -144,7 +172,26 @@ def missing_internals(
         missing.append("_WrappingProtocol.dataReceived (changed)")
     if reactor_class is not None and not _is_stock_do_poll(reactor_class):
         missing.append(f"{reactor_class.__name__}.doPoll (changed)")
+    missing += _changed_read_path(reactor_class, connection)
     return missing
+
+
+def _changed_read_path(reactor_class: type | None, connection: type) -> list[str]:
+    """The methods L{ocppproxy.fastpath.poll.read_connection} stands in for that no longer use L{READ_PATH_NAMES}."""
+    owners = [(connection, "doRead"), (connection, "_dataReceived")]
+    if reactor_class is not None:
+        owners.append((reactor_class, "_doReadOrWrite"))
+    changed = []
+    for owner, name in owners:
+        code = getattr(getattr(owner, name, None), "__code__", None)
+        if code is None or frozenset(code.co_names) not in READ_PATH_NAMES[name]:
+            changed.append(f"{owner.__name__}.{name} (changed)")
+    # The TCP connections the reactor reads that way must read as the class checked here.
+    for subclass in poll.CONNECTIONS:
+        for name in ("doRead", "_dataReceived"):
+            if getattr(subclass, name, None) is not getattr(connection, name, None):
+                changed.append(f"{subclass.__name__}.{name} (not {connection.__name__}'s)")
+    return changed
 
 
 def _missing_on_connection(connection: type) -> list[str]:

@@ -27,9 +27,9 @@ C{twisted/websocket.py} (autobahn/twisted/websocket.py, C{WebSocketAdapterProtoc
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Callable
+from random import getrandbits
 
 from autobahn.twisted.websocket import WebSocketClientProtocol
 
@@ -42,7 +42,12 @@ from .wsframes import FAST_LIMIT, read_text_frame, text_frame, xor_mask
 REFUSAL_TEXT = "upgrade failed ["
 _REFUSED = re.compile(r"upgrade failed \[(\d{3})\]")
 
-Settings = tuple[int, bool, bool, Callable[[bytes, bytes], bytes]]
+Settings = tuple[int, bool, bool, Callable[[bytes, bytes], bytes], bool, bool]
+
+# protocol.py's WebSocketProtocol.STATE_OPEN (checked at start-up), as a constant: read
+# through an instance, a class attribute is one of the attribute loads CPython 3.11 does
+# not specialise (a type lookup and a dict lookup each time), several per frame.
+STATE_OPEN: int = WebSocketClientProtocol.STATE_OPEN
 
 
 class LeanFrames:
@@ -51,64 +56,60 @@ class LeanFrames:
     # Per-class settings (see L{share_protocol_options}); None: worked out per call.
     _fast: Settings | None = None
 
-    def _fast_settings(self) -> Settings:
-        """
-        (largest payload read or written here, whether sending may bypass Autobahn,
-        whether to mask, the function that masks and unmasks).
-        """
-        fast = self._fast
-        if fast is None:
-            fast = fast_settings(self)
-        return fast
-
     def dataReceived(self, data: bytes) -> None:
         # Autobahn's dataReceived (twisted/websocket.py) logs a debug event per read, its
         # arguments formatted eagerly, then calls _dataReceived. Frames are read here only
         # when Autobahn holds nothing of the stream: no bytes buffered (data), no frame
-        # begun (current_frame), no message in progress (inside_message).
-        if self.state == self.STATE_OPEN and not self.data and self.current_frame is None and self._plain_frames():
-            # Whole single-frame text messages first; the rest (if any) is Autobahn's.
-            masked = self.factory.isServer
-            limit, _, _, unmask = self._fast_settings()
-            position, end = 0, len(data)
-            while position < end and self.state == self.STATE_OPEN:
-                frame = read_text_frame(data, position, masked, limit, unmask)
-                if frame is None:
-                    break
-                payload, position = frame
-                # As processData does for any frame read (protocol.py): traffic puts off the keepalive timeout.
-                if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
-                    self._cancelAutoPingTimeoutCall()
-                # _onMessage: the adapter's hook that calls onMessage (twisted/websocket.py).
-                self._onMessage(payload, False)
-            if position == end:
-                return
-            data = data[position:]
+        # begun (current_frame), no message in progress (inside_message), and with no
+        # extension (_perMessageCompress) nor frame logging (logFrames, logOctets).
+        if (
+            self.state == STATE_OPEN
+            and not self.data
+            and self.current_frame is None
+            and not self.inside_message
+            and self._perMessageCompress is None
+        ):
+            limit, _, _, unmask, masked, may_read = self._fast or fast_settings(self)
+            if may_read:
+                # Whole single-frame text messages first; the rest (if any) is Autobahn's.
+                # A server's peer masks its frames, a client's does not.
+                position, end = 0, len(data)
+                while position < end and self.state == STATE_OPEN:
+                    frame = read_text_frame(data, position, masked, limit, unmask)
+                    if frame is None:
+                        break
+                    payload, position = frame
+                    # As processData does for any frame read (protocol.py): traffic puts off the keepalive timeout.
+                    if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+                        self._cancelAutoPingTimeoutCall()
+                    # What the adapter's _onMessage (twisted/websocket.py) does, without its extra call.
+                    self.onMessage(payload, False)
+                if position == end:
+                    return
+                data = data[position:]
         self._dataReceived(data)
-
-    def _plain_frames(self) -> bool:
-        """No extension, no logging, no message in progress: frames may be read here."""
-        return not (self.inside_message or self._perMessageCompress is not None or self.logFrames or self.logOctets)
 
     def sendMessage(
         self, payload: bytes, isBinary: bool = False, fragmentSize=None, sync: bool = False, doNotCompress: bool = False
     ) -> None:
-        limit, may_bypass, masked, apply_mask = self._fast_settings()
+        limit, may_bypass, masked, apply_mask, _, _ = self._fast or fast_settings(self)
         if (
-            not may_bypass
+            self.state != STATE_OPEN
+            or not may_bypass
             or isBinary
+            or len(payload) > limit
+            or self.send_queue  # Autobahn's own queue of writes (sendData's sync and chopsize): after them
             or fragmentSize is not None
             or sync
-            or len(payload) > limit
-            or self.state != self.STATE_OPEN
-            or self.send_queue  # Autobahn's own queue of writes (sendData's sync and chopsize): after them
             or self._perMessageCompress is not None
         ):
             super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
             return
-        # The mask as Autobahn makes it (RFC 6455 asks masks to be unpredictable to the page).
-        mask = random.getrandbits(32).to_bytes(4, "big") if masked else None
-        write_now(self.transport, text_frame(payload, mask, apply_mask))
+        if masked:
+            # The mask as Autobahn makes it (RFC 6455 asks masks to be unpredictable to the page).
+            write_now(self.transport, text_frame(payload, getrandbits(32).to_bytes(4, "big"), apply_mask))
+        else:
+            write_now(self.transport, text_frame(payload))
 
     def onMessageEnd(self) -> None:
         # protocol.py's onMessageEnd also fires a "message" event through txaio (a
@@ -128,7 +129,7 @@ class LeanFrames:
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         # protocol.py's sendData: a debug event per write, formatted eagerly; the traffic
         # count (trafficStats) is kept as it keeps it.
-        if sync or chopsize or self.send_queue or self.logOctets or self.state != self.STATE_OPEN:
+        if sync or chopsize or self.send_queue or self.logOctets or self.state != STATE_OPEN:
             super().sendData(data, sync, chopsize)
             return
         self.transport.write(data)
@@ -149,14 +150,20 @@ class LeanClientFrames(LeanFrames):
 
 
 def fast_settings(options, masker: Callable[[bytes, bytes], bytes] = xor_mask) -> Settings:
-    """What L{LeanFrames} needs of a protocol's (or factory's) options, worked out once."""
+    """
+    What L{LeanFrames} needs of a protocol's (or factory's) options, worked out once:
+    (largest payload read or written here, whether sending may bypass Autobahn, whether
+    to mask what it sends, the function that masks and unmasks, whether what it reads is
+    masked (a server's), whether reading may bypass Autobahn).
+    """
     limits = [limit for limit in (options.maxFramePayloadSize, options.maxMessagePayloadSize) if limit > 0]
     server = getattr(options, "factory", options).isServer
     masked = bool(options.maskServerFrames if server else options.maskClientFrames)
     may_bypass = not (
         options.autoFragmentSize or options.logFrames or options.logOctets or (masked and not options.applyMask)
     )
-    return min([FAST_LIMIT, *limits]), may_bypass, masked, masker
+    may_read = not (options.logFrames or options.logOctets)
+    return min([FAST_LIMIT, *limits]), may_bypass, masked, masker, bool(server), may_read
 
 
 _LEAN_CLASSES: dict[type, type] = {}

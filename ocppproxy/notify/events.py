@@ -124,6 +124,11 @@ class StationTracker:
             return event
         return StationEvent(event.key, event.station_id, details)
 
+    @property
+    def awaiting(self) -> bool:
+        """Whether it waits for an upstream's answer: only then does L{upstream_frame} learn anything."""
+        return bool(self._awaited)
+
     def upstream_frame(self, upstream: str, frame: Frame, primary: str = PRIMARY) -> list[StationEvent]:
         """
         Learn from an upstream's answer to a CALL the tracker waits for; raises no event.

@@ -320,6 +320,8 @@ class NotifierService(SharedStatuses, Service):
         if self._loading and self._held_while_loading(station_id, upstream, frame):
             return
         tracker = self._tracker(station_id)
+        if not tracker.awaiting:
+            return  # it learns from upstream frames only the answers it waits for (most frames: no route asked)
         before = tracker.heartbeat_interval
         route = self._route_of(station_id) if frame.kind in ANSWERS else None
         for event in tracker.upstream_frame(upstream, frame, route.primary if route is not None else PRIMARY):

@@ -94,8 +94,10 @@ class Observers:
         self._upstream_connected = fan["upstream_connected"]
         self._upstream_disconnected = fan["upstream_disconnected"]
         self._upstream_attempt_failed = fan["upstream_attempt_failed"]
-        self._station_frame = fan["station_frame"]
-        self._upstream_frame = fan["upstream_frame"]
+        # The two events of every frame call their fan-out directly (one Python call less
+        # per frame), in place of the methods below.
+        self.station_frame = fan["station_frame"]
+        self.upstream_frame = fan["upstream_frame"]
         self._frame_dropped = fan["frame_dropped"]
         self._failover_started = fan["failover_started"]
         self._failover_ended = fan["failover_ended"]
@@ -120,10 +122,10 @@ class Observers:
         self._upstream_attempt_failed(station_id, upstream, url, reason)
 
     def station_frame(self, station_id: str, frame: Frame, payload: bytes = b"") -> None:
-        self._station_frame(station_id, frame, payload)
+        """Replaced per instance by its fan-out (see C{__init__})."""
 
     def upstream_frame(self, station_id: str, upstream: str, frame: Frame, payload: bytes = b"") -> None:
-        self._upstream_frame(station_id, upstream, frame, payload)
+        """Replaced per instance by its fan-out (see C{__init__})."""
 
     def frame_dropped(self, station_id: str, upstream: str) -> None:
         self._frame_dropped(station_id, upstream)

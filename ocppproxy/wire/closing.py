@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.defer import Deferred, succeed
+
+OPEN: int = WebSocketProtocol.STATE_OPEN
+"""
+Autobahn's C{STATE_OPEN}, for the per-frame test C{protocol.state == OPEN}: read through
+the protocol instead, a class attribute costs a lookup CPython 3.11 does not specialise.
+"""
 
 
 class CloseWaiters:

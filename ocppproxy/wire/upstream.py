@@ -37,6 +37,7 @@ from ..core.upstream_link import (
 )
 from ..logs import proxy_logger
 from .backpressure import WriteBufferWatch, WriteLimits
+from .closing import OPEN
 from .tls import ClientTLS
 from .upstream_protocol import FailureReportingEndpoint, UpstreamFactory, UpstreamProtocol, upstream_endpoint
 
@@ -259,7 +260,7 @@ class UpstreamLink:
     def send(self, payload: bytes) -> None:
         """Send a text frame now, or queue it until the link is connected."""
         protocol = self._writing_to
-        if protocol is not None and protocol.state == protocol.STATE_OPEN:
+        if protocol is not None and protocol.state == OPEN:
             protocol.sendMessage(payload, False)
             recorder = self._recorder
             if recorder is not None:

@@ -16,25 +16,28 @@ from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerP
 from ocpp.v16 import call
 from twisted.internet import tcp
 from twisted.internet.abstract import FileDescriptor
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python import context as legacy_context
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.daemon.tap import Options, makeService
-from ocppproxy.fastpath import FastPath, check, check_at_start_up, transport
+from ocppproxy.fastpath import FastPath, check, check_at_start_up, poll, transport
 from ocppproxy.fastpath.check import decide, missing_internals
 from ocppproxy.fastpath.frames import LeanFrames, lean_protocol
 from ocppproxy.fastpath.nvx import nvx_xor_mask
-from ocppproxy.fastpath.poll import EPollReactor, use_lean_poll
+from ocppproxy.fastpath.poll import EPollReactor, read_connection, use_lean_poll
 from ocppproxy.fastpath.wsframes import xor_mask
 from ocppproxy.wire.station import StationProtocol
 from ocppproxy.wire.upstream_protocol import GENERIC_REFUSAL, UpstreamProtocol
 
 from ..e2e import ProxyTestCase, async_test
-from ..unit.test_layers import violations
 from ..peers import WAIT, CentralSystem, connect_station, wait_until
+from ..unit.test_layers import violations
 
 
 class ServerWithoutSendQueue(WebSocketServerProtocol):
@@ -300,6 +303,103 @@ class LeanPollTests(SynchronousTestCase):
         self.assertFalse(FastPath().install_poll(Clock()))
         self.assertFalse(use_lean_poll(Clock()))
         self.assertNotIn("doIteration", vars(self.reactor))
+
+
+class RecordingProtocol(Protocol):
+    """What a TCP connection gave it, and why it was lost; raises on data if asked to."""
+
+    def __init__(self, fail=False):
+        self.fail, self.received, self.lost = fail, [], []
+
+    def dataReceived(self, data):
+        if self.fail:
+            raise RuntimeError("protocol failed")
+        self.received.append(data)
+
+    def connectionLost(self, reason):
+        self.lost.append(reason)
+
+
+class ChangedDoReadConnection(tcp.Connection):
+    """A Twisted whose TCP connections read otherwise."""
+
+    def doRead(self):
+        return super().doRead()
+
+
+class ReadConnectionTests(SynchronousTestCase):
+    """A readable TCP connection read by lean_do_poll itself (read_connection), as _doReadOrWrite would."""
+
+    def setUp(self) -> None:
+        if EPollReactor is None:
+            raise SkipTest("no epoll reactor here (not Linux)")
+        self.reactor = EPollReactor()
+        self.addCleanup(self.reactor._poller.close)
+        use_lean_poll(self.reactor)
+        self.reads = []
+        self.patch(
+            poll,
+            "read_connection",
+            lambda reactor, connection: (self.reads.append(connection), read_connection(reactor, connection)),
+        )
+
+    def connection(self, fail=False):
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        self.addCleanup(theirs.close)
+        protocol = RecordingProtocol(fail)
+        connection = tcp.Server(ours, protocol, ("127.0.0.1", 1), None, 1, self.reactor)
+        protocol.makeConnection(connection)
+        connection.startReading()
+        self.addCleanup(lambda: connection.connected and connection.connectionLost(Failure(ConnectionDone())))
+        return connection, protocol, theirs
+
+    def test_data_reaches_the_protocol(self):
+        """Readable and nothing else: read here, the bytes given to the protocol, the connection kept."""
+        connection, protocol, peer = self.connection()
+        peer.send(b"frame")
+        self.reactor.doIteration(1.0)
+        self.assertEqual(protocol.received, [b"frame"])
+        self.assertEqual(self.reads, [connection])
+        self.assertIn(connection, self.reactor.getReaders())
+
+    def test_peer_gone_is_a_clean_close(self):
+        """The peer closed its side (an empty read): the connection is lost with ConnectionDone, as Twisted loses it."""
+        connection, protocol, peer = self.connection()
+        peer.shutdown(socket.SHUT_WR)
+        read_connection(self.reactor, connection)
+        (reason,) = protocol.lost
+        self.assertTrue(reason.check(ConnectionDone))
+        self.assertNotIn(connection, self.reactor.getReaders())
+
+    def test_nothing_to_read_changes_nothing(self):
+        """Nothing there after all (EWOULDBLOCK): no data, the connection kept."""
+        connection, protocol, _ = self.connection()
+        read_connection(self.reactor, connection)
+        self.assertEqual((protocol.received, protocol.lost), ([], []))
+        self.assertIn(connection, self.reactor.getReaders())
+
+    def test_protocol_failure_is_logged_and_connection_dropped(self):
+        """The protocol raises: logged, and the connection lost with that error, as _doReadOrWrite does."""
+        connection, protocol, peer = self.connection(fail=True)
+        peer.send(b"frame")
+        self.reactor.doIteration(1.0)
+        self.assertEqual(self.reads, [connection])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        (reason,) = protocol.lost
+        self.assertTrue(reason.check(RuntimeError))
+        self.assertNotIn(connection, self.reactor.getReaders())
+
+    def test_changed_read_path_is_named(self):
+        """A TCP connection whose doRead is not the one read_connection stands in for: named, the fast path off."""
+        self.assertEqual(
+            missing_internals(connection=ChangedDoReadConnection),
+            [
+                "ChangedDoReadConnection.doRead (changed)",
+                "Server.doRead (not ChangedDoReadConnection's)",
+                "Client.doRead (not ChangedDoReadConnection's)",
+            ],
+        )
 
 
 class SeamTests(SynchronousTestCase):

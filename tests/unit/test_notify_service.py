@@ -108,6 +108,22 @@ class NotifierTests(SynchronousTestCase):
         self.assertIn("Connector: 2\n", self.alerts[0].text)
         self.assertIn("Energy: 2.000 kWh\n", self.alerts[0].text)
 
+    def test_answers_not_awaited_ask_no_route(self):
+        """An answer the tracker does not wait for (a Heartbeat's, every relayed CALL) costs no route lookup;
+        one it waits for still asks which upstream is the station's primary."""
+        asked = []
+        route = Route("primary", ("secondary",))
+        notifier = self.make("con_stop_transaction", route_of=lambda station_id: asked.append(station_id) or route)
+        notifier.station_connected("CP_1", "peer")
+        notifier.station_frame("CP_1", frame(2, "h1", "Heartbeat", {}))
+        notifier.upstream_frame("CP_1", "primary", frame(3, "h1", {"currentTime": "2026-12-07T10:00:00Z"}))
+        notifier.upstream_frame("CP_1", "secondary", frame(3, "h1", {"currentTime": "2026-12-07T10:00:00Z"}))
+        self.assertEqual(asked, [])
+        start = {"connectorId": 2, "idTag": "T", "meterStart": 1000, "timestamp": "2026-12-07T10:00:00Z"}
+        notifier.station_frame("CP_1", frame(2, "s1", "StartTransaction", start))
+        notifier.upstream_frame("CP_1", "primary", frame(3, "s1", {"transactionId": 77}))
+        self.assertEqual(asked, ["CP_1"])
+
     def test_upstream_added_by_a_reload_is_named_with_its_url(self):
         """After a reload that added an upstream, its upstream_down alert names its URL."""
         notifier = self.make("upstream_down", urls={"csms-a": "ws://a.example/ocpp/"})
