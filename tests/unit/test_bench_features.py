@@ -38,7 +38,13 @@ def configuration(feature, workdir: str) -> dict:
     text = (
         'listen: "tcp:port=9000:interface=127.0.0.1"\n'
         + (urls if feature.upstream_urls else "")
-        + feature.yaml(workdir, 9001, 9002, make_ca_and_server_cert(workdir) if feature.stations_tls else None)
+        + feature.yaml(
+            workdir,
+            9001,
+            9002,
+            make_ca_and_server_cert(workdir) if feature.stations_tls else None,
+            6390 if feature.redis else None,
+        )
         + f"log_level: {feature.log_level}\n"
     )
     return yaml.safe_load(text)
