@@ -36,6 +36,7 @@ from ..status.alerts import RecentAlerts
 from ..status.service import StatusService
 from ..wire.tls_files import TLSFiles, read_tls_files
 from .certificate_watch import CertificateWatch
+from .collector import CollectorPolicy, CollectorService
 from .reload import Reloader
 from .systemd import SystemdService
 from .trafficlog import TrafficLog
@@ -110,6 +111,8 @@ def makeService(options: Options, reactor=None) -> IService:
         fast_path.install_poll(reactor)
     top = build_services(config, reactor, TLSFiles(options["tls"]), fast_path)
     proxy, notifier = top.getServiceNamed("proxy"), top.getServiceNamed("notifier")
+    # The stations' objects out of the garbage collector's automatic full collections.
+    CollectorService(CollectorPolicy(reactor), reactor).setServiceParent(top)
     SystemdService(proxy.listening, reactor).setServiceParent(top)
     watch = top.namedServices.get("certificates")
     checked = watch.check if watch is not None else None

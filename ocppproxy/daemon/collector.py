@@ -1,0 +1,94 @@
+"""
+The garbage collector kept off the stations' objects (L{CollectorPolicy}).
+
+CPython 3.11 collects its oldest generation when the objects promoted since the last
+such collection exceed a quarter of those already there, and each of those collections
+walks every object: at 6,000 stations some 2 million, over a second during which the
+reactor stands still, every 20 to 30 s under a Heartbeat a minute from each (see the
+performance report). Almost all of those objects are the connected stations' and live
+as long as the connection.
+
+So every L{FREEZE_INTERVAL} seconds the young generations are collected (milliseconds)
+and everything that survived is moved out of the collector's sight (C{gc.freeze()}, a
+constant-time splice): the automatic collections then only ever walk what was made
+since, whatever the number of stations. Objects frozen are still freed when nothing
+refers to them; what freezing holds back is garbage in cycles (a station's objects that
+refer to each other after it left). To reclaim those, a full collection of everything is
+run at a chosen moment instead of at the collector's: once every L{FULL_INTERVAL}
+seconds, or, L{SOONEST} seconds after the last one at the earliest, once the frozen
+objects have doubled since (many stations came and went); its duration is logged.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+from ..logs import proxy_logger
+from ..periodic import Periodic
+
+FREEZE_INTERVAL = 1.0
+"""Seconds between two freezes of what survived the young collections (each costs well under a millisecond)."""
+FULL_INTERVAL = 3600.0
+"""Seconds between two full collections at most."""
+GROWTH = 2.0
+"""A full collection comes sooner once the frozen objects are this many times those after the last one..."""
+SOONEST = 600.0
+"""... and at least this many seconds after the last one (start-up counts as one): not in the middle of a storm."""
+MINIMUM_FROZEN = 200_000
+"""Below this many frozen objects (a few hundred stations), growth alone never asks for a full collection."""
+
+
+def full_collection_due(now: float, last_full: float, frozen: int, frozen_after_full: int) -> bool:
+    """Whether the next tick collects everything (see the module's doc)."""
+    if now - last_full >= FULL_INTERVAL:
+        return True
+    return now - last_full >= SOONEST and frozen >= MINIMUM_FROZEN and frozen >= GROWTH * frozen_after_full
+
+
+class CollectorPolicy:
+    """Freezes what survives the young collections, and collects everything at chosen moments; see the module."""
+
+    _log = proxy_logger()
+
+    def __init__(self, clock: Any, collector: Any = gc, timer=time.perf_counter) -> None:
+        self._clock = clock
+        self._gc = collector
+        self._timer = timer
+        self._last_full = clock.seconds()
+        self._frozen_after_full = 0
+        self.full_collections = 0
+
+    def tick(self) -> None:
+        """Freeze what survived a young collection, or collect everything if it is time to."""
+        collector, now = self._gc, self._clock.seconds()
+        if full_collection_due(now, self._last_full, collector.get_freeze_count(), self._frozen_after_full):
+            started = self._timer()
+            collector.unfreeze()
+            reclaimed = collector.collect()
+            collector.freeze()
+            self._last_full = now
+            self._frozen_after_full = collector.get_freeze_count()
+            self.full_collections += 1
+            self._log.info(
+                "full garbage collection: {seconds:.3f} s, {reclaimed} objects in cycles reclaimed,"
+                " {kept} objects kept",
+                seconds=self._timer() - started, reclaimed=reclaimed, kept=self._frozen_after_full,
+            )
+        else:
+            collector.collect(1)
+            collector.freeze()
+
+
+class CollectorService(Periodic):
+    """
+    L{CollectorPolicy.tick} every L{FREEZE_INTERVAL} seconds while the daemon runs. Nothing
+    is unfrozen at shutdown: that would only have the collector walk every object while
+    the stations are being closed.
+    """
+
+    def __init__(self, policy: CollectorPolicy, clock: Any) -> None:
+        super().__init__(FREEZE_INTERVAL, policy.tick, clock)
+        self.policy = policy
+        self.setName("collector")
