@@ -196,13 +196,10 @@ if #found == 0 then return cjson.encode({{}, next}) end
 return cjson.encode({found, next})
 """
 
-# ocppproxy.cluster.service.CLAIM_SCRIPT, only if nobody claims the station (a drain never replaces anyone),
-# and not announced: nobody holds a connection to close, and the notifier of the instance the station left
-# must not take the drain for the station moving there (it would hold back its disconnection alert).
-CLAIM_IF_FREE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return false
-end
+# Number a claim and store it with a TTL (KEYS[1] the station's key, KEYS[2] the order's; ARGV
+# instance, serial, TTL). The number is Redis's clock in microseconds, kept above the last one
+# given: it grows across a Redis restart too. Leaves the claim's value in `value`.
+CLAIM_STORE = """
 local now = redis.call('TIME')
 local order = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -213,5 +210,14 @@ order = string.format('%.0f', order)
 redis.call('SET', KEYS[2], order)
 local value = order .. ' ' .. ARGV[1] .. ' ' .. ARGV[2]
 redis.call('SET', KEYS[1], value, 'EX', ARGV[3])
-return order
+"""
+
+# ocppproxy.cluster.service.CLAIM_SCRIPT, only if nobody claims the station (a drain never replaces anyone),
+# and not announced: nobody holds a connection to close, and the notifier of the instance the station left
+# must not take the drain for the station moving there (it would hold back its disconnection alert).
+CLAIM_IF_FREE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return false
+end
+""" + CLAIM_STORE + """return order
 """

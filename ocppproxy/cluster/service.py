@@ -27,25 +27,13 @@ from .claims import (
     station_key,
 )
 from .fleet import ClusterFleet
-from .outbox_lua import CLAIM_IF_FREE_SCRIPT
+from .outbox_lua import CLAIM_IF_FREE_SCRIPT, CLAIM_STORE
 from .redis import REPLY_TIMEOUT, RedisLink, RedisUnavailable
 from .transactions import SharedTransactions
 
-# Claim a station: number the claim, store it with a TTL and announce it, atomically, so
-# that the key and the announcements agree on the order. The number is Redis's clock in
-# microseconds, kept above the last one given: it grows across a Redis restart too.
-CLAIM_SCRIPT = """
-local now = redis.call('TIME')
-local order = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-if order <= last then
-  order = last + 1
-end
-order = string.format('%.0f', order)
-redis.call('SET', KEYS[2], order)
-local value = order .. ' ' .. ARGV[1] .. ' ' .. ARGV[2]
-redis.call('SET', KEYS[1], value, 'EX', ARGV[3])
-redis.call('PUBLISH', ARGV[4], value .. ' ' .. ARGV[5])
+# Claim a station: number the claim, store it with a TTL (CLAIM_STORE) and announce it,
+# atomically, so that the key and the announcements agree on the order.
+CLAIM_SCRIPT = CLAIM_STORE + """redis.call('PUBLISH', ARGV[4], value .. ' ' .. ARGV[5])
 return order
 """
 
