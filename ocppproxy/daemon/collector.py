@@ -33,18 +33,22 @@ FREEZE_INTERVAL = 1.0
 FULL_INTERVAL = 3600.0
 """Seconds between two full collections at most."""
 GROWTH = 2.0
-"""A full collection comes sooner once the frozen objects are this many times those after the last one..."""
+"""A full collection comes sooner once what was frozen since the last one makes this many times what it kept..."""
 SOONEST = 600.0
 """... and at least this many seconds after the last one (start-up counts as one): not in the middle of a storm."""
 MINIMUM_FROZEN = 200_000
 """Below this many frozen objects (a few hundred stations), growth alone never asks for a full collection."""
 
 
-def full_collection_due(now: float, last_full: float, frozen: int, frozen_after_full: int) -> bool:
-    """Whether the next tick collects everything (see the module's doc)."""
+def full_collection_due(now: float, last_full: float, frozen_since: int, frozen_after_full: int) -> bool:
+    """
+    Whether the next tick collects everything (see the module's doc): C{frozen_since}
+    objects were frozen since the last full collection, which left C{frozen_after_full}.
+    """
     if now - last_full >= FULL_INTERVAL:
         return True
-    return now - last_full >= SOONEST and frozen >= MINIMUM_FROZEN and frozen >= GROWTH * frozen_after_full
+    grown = frozen_since >= MINIMUM_FROZEN and frozen_after_full + frozen_since >= GROWTH * frozen_after_full
+    return now - last_full >= SOONEST and grown
 
 
 class CollectorPolicy:
@@ -58,18 +62,22 @@ class CollectorPolicy:
         self._timer = timer
         self._last_full = clock.seconds()
         self._frozen_after_full = 0
+        self._frozen_since = 0
+        """Objects frozen since the last full collection, counted as they are frozen (some are gone since)."""
         self.full_collections = 0
 
     def tick(self) -> None:
         """Freeze what survived a young collection, or collect everything if it is time to."""
         collector, now = self._gc, self._clock.seconds()
-        if full_collection_due(now, self._last_full, collector.get_freeze_count(), self._frozen_after_full):
+        if full_collection_due(now, self._last_full, self._frozen_since, self._frozen_after_full):
             started = self._timer()
             collector.unfreeze()
             reclaimed = collector.collect()
             collector.freeze()
             self._last_full = now
+            # (get_freeze_count walks every frozen object: once per full collection, never per tick.)
             self._frozen_after_full = collector.get_freeze_count()
+            self._frozen_since = 0
             self.full_collections += 1
             self._log.info(
                 "full garbage collection: {seconds:.3f} s, {reclaimed} objects in cycles reclaimed,"
@@ -78,6 +86,8 @@ class CollectorPolicy:
             )
         else:
             collector.collect(1)
+            # What survived is in the oldest generation now, and only that is unfrozen: cheap to count.
+            self._frozen_since += len(collector.get_objects(2))
             collector.freeze()
 
 

@@ -27,6 +27,8 @@ class RecordedCollector:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.frozen = 0
+        self.surviving = 0
+        """How many objects a young collection leaves in the oldest generation (unfrozen)."""
 
     def collect(self, generation: int = 2) -> int:
         self.calls.append(("collect", generation))
@@ -39,7 +41,12 @@ class RecordedCollector:
         self.calls.append(("unfreeze",))
 
     def get_freeze_count(self) -> int:
+        self.calls.append(("get_freeze_count",))
         return self.frozen
+
+    def get_objects(self, generation: int) -> list:
+        self.calls.append(("get_objects", generation))
+        return [None] * self.surviving
 
 
 class DueTests(SynchronousTestCase):
@@ -49,8 +56,8 @@ class DueTests(SynchronousTestCase):
 
     def test_sooner_when_the_frozen_doubled(self) -> None:
         base = MINIMUM_FROZEN * 2
-        self.assertFalse(full_collection_due(SOONEST, 0, base * 2 - 1, base))
-        self.assertTrue(full_collection_due(SOONEST, 0, base * 2, base))
+        self.assertFalse(full_collection_due(SOONEST, 0, base - 1, base))
+        self.assertTrue(full_collection_due(SOONEST, 0, base, base))
 
     def test_never_in_the_middle_of_a_storm(self) -> None:
         """Growth alone asks for nothing within SOONEST seconds of the last full collection (or start-up)."""
@@ -76,36 +83,40 @@ class PolicyTests(SynchronousTestCase):
         self.addCleanup(globalLogPublisher.removeObserver, observe)
 
     def test_a_tick_freezes_what_survived_a_young_collection(self) -> None:
+        """Counted from the oldest generation's few unfrozen objects: never by walking every frozen one."""
         self.policy.tick()
-        self.assertEqual(self.gc.calls, [("collect", 1), ("freeze",)])
+        self.assertEqual(self.gc.calls, [("collect", 1), ("get_objects", 2), ("freeze",)])
         self.assertEqual(self.logged, [])
 
     def test_full_collection_once_an_hour_unfreezes_collects_and_freezes(self) -> None:
         self.clock.advance(FULL_INTERVAL)
         self.gc.frozen = 1234
         self.policy.tick()
-        self.assertEqual(self.gc.calls, [("unfreeze",), ("collect", 2), ("freeze",)])
+        self.assertEqual(self.gc.calls, [("unfreeze",), ("collect", 2), ("freeze",), ("get_freeze_count",)])
         self.assertEqual(self.policy.full_collections, 1)
         (event,) = self.logged
         self.assertEqual((event["reclaimed"], event["kept"]), (7, 1234))
         self.gc.calls.clear()
         self.clock.advance(FREEZE_INTERVAL)
         self.policy.tick()
-        self.assertEqual(self.gc.calls, [("collect", 1), ("freeze",)])
+        self.assertEqual(self.gc.calls, [("collect", 1), ("get_objects", 2), ("freeze",)])
 
     def test_many_stations_came_and_went(self) -> None:
-        self.gc.frozen = MINIMUM_FROZEN * 3
+        """Growth is what was frozen since the last full collection, against what that one kept."""
+        self.gc.surviving = MINIMUM_FROZEN * 3
         self.policy.tick()  # start-up counts as a full collection: none within SOONEST
         self.assertEqual(self.policy.full_collections, 0)
+        self.gc.surviving = 0
         self.clock.advance(SOONEST)
-        self.policy.tick()  # the growth counts from zero
+        self.policy.tick()  # 3 x MINIMUM_FROZEN frozen since start-up, which kept none
         self.assertEqual(self.policy.full_collections, 1)
+        self.gc.frozen = MINIMUM_FROZEN * 3  # what that full collection kept
         self.clock.advance(SOONEST)
-        self.gc.frozen = MINIMUM_FROZEN * 5
+        self.gc.surviving = MINIMUM_FROZEN * 2
         self.policy.tick()
         self.assertEqual(self.policy.full_collections, 1)
-        self.gc.frozen = MINIMUM_FROZEN * 6
-        self.policy.tick()
+        self.gc.surviving = MINIMUM_FROZEN
+        self.policy.tick()  # 3 x MINIMUM_FROZEN frozen since: doubled
         self.assertEqual(self.policy.full_collections, 2)
 
 
@@ -116,7 +127,7 @@ class ServiceTests(SynchronousTestCase):
         service.startService()
         self.assertEqual(collector.calls, [])
         clock.advance(FREEZE_INTERVAL)
-        self.assertEqual(collector.calls, [("collect", 1), ("freeze",)])
+        self.assertEqual(collector.calls, [("collect", 1), ("get_objects", 2), ("freeze",)])
         service.stopService()
         clock.advance(FREEZE_INTERVAL)
-        self.assertEqual(len(collector.calls), 2)
+        self.assertEqual(len(collector.calls), 3)
