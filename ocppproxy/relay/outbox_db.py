@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,11 +159,21 @@ class OutboxDatabase:
         db = self._require()
         if not os.path.exists(self.path):
             raise OSError(f"{self.path} was removed")
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._transaction(db):
             self._in_runs(db, operations)
             self.total_bytes = self._stored_bytes(db)
             dropped = self._bounds(db, now, max_bytes, max_age)
+        return dropped
+
+    @contextmanager
+    def _transaction(self, db: sqlite3.Connection) -> Iterator[None]:
+        """
+        One SQLite transaction, committed at the end; on any failure rolled back, the bytes
+        read again from the file and the oldest entry's age no longer assumed.
+        """
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -170,7 +181,6 @@ class OutboxDatabase:
             self.total_bytes = self._stored_bytes(db)
             self._oldest = -math.inf
             raise
-        return dropped
 
     def _in_runs(self, db: sqlite3.Connection, operations: Iterable[tuple]) -> None:
         """The operations in order, each run of entries owed or delivered as one C{executemany}."""
@@ -262,8 +272,7 @@ class OutboxDatabase:
     def rewrite(self, entries: Iterable[tuple[str, str, Entry]], own_ids: Iterable[tuple[str, str, int, int]]) -> None:
         """Replace every entry and learnt id with these (after a fault: what the memory queues held)."""
         db = self._require()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction(db):
             db.execute("DELETE FROM entries")
             db.execute("DELETE FROM tx_ids")
             self._oldest = math.inf
@@ -272,13 +281,6 @@ class OutboxDatabase:
             for row in own_ids:
                 db.execute("INSERT OR REPLACE INTO tx_ids VALUES (?, ?, ?, ?)", row)
             self.total_bytes = self._stored_bytes(db)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            self.total_bytes = self._stored_bytes(db)
-            self._oldest = -math.inf
-            raise
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:
