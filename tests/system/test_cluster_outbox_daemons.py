@@ -22,8 +22,13 @@ from ..cluster_site import Instance
 from ..e2e import ProxyTestCase, async_test
 from ..peers import WAIT, CentralSystem, connect_station, poll_until
 from ..redisserver import RedisTestMixin, free_port
-
-METER_VALUES = 2000
+from .test_outbox_end_to_end import (
+    METER_VALUES,
+    assert_whole_transaction,
+    begin_transaction,
+    meter_values,
+    outbox_config,
+)
 
 
 def config_text(name: str, redis_url: str, primary_port: int, mirror_port: int, directory: str) -> str:
@@ -31,15 +36,8 @@ def config_text(name: str, redis_url: str, primary_port: int, mirror_port: int, 
     return (
         'listen: "tcp:port=0:interface=127.0.0.1"\n'
         'status: {listen: "tcp:port=0:interface=127.0.0.1"}\n'
-        "upstreams:\n"
-        f'  a: {{url: "ws://127.0.0.1:{primary_port}/ocpp/"}}\n'
-        f'  m: {{url: "ws://127.0.0.1:{mirror_port}/mirror/"}}\n'
-        'routes: [{stations: ["*"], primary: a, mirrors: [m]}]\n'
-        "reconnect: {initial_delay: 0.2, factor: 2, max_delay: 0.5, max_attempts: 100000}\n"
-        f"outbox: {{directory: {directory}}}\n"
-        f'cluster: {{redis_url: "{redis_url}", instance: "{name}", ownership_ttl: 3}}\n'
-        # The station's MeterValues go as fast as they are answered, over the default 50/s.
-        "limits: {max_frames_per_second: 100000, frame_burst: 100000}\n"
+        + outbox_config(primary_port, mirror_port, directory)
+        + f'cluster: {{redis_url: "{redis_url}", instance: "{name}", ownership_ttl: 3}}\n'
     )
 
 
@@ -69,27 +67,9 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         mirror = CentralSystem(500)
         return redis, primary_port, mirror, free_port()
 
-    async def meter_values(self, station, numbers) -> None:
-        for index in numbers:
-            await station.call(call.MeterValues(connector_id=1, transaction_id=101, meter_value=[
-                {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": str(index)}]}]))
-
     async def begin(self, port: int, station_id: str):
         """A station on the instance at C{port}: BootNotification and StartTransaction; returns (station, websocket)."""
-        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{port}/", station_id)
-        await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
-        started = await station.call(call.StartTransaction(connector_id=1, id_tag="T", meter_start=0,
-                                                           timestamp="2026-01-01T00:00:00Z"))
-        self.assertEqual(started.transaction_id, 101)
-        return station, websocket
-
-    def assert_transaction(self, frames: list) -> None:
-        """The whole transaction, in order, with the mirror's own transaction id."""
-        self.assertEqual([frame[2] for frame in frames],
-                         ["BootNotification", "StartTransaction"] + ["MeterValues"] * METER_VALUES + ["StopTransaction"])
-        self.assertEqual([frame[3]["meterValue"][0]["sampledValue"][0]["value"] for frame in frames[2:-1]],
-                         [str(index) for index in range(METER_VALUES)])
-        self.assertEqual({frame[3]["transactionId"] for frame in frames[2:]}, {501})
+        return await begin_transaction(self, f"ws://127.0.0.1:{port}/", station_id)
 
     @async_test
     async def test_kill_9_of_the_holder_another_instance_drains(self):
@@ -97,7 +77,7 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         redis, primary_port, mirror, mirror_port = await self.peers()
         holder, *others = await self.instances(redis, primary_port, mirror_port)
         station, websocket = await self.begin(holder.port, "CP_C")
-        await self.meter_values(station, range(METER_VALUES))
+        await meter_values(station, range(METER_VALUES))
         await station.call(call.StopTransaction(meter_stop=9, timestamp="2026-01-01T01:00:00Z", transaction_id=101))
         total = METER_VALUES + 3
         key = stream_key("CP_C", "m")
@@ -113,7 +93,7 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
                          lambda count: f"the mirror got {count} of {total} frames", timeout=60)
         await asyncio.wait_for(connection.closed.wait(), WAIT)
         self.assertEqual(connection.path, "/mirror/CP_C")
-        self.assert_transaction(connection.session.received)
+        assert_whole_transaction(self, connection.session.received)
         self.assertEqual(len(mirror.connections), 1)
         drained_by = [instance.name for instance in others if instance.logged("draining it here")]
         self.assertEqual(len(drained_by), 1, drained_by)
@@ -135,14 +115,14 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         first, second, _ = await self.instances(redis, primary_port, mirror_port)
         station, websocket = await self.begin(first.port, "CP_F")
         half = METER_VALUES // 2
-        await self.meter_values(station, range(half))
+        await meter_values(station, range(half))
         key = stream_key("CP_F", "m")
         await poll_until(lambda: redis.command("XLEN", key), lambda count: count == str(half + 2),
                          lambda count: f"{count} of {half + 2} entries in Redis")
         moved, moved_websocket, _ = await connect_station(f"ws://127.0.0.1:{second.port}/", "CP_F")
         self.cleanup(moved_websocket.close)
         await asyncio.wait_for(websocket.wait_closed(), WAIT)
-        await self.meter_values(moved, range(half, METER_VALUES))
+        await meter_values(moved, range(half, METER_VALUES))
         await moved.call(call.StopTransaction(meter_stop=9, timestamp="2026-01-01T01:00:00Z", transaction_id=101))
         total = METER_VALUES + 3
         await poll_until(lambda: redis.command("XLEN", key), lambda count: count == str(total),
@@ -152,7 +132,7 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         (connection,) = await mirror.wait_connections(1)
         await poll_until(lambda: asyncio.sleep(0, len(connection.session.received)), lambda count: count >= total,
                          lambda count: f"the mirror got {count} of {total} frames", timeout=60)
-        self.assert_transaction(connection.session.received[:total])
+        assert_whole_transaction(self, connection.session.received[:total])
         self.assertTrue(second.logged("CP_F's backlog loaded from Redis"))
         await poll_until(lambda: redis.command("EXISTS", key), lambda found: found == "0",
                          lambda found: "the stream is still in Redis")
@@ -169,7 +149,7 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         redis, primary_port, mirror, mirror_port = await self.peers()
         instances = await self.instances(redis, primary_port, mirror_port)
         station, websocket = await self.begin(instances[0].port, "CP_D")
-        await self.meter_values(station, range(METER_VALUES))
+        await meter_values(station, range(METER_VALUES))
         await station.call(call.StopTransaction(meter_stop=9, timestamp="2026-01-01T01:00:00Z", transaction_id=101))
         total = METER_VALUES + 3
         key = stream_key("CP_D", "m")
@@ -191,7 +171,7 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         (connection,) = await mirror.wait_connections(1)
         await poll_until(lambda: asyncio.sleep(0, len(connection.session.received)), lambda count: count >= total,
                          lambda count: f"the mirror got {count} of {total} frames", timeout=60)
-        self.assert_transaction(connection.session.received[:total])
+        assert_whole_transaction(self, connection.session.received[:total])
         self.assertEqual(len(mirror.connections), 1)
         self.assertTrue(elsewhere.logged("CP_D's backlog loaded from Redis"))
 
@@ -207,7 +187,7 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         station, websocket = await self.begin(holder.port, "CP_R")
         redis.freeze()
         self.addCleanup(lambda: redis.thaw() if redis.process and redis.process.returncode is None else None)
-        await self.meter_values(station, range(METER_VALUES))
+        await meter_values(station, range(METER_VALUES))
         await station.call(call.StopTransaction(meter_stop=9, timestamp="2026-01-01T01:00:00Z", transaction_id=101))
         await poll_until(lambda: asyncio.sleep(0, holder.logged("outbox: Redis does not take entries")),
                          lambda lines: lines, lambda lines: "no outage seen", timeout=20)
@@ -225,5 +205,5 @@ class ClusterOutboxDaemonTests(RedisTestMixin, ProxyTestCase):
         (connection,) = await mirror.wait_connections(1)
         await poll_until(lambda: asyncio.sleep(0, len(connection.session.received)), lambda count: count >= total,
                          lambda count: f"the mirror got {count} of {total} frames", timeout=60)
-        self.assert_transaction(connection.session.received)
+        assert_whole_transaction(self, connection.session.received)
         self.assertEqual(len([i for i in others if i.logged("CP_R is away with a backlog")]), 1)

@@ -31,6 +31,46 @@ def stored(path: str) -> int:
             return 0
 
 
+def outbox_config(primary_port: int, mirror_port: int, directory: str) -> str:
+    """Upstream a the primary, m a mirror through the outbox in C{directory}, quick reconnects, no frame limit."""
+    return (
+        "upstreams:\n"
+        f'  a: {{url: "ws://127.0.0.1:{primary_port}/ocpp/"}}\n'
+        f'  m: {{url: "ws://127.0.0.1:{mirror_port}/mirror/"}}\n'
+        'routes: [{stations: ["*"], primary: a, mirrors: [m]}]\n'
+        "reconnect: {initial_delay: 0.2, factor: 2, max_delay: 0.5, max_attempts: 100000}\n"
+        f"outbox: {{directory: {directory}}}\n"
+        # The station's 2,000 MeterValues go as fast as they are answered, over the default 50/s.
+        "limits: {max_frames_per_second: 100000, frame_burst: 100000}\n"
+    )
+
+
+async def begin_transaction(testcase, url: str, station_id: str):
+    """A station at C{url}: BootNotification and StartTransaction (the primary's id 101); returns (station, websocket)."""
+    station, websocket, _ = await connect_station(url, station_id)
+    await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
+    started = await station.call(call.StartTransaction(connector_id=1, id_tag="T", meter_start=0,
+                                                       timestamp="2026-01-01T00:00:00Z"))
+    testcase.assertEqual(started.transaction_id, 101)
+    return station, websocket
+
+
+async def meter_values(station, numbers) -> None:
+    """The station's MeterValues of transaction 101, one per number, each value the number."""
+    for index in numbers:
+        await station.call(call.MeterValues(connector_id=1, transaction_id=101, meter_value=[
+            {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": str(index)}]}]))
+
+
+def assert_whole_transaction(testcase, frames: list) -> None:
+    """The whole transaction, in order, with the mirror's own transaction id (501)."""
+    testcase.assertEqual([frame[2] for frame in frames],
+                         ["BootNotification", "StartTransaction"] + ["MeterValues"] * METER_VALUES + ["StopTransaction"])
+    testcase.assertEqual([frame[3]["meterValue"][0]["sampledValue"][0]["value"] for frame in frames[2:-1]],
+                         [str(index) for index in range(METER_VALUES)])
+    testcase.assertEqual({frame[3]["transactionId"] for frame in frames[2:]}, {501})
+
+
 class OutboxDaemonTests(DaemonTestCase):
     timeout = 180
 
@@ -43,27 +83,11 @@ class OutboxDaemonTests(DaemonTestCase):
         mirror_port = free_port()
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
-        config = (
-            'listen: "tcp:port=0:interface=127.0.0.1"\n'
-            "upstreams:\n"
-            f'  a: {{url: "ws://127.0.0.1:{primary_port}/ocpp/"}}\n'
-            f'  m: {{url: "ws://127.0.0.1:{mirror_port}/mirror/"}}\n'
-            'routes: [{stations: ["*"], primary: a, mirrors: [m]}]\n'
-            "reconnect: {initial_delay: 0.2, factor: 2, max_delay: 0.5, max_attempts: 100000}\n"
-            f"outbox: {{directory: {directory}}}\n"
-            # The station's 2,000 MeterValues go as fast as they are answered, over the default 50/s.
-            "limits: {max_frames_per_second: 100000, frame_burst: 100000}\n"
-        )
+        config = 'listen: "tcp:port=0:interface=127.0.0.1"\n' + outbox_config(primary_port, mirror_port, directory)
         process = await self.run_daemon(config)
         found, _ = await self.read_until(process.stdout, r"listening on .*port=(\d+)")
-        station, websocket, _ = await connect_station(f"ws://127.0.0.1:{found.group(1)}/", "CP_O")
-        await station.call(call.BootNotification(charge_point_model="M", charge_point_vendor="V"))
-        started = await station.call(call.StartTransaction(connector_id=1, id_tag="T", meter_start=0,
-                                                           timestamp="2026-01-01T00:00:00Z"))
-        self.assertEqual(started.transaction_id, 101)
-        for index in range(METER_VALUES):
-            await station.call(call.MeterValues(connector_id=1, transaction_id=101, meter_value=[
-                {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": str(index)}]}]))
+        station, websocket = await begin_transaction(self, f"ws://127.0.0.1:{found.group(1)}/", "CP_O")
+        await meter_values(station, range(METER_VALUES))
         await station.call(call.StopTransaction(meter_stop=9, timestamp="2026-01-01T01:00:00Z", transaction_id=101))
         total = METER_VALUES + 3
         path = os.path.join(directory, "outbox.sqlite3")
@@ -81,13 +105,8 @@ class OutboxDaemonTests(DaemonTestCase):
         await poll_until(lambda: asyncio.sleep(0, len(connection.session.received)), lambda count: count >= total,
                          lambda count: f"the mirror got {count} of {total} frames", timeout=60)
         await asyncio.wait_for(connection.closed.wait(), WAIT)
-        frames = connection.session.received
         self.assertEqual(connection.path, "/mirror/CP_O")
-        self.assertEqual([frame[2] for frame in frames],
-                         ["BootNotification", "StartTransaction"] + ["MeterValues"] * METER_VALUES + ["StopTransaction"])
-        self.assertEqual([frame[3]["meterValue"][0]["sampledValue"][0]["value"] for frame in frames[2:-1]],
-                         [str(index) for index in range(METER_VALUES)])
-        self.assertEqual({frame[3]["transactionId"] for frame in frames[2:]}, {501})
+        assert_whole_transaction(self, connection.session.received)
         self.assertEqual(len(mirror.connections), 1)
         await poll_until(lambda: asyncio.sleep(0, stored(path)), lambda count: count == 0,
                          lambda count: f"{count} entries left")
