@@ -72,6 +72,16 @@ class ClusterComposeTests(SynchronousTestCase):
         self.assertIn(urlsplit(config.cluster.redis_url).hostname, self.services)
         self.assertIn("redis-server", self.services["redis"]["command"])
 
+    def test_redis_keeps_what_it_acknowledged(self) -> None:
+        """Redis runs with the settings the docs name for the outbox: append-only file, fsync policy, no eviction, a volume."""
+        command = self.services["redis"]["command"]
+        settings = dict(zip(command[1::2], command[2::2]))
+        self.assertEqual(settings["--appendonly"], "yes")
+        self.assertIn(settings["--appendfsync"], ("everysec", "always"))
+        self.assertEqual(settings["--maxmemory-policy"], "noeviction")
+        self.assertEqual(self.services["redis"]["volumes"], ["redis:/data"])
+        self.assertIn("redis", self.compose["volumes"])
+
     def test_haproxy_is_a_trusted_proxy(self) -> None:
         """The network's subnet is a trusted proxy: HAProxy's X-Forwarded-For believed, its stations not one address."""
         (subnet,) = [pool["subnet"] for pool in self.compose["networks"]["cluster"]["ipam"]["config"]]
