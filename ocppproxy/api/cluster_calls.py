@@ -155,7 +155,7 @@ class ClusterCalls(MultiService):
             if not isinstance(found, str):
                 return found
             stream_id = uuid.uuid4().hex
-            stream = EventStream(request, lambda closed: self._unfollow(stream_id))
+            stream = EventStream(request, lambda closed: self._unfollow(stream_id), clock=self._clock)
             self._follows[stream_id] = (stream, found)
             opened = stream.start()
             message = {"kind": "follow", "stream": stream_id, "reply_to": self.instance, "station": station_id,

@@ -157,13 +157,13 @@ class ApiService(ServiceTree):
             return self._cluster.follow(station_id, request, after)
         if not here:
             raise Answer(404, f"no frames of station {station_id} are kept")
-        stream = EventStream(request, lambda closed: self.trace.unfollow(station_id, closed))
+        stream = EventStream(request, lambda closed: self.trace.unfollow(station_id, closed), clock=self.clock)
         opened = stream.start()
         self.trace.follow(station_id, stream, after)
         return opened
 
     def handle_events(self, request, token: Token, station_id: None, body: bytes):
-        stream = EventStream(request, self.events.remove)
+        stream = EventStream(request, self.events.remove, clock=self.clock)
         opened = stream.start()
         self.events.add(stream)
         return opened

@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from ocppproxy.api.history import FrameTrace
-from ocppproxy.api.sse import EventStream, event_bytes
+from ocppproxy.api.sse import KEEPALIVE_COMMENT, EventStream, event_bytes
 from ocppproxy.core.frame_history import FrameHistory
 from ocppproxy.core.redact import Redactor
 
@@ -87,6 +87,26 @@ class StreamTests(SynchronousTestCase):
         stream.send(b"b")
         stream.resumeProducing()
         self.assertEqual(request.written[-2:], [b"a", b"b"])
+
+    def test_silent_stream_sends_keepalive_comments(self):
+        """Only a stream silent for a whole interval gets a comment line; none once closed, no timer left."""
+        clock = Clock()
+        request = sse_request()
+        stream = EventStream(request, lambda _: None, clock=clock, keepalive=15.0)
+        stream.start()
+        clock.advance(15.0)
+        self.assertEqual(request.written[-1], KEEPALIVE_COMMENT)
+        stream.send(b"data: x\n\n")
+        clock.advance(15.0)
+        self.assertEqual(request.written[-1], b"data: x\n\n")  # an event went out in that interval
+        clock.advance(15.0)
+        self.assertEqual(request.written[-1], KEEPALIVE_COMMENT)
+        self.assertEqual(request.written.count(KEEPALIVE_COMMENT), 2)
+        stream.pauseProducing()
+        clock.advance(15.0)
+        self.assertEqual(request.written.count(KEEPALIVE_COMMENT), 2)  # a slow reader gets nothing more
+        stream.stopProducing()
+        self.assertEqual(clock.getDelayedCalls(), [])
 
 
 class TraceTests(SynchronousTestCase):
