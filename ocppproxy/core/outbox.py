@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .ocppj import CALL, CALLERROR, SEND, parse_frame
 
@@ -25,6 +25,10 @@ CARRY_TX = frozenset(("MeterValues", "StopTransaction"))
 DEFAULT_WINDOW = 32
 """Entries sent and not yet answered at once, on replay."""
 _TX_LIMIT = 256
+QUEUED = 1
+"""L{Entry.stored}: the entry's write waits in the store's pending groups."""
+CANCELLED = 2
+"""L{Entry.stored}: delivered before its write was taken into a group: it is never written."""
 
 
 @dataclass(slots=True)
@@ -43,6 +47,9 @@ class Entry:
     written_at: float
     kind: int = CALL
     station_tx: int | None = None
+    stored: int = field(default=0, compare=False, repr=False)
+    """The single instance's store's mark: L{QUEUED} while its write waits for a group, L{CANCELLED} if it was
+    delivered meanwhile (never written then), 0 otherwise."""
 
     @property
     def size(self) -> int:

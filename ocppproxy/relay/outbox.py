@@ -206,7 +206,7 @@ class Outbox:
         if queue is None:
             queue = self.queue(station, upstream)
         for gone in queue.sent(entry, backlog):
-            self.store.write((DELETE, station, upstream, gone.seq))
+            self.store.write((DELETE, station, upstream, gone.seq, gone))
             self._gone(upstream, 1)
         if backlog:
             self.replayed[upstream] = self.replayed.get(upstream, 0) + 1
@@ -223,7 +223,7 @@ class Outbox:
         entry = queue.answered(frame.message_id, own)
         if entry is None:
             return None
-        self.store.write((DELETE, station, upstream, entry.seq))
+        self.store.write((DELETE, station, upstream, entry.seq, entry))
         self._gone(upstream, 1)
         if entry.action == START and entry.station_tx is not None and type(own) is int:
             self.store.write((OWN_ID, station, upstream, entry.station_tx, own))

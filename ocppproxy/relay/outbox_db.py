@@ -75,7 +75,7 @@ class Loaded:
 
 # The operations the reactor side queues for the writer thread, as tuples (cheap on the hot path):
 PUT = "put"  # (PUT, station, upstream, Entry)
-DELETE = "del"  # (DELETE, station, upstream, seq)
+DELETE = "del"  # (DELETE, station, upstream, seq[, Entry]): with the Entry, not written if its PUT was not yet
 START_TX = "start_tx"  # (START_TX, station, upstream, seq, station_tx)
 OWN_ID = "own_id"  # (OWN_ID, station, upstream, station_tx, own)
 TRIM = "trim"  # (TRIM,): nothing but the bounds, applied by every group
@@ -228,8 +228,7 @@ class OutboxDatabase:
                               entry.written_at, entry.station_tx))
             self._oldest = min(self._oldest, entry.written_at)
         elif kind == DELETE:
-            _, station, upstream, seq = operation
-            db.execute(_DELETE, (seq, station, upstream))
+            db.execute(_DELETE, (operation[3], operation[1], operation[2]))
         elif kind == START_TX:
             _, station, upstream, seq, station_tx = operation
             db.execute("UPDATE entries SET station_tx = ? WHERE station = ? AND upstream = ? AND seq = ?",

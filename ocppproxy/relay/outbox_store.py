@@ -1,8 +1,15 @@
 """
 The durable outbox's store on the reactor side: operations (an entry owed, an entry
 delivered, an id learnt) are queued in memory at once and written by one writer thread
-in groups, one SQLite transaction per group (group commit, every C{interval} seconds at
-most, one group at a time), so that nothing on a frame's path waits for the disk.
+in groups, one SQLite transaction per group (group commit, one group at a time), so that
+nothing on a frame's path waits for the disk.
+
+A group is what was queued before the previous tick of the commit timer (every
+C{interval} seconds while anything is pending): an entry is written one to two intervals
+after it came, unless its answer came first, and then it is never written at all (a
+mirror that keeps up costs the disk nothing; with the default 4 ms, entries answered
+within 4 ms never reach SQLite). What a crash can lose is therefore the last two
+intervals' entries (8 ms by default) plus the commit under way.
 
 Faults never stop relaying: when a group cannot be written (disk full, directory
 removed, the file gone), one error line opens the episode, the store stops writing and
@@ -21,7 +28,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from ..config.model import OutboxConfig
-from ..core.outbox import Entry
+from ..core.outbox import CANCELLED, QUEUED, Entry
 from ..logs import proxy_logger
 from .outbox_db import DELETE, PUT, CorruptOutbox, Loaded, OutboxDatabase, describe, keep_aside
 
@@ -40,7 +47,7 @@ class OutboxStore:
         config: OutboxConfig,
         reactor: Any,
         run: Runner,
-        interval: float = 0.005,
+        interval: float = 0.004,
         retry_interval: float = 5.0,
     ) -> None:
         self.config = config
@@ -49,9 +56,10 @@ class OutboxStore:
         self._interval = interval
         self._retry_interval = retry_interval
         self.db = OutboxDatabase(config.directory)
-        self._pending: list[tuple | None] = []
-        self._unwritten: dict[tuple[str, str, int], int] = {}
-        """Entries of the pending group (station, upstream, seq) -> their place in it."""
+        self._pending: list[tuple] = []
+        """The operations queued before the timer's last tick: the next group."""
+        self._young: list[tuple] = []
+        """The operations queued since: the group after."""
         self._timer: Any = None
         self._writing: Deferred | None = None
         self.failing_since: float | None = None
@@ -91,29 +99,43 @@ class OutboxStore:
 
     def write(self, operation: tuple) -> None:
         """
-        Queue one operation (see L{ocppproxy.relay.outbox_db}) for the next group. An
-        entry delivered before its group was written is never written at all (a mirror
-        that keeps up costs the disk nothing).
+        Queue one operation (see L{ocppproxy.relay.outbox_db}) for a group. An entry
+        delivered before its group was taken (a C{DELETE} that names its L{Entry}) is never
+        written at all (a mirror that keeps up costs the disk nothing).
         """
         if self.failing_since is not None:
             return  # the memory queues carry it; the file is rewritten when it is back
         kind = operation[0]
         if kind == PUT:
-            self._unwritten[(operation[1], operation[2], operation[3].seq)] = len(self._pending)
-        elif kind == DELETE:
-            index = self._unwritten.pop(operation[1:], None)
-            if index is not None:
-                self._pending[index] = None
-                return
-        self._pending.append(operation)
+            operation[3].stored = QUEUED
+        elif kind == DELETE and len(operation) > 4 and operation[4].stored == QUEUED:
+            operation[4].stored = CANCELLED
+            return
+        self._young.append(operation)
         if self._timer is None and self._writing is None:
             self._timer = self._reactor.callLater(self._interval, self._commit)
 
-    def _commit(self) -> Deferred:
+    def _commit(self, everything: bool = False) -> Deferred:
+        """
+        The timer's tick: what was queued before the last tick is written now (one group),
+        what came since waits for the next tick (C{everything}: all of it now, at shutdown).
+        """
         self._timer = None
-        batch, self._pending = [operation for operation in self._pending if operation is not None], []
-        self._unwritten = {}
+        if everything:
+            due, self._pending, self._young = self._pending + self._young, [], []
+        else:
+            due, self._pending, self._young = self._pending, self._young, []
+        batch = []
+        for operation in due:
+            if operation[0] == PUT:
+                entry = operation[3]
+                if entry.stored == CANCELLED:
+                    continue  # delivered before it was written
+                entry.stored = 0
+            batch.append(operation)
         if not batch:
+            if self._pending:
+                self._timer = self._reactor.callLater(self._interval, self._commit)
             return succeed(None)  # every entry of the group was delivered before it was written
         config = self.config
         writing = self._run(self.db.apply, batch, self._reactor.seconds(), config.max_bytes, config.max_age)
@@ -126,15 +148,17 @@ class OutboxStore:
 
         def finished(_: Any) -> None:
             self._writing = None
-            if self._pending and self.failing_since is None:
+            if (self._pending or self._young) and self.failing_since is None:
                 self._timer = self._reactor.callLater(self._interval, self._commit)
 
         return writing.addCallbacks(done, self.fault).addBoth(finished)
 
     def fault(self, failure: Failure) -> None:
         """The file cannot be written (C{failure}): a fault episode begins, if none is open."""
-        self._pending = []
-        self._unwritten = {}
+        for operation in self._pending + self._young:
+            if operation[0] == PUT:
+                operation[3].stored = 0  # rewritten from the memory queues after the fault
+        self._pending, self._young = [], []
         if self.failing_since is None:
             self.failing_since = self._reactor.seconds()
             self.fault_episodes += 1
@@ -174,6 +198,6 @@ class OutboxStore:
             waiting: Deferred = Deferred()
             self._writing.addBoth(lambda result: (waiting.callback(None), result)[1])
             return waiting.addCallback(lambda _: self.stop())
-        if self._pending and self.failing_since is None:
-            return self._commit().addCallback(lambda _: self.stop())
+        if (self._pending or self._young) and self.failing_since is None:
+            return self._commit(everything=True).addCallback(lambda _: self.stop())
         return self._run(self.db.close) if self.db.is_open else succeed(None)

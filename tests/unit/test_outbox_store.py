@@ -46,7 +46,7 @@ class Fixture:
         self.open()
 
     def open(self):
-        self.store = OutboxStore(self.config, self.clock, run_now, interval=0.005, retry_interval=5)
+        self.store = OutboxStore(self.config, self.clock, run_now, interval=0.004, retry_interval=5)
         self.outbox = Outbox(self.store, self.clock.seconds, window=8)
         self.outbox.restore(self.case.successResultOf(self.store.start()))
 
@@ -55,7 +55,9 @@ class Fixture:
         return self.outbox.owed(station, upstream, frame, payload)
 
     def commit(self):
-        self.clock.advance(0.005)
+        """Two ticks of the commit timer: what was queued before the first is written at the second."""
+        self.clock.advance(0.004)
+        self.clock.advance(0.004)
 
     def reopen(self):
         """As after kill -9: the file is read again by a new store (the old one is simply dropped)."""
@@ -169,6 +171,30 @@ class FaultTests(SynchronousTestCase):
         self.assertEqual([entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()],
                          ["a", "b", "c"])
 
+    def test_entry_waiting_at_the_fault_is_deleted_once_answered(self):
+        """An entry whose write was still waiting when the fault came is rewritten, then deleted by its answer."""
+        fixture = Fixture(self)
+        fixture.owe("CP1", "mirror", "a", "Heartbeat", {})
+        fixture.commit()
+        for name in os.listdir(fixture.directory):
+            os.remove(os.path.join(fixture.directory, name))
+        os.rmdir(fixture.directory)
+        fixture.owe("CP1", "mirror", "b", "Heartbeat", {})
+        fixture.clock.advance(0.004)
+        fixture.owe("CP1", "mirror", "c", "Heartbeat", {})  # still waiting when b's group fails
+        fixture.clock.advance(0.004)
+        self.assertFalse(fixture.store.healthy)
+        os.makedirs(fixture.directory)
+        fixture.clock.advance(5)
+        self.assertTrue(fixture.store.healthy)
+        queue = fixture.outbox.queue("CP1", "mirror")
+        for ready in queue.ready():
+            fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
+        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"c",{}]'))
+        fixture.commit()
+        fixture.reopen()
+        self.assertEqual([entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()], ["a", "b"])
+
     def test_corrupt_file_kept_aside(self):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
@@ -223,11 +249,31 @@ class DeliveredBeforeWrittenTests(SynchronousTestCase):
         for ready in queue.ready():
             fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
         fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h0",{}]'))
-        self.assertEqual([operation[0] for operation in fixture.store._pending if operation], ["put"])
-        fixture.commit()
+        self.assertEqual([operation[0] for operation in fixture.store._young], ["put", "put"])
+        self.assertEqual([operation[3].message_id for operation in fixture.store._young if operation[3].stored == 1], ["h1"])
+        fixture.clock.advance(0.004)  # the first tick: nothing is old enough yet
+        self.assertEqual(fixture.store.commits, 0)
+        fixture.clock.advance(0.004)  # the second: h1, still unanswered, is written; h0 never
         self.assertEqual(fixture.store.commits, 1)
         fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h1",{}]'))
         fixture.commit()
         fixture.reopen()
         self.assertEqual(len(fixture.outbox.queue("CP1", "mirror")), 0)
         self.assertEqual(entry.message_id, "h0")
+
+    def test_answered_within_one_interval_of_the_tick_never_written(self):
+        """An entry waits one whole tick before it is written: an answer meanwhile keeps it out of the file."""
+        fixture = Fixture(self)
+        fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
+        queue = fixture.outbox.queue("CP1", "mirror")
+        for ready in queue.ready():
+            fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
+        fixture.clock.advance(0.004)  # its first tick: not written yet
+        fixture.owe("CP1", "mirror", "h1", "Heartbeat", {})  # (the next group's)
+        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h0",{}]'))
+        fixture.clock.advance(0.004)
+        self.assertEqual(fixture.store.commits, 0)  # h0 delivered: its group is empty, no transaction at all
+        fixture.clock.advance(0.004)
+        self.assertEqual(fixture.store.commits, 1)  # h1's group
+        fixture.reopen()
+        self.assertEqual([entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()], ["h1"])
