@@ -2,8 +2,10 @@
 What keeps the outbox cheap per frame, and the guarantees each shortcut must keep: a
 frame parsed once on its way through the outbox, the backlog's bytes kept as entries
 come and go (no sum per scrape), one counter numbering every station's entries (each
-station's still in its order, above anything restored), and the age bound skipped only
-while no entry can be older than C{max_age}.
+station's still in its order, above anything restored), the age bound skipped only
+while no entry can be older than C{max_age}, and the lean lane of a live CALL to a
+connected mirror keeping up (sent at once by the queue's own rules, answered through the
+relay only if the same session owed it).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.core import routing
-from ocppproxy.core.ocppj import SEND
+from ocppproxy.core.ocppj import CALL, SEND
 from ocppproxy.core.outbox import Entry, OutboxQueue
 from ocppproxy.relay import outbox_links
 from ocppproxy.relay.outbox_links import _answer_id
@@ -234,3 +236,81 @@ class StationFrameTests(SynchronousTestCase):
         self.assertNotEqual(links._station_payload, translated)
         links._outbox_station_frame(b'[3,"m-1",{}]', [])
         self.assertIsNone(links._station_frame)
+
+
+class LeanLaneTests(SynchronousTestCase):
+    """A live CALL to a connected mirror keeping up goes at once (send_now), by the same rules as ready()."""
+
+    def setUp(self):
+        self.backlog = Backlog(Clock())
+        self.queue = OutboxQueue("CP1", "mirror", window=2)
+
+    def owe(self, message_id, action="Heartbeat", kind=CALL):
+        entry = self.backlog.entry(message_id, action, {}, kind=kind)
+        self.queue.append(entry)
+        return entry
+
+    def test_goes_at_once_when_nothing_waits(self):
+        entry = self.owe("h0")
+        self.assertTrue(self.queue.send_now(entry))
+        self.assertEqual((self.queue.unsent, self.queue.ready()), (0, []))
+        self.assertIs(self.queue.answered("h0"), entry)
+        self.assertEqual(len(self.queue), 0)
+
+    def test_not_before_a_backlog(self):
+        self.owe("old")
+        entry = self.owe("new")
+        self.assertFalse(self.queue.send_now(entry))
+        self.assertEqual([each.message_id for each in self.queue.ready()], ["old", "new"])
+
+    def test_not_behind_an_unanswered_start_transaction(self):
+        start = self.owe("s", "StartTransaction")
+        self.assertTrue(self.queue.send_now(start))
+        entry = self.owe("m", "MeterValues")
+        self.assertFalse(self.queue.send_now(entry))
+        self.assertEqual(self.queue.ready(), [])
+        self.queue.answered("s", 905)
+        self.assertEqual(self.queue.ready(), [entry])
+
+    def test_not_beyond_the_window_nor_a_send(self):
+        for message_id in ("h0", "h1"):
+            self.assertTrue(self.queue.send_now(self.owe(message_id)))
+        self.assertFalse(self.queue.send_now(self.owe("h2")))
+        self.queue.answered("h0")
+        self.queue.answered("h1")
+        self.assertEqual([each.message_id for each in self.queue.ready()], ["h2"])
+        self.queue.sent(self.queue.ready()[0], backlog=False)
+        self.assertFalse(self.queue.send_now(self.owe("n", "Notify", kind=SEND)))
+
+    def test_link_lost_sends_again_in_order(self):
+        for message_id in ("h0", "h1"):
+            self.queue.send_now(self.owe(message_id))
+        self.owe("h2")
+        self.queue.link_lost()
+        self.assertEqual([each.message_id for each in self.queue.ready()], ["h0", "h1"])  # the window of 2
+        self.queue.dropped([1])
+        self.assertEqual((self.queue.unsent, len(self.queue.in_flight)), (2, 0))
+
+
+class SessionTokenTests(OutboxFixture, SynchronousTestCase):
+    """A mirror's answer goes to the relay only for CALLs the same session owed; older ones are the outbox's."""
+
+    def test_answer_to_an_earlier_sessions_call_is_consumed(self):
+        harness = self.harness
+        harness.third.answer_calls = False
+        station = harness.connect_station("CP_1")
+        harness.flush()
+        station.send('[2,"h-1","Heartbeat",{}]')
+        harness.flush()
+        queue = self.outbox.queue("CP_1", "c")
+        self.assertEqual(list(queue.in_flight), ["h-1"])  # sent at once, live
+        entry = queue.in_flight["h-1"]
+        live = entry.live
+        self.assertTrue(live)
+        entry.live = live + 1000  # as if a session before this one had owed it
+        relayed = []
+        self.patch(harness.proxy.sessions["CP_1"].relay, "from_upstream",
+                   lambda *args: relayed.append(args) or [])
+        harness.third.connection.send('[3,"h-1",{}]')
+        harness.flush()
+        self.assertEqual((relayed, len(queue)), ([], 0))  # consumed by the outbox, not given to the relay
