@@ -96,7 +96,8 @@ def outbox_round(names, mirror_up: bool = True, outbox: bool = True, stations: i
     with C{mirror_up} false the mirrors are away: their frames accumulate, and they answer
     nothing. With C{stations} the rounds take turns among that many stations (one outbox,
     one file). With C{lag} the mirrors answer each CALL that many rounds later (as in a
-    daemon, where a mirror's answer comes a few milliseconds after the CALL: 0.25 ms a round).
+    daemon, where a mirror's answer comes a few milliseconds after the CALL), the clock
+    moving 0.25 ms a round.
     """
     import os
     import tempfile
@@ -158,9 +159,10 @@ def outbox_round(names, mirror_up: bool = True, outbox: bool = True, stations: i
                 session, index = late.popleft()
                 for name in answering[1:]:
                     session.from_upstream(name, answers[index])
-        else:
-            for name in answering:
-                session.from_upstream(name, answers[index])
+            clock.advance(0.00025)  # (the same 5 ms per 20 rounds, but the entries' ages in steps of a round)
+            return
+        for name in answering:
+            session.from_upstream(name, answers[index])
         if count[0] % 20 == 0:
             clock.advance(0.005)
 

@@ -4,12 +4,13 @@ delivered, an id learnt) are queued in memory at once and written by one writer 
 in groups, one SQLite transaction per group (group commit, one group at a time), so that
 nothing on a frame's path waits for the disk.
 
-A group is what was queued before the previous tick of the commit timer (every
-C{interval} seconds while anything is pending): an entry is written one to two intervals
-after it came, unless its answer came first, and then it is never written at all (a
-mirror that keeps up costs the disk nothing; with the default 4 ms, entries answered
-within 4 ms never reach SQLite). What a crash can lose is therefore the last two
-intervals' entries (8 ms by default) plus the commit under way.
+The commit timer ticks every C{interval} seconds (5 ms) while anything is pending; a tick
+writes, as one group, the entries queued at least C{age} seconds (4 ms) before it and
+everything queued before them: an entry is written 4 to 9 ms after it came, unless its
+answer came first, and then it is never written at all (a mirror that keeps up costs the
+disk nothing). What a crash can lose is therefore the last 9 ms of entries plus the
+commit under way (its C{fsync}, about a millisecond). Fewer, longer intervals would mean
+fewer C{fsync}s for a mirror that is down, and a longer window.
 
 Faults never stop relaying: when a group cannot be written (disk full, directory
 removed, the file gone), one error line opens the episode, the store stops writing and
@@ -47,19 +48,19 @@ class OutboxStore:
         config: OutboxConfig,
         reactor: Any,
         run: Runner,
-        interval: float = 0.004,
+        interval: float = 0.005,
+        age: float = 0.004,
         retry_interval: float = 5.0,
     ) -> None:
         self.config = config
         self._reactor = reactor
         self._run = run
         self._interval = interval
+        self._age = age
         self._retry_interval = retry_interval
         self.db = OutboxDatabase(config.directory)
         self._pending: list[tuple] = []
-        """The operations queued before the timer's last tick: the next group."""
-        self._young: list[tuple] = []
-        """The operations queued since: the group after."""
+        """The operations queued and not yet taken into a group, in order."""
         self._timer: Any = None
         self._writing: Deferred | None = None
         self.failing_since: float | None = None
@@ -111,20 +112,27 @@ class OutboxStore:
         elif kind == DELETE and len(operation) > 4 and operation[4].stored == QUEUED:
             operation[4].stored = CANCELLED
             return
-        self._young.append(operation)
+        self._pending.append(operation)
         if self._timer is None and self._writing is None:
             self._timer = self._reactor.callLater(self._interval, self._commit)
 
     def _commit(self, everything: bool = False) -> Deferred:
         """
-        The timer's tick: what was queued before the last tick is written now (one group),
-        what came since waits for the next tick (C{everything}: all of it now, at shutdown).
+        The timer's tick: the operations up to the first entry queued less than C{age}
+        seconds ago are written now (one group), the rest wait for the next tick
+        (C{everything}: all of it now, at shutdown).
         """
         self._timer = None
-        if everything:
-            due, self._pending, self._young = self._pending + self._young, [], []
-        else:
-            due, self._pending, self._young = self._pending, self._young, []
+        now = self._reactor.seconds()
+        pending = self._pending
+        cut = len(pending)
+        if not everything:
+            young = now - self._age + 1e-9
+            for index, operation in enumerate(pending):
+                if operation[0] == PUT and operation[3].written_at > young:
+                    cut = index
+                    break
+        due, self._pending = pending[:cut], pending[cut:]
         batch = []
         for operation in due:
             if operation[0] == PUT:
@@ -138,7 +146,7 @@ class OutboxStore:
                 self._timer = self._reactor.callLater(self._interval, self._commit)
             return succeed(None)  # every entry of the group was delivered before it was written
         config = self.config
-        writing = self._run(self.db.apply, batch, self._reactor.seconds(), config.max_bytes, config.max_age)
+        writing = self._run(self.db.apply, batch, now, config.max_bytes, config.max_age)
         self._writing = writing
 
         def done(dropped: list[tuple[str, str, int]]) -> None:
@@ -148,17 +156,17 @@ class OutboxStore:
 
         def finished(_: Any) -> None:
             self._writing = None
-            if (self._pending or self._young) and self.failing_since is None:
+            if self._pending and self.failing_since is None:
                 self._timer = self._reactor.callLater(self._interval, self._commit)
 
         return writing.addCallbacks(done, self.fault).addBoth(finished)
 
     def fault(self, failure: Failure) -> None:
         """The file cannot be written (C{failure}): a fault episode begins, if none is open."""
-        for operation in self._pending + self._young:
+        for operation in self._pending:
             if operation[0] == PUT:
                 operation[3].stored = 0  # rewritten from the memory queues after the fault
-        self._pending, self._young = [], []
+        self._pending = []
         if self.failing_since is None:
             self.failing_since = self._reactor.seconds()
             self.fault_episodes += 1
@@ -198,6 +206,6 @@ class OutboxStore:
             waiting: Deferred = Deferred()
             self._writing.addBoth(lambda result: (waiting.callback(None), result)[1])
             return waiting.addCallback(lambda _: self.stop())
-        if (self._pending or self._young) and self.failing_since is None:
+        if self._pending and self.failing_since is None:
             return self._commit(everything=True).addCallback(lambda _: self.stop())
         return self._run(self.db.close) if self.db.is_open else succeed(None)

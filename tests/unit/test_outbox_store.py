@@ -46,7 +46,7 @@ class Fixture:
         self.open()
 
     def open(self):
-        self.store = OutboxStore(self.config, self.clock, run_now, interval=0.004, retry_interval=5)
+        self.store = OutboxStore(self.config, self.clock, run_now, interval=0.005, retry_interval=5)
         self.outbox = Outbox(self.store, self.clock.seconds, window=8)
         self.outbox.restore(self.case.successResultOf(self.store.start()))
 
@@ -55,9 +55,8 @@ class Fixture:
         return self.outbox.owed(station, upstream, frame, payload)
 
     def commit(self):
-        """Two ticks of the commit timer: what was queued before the first is written at the second."""
-        self.clock.advance(0.004)
-        self.clock.advance(0.004)
+        """One tick of the commit timer: what was queued at least 4 ms before it is written."""
+        self.clock.advance(0.005)
 
     def reopen(self):
         """As after kill -9: the file is read again by a new store (the old one is simply dropped)."""
@@ -180,9 +179,9 @@ class FaultTests(SynchronousTestCase):
             os.remove(os.path.join(fixture.directory, name))
         os.rmdir(fixture.directory)
         fixture.owe("CP1", "mirror", "b", "Heartbeat", {})
-        fixture.clock.advance(0.004)
+        fixture.clock.advance(0.003)
         fixture.owe("CP1", "mirror", "c", "Heartbeat", {})  # still waiting when b's group fails
-        fixture.clock.advance(0.004)
+        fixture.clock.advance(0.002)
         self.assertFalse(fixture.store.healthy)
         os.makedirs(fixture.directory)
         fixture.clock.advance(5)
@@ -249,11 +248,10 @@ class DeliveredBeforeWrittenTests(SynchronousTestCase):
         for ready in queue.ready():
             fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
         fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h0",{}]'))
-        self.assertEqual([operation[0] for operation in fixture.store._young], ["put", "put"])
-        self.assertEqual([operation[3].message_id for operation in fixture.store._young if operation[3].stored == 1], ["h1"])
-        fixture.clock.advance(0.004)  # the first tick: nothing is old enough yet
-        self.assertEqual(fixture.store.commits, 0)
-        fixture.clock.advance(0.004)  # the second: h1, still unanswered, is written; h0 never
+        self.assertEqual([operation[0] for operation in fixture.store._pending], ["put", "put"])
+        self.assertEqual([operation[3].message_id for operation in fixture.store._pending if operation[3].stored == 1],
+                         ["h1"])
+        fixture.commit()  # h1, still unanswered, is written; h0 never
         self.assertEqual(fixture.store.commits, 1)
         fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h1",{}]'))
         fixture.commit()
@@ -261,19 +259,23 @@ class DeliveredBeforeWrittenTests(SynchronousTestCase):
         self.assertEqual(len(fixture.outbox.queue("CP1", "mirror")), 0)
         self.assertEqual(entry.message_id, "h0")
 
-    def test_answered_within_one_interval_of_the_tick_never_written(self):
-        """An entry waits one whole tick before it is written: an answer meanwhile keeps it out of the file."""
+    def test_answered_within_4_ms_never_written(self):
+        """An entry is written once 4 ms old: an answer before keeps it out of the file; later entries wait."""
         fixture = Fixture(self)
         fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
         queue = fixture.outbox.queue("CP1", "mirror")
         for ready in queue.ready():
             fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
-        fixture.clock.advance(0.004)  # its first tick: not written yet
-        fixture.owe("CP1", "mirror", "h1", "Heartbeat", {})  # (the next group's)
-        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h0",{}]'))
-        fixture.clock.advance(0.004)
-        self.assertEqual(fixture.store.commits, 0)  # h0 delivered: its group is empty, no transaction at all
-        fixture.clock.advance(0.004)
-        self.assertEqual(fixture.store.commits, 1)  # h1's group
+        fixture.clock.advance(0.002)
+        fixture.owe("CP1", "mirror", "h1", "Heartbeat", {})  # 3 ms old at the first tick: the next group's
+        fixture.clock.advance(0.003)  # the first tick (5 ms): h0 is due
+        self.assertEqual((fixture.store.commits, [op[3].message_id for op in fixture.store._pending]), (1, ["h1"]))
+        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h0",{}]'))  # written: its delete is too
+        fixture.owe("CP1", "mirror", "h2", "Heartbeat", {})
+        for ready in queue.ready():
+            fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
+        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h2",{}]'))  # never written
+        fixture.clock.advance(0.005)
+        self.assertEqual(fixture.store.commits, 2)
         fixture.reopen()
         self.assertEqual([entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()], ["h1"])
