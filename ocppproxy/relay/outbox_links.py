@@ -189,15 +189,17 @@ class OutboxLinks:
             return False
         relay = self.relay
         failing_over = relay.failing_over
-        through = False if name == relay.route.primary and not failing_over else self.outbox_for(name)
+        primary = relay.route.primary
         queue = outbox.queues.get((self.station_id, name))
-        if queue is None and not through and b"transactionId" not in payload:
-            return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
-        if through and queue is not None and not failing_over:
+        if queue is not None and name != primary and not failing_over:
+            # An upstream not answering the station (a mirror): its answer to a CALL this session owed it?
             entry = queue.in_flight.get(_answer_id(payload))
             if entry is not None and entry.live == self._outbox_token:
                 self._live_answer(name, payload, queue)
                 return True
+        through = False if name == primary and not failing_over else self.outbox_for(name)
+        if queue is None and not through and b"transactionId" not in payload:
+            return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
         try:
             frame = parse_frame(payload)
         except FrameError:

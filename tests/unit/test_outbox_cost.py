@@ -21,7 +21,7 @@ from ocppproxy.relay.outbox_links import _answer_id
 
 from .test_core_outbox import Backlog
 from .test_outbox_store import Fixture
-from .test_relay_outbox import OutboxFixture
+from .test_relay_outbox import A, C, OutboxFixture
 
 
 class ParsedOnceTests(OutboxFixture, SynchronousTestCase):
@@ -314,3 +314,22 @@ class SessionTokenTests(OutboxFixture, SynchronousTestCase):
         harness.third.connection.send('[3,"h-1",{}]')
         harness.flush()
         self.assertEqual((relayed, len(queue)), ([], 0))  # consumed by the outbox, not given to the relay
+
+
+class OptOutTests(OutboxFixture, SynchronousTestCase):
+    """Which mirrors go through the outbox is read from a table kept with the routing, reloads included."""
+
+    def test_opted_out_mirror_then_a_reload_opts_it_in(self):
+        harness = self.harness
+        harness.reroute(upstreams={"a": {"url": A}, "c": {"url": C, "outbox": False}})
+        station = harness.connect_station("CP_1")
+        harness.flush()
+        station.send('[2,"h-1","Heartbeat",{}]')
+        harness.flush()
+        self.assertNotIn(("CP_1", "c"), self.outbox.queues)  # sent as without the outbox
+        self.assertIn("h-1", [frame[1] for frame in harness.third.connection.frames()])
+        harness.reroute(upstreams={"a": {"url": A}, "c": {"url": C}})
+        harness.third.answer_calls = False
+        station.send('[2,"h-2","Heartbeat",{}]')
+        harness.flush()
+        self.assertEqual(list(self.outbox.queue("CP_1", "c").in_flight), ["h-2"])
