@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .outbox import Outbox
 
 _ANSWER_HEADS = (b'[3,"', b'[4,"', b'[5,"')
+_ANSWER_STARTS = (b"[3", b"[4", b"[5")
 _tokens = count(1)
 """Each session's token (L{ocppproxy.core.outbox.Entry.live}): an int, so that an entry holds no session."""
 
@@ -185,13 +186,16 @@ class OutboxLinks:
         outbox = self.outbox
         if outbox is None:
             return False
-        if payload[:8].lstrip()[:2] not in (b"[3", b"[4", b"[5"):
+        if payload[:2] not in _ANSWER_STARTS and payload[:8].lstrip()[:2] not in _ANSWER_STARTS:
             return False
         relay = self.relay
         failing_over = relay.failing_over
         primary = relay.route.primary
         queue = outbox.queues.get((self.station_id, name))
-        if queue is not None and name != primary and not failing_over:
+        if queue is None:
+            if name == primary and not failing_over and b"transactionId" not in payload:
+                return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
+        elif name != primary and not failing_over:
             # An upstream not answering the station (a mirror): its answer to a CALL this session owed it?
             entry = queue.in_flight.get(_answer_id(payload))
             if entry is not None and entry.live == self._outbox_token:
