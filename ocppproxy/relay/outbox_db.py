@@ -57,6 +57,27 @@ _SCHEMA = (
 )
 _PUT = "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM entries WHERE seq = ? AND station = ? AND upstream = ?"
+_CHUNK = 64
+"""Rows per statement at most when a group's rows are written (a power of two; 64 x 9 parameters)."""
+# A run of rows is written with a few statements of many rows each (64, then powers of two), not one statement per
+# row: each statement is one call into SQLite, which the writer thread makes without the interpreter lock, so that
+# the reactor's thread is handed the lock back a few times a group instead of once a row.
+_PUTS = {size: "INSERT OR IGNORE INTO entries VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * size)
+         for size in (1 << power for power in range(7))}
+_DELETES = {size: "DELETE FROM entries WHERE " + " OR ".join(["(seq = ? AND station = ? AND upstream = ?)"] * size)
+            for size in (1 << power for power in range(7))}  # (an OR of keys: one primary-key search each)
+
+
+def _in_chunks(db: sqlite3.Connection, statements: dict[int, str], width: int, parameters: list) -> None:
+    """The rows of C{parameters} (C{width} each, flat) with one statement per chunk of up to L{_CHUNK} rows."""
+    rows = len(parameters) // width
+    start = 0
+    while rows:
+        size = _CHUNK if rows >= _CHUNK else 1 << (rows.bit_length() - 1)
+        end = start + size * width
+        db.execute(statements[size], parameters[start:end])
+        start = end
+        rows -= size
 
 
 class CorruptOutbox(Exception):
@@ -183,37 +204,38 @@ class OutboxDatabase:
             raise
 
     def _in_runs(self, db: sqlite3.Connection, operations: Iterable[tuple]) -> None:
-        """The operations in order, each run of entries owed or delivered as one C{executemany}."""
-        puts: list[tuple] = []
-        deletes: list[tuple[int, str, str]] = []
+        """The operations in order, each run of entries owed or delivered written with a few statements."""
+        puts: list = []
+        deletes: list = []
         oldest = self._oldest
         for operation in operations:
             kind = operation[0]
             if kind == PUT:
                 if deletes:
-                    db.executemany(_DELETE, deletes)
+                    _in_chunks(db, _DELETES, 3, deletes)
                     deletes = []
                 _, station, upstream, entry = operation
-                puts.append((station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
-                             entry.written_at, entry.station_tx))
-                oldest = min(oldest, entry.written_at)
+                puts += (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
+                         entry.written_at, entry.station_tx)
+                if entry.written_at < oldest:
+                    oldest = entry.written_at
             elif kind == DELETE:
                 if puts:
-                    db.executemany(_PUT, puts)
+                    _in_chunks(db, _PUTS, 9, puts)
                     puts = []
-                deletes.append((operation[3], operation[1], operation[2]))
+                deletes += (operation[3], operation[1], operation[2])
             else:
                 if puts:
-                    db.executemany(_PUT, puts)
+                    _in_chunks(db, _PUTS, 9, puts)
                     puts = []
                 if deletes:
-                    db.executemany(_DELETE, deletes)
+                    _in_chunks(db, _DELETES, 3, deletes)
                     deletes = []
                 self._one(db, operation)
         if puts:
-            db.executemany(_PUT, puts)
+            _in_chunks(db, _PUTS, 9, puts)
         if deletes:
-            db.executemany(_DELETE, deletes)
+            _in_chunks(db, _DELETES, 3, deletes)
         self._oldest = oldest
 
     @staticmethod

@@ -186,6 +186,26 @@ class StoredBytesTests(SynchronousTestCase):
         fixture.reopen()
         self.assert_bytes_right(fixture)
 
+    def test_runs_of_every_length_in_chunks(self):
+        """A group's runs are written 64 rows a statement, then in powers of two: every length comes out whole."""
+        fixture = Fixture(self)
+        owed = [fixture.owe("CP1", "mirror", f"h{index:03d}", "Heartbeat", {}) for index in range(150)]
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        delivered = {entry.seq for entry in owed[:101]} | {owed[120].seq}
+        for seq in sorted(delivered):
+            fixture.store.write(("del", "CP1", "mirror", seq))
+        for index in range(7):
+            fixture.owe("CP2", "mirror", f"n{index}", "Heartbeat", {})
+        fixture.store.write(("del", "CP1", "mirror", owed[149].seq))
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        fixture.reopen()
+        kept = [entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()]
+        self.assertEqual(kept, [f"h{index:03d}" for index in range(101, 149) if index != 120])
+        self.assertEqual(len(fixture.outbox.queue("CP2", "mirror")), 7)
+        self.assert_bytes_right(fixture)
+
     def test_file_of_the_former_layout(self):
         """A file written before the key and the totals changed opens, loads and is kept right."""
         import os
