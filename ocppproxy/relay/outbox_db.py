@@ -64,6 +64,14 @@ _CHUNK = 64
 # the reactor's thread is handed the lock back a few times a group instead of once a row.
 _PUTS = {size: "INSERT OR IGNORE INTO entries VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * size)
          for size in (1 << power for power in range(7))}
+# Most entries have no station_tx yet: their rows leave it out (NULL). The sqlite3 module binds str, int, float and
+# bytearray as they are, but looks every other type (bytes, None) up in its adapters first, which costs more than
+# binding: the payload goes as a bytearray, and a NULL is the column's default.
+_PUTS_NO_TX = {
+    size: "INSERT OR IGNORE INTO entries (station, upstream, seq, message_id, action, kind, payload, written_at) VALUES "
+    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * size)
+    for size in (1 << power for power in range(7))
+}
 _DELETES = {size: "DELETE FROM entries WHERE " + " OR ".join(["(seq = ? AND station = ? AND upstream = ?)"] * size)
             for size in (1 << power for power in range(7))}  # (an OR of keys: one primary-key search each)
 
@@ -206,8 +214,19 @@ class OutboxDatabase:
     def _in_runs(self, db: sqlite3.Connection, operations: Iterable[tuple]) -> None:
         """The operations in order, each run of entries owed or delivered written with a few statements."""
         puts: list = []
+        puts_tx: list = []
         deletes: list = []
         oldest = self._oldest
+
+        def flush_puts() -> None:
+            nonlocal puts, puts_tx
+            if puts:
+                _in_chunks(db, _PUTS_NO_TX, 8, puts)
+                puts = []
+            if puts_tx:
+                _in_chunks(db, _PUTS, 9, puts_tx)
+                puts_tx = []
+
         for operation in operations:
             kind = operation[0]
             if kind == PUT:
@@ -215,25 +234,25 @@ class OutboxDatabase:
                     _in_chunks(db, _DELETES, 3, deletes)
                     deletes = []
                 _, station, upstream, entry = operation
-                puts += (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
-                         entry.written_at, entry.station_tx)
+                row = (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind,
+                       bytearray(entry.payload), entry.written_at)
+                if entry.station_tx is None:
+                    puts += row
+                else:
+                    puts_tx += row
+                    puts_tx.append(entry.station_tx)
                 if entry.written_at < oldest:
                     oldest = entry.written_at
             elif kind == DELETE:
-                if puts:
-                    _in_chunks(db, _PUTS, 9, puts)
-                    puts = []
+                flush_puts()
                 deletes += (operation[3], operation[1], operation[2])
             else:
-                if puts:
-                    _in_chunks(db, _PUTS, 9, puts)
-                    puts = []
+                flush_puts()
                 if deletes:
                     _in_chunks(db, _DELETES, 3, deletes)
                     deletes = []
                 self._one(db, operation)
-        if puts:
-            _in_chunks(db, _PUTS, 9, puts)
+        flush_puts()
         if deletes:
             _in_chunks(db, _DELETES, 3, deletes)
         self._oldest = oldest

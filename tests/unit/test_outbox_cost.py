@@ -206,6 +206,20 @@ class StoredBytesTests(SynchronousTestCase):
         self.assertEqual(len(fixture.outbox.queue("CP2", "mirror")), 7)
         self.assert_bytes_right(fixture)
 
+    def test_rows_with_and_without_station_tx(self):
+        """Rows with a StartTransaction's station id and rows without (NULL by default) in one group, both kept."""
+        fixture = Fixture(self)
+        fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
+        started = Entry(50, "s", "StartTransaction", b'[2,"s","StartTransaction",{}]', 1000.0, station_tx=17)
+        fixture.store.write(("put", "CP1", "mirror", started))  # (as the cluster's store moves one to the file)
+        fixture.owe("CP1", "mirror", "h1", "Heartbeat", {})
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        fixture.reopen()
+        entries = fixture.outbox.queue("CP1", "mirror").entries()
+        self.assertEqual([(entry.message_id, entry.station_tx, type(entry.payload)) for entry in entries],
+                         [("h0", None, bytes), ("h1", None, bytes), ("s", 17, bytes)])
+
     def test_file_of_the_former_layout(self):
         """A file written before the key and the totals changed opens, loads and is kept right."""
         import os
