@@ -4,13 +4,15 @@ delivered, an id learnt) are queued in memory at once and written by one writer 
 in groups, one SQLite transaction per group (group commit, one group at a time), so that
 nothing on a frame's path waits for the disk.
 
-The commit timer ticks every C{interval} seconds (5 ms) while anything is pending; a tick
-writes, as one group, the entries queued at least C{age} seconds (4 ms) before it and
-everything queued before them: an entry is written 4 to 9 ms after it came, unless its
-answer came first, and then it is never written at all (a mirror that keeps up costs the
-disk nothing). What a crash can lose is therefore the last 9 ms of entries plus the
-commit under way (its C{fsync}, about a millisecond). Fewer, longer intervals would mean
-fewer C{fsync}s for a mirror that is down, and a longer window.
+Every entry is written at most C{interval} seconds (9 ms) after it came: the commit
+timer is set for the oldest pending entry's deadline, and then writes, as one group,
+everything queued up to the first entry that is in flight to a connected mirror and was
+queued less than C{age} seconds (4 ms) before (it and what follows wait for the next
+deadline). An entry the mirror answers first is never written at all (a mirror that
+keeps up costs the disk nothing); one that cannot be answered yet (its mirror away) is
+written at the first deadline, so a mirror that is down costs a commit (an C{fsync})
+every 9 ms or so, not every few. What a crash can lose is therefore the last 9 ms of
+entries plus the commit under way (its C{fsync}, about a millisecond).
 
 Faults never stop relaying: when a group cannot be written (disk full, directory
 removed, the file gone), one error line opens the episode, the store stops writing and
@@ -48,7 +50,7 @@ class OutboxStore:
         config: OutboxConfig,
         reactor: Any,
         run: Runner,
-        interval: float = 0.005,
+        interval: float = 0.009,
         age: float = 0.004,
         retry_interval: float = 5.0,
     ) -> None:
@@ -116,11 +118,17 @@ class OutboxStore:
         if self._timer is None and self._writing is None:
             self._timer = self._reactor.callLater(self._interval, self._commit)
 
+    def _arm(self, now: float) -> None:
+        """The timer, for the first pending operation's deadline (an entry's: C{interval} after it came)."""
+        first = self._pending[0]
+        since = first[3].written_at if first[0] == PUT else now
+        self._timer = self._reactor.callLater(max(since + self._interval - now, 0.0), self._commit)
+
     def _commit(self, everything: bool = False) -> Deferred:
         """
-        The timer's tick: the operations up to the first entry queued less than C{age}
-        seconds ago are written now (one group), the rest wait for the next tick
-        (C{everything}: all of it now, at shutdown).
+        The timer: the operations up to the first entry in flight to its mirror and queued
+        less than C{age} seconds ago are written now (one group), the rest wait for the
+        next deadline (C{everything}: all of it now, at shutdown).
         """
         self._timer = None
         now = self._reactor.seconds()
@@ -129,9 +137,11 @@ class OutboxStore:
         if not everything:
             young = now - self._age + 1e-9
             for index, operation in enumerate(pending):
-                if operation[0] == PUT and operation[3].written_at > young:
-                    cut = index
-                    break
+                if operation[0] == PUT:
+                    entry = operation[3]
+                    if entry.sent and entry.written_at > young and entry.stored == QUEUED:
+                        cut = index  # its answer may well come: not written yet
+                        break
         due, self._pending = pending[:cut], pending[cut:]
         batch = []
         for operation in due:
@@ -143,7 +153,7 @@ class OutboxStore:
             batch.append(operation)
         if not batch:
             if self._pending:
-                self._timer = self._reactor.callLater(self._interval, self._commit)
+                self._arm(now)
             return succeed(None)  # every entry of the group was delivered before it was written
         config = self.config
         writing = self._run(self.db.apply, batch, now, config.max_bytes, config.max_age)
@@ -157,7 +167,7 @@ class OutboxStore:
         def finished(_: Any) -> None:
             self._writing = None
             if self._pending and self.failing_since is None:
-                self._timer = self._reactor.callLater(self._interval, self._commit)
+                self._arm(self._reactor.seconds())
 
         return writing.addCallbacks(done, self.fault).addBoth(finished)
 

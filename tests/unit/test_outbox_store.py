@@ -46,7 +46,7 @@ class Fixture:
         self.open()
 
     def open(self):
-        self.store = OutboxStore(self.config, self.clock, run_now, interval=0.005, retry_interval=5)
+        self.store = OutboxStore(self.config, self.clock, run_now, retry_interval=5)
         self.outbox = Outbox(self.store, self.clock.seconds, window=8)
         self.outbox.restore(self.case.successResultOf(self.store.start()))
 
@@ -55,8 +55,8 @@ class Fixture:
         return self.outbox.owed(station, upstream, frame, payload)
 
     def commit(self):
-        """One tick of the commit timer: what was queued at least 4 ms before it is written."""
-        self.clock.advance(0.005)
+        """The commit timer's deadline (9 ms): what was queued is written, unless in flight for less than 4 ms."""
+        self.clock.advance(0.009)
 
     def reopen(self):
         """As after kill -9: the file is read again by a new store (the old one is simply dropped)."""
@@ -178,17 +178,17 @@ class FaultTests(SynchronousTestCase):
         for name in os.listdir(fixture.directory):
             os.remove(os.path.join(fixture.directory, name))
         os.rmdir(fixture.directory)
+        queue = fixture.outbox.queue("CP1", "mirror")
         fixture.owe("CP1", "mirror", "b", "Heartbeat", {})
-        fixture.clock.advance(0.003)
-        fixture.owe("CP1", "mirror", "c", "Heartbeat", {})  # still waiting when b's group fails
-        fixture.clock.advance(0.002)
+        fixture.clock.advance(0.006)
+        fixture.owe("CP1", "mirror", "c", "Heartbeat", {})
+        for ready in queue.ready():
+            fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
+        fixture.clock.advance(0.003)  # b's group fails; c (in flight for 3 ms) is still waiting
         self.assertFalse(fixture.store.healthy)
         os.makedirs(fixture.directory)
         fixture.clock.advance(5)
         self.assertTrue(fixture.store.healthy)
-        queue = fixture.outbox.queue("CP1", "mirror")
-        for ready in queue.ready():
-            fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
         fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"c",{}]'))
         fixture.commit()
         fixture.reopen()
@@ -259,23 +259,28 @@ class DeliveredBeforeWrittenTests(SynchronousTestCase):
         self.assertEqual(len(fixture.outbox.queue("CP1", "mirror")), 0)
         self.assertEqual(entry.message_id, "h0")
 
-    def test_answered_within_4_ms_never_written(self):
-        """An entry is written once 4 ms old: an answer before keeps it out of the file; later entries wait."""
+    def test_in_flight_waits_4_ms_unsent_does_not(self):
+        """
+        An entry is written by its deadline (9 ms); one in flight to its mirror waits at
+        least 4 ms for its answer (answered meanwhile: never written), one not sent does not.
+        """
         fixture = Fixture(self)
-        fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
         queue = fixture.outbox.queue("CP1", "mirror")
-        for ready in queue.ready():
-            fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
-        fixture.clock.advance(0.002)
-        fixture.owe("CP1", "mirror", "h1", "Heartbeat", {})  # 3 ms old at the first tick: the next group's
-        fixture.clock.advance(0.003)  # the first tick (5 ms): h0 is due
+
+        def send_ready():
+            for ready in queue.ready():
+                fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
+
+        fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
+        send_ready()
+        fixture.clock.advance(0.006)
+        fixture.owe("CP1", "mirror", "h1", "Heartbeat", {})
+        send_ready()
+        fixture.clock.advance(0.003)  # h0's deadline: h0 written, h1 (in flight for 3 ms) waits
         self.assertEqual((fixture.store.commits, [op[3].message_id for op in fixture.store._pending]), (1, ["h1"]))
-        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h0",{}]'))  # written: its delete is too
-        fixture.owe("CP1", "mirror", "h2", "Heartbeat", {})
-        for ready in queue.ready():
-            fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
-        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h2",{}]'))  # never written
-        fixture.clock.advance(0.005)
-        self.assertEqual(fixture.store.commits, 2)
+        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h1",{}]'))  # never written
+        fixture.owe("CP1", "mirror", "h2", "Heartbeat", {})  # not sent (its mirror away, say)
+        fixture.clock.advance(0.006)  # h1's deadline: h2 goes too, however young
+        self.assertEqual((fixture.store.commits, fixture.store._pending), (2, []))
         fixture.reopen()
-        self.assertEqual([entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()], ["h1"])
+        self.assertEqual([entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()], ["h0", "h2"])
