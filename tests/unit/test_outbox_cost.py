@@ -157,7 +157,7 @@ class AgeBoundTests(SynchronousTestCase):
 
 
 class StoredBytesTests(SynchronousTestCase):
-    """The file keeps its payloads' bytes itself (triggers), through runs of writes, deletes, bounds and reopens."""
+    """The file's payload bytes stay right (kept per group), through runs of writes, deletes, bounds and reopens."""
 
     def assert_bytes_right(self, fixture):
         db = fixture.store.db
@@ -219,6 +219,35 @@ class StoredBytesTests(SynchronousTestCase):
         entries = fixture.outbox.queue("CP1", "mirror").entries()
         self.assertEqual([(entry.message_id, entry.station_tx, type(entry.payload)) for entry in entries],
                          [("h0", None, bytes), ("h1", None, bytes), ("s", 17, bytes)])
+
+    def test_counts_off_are_summed_again(self):
+        """A delete of a row not in the file, or an insert SQLite ignores, leaves the bytes right (summed again)."""
+        fixture = Fixture(self)
+        first = fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
+        fixture.commit()
+        missing = Entry(999, "gone", "Heartbeat", b"x" * 50, 1000.0)
+        fixture.store.write(("del", "CP1", "mirror", missing.seq, missing))
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        twin = Entry(first.seq, "twin", "Heartbeat", b"y" * 70, 1000.0)  # the same key: ignored by SQLite
+        fixture.store.write(("put", "CP1", "mirror", twin))
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+
+    def test_no_trigger_left_in_a_file_that_had_them(self):
+        """A file of the release that kept the bytes with triggers loses them at open, its bytes still right."""
+        fixture = Fixture(self)
+        fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
+        fixture.commit()
+        db = fixture.store.db._db
+        db.execute("CREATE TRIGGER entries_put AFTER INSERT ON entries"
+                   " BEGIN UPDATE totals SET bytes = bytes + LENGTH(new.payload) WHERE id = 1; END")
+        fixture.reopen()
+        names = fixture.store.db._db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+        self.assertEqual(names, [])
+        fixture.owe("CP1", "mirror", "h1", "Heartbeat", {})
+        fixture.commit()
+        self.assert_bytes_right(fixture)
 
     def test_file_of_the_former_layout(self):
         """A file written before the key and the totals changed opens, loads and is kept right."""
