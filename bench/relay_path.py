@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import deque
 from types import SimpleNamespace
 
 from twisted.internet.task import Clock
@@ -87,13 +88,16 @@ def session_round(names):
     return one_round
 
 
-def outbox_round(names, mirror_up: bool = True, outbox: bool = True, stations: int = 1):
+def outbox_round(names, mirror_up: bool = True, outbox: bool = True, stations: int = 1, lag: int = 0):
     """
     As L{session_round}, the upstreams after the first through an outbox (SQLite in a
-    temporary directory, its group commit every 5 ms of the clock, the writer thread's
-    work done in this thread so that process CPU counts it); with C{mirror_up} false the
-    mirrors are away: their frames accumulate, and they answer nothing. With C{stations}
-    the rounds take turns among that many stations (one outbox, one file).
+    temporary directory, its group commit timer on the clock, which moves 5 ms every 20
+    rounds, the writer thread's work done in this thread so that process CPU counts it);
+    with C{mirror_up} false the mirrors are away: their frames accumulate, and they answer
+    nothing. With C{stations} the rounds take turns among that many stations (one outbox,
+    one file). With C{lag} the mirrors answer each CALL that many rounds later (as in a
+    daemon, where a mirror's answer comes a few milliseconds after the CALL), the clock
+    moving 0.25 ms a round.
     """
     import os
     import tempfile
@@ -141,11 +145,22 @@ def outbox_round(names, mirror_up: bool = True, outbox: bool = True, stations: i
     messages = [f'[2,"{index}","Heartbeat",{{}}]'.encode() for index in range(1000)]
     answers = [f'[3,"{index}",{{"currentTime":"2026-12-03T08:00:00Z"}}]'.encode() for index in range(1000)]
 
+    late: deque = deque()
+
     def one_round() -> None:
         index = count[0] % 1000
         session = sessions[count[0] % stations]
         count[0] += 1
         session.from_station(messages[index], False)
+        if lag:
+            session.from_upstream(names[0], answers[index])
+            late.append((session, index))
+            if len(late) > lag:
+                session, index = late.popleft()
+                for name in answering[1:]:
+                    session.from_upstream(name, answers[index])
+            clock.advance(0.00025)  # (the same 5 ms per 20 rounds, but the entries' ages in steps of a round)
+            return
         for name in answering:
             session.from_upstream(name, answers[index])
         if count[0] % 20 == 0:
@@ -182,9 +197,11 @@ def main() -> None:
             print(f"{label:25s} {' + '.join(names):20s} {best:5.2f} us per frame in")
     names = ("primary", "mirror")
     rows = {}
-    for label, up, outbox, stations in (
+    for label, up, outbox, stations, *lag in (
         ("no outbox, mirror connected", True, False, 1),
         ("outbox, mirror connected", True, True, 1),
+        ("no outbox, mirror connected, answers 2 ms late", True, False, 1, 8),
+        ("outbox, mirror connected, answers 2 ms late", True, True, 1, 8),
         ("no outbox, mirror down", False, False, 1),
         ("outbox, mirror down", False, True, 1),
         ("no outbox, mirror down, 50 stations", False, False, 50),
@@ -193,13 +210,14 @@ def main() -> None:
         rounds = max(options.calls // 5, 1000)
         rows[label] = min(
             cpu_per_call(
-                lambda up=up, outbox=outbox, stations=stations: outbox_round(names, up, outbox, stations), rounds
+                lambda up=up, outbox=outbox, stations=stations, lag=lag: outbox_round(names, up, outbox, stations, *lag),
+                rounds,
             )
             for _ in range(max(options.repeat // 2, 1))
         )
     for label, value in rows.items():
         base = rows[label.replace("outbox,", "no outbox,", 1) if label.startswith("outbox") else label]
-        print(f"{'outbox (StationSession)':25s} {label:36s} {value:6.2f} us per CALL  {value / base:4.2f}x")
+        print(f"{'outbox (StationSession)':25s} {label:47s} {value:6.2f} us per CALL  {value / base:4.2f}x")
 
 
 if __name__ == "__main__":

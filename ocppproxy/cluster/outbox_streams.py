@@ -117,7 +117,7 @@ class StreamsStore:
         if kind == PUT:
             self._unsent[(operation[1], operation[2], operation[3].seq)] = len(self._pending)
         elif kind == DELETE:
-            index = self._unsent.pop(operation[1:], None)
+            index = self._unsent.pop(operation[1:4], None)
             if index is not None:
                 self._pending[index] = None
                 return

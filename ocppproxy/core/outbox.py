@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .ocppj import CALL, CALLERROR, SEND, parse_frame
 
@@ -25,6 +25,10 @@ CARRY_TX = frozenset(("MeterValues", "StopTransaction"))
 DEFAULT_WINDOW = 32
 """Entries sent and not yet answered at once, on replay."""
 _TX_LIMIT = 256
+QUEUED = 1
+"""L{Entry.stored}: the entry's write waits in the store's pending groups."""
+CANCELLED = 2
+"""L{Entry.stored}: delivered before its write was taken into a group: it is never written."""
 
 
 @dataclass(slots=True)
@@ -43,6 +47,14 @@ class Entry:
     written_at: float
     kind: int = CALL
     station_tx: int | None = None
+    stored: int = field(default=0, compare=False, repr=False)
+    """The single instance's store's mark: L{QUEUED} while its write waits for a group, L{CANCELLED} if it was
+    delivered meanwhile (never written then), 0 otherwise."""
+    sent: bool = field(default=False, compare=False, repr=False)
+    """Handed to the upstream's socket and not answered yet (its queue's mark; cleared when the link is lost)."""
+    live: int = field(default=0, compare=False, repr=False)
+    """The token of the station's session that owed it (the relay of that session knows the CALL and has its
+    answer); 0: none (restored, or a drain's)."""
 
     @property
     def size(self) -> int:
@@ -69,8 +81,12 @@ class OutboxQueue:
         self.upstream = upstream
         self.window = window
         self._entries: OrderedDict[int, Entry] = OrderedDict()
-        self._in_flight: dict[str, Entry] = {}
-        self._sent: set[int] = set()
+        self.in_flight: dict[str, Entry] = {}
+        """The entries sent and not answered, by message id."""
+        self.unsent = 0
+        """Entries not handed to the socket (L{ready} has nothing to give while it is 0)."""
+        self._starts_out = 0
+        """StartTransaction CALLs sent and not answered: nothing goes behind one."""
         self._own_ids: OrderedDict[int, int] = OrderedDict()
         """The station's transaction id -> this upstream's own, learnt from its StartTransaction answers."""
         self._early: dict[str, int] = {}
@@ -110,12 +126,34 @@ class OutboxQueue:
         self._entries[entry.seq] = entry
         self.last_seq = entry.seq
         self._bytes += len(entry.payload)
+        self.unsent += 1
+
+    def send_now(self, entry: Entry) -> bool:
+        """
+        Whether C{entry}, a CALL just L{append}ed, goes to the socket at once: nothing
+        waits before it, no StartTransaction is unanswered, the window has room (a
+        connected mirror keeping up). If so it counts as sent live (not replayed): the
+        caller sends it (with L{payload_for}); else the caller goes by L{ready}.
+        """
+        if self.unsent != 1 or self._starts_out or entry.kind != CALL or len(self.in_flight) >= self.window:
+            return False
+        entry.sent = True
+        self.unsent = 0
+        self.in_flight[entry.message_id] = entry
+        if entry.action == START:
+            self._starts_out = 1
+        return True
 
     def restore(self, entries: Iterable[Entry], own_ids: Mapping[int, int] = {}) -> None:
         """The entries and transaction ids the store kept (start-up), in C{seq} order."""
         for entry in sorted(entries, key=lambda each: each.seq):
-            if entry.seq not in self._entries:
+            known = self._entries.get(entry.seq)
+            if known is None:
                 self._bytes += len(entry.payload)
+                self.unsent += 1
+                entry.sent = False
+            else:
+                entry.sent = known.sent
             self._entries[entry.seq] = entry
             self.last_seq = max(self.last_seq, entry.seq)
         for tx, own in own_ids.items():
@@ -150,12 +188,12 @@ class OutboxQueue:
         unanswered CALLs, stopping behind an unanswered StartTransaction. The caller sends
         each (with L{payload_for}) and then calls L{sent}.
         """
-        if len(self._sent) == len(self._entries):
+        if not self.unsent:
             return []  # everything is in flight (the common case when an answer comes)
         out: list[Entry] = []
-        in_flight = len(self._in_flight)
+        in_flight = len(self.in_flight)
         for entry in self._entries.values():
-            if entry.seq in self._sent:
+            if entry.sent:
                 if entry.action == START and entry.kind == CALL:
                     break
                 continue
@@ -187,15 +225,17 @@ class OutboxQueue:
         C{entry} was handed to the socket (C{backlog}: it had waited, count it as replayed).
         Returns the entries that leave the outbox now: a SEND, which has no answer.
         """
-        self._sent.add(entry.seq)
+        self.unsent -= 1
         if backlog:
             self.replayed += 1
         if entry.kind == SEND:
-            self._sent.discard(entry.seq)
             del self._entries[entry.seq]
             self._bytes -= len(entry.payload)
             return [entry]
-        self._in_flight[entry.message_id] = entry
+        entry.sent = True
+        self.in_flight[entry.message_id] = entry
+        if entry.action == START:
+            self._starts_out += 1
         return []
 
     def answered(self, message_id: str, own_tx: int | None = None) -> Entry | None:
@@ -204,12 +244,13 @@ class OutboxQueue:
         StartTransaction's CALLRESULT). Returns the entry that leaves the outbox (its answer
         belongs to the outbox, not to the station), or None: not one of ours.
         """
-        entry = self._in_flight.pop(message_id, None)
+        entry = self.in_flight.pop(message_id, None)
         if entry is None:
             return None
-        self._sent.discard(entry.seq)
         if self._entries.pop(entry.seq, None) is not None:
             self._bytes -= len(entry.payload)
+            if entry.action == START:
+                self._starts_out -= 1
         if entry.action == START and type(own_tx) is int:
             if entry.station_tx is not None:
                 self.learn_id(entry.station_tx, own_tx)
@@ -221,8 +262,11 @@ class OutboxQueue:
 
     def link_lost(self) -> None:
         """The link went away: what was in flight is sent again when it is back."""
-        self._in_flight.clear()
-        self._sent.clear()
+        self.in_flight.clear()
+        for entry in self._entries.values():
+            entry.sent = False
+        self.unsent = len(self._entries)
+        self._starts_out = 0
 
     def dropped(self, seqs: Iterable[int]) -> list[Entry]:
         """The store dropped these entries (bounds): forgotten here too; returns those that were here."""
@@ -232,8 +276,13 @@ class OutboxQueue:
             if entry is not None:
                 self._bytes -= len(entry.payload)
                 gone.append(entry)
-                self._sent.discard(seq)
-                self._in_flight.pop(entry.message_id, None)
+                if entry.sent:
+                    if self.in_flight.get(entry.message_id) is entry:
+                        del self.in_flight[entry.message_id]
+                    if entry.action == START:
+                        self._starts_out -= 1
+                else:
+                    self.unsent -= 1
         return gone
 
     # --- an upstream that becomes the one answering the station (migration, failover)
@@ -288,16 +337,17 @@ class DropEpisodes:
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
-        self._open: set[str] = set()
+        self.open: set[str] = set()
+        """The upstreams whose episode is open."""
 
     def dropped(self, upstream: str, count: int) -> bool:
         """C{count} entries for C{upstream} were dropped; True if an alert is due (a new episode)."""
         self.counts[upstream] = self.counts.get(upstream, 0) + count
-        if count <= 0 or upstream in self._open:
+        if count <= 0 or upstream in self.open:
             return False
-        self._open.add(upstream)
+        self.open.add(upstream)
         return True
 
     def emptied(self, upstream: str) -> None:
         """C{upstream}'s outbox is empty: the next drop is a new episode."""
-        self._open.discard(upstream)
+        self.open.discard(upstream)

@@ -99,21 +99,39 @@ class Outbox:
 
     def owed(self, station: str, upstream: str, frame: Frame, payload: bytes) -> Entry:
         """The station's CALL or SEND C{frame} is owed to C{upstream}: written, in the station's order."""
+        return self.owe(station, upstream, frame, payload)[1]
+
+    def owe(
+        self, station: str, upstream: str, frame: Frame, payload: bytes, live: int = 0
+    ) -> tuple[OutboxQueue | None, Entry]:
+        """
+        As L{owed}; returns the entry's queue too (None while the station's backlog is
+        loading: the entry waits for it). C{live}: the token of the station's session
+        that owes it (see L{Entry.live}).
+        """
         if self.loading and station in self.loading:
-            return self._owed_while_loading(station, upstream, frame, payload)
+            entry = self._owed_while_loading(station, upstream, frame, payload)
+            entry.live = live
+            return None, entry
         queue = self.queues.get((station, upstream))
         if queue is None:
             queue = self.queue(station, upstream)
-        seq = self._number(station, queue)
+        seq = self._seq
+        if seq > queue.last_seq and not self._seq_base and not self.seq_from_clock:
+            self._seq = seq + 1  # (the common case of L{_number})
+        else:
+            seq = self._number(station, queue)
         entry = Entry(seq, frame.message_id, frame.action, payload, self._clock(), frame.kind)
+        entry.live = live
         queue.append(entry)
-        self._waiting[upstream] = self._waiting.get(upstream, 0) + 1
+        waiting = self._waiting
+        waiting[upstream] = waiting.get(upstream, 0) + 1
         self.store.write((PUT, station, upstream, entry))
         if frame.action == BOOT:
             subprotocol, _, sent_auth = self.stations.get(station, (None, None, False))
             self.stations[station] = (subprotocol, payload, sent_auth)
             self.store.write((STATION, station, subprotocol, payload, sent_auth))
-        return entry
+        return queue, entry
 
     def _owed_while_loading(self, station: str, upstream: str, frame: Frame, payload: bytes) -> Entry:
         """Cluster mode: C{station}'s backlog comes first; this entry is numbered and written once it is here."""
@@ -206,24 +224,26 @@ class Outbox:
         if queue is None:
             queue = self.queue(station, upstream)
         for gone in queue.sent(entry, backlog):
-            self.store.write((DELETE, station, upstream, gone.seq))
+            self.store.write((DELETE, station, upstream, gone.seq, gone))
             self._gone(upstream, 1)
         if backlog:
             self.replayed[upstream] = self.replayed.get(upstream, 0) + 1
 
-    def answered(self, station: str, upstream: str, frame: Frame) -> Entry | None:
+    def answered(self, station: str, upstream: str, frame: Frame, queue: OutboxQueue | None = None) -> Entry | None:
         """
         C{upstream} answered C{frame.message_id}: the entry it delivers leaves the outbox
-        (returned: the answer is consumed), None if it answers no entry.
+        (returned: the answer is consumed), None if it answers no entry. C{queue}: the
+        station's queue for C{upstream}, if the caller has it at hand.
         """
-        queue = self.queues.get((station, upstream))
         if queue is None:
-            return None
+            queue = self.queues.get((station, upstream))
+            if queue is None:
+                return None
         own = frame.body.get("transactionId") if frame.kind == CALLRESULT and isinstance(frame.body, dict) else None
         entry = queue.answered(frame.message_id, own)
         if entry is None:
             return None
-        self.store.write((DELETE, station, upstream, entry.seq))
+        self.store.write((DELETE, station, upstream, entry.seq, entry))
         self._gone(upstream, 1)
         if entry.action == START and entry.station_tx is not None and type(own) is int:
             self.store.write((OWN_ID, station, upstream, entry.station_tx, own))
@@ -247,9 +267,12 @@ class Outbox:
     def _gone(self, upstream: str, count: int) -> None:
         """C{count} entries for C{upstream} left the outbox; once it holds none, a drop episode ends."""
         left = self._waiting.get(upstream, 0) - count
-        self._waiting[upstream] = max(left, 0)
-        if left <= 0:
-            self.episodes.emptied(upstream)
+        if left > 0:
+            self._waiting[upstream] = left
+        else:
+            self._waiting[upstream] = 0
+            if self.episodes.open:
+                self.episodes.emptied(upstream)
 
     def _dropped(self, dropped: list[tuple[str, str, int]]) -> None:
         by_pair: dict[tuple[str, str], list[int]] = {}

@@ -44,19 +44,49 @@ _SCHEMA = (
     " own INTEGER NOT NULL, PRIMARY KEY (station, upstream, station_tx)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS stations (station TEXT PRIMARY KEY, subprotocol TEXT, boot BLOB, sent_auth INTEGER)"
     " WITHOUT ROWID",
-    # The payloads' bytes, kept by SQLite itself as entries come and go: a group's deletes then need no row back each.
+    # The payloads' bytes, written with each group (in its transaction) from the sizes of the rows it inserted and
+    # deleted, checked against SQLite's count of the rows each statement changed (any other count: summed again).
     "CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 1), bytes INTEGER NOT NULL)",
-    (
-        "CREATE TRIGGER IF NOT EXISTS entries_put AFTER INSERT ON entries"
-        " BEGIN UPDATE totals SET bytes = bytes + LENGTH(new.payload) WHERE id = 1; END"
-    ),
-    (
-        "CREATE TRIGGER IF NOT EXISTS entries_gone AFTER DELETE ON entries"
-        " BEGIN UPDATE totals SET bytes = bytes - LENGTH(old.payload) WHERE id = 1; END"
-    ),
+    # Files of an earlier release kept the bytes with a trigger a row; that costs about a fifth of a row's insert.
+    "DROP TRIGGER IF EXISTS entries_put",
+    "DROP TRIGGER IF EXISTS entries_gone",
 )
 _PUT = "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM entries WHERE seq = ? AND station = ? AND upstream = ?"
+_CHUNK = 64
+"""Rows per statement at most when a group's rows are written (a power of two; 64 x 9 parameters)."""
+# A run of rows is written with a few statements of many rows each (64, then powers of two), not one statement per
+# row: each statement is one call into SQLite, which the writer thread makes without the interpreter lock, so that
+# the reactor's thread is handed the lock back a few times a group instead of once a row.
+_PUTS = {size: "INSERT OR IGNORE INTO entries VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * size)
+         for size in (1 << power for power in range(7))}
+# Most entries have no station_tx yet: their rows leave it out (NULL). The sqlite3 module binds str, int, float and
+# bytearray as they are, but looks every other type (bytes, None) up in its adapters first, which costs more than
+# binding: the payload goes as a bytearray, and a NULL is the column's default.
+_PUTS_NO_TX = {
+    size: "INSERT OR IGNORE INTO entries (station, upstream, seq, message_id, action, kind, payload, written_at) VALUES "
+    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * size)
+    for size in (1 << power for power in range(7))
+}
+_DELETES = {size: "DELETE FROM entries WHERE " + " OR ".join(["(seq = ? AND station = ? AND upstream = ?)"] * size)
+            for size in (1 << power for power in range(7))}  # (an OR of keys: one primary-key search each)
+
+
+def _in_chunks(db: sqlite3.Connection, statements: dict[int, str], width: int, parameters: list) -> bool:
+    """
+    The rows of C{parameters} (C{width} each, flat) with one statement per chunk of up to
+    L{_CHUNK} rows; whether SQLite changed as many rows as there are (none ignored or missing).
+    """
+    rows = len(parameters) // width
+    changed = 0
+    start = 0
+    while rows:
+        size = _CHUNK if rows >= _CHUNK else 1 << (rows.bit_length() - 1)
+        end = start + size * width
+        changed += db.execute(statements[size], parameters[start:end]).rowcount
+        start = end
+        rows -= size
+    return changed == len(parameters) // width
 
 
 class CorruptOutbox(Exception):
@@ -75,7 +105,7 @@ class Loaded:
 
 # The operations the reactor side queues for the writer thread, as tuples (cheap on the hot path):
 PUT = "put"  # (PUT, station, upstream, Entry)
-DELETE = "del"  # (DELETE, station, upstream, seq)
+DELETE = "del"  # (DELETE, station, upstream, seq[, Entry]): with the Entry, not written if its PUT was not yet
 START_TX = "start_tx"  # (START_TX, station, upstream, seq, station_tx)
 OWN_ID = "own_id"  # (OWN_ID, station, upstream, station_tx, own)
 TRIM = "trim"  # (TRIM,): nothing but the bounds, applied by every group
@@ -161,8 +191,8 @@ class OutboxDatabase:
             raise OSError(f"{self.path} was removed")
         with self._transaction(db):
             self._in_runs(db, operations)
-            self.total_bytes = self._stored_bytes(db)
             dropped = self._bounds(db, now, max_bytes, max_age)
+            db.execute("UPDATE totals SET bytes = ? WHERE id = 1", (self.total_bytes,))
         return dropped
 
     @contextmanager
@@ -183,38 +213,76 @@ class OutboxDatabase:
             raise
 
     def _in_runs(self, db: sqlite3.Connection, operations: Iterable[tuple]) -> None:
-        """The operations in order, each run of entries owed or delivered as one C{executemany}."""
-        puts: list[tuple] = []
-        deletes: list[tuple[int, str, str]] = []
+        """
+        The operations in order, each run of entries owed or delivered written with a few
+        statements; L{total_bytes} follows (summed again if a count is off, or a delete
+        names no entry).
+        """
+        puts: list = []
+        puts_tx: list = []
+        deletes: list = []
+        sizes = {"put": 0, "del": 0}
+        exact = True
         oldest = self._oldest
+        total = self.total_bytes
+
+        def flush_puts() -> None:
+            nonlocal puts, puts_tx, exact, total
+            if puts and not _in_chunks(db, _PUTS_NO_TX, 8, puts):
+                exact = False
+            if puts_tx and not _in_chunks(db, _PUTS, 9, puts_tx):
+                exact = False
+            total += sizes["put"]
+            puts, puts_tx, sizes["put"] = [], [], 0
+
+        def flush_deletes() -> None:
+            nonlocal deletes, exact, total
+            if not _in_chunks(db, _DELETES, 3, deletes):
+                exact = False
+            total -= sizes["del"]
+            deletes, sizes["del"] = [], 0
+
         for operation in operations:
             kind = operation[0]
             if kind == PUT:
                 if deletes:
-                    db.executemany(_DELETE, deletes)
-                    deletes = []
+                    flush_deletes()
                 _, station, upstream, entry = operation
-                puts.append((station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
-                             entry.written_at, entry.station_tx))
-                oldest = min(oldest, entry.written_at)
+                payload = entry.payload
+                row = (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind,
+                       bytearray(payload), entry.written_at)
+                sizes["put"] += len(payload)
+                if entry.station_tx is None:
+                    puts += row
+                else:
+                    puts_tx += row
+                    puts_tx.append(entry.station_tx)
+                if entry.written_at < oldest:
+                    oldest = entry.written_at
             elif kind == DELETE:
-                if puts:
-                    db.executemany(_PUT, puts)
-                    puts = []
-                deletes.append((operation[3], operation[1], operation[2]))
+                if puts or puts_tx:
+                    flush_puts()
+                deletes += (operation[3], operation[1], operation[2])
+                if len(operation) > 4:
+                    sizes["del"] += len(operation[4].payload)
+                else:
+                    exact = False  # (its size unknown)
             else:
-                if puts:
-                    db.executemany(_PUT, puts)
-                    puts = []
+                if puts or puts_tx:
+                    flush_puts()
                 if deletes:
-                    db.executemany(_DELETE, deletes)
-                    deletes = []
-                self._one(db, operation)
-        if puts:
-            db.executemany(_PUT, puts)
+                    flush_deletes()
+                self._one(db, operation)  # (no payload bytes change)
+        if puts or puts_tx:
+            flush_puts()
         if deletes:
-            db.executemany(_DELETE, deletes)
+            flush_deletes()
         self._oldest = oldest
+        self.total_bytes = total if exact else self._summed_bytes(db)
+
+    @staticmethod
+    def _summed_bytes(db: sqlite3.Connection) -> int:
+        return db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
 
     @staticmethod
     def _stored_bytes(db: sqlite3.Connection) -> int:
@@ -228,8 +296,7 @@ class OutboxDatabase:
                               entry.written_at, entry.station_tx))
             self._oldest = min(self._oldest, entry.written_at)
         elif kind == DELETE:
-            _, station, upstream, seq = operation
-            db.execute(_DELETE, (seq, station, upstream))
+            db.execute(_DELETE, (operation[3], operation[1], operation[2]))
         elif kind == START_TX:
             _, station, upstream, seq, station_tx = operation
             db.execute("UPDATE entries SET station_tx = ? WHERE station = ? AND upstream = ? AND seq = ?",
@@ -246,13 +313,14 @@ class OutboxDatabase:
     def _bounds(self, db: sqlite3.Connection, now: float, max_bytes: int, max_age: float) -> list[tuple[str, str, int]]:
         dropped: list[tuple[str, str, int]] = []
         if now - max_age > self._oldest:  # (deliveries only make the oldest younger: most groups skip this)
-            for station, upstream, seq in db.execute(
-                "DELETE FROM entries WHERE written_at < ? RETURNING station, upstream, seq", (now - max_age,)
+            for station, upstream, seq, size in db.execute(
+                "DELETE FROM entries WHERE written_at < ? RETURNING station, upstream, seq, LENGTH(payload)",
+                (now - max_age,),
             ).fetchall():
                 dropped.append((station, upstream, seq))
+                self.total_bytes -= size
             oldest = db.execute("SELECT MIN(written_at) FROM entries").fetchone()[0]
             self._oldest = math.inf if oldest is None else oldest
-            self.total_bytes = self._stored_bytes(db)
         while self.total_bytes > max_bytes:
             rows = db.execute(
                 "SELECT station, upstream, seq, LENGTH(payload) FROM entries ORDER BY written_at LIMIT 256"
@@ -280,7 +348,8 @@ class OutboxDatabase:
                 self._one(db, (PUT, station, upstream, entry))
             for row in own_ids:
                 db.execute("INSERT OR REPLACE INTO tx_ids VALUES (?, ?, ?, ?)", row)
-            self.total_bytes = self._stored_bytes(db)
+            self.total_bytes = self._summed_bytes(db)
+            db.execute("UPDATE totals SET bytes = ? WHERE id = 1", (self.total_bytes,))
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:

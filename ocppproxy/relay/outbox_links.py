@@ -10,16 +10,22 @@ goes through the outbox, and the station never waits for it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import count
 from typing import TYPE_CHECKING
 
 from ..core.effects import Effect
 from ..core.observer import StationFrame, UpstreamFrame
 from ..core.ocppj import ANSWERS, CALLRESULT, REQUESTS, Frame, FrameError, parse_frame
+from ..core.outbox import CARRY_TX
 
 if TYPE_CHECKING:
+    from ..core.outbox import OutboxQueue
     from .outbox import Outbox
 
 _ANSWER_HEADS = (b'[3,"', b'[4,"', b'[5,"')
+_ANSWER_STARTS = (b"[3", b"[4", b"[5")
+_tokens = count(1)
+"""Each session's token (L{ocppproxy.core.outbox.Entry.live}): an int, so that an entry holds no session."""
 
 
 def _answer_id(payload: bytes) -> str | None:
@@ -50,6 +56,7 @@ class OutboxLinks:
     _station_frame: Frame | None = None
     _station_payload: bytes | None = None
     _held_live: dict[str, list[bytes]] = {}
+    _outbox_token = 0
 
     def use_outbox(self, outbox: Outbox | None, outbox_for: Callable[[str], bool], sent_auth: bool = False) -> None:
         """
@@ -60,7 +67,7 @@ class OutboxLinks:
         self.outbox_sent_auth = sent_auth
         self._held_live: dict[str, list[bytes]] = {}
         self.outbox_for = outbox_for
-        self._owed_live: dict[str, set[str]] = {}
+        self._outbox_token = next(_tokens)
 
     def _through_outbox(self, name: str) -> bool:
         """Whether the station's frames for C{name} go through the outbox: a mirror, or the primary during failover."""
@@ -92,7 +99,13 @@ class OutboxLinks:
         A Send to upstream C{name}: True if the outbox took it (a station CALL or SEND owed
         to a mirror), or if it waits behind the backlog of an upstream now answering the station.
         """
-        if not self._through_outbox(name):
+        relay = self.relay
+        if name == relay.route.primary and not relay.failing_over:
+            # The primary (the common case, on every CALL): only its own backlog, if any, holds the frame.
+            if not self._held_live and (self.station_id, name) not in self.outbox.queues:
+                return False
+            return self._behind_backlog(name, payload)
+        if not self.outbox_for(name):
             return self._behind_backlog(name, payload)
         frame = self._station_frame
         if frame is not None and self._station_payload is not None:
@@ -105,12 +118,15 @@ class OutboxLinks:
             if frame.kind not in REQUESTS:
                 return False  # the station's answer to the mirror's CALL: as today
             original = payload
-        entry = self.outbox.owed(self.station_id, name, frame, original)
-        live = self._owed_live.get(name)
-        if live is None:
-            live = self._owed_live[name] = set()
-        live.add(frame.message_id)
-        self._outbox_pump(name, live_seq=entry.seq)
+        queue, entry = self.outbox.owe(self.station_id, name, frame, original, self._outbox_token)
+        link = self.links.get(name)
+        if link is None or not link.connected or queue is None:
+            return True  # it waits in the outbox
+        if queue.send_now(entry):
+            # A connected mirror keeping up: the entry goes at once, nothing to look up.
+            link.send(original if entry.action not in CARRY_TX else queue.payload_for(entry))
+        else:
+            self._outbox_pump(name, live_seq=entry.seq)
         return True
 
     def _behind_backlog(self, name: str, payload: bytes) -> bool:
@@ -170,31 +186,34 @@ class OutboxLinks:
         outbox = self.outbox
         if outbox is None:
             return False
-        if payload[:8].lstrip()[:2] not in (b"[3", b"[4", b"[5"):
+        if payload[:2] not in _ANSWER_STARTS and payload[:8].lstrip()[:2] not in _ANSWER_STARTS:
             return False
-        through = self._through_outbox(name)
-        if not through and b"transactionId" not in payload and (self.station_id, name) not in outbox.queues:
-            return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
-        if through and not self.relay.failing_over:
-            live = self._owed_live.get(name)
-            message_id = _answer_id(payload)
-            if live is not None and message_id in live:
-                self._live_answer(name, payload)
+        relay = self.relay
+        failing_over = relay.failing_over
+        primary = relay.route.primary
+        queue = outbox.queues.get((self.station_id, name))
+        if queue is None:
+            if name == primary and not failing_over and b"transactionId" not in payload:
+                return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
+        elif name != primary and not failing_over:
+            # An upstream not answering the station (a mirror): its answer to a CALL this session owed it?
+            entry = queue.in_flight.get(_answer_id(payload))
+            if entry is not None and entry.live == self._outbox_token:
+                self._live_answer(name, payload, queue)
                 return True
+        through = False if name == primary and not failing_over else self.outbox_for(name)
+        if queue is None and not through and b"transactionId" not in payload:
+            return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
         try:
             frame = parse_frame(payload)
         except FrameError:
             return False
         if frame.kind not in ANSWERS:
             return False
-        relay = self.relay
-        answering = relay.route.failover if relay.failing_over else relay.route.primary
-        if not through and (self.station_id, name) not in outbox.queues:
-            entry = None  # the primary, nothing owed to it
-        else:
-            # A mirror, the primary during failover, or an upstream that became the primary
-            # (a migration) with a backlog from its mirror days.
-            entry = outbox.answered(self.station_id, name, frame)
+        answering = relay.route.failover if failing_over else relay.route.primary
+        # A mirror, the primary during failover, or an upstream that became the primary
+        # (a migration) with a backlog from its mirror days; the primary with no queue: nothing owed.
+        entry = outbox.answered(self.station_id, name, frame, queue) if queue is not None else None
         body = frame.body
         if name == answering and frame.kind == CALLRESULT and isinstance(body, dict):
             if type(body.get("transactionId")) is int:
@@ -203,13 +222,9 @@ class OutboxLinks:
         if entry is None:
             return False
         self._outbox_pump(name)
-        live = self._owed_live.get(name)
-        if live is not None and frame.message_id in live:
-            live.discard(frame.message_id)
-            return False
-        return True
+        return entry.live != self._outbox_token  # a live CALL's answer: the relay has it too
 
-    def _live_answer(self, name: str, payload: bytes) -> None:
+    def _live_answer(self, name: str, payload: bytes, queue: OutboxQueue) -> None:
         """
         A mirror's answer to a live CALL owed to it (not the one answering the station):
         the relay has it (parsing it once), the outbox takes the parsed frame, then what the
@@ -225,10 +240,9 @@ class OutboxLinks:
             except FrameError:
                 frame = None
         if frame is not None and frame.kind in ANSWERS:
-            entry = self.outbox.answered(self.station_id, name, frame)
-            if entry is not None:
+            entry = self.outbox.answered(self.station_id, name, frame, queue)
+            if entry is not None and (queue.unsent or self._held_live):
                 self._outbox_pump(name)
-                self._owed_live[name].discard(frame.message_id)
         self._carry_out(effects)
 
     def _outbox_connected(self, name: str) -> None:

@@ -105,6 +105,7 @@ class ProxyService(ServiceTree):
         self._websocket_options = websocket_options(config)
         # Which upstreams each station talks to; a reload swaps it (see reroute).
         self.routing = routing_for(config)
+        self._outbox_use = _OutboxUse(self.routing)
         self._unrouted: dict[str, float] = {}
         self.config = config
         self._reactor = reactor
@@ -277,13 +278,8 @@ class ProxyService(ServiceTree):
             links, offers, self.config, self.transactions, make_link, route=route, upstreams=routing.rules
         )
         if self.outbox is not None:
-            session.use_outbox(self.outbox, self._uses_outbox, bool(request.headers.get("authorization")))
+            session.use_outbox(self.outbox, self._outbox_use.__getitem__, bool(request.headers.get("authorization")))
         return session
-
-    def _uses_outbox(self, name: str) -> bool:
-        """Whether upstream C{name}, as a mirror, goes through the outbox (its C{outbox} key, as the routing has it)."""
-        upstream = self.routing.upstreams.get(name)
-        return upstream is None or upstream.outbox
 
     def _no_route(self, station_id: str, peer_host: str) -> ConnectionDeny:
         """A station no route admits: HTTP 404, and one log line per address and minute at most."""
@@ -306,6 +302,7 @@ class ProxyService(ServiceTree):
         new route (or re-linked to a changed upstream) at C{migration_rate} per second.
         """
         self.routing = routing
+        self._outbox_use.follow(routing)
         self.migration.start(routing)
 
     @property
@@ -351,3 +348,23 @@ class ProxyService(ServiceTree):
         if self.state_file is not None:
             drained.addCallback(lambda _: self.state_file.flush())
         return DeferredList([listener_stopped, drained], consumeErrors=True).addCallback(first_failure)
+
+
+class _OutboxUse(dict):
+    """
+    Upstream name -> whether it goes through the outbox as a mirror (its C{outbox} key, as
+    the routing has it; a name the routing does not know: yes). A dict, so that a session
+    asks it without a Python call on every frame; L{follow} updates it in place on a reload.
+    """
+
+    def __init__(self, routing: Routing) -> None:
+        super().__init__()
+        self.follow(routing)
+
+    def follow(self, routing: Routing) -> None:
+        """The routing of a reload: each upstream's C{outbox} key."""
+        self.clear()
+        self.update((name, upstream.outbox) for name, upstream in routing.upstreams.items())
+
+    def __missing__(self, name: str) -> bool:
+        return True

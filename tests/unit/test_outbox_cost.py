@@ -2,8 +2,10 @@
 What keeps the outbox cheap per frame, and the guarantees each shortcut must keep: a
 frame parsed once on its way through the outbox, the backlog's bytes kept as entries
 come and go (no sum per scrape), one counter numbering every station's entries (each
-station's still in its order, above anything restored), and the age bound skipped only
-while no entry can be older than C{max_age}.
+station's still in its order, above anything restored), the age bound skipped only
+while no entry can be older than C{max_age}, and the lean lane of a live CALL to a
+connected mirror keeping up (sent at once by the queue's own rules, answered through the
+relay only if the same session owed it).
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.core import routing
-from ocppproxy.core.ocppj import SEND
+from ocppproxy.core.ocppj import CALL, SEND
 from ocppproxy.core.outbox import Entry, OutboxQueue
 from ocppproxy.relay import outbox_links
 from ocppproxy.relay.outbox_links import _answer_id
 
 from .test_core_outbox import Backlog
 from .test_outbox_store import Fixture
-from .test_relay_outbox import OutboxFixture
+from .test_relay_outbox import A, C, OutboxFixture
 
 
 class ParsedOnceTests(OutboxFixture, SynchronousTestCase):
@@ -155,7 +157,7 @@ class AgeBoundTests(SynchronousTestCase):
 
 
 class StoredBytesTests(SynchronousTestCase):
-    """The file keeps its payloads' bytes itself (triggers), through runs of writes, deletes, bounds and reopens."""
+    """The file's payload bytes stay right (kept per group), through runs of writes, deletes, bounds and reopens."""
 
     def assert_bytes_right(self, fixture):
         db = fixture.store.db
@@ -182,6 +184,69 @@ class StoredBytesTests(SynchronousTestCase):
         self.assert_bytes_right(fixture)
         self.assertLessEqual(fixture.store.db.total_bytes, frame_size * 6)
         fixture.reopen()
+        self.assert_bytes_right(fixture)
+
+    def test_runs_of_every_length_in_chunks(self):
+        """A group's runs are written 64 rows a statement, then in powers of two: every length comes out whole."""
+        fixture = Fixture(self)
+        owed = [fixture.owe("CP1", "mirror", f"h{index:03d}", "Heartbeat", {}) for index in range(150)]
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        delivered = {entry.seq for entry in owed[:101]} | {owed[120].seq}
+        for seq in sorted(delivered):
+            fixture.store.write(("del", "CP1", "mirror", seq))
+        for index in range(7):
+            fixture.owe("CP2", "mirror", f"n{index}", "Heartbeat", {})
+        fixture.store.write(("del", "CP1", "mirror", owed[149].seq))
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        fixture.reopen()
+        kept = [entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()]
+        self.assertEqual(kept, [f"h{index:03d}" for index in range(101, 149) if index != 120])
+        self.assertEqual(len(fixture.outbox.queue("CP2", "mirror")), 7)
+        self.assert_bytes_right(fixture)
+
+    def test_rows_with_and_without_station_tx(self):
+        """Rows with a StartTransaction's station id and rows without (NULL by default) in one group, both kept."""
+        fixture = Fixture(self)
+        fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
+        started = Entry(50, "s", "StartTransaction", b'[2,"s","StartTransaction",{}]', 1000.0, station_tx=17)
+        fixture.store.write(("put", "CP1", "mirror", started))  # (as the cluster's store moves one to the file)
+        fixture.owe("CP1", "mirror", "h1", "Heartbeat", {})
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        fixture.reopen()
+        entries = fixture.outbox.queue("CP1", "mirror").entries()
+        self.assertEqual([(entry.message_id, entry.station_tx, type(entry.payload)) for entry in entries],
+                         [("h0", None, bytes), ("h1", None, bytes), ("s", 17, bytes)])
+
+    def test_counts_off_are_summed_again(self):
+        """A delete of a row not in the file, or an insert SQLite ignores, leaves the bytes right (summed again)."""
+        fixture = Fixture(self)
+        first = fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
+        fixture.commit()
+        missing = Entry(999, "gone", "Heartbeat", b"x" * 50, 1000.0)
+        fixture.store.write(("del", "CP1", "mirror", missing.seq, missing))
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+        twin = Entry(first.seq, "twin", "Heartbeat", b"y" * 70, 1000.0)  # the same key: ignored by SQLite
+        fixture.store.write(("put", "CP1", "mirror", twin))
+        fixture.commit()
+        self.assert_bytes_right(fixture)
+
+    def test_no_trigger_left_in_a_file_that_had_them(self):
+        """A file of the release that kept the bytes with triggers loses them at open, its bytes still right."""
+        fixture = Fixture(self)
+        fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
+        fixture.commit()
+        db = fixture.store.db._db
+        db.execute("CREATE TRIGGER entries_put AFTER INSERT ON entries"
+                   " BEGIN UPDATE totals SET bytes = bytes + LENGTH(new.payload) WHERE id = 1; END")
+        fixture.reopen()
+        names = fixture.store.db._db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+        self.assertEqual(names, [])
+        fixture.owe("CP1", "mirror", "h1", "Heartbeat", {})
+        fixture.commit()
         self.assert_bytes_right(fixture)
 
     def test_file_of_the_former_layout(self):
@@ -234,3 +299,100 @@ class StationFrameTests(SynchronousTestCase):
         self.assertNotEqual(links._station_payload, translated)
         links._outbox_station_frame(b'[3,"m-1",{}]', [])
         self.assertIsNone(links._station_frame)
+
+
+class LeanLaneTests(SynchronousTestCase):
+    """A live CALL to a connected mirror keeping up goes at once (send_now), by the same rules as ready()."""
+
+    def setUp(self):
+        self.backlog = Backlog(Clock())
+        self.queue = OutboxQueue("CP1", "mirror", window=2)
+
+    def owe(self, message_id, action="Heartbeat", kind=CALL):
+        entry = self.backlog.entry(message_id, action, {}, kind=kind)
+        self.queue.append(entry)
+        return entry
+
+    def test_goes_at_once_when_nothing_waits(self):
+        entry = self.owe("h0")
+        self.assertTrue(self.queue.send_now(entry))
+        self.assertEqual((self.queue.unsent, self.queue.ready()), (0, []))
+        self.assertIs(self.queue.answered("h0"), entry)
+        self.assertEqual(len(self.queue), 0)
+
+    def test_not_before_a_backlog(self):
+        self.owe("old")
+        entry = self.owe("new")
+        self.assertFalse(self.queue.send_now(entry))
+        self.assertEqual([each.message_id for each in self.queue.ready()], ["old", "new"])
+
+    def test_not_behind_an_unanswered_start_transaction(self):
+        start = self.owe("s", "StartTransaction")
+        self.assertTrue(self.queue.send_now(start))
+        entry = self.owe("m", "MeterValues")
+        self.assertFalse(self.queue.send_now(entry))
+        self.assertEqual(self.queue.ready(), [])
+        self.queue.answered("s", 905)
+        self.assertEqual(self.queue.ready(), [entry])
+
+    def test_not_beyond_the_window_nor_a_send(self):
+        for message_id in ("h0", "h1"):
+            self.assertTrue(self.queue.send_now(self.owe(message_id)))
+        self.assertFalse(self.queue.send_now(self.owe("h2")))
+        self.queue.answered("h0")
+        self.queue.answered("h1")
+        self.assertEqual([each.message_id for each in self.queue.ready()], ["h2"])
+        self.queue.sent(self.queue.ready()[0], backlog=False)
+        self.assertFalse(self.queue.send_now(self.owe("n", "Notify", kind=SEND)))
+
+    def test_link_lost_sends_again_in_order(self):
+        for message_id in ("h0", "h1"):
+            self.queue.send_now(self.owe(message_id))
+        self.owe("h2")
+        self.queue.link_lost()
+        self.assertEqual([each.message_id for each in self.queue.ready()], ["h0", "h1"])  # the window of 2
+        self.queue.dropped([1])
+        self.assertEqual((self.queue.unsent, len(self.queue.in_flight)), (2, 0))
+
+
+class SessionTokenTests(OutboxFixture, SynchronousTestCase):
+    """A mirror's answer goes to the relay only for CALLs the same session owed; older ones are the outbox's."""
+
+    def test_answer_to_an_earlier_sessions_call_is_consumed(self):
+        harness = self.harness
+        harness.third.answer_calls = False
+        station = harness.connect_station("CP_1")
+        harness.flush()
+        station.send('[2,"h-1","Heartbeat",{}]')
+        harness.flush()
+        queue = self.outbox.queue("CP_1", "c")
+        self.assertEqual(list(queue.in_flight), ["h-1"])  # sent at once, live
+        entry = queue.in_flight["h-1"]
+        live = entry.live
+        self.assertTrue(live)
+        entry.live = live + 1000  # as if a session before this one had owed it
+        relayed = []
+        self.patch(harness.proxy.sessions["CP_1"].relay, "from_upstream",
+                   lambda *args: relayed.append(args) or [])
+        harness.third.connection.send('[3,"h-1",{}]')
+        harness.flush()
+        self.assertEqual((relayed, len(queue)), ([], 0))  # consumed by the outbox, not given to the relay
+
+
+class OptOutTests(OutboxFixture, SynchronousTestCase):
+    """Which mirrors go through the outbox is read from a table kept with the routing, reloads included."""
+
+    def test_opted_out_mirror_then_a_reload_opts_it_in(self):
+        harness = self.harness
+        harness.reroute(upstreams={"a": {"url": A}, "c": {"url": C, "outbox": False}})
+        station = harness.connect_station("CP_1")
+        harness.flush()
+        station.send('[2,"h-1","Heartbeat",{}]')
+        harness.flush()
+        self.assertNotIn(("CP_1", "c"), self.outbox.queues)  # sent as without the outbox
+        self.assertIn("h-1", [frame[1] for frame in harness.third.connection.frames()])
+        harness.reroute(upstreams={"a": {"url": A}, "c": {"url": C}})
+        harness.third.answer_calls = False
+        station.send('[2,"h-2","Heartbeat",{}]')
+        harness.flush()
+        self.assertEqual(list(self.outbox.queue("CP_1", "c").in_flight), ["h-2"])

@@ -46,7 +46,7 @@ class Fixture:
         self.open()
 
     def open(self):
-        self.store = OutboxStore(self.config, self.clock, run_now, interval=0.005, retry_interval=5)
+        self.store = OutboxStore(self.config, self.clock, run_now, retry_interval=5)
         self.outbox = Outbox(self.store, self.clock.seconds, window=8)
         self.outbox.restore(self.case.successResultOf(self.store.start()))
 
@@ -55,7 +55,8 @@ class Fixture:
         return self.outbox.owed(station, upstream, frame, payload)
 
     def commit(self):
-        self.clock.advance(0.005)
+        """The commit timer's deadline (9 ms): what was queued is written, unless in flight for less than 4 ms."""
+        self.clock.advance(0.009)
 
     def reopen(self):
         """As after kill -9: the file is read again by a new store (the old one is simply dropped)."""
@@ -169,6 +170,30 @@ class FaultTests(SynchronousTestCase):
         self.assertEqual([entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()],
                          ["a", "b", "c"])
 
+    def test_entry_waiting_at_the_fault_is_deleted_once_answered(self):
+        """An entry whose write was still waiting when the fault came is rewritten, then deleted by its answer."""
+        fixture = Fixture(self)
+        fixture.owe("CP1", "mirror", "a", "Heartbeat", {})
+        fixture.commit()
+        for name in os.listdir(fixture.directory):
+            os.remove(os.path.join(fixture.directory, name))
+        os.rmdir(fixture.directory)
+        queue = fixture.outbox.queue("CP1", "mirror")
+        fixture.owe("CP1", "mirror", "b", "Heartbeat", {})
+        fixture.clock.advance(0.006)
+        fixture.owe("CP1", "mirror", "c", "Heartbeat", {})
+        for ready in queue.ready():
+            fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
+        fixture.clock.advance(0.003)  # b's group fails; c (in flight for 3 ms) is still waiting
+        self.assertFalse(fixture.store.healthy)
+        os.makedirs(fixture.directory)
+        fixture.clock.advance(5)
+        self.assertTrue(fixture.store.healthy)
+        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"c",{}]'))
+        fixture.commit()
+        fixture.reopen()
+        self.assertEqual([entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()], ["a", "b"])
+
     def test_corrupt_file_kept_aside(self):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
@@ -223,11 +248,39 @@ class DeliveredBeforeWrittenTests(SynchronousTestCase):
         for ready in queue.ready():
             fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
         fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h0",{}]'))
-        self.assertEqual([operation[0] for operation in fixture.store._pending if operation], ["put"])
-        fixture.commit()
+        self.assertEqual([operation[0] for operation in fixture.store._pending], ["put", "put"])
+        self.assertEqual([operation[3].message_id for operation in fixture.store._pending if operation[3].stored == 1],
+                         ["h1"])
+        fixture.commit()  # h1, still unanswered, is written; h0 never
         self.assertEqual(fixture.store.commits, 1)
         fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h1",{}]'))
         fixture.commit()
         fixture.reopen()
         self.assertEqual(len(fixture.outbox.queue("CP1", "mirror")), 0)
         self.assertEqual(entry.message_id, "h0")
+
+    def test_in_flight_waits_4_ms_unsent_does_not(self):
+        """
+        An entry is written by its deadline (9 ms); one in flight to its mirror waits at
+        least 4 ms for its answer (answered meanwhile: never written), one not sent does not.
+        """
+        fixture = Fixture(self)
+        queue = fixture.outbox.queue("CP1", "mirror")
+
+        def send_ready():
+            for ready in queue.ready():
+                fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
+
+        fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
+        send_ready()
+        fixture.clock.advance(0.006)
+        fixture.owe("CP1", "mirror", "h1", "Heartbeat", {})
+        send_ready()
+        fixture.clock.advance(0.003)  # h0's deadline: h0 written, h1 (in flight for 3 ms) waits
+        self.assertEqual((fixture.store.commits, [op[3].message_id for op in fixture.store._pending]), (1, ["h1"]))
+        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h1",{}]'))  # never written
+        fixture.owe("CP1", "mirror", "h2", "Heartbeat", {})  # not sent (its mirror away, say)
+        fixture.clock.advance(0.006)  # h1's deadline: h2 goes too, however young
+        self.assertEqual((fixture.store.commits, fixture.store._pending), (2, []))
+        fixture.reopen()
+        self.assertEqual([entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()], ["h0", "h2"])
