@@ -15,6 +15,10 @@ costs a dozen Python calls and a masking object per frame; every other frame (co
 binary, fragmented, oversized, invalid), and every frame in any other state, still goes
 through Autobahn, with its close codes.
 
+L{LeanFrames} also creates two things of Autobahn's per connection only when a
+connection needs them (L{LeanFrames.send_queue}, L{LeanFrames.utf8validator}): an idle
+connection never does, and a proxy holds three per station.
+
 L{share_protocol_options} saves memory instead: Autobahn copies some thirty options from
 the factory into every protocol instance, and a proxy holds three protocols per station;
 and time per connection: Autobahn also formats those options for a debug line.
@@ -28,10 +32,12 @@ C{twisted/websocket.py} (autobahn/twisted/websocket.py, C{WebSocketAdapterProtoc
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable
 from random import getrandbits
 
 from autobahn.twisted.websocket import WebSocketClientProtocol
+from autobahn.websocket.utf8validator import Utf8Validator
 
 from .transport import read_directly, write_now
 from .wsframes import FAST_LIMIT, read_text_frame, text_frame, xor_mask
@@ -55,6 +61,35 @@ class LeanFrames:
 
     # Per-class settings (see L{share_protocol_options}); None: worked out per call.
     _fast: Settings | None = None
+
+    # Autobahn's _connectionMade gives every connection an empty deque (sendData's queue
+    # for sync and chopped writes, about 770 bytes) and a UTF-8 validator (reset before
+    # each text message it validates itself); most connections never use either once
+    # open. They are made here when first asked for; None until then (the fast path
+    # reads _send_queue, which is as good as empty).
+    @property
+    def send_queue(self) -> deque:
+        queue = self._send_queue
+        if queue is None:
+            queue = self._send_queue = deque()
+        return queue
+
+    @send_queue.setter
+    def send_queue(self, queue: deque) -> None:
+        self._send_queue = queue or None
+
+    @property
+    def utf8validator(self) -> Utf8Validator:
+        validator = self._utf8validator
+        if validator is None:
+            validator = self._utf8validator = Utf8Validator()
+        return validator
+
+    @utf8validator.setter
+    def utf8validator(self, validator: Utf8Validator) -> None:
+        # Autobahn resets it before each message it validates: a fresh one, made when
+        # needed, validates the same.
+        self._utf8validator = None
 
     def dataReceived(self, data: bytes) -> None:
         # Autobahn's dataReceived (twisted/websocket.py) logs a debug event per read, its
@@ -98,7 +133,7 @@ class LeanFrames:
             or not may_bypass
             or isBinary
             or len(payload) > limit
-            or self.send_queue  # Autobahn's own queue of writes (sendData's sync and chopsize): after them
+            or self._send_queue  # Autobahn's own queue of writes (sendData's sync and chopsize): after them
             or fragmentSize is not None
             or sync
             or self._perMessageCompress is not None
@@ -123,13 +158,16 @@ class LeanFrames:
         # connection), which Autobahn keeps for the connection's life.
         self.http_headers = {}
         self.http_request_data = self.http_response_data = None
+        # Autobahn's sendData asked for the queue to send the handshake: empty, it goes.
+        if not self._send_queue:
+            self._send_queue = None
         read_directly(self)
         super().onOpen()
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         # protocol.py's sendData: a debug event per write, formatted eagerly; the traffic
         # count (trafficStats) is kept as it keeps it.
-        if sync or chopsize or self.send_queue or self.logOctets or self.state != STATE_OPEN:
+        if sync or chopsize or self._send_queue or self.logOctets or self.state != STATE_OPEN:
             super().sendData(data, sync, chopsize)
             return
         self.transport.write(data)

@@ -19,6 +19,7 @@ from ..core.handshake import BadStationPath, certificate_names_station, ocpp_off
 from ..logs import autobahn_logger, proxy_logger
 from .closing import CloseWaiters
 from .limits import MAX_HANDSHAKE_BYTES, StationLimits
+from .slots import AUTOBAHN_SLOTS
 from .station_tls import client_certificate_names
 
 if TYPE_CHECKING:
@@ -34,6 +35,11 @@ class StationProtocol(WebSocketServerProtocol, CloseWaiters):
     of this one with the fast path's frame hooks (L{ocppproxy.fastpath.frames}).
     """
 
+    __slots__ = (
+        *AUTOBAHN_SLOTS,
+        *("session", "station_id", "was_opened", "_handshaking", "_request_read", "_retry_after"),
+        *("_close_waiters", "_closed"),
+    )
     _log = proxy_logger()
     log = autobahn_logger("ocppproxy.wire.station.StationProtocol")
 

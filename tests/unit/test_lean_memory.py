@@ -1,0 +1,119 @@
+"""
+What an open connection keeps per instance (ocppproxy.wire.slots, the fast path's lazy
+send queue and UTF-8 validator, the upstream factories' shared timer): less, and the
+rest still made when needed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from ocppproxy.wire.closing import CloseWaiters
+from ocppproxy.wire.upstream_protocol import UpstreamFactory
+
+from .test_frame_equivalence import (
+    FAST_PATH,
+    SMALL_OPTIONS,
+    FakeLink,
+    autobahn_timers_on,
+    frame,
+    open_client,
+    open_server,
+)
+
+# What an open protocol may keep in its dictionary: names Twisted, Autobahn or txaio also
+# define on the class (a slot would hide that default until set).
+CLASS_DEFAULTED = {"transport", "factory", "connected", "peer", "_results", "_valid_events"}
+MASK = b"\x01\x02\x03\x04"
+
+
+class OpenProtocolTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        timers = autobahn_timers_on(self.clock)
+        timers.__enter__()
+        self.addCleanup(timers.__exit__, None, None, None)
+
+    def test_open_station_keeps_its_state_in_slots(self):
+        """An open station connection keeps none of Autobahn's per-connection state in a dictionary."""
+        protocol, _, _ = open_server("proxy", SMALL_OPTIONS, self.clock)
+        self.assertLessEqual(set(vars(protocol)), CLASS_DEFAULTED)
+
+    def test_open_upstream_keeps_its_state_in_slots(self):
+        """Nor does an open upstream connection."""
+        protocol, _, _ = open_client("proxy", SMALL_OPTIONS, self.clock)
+        self.assertLessEqual(set(vars(protocol)), CLASS_DEFAULTED)
+
+    def test_idle_connection_has_no_send_queue_nor_validator(self):
+        """Open, relaying single-frame text messages and answering a ping: no send queue, no UTF-8 validator made."""
+        protocol, transport, events = open_server("proxy", SMALL_OPTIONS, self.clock)
+        protocol.dataReceived(frame(0x1, b'[2,"1","Heartbeat",{}]', mask=MASK) + frame(0x9, b"hi", mask=MASK))
+        protocol.sendMessage(b'[3,"1",{}]')
+        self.assertEqual(events.seen[-1], ("message", b'[2,"1","Heartbeat",{}]', False))
+        self.assertIn(b"\x8a\x02hi", transport.value())  # the pong
+        self.assertIsNone(protocol._send_queue)
+        self.assertIsNone(protocol._utf8validator)
+
+    def test_send_queue_made_when_asked(self):
+        """Autobahn's send queue is made on first use, then kept; an empty one assigned is as good as none."""
+        protocol, _, _ = open_server("proxy", SMALL_OPTIONS, self.clock)
+        queue = protocol.send_queue
+        self.assertIsInstance(queue, deque)
+        self.assertIs(protocol.send_queue, queue)
+        protocol.send_queue = deque()
+        self.assertIsNone(protocol._send_queue)
+
+    def test_sync_write_goes_through_the_queue_made(self):
+        """A synchronous write (Autobahn's queued path) still goes out, through the queue made for it."""
+        protocol, transport, _ = open_server("proxy", SMALL_OPTIONS, self.clock)
+        protocol.sendData(b"abc", sync=True)
+        self.clock.advance(1)
+        self.assertIsInstance(protocol._send_queue, deque)
+        self.assertEqual(transport.value(), b"abc")
+
+    def test_validator_made_for_a_fragmented_text_message(self):
+        """A text message in fragments (Autobahn's own path) is validated: good text passes, bad UTF-8 closes with 1007."""
+        protocol, transport, events = open_server("proxy", SMALL_OPTIONS, self.clock)
+        protocol.dataReceived(frame(0x1, b"caf\xc3", fin=False, mask=MASK) + frame(0x0, b"\xa9", mask=MASK))
+        self.assertEqual(events.seen[-1], ("message", "café".encode(), False))
+        self.assertIsNotNone(protocol._utf8validator)
+        protocol.dataReceived(frame(0x1, b"ab", fin=False, mask=MASK) + frame(0x0, b"\xff", mask=MASK))
+        self.assertEqual(events.seen[-1], ("message", "café".encode(), False))
+        self.assertTrue(transport.value().startswith(b"\x88"))
+        self.assertEqual(int.from_bytes(transport.value()[2:4], "big"), 1007)
+
+
+class UpstreamFactoryTests(SynchronousTestCase):
+    def factory(self) -> UpstreamFactory:
+        return UpstreamFactory(FakeLink(), SMALL_OPTIONS, FAST_PATH, url="ws://127.0.0.1:9/", reactor=Clock())
+
+    def test_options_in_slots(self):
+        """A link's factory keeps Autobahn's options in slots: its dictionary holds only the protocol class."""
+        self.assertLessEqual(set(vars(self.factory())), {"protocol"})
+
+    def test_one_timer_per_loop(self):
+        """Every upstream factory shares one batched timer while txaio's loop is the same; another loop, another."""
+        first, second = self.factory(), self.factory()
+        self.assertIs(first._batched_timer, second._batched_timer)
+        with autobahn_timers_on(Clock()):
+            self.assertIsNot(self.factory()._batched_timer, first._batched_timer)
+
+    def test_no_compression_accepted(self):
+        """The shared compression-accept function accepts nothing, as Autobahn's own default."""
+        self.assertIsNone(self.factory().perMessageCompressionAccept([object()]))
+
+
+class CloseWaitersTests(SynchronousTestCase):
+    def test_list_made_for_the_first_waiter(self):
+        """No list until someone waits; every waiter fires once closed, and a late one at once."""
+        waiters = CloseWaiters()
+        waiters._init_close_waiters()
+        self.assertIsNone(waiters._close_waiters)
+        first, second = waiters.when_closed(), waiters.when_closed()
+        waiters._closing_now()
+        waiters._release_close_waiters()
+        self.assertEqual([self.successResultOf(first), self.successResultOf(second)], [None, None])
+        self.assertIsNone(self.successResultOf(waiters.when_closed()))
