@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from ocppproxy.wire.closing import CloseWaiters
 from ocppproxy.wire.upstream_protocol import UpstreamFactory
 
+from ..harness import RelayHarness
 from .test_frame_equivalence import (
     FAST_PATH,
     SMALL_OPTIONS,
@@ -84,6 +85,23 @@ class OpenProtocolTests(SynchronousTestCase):
         self.assertEqual(events.seen[-1], ("message", "café".encode(), False))
         self.assertTrue(transport.value().startswith(b"\x88"))
         self.assertEqual(int.from_bytes(transport.value()[2:4], "big"), 1007)
+
+
+class SessionTests(SynchronousTestCase):
+    def test_open_session_keeps_its_state_in_slots(self):
+        """
+        An open station's session (both links up, a call relayed) keeps in its dictionary
+        at most the names its mixins give a class-level default.
+        """
+        harness = RelayHarness(self, secondary=True)
+        station = harness.connect_station("CP_1")
+        station.send('[2,"b-1","BootNotification",{}]')
+        harness.flush()
+        session = harness.proxy.sessions["CP_1"]
+        self.assertTrue(station.opened)
+        self.assertTrue(all(link.connected for link in session.links.values()))
+        defaulted = {name for cls in type(session).__mro__ for name in vars(cls)}
+        self.assertLessEqual(set(vars(session)), defaulted)
 
 
 class UpstreamFactoryTests(SynchronousTestCase):
