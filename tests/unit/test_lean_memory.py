@@ -6,12 +6,14 @@ rest still made when needed.
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.wire.closing import CloseWaiters
+from ocppproxy.wire.slots import share_attribute_keys
 from ocppproxy.wire.upstream_protocol import UpstreamFactory
 
 from ..harness import RelayHarness
@@ -102,6 +104,44 @@ class SessionTests(SynchronousTestCase):
         self.assertTrue(all(link.connected for link in session.links.values()))
         defaulted = {name for cls in type(session).__mro__ for name in vars(cls)}
         self.assertLessEqual(set(vars(session)), defaulted)
+
+
+def _materialized(instance) -> bool:
+    """Whether C{instance} has a dictionary of its own (not its class's shared keys): the garbage collector sees it."""
+    return any(type(referent) is dict for referent in gc.get_referents(instance))
+
+
+def _connection_class() -> type:
+    class Connection:
+        """Like Twisted's: some attributes set at once, some later in each instance's life."""
+
+        def __init__(self) -> None:
+            for number in range(13):
+                setattr(self, f"early{number}", number)
+
+        def write(self) -> None:
+            self.dataBuffer, self.offset, self.producer, self.streamingProducer = b"", 0, object(), True
+
+    return Connection
+
+
+class SharedAttributeKeysTests(SynchronousTestCase):
+    def test_late_names_without_sharing(self):
+        """The CPython behaviour worked around: with many instances made first, a late name gives its own dictionary."""
+        connection = _connection_class()
+        made = [connection() for _ in range(200)]
+        made[-1].write()
+        self.assertTrue(_materialized(made[-1]))
+
+    def test_late_names_shared_first(self):
+        """With every name made known first, no instance needs a dictionary of its own."""
+        connection = _connection_class()
+        share_attribute_keys(connection, [*(f"early{n}" for n in range(13)), "dataBuffer", "offset", "producer"])
+        share_attribute_keys(connection, ["streamingProducer"])
+        made = [connection() for _ in range(200)]
+        for instance in made:
+            instance.write()
+        self.assertFalse(any(_materialized(instance) for instance in made))
 
 
 class UpstreamFactoryTests(SynchronousTestCase):
