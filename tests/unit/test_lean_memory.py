@@ -12,6 +12,9 @@ from collections import deque
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from ocppproxy.core.ocppj import parse_frame
+from ocppproxy.core.rates import ConnectCounter
+from ocppproxy.core.station_calls import StationBoundCalls
 from ocppproxy.wire.closing import CloseWaiters
 from ocppproxy.wire.slots import share_attribute_keys
 from ocppproxy.wire.upstream_protocol import UpstreamFactory
@@ -142,6 +145,29 @@ class SharedAttributeKeysTests(SynchronousTestCase):
         for instance in made:
             instance.write()
         self.assertFalse(any(_materialized(instance) for instance in made))
+
+
+class PerStationContainerTests(SynchronousTestCase):
+    def test_waiting_queue_made_for_the_first_waiting_call(self):
+        """A station's CALL queue is no deque until a CALL has to wait; then it waits and goes out in turn."""
+        calls = StationBoundCalls(30.0)
+        self.assertNotIsInstance(calls._waiting, deque)
+        self.assertEqual(calls.offer("primary", parse_frame(b'[2,"a","Reset",{}]'), b"a", 0.0)[0], "sent")
+        self.assertNotIsInstance(calls._waiting, deque)
+        self.assertEqual(calls.offer("secondary", parse_frame(b'[2,"b","Reset",{}]'), b"b", 0.0)[0], "waiting")
+        self.assertIsInstance(calls._waiting, deque)
+        upstream, sends = calls.answer("a", b"answer", 1.0)
+        self.assertEqual((upstream, [send.payload for send in sends]), ("primary", [b"answer", b"b"]))
+
+    def test_connect_times_bounded_list(self):
+        """An id's accepted connections are a list of at most C{limit} times, the refusal as before."""
+        counter = ConnectCounter(3)
+        for second in range(5):
+            counter.accepted("CP_1", float(second))
+        self.assertEqual(counter._times["CP_1"], [2.0, 3.0, 4.0])
+        self.assertEqual(counter.check("CP_1", 5.0).retry_after, 57)
+        self.assertIsNone(counter.check("CP_1", 62.5))
+        self.assertEqual(counter._times["CP_1"], [3.0, 4.0])
 
 
 class UpstreamFactoryTests(SynchronousTestCase):
