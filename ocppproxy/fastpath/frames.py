@@ -55,6 +55,13 @@ Settings = tuple[int, bool, bool, Callable[[bytes, bytes], bytes], bool, bool]
 # not specialise (a type lookup and a dict lookup each time), several per frame.
 STATE_OPEN: int = WebSocketClientProtocol.STATE_OPEN
 
+# What Autobahn's opening handshake leaves on a protocol and never reads once it is open:
+# the request's parts (a server's), the status line and the handshake key (both sides).
+_HANDSHAKE_ONLY = (
+    *("http_status_line", "http_request_uri", "http_request_path", "http_request_params", "http_request_host"),
+    *("websocket_origin", "websocket_protocols", "websocket_extensions", "websocket_key", "_wskey"),
+)
+
 
 class LeanFrames:
     """Mix in before Autobahn's server or client protocol class."""
@@ -158,6 +165,11 @@ class LeanFrames:
         # connection), which Autobahn keeps for the connection's life.
         self.http_headers = {}
         self.http_request_data = self.http_response_data = None
+        # And what Autobahn parsed out of them, read only while the handshake is checked
+        # and answered (protocol.py's processHandshake, succeedHandshake, startHandshake).
+        for name in _HANDSHAKE_ONLY:
+            if hasattr(self, name):
+                setattr(self, name, None)
         # Autobahn's sendData asked for the queue to send the handshake: empty, it goes.
         if not self._send_queue:
             self._send_queue = None

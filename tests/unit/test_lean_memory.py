@@ -53,6 +53,15 @@ class OpenProtocolTests(SynchronousTestCase):
         protocol, _, _ = open_client("proxy", SMALL_OPTIONS, self.clock)
         self.assertLessEqual(set(vars(protocol)), CLASS_DEFAULTED)
 
+    def test_open_connection_forgets_the_parsed_handshake(self):
+        """Once open, neither side keeps what Autobahn parsed out of the opening handshake."""
+        server, _, _ = open_server("proxy", SMALL_OPTIONS, self.clock)
+        client, _, _ = open_client("proxy", SMALL_OPTIONS, self.clock)
+        for name in ("http_status_line", "http_request_path", "http_request_params", "websocket_protocols", "_wskey"):
+            self.assertIsNone(getattr(server, name))
+        self.assertIsNone(client.http_status_line)
+        self.assertIsNone(client.websocket_key)
+
     def test_idle_connection_has_no_send_queue_nor_validator(self):
         """Open, relaying single-frame text messages and answering a ping: no send queue, no UTF-8 validator made."""
         protocol, transport, events = open_server("proxy", SMALL_OPTIONS, self.clock)
