@@ -10,6 +10,7 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import txaio
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from OpenSSL import SSL
@@ -21,6 +22,7 @@ from .closing import CloseWaiters
 from .limits import MAX_HANDSHAKE_BYTES, StationLimits
 from .slots import AUTOBAHN_SLOTS
 from .station_tls import client_certificate_names
+from .timers import shared_batched_timer
 
 if TYPE_CHECKING:
     from ..fastpath import FastPath
@@ -220,6 +222,7 @@ class StationFactory(WebSocketServerFactory):
         fast_path: FastPath | None = None,
     ) -> None:
         super().__init__(reactor=reactor)
+        self._batched_timer = shared_batched_timer(txaio.config.loop)
         self.proxy = proxy
         self.check_client_id = check_client_id
         self.handshakes_refused = 0

@@ -7,12 +7,10 @@ L{ocppproxy.wire.upstream.UpstreamLink} keeps it connected.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import txaio
-from txaio.interfaces import IBatchedTimer
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionAborted, ConnectionDone
@@ -23,6 +21,7 @@ from zope.interface import implementer
 from ..logs import autobahn_logger
 from .closing import CloseWaiters
 from .slots import AUTOBAHN_SLOTS
+from .timers import shared_batched_timer
 from .tls import ClientTLS, TLSClientEndpoint, default_client_tls
 
 if TYPE_CHECKING:
@@ -134,15 +133,6 @@ class UpstreamFactory(WebSocketClientFactory):
 def _accept_no_compression(_offers) -> None:
     """Autobahn's default C{perMessageCompressionAccept} for a client: accept no compression."""
     return None
-
-
-@lru_cache(maxsize=4)
-def shared_batched_timer(loop) -> IBatchedTimer:
-    """
-    The txaio batched timer of every L{UpstreamFactory} while txaio's loop is C{loop}
-    (the daemon's reactor; tests change it), made as Autobahn makes a client factory's.
-    """
-    return txaio.make_batched_timer(bucket_seconds=0.200, chunk_size=1000)
 
 
 def upstream_endpoint(

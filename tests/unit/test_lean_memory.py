@@ -17,6 +17,8 @@ from ocppproxy.core.rates import ConnectCounter
 from ocppproxy.core.station_calls import StationBoundCalls
 from ocppproxy.wire.closing import CloseWaiters
 from ocppproxy.wire.slots import share_attribute_keys
+from ocppproxy.wire.station import StationFactory
+from ocppproxy.wire.timers import LeanBatchedTimer, shared_batched_timer
 from ocppproxy.wire.upstream_protocol import UpstreamFactory
 
 from ..harness import RelayHarness
@@ -197,6 +199,51 @@ class UpstreamFactoryTests(SynchronousTestCase):
     def test_no_compression_accepted(self):
         """The shared compression-accept function accepts nothing, as Autobahn's own default."""
         self.assertIsNone(self.factory().perMessageCompressionAccept([object()]))
+
+
+class LeanTimerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        timers = autobahn_timers_on(self.clock)
+        timers.__enter__()
+        self.addCleanup(timers.__exit__, None, None, None)
+        self.timer = shared_batched_timer(self.clock)
+
+    def test_lean_calls_run_when_due(self):
+        """Calls are slotted objects, batched per 0.2 s bucket, run with their arguments once due."""
+        self.assertIsInstance(self.timer, LeanBatchedTimer)
+        ran = []
+        first = self.timer.call_later(5, ran.append, "first")
+        self.timer.call_later(5.1, ran.append, "second")
+        self.assertFalse(hasattr(first, "__dict__"))
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(4.9)
+        self.assertEqual(ran, [])
+        self.clock.advance(0.2)
+        self.assertEqual(ran, ["first", "second"])
+
+    def test_cancelled_call_never_runs(self):
+        """A cancelled call does not run; its bucket's timer goes once the bucket is empty."""
+        ran = []
+        call = self.timer.call_later(3, ran.append, "x")
+        call.cancel()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(5)
+        self.assertEqual(ran, [])
+
+    def test_keyword_arguments_as_txaio(self):
+        """A call with keyword arguments is txaio's own, and runs as it does."""
+        ran = []
+        self.timer.call_later(1, lambda **kw: ran.append(kw), x=1)
+        self.clock.advance(1.2)
+        self.assertEqual(ran, [{"x": 1}])
+
+    def test_station_and_upstream_factories_share_it(self):
+        """The station factory's timer is the upstream factories' one."""
+        station = StationFactory(None, self.clock, SMALL_OPTIONS, fast_path=FAST_PATH)
+        upstream = UpstreamFactory(FakeLink(), SMALL_OPTIONS, FAST_PATH, url="ws://127.0.0.1:9/", reactor=self.clock)
+        self.assertIs(station._batched_timer, self.timer)
+        self.assertIs(upstream._batched_timer, self.timer)
 
 
 class CloseWaitersTests(SynchronousTestCase):
