@@ -16,8 +16,8 @@ binary, fragmented, oversized, invalid), and every frame in any other state, sti
 through Autobahn, with its close codes.
 
 L{LeanFrames} also creates two things of Autobahn's per connection only when a
-connection needs them (L{LeanFrames.send_queue}, L{LeanFrames.utf8validator}): an idle
-connection never does, and a proxy holds three per station.
+connection needs them (L{LeanFrames.send_queue}, L{LeanFrames.utf8validator},
+L{LeanFrames.is_closed}): an idle connection never does, and a proxy holds three per station.
 
 L{share_protocol_options} saves memory instead: Autobahn copies some thirty options from
 the factory into every protocol instance, and a proxy holds three protocols per station;
@@ -36,8 +36,10 @@ from collections import deque
 from collections.abc import Callable
 from random import getrandbits
 
+import txaio
 from autobahn.twisted.websocket import WebSocketClientProtocol
 from autobahn.websocket.utf8validator import Utf8Validator
+from twisted.internet.defer import Deferred
 
 from .transport import read_directly, write_now
 from .wsframes import FAST_LIMIT, read_text_frame, text_frame, xor_mask
@@ -60,6 +62,7 @@ STATE_OPEN: int = WebSocketClientProtocol.STATE_OPEN
 _HANDSHAKE_ONLY = (
     *("http_status_line", "http_request_uri", "http_request_path", "http_request_params", "http_request_host"),
     *("websocket_origin", "websocket_protocols", "websocket_extensions", "websocket_key", "_wskey"),
+    "_transport_details",  # its transport_details: peer, TLS channel id and certificate, for WAMP
 )
 
 
@@ -84,6 +87,19 @@ class LeanFrames:
     @send_queue.setter
     def send_queue(self, queue: deque) -> None:
         self._send_queue = queue or None
+
+    # Autobahn's "connection closed" Deferred (resolved at close, which goes through
+    # here): made when first asked for, at the latest when the connection closes.
+    @property
+    def is_closed(self) -> Deferred:
+        closed = self._is_closed
+        if closed is None:
+            closed = self._is_closed = txaio.create_future()
+        return closed
+
+    @is_closed.setter
+    def is_closed(self, closed: Deferred) -> None:
+        self._is_closed = None
 
     @property
     def utf8validator(self) -> Utf8Validator:

@@ -88,6 +88,7 @@ AUTOBAHN_SLOTS = (
     # made when first needed on the fast path (ocppproxy.fastpath.frames.LeanFrames)
     "_send_queue",
     "_utf8validator",
+    "_is_closed",
 )
 
 

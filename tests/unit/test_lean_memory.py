@@ -62,6 +62,7 @@ class OpenProtocolTests(SynchronousTestCase):
         for name in ("http_status_line", "http_request_path", "http_request_params", "websocket_protocols", "_wskey"):
             self.assertIsNone(getattr(server, name))
         self.assertIsNone(client.http_status_line)
+        self.assertEqual((server.transport_details, client.transport_details), (None, None))
         self.assertIsNone(client.websocket_key)
 
     def test_idle_connection_has_no_send_queue_nor_validator(self):
@@ -73,6 +74,21 @@ class OpenProtocolTests(SynchronousTestCase):
         self.assertIn(b"\x8a\x02hi", transport.value())  # the pong
         self.assertIsNone(protocol._send_queue)
         self.assertIsNone(protocol._utf8validator)
+
+    def test_closed_deferred_made_when_asked_and_fired_at_close(self):
+        """No "closed" Deferred until asked for; one asked for before the close fires at the close, with the protocol."""
+        protocol, _, _ = open_server("proxy", SMALL_OPTIONS, self.clock)
+        self.assertIsNone(protocol._is_closed)
+        closed = protocol.is_closed
+        self.assertNoResult(closed)
+        protocol.dropConnection(abort=True)
+        self.assertIs(self.successResultOf(closed), protocol)
+
+    def test_closed_deferred_fired_when_never_asked(self):
+        """Closed without anyone asking: Autobahn's resolve makes it then, fired."""
+        protocol, _, _ = open_client("proxy", SMALL_OPTIONS, self.clock)
+        protocol.dropConnection(abort=True)
+        self.assertIs(self.successResultOf(protocol.is_closed), protocol)
 
     def test_send_queue_made_when_asked(self):
         """Autobahn's send queue is made on first use, then kept; an empty one assigned is as good as none."""
