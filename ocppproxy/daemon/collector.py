@@ -8,9 +8,10 @@ reactor stands still, every 20 to 30 s under a Heartbeat a minute from each (see
 performance report). Almost all of those objects are the connected stations' and live
 as long as the connection.
 
-So every L{FREEZE_INTERVAL} seconds what is not frozen yet is collected (milliseconds:
-what was made since the last tick, in all three generations) and everything that
-survived is moved out of the collector's sight (C{gc.freeze()}, a
+So every L{FREEZE_INTERVAL} seconds the young generations are collected (milliseconds),
+and the oldest generation's unfrozen part too when many objects were promoted since the
+last tick (L{RECLAIM_ABOVE}: stations connecting), and everything that survived is moved
+out of the collector's sight (C{gc.freeze()}, a
 constant-time splice): the automatic collections then only ever walk what was made
 since, whatever the number of stations. Objects frozen are still freed when nothing
 refers to them; what freezing holds back is garbage in cycles (a station's objects that
@@ -30,13 +31,15 @@ from ..logs import proxy_logger
 from ..periodic import Periodic
 
 FREEZE_INTERVAL = 1.0
-"""Seconds between two freezes of what survived the collection of the unfrozen objects (each well under a millisecond)."""
+"""Seconds between two freezes of what survived the young collections (each costs well under a millisecond)."""
 FULL_INTERVAL = 3600.0
 """Seconds between two full collections at most."""
 GROWTH = 2.0
 """A full collection comes sooner once what was frozen since the last one makes this many times what it kept..."""
 SOONEST = 600.0
 """... and at least this many seconds after the last one (start-up counts as one): not in the middle of a storm."""
+RECLAIM_ABOVE = 20_000
+"""From this many objects promoted to the oldest generation since the last tick, the tick collects that generation's unfrozen part too."""
 MINIMUM_FROZEN = 200_000
 """Below this many frozen objects (a few hundred stations), growth alone never asks for a full collection."""
 
@@ -53,12 +56,15 @@ def full_collection_due(now: float, last_full: float, frozen_since: int, frozen_
 
 
 class CollectorPolicy:
-    """Freezes what survives the collection of the unfrozen objects, and collects everything at chosen moments; see the module."""
+    """Freezes what survives the young collections, and collects everything at chosen moments; see the module."""
 
     _log = proxy_logger()
 
-    def __init__(self, clock: Any, collector: Any = gc, timer=time.perf_counter) -> None:
+    def __init__(
+        self, clock: Any, collector: Any = gc, timer=time.perf_counter, reclaim_above: int | None = None
+    ) -> None:
         self._clock = clock
+        self._reclaim_above = RECLAIM_ABOVE if reclaim_above is None else reclaim_above
         self._gc = collector
         self._timer = timer
         self._last_full = clock.seconds()
@@ -68,7 +74,7 @@ class CollectorPolicy:
         self.full_collections = 0
 
     def tick(self) -> None:
-        """Freeze what survived a collection of the unfrozen objects, or collect everything if it is time to."""
+        """Freeze what survived a young collection (and, after many promotions, the oldest generation's unfrozen part), or collect everything if it is time to."""
         collector, now = self._gc, self._clock.seconds()
         if full_collection_due(now, self._last_full, self._frozen_since, self._frozen_after_full):
             started = self._timer()
@@ -86,14 +92,20 @@ class CollectorPolicy:
                 seconds=self._timer() - started, reclaimed=reclaimed, kept=self._frozen_after_full,
             )
         else:
-            # All three generations, of which only what was made since the last tick is
-            # unfrozen: as cheap as a young collection, and it also reclaims the cycles
-            # the automatic young collections promoted to the oldest generation meanwhile
-            # (a connection attempt's, a handshake's), which freezing would keep until
-            # the next full collection (about 2.6 KiB per station after a connect storm).
-            collector.collect(2)
+            collector.collect(1)
             # What survived is in the oldest generation now, and only that is unfrozen: cheap to count.
-            self._frozen_since += len(collector.get_objects(2))
+            unfrozen = len(collector.get_objects(2))
+            if unfrozen >= self._reclaim_above:
+                # Many promoted since the last tick (stations connecting): among them the
+                # cycles the automatic young collections promoted while their connection
+                # attempt or handshake was in progress, garbage now, which freezing would
+                # keep until the next full collection (after a connect storm, 6 KiB and
+                # more per station). Collecting the oldest generation too walks only
+                # what is unfrozen; not every tick, as it also empties the interpreter's
+                # free lists.
+                collector.collect(2)
+                unfrozen = len(collector.get_objects(2))
+            self._frozen_since += unfrozen
             collector.freeze()
 
 

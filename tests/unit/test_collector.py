@@ -1,6 +1,7 @@
 """
 The garbage collector kept off the stations' objects (ocppproxy.daemon.collector): every
-tick freezes what survived a collection of the unfrozen objects; everything is collected, then frozen
+tick freezes what survived a young collection (after many promotions, of the oldest
+generation's unfrozen part too); everything is collected, then frozen
 again, once an hour or sooner when the frozen objects grew by half.
 """
 
@@ -17,6 +18,7 @@ from ocppproxy.daemon.collector import (
     FREEZE_INTERVAL,
     FULL_INTERVAL,
     MINIMUM_FROZEN,
+    RECLAIM_ABOVE,
     SOONEST,
     CollectorPolicy,
     CollectorService,
@@ -85,15 +87,20 @@ class PolicyTests(SynchronousTestCase):
         globalLogPublisher.addObserver(observe)
         self.addCleanup(globalLogPublisher.removeObserver, observe)
 
-    def test_a_tick_freezes_what_survived_a_collection_of_the_unfrozen(self) -> None:
-        """
-        All three generations are collected (only what is unfrozen: the cycles the
-        automatic collections promoted meanwhile are reclaimed, not frozen), then frozen;
-        counted from the oldest generation's few unfrozen objects, never by walking every frozen one.
-        """
+    def test_a_tick_freezes_what_survived_a_young_collection(self) -> None:
+        """Counted from the oldest generation's few unfrozen objects: never by walking every frozen one."""
         self.policy.tick()
-        self.assertEqual(self.gc.calls, [("collect", 2), ("get_objects", 2), ("freeze",)])
+        self.assertEqual(self.gc.calls, [("collect", 1), ("get_objects", 2), ("freeze",)])
         self.assertEqual(self.logged, [])
+
+    def test_many_promoted_the_oldest_unfrozen_collected_too(self) -> None:
+        """From RECLAIM_ABOVE objects promoted since the last tick, the oldest generation's unfrozen part is collected before freezing."""
+        self.gc.surviving = RECLAIM_ABOVE
+        self.policy.tick()
+        self.assertEqual(
+            self.gc.calls,
+            [("collect", 1), ("get_objects", 2), ("collect", 2), ("get_objects", 2), ("freeze",)],
+        )
 
     def test_full_collection_once_an_hour_unfreezes_collects_and_freezes(self) -> None:
         self.clock.advance(FULL_INTERVAL)
@@ -106,7 +113,7 @@ class PolicyTests(SynchronousTestCase):
         self.gc.calls.clear()
         self.clock.advance(FREEZE_INTERVAL)
         self.policy.tick()
-        self.assertEqual(self.gc.calls, [("collect", 2), ("get_objects", 2), ("freeze",)])
+        self.assertEqual(self.gc.calls, [("collect", 1), ("get_objects", 2), ("freeze",)])
 
     def test_many_stations_came_and_went(self) -> None:
         """Growth is what was frozen since the last full collection, against what that one kept."""
@@ -136,8 +143,8 @@ class RealCollectorTests(SynchronousTestCase):
     def test_promoted_cycle_reclaimed_not_frozen(self) -> None:
         """
         A cycle the automatic collections promoted to the oldest generation while it was
-        alive (a handshake's, say), garbage by the next tick: that tick reclaims it
-        instead of freezing it until the next full collection.
+        alive (a handshake's, say), garbage by the next tick: after enough promotions,
+        that tick reclaims it instead of freezing it until the next full collection.
         """
         if gc.isenabled():
             gc.disable()
@@ -147,7 +154,7 @@ class RealCollectorTests(SynchronousTestCase):
         gone = weakref.ref(cycle)
         gc.collect(1)  # alive: promoted to the oldest generation
         del cycle
-        CollectorPolicy(Clock(), gc).tick()
+        CollectorPolicy(Clock(), gc, reclaim_above=1).tick()
         self.assertIsNone(gone())
 
 
@@ -158,7 +165,7 @@ class ServiceTests(SynchronousTestCase):
         service.startService()
         self.assertEqual(collector.calls, [])
         clock.advance(FREEZE_INTERVAL)
-        self.assertEqual(collector.calls, [("collect", 2), ("get_objects", 2), ("freeze",)])
+        self.assertEqual(collector.calls, [("collect", 1), ("get_objects", 2), ("freeze",)])
         service.stopService()
         clock.advance(FREEZE_INTERVAL)
         self.assertEqual(len(collector.calls), 3)
