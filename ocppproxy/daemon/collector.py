@@ -65,6 +65,9 @@ class CollectorPolicy:
     ) -> None:
         self._clock = clock
         self._reclaim_above = RECLAIM_ABOVE if reclaim_above is None else reclaim_above
+        # The first tick freezes what start-up made (imports, configuration), all of it
+        # kept for good: no need to look for cycles among it.
+        self._ticked = False
         self._gc = collector
         self._timer = timer
         self._last_full = clock.seconds()
@@ -95,18 +98,19 @@ class CollectorPolicy:
             collector.collect(1)
             # What survived is in the oldest generation now, and only that is unfrozen: cheap to count.
             unfrozen = len(collector.get_objects(2))
-            if unfrozen >= self._reclaim_above:
+            if unfrozen >= self._reclaim_above and self._ticked:
                 # Many promoted since the last tick (stations connecting): among them the
                 # cycles the automatic young collections promoted while their connection
                 # attempt or handshake was in progress, garbage now, which freezing would
                 # keep until the next full collection (after a connect storm, 6 KiB and
                 # more per station). Collecting the oldest generation too walks only
-                # what is unfrozen; not every tick, as it also empties the interpreter's
-                # free lists.
+                # what is unfrozen; not every tick, nor the first, as it also empties the
+                # interpreter's free lists.
                 collector.collect(2)
                 unfrozen = len(collector.get_objects(2))
             self._frozen_since += unfrozen
             collector.freeze()
+        self._ticked = True
 
 
 class CollectorService(Periodic):
