@@ -38,7 +38,7 @@ GROWTH = 2.0
 """A full collection comes sooner once what was frozen since the last one makes this many times what it kept..."""
 SOONEST = 600.0
 """... and at least this many seconds after the last one (start-up counts as one): not in the middle of a storm."""
-RECLAIM_ABOVE = 20_000
+RECLAIM_ABOVE = 2_000
 """From this many objects promoted to the oldest generation since the last tick, the tick collects that generation's unfrozen part too."""
 MINIMUM_FROZEN = 200_000
 """Below this many frozen objects (a few hundred stations), growth alone never asks for a full collection."""
