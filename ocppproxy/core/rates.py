@@ -7,7 +7,7 @@ bucket, L{TokenBucket}) and the connections of one station id over a sliding min
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from typing import NamedTuple
 
 
@@ -70,7 +70,9 @@ class ConnectCounter:
     def __init__(self, limit: int, window: float = 60.0) -> None:
         self.limit = limit
         self.window = window
-        self._times: OrderedDict[str, deque[float]] = OrderedDict()
+        # A short list per id (an empty deque alone is about 770 bytes, one per station
+        # connected within the window): at most C{limit} times, the oldest first.
+        self._times: OrderedDict[str, list[float]] = OrderedDict()
         self._refusing: set[str] = set()
 
     def __len__(self) -> int:
@@ -81,8 +83,10 @@ class ConnectCounter:
         """A connection of C{station} was accepted at C{now}."""
         times = self._times.pop(station, None)
         if times is None:
-            times = deque(maxlen=self.limit)
+            times = []
         times.append(now)
+        if len(times) > self.limit:
+            del times[0]
         self._times[station] = times
         self._prune(now)
 
@@ -92,7 +96,7 @@ class ConnectCounter:
         times = self._times.get(station)
         if times is not None:
             while times and times[0] <= now - self.window:
-                times.popleft()
+                del times[0]
             if not times:
                 del self._times[station]
         if not times or len(times) < self.limit:

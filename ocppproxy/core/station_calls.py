@@ -39,7 +39,8 @@ class StationBoundCalls:
         self._waiting_limit = waiting_limit
         self._policies = dict(policies)
         self._outstanding: tuple[str, str, float] | None = None
-        self._waiting: deque[_Waiting] = deque()
+        # A deque once a CALL has had to wait (an empty one is about 770 bytes, per station).
+        self._waiting: deque[_Waiting] | tuple[()] = ()
 
     def __len__(self) -> int:
         return len(self._waiting) + (self._outstanding is not None)
@@ -72,7 +73,10 @@ class StationBoundCalls:
         if len(self._waiting) >= self._waiting_limit:
             reason = "too many CALLs waiting for the station"
             return "refused", [*sends, Send(upstream, call_error(frame.message_id, "GenericError", reason))]
-        self._waiting.append(_Waiting(upstream, frame.message_id, payload, now))
+        waiting = self._waiting
+        if not isinstance(waiting, deque):
+            waiting = self._waiting = deque()
+        waiting.append(_Waiting(upstream, frame.message_id, payload, now))
         return "waiting", sends
 
     def answer(self, message_id: str, payload: bytes, now: float) -> tuple[str | None, list[Send]]:

@@ -8,8 +8,10 @@ reactor stands still, every 20 to 30 s under a Heartbeat a minute from each (see
 performance report). Almost all of those objects are the connected stations' and live
 as long as the connection.
 
-So every L{FREEZE_INTERVAL} seconds the young generations are collected (milliseconds)
-and everything that survived is moved out of the collector's sight (C{gc.freeze()}, a
+So every L{FREEZE_INTERVAL} seconds the young generations are collected (milliseconds),
+and the oldest generation's unfrozen part too when many objects were promoted since the
+last tick (L{RECLAIM_ABOVE}: stations connecting), and everything that survived is moved
+out of the collector's sight (C{gc.freeze()}, a
 constant-time splice): the automatic collections then only ever walk what was made
 since, whatever the number of stations. Objects frozen are still freed when nothing
 refers to them; what freezing holds back is garbage in cycles (a station's objects that
@@ -36,6 +38,8 @@ GROWTH = 2.0
 """A full collection comes sooner once what was frozen since the last one makes this many times what it kept..."""
 SOONEST = 600.0
 """... and at least this many seconds after the last one (start-up counts as one): not in the middle of a storm."""
+RECLAIM_ABOVE = 2_000
+"""From this many objects promoted to the oldest generation since the last tick, the tick collects that generation's unfrozen part too."""
 MINIMUM_FROZEN = 200_000
 """Below this many frozen objects (a few hundred stations), growth alone never asks for a full collection."""
 
@@ -56,8 +60,14 @@ class CollectorPolicy:
 
     _log = proxy_logger()
 
-    def __init__(self, clock: Any, collector: Any = gc, timer=time.perf_counter) -> None:
+    def __init__(
+        self, clock: Any, collector: Any = gc, timer=time.perf_counter, reclaim_above: int | None = None
+    ) -> None:
         self._clock = clock
+        self._reclaim_above = RECLAIM_ABOVE if reclaim_above is None else reclaim_above
+        # The first tick freezes what start-up made (imports, configuration), all of it
+        # kept for good: no need to look for cycles among it.
+        self._ticked = False
         self._gc = collector
         self._timer = timer
         self._last_full = clock.seconds()
@@ -67,7 +77,7 @@ class CollectorPolicy:
         self.full_collections = 0
 
     def tick(self) -> None:
-        """Freeze what survived a young collection, or collect everything if it is time to."""
+        """Freeze what survived a young collection (and, after many promotions, the oldest generation's unfrozen part), or collect everything if it is time to."""
         collector, now = self._gc, self._clock.seconds()
         if full_collection_due(now, self._last_full, self._frozen_since, self._frozen_after_full):
             started = self._timer()
@@ -87,8 +97,20 @@ class CollectorPolicy:
         else:
             collector.collect(1)
             # What survived is in the oldest generation now, and only that is unfrozen: cheap to count.
-            self._frozen_since += len(collector.get_objects(2))
+            unfrozen = len(collector.get_objects(2))
+            if unfrozen >= self._reclaim_above and self._ticked:
+                # Many promoted since the last tick (stations connecting): among them the
+                # cycles the automatic young collections promoted while their connection
+                # attempt or handshake was in progress, garbage now, which freezing would
+                # keep until the next full collection (after a connect storm, 6 KiB and
+                # more per station). Collecting the oldest generation too walks only
+                # what is unfrozen; not every tick, nor the first, as it also empties the
+                # interpreter's free lists.
+                collector.collect(2)
+                unfrozen = len(collector.get_objects(2))
+            self._frozen_since += unfrozen
             collector.freeze()
+        self._ticked = True
 
 
 class CollectorService(Periodic):

@@ -34,6 +34,7 @@ from ..relay.service_tree import ServiceTree
 from ..status.activity import StationActivity
 from ..status.alerts import RecentAlerts
 from ..status.service import StatusService
+from ..wire.slots import share_tcp_attribute_keys
 from ..wire.tls_files import TLSFiles, read_tls_files
 from .certificate_watch import CertificateWatch
 from .collector import CollectorPolicy, CollectorService
@@ -111,6 +112,8 @@ def makeService(options: Options, reactor=None) -> IService:
         fast_path.install_poll(reactor)
     top = build_services(config, reactor, TLSFiles(options["tls"]), fast_path)
     proxy, notifier = top.getServiceNamed("proxy"), top.getServiceNamed("notifier")
+    # Before any connection: each then keeps its attributes without a dictionary of its own.
+    share_tcp_attribute_keys()
     # The stations' objects out of the garbage collector's automatic full collections.
     CollectorService(CollectorPolicy(reactor), reactor).setServiceParent(top)
     SystemdService(proxy.listening, reactor).setServiceParent(top)

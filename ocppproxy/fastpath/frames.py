@@ -15,6 +15,10 @@ costs a dozen Python calls and a masking object per frame; every other frame (co
 binary, fragmented, oversized, invalid), and every frame in any other state, still goes
 through Autobahn, with its close codes.
 
+L{LeanFrames} also creates two things of Autobahn's per connection only when a
+connection needs them (L{LeanFrames.send_queue}, L{LeanFrames.utf8validator},
+L{LeanFrames.is_closed}): an idle connection never does, and a proxy holds three per station.
+
 L{share_protocol_options} saves memory instead: Autobahn copies some thirty options from
 the factory into every protocol instance, and a proxy holds three protocols per station;
 and time per connection: Autobahn also formats those options for a debug line.
@@ -28,10 +32,14 @@ C{twisted/websocket.py} (autobahn/twisted/websocket.py, C{WebSocketAdapterProtoc
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable
 from random import getrandbits
 
+import txaio
 from autobahn.twisted.websocket import WebSocketClientProtocol
+from autobahn.websocket.utf8validator import Utf8Validator
+from twisted.internet.defer import Deferred
 
 from .transport import read_directly, write_now
 from .wsframes import FAST_LIMIT, read_text_frame, text_frame, xor_mask
@@ -49,12 +57,62 @@ Settings = tuple[int, bool, bool, Callable[[bytes, bytes], bytes], bool, bool]
 # not specialise (a type lookup and a dict lookup each time), several per frame.
 STATE_OPEN: int = WebSocketClientProtocol.STATE_OPEN
 
+# What Autobahn's opening handshake leaves on a protocol and never reads once it is open:
+# the request's parts (a server's), the status line and the handshake key (both sides).
+_HANDSHAKE_ONLY = (
+    *("http_status_line", "http_request_uri", "http_request_path", "http_request_params", "http_request_host"),
+    *("websocket_origin", "websocket_protocols", "websocket_extensions", "websocket_key", "_wskey"),
+    "_transport_details",  # its transport_details: peer, TLS channel id and certificate, for WAMP
+)
+
 
 class LeanFrames:
     """Mix in before Autobahn's server or client protocol class."""
 
     # Per-class settings (see L{share_protocol_options}); None: worked out per call.
     _fast: Settings | None = None
+
+    # Autobahn's _connectionMade gives every connection an empty deque (sendData's queue
+    # for sync and chopped writes, about 770 bytes) and a UTF-8 validator (reset before
+    # each text message it validates itself); most connections never use either once
+    # open. They are made here when first asked for; None until then (the fast path
+    # reads _send_queue, which is as good as empty).
+    @property
+    def send_queue(self) -> deque:
+        queue = self._send_queue
+        if queue is None:
+            queue = self._send_queue = deque()
+        return queue
+
+    @send_queue.setter
+    def send_queue(self, queue: deque) -> None:
+        self._send_queue = queue or None
+
+    # Autobahn's "connection closed" Deferred (resolved at close, which goes through
+    # here): made when first asked for, at the latest when the connection closes.
+    @property
+    def is_closed(self) -> Deferred:
+        closed = self._is_closed
+        if closed is None:
+            closed = self._is_closed = txaio.create_future()
+        return closed
+
+    @is_closed.setter
+    def is_closed(self, closed: Deferred) -> None:
+        self._is_closed = None
+
+    @property
+    def utf8validator(self) -> Utf8Validator:
+        validator = self._utf8validator
+        if validator is None:
+            validator = self._utf8validator = Utf8Validator()
+        return validator
+
+    @utf8validator.setter
+    def utf8validator(self, validator: Utf8Validator) -> None:
+        # Autobahn resets it before each message it validates: a fresh one, made when
+        # needed, validates the same.
+        self._utf8validator = None
 
     def dataReceived(self, data: bytes) -> None:
         # Autobahn's dataReceived (twisted/websocket.py) logs a debug event per read, its
@@ -98,7 +156,7 @@ class LeanFrames:
             or not may_bypass
             or isBinary
             or len(payload) > limit
-            or self.send_queue  # Autobahn's own queue of writes (sendData's sync and chopsize): after them
+            or self._send_queue  # Autobahn's own queue of writes (sendData's sync and chopsize): after them
             or fragmentSize is not None
             or sync
             or self._perMessageCompress is not None
@@ -123,13 +181,21 @@ class LeanFrames:
         # connection), which Autobahn keeps for the connection's life.
         self.http_headers = {}
         self.http_request_data = self.http_response_data = None
+        # And what Autobahn parsed out of them, read only while the handshake is checked
+        # and answered (protocol.py's processHandshake, succeedHandshake, startHandshake).
+        for name in _HANDSHAKE_ONLY:
+            if hasattr(self, name):
+                setattr(self, name, None)
+        # Autobahn's sendData asked for the queue to send the handshake: empty, it goes.
+        if not self._send_queue:
+            self._send_queue = None
         read_directly(self)
         super().onOpen()
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         # protocol.py's sendData: a debug event per write, formatted eagerly; the traffic
         # count (trafficStats) is kept as it keeps it.
-        if sync or chopsize or self.send_queue or self.logOctets or self.state != STATE_OPEN:
+        if sync or chopsize or self._send_queue or self.logOctets or self.state != STATE_OPEN:
             super().sendData(data, sync, chopsize)
             return
         self.transport.write(data)

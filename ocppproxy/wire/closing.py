@@ -20,7 +20,8 @@ class CloseWaiters:
     """
 
     def _init_close_waiters(self) -> None:
-        self._close_waiters: list[Deferred[None]] = []
+        # A list once someone waits (most connections never have anyone).
+        self._close_waiters: list[Deferred[None]] | None = None
         self._closed = False
 
     def when_closed(self) -> Deferred[None]:
@@ -28,6 +29,8 @@ class CloseWaiters:
         if self._closed:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
+        if self._close_waiters is None:
+            self._close_waiters = []
         self._close_waiters.append(waiter)
         return waiter
 
@@ -35,6 +38,6 @@ class CloseWaiters:
         self._closed = True
 
     def _release_close_waiters(self) -> None:
-        waiters, self._close_waiters = self._close_waiters, []
-        for waiter in waiters:
+        waiters, self._close_waiters = self._close_waiters, None
+        for waiter in waiters or ():
             waiter.callback(None)

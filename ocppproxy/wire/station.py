@@ -10,6 +10,7 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import txaio
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from OpenSSL import SSL
@@ -19,7 +20,9 @@ from ..core.handshake import BadStationPath, certificate_names_station, ocpp_off
 from ..logs import autobahn_logger, proxy_logger
 from .closing import CloseWaiters
 from .limits import MAX_HANDSHAKE_BYTES, StationLimits
+from .slots import AUTOBAHN_SLOTS
 from .station_tls import client_certificate_names
+from .timers import shared_batched_timer
 
 if TYPE_CHECKING:
     from ..fastpath import FastPath
@@ -34,6 +37,11 @@ class StationProtocol(WebSocketServerProtocol, CloseWaiters):
     of this one with the fast path's frame hooks (L{ocppproxy.fastpath.frames}).
     """
 
+    __slots__ = (
+        *AUTOBAHN_SLOTS,
+        *("session", "station_id", "was_opened", "_handshaking", "_request_read", "_retry_after"),
+        *("_close_waiters", "_closed"),
+    )
     _log = proxy_logger()
     log = autobahn_logger("ocppproxy.wire.station.StationProtocol")
 
@@ -214,6 +222,7 @@ class StationFactory(WebSocketServerFactory):
         fast_path: FastPath | None = None,
     ) -> None:
         super().__init__(reactor=reactor)
+        self._batched_timer = shared_batched_timer(txaio.config.loop)
         self.proxy = proxy
         self.check_client_id = check_client_id
         self.handshakes_refused = 0

@@ -68,7 +68,7 @@ def _capped_backoff(initial_delay: float, max_delay: float, factor: float) -> Ca
     return backoffPolicy(initialDelay=initial_delay, maxDelay=max_delay, factor=factor, jitter=lambda: 0.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HandshakeOutcome:
     """How a link's first connection attempt ended: the subprotocol chosen, or the refusal."""
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionAborted, ConnectionDone
@@ -19,6 +20,8 @@ from zope.interface import implementer
 
 from ..logs import autobahn_logger
 from .closing import CloseWaiters
+from .slots import AUTOBAHN_SLOTS
+from .timers import shared_batched_timer
 from .tls import ClientTLS, TLSClientEndpoint, default_client_tls
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ class UpstreamProtocol(WebSocketClientProtocol, CloseWaiters):
     of this one with the fast path's frame hooks (L{ocppproxy.fastpath.frames}).
     """
 
+    __slots__ = (*AUTOBAHN_SLOTS, "_lost_reason", "was_open", "refused_status", "_close_waiters", "_closed")
     log = autobahn_logger("ocppproxy.wire.upstream.UpstreamProtocol")
 
     def __init__(self) -> None:
@@ -97,6 +101,17 @@ class UpstreamFactory(WebSocketClientFactory):
     L{ocppproxy.fastpath.FastPath.equip}); without, L{UpstreamProtocol}.
     """
 
+    # One factory per link, so per station twice: Autobahn's forty-odd options in slots
+    # (see L{ocppproxy.wire.slots}) instead of a dictionary of their own (about 1.6 KiB).
+    __slots__ = (
+        *("_batched_timer", "acceptMaskedServerFrames", "applyMask", "autoFragmentSize", "autoPingInterval"),
+        *("autoPingRestartOnAnyTraffic", "autoPingSize", "autoPingTimeout", "closeHandshakeTimeout"),
+        *("echoCloseCodeReason", "failByDrop", "headers", "host", "isSecure", "link", "logFrames", "logOctets"),
+        *("maskClientFrames", "maxFramePayloadSize", "maxMessagePayloadSize", "openHandshakeTimeout", "origin"),
+        *("params", "path", "perMessageCompressionAccept", "perMessageCompressionOffers", "port", "protocols"),
+        *("proxy", "reactor", "resource", "serverConnectionDropTimeout", "tcpNoDelay", "trackTimings", "url"),
+        *("useragent", "utf8validateIncoming", "version"),
+    )
     protocol = UpstreamProtocol
     noisy = False
 
@@ -104,10 +119,20 @@ class UpstreamFactory(WebSocketClientFactory):
         self, link: UpstreamLink, websocket_options: dict, fast_path: FastPath | None = None, **kwargs
     ) -> None:
         super().__init__(**kwargs)
+        # Autobahn gives each factory a timer of its own and a compression-accept lambda
+        # of its own; one of each for all links does the same (the timer reads txaio's
+        # loop at each call), and their keepalive timers are batched together.
+        self._batched_timer = shared_batched_timer(txaio.config.loop)
+        self.perMessageCompressionAccept = _accept_no_compression
         self.link = link
         self.setProtocolOptions(**websocket_options)
         if fast_path is not None:
             fast_path.equip(self)
+
+
+def _accept_no_compression(_offers) -> None:
+    """Autobahn's default C{perMessageCompressionAccept} for a client: accept no compression."""
+    return None
 
 
 def upstream_endpoint(

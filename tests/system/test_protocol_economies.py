@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import types
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from hypothesis import given
@@ -72,8 +73,19 @@ class ShareProtocolOptionsTests(SynchronousTestCase):
         protocol._connectionMade()
         for name in StationProtocol.CONFIG_ATTRS:
             self.assertEqual(getattr(protocol, name), getattr(built, name) if name != "openHandshakeTimeout" else 0)
-        copied = vars(protocol).keys() & set(StationProtocol.CONFIG_ATTRS)
+        copied = instance_attributes(protocol) & set(StationProtocol.CONFIG_ATTRS)
         self.assertEqual(copied, {"openHandshakeTimeout", *per_instance})
+
+
+def instance_attributes(instance) -> set[str]:
+    """The names C{instance} holds itself: in its dictionary, or in a slot that is set."""
+    slots = {
+        name
+        for cls in type(instance).__mro__
+        for name in cls.__dict__.get("__slots__", ())
+        if hasattr(instance, name) and isinstance(cls.__dict__.get(name), types.MemberDescriptorType)
+    }
+    return set(vars(instance)) | slots
 
 
 class _Recorder(LeanFrames, WebSocketServerProtocol):

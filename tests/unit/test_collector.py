@@ -1,10 +1,14 @@
 """
 The garbage collector kept off the stations' objects (ocppproxy.daemon.collector): every
-tick freezes what survived a young collection; everything is collected, then frozen
+tick freezes what survived a young collection (after many promotions, of the oldest
+generation's unfrozen part too); everything is collected, then frozen
 again, once an hour or sooner when the frozen objects grew by half.
 """
 
 from __future__ import annotations
+
+import gc
+import weakref
 
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
@@ -14,6 +18,7 @@ from ocppproxy.daemon.collector import (
     FREEZE_INTERVAL,
     FULL_INTERVAL,
     MINIMUM_FROZEN,
+    RECLAIM_ABOVE,
     SOONEST,
     CollectorPolicy,
     CollectorService,
@@ -88,6 +93,21 @@ class PolicyTests(SynchronousTestCase):
         self.assertEqual(self.gc.calls, [("collect", 1), ("get_objects", 2), ("freeze",)])
         self.assertEqual(self.logged, [])
 
+    def test_many_promoted_the_oldest_unfrozen_collected_too(self) -> None:
+        """
+        From RECLAIM_ABOVE objects promoted since the last tick, the oldest generation's
+        unfrozen part is collected before freezing; not at the first tick (start-up's objects).
+        """
+        self.gc.surviving = RECLAIM_ABOVE
+        self.policy.tick()
+        self.assertEqual(self.gc.calls, [("collect", 1), ("get_objects", 2), ("freeze",)])
+        self.gc.calls.clear()
+        self.policy.tick()
+        self.assertEqual(
+            self.gc.calls,
+            [("collect", 1), ("get_objects", 2), ("collect", 2), ("get_objects", 2), ("freeze",)],
+        )
+
     def test_full_collection_once_an_hour_unfreezes_collects_and_freezes(self) -> None:
         self.clock.advance(FULL_INTERVAL)
         self.gc.frozen = 1234
@@ -118,6 +138,32 @@ class PolicyTests(SynchronousTestCase):
         self.gc.surviving = MINIMUM_FROZEN
         self.policy.tick()  # 3 x MINIMUM_FROZEN frozen since: doubled
         self.assertEqual(self.policy.full_collections, 2)
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+class RealCollectorTests(SynchronousTestCase):
+    def test_promoted_cycle_reclaimed_not_frozen(self) -> None:
+        """
+        A cycle the automatic collections promoted to the oldest generation while it was
+        alive (a handshake's, say), garbage by the next tick: after enough promotions,
+        that tick reclaims it instead of freezing it until the next full collection.
+        """
+        if gc.isenabled():
+            gc.disable()
+            self.addCleanup(gc.enable)
+        self.addCleanup(gc.unfreeze)
+        policy = CollectorPolicy(Clock(), gc, reclaim_above=1)
+        policy.tick()  # the first: start-up's objects, frozen as they are
+        cycle = _Cycle()
+        gone = weakref.ref(cycle)
+        gc.collect(1)  # alive: promoted to the oldest generation
+        del cycle
+        policy.tick()
+        self.assertIsNone(gone())
 
 
 class ServiceTests(SynchronousTestCase):

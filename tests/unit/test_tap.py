@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from ocppproxy.daemon.reload import Reloader
 from ocppproxy.daemon.systemd import SystemdService
+from ocppproxy.daemon import tap
 from ocppproxy.daemon.tap import Options, makeService
 
 
@@ -43,6 +44,13 @@ class MakeServiceTests(SynchronousTestCase):
         handler(signal.SIGHUP, None)
         ((reload, _, _),) = self.reactor.from_thread
         self.assertIsInstance(reload.__self__, Reloader)
+
+    def test_tcp_attribute_keys_shared_at_start_up(self):
+        """Twisted's TCP connection classes learn their attribute names before any connection (see wire.slots)."""
+        shared = []
+        self.patch(tap, "share_tcp_attribute_keys", lambda: shared.append(True))
+        makeService(self.options, self.reactor)
+        self.assertEqual(shared, [True])
 
     def test_systemd_service_stops_first(self):
         """The systemd notifications are the last child, so STOPPING=1 goes out before the stations drain."""

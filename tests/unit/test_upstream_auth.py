@@ -70,6 +70,12 @@ class UpstreamHeadersTests(SynchronousTestCase):
         expected = {"Authorization": STATION_AUTH, "X-Forwarded-For": "192.0.2.7", "X-Real-IP": "192.0.2.7"}
         self.assertEqual(headers, {"primary": expected, "secondary": expected})
 
+    def test_without_credentials_one_dictionary_for_every_upstream(self):
+        """A station without credentials: every upstream gets the same headers, one dictionary, not a copy each."""
+        headers = upstream_headers(request(), "192.0.2.7", "CP_1", self.config())
+        self.assertEqual(headers["primary"], {"X-Forwarded-For": "192.0.2.7", "X-Real-IP": "192.0.2.7"})
+        self.assertIs(headers["primary"], headers["secondary"])
+
     def test_per_upstream(self):
         config = self.config(upstream_auth={"secondary": {"username": "{station_id}", "password": "pw"}})
         headers = upstream_headers(request(authorization=STATION_AUTH), "192.0.2.7", "CP_1", config)
