@@ -203,14 +203,16 @@ class TransactionIdTranslator:
         self._store = store
         # Whose answers the station takes, for the methods of primary_url / secondary_url.
         self._legacy_primary = primary
-        self.starts: OrderedDict[str, _Start] = OrderedDict()
-        self._warned: set[int] = set()
+        # Plain dicts (insertion-ordered): an empty one is 64 bytes, an empty OrderedDict
+        # 128 and an empty set 216, and every station of a proxy with mirrors has these.
+        self.starts: dict[str, _Start] = {}
+        self._warned: dict[int, None] = {}
 
     def start_sent(self, message_id: str, upstreams: int) -> None:
         """The station's StartTransaction C{message_id} went to this many upstreams."""
         self.starts[message_id] = _Start(upstreams)
         while len(self.starts) > PER_STATION_LIMIT:
-            self.starts.popitem(last=False)
+            del self.starts[next(iter(self.starts))]
 
     def answer(self, name: str, frame: Frame, relayed: bool) -> list[Log]:
         """
@@ -269,14 +271,14 @@ class TransactionIdTranslator:
             own = ids.get(name)
             if own is None or own == tx:
                 if own is None and name == primary and tx not in self._warned:
-                    self._warned.add(tx)
+                    self._warned[tx] = None
                     logs.append(self._unseen(tx, name))
                 payloads.append(payload)
             else:
                 payloads.append(_with_transaction_id(frame, own))
         if frame.action == "StopTransaction":
             self._store.finished(self.station_id, tx)
-            self._warned.discard(tx)
+            self._warned.pop(tx, None)
         return payloads, logs
 
     def _unseen(self, tx: int, primary: str) -> Log:

@@ -38,6 +38,7 @@ from random import getrandbits
 
 import txaio
 from autobahn.twisted.websocket import WebSocketClientProtocol
+from autobahn.websocket.protocol import TrafficStats
 from autobahn.websocket.utf8validator import Utf8Validator
 from twisted.internet.defer import Deferred
 
@@ -56,6 +57,12 @@ Settings = tuple[int, bool, bool, Callable[[bytes, bytes], bytes], bool, bool]
 # through an instance, a class attribute is one of the attribute loads CPython 3.11 does
 # not specialise (a type lookup and a dict lookup each time), several per frame.
 STATE_OPEN: int = WebSocketClientProtocol.STATE_OPEN
+
+# Autobahn counts each connection's octets, frames and messages in a TrafficStats of its
+# own (about 170 bytes, three per station) that nothing here reads (it is for
+# applications that call setTrackTimings or read trafficStats). Once open, every
+# connection counts in this one: the same additions, the process's totals.
+PROCESS_TRAFFIC = TrafficStats()
 
 # What Autobahn's opening handshake leaves on a protocol and never reads once it is open:
 # the request's parts (a server's), the status line and the handshake key (both sides).
@@ -186,6 +193,7 @@ class LeanFrames:
         for name in _HANDSHAKE_ONLY:
             if hasattr(self, name):
                 setattr(self, name, None)
+        self.trafficStats = PROCESS_TRAFFIC
         # Autobahn's sendData asked for the queue to send the handshake: empty, it goes.
         if not self._send_queue:
             self._send_queue = None

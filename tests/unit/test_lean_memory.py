@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from ocppproxy.core.ocppj import parse_frame
 from ocppproxy.core.rates import ConnectCounter
 from ocppproxy.core.station_calls import StationBoundCalls
+from ocppproxy.fastpath.frames import PROCESS_TRAFFIC
 from ocppproxy.wire.closing import CloseWaiters
 from ocppproxy.wire.slots import share_attribute_keys
 from ocppproxy.wire.station import StationFactory
@@ -64,6 +65,16 @@ class OpenProtocolTests(SynchronousTestCase):
         self.assertIsNone(client.http_status_line)
         self.assertEqual((server.transport_details, client.transport_details), (None, None))
         self.assertIsNone(client.websocket_key)
+
+    def test_open_connections_count_traffic_in_one_object(self):
+        """Once open, both sides count their traffic in the process's TrafficStats, not one each; it still counts."""
+        server, _, _ = open_server("proxy", SMALL_OPTIONS, self.clock)
+        client, _, _ = open_client("proxy", SMALL_OPTIONS, self.clock)
+        self.assertIs(server.trafficStats, PROCESS_TRAFFIC)
+        self.assertIs(client.trafficStats, PROCESS_TRAFFIC)
+        before = PROCESS_TRAFFIC.outgoingOctetsWireLevel
+        server.sendData(b"\x8a\x00")  # what Autobahn's own writes go through (a pong here)
+        self.assertEqual(PROCESS_TRAFFIC.outgoingOctetsWireLevel, before + 2)
 
     def test_idle_connection_has_no_send_queue_nor_validator(self):
         """Open, relaying single-frame text messages and answering a ping: no send queue, no UTF-8 validator made."""
