@@ -64,6 +64,9 @@ STATE_OPEN: int = WebSocketClientProtocol.STATE_OPEN
 # connection counts in this one: the same additions, the process's totals.
 PROCESS_TRAFFIC = TrafficStats()
 
+# The event lists of L{LeanFrames.set_valid_events}, one per distinct list.
+_VALID_EVENTS: dict[tuple, list] = {}
+
 # What Autobahn's opening handshake leaves on a protocol and never reads once it is open:
 # the request's parts (a server's), the status line and the handshake key (both sides).
 _HANDSHAKE_ONLY = (
@@ -107,6 +110,23 @@ class LeanFrames:
     @is_closed.setter
     def is_closed(self, closed: Deferred) -> None:
         self._is_closed = None
+
+    # txaio's event mixin (autobahn/util.py, ObservableMixin) gives every connection a list
+    # of the events it may fire and a dictionary of their last results (about 250 bytes,
+    # three per station), the latter written only when a listener exists (nothing here
+    # registers one). The list is shared by every connection with the same events; the
+    # dictionary is made when fire() first has a listener to run.
+    def set_valid_events(self, valid_events=None) -> None:
+        key = tuple(valid_events or ())
+        shared = _VALID_EVENTS.get(key)
+        if shared is None:
+            shared = _VALID_EVENTS[key] = list(key)
+        self._valid_events = shared
+
+    def fire(self, event, *args, **kwargs):
+        if self._results is None and self._listeners is not None:
+            self._results = dict.fromkeys(self._valid_events or ())
+        return super().fire(event, *args, **kwargs)
 
     @property
     def utf8validator(self) -> Utf8Validator:

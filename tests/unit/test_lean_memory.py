@@ -35,7 +35,7 @@ from .test_frame_equivalence import (
 
 # What an open protocol may keep in its dictionary: names Twisted, Autobahn or txaio also
 # define on the class (a slot would hide that default until set).
-CLASS_DEFAULTED = {"transport", "factory", "connected", "peer", "_results", "_valid_events"}
+CLASS_DEFAULTED = {"transport", "factory", "connected", "peer", "_valid_events"}
 MASK = b"\x01\x02\x03\x04"
 
 
@@ -65,6 +65,24 @@ class OpenProtocolTests(SynchronousTestCase):
         self.assertIsNone(client.http_status_line)
         self.assertEqual((server.transport_details, client.transport_details), (None, None))
         self.assertIsNone(client.websocket_key)
+
+    def test_event_list_shared_results_made_for_a_listener(self):
+        """Connections share txaio's list of valid events; the results dictionary comes with a listener, and fire() works."""
+        server, _, _ = open_server("proxy", SMALL_OPTIONS, self.clock)
+        other, _, _ = open_server("proxy", SMALL_OPTIONS, self.clock)
+        client, _, _ = open_client("proxy", SMALL_OPTIONS, self.clock)
+        self.assertIs(server._valid_events, other._valid_events)
+        self.assertIsNone(server._results)
+        self.assertIsNone(client._results)
+        self.assertEqual(self.successResultOf(server.fire("message", b"x")), [])  # nobody listens
+        heard = []
+        server.on("message", lambda payload, is_binary=False: heard.append(payload))
+        self.successResultOf(server.fire("message", b"x", is_binary=False))
+        self.assertEqual(heard, [b"x"])
+        self.assertIn("message", server._results)
+        self.assertIsNone(other._results)
+        with self.assertRaises(RuntimeError):
+            server.on("no-such-event", lambda: None)
 
     def test_open_connections_count_traffic_in_one_object(self):
         """Once open, both sides count their traffic in the process's TrafficStats, not one each; it still counts."""
