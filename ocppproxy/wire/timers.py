@@ -50,10 +50,15 @@ if _BatchedTimer is not None:
         def call_later(self, delay, func, *args, **kwargs):
             if kwargs:
                 return super().call_later(delay, func, *args, **kwargs)
-            # txaio's call_later (txaio/_common.py), with the lean call.
+            # txaio's call_later (txaio/_common.py), with the lean call, and the bucket
+            # the due time falls in: txaio truncates the due time to the whole second
+            # first, so every call due within a second shared one bucket (up to a
+            # second early), and each connection's keepalive ping of that second was
+            # sent in one burst (600 a second at 6,000 stations), the Heartbeats
+            # arriving meanwhile waiting behind it.
             now = self._get_seconds()
-            real_time = int(now + delay) * 1000
-            real_time -= int(real_time % self._bucket_milliseconds)
+            real_time = int((now + delay) * 1000)
+            real_time -= real_time % self._bucket_milliseconds
             call = _LeanCall(self, real_time, func, args)
             bucket = self._buckets.get(real_time)
             if bucket is not None:
@@ -66,14 +71,24 @@ if _BatchedTimer is not None:
             return call
 
 
+CHUNK = 50
+"""
+Calls a bucket runs in one reactor turn: 50 keepalive pings take one or two
+milliseconds, what a frame arriving meanwhile may wait; a bucket's further chunks come
+later within its 0.2 s.
+"""
+
+
 @lru_cache(maxsize=4)
 def shared_batched_timer(loop) -> IBatchedTimer:
     """
     The batched timer of every Autobahn factory of the proxy while txaio's loop is
     C{loop} (the daemon's reactor; tests change it), with Autobahn's bucket (0.2 s) and
-    chunk (1,000 calls): a L{LeanBatchedTimer} where this txaio has the class it extends.
+    chunks of L{CHUNK} calls (Autobahn's 1,000), a bucket's chunks spread over the
+    bucket's time (txaio's): a L{LeanBatchedTimer} where this txaio has the class it
+    extends.
     """
-    timer = txaio.make_batched_timer(bucket_seconds=0.200, chunk_size=1000)
+    timer = txaio.make_batched_timer(bucket_seconds=0.200, chunk_size=CHUNK)
     if _BatchedTimer is not None and type(timer) is _BatchedTimer:
         timer.__class__ = LeanBatchedTimer
     return timer

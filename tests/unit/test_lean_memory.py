@@ -19,7 +19,7 @@ from ocppproxy.fastpath.frames import PROCESS_TRAFFIC
 from ocppproxy.wire.closing import CloseWaiters
 from ocppproxy.wire.slots import share_attribute_keys
 from ocppproxy.wire.station import StationFactory
-from ocppproxy.wire.timers import LeanBatchedTimer, shared_batched_timer
+from ocppproxy.wire.timers import CHUNK, LeanBatchedTimer, shared_batched_timer
 from ocppproxy.wire.upstream_protocol import UpstreamFactory
 
 from ..harness import RelayHarness
@@ -266,6 +266,34 @@ class LeanTimerTests(SynchronousTestCase):
         self.assertEqual(ran, [])
         self.clock.advance(0.2)
         self.assertEqual(ran, ["first", "second"])
+
+    def test_buckets_of_a_fifth_of_a_second_never_early_by_more(self):
+        """Calls due within one second fall in 0.2 s buckets of their own, none run more than 0.2 s early (txaio truncated to the second)."""
+        ran = []
+        self.timer.call_later(0.9, ran.append, "0.9")
+        self.timer.call_later(1.3, ran.append, "1.3")
+        self.timer.call_later(1.9, ran.append, "1.9")
+        self.assertEqual(len(self.clock.getDelayedCalls()), 3)
+        self.clock.advance(0.79)
+        self.assertEqual(ran, [])
+        self.clock.advance(0.02)
+        self.assertEqual(ran, ["0.9"])
+        self.clock.advance(0.4)
+        self.assertEqual(ran, ["0.9", "1.3"])
+        self.clock.advance(0.6)
+        self.assertEqual(ran, ["0.9", "1.3", "1.9"])
+
+    def test_a_full_bucket_runs_in_chunks_spread_over_its_time(self):
+        """120 calls due together run 50, 50, then 20, in three reactor turns within the bucket's 0.2 s."""
+        ran = []
+        for number in range(120):
+            self.timer.call_later(30, ran.append, number)
+        self.clock.advance(30)
+        self.assertEqual(len(ran), CHUNK)
+        self.clock.advance(0.2 / 3)
+        self.assertEqual(len(ran), 2 * CHUNK)
+        self.clock.advance(0.2 / 3)
+        self.assertEqual(ran, list(range(120)))
 
     def test_cancelled_call_never_runs(self):
         """A cancelled call does not run; its bucket's timer goes once the bucket is empty."""
