@@ -147,13 +147,18 @@ class BoundsTests(SynchronousTestCase):
 class FaultTests(SynchronousTestCase):
     """A store that cannot write never stops the queues; it says so once, and once when it is back."""
 
-    def test_directory_removed_then_back(self):
+    def _committed_then_directory_removed(self):
+        """A fixture whose entry "a" is committed, then its directory removed."""
         fixture = Fixture(self)
         fixture.owe("CP1", "mirror", "a", "Heartbeat", {})
         fixture.commit()
         for name in os.listdir(fixture.directory):
             os.remove(os.path.join(fixture.directory, name))
         os.rmdir(fixture.directory)
+        return fixture
+
+    def test_directory_removed_then_back(self):
+        fixture = self._committed_then_directory_removed()
         fixture.owe("CP1", "mirror", "b", "Heartbeat", {})
         fixture.commit()
         self.assertFalse(fixture.store.healthy)
@@ -172,12 +177,7 @@ class FaultTests(SynchronousTestCase):
 
     def test_entry_waiting_at_the_fault_is_deleted_once_answered(self):
         """An entry whose write was still waiting when the fault came is rewritten, then deleted by its answer."""
-        fixture = Fixture(self)
-        fixture.owe("CP1", "mirror", "a", "Heartbeat", {})
-        fixture.commit()
-        for name in os.listdir(fixture.directory):
-            os.remove(os.path.join(fixture.directory, name))
-        os.rmdir(fixture.directory)
+        fixture = self._committed_then_directory_removed()
         queue = fixture.outbox.queue("CP1", "mirror")
         fixture.owe("CP1", "mirror", "b", "Heartbeat", {})
         fixture.clock.advance(0.006)
