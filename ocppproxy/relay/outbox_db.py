@@ -51,8 +51,6 @@ _SCHEMA = (
     "DROP TRIGGER IF EXISTS entries_put",
     "DROP TRIGGER IF EXISTS entries_gone",
 )
-_PUT = "INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_DELETE = "DELETE FROM entries WHERE seq = ? AND station = ? AND upstream = ?"
 _CHUNK = 64
 """Rows per statement at most when a group's rows are written (a power of two; 64 x 9 parameters)."""
 # A run of rows is written with a few statements of many rows each (64, then powers of two), not one statement per
@@ -140,7 +138,7 @@ class OutboxDatabase:
             db.execute("PRAGMA synchronous=FULL")
             for statement in _SCHEMA:
                 db.execute(statement)
-            self.total_bytes = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
+            self.total_bytes = self._summed_bytes(db)
             db.execute("INSERT OR REPLACE INTO totals VALUES (1, ?)", (self.total_bytes,))
             self._oldest = -math.inf
         except sqlite3.DatabaseError as error:
@@ -221,26 +219,26 @@ class OutboxDatabase:
         puts: list = []
         puts_tx: list = []
         deletes: list = []
-        sizes = {"put": 0, "del": 0}
+        put_bytes = deleted_bytes = 0
         exact = True
         oldest = self._oldest
         total = self.total_bytes
 
         def flush_puts() -> None:
-            nonlocal puts, puts_tx, exact, total
+            nonlocal puts, puts_tx, put_bytes, exact, total
             if puts and not _in_chunks(db, _PUTS_NO_TX, 8, puts):
                 exact = False
             if puts_tx and not _in_chunks(db, _PUTS, 9, puts_tx):
                 exact = False
-            total += sizes["put"]
-            puts, puts_tx, sizes["put"] = [], [], 0
+            total += put_bytes
+            puts, puts_tx, put_bytes = [], [], 0
 
         def flush_deletes() -> None:
-            nonlocal deletes, exact, total
+            nonlocal deletes, deleted_bytes, exact, total
             if not _in_chunks(db, _DELETES, 3, deletes):
                 exact = False
-            total -= sizes["del"]
-            deletes, sizes["del"] = [], 0
+            total -= deleted_bytes
+            deletes, deleted_bytes = [], 0
 
         for operation in operations:
             kind = operation[0]
@@ -251,7 +249,7 @@ class OutboxDatabase:
                 payload = entry.payload
                 row = (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind,
                        bytearray(payload), entry.written_at)
-                sizes["put"] += len(payload)
+                put_bytes += len(payload)
                 if entry.station_tx is None:
                     puts += row
                 else:
@@ -264,7 +262,7 @@ class OutboxDatabase:
                     flush_puts()
                 deletes += (operation[3], operation[1], operation[2])
                 if len(operation) > 4:
-                    sizes["del"] += len(operation[4].payload)
+                    deleted_bytes += len(operation[4].payload)
                 else:
                     exact = False  # (its size unknown)
             else:
@@ -289,15 +287,9 @@ class OutboxDatabase:
         return db.execute("SELECT bytes FROM totals WHERE id = 1").fetchone()[0]
 
     def _one(self, db: sqlite3.Connection, operation: tuple) -> None:
+        """One operation that changes no payload bytes (entries owed and delivered go in runs: L{_in_runs})."""
         kind = operation[0]
-        if kind == PUT:
-            _, station, upstream, entry = operation
-            db.execute(_PUT, (station, upstream, entry.seq, entry.message_id, entry.action, entry.kind, entry.payload,
-                              entry.written_at, entry.station_tx))
-            self._oldest = min(self._oldest, entry.written_at)
-        elif kind == DELETE:
-            db.execute(_DELETE, (operation[3], operation[1], operation[2]))
-        elif kind == START_TX:
+        if kind == START_TX:
             _, station, upstream, seq, station_tx = operation
             db.execute("UPDATE entries SET station_tx = ? WHERE station = ? AND upstream = ? AND seq = ?",
                        (station_tx, station, upstream, seq))
@@ -343,12 +335,11 @@ class OutboxDatabase:
         with self._transaction(db):
             db.execute("DELETE FROM entries")
             db.execute("DELETE FROM tx_ids")
+            self.total_bytes = 0
             self._oldest = math.inf
-            for station, upstream, entry in entries:
-                self._one(db, (PUT, station, upstream, entry))
+            self._in_runs(db, ((PUT, station, upstream, entry) for station, upstream, entry in entries))
             for row in own_ids:
                 db.execute("INSERT OR REPLACE INTO tx_ids VALUES (?, ?, ?, ?)", row)
-            self.total_bytes = self._summed_bytes(db)
             db.execute("UPDATE totals SET bytes = ? WHERE id = 1", (self.total_bytes,))
 
     def _require(self) -> sqlite3.Connection:
