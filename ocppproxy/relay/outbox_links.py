@@ -48,6 +48,21 @@ def _answer_id(payload: bytes) -> str | None:
         return None
 
 
+def _parsed(effects: list[Effect], event: type, payload: bytes) -> Frame | None:
+    """
+    C{payload}'s frame as the relay parsed it (its last effect, the C{event} telling the
+    observer of the frame), or parsed here (a frame the relay refused, or effects in
+    another order); None if it is no frame.
+    """
+    last = effects[-1] if effects else None
+    if last.__class__ is event:
+        return last.frame
+    try:
+        return parse_frame(payload)
+    except FrameError:
+        return None
+
+
 class OutboxLinks:
     """The outbox side of a station session; inert (every method returns False) without an outbox."""
 
@@ -83,14 +98,7 @@ class OutboxLinks:
         The frame the station sent, being relayed now with C{effects} (its untranslated
         payload is what the outbox keeps): as the relay parsed it, not parsed again.
         """
-        last = effects[-1] if effects else None
-        if last.__class__ is StationFrame:
-            frame = last.frame
-        else:
-            try:
-                frame = parse_frame(payload)  # (a frame the relay refused, or effects in another order)
-            except FrameError:
-                frame = None
+        frame = _parsed(effects, StationFrame, payload)
         self._station_frame = frame if frame is not None and frame.kind in REQUESTS else None
         self._station_payload = payload
 
@@ -193,7 +201,8 @@ class OutboxLinks:
         primary = relay.route.primary
         queue = outbox.queues.get((self.station_id, name))
         if queue is None:
-            if name == primary and not failing_over and b"transactionId" not in payload:
+            through = False if name == primary and not failing_over else self.outbox_for(name)
+            if not through and b"transactionId" not in payload:
                 return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
         elif name != primary and not failing_over:
             # An upstream not answering the station (a mirror): its answer to a CALL this session owed it?
@@ -201,9 +210,6 @@ class OutboxLinks:
             if entry is not None and entry.live == self._outbox_token:
                 self._live_answer(name, payload, queue)
                 return True
-        through = False if name == primary and not failing_over else self.outbox_for(name)
-        if queue is None and not through and b"transactionId" not in payload:
-            return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
         try:
             frame = parse_frame(payload)
         except FrameError:
@@ -231,14 +237,7 @@ class OutboxLinks:
         relay decided is done.
         """
         effects = self.relay.from_upstream(name, payload, self._clock.seconds())
-        last = effects[-1] if effects else None
-        if last.__class__ is UpstreamFrame:
-            frame = last.frame
-        else:
-            try:
-                frame = parse_frame(payload)
-            except FrameError:
-                frame = None
+        frame = _parsed(effects, UpstreamFrame, payload)
         if frame is not None and frame.kind in ANSWERS:
             entry = self.outbox.answered(self.station_id, name, frame, queue)
             if entry is not None and (queue.unsent or self._held_live):
