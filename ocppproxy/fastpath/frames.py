@@ -15,9 +15,11 @@ costs a dozen Python calls and a masking object per frame; every other frame (co
 binary, fragmented, oversized, invalid), and every frame in any other state, still goes
 through Autobahn, with its close codes.
 
-L{LeanFrames} also creates two things of Autobahn's per connection only when a
+L{LeanFrames} also creates three things of Autobahn's per connection only when a
 connection needs them (L{LeanFrames.send_queue}, L{LeanFrames.utf8validator},
-L{LeanFrames.is_closed}): an idle connection never does, and a proxy holds three per station.
+L{LeanFrames.is_closed}): an idle connection never does, and a proxy holds three per
+station; and shares two among all connections (the traffic counters,
+L{PROCESS_TRAFFIC}, and txaio's list of valid events, L{LeanFrames.set_valid_events}).
 
 L{share_protocol_options} saves memory instead: Autobahn copies some thirty options from
 the factory into every protocol instance, and a proxy holds three protocols per station;
