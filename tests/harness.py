@@ -114,7 +114,7 @@ class CentralConnection(WebSocketServerProtocol):
             except ValueError:
                 return
             if isinstance(frame, list) and frame[:1] == [2] and len(frame) > 1:
-                self.send(json.dumps([3, frame[1], {"answeredBy": central.name}], separators=(",", ":")))
+                self.send(json.dumps([3, frame[1], {"answeredBy": central.name}], separators=central.separators))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.closed = True
@@ -149,6 +149,8 @@ class InMemoryCentralSystem:
         self.port = port
         self.state = UP
         self.answer_calls = True
+        self.separators = (",", ":")
+        """How its answers are written: compact, or C{(", ", ": ")} as C{json.dumps} writes by default."""
         self.refuse_status: int | None = None
         self.refused: list[str] = []
         self.attempts = 0

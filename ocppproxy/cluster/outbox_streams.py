@@ -125,8 +125,15 @@ class StreamsStore:
         if self.state == UP and self._timer is None and not self._in_flight:
             self._timer = self._reactor.callLater(self._interval, self._flush)
 
+    def delete(self, station: str, upstream: str, entry: Entry) -> None:
+        """C{entry} left the outbox (delivered)."""
+        self.write((DELETE, station, upstream, entry.seq, entry))
+
     def _to_local(self, operation: tuple) -> None:
-        self.local.write(operation)
+        if operation[0] == DELETE and len(operation) > 4:
+            self.local.delete(*operation[1:3], operation[4])  # never written if its PUT still waits
+        else:
+            self.local.write(operation)
         if operation[0] == DELETE and len(self._outage_deletes) < OUTAGE_DELETES:
             self._outage_deletes.append(operation)
 

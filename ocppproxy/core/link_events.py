@@ -100,6 +100,7 @@ class LinkEvents:
         station = self.station_id
         if active and self._failover_since is None:
             self._failover_since = now
+            self.plain_primary = None
             effects.append(
                 Log(
                     "warn",
@@ -111,6 +112,7 @@ class LinkEvents:
         elif not active and self._failover_since is not None:
             duration = now - self._failover_since
             self._failover_since = None
+            self.plain_primary = self._route.primary
             effects.append(
                 Log(
                     "info",

@@ -121,28 +121,37 @@ class OutboxQueue:
         """The transaction ids learnt: the station's -> this upstream's own."""
         return dict(self._own_ids)
 
-    def append(self, entry: Entry) -> None:
-        """An entry owed to the upstream, after every one appended before (its C{seq} is higher)."""
+    def append(self, entry: Entry, connected: bool = False) -> None:
+        """
+        An entry owed to the upstream, after every one appended before (its C{seq} is
+        higher). C{connected}: the upstream's link is up; then a CALL goes to the socket at
+        once if nothing waits before it, no StartTransaction is unanswered and the window
+        has room (a connected mirror keeping up): marked L{Entry.sent}, it counts as sent
+        live (not replayed) and the caller sends it (with L{payload_for}); else the caller
+        goes by L{ready}.
+        """
         self._entries[entry.seq] = entry
         self.last_seq = entry.seq
         self._bytes += len(entry.payload)
-        self.unsent += 1
+        if (
+            connected
+            and not self.unsent
+            and not self._starts_out
+            and entry.kind == CALL
+            and len(self.in_flight) < self.window
+        ):
+            entry.sent = True
+            self.in_flight[entry.message_id] = entry
+            if entry.action == START:
+                self._starts_out = 1
+        else:
+            self.unsent += 1
 
-    def send_now(self, entry: Entry) -> bool:
-        """
-        Whether C{entry}, a CALL just L{append}ed, goes to the socket at once: nothing
-        waits before it, no StartTransaction is unanswered, the window has room (a
-        connected mirror keeping up). If so it counts as sent live (not replayed): the
-        caller sends it (with L{payload_for}); else the caller goes by L{ready}.
-        """
-        if self.unsent != 1 or self._starts_out or entry.kind != CALL or len(self.in_flight) >= self.window:
-            return False
-        entry.sent = True
-        self.unsent = 0
-        self.in_flight[entry.message_id] = entry
-        if entry.action == START:
-            self._starts_out = 1
-        return True
+    def delivered(self, entry: Entry) -> None:
+        """C{entry}, in flight and not a StartTransaction (no id to learn), was answered: it leaves (see L{answered})."""
+        del self.in_flight[entry.message_id]
+        del self._entries[entry.seq]
+        self._bytes -= len(entry.payload)
 
     def restore(self, entries: Iterable[Entry], own_ids: Mapping[int, int] = {}) -> None:
         """The entries and transaction ids the store kept (start-up), in C{seq} order."""

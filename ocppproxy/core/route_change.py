@@ -102,6 +102,8 @@ class RouteChanges:
         """C{route} is in force: its primary answers the station's CALLs sent from now on."""
         previous = self._route.primary
         self._route = route
+        if self._failover_since is None:
+            self.plain_primary = route.primary
         answers = self._answers
         answers.primary = route.primary
         answers.failover = route.failover

@@ -71,6 +71,8 @@ class StationRelay(RouteChanges, LinkEvents):
             names = tuple(upstreams)
             route = Route(names[0], names[1:], SECONDARY if failover and SECONDARY in names[1:] else None)
         self._route = route
+        self.plain_primary: str | None = route.primary
+        """The primary while it answers the station itself (None during failover): read per frame, without a call."""
         # The route waiting for its new primary's link (None: no change under way), and
         # the names of every upstream the configuration still defines (None: unknown).
         self._pending: Route | None = None
@@ -307,16 +309,20 @@ class StationRelay(RouteChanges, LinkEvents):
 
     # --- the upstreams' side
 
-    def from_upstream(self, name: str, payload: bytes, now: float) -> list[Effect]:
-        """A frame from upstream C{name}: to the station (a CALL, the answer the station waits for), or consumed."""
+    def from_upstream(self, name: str, payload: bytes, now: float, frame: Frame | None = None) -> list[Effect]:
+        """
+        A frame from upstream C{name}: to the station (a CALL, the answer the station waits
+        for), or consumed. C{frame}: C{payload} parsed, if the caller parsed it already.
+        """
         station = self.station_id
         state = self._link_states.get(name)
         if state is None:
             return self._from_a_stranger(name, payload)
-        try:
-            frame = parse_frame(payload)
-        except FrameError as error:
-            return self._bad_frame(name, payload, error)
+        if frame is None:
+            try:
+                frame = parse_frame(payload)
+            except FrameError as error:
+                return self._bad_frame(name, payload, error)
         translator = self._translator
         if frame.kind == CALL:
             if translator is not None:

@@ -102,12 +102,13 @@ class Outbox:
         return self.owe(station, upstream, frame, payload)[1]
 
     def owe(
-        self, station: str, upstream: str, frame: Frame, payload: bytes, live: int = 0
+        self, station: str, upstream: str, frame: Frame, payload: bytes, live: int = 0, connected: bool = False
     ) -> tuple[OutboxQueue | None, Entry]:
         """
         As L{owed}; returns the entry's queue too (None while the station's backlog is
         loading: the entry waits for it). C{live}: the token of the station's session
-        that owes it (see L{Entry.live}).
+        that owes it (see L{Entry.live}); C{connected}: the upstream's link is up, the
+        entry may go at once (then marked L{Entry.sent}: see L{OutboxQueue.append}).
         """
         if self.loading and station in self.loading:
             entry = self._owed_while_loading(station, upstream, frame, payload)
@@ -121,9 +122,8 @@ class Outbox:
             self._seq = seq + 1  # (the common case of L{_number})
         else:
             seq = self._number(station, queue)
-        entry = Entry(seq, frame.message_id, frame.action, payload, self._clock(), frame.kind)
-        entry.live = live
-        queue.append(entry)
+        entry = Entry(seq, frame.message_id, frame.action, payload, self._clock(), frame.kind, None, 0, False, live)
+        queue.append(entry, connected)
         waiting = self._waiting
         waiting[upstream] = waiting.get(upstream, 0) + 1
         self.store.write((PUT, station, upstream, entry))
@@ -224,7 +224,7 @@ class Outbox:
         if queue is None:
             queue = self.queue(station, upstream)
         for gone in queue.sent(entry, backlog):
-            self.store.write((DELETE, station, upstream, gone.seq, gone))
+            self.store.delete(station, upstream, gone)
             self._gone(upstream, 1)
         if backlog:
             self.replayed[upstream] = self.replayed.get(upstream, 0) + 1
@@ -243,11 +243,25 @@ class Outbox:
         entry = queue.answered(frame.message_id, own)
         if entry is None:
             return None
-        self.store.write((DELETE, station, upstream, entry.seq, entry))
+        self.store.delete(station, upstream, entry)
         self._gone(upstream, 1)
         if entry.action == START and entry.station_tx is not None and type(own) is int:
             self.store.write((OWN_ID, station, upstream, entry.station_tx, own))
         return entry
+
+    def delivered(self, station: str, upstream: str, queue: OutboxQueue, entry: Entry) -> None:
+        """
+        C{upstream} answered C{entry} of C{queue}, which was in flight and is no
+        StartTransaction (L{answered} without the parse of the answer: the lean lane).
+        """
+        queue.delivered(entry)
+        self.store.delete(station, upstream, entry)
+        waiting = self._waiting
+        left = waiting[upstream] - 1
+        if left > 0:
+            waiting[upstream] = left
+        else:
+            self._gone(upstream, 0)
 
     def station_started(self, station: str, message_id: str, station_tx: int) -> None:
         """The station's primary answered its StartTransaction C{message_id} with C{station_tx}."""

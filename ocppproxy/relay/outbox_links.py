@@ -14,53 +14,18 @@ from itertools import count
 from typing import TYPE_CHECKING
 
 from ..core.effects import Effect
-from ..core.observer import StationFrame, UpstreamFrame
+from ..core.observer import StationFrame
 from ..core.ocppj import ANSWERS, CALLRESULT, REQUESTS, Frame, FrameError, parse_frame
-from ..core.outbox import CARRY_TX
+from ..core.outbox import CARRY_TX, START
 
 if TYPE_CHECKING:
     from ..core.outbox import OutboxQueue
     from .outbox import Outbox
 
-_ANSWER_HEADS = (b'[3,"', b'[4,"', b'[5,"')
 _ANSWER_STARTS = (b"[3", b"[4", b"[5")
+_JSON_SPACE = b" \t\r\n"
 _tokens = count(1)
 """Each session's token (L{ocppproxy.core.outbox.Entry.live}): an int, so that an entry holds no session."""
-
-
-def _answer_id(payload: bytes) -> str | None:
-    """
-    The message id of an answer written the plain way (C{[3,"id",...}), without parsing the
-    rest; None for anything else (parsed in full then). Only a hint: the frame is parsed once,
-    by the relay or here, before anything is decided on it.
-    """
-    if payload[:4] not in _ANSWER_HEADS:
-        return None
-    end = payload.find(b'"', 4)
-    if end < 0:
-        return None
-    raw = payload[4:end]
-    if b"\\" in raw:
-        return None
-    try:
-        return raw.decode()
-    except UnicodeDecodeError:
-        return None
-
-
-def _parsed(effects: list[Effect], event: type, payload: bytes) -> Frame | None:
-    """
-    C{payload}'s frame as the relay parsed it (its last effect, the C{event} telling the
-    observer of the frame), or parsed here (a frame the relay refused, or effects in
-    another order); None if it is no frame.
-    """
-    last = effects[-1] if effects else None
-    if last.__class__ is event:
-        return last.frame
-    try:
-        return parse_frame(payload)
-    except FrameError:
-        return None
 
 
 class OutboxLinks:
@@ -89,16 +54,19 @@ class OutboxLinks:
         relay = self.relay
         if self.outbox is None or relay is None:
             return False
-        if name == relay.route.primary and not relay.failing_over:
+        if name == relay.plain_primary:
             return False  # (the common case first: no call to outbox_for)
         return self.outbox_for(name)
 
     def _outbox_station_frame(self, payload: bytes, effects: list[Effect]) -> None:
         """
         The frame the station sent, being relayed now with C{effects} (its untranslated
-        payload is what the outbox keeps): as the relay parsed it, not parsed again.
+        payload is what the outbox keeps): as the relay parsed it (its last effect tells the
+        observers of it), not parsed again. A frame the relay refused has no such effect,
+        and nothing to owe a mirror.
         """
-        frame = _parsed(effects, StationFrame, payload)
+        last = effects[-1] if effects else None
+        frame = last.frame if last.__class__ is StationFrame else None
         self._station_frame = frame if frame is not None and frame.kind in REQUESTS else None
         self._station_payload = payload
 
@@ -107,8 +75,7 @@ class OutboxLinks:
         A Send to upstream C{name}: True if the outbox took it (a station CALL or SEND owed
         to a mirror), or if it waits behind the backlog of an upstream now answering the station.
         """
-        relay = self.relay
-        if name == relay.route.primary and not relay.failing_over:
+        if name == self.relay.plain_primary:
             # The primary (the common case, on every CALL): only its own backlog, if any, holds the frame.
             if not self._held_live and (self.station_id, name) not in self.outbox.queues:
                 return False
@@ -116,7 +83,7 @@ class OutboxLinks:
         if not self.outbox_for(name):
             return self._behind_backlog(name, payload)
         frame = self._station_frame
-        if frame is not None and self._station_payload is not None:
+        if frame is not None:
             original = self._station_payload
         else:
             try:
@@ -126,14 +93,13 @@ class OutboxLinks:
             if frame.kind not in REQUESTS:
                 return False  # the station's answer to the mirror's CALL: as today
             original = payload
-        queue, entry = self.outbox.owe(self.station_id, name, frame, original, self._outbox_token)
         link = self.links.get(name)
-        if link is None or not link.connected or queue is None:
-            return True  # it waits in the outbox
-        if queue.send_now(entry):
+        connected = link is not None and link.connected
+        queue, entry = self.outbox.owe(self.station_id, name, frame, original, self._outbox_token, connected)
+        if entry.sent:
             # A connected mirror keeping up: the entry goes at once, nothing to look up.
             link.send(original if entry.action not in CARRY_TX else queue.payload_for(entry))
-        else:
+        elif connected and queue is not None:
             self._outbox_pump(name, live_seq=entry.seq)
         return True
 
@@ -185,38 +151,39 @@ class OutboxLinks:
 
     def _outbox_answer(self, name: str, payload: bytes) -> bool:
         """
-        A frame from upstream C{name}: True if it was handled here: an answer to an entry
-        the relay does not know (a backlog CALL from before), consumed; or a mirror's answer
-        to a live CALL, relayed (the relay parses it, the outbox takes the parsed frame).
-        False: the relay is to have it as without the outbox. The primary's
-        StartTransaction answers give the station's ids.
+        A frame from upstream C{name}: True if it was handled here (parsed here, once: the
+        relay then has the parsed frame if it is to have it): an answer to an entry the
+        relay does not know (a backlog CALL from before), consumed; or an answer to a live
+        CALL, the entry delivered and the answer relayed. False: the relay is to have it
+        as without the outbox. The primary's StartTransaction answers give the station's ids.
         """
         outbox = self.outbox
         if outbox is None:
             return False
-        if payload[:2] not in _ANSWER_STARTS and payload[:8].lstrip()[:2] not in _ANSWER_STARTS:
+        if payload[:2] not in _ANSWER_STARTS and payload[:16].translate(None, _JSON_SPACE)[:2] not in _ANSWER_STARTS:
             return False
         relay = self.relay
-        failing_over = relay.failing_over
-        primary = relay.route.primary
         queue = outbox.queues.get((self.station_id, name))
-        if queue is None:
-            through = False if name == primary and not failing_over else self.outbox_for(name)
-            if not through and b"transactionId" not in payload:
+        if queue is None and (name == relay.plain_primary or not self.outbox_for(name)):
+            if b"transactionId" not in payload:
                 return False  # the primary's answer, nothing owed to it and no transaction id: as without the outbox
-        elif name != primary and not failing_over:
-            # An upstream not answering the station (a mirror): its answer to a CALL this session owed it?
-            entry = queue.in_flight.get(_answer_id(payload))
-            if entry is not None and entry.live == self._outbox_token:
-                self._live_answer(name, payload, queue)
-                return True
         try:
             frame = parse_frame(payload)
         except FrameError:
-            return False
+            return False  # the relay says what is wrong with it
         if frame.kind not in ANSWERS:
             return False
-        answering = relay.route.failover if failing_over else relay.route.primary
+        entry = queue.in_flight.get(frame.message_id) if queue is not None else None
+        if entry is not None and entry.live == self._outbox_token:
+            if entry.action != START and relay.plain_primary not in (name, None):
+                # The lean lane: a mirror's answer to a live CALL this session owed it.
+                effects = relay.from_upstream(name, payload, self._clock.seconds(), frame)
+                outbox.delivered(self.station_id, name, queue, entry)
+                if queue.unsent or self._held_live:
+                    self._outbox_pump(name)
+                self._carry_out(effects)
+                return True
+        answering = relay.route.primary if relay.plain_primary is not None else relay.route.failover
         # A mirror, the primary during failover, or an upstream that became the primary
         # (a migration) with a backlog from its mirror days; the primary with no queue: nothing owed.
         entry = outbox.answered(self.station_id, name, frame, queue) if queue is not None else None
@@ -225,24 +192,13 @@ class OutboxLinks:
             if type(body.get("transactionId")) is int:
                 # The station takes its transaction id from this answer.
                 outbox.station_started(self.station_id, frame.message_id, body["transactionId"])
-        if entry is None:
-            return False
-        self._outbox_pump(name)
-        return entry.live != self._outbox_token  # a live CALL's answer: the relay has it too
-
-    def _live_answer(self, name: str, payload: bytes, queue: OutboxQueue) -> None:
-        """
-        A mirror's answer to a live CALL owed to it (not the one answering the station):
-        the relay has it (parsing it once), the outbox takes the parsed frame, then what the
-        relay decided is done.
-        """
-        effects = self.relay.from_upstream(name, payload, self._clock.seconds())
-        frame = _parsed(effects, UpstreamFrame, payload)
-        if frame is not None and frame.kind in ANSWERS:
-            entry = self.outbox.answered(self.station_id, name, frame, queue)
-            if entry is not None and (queue.unsent or self._held_live):
-                self._outbox_pump(name)
-        self._carry_out(effects)
+        if entry is not None:
+            self._outbox_pump(name)
+            if entry.live != self._outbox_token:
+                return True  # an answer to a CALL of the backlog: consumed
+        # Not owed through the outbox, or a live CALL's answer: the relay has it too.
+        self._carry_out(relay.from_upstream(name, payload, self._clock.seconds(), frame))
+        return True
 
     def _outbox_connected(self, name: str) -> None:
         """

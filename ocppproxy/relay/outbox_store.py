@@ -102,21 +102,27 @@ class OutboxStore:
 
     def write(self, operation: tuple) -> None:
         """
-        Queue one operation (see L{ocppproxy.relay.outbox_db}) for a group. An entry
-        delivered before its group was taken (a C{DELETE} that names its L{Entry}) is never
-        written at all (a mirror that keeps up costs the disk nothing).
+        Queue one operation (see L{ocppproxy.relay.outbox_db}) for a group; an entry
+        delivered goes by L{delete}.
         """
         if self.failing_since is not None:
             return  # the memory queues carry it; the file is rewritten when it is back
-        kind = operation[0]
-        if kind == PUT:
+        if operation[0] == PUT:
             operation[3].stored = QUEUED
-        elif kind == DELETE and len(operation) > 4 and operation[4].stored == QUEUED:
-            operation[4].stored = CANCELLED
-            return
         self._pending.append(operation)
         if self._timer is None and self._writing is None:
             self._timer = self._reactor.callLater(self._interval, self._commit)
+
+    def delete(self, station: str, upstream: str, entry: Entry) -> None:
+        """
+        C{entry} left the outbox (delivered): a C{DELETE} for a group, unless its C{PUT}
+        still waits in one; then it is never written at all (a mirror that keeps up costs
+        the disk nothing).
+        """
+        if entry.stored == QUEUED:
+            entry.stored = CANCELLED
+        else:
+            self.write((DELETE, station, upstream, entry.seq, entry))
 
     def _arm(self, now: float) -> None:
         """The timer, for the first pending operation's deadline (an entry's: C{interval} after it came)."""

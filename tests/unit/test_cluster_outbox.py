@@ -51,6 +51,9 @@ class Recorded:
     def write(self, operation: tuple) -> None:
         self.operations.append(operation)
 
+    def delete(self, station: str, upstream: str, entry: Entry) -> None:
+        self.write((DELETE, station, upstream, entry.seq, entry))
+
 
 class EncodingTests(SynchronousTestCase):
     def test_operation_names_are_the_store_s(self):
