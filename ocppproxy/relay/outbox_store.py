@@ -24,6 +24,7 @@ the memory queues, and one line says so. A file corrupt at start-up is kept asid
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -139,22 +140,18 @@ class OutboxStore:
         self._timer = None
         now = self._reactor.seconds()
         pending = self._pending
-        cut = len(pending)
-        if not everything:
-            young = now - self._age + 1e-9
-            for index, operation in enumerate(pending):
-                if operation[0] == PUT:
-                    entry = operation[3]
-                    if entry.sent and entry.written_at > young and entry.stored == QUEUED:
-                        cut = index  # its answer may well come: not written yet
-                        break
-        due, self._pending = pending[:cut], pending[cut:]
+        self._pending = []
+        young = math.inf if everything else now - self._age + 1e-9
         batch = []
-        for operation in due:
+        for index, operation in enumerate(pending):  # (one pass: a hundred entries or so a group)
             if operation[0] == PUT:
                 entry = operation[3]
-                if entry.stored == CANCELLED:
+                stored = entry.stored
+                if stored == CANCELLED:
                     continue  # delivered before it was written
+                if entry.sent and entry.written_at > young and stored == QUEUED:
+                    self._pending = pending[index:]  # its answer may well come: not written yet, nor what follows
+                    break
                 entry.stored = 0
             batch.append(operation)
         if not batch:

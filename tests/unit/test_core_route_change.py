@@ -582,3 +582,21 @@ class RouteChangeTests(SynchronousTestCase):
 
 
 add_table_tests(RouteChangeTests, CASES, relay_for, run_row)
+
+
+class PlainPrimaryTests(SynchronousTestCase):
+    """The relay's plain_primary (read per frame by the outbox) follows failover and every change of route."""
+
+    def assert_consistent(self, relay, expected):
+        self.assertEqual(relay.plain_primary, None if relay.failing_over else relay.route.primary)
+        self.assertEqual(relay.plain_primary, expected)
+
+    def test_through_failover_and_a_change_of_route(self):
+        relay = relay_for({"route": Route("A", ("B", "C"), "B"), "connected": ("A", "B", "C")})
+        self.assert_consistent(relay, "A")
+        relay.upstream_disconnected("A", "gone", 1.0)
+        self.assert_consistent(relay, None)  # the failover mirror B answers the station
+        relay.upstream_connected("A", 2.0)
+        self.assert_consistent(relay, "A")
+        relay.change_route(Route("C", ("A",)), 3.0)
+        self.assert_consistent(relay, "C")
