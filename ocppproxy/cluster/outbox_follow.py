@@ -23,9 +23,7 @@ from typing import Any
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from ..config.model import OutboxConfig
 from ..logs import proxy_logger
@@ -34,6 +32,7 @@ from ..relay.outbox import Outbox
 from ..relay.outbox_db import TRIM
 from ..relay.outbox_drain import Drains
 from ..relay.outbox_store import OutboxStore
+from ..relay.writer_thread import WriterThread
 from .outbox_streams import StreamsStore
 from .service import ClusterService
 
@@ -275,7 +274,7 @@ class ClusterOutboxService(MultiService):
     ) -> None:
         super().__init__()
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ocppproxy-outbox")
+        self._writer = WriterThread(reactor, "ocppproxy-outbox")
         local = OutboxStore(config, reactor, self._run)
         self.store = StreamsStore(config, reactor, cluster.redis, local, self._run)
         self.outbox = Outbox(self.store, reactor.seconds)
@@ -287,11 +286,11 @@ class ClusterOutboxService(MultiService):
         self._trim.clock = reactor
 
     def _run(self, function, *args) -> Deferred:
-        return deferToThreadPool(self._reactor, self._pool, function, *args)
+        return self._writer.run(function, *args)
 
     def startService(self) -> None:
         """Start the writer thread and open the local file (its entries go to Redis once it is reachable)."""
-        self._pool.start()
+        self._writer.start()
         super().startService()
         self.store.start()
         self._trim.start(TRIM_INTERVAL, now=False)
@@ -305,7 +304,4 @@ class ClusterOutboxService(MultiService):
         self.follower.stop()
         stopping = super().stopService()
 
-        def stop_pool(_: Any) -> Deferred:
-            return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), self._pool.stop)
-
-        return stopping.addCallback(lambda _: self.store.stop()).addBoth(stop_pool)
+        return stopping.addCallback(lambda _: self.store.stop()).addBoth(lambda _: self._writer.stop())

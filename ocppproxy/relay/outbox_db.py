@@ -44,12 +44,12 @@ _SCHEMA = (
     " own INTEGER NOT NULL, PRIMARY KEY (station, upstream, station_tx)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS stations (station TEXT PRIMARY KEY, subprotocol TEXT, boot BLOB, sent_auth INTEGER)"
     " WITHOUT ROWID",
-    # The payloads' bytes, written with each group (in its transaction) from the sizes of the rows it inserted and
-    # deleted, checked against SQLite's count of the rows each statement changed (any other count: summed again).
-    "CREATE TABLE IF NOT EXISTS totals (id INTEGER PRIMARY KEY CHECK (id = 1), bytes INTEGER NOT NULL)",
-    # Files of an earlier release kept the bytes with a trigger a row; that costs about a fifth of a row's insert.
+    # Files of earlier releases kept the payloads' bytes in the file: with a trigger a row (about a fifth of a row's
+    # insert), then in a table written with each group (a page more in every commit). The bytes are summed when the
+    # file is opened and kept in memory from the sizes of the rows each group inserts and deletes (see _in_runs).
     "DROP TRIGGER IF EXISTS entries_put",
     "DROP TRIGGER IF EXISTS entries_gone",
+    "DROP TABLE IF EXISTS totals",
 )
 _CHUNK = 64
 """Rows per statement at most when a group's rows are written (a power of two; 64 x 9 parameters)."""
@@ -139,7 +139,6 @@ class OutboxDatabase:
             for statement in _SCHEMA:
                 db.execute(statement)
             self.total_bytes = self._summed_bytes(db)
-            db.execute("INSERT OR REPLACE INTO totals VALUES (1, ?)", (self.total_bytes,))
             self._oldest = -math.inf
         except sqlite3.DatabaseError as error:
             db.close()
@@ -190,15 +189,15 @@ class OutboxDatabase:
         with self._transaction(db):
             self._in_runs(db, operations)
             dropped = self._bounds(db, now, max_bytes, max_age)
-            db.execute("UPDATE totals SET bytes = ? WHERE id = 1", (self.total_bytes,))
         return dropped
 
     @contextmanager
     def _transaction(self, db: sqlite3.Connection) -> Iterator[None]:
         """
         One SQLite transaction, committed at the end; on any failure rolled back, the bytes
-        read again from the file and the oldest entry's age no longer assumed.
+        as they were before it and the oldest entry's age no longer assumed.
         """
+        before = self.total_bytes
         try:
             db.execute("BEGIN IMMEDIATE")
             yield
@@ -206,7 +205,7 @@ class OutboxDatabase:
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            self.total_bytes = self._stored_bytes(db)
+            self.total_bytes = before
             self._oldest = -math.inf
             raise
 
@@ -282,10 +281,6 @@ class OutboxDatabase:
     def _summed_bytes(db: sqlite3.Connection) -> int:
         return db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM entries").fetchone()[0]
 
-    @staticmethod
-    def _stored_bytes(db: sqlite3.Connection) -> int:
-        return db.execute("SELECT bytes FROM totals WHERE id = 1").fetchone()[0]
-
     def _one(self, db: sqlite3.Connection, operation: tuple) -> None:
         """One operation that changes no payload bytes (entries owed and delivered go in runs: L{_in_runs})."""
         kind = operation[0]
@@ -340,7 +335,6 @@ class OutboxDatabase:
             self._in_runs(db, ((PUT, station, upstream, entry) for station, upstream, entry in entries))
             for row in own_ids:
                 db.execute("INSERT OR REPLACE INTO tx_ids VALUES (?, ?, ?, ?)", row)
-            db.execute("UPDATE totals SET bytes = ? WHERE id = 1", (self.total_bytes,))
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:

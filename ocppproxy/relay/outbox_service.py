@@ -11,14 +11,13 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from ..config.model import OutboxConfig
 from .outbox import Outbox
 from .outbox_db import TRIM, CorruptOutbox, Loaded, describe, keep_aside
 from .outbox_store import OutboxStore
+from .writer_thread import WriterThread
 
 
 TRIM_INTERVAL = 60.0
@@ -31,7 +30,7 @@ class OutboxService(Service):
     def __init__(self, config: OutboxConfig, reactor: Any, retry_interval: float = 5.0) -> None:
         super().__init__()
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ocppproxy-outbox")
+        self._writer = WriterThread(reactor, "ocppproxy-outbox")
         self.store = OutboxStore(config, reactor, self._run, retry_interval=retry_interval)
         self.outbox = Outbox(self.store, reactor.seconds)
         # max_age applies with every group; an idle outbox gets one a minute.
@@ -39,7 +38,7 @@ class OutboxService(Service):
         self._trim.clock = reactor
 
     def _run(self, function, *args) -> Deferred:
-        return deferToThreadPool(self._reactor, self._pool, function, *args)
+        return self._writer.run(function, *args)
 
     def startService(self) -> None:
         """
@@ -48,7 +47,7 @@ class OutboxService(Service):
         outbox in memory (a fault episode), a corrupt one is kept aside.
         """
         super().startService()
-        self._pool.start()
+        self._writer.start()
         store = self.store
         try:
             try:
@@ -75,7 +74,4 @@ class OutboxService(Service):
         if self._trim.running:
             self._trim.stop()
 
-        def stop_pool(_: Any) -> Deferred:
-            return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), self._pool.stop)
-
-        return self.store.stop().addBoth(stop_pool)
+        return self.store.stop().addBoth(lambda _: self._writer.stop())

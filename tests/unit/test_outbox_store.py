@@ -220,6 +220,7 @@ class IdleTrimTests(SynchronousTestCase):
         clock = Clock()
         clock.advance(1000)
         service = OutboxService(OutboxConfig(directory, max_age=90), clock)
+        service._writer.start = lambda: None  # (the writer's work done at once in this thread)
         service._run = run_now
         service.store._run = run_now
         service.startService()
@@ -234,7 +235,6 @@ class IdleTrimTests(SynchronousTestCase):
         self.assertEqual(len(service.outbox.queue("CP1", "mirror")), 0)
         service.store.db.close()
         service._trim.stop()
-        service._pool.stop()
 
 
 class DeliveredBeforeWrittenTests(SynchronousTestCase):
