@@ -6,11 +6,13 @@ nothing on a frame's path waits for the disk.
 
 Every entry is written at most C{interval} seconds (9 ms) after it came: the commit
 timer is set for the oldest pending entry's deadline, and then writes, as one group,
-everything queued up to the first entry that is in flight to a connected mirror and was
-queued less than C{age} seconds (4 ms) before (it and what follows wait for the next
-deadline). An entry the mirror answers first is never written at all (a mirror that
-keeps up costs the disk nothing); one that cannot be answered yet (its mirror away) is
-written at the first deadline, so a mirror that is down costs a commit (an C{fsync})
+everything queued up to the first entry that is in flight to a connected mirror and not
+yet due itself, or, once the group has something to write, queued less than C{age}
+seconds (4 ms) before (it and what follows wait for the next deadline). An entry the
+mirror answers first is never written at all (a mirror that keeps up costs the disk
+nothing, and one that answers a little late costs a commit only for the entries it has
+not answered by their own deadline); one that cannot be answered yet (its mirror away)
+is written at the first deadline, so a mirror that is down costs a commit (an C{fsync})
 every 9 ms or so, not every few. What a crash can lose is therefore the last 9 ms of
 entries plus the commit under way (its C{fsync}, about a millisecond).
 
@@ -141,7 +143,10 @@ class OutboxStore:
         now = self._reactor.seconds()
         pending = self._pending
         self._pending = []
+        # An entry in flight is written once its own deadline has come, or, with a group written anyway, once
+        # it is C{age} old; younger, its answer may well come first: it waits, and what follows it.
         young = math.inf if everything else now - self._age + 1e-9
+        not_due = math.inf if everything else now - self._interval + 1e-9
         batch = []
         for index, operation in enumerate(pending):  # (one pass: a hundred entries or so a group)
             if operation[0] == PUT:
@@ -149,8 +154,8 @@ class OutboxStore:
                 stored = entry.stored
                 if stored == CANCELLED:
                     continue  # delivered before it was written
-                if entry.sent and entry.written_at > young and stored == QUEUED:
-                    self._pending = pending[index:]  # its answer may well come: not written yet, nor what follows
+                if entry.sent and stored == QUEUED and entry.written_at > (young if batch else not_due):
+                    self._pending = pending[index:]
                     break
                 entry.stored = 0
             batch.append(operation)

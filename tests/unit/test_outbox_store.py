@@ -259,6 +259,34 @@ class DeliveredBeforeWrittenTests(SynchronousTestCase):
         self.assertEqual(len(fixture.outbox.queue("CP1", "mirror")), 0)
         self.assertEqual(entry.message_id, "h0")
 
+    def test_late_answers_cost_no_commit(self):
+        """
+        With nothing else to write, an entry in flight is written only at its own deadline:
+        a mirror answering 6 or 7 ms late costs no commit; one not answering by then does.
+        """
+        fixture = Fixture(self)
+        queue = fixture.outbox.queue("CP1", "mirror")
+
+        def owe_and_send(message_id):
+            fixture.owe("CP1", "mirror", message_id, "Heartbeat", {})
+            for ready in queue.ready():
+                fixture.outbox.sent("CP1", "mirror", ready, backlog=False)
+
+        owe_and_send("h0")
+        fixture.clock.advance(0.003)
+        owe_and_send("h1")
+        fixture.clock.advance(0.003)
+        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h0",{}]'))  # 6 ms late
+        fixture.clock.advance(0.003)  # h0's deadline: h1 (6 ms in flight) is not due, nothing to write
+        fixture.outbox.answered("CP1", "mirror", parse_frame(b'[3,"h1",{}]'))  # 7 ms late
+        fixture.clock.advance(0.009)
+        self.assertEqual(fixture.store.commits, 0)
+        owe_and_send("h2")
+        fixture.clock.advance(0.009)  # h2's deadline, unanswered: written
+        self.assertEqual(fixture.store.commits, 1)
+        fixture.reopen()
+        self.assertEqual([entry.message_id for entry in fixture.outbox.queue("CP1", "mirror").entries()], ["h2"])
+
     def test_in_flight_waits_4_ms_unsent_does_not(self):
         """
         An entry is written by its deadline (9 ms); one in flight to its mirror waits at
