@@ -61,10 +61,11 @@ _PUTS = {size: "INSERT OR IGNORE INTO entries VALUES " + ", ".join(["(?, ?, ?, ?
 # Most entries have no station_tx yet: their rows leave it out (NULL). The sqlite3 module binds str, int, float and
 # bytearray as they are, but looks every other type (bytes, None) up in its adapters first, which costs more than
 # binding: the payload goes as a bytearray, and a NULL is the column's default.
+# Every size up to _CHUNK (a group of a mirror that is away is one statement, see OutboxDatabase._lone_run).
 _PUTS_NO_TX = {
     size: "INSERT OR IGNORE INTO entries (station, upstream, seq, message_id, action, kind, payload, written_at) VALUES "
     + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * size)
-    for size in (1 << power for power in range(7))
+    for size in range(1, _CHUNK + 1)
 }
 _DELETES = {size: "DELETE FROM entries WHERE " + " OR ".join(["(seq = ? AND station = ? AND upstream = ?)"] * size)
             for size in (1 << power for power in range(7))}  # (an OR of keys: one primary-key search each)
@@ -79,7 +80,7 @@ def _in_chunks(db: sqlite3.Connection, statements: dict[int, str], width: int, p
     changed = 0
     start = 0
     while rows:
-        size = _CHUNK if rows >= _CHUNK else 1 << (rows.bit_length() - 1)
+        size = _CHUNK if rows >= _CHUNK else rows if rows in statements else 1 << (rows.bit_length() - 1)
         end = start + size * width
         changed += db.execute(statements[size], parameters[start:end]).rowcount
         start = end
@@ -126,7 +127,7 @@ class OutboxDatabase:
         self.close()
         existed = os.path.exists(self.path)
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=256)
         except sqlite3.Error as error:
             raise OSError(str(error)) from error
         try:
@@ -177,7 +178,7 @@ class OutboxDatabase:
             loaded.stations[station] = (subprotocol, None if boot is None else bytes(boot), bool(sent_auth))
         return loaded
 
-    def apply(self, operations: Iterable[tuple], now: float, max_bytes: int, max_age: float) -> list[tuple[str, str, int]]:
+    def apply(self, operations: list[tuple], now: float, max_bytes: int, max_age: float) -> list[tuple[str, str, int]]:
         """
         One transaction (one commit): the operations in order, then the bounds: entries
         older than C{max_age} at C{now}, then the oldest beyond C{max_bytes}, deleted.
@@ -186,10 +187,44 @@ class OutboxDatabase:
         db = self._require()
         if not os.path.exists(self.path):
             raise OSError(f"{self.path} was removed")
+        if self._lone_run(db, operations, now, max_bytes, max_age):
+            return []
         with self._transaction(db):
             self._in_runs(db, operations)
             dropped = self._bounds(db, now, max_bytes, max_age)
         return dropped
+
+    def _lone_run(self, db: sqlite3.Connection, operations: list[tuple], now: float, max_bytes: int, max_age: float) -> bool:
+        """
+        A group of entries owed and nothing else (none with a StartTransaction's station id),
+        few enough for one statement, within both bounds: written as that one statement,
+        its own transaction (no C{BEGIN}, no C{COMMIT}: two steps, and two hand-overs of the
+        interpreter lock between this thread and the reactor's, fewer; the common group of
+        a mirror that is away). False, nothing done: the group goes the general way.
+        """
+        if not 0 < len(operations) <= _CHUNK:
+            return False
+        rows: list = []
+        size = 0
+        oldest = self._oldest
+        for operation in operations:
+            if operation[0] != PUT:
+                return False
+            entry = operation[3]
+            if entry.station_tx is not None:
+                return False
+            payload = entry.payload
+            rows += (operation[1], operation[2], entry.seq, entry.message_id, entry.action, entry.kind,
+                     bytearray(payload), entry.written_at)
+            size += len(payload)
+            if entry.written_at < oldest:
+                oldest = entry.written_at
+        if self.total_bytes + size > max_bytes or now - max_age > oldest:
+            return False  # a bound to apply: in one transaction with the rows
+        changed = db.execute(_PUTS_NO_TX[len(operations)], rows).rowcount
+        self._oldest = oldest
+        self.total_bytes = self.total_bytes + size if changed == len(operations) else self._summed_bytes(db)
+        return True
 
     @contextmanager
     def _transaction(self, db: sqlite3.Connection) -> Iterator[None]:

@@ -243,6 +243,30 @@ class StoredBytesTests(SynchronousTestCase):
         fixture.commit()
         self.assert_bytes_right(fixture)
 
+    def test_a_group_of_entries_owed_is_one_statement(self):
+        """Entries owed and nothing else: one INSERT, its own transaction; with a delete: BEGIN ... COMMIT."""
+        fixture = Fixture(self)
+        fixture.owe("CP1", "mirror", "h0", "Heartbeat", {})
+        fixture.commit()  # (the first group after opening applies the age bound: the general way)
+        statements = []
+        fixture.store.db._db.set_trace_callback(statements.append)
+        for index in range(1, 20):
+            fixture.owe("CP1", "mirror", f"h{index}", "Heartbeat", {})
+        fixture.commit()
+        self.assertEqual([statement.split(" ", 1)[0] for statement in statements], ["INSERT"])
+        self.assert_bytes_right(fixture)
+        del statements[:]
+        fixture.store.write(("del", "CP1", "mirror", 1))
+        fixture.owe("CP1", "mirror", "h20", "Heartbeat", {})
+        fixture.commit()
+        verbs = [statement.split(" ", 1)[0] for statement in statements]
+        self.assertEqual((verbs[0], verbs[-1]), ("BEGIN", "COMMIT"))
+        self.assertEqual(verbs.count("INSERT"), 1)
+        self.assert_bytes_right(fixture)
+        fixture.reopen()
+        self.assertEqual(len(fixture.outbox.queue("CP1", "mirror")), 20)
+        self.assert_bytes_right(fixture)
+
     def test_a_failed_group_leaves_the_bytes_as_before(self):
         """A group rolled back (here an operation the file does not know, after a row) counts nothing of itself."""
         fixture = Fixture(self)
