@@ -55,18 +55,25 @@ class ParsedOnceTests(OutboxFixture, SynchronousTestCase):
         self.assertEqual(len(self.outbox.queue("CP_1", "c")), 0)
 
 
+def heartbeat_in_flight(case):
+    """Station CP_1 connected, its Heartbeat h-1 sent at once (live) to mirror c, which answers nothing itself: c's queue."""
+    harness = case.harness
+    harness.third.answer_calls = False
+    station = harness.connect_station("CP_1")
+    harness.flush()
+    station.send('[2,"h-1","Heartbeat",{}]')
+    harness.flush()
+    queue = case.outbox.queue("CP_1", "c")
+    case.assertEqual(list(queue.in_flight), ["h-1"])
+    return queue
+
+
 class AnswerShapeTests(OutboxFixture, SynchronousTestCase):
     """An answer is known as one whatever JSON white space the mirror writes."""
 
     def test_spaced_answer_delivers_its_entry(self):
         harness = self.harness
-        harness.third.answer_calls = False
-        station = harness.connect_station("CP_1")
-        harness.flush()
-        station.send('[2,"h-1","Heartbeat",{}]')
-        harness.flush()
-        queue = self.outbox.queue("CP_1", "c")
-        self.assertEqual(list(queue.in_flight), ["h-1"])
+        queue = heartbeat_in_flight(self)
         harness.third.connection.send(' [ 3 ,\n "h-1", {} ]')
         harness.flush()
         self.assertEqual(len(queue), 0)
@@ -415,13 +422,7 @@ class SessionTokenTests(OutboxFixture, SynchronousTestCase):
 
     def test_answer_to_an_earlier_sessions_call_is_consumed(self):
         harness = self.harness
-        harness.third.answer_calls = False
-        station = harness.connect_station("CP_1")
-        harness.flush()
-        station.send('[2,"h-1","Heartbeat",{}]')
-        harness.flush()
-        queue = self.outbox.queue("CP_1", "c")
-        self.assertEqual(list(queue.in_flight), ["h-1"])  # sent at once, live
+        queue = heartbeat_in_flight(self)
         entry = queue.in_flight["h-1"]
         live = entry.live
         self.assertTrue(live)
