@@ -256,12 +256,7 @@ class Outbox:
         """
         queue.delivered(entry)
         self.store.delete(station, upstream, entry)
-        waiting = self._waiting
-        left = waiting[upstream] - 1
-        if left > 0:
-            waiting[upstream] = left
-        else:
-            self._gone(upstream, 0)
+        self._gone(upstream, 1)
 
     def station_started(self, station: str, message_id: str, station_tx: int) -> None:
         """The station's primary answered its StartTransaction C{message_id} with C{station_tx}."""

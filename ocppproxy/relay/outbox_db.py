@@ -187,44 +187,34 @@ class OutboxDatabase:
         db = self._require()
         if not os.path.exists(self.path):
             raise OSError(f"{self.path} was removed")
-        if self._lone_run(db, operations, now, max_bytes, max_age):
+        if self._lone_run(operations, now, max_bytes, max_age):
+            self._in_runs(db, operations)  # one INSERT, its own transaction
             return []
         with self._transaction(db):
             self._in_runs(db, operations)
             dropped = self._bounds(db, now, max_bytes, max_age)
         return dropped
 
-    def _lone_run(self, db: sqlite3.Connection, operations: list[tuple], now: float, max_bytes: int, max_age: float) -> bool:
+    def _lone_run(self, operations: list[tuple], now: float, max_bytes: int, max_age: float) -> bool:
         """
-        A group of entries owed and nothing else (none with a StartTransaction's station id),
-        few enough for one statement, within both bounds: written as that one statement,
-        its own transaction (no C{BEGIN}, no C{COMMIT}: two steps, and two hand-overs of the
-        interpreter lock between this thread and the reactor's, fewer; the common group of
-        a mirror that is away). False, nothing done: the group goes the general way.
+        Whether the group is entries owed and nothing else (none with a StartTransaction's
+        station id), few enough for one statement, within both bounds: then that one
+        statement is its own transaction (no C{BEGIN}, no C{COMMIT}: two steps, and two
+        hand-overs of the interpreter lock between this thread and the reactor's, fewer;
+        the common group of a mirror that is away).
         """
         if not 0 < len(operations) <= _CHUNK:
             return False
-        rows: list = []
         size = 0
         oldest = self._oldest
         for operation in operations:
-            if operation[0] != PUT:
+            if operation[0] != PUT or operation[3].station_tx is not None:
                 return False
             entry = operation[3]
-            if entry.station_tx is not None:
-                return False
-            payload = entry.payload
-            rows += (operation[1], operation[2], entry.seq, entry.message_id, entry.action, entry.kind,
-                     bytearray(payload), entry.written_at)
-            size += len(payload)
+            size += len(entry.payload)
             if entry.written_at < oldest:
                 oldest = entry.written_at
-        if self.total_bytes + size > max_bytes or now - max_age > oldest:
-            return False  # a bound to apply: in one transaction with the rows
-        changed = db.execute(_PUTS_NO_TX[len(operations)], rows).rowcount
-        self._oldest = oldest
-        self.total_bytes = self.total_bytes + size if changed == len(operations) else self._summed_bytes(db)
-        return True
+        return self.total_bytes + size <= max_bytes and now - max_age <= oldest  # (else a bound to apply with them)
 
     @contextmanager
     def _transaction(self, db: sqlite3.Connection) -> Iterator[None]:

@@ -75,12 +75,9 @@ class OutboxLinks:
         A Send to upstream C{name}: True if the outbox took it (a station CALL or SEND owed
         to a mirror), or if it waits behind the backlog of an upstream now answering the station.
         """
-        if name == self.relay.plain_primary:
-            # The primary (the common case, on every CALL): only its own backlog, if any, holds the frame.
-            if not self._held_live and (self.station_id, name) not in self.outbox.queues:
-                return False
-            return self._behind_backlog(name, payload)
-        if not self.outbox_for(name):
+        if name == self.relay.plain_primary or not self.outbox_for(name):
+            # The primary (the common case, on every CALL), or a mirror that opted out: only
+            # the backlog of an upstream now answering the station, if any, holds the frame.
             return self._behind_backlog(name, payload)
         frame = self._station_frame
         if frame is not None:

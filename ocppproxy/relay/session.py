@@ -62,7 +62,7 @@ class StationSession(RouteLinks, ReadingFlow, OutboxLinks):
     # Names with a class-level default in a mixin stay in the dictionary.
     __slots__ = (
         *("_bucket", "_clock", "_closing", "_ended", "_expiry_timer", "_handshake_timeout", "_limits"),
-        *("_make_link", "_negotiation", "_observer", "_offers", "_on_ended", "_owed_live", "_paused_by"),
+        *("_make_link", "_negotiation", "_observer", "_offers", "_on_ended", "_paused_by"),
         *("_primary_accepted", "_redactor", "_stopped", "_throttle_timer", "_write_limits", "_write_watch"),
         *("after_drain", "api_calls", "connected_since", "link_settings", "links", "outbox_sent_auth"),
         *("protocol", "recorder", "relay", "routing", "station_id", "subprotocol"),
