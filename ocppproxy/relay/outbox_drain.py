@@ -9,6 +9,14 @@ backlog sent by the queue's rules, the link closed once the backlog is empty. It
 retry every C{reconnect.max_delay} seconds for as long as the backlog lasts. CALLs the
 upstream sends on it get a CALLERROR (C{GenericError}, "station offline").
 
+An upstream that cannot be reached is tried by one drain link, not by all of them: when a
+drain link's attempt fails short of an HTTP answer (refused, timed out, TLS), that station
+probes the upstream alone (every C{reconnect.max_delay} seconds); the other drain links to
+it stop, and no new one is opened, until the probe connects; then every backlog waiting
+for it is opened at once. So a thousand stations away while their mirror is down cost one
+connection attempt and one log line every C{max_delay}, not a thousand. An HTTP refusal
+says nothing of the others (a mirror that does not know one station id): it parks nothing.
+
 No secret is stored: a drain link carries the upstream's own credentials (C{auth: drop}
 or explicit ones), or none when the station sent none; a station whose own credentials
 must be passed drains when it next connects. A station connecting stops its drain first
@@ -39,18 +47,21 @@ class StationDrain:
 
     _log = proxy_logger()
 
-    def __init__(self, station_id: str, outbox: Outbox, on_done: Callable[[StationDrain], None]) -> None:
+    def __init__(
+        self, station_id: str, outbox: Outbox, on_done: Callable[[StationDrain], None], watcher: Drains | None = None
+    ) -> None:
         self.station_id = station_id
         self._outbox = outbox
         self._on_done = on_done
+        self._watcher = watcher
         self.links: dict[str, UpstreamLink] = {}
         self._booted: set[str] = set()
         self._stopping = False
 
     def start(self, links: Mapping[str, UpstreamLink]) -> None:
-        """Start connecting C{links} (by upstream name)."""
-        self.links = dict(links)
-        for name, link in self.links.items():
+        """Start connecting C{links} (by upstream name; more may be started later, see L{Drains.open_drains})."""
+        self.links.update(links)
+        for name, link in links.items():
             self._log.info("station {station} is away: draining its backlog to {upstream}", station=self.station_id,
                            upstream=name)
             link.start()
@@ -80,6 +91,18 @@ class StationDrain:
             self._log.info("station {station}: backlog for {upstream} delivered, drain link closed",
                            station=self.station_id, upstream=name)
             link.stop()
+        self._done_if_empty()
+
+    def park(self, name: str) -> None:
+        """Stop trying C{name} for now (another drain probes it); its backlog stays for a later drain link."""
+        link = self.links.pop(name, None)
+        if link is not None:
+            self._outbox.queue(self.station_id, name).link_lost()
+            self._booted.discard(name)
+            link.stop()
+        self._done_if_empty()
+
+    def _done_if_empty(self) -> None:
         if not self.links and not self._stopping:
             self._stopping = True
             self._on_done(self)
@@ -111,6 +134,8 @@ class StationDrain:
 
     def upstream_connected(self, name: str) -> None:
         """The drain link is up: the BootNotification, then the backlog."""
+        if self._watcher is not None:
+            self._watcher.reachable(name)
         self._pump(name)
 
     def upstream_disconnected(self, name: str, reason: str) -> None:
@@ -125,7 +150,9 @@ class StationDrain:
         self._finish(name)
 
     def upstream_attempt_failed(self, name: str, reason: str) -> None:
-        pass
+        link = self.links.get(name)
+        if self._watcher is not None and link is not None and link.last_refused_status is None:
+            self._watcher.unreachable(self, name)
 
     def upstream_frame_dropped(self, name: str) -> None:
         pass
@@ -158,6 +185,8 @@ class Drains:
         self.drains: dict[str, StationDrain] = {}
         self._timer: Any = None
         self._skipped: set[tuple[str, str]] = set()
+        self.probes: dict[str, str] = {}
+        """By upstream that cannot be reached: the station whose drain link alone tries it (see the module's doc)."""
         # A drain link retries at max_delay for as long as the backlog lasts.
         policy = config.reconnect
         self.policy = replace(policy, initial_delay=policy.max_delay, factor=1.0, max_attempts=2**31)
@@ -172,10 +201,16 @@ class Drains:
         self.open_drains()
 
     def open_drains(self) -> None:
-        """Open a drain for each station with a backlog, no session here and no drain yet (now, once)."""
+        """
+        Open a drain link for each backlog of a station with no session here, unless one
+        is open or its upstream cannot be reached and another station's link probes it (now, once).
+        """
         owed: dict[str, list[str]] = {}
         for station, upstream, *_ in self._outbox.backlogs():
-            if station not in self.drains and not self._connected(station) and self._outbox.drainable(station):
+            drain = self.drains.get(station)
+            if drain is not None and upstream in drain.links or self._waits(station, upstream):
+                continue
+            if not self._connected(station) and self._outbox.drainable(station):
                 owed.setdefault(station, []).append(upstream)
         for station, names in owed.items():
             links = {}
@@ -183,18 +218,59 @@ class Drains:
             for name in names:
                 upstream = self._upstreams().get(name)
                 headers = self._headers(station, name, upstream, sent_auth)
-                if headers is None:
+                if headers is None or self._waits(station, name):
                     continue
                 links[name] = (upstream, headers)
+                if name in self.probes:
+                    self.probes[name] = station  # the probe went (connected, drained): this one takes over
             if not links:
                 continue
-            drain = StationDrain(station, self._outbox, self._done)
-            self.drains[station] = drain
+            drain = self.drains.get(station)
+            if drain is None:
+                drain = self.drains[station] = StationDrain(station, self._outbox, self._done, self)
             protocol = subprotocol or self._config.default_subprotocol
             drain.start({
                 name: self._make_link(station, name, upstream, protocol, headers, drain, self.policy)
                 for name, (upstream, headers) in links.items()
             })
+
+    def _waits(self, station: str, name: str) -> bool:
+        """Whether C{station}'s backlog for C{name} waits: C{name} cannot be reached and another drain probes it."""
+        probe = self.probes.get(name)
+        if probe is None or probe == station:
+            return False
+        drain = self.drains.get(probe)
+        return drain is not None and name in drain.links
+
+    def unreachable(self, drain: StationDrain, name: str) -> None:
+        """
+        A drain link's attempt to C{name} failed short of an HTTP answer: unless another
+        drain probes C{name} already, C{drain} does, and every other drain link to it not
+        connected stops (their backlogs wait for the probe).
+        """
+        if self._waits(drain.station_id, name):
+            drain.park(name)
+            return
+        if name not in self.probes:
+            parked = 0
+            for other in list(self.drains.values()):
+                link = other.links.get(name)
+                if other is not drain and link is not None and not link.connected:
+                    other.park(name)
+                    parked += 1
+            self._log.warn(
+                "upstream {upstream} cannot be reached from the drain links: station {station}'s alone tries it"
+                " every {delay:g} s; the backlogs of the other stations away wait for it ({parked} links stopped)",
+                upstream=name, station=drain.station_id, delay=self.policy.max_delay, parked=parked,
+            )
+        self.probes[name] = drain.station_id
+
+    def reachable(self, name: str) -> None:
+        """A drain link to C{name} connected: if a probe was trying it, every backlog waiting for it drains now."""
+        if self.probes.pop(name, None) is not None:
+            self._log.info("upstream {upstream} is reachable again: the backlogs that waited for it drain now",
+                           upstream=name)
+            self._reactor.callLater(0, self.open_drains)
 
     def _headers(self, station: str, name: str, upstream: Upstream | None, sent_auth: bool) -> dict | None:
         """The drain link's handshake headers, or None: it cannot drain now (said once)."""

@@ -147,6 +147,8 @@ class UpstreamLink:
         self._jitter = jitter
         self.protocol: UpstreamProtocol | None = None
         self.first_outcome: Deferred[HandshakeOutcome] = Deferred()
+        self.last_refused_status: int | None = None
+        """The HTTP status that refused the last failed attempt (None: it failed before, or short of, an answer)."""
         self._factory = factory = UpstreamFactory(
             self,
             websocket_options or {"openHandshakeTimeout": 10, "closeHandshakeTimeout": 5},
@@ -340,6 +342,7 @@ class UpstreamLink:
         self._owner.from_upstream(self.name, payload)
 
     def _attempt_failed(self, reason: str, refused_status: int | None = None) -> None:
+        self.last_refused_status = refused_status
         self._first(HandshakeOutcome(refused_status=refused_status, reason=reason))
         self._carry_out(self._state.attempt_failed(reason))
 

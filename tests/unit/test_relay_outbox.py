@@ -181,6 +181,70 @@ class DrainTests(OutboxFixture, SynchronousTestCase):
         self.assertEqual(len(harness.third.connections), 1)
 
 
+class UnreachableMirrorTests(OutboxFixture, SynchronousTestCase):
+    """Stations away while their mirror is down: one drain link tries it, not one per station."""
+
+    STATIONS = [f"CP_{number}" for number in range(1, 7)]
+
+    def stations_leave_with_a_backlog(self):
+        harness = self.harness
+        harness.third.state = DOWN
+        for station_id in self.STATIONS:
+            station = harness.connect_station(station_id)
+            station.send(f'[2,"h-{station_id}","Heartbeat",{{}}]')
+            harness.flush()
+            station.sendClose(1000)
+            harness.flush()
+        self.assertEqual(harness.proxy.sessions, {})
+
+    def test_one_probe_while_down_then_every_backlog_drains(self):
+        harness, third = self.harness, self.harness.third
+        self.stations_leave_with_a_backlog()
+        harness.advance(5)  # the first look: each drain link tries once, then all but one stop
+        first = third.attempts
+        (probe,) = harness.proxy.drains.probes.values()
+        self.assertEqual([name for name, drain in harness.proxy.drains.drains.items() if drain.links], [probe])
+        harness.advance(40)  # ten times reconnect.max_delay
+        self.assertLessEqual(third.attempts - first, 11, "every station away tried the mirror on its own")
+        self.assertGreaterEqual(third.attempts - first, 9, "the probe stopped trying")
+        self.assertEqual(len(harness.logged("cannot be reached from the drain links")), 1)
+        third.state = UP
+        harness.advance(5)  # the probe connects; the others open at once
+        self.assertEqual(sorted(json.loads(text)[1] for text in third.received() if '"Heartbeat"' in text),
+                         sorted(f"h-{station_id}" for station_id in self.STATIONS))
+        harness.advance(1)
+        self.assertEqual(harness.proxy.drains.drains, {})
+        self.assertEqual(harness.proxy.drains.probes, {})
+        self.assertTrue(all(connection.closed for connection in third.connections))
+        self.assertEqual(len(harness.logged("reachable again")), 1)
+
+    def test_the_probe_s_station_connecting_hands_the_probe_on(self):
+        harness, third = self.harness, self.harness.third
+        self.stations_leave_with_a_backlog()
+        harness.advance(5)
+        (probe,) = harness.proxy.drains.probes.values()
+        harness.connect_station(probe)  # its own session takes over; another station probes at the next look
+        harness.advance(5)
+        (second,) = harness.proxy.drains.probes.values()
+        self.assertNotEqual(second, probe)
+        self.assertEqual([name for name, drain in harness.proxy.drains.drains.items() if drain.links], [second])
+        third.state = UP
+        harness.advance(5)
+        self.assertEqual(sorted(json.loads(text)[1] for text in third.received() if '"Heartbeat"' in text),
+                         sorted(f"h-{station_id}" for station_id in self.STATIONS))
+        harness.advance(1)
+        self.assertEqual(harness.proxy.drains.drains, {})
+
+    def test_a_refusal_parks_nothing(self):
+        harness, third = self.harness, self.harness.third
+        self.stations_leave_with_a_backlog()
+        third.state = UP
+        third.refuse_status = 404  # the mirror knows none of these stations: each says so for itself
+        harness.advance(5)
+        self.assertEqual(harness.proxy.drains.probes, {})
+        self.assertEqual(len([drain for drain in harness.proxy.drains.drains.values() if drain.links]), len(self.STATIONS))
+
+
 class BecomesPrimaryTests(OutboxFixture, SynchronousTestCase):
     """A mirror that becomes the station's primary (a migration) still gets its backlog, its answers consumed."""
 
