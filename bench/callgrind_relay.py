@@ -2,14 +2,17 @@
 Instructions per relayed CALL of the whole daemon, counted by callgrind: deterministic
 where CPU time on a shared machine is not, so a change of a few per cent shows.
 
-    .venv/bin/python bench/callgrind_relay.py [--stations K] [--calls M]   (after make venv)
+    .venv/bin/python bench/callgrind_relay.py [--stations K] [--calls M] [--feature NAME]   (after make venv)
 
 Starts the two benchmark central systems and ``twistd -n ocppproxy`` under ``valgrind
 --tool=callgrind`` with counting off, connects K stations (each from a loopback address
 of its own), warms up, then counts only while each station sends M Heartbeats in a
 closed loop (``callgrind_control -i on`` / ``off``). Prints the user-space instructions
 (callgrind's Ir) per relayed CALL and leaves the callgrind output file for
-``callgrind_annotate``. The kernel's part (the socket calls) is not counted.
+``callgrind_annotate``. The kernel's part (the socket calls, an ``fsync``) is not counted.
+``--feature`` turns on one of ``bench/features.py``'s switches (``outbox``,
+``outbox-mirror-down``, ...), so that two runs compare a feature's cost without noise;
+the writer thread of the outbox is counted with the rest.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import subprocess
 import tempfile
 
 import run
+from features import FEATURES
 from fleet import source_address
 from websockets.asyncio.client import connect
 
@@ -67,7 +71,8 @@ async def main(args) -> None:
     primary_port, secondary_port, proxy_port = (run.free_port() for _ in range(3))
     primary = run.central("primary", primary_port, workdir)
     secondary = run.central("secondary", secondary_port, workdir)
-    config = run.proxy_config(workdir, proxy_port, primary_port, secondary_port)
+    feature = FEATURES[args.feature] if args.feature else None
+    config = run.proxy_config(workdir, proxy_port, primary_port, secondary_port, feature=feature)
     out = os.path.join(workdir, "callgrind.out")
     proxy = run.Process(
         "ocppproxy",
@@ -116,4 +121,5 @@ if __name__ == "__main__":
     parser.add_argument("--stations", type=int, default=10)
     parser.add_argument("--calls", type=int, default=200, help="counted CALLs per station")
     parser.add_argument("--warm", type=int, default=20, help="CALLs per station before counting")
+    parser.add_argument("--feature", choices=sorted(FEATURES), help="one switch of bench/features.py on")
     asyncio.run(main(parser.parse_args()))
