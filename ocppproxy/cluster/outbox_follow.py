@@ -226,7 +226,8 @@ class OutboxFollower:
         drains = self._drains()
         now = self._clock.seconds()
         for station, hold in list(self.holds.items()):
-            if drains is not None and station in drains.drains:
+            if drains is not None and (station in drains.drains or drains.waits_for_probe(station)):
+                # Draining, or waiting for its upstream to be reached by another station's drain link: kept.
                 self._idle_since.pop(station, None)
                 continue
             backlog = any(len(queue) for _, queue in self.outbox.queues_of(station))

@@ -242,6 +242,14 @@ class Drains:
         drain = self.drains.get(probe)
         return drain is not None and name in drain.links
 
+    def waits_for_probe(self, station: str) -> bool:
+        """Whether a backlog of C{station} waits for another station's drain link to reach its upstream."""
+        queues = self._outbox.queues
+        return any(
+            self._waits(station, name) and len(queues.get((station, name)) or ())
+            for name in self.probes
+        )
+
     def unreachable(self, drain: StationDrain, name: str) -> None:
         """
         A drain link's attempt to C{name} failed short of an HTTP answer: unless another

@@ -319,8 +319,13 @@ class FakeDrains:
         self.opened = 0
         self.stopped: list[str] = []
 
+        self.waiting: set[str] = set()
+
     def open_drains(self) -> None:
         self.opened += 1
+
+    def waits_for_probe(self, station: str) -> bool:
+        return station in self.waiting
 
     def stop_for(self, station: str) -> Deferred:
         self.stopped.append(station)
@@ -411,6 +416,24 @@ class FollowerTests(SynchronousTestCase):
         self.follower.look()
         self.assertEqual(self.cluster.ended, [hold])
         self.assertEqual(self.outbox.queues, {})
+
+    def test_a_backlog_waiting_for_its_upstream_keeps_its_claim(self):
+        """Claimed, loaded, its upstream unreachable (another drain link probes it): held until it drains."""
+        self.absent.append("WAIT")
+        self.follower.look()
+        self.clock.advance(4)
+        self.follower.look()
+        self.loads["WAIT"].callback((self.backlog("a"), {}, None))
+        self.drains.waiting.add("WAIT")
+        for _ in range(5):
+            self.clock.advance(4)
+            self.follower.look()
+        self.assertEqual(self.cluster.ended, [])
+        self.assertIn("WAIT", self.follower.held)
+        self.drains.waiting.discard("WAIT")  # the upstream is back: its drain link opens
+        self.drains.drains["WAIT"] = object()
+        self.follower.look()
+        self.assertIn("WAIT", self.follower.held)
 
     def test_each_look_goes_on_where_the_last_stopped(self):
         """Many backlogs (mostly held): each look checks the next window of them, then starts again."""

@@ -204,6 +204,9 @@ class UnreachableMirrorTests(OutboxFixture, SynchronousTestCase):
         first = third.attempts
         (probe,) = harness.proxy.drains.probes.values()
         self.assertEqual([name for name, drain in harness.proxy.drains.drains.items() if drain.links], [probe])
+        drains = harness.proxy.drains
+        self.assertEqual([each for each in self.STATIONS if drains.waits_for_probe(each)],
+                         [each for each in self.STATIONS if each != probe])
         harness.advance(40)  # ten times reconnect.max_delay
         self.assertLessEqual(third.attempts - first, 11, "every station away tried the mirror on its own")
         self.assertGreaterEqual(third.attempts - first, 9, "the probe stopped trying")
