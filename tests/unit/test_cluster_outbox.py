@@ -355,6 +355,14 @@ class FollowerTests(SynchronousTestCase):
         self.loads[station] = Deferred()
         return self.loads[station]
 
+    def claimed_and_loaded(self, station: str) -> None:
+        """An absent C{station} with a backlog, claimed by this instance once Redis settled, its backlog read."""
+        self.absent.append(station)
+        self.follower.look()
+        self.clock.advance(5)
+        self.follower.look()
+        self.loads[station].callback((self.backlog("a"), {}, None))
+
     def backlog(self, *message_ids: str) -> dict:
         return {"mirror": [Entry(n + 1, m, "MeterValues", b"[2]", 1.0) for n, m in enumerate(message_ids)]}
 
@@ -419,11 +427,7 @@ class FollowerTests(SynchronousTestCase):
 
     def test_a_backlog_waiting_for_its_upstream_keeps_its_claim(self):
         """Claimed, loaded, its upstream unreachable (another drain link probes it): held until it drains."""
-        self.absent.append("WAIT")
-        self.follower.look()
-        self.clock.advance(4)
-        self.follower.look()
-        self.loads["WAIT"].callback((self.backlog("a"), {}, None))
+        self.claimed_and_loaded("WAIT")
         self.drains.waiting.add("WAIT")
         for _ in range(5):
             self.clock.advance(4)
@@ -448,11 +452,7 @@ class FollowerTests(SynchronousTestCase):
 
     def test_a_backlog_that_cannot_drain_is_left_alone_a_while(self):
         """Claimed, loaded, no drain link opens: released after a while, not claimed again for UNDRAINED_PAUSE."""
-        self.absent.append("PASS")
-        self.follower.look()
-        self.clock.advance(5)
-        self.follower.look()
-        self.loads["PASS"].callback((self.backlog("a"), {}, None))
+        self.claimed_and_loaded("PASS")
         self.follower.look()
         self.assertEqual(self.cluster.ended, [])
         self.clock.advance(4)
