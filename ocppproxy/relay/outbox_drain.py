@@ -43,12 +43,15 @@ LinkMaker = Callable[..., UpstreamLink]
 
 
 class StationDrain:
-    """The drain links of one absent station; the owner of its L{UpstreamLink}s."""
+    """
+    The drain links of one absent station; the owner of its L{UpstreamLink}s. C{watcher}
+    (the L{Drains}) is told when a link connects or fails short of an HTTP answer.
+    """
 
     _log = proxy_logger()
 
     def __init__(
-        self, station_id: str, outbox: Outbox, on_done: Callable[[StationDrain], None], watcher: Drains | None = None
+        self, station_id: str, outbox: Outbox, on_done: Callable[[StationDrain], None], watcher: Drains
     ) -> None:
         self.station_id = station_id
         self._outbox = outbox
@@ -134,8 +137,7 @@ class StationDrain:
 
     def upstream_connected(self, name: str) -> None:
         """The drain link is up: the BootNotification, then the backlog."""
-        if self._watcher is not None:
-            self._watcher.reachable(name)
+        self._watcher.reachable(name)
         self._pump(name)
 
     def upstream_disconnected(self, name: str, reason: str) -> None:
@@ -151,7 +153,7 @@ class StationDrain:
 
     def upstream_attempt_failed(self, name: str, reason: str) -> None:
         link = self.links.get(name)
-        if self._watcher is not None and link is not None and link.last_refused_status is None:
+        if link is not None and link.last_refused_status is None:
             self._watcher.unreachable(self, name)
 
     def upstream_frame_dropped(self, name: str) -> None:
@@ -218,7 +220,7 @@ class Drains:
             for name in names:
                 upstream = self._upstreams().get(name)
                 headers = self._headers(station, name, upstream, sent_auth)
-                if headers is None or self._waits(station, name):
+                if headers is None or self._waits(station, name):  # (again: a station before may probe it now)
                     continue
                 links[name] = (upstream, headers)
                 if name in self.probes:
