@@ -2,7 +2,9 @@
 The durable outbox end to end, through twistd with the `ocpp` library's peers: a mirror
 down while a station runs a whole 1.6 transaction with many MeterValues; kill -9; a
 restart; the station stays away; the mirror comes back and gets every frame, in order,
-with its own transaction ids, on a drain link the proxy closes afterwards.
+with its own transaction ids, on a drain link the proxy closes afterwards. Stations away
+while their mirror cannot be reached: one drain link tries it, not one per station, and
+every backlog is delivered once it is back.
 """
 
 from __future__ import annotations
@@ -110,3 +112,48 @@ class OutboxDaemonTests(DaemonTestCase):
         self.assertEqual(len(mirror.connections), 1)
         await poll_until(lambda: asyncio.sleep(0, stored(path)), lambda count: count == 0,
                          lambda count: f"{count} entries left")
+
+
+class UnreachableMirrorDaemonTests(DaemonTestCase):
+    timeout = 120
+
+    @async_test
+    async def test_one_drain_link_tries_the_mirror_then_every_backlog_drains(self):
+        primary = CentralSystem(100)
+        primary_port = await primary.start()
+        self.addCleanup(lambda: asyncio.ensure_future(primary.stop()))
+        attempts = []
+
+        async def hang_up(reader, writer):  # the mirror's port accepts and closes: no HTTP answer
+            attempts.append(1)
+            writer.close()
+
+        unreachable = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        mirror_port = unreachable.sockets[0].getsockname()[1]
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        config = 'listen: "tcp:port=0:interface=127.0.0.1"\n' + outbox_config(primary_port, mirror_port, directory)
+        process = await self.run_daemon(config)
+        found, _ = await self.read_until(process.stdout, r"listening on .*port=(\d+)")
+        stations = [f"CP_U{number}" for number in range(5)]
+        for station_id in stations:
+            station, websocket, _ = await connect_station(f"ws://127.0.0.1:{found.group(1)}/", station_id)
+            await station.call(call.Heartbeat())
+            await websocket.close()
+        await self.read_until(process.stdout, r"upstream m cannot be reached from the drain links")
+        before = len(attempts)
+        await asyncio.sleep(2.0)  # a window to count in: drain links retry every 0.5 s (reconnect.max_delay)
+        self.assertLessEqual(len(attempts) - before, 6, "each station away tried the mirror on its own")
+        unreachable.close()
+        await asyncio.wait_for(unreachable.wait_closed(), WAIT)
+        mirror = CentralSystem(500)
+        await mirror.start(mirror_port)
+        self.addCleanup(lambda: asyncio.ensure_future(mirror.stop()))
+
+        def heartbeats() -> dict:
+            return {connection.path: [frame[2] for frame in connection.session.received]
+                    for connection in mirror.connections if connection.session.received}
+
+        await poll_until(lambda: asyncio.sleep(0, heartbeats()), lambda got: len(got) == len(stations),
+                         lambda got: f"backlogs delivered to the mirror: {sorted(got)}", timeout=30)
+        self.assertEqual(heartbeats(), {f"/mirror/{station_id}": ["Heartbeat"] for station_id in stations})
